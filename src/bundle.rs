@@ -1,0 +1,320 @@
+//! Bundle format v1: a BagIt 1.0 bag whose payload `data/` is an OCI image
+//! layout, with airlock's description (`airlock.json`), `VERIFY.txt`, and
+//! signatures and custody events outside both manifests.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256Digest;
+use crate::manifest::PicklePolicy;
+
+pub const BAGIT_TXT: &str = "bagit.txt";
+pub const BAG_INFO: &str = "bag-info.txt";
+pub const MANIFEST: &str = "manifest-sha256.txt";
+pub const TAGMANIFEST: &str = "tagmanifest-sha256.txt";
+pub const DESCRIPTION: &str = "airlock.json";
+pub const VERIFY_TXT: &str = "VERIFY.txt";
+pub const SIGNATURES_DIR: &str = "signatures";
+pub const CUSTODY_DIR: &str = "custody";
+
+/// Tag files covered by the tag manifest, in the order they are written.
+pub const TAG_FILES: [&str; 5] = [BAGIT_TXT, BAG_INFO, DESCRIPTION, VERIFY_TXT, MANIFEST];
+
+pub const BAGIT_CONTENT: &str = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n";
+
+pub const OCI_LAYOUT: &str = "data/oci-layout";
+pub const OCI_INDEX: &str = "data/index.json";
+pub const BLOBS_PREFIX: &str = "data/blobs/sha256/";
+pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const TITLE: &str = "org.opencontainers.image.title";
+pub const MODEL_FILEPATH: &str = "org.cncf.model.filepath";
+pub const FILE_MODE: &str = "dev.airlock.file.mode";
+
+pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_JSON: &[u8] = b"{}";
+
+pub const MODEL_ARTIFACT: &str = "application/vnd.cncf.model.manifest.v1+json";
+pub const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+pub const MODEL_WEIGHT: &str = "application/vnd.cncf.model.weight.v1.raw";
+pub const MODEL_WEIGHT_CONFIG: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+pub const MODEL_DOC: &str = "application/vnd.cncf.model.doc.v1.raw";
+pub const MODEL_CODE: &str = "application/vnd.cncf.model.code.v1.raw";
+
+pub const FILES_ARTIFACT: &str = "application/vnd.airlock.files.v1+json";
+pub const FILE_LAYER: &str = "application/vnd.airlock.file.v1.raw";
+
+/// Largest tag file, signature or custody event accepted from a bundle.
+pub const MAX_TAG_FILE: u64 = 64 << 20;
+/// Largest OCI manifest, index or config blob parsed from a bundle.
+pub const MAX_JSON_BLOB: u64 = 4 << 20;
+/// Mode bits recorded for executable files.
+pub const MODE_EXEC: u32 = 0o755;
+pub const MODE_FILE: u32 = 0o644;
+
+/// The bundle's own description (`airlock.json`), covered by the tag manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Description {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created: String,
+    pub generator: String,
+    pub pickle: PicklePolicy,
+    pub artifacts: Vec<Artifact>,
+}
+
+pub const DESCRIPTION_KIND: &str = "BundleDescription";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    Model,
+    Files,
+}
+
+/// One OCI artifact in the bundle: its manifest, config and layers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Artifact {
+    pub kind: ArtifactKind,
+    /// Model name, or the file set's path as written in the manifest.
+    pub name: String,
+    /// `org.opencontainers.image.ref.name` of the artifact in `data/index.json`.
+    pub reference: String,
+    pub artifact_type: String,
+    pub manifest: Blob,
+    pub config: Blob,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Blob {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+}
+
+/// A layer is one file: where it goes when exported, and its mode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Layer {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub path: String,
+    pub mode: u32,
+}
+
+impl Description {
+    pub fn total_size(&self) -> u64 {
+        self.blobs().values().map(|b| b.1).sum()
+    }
+
+    /// Every distinct blob the description declares: digest → (media type, size).
+    pub fn blobs(&self) -> BTreeMap<Sha256Digest, (String, u64)> {
+        let mut out = BTreeMap::new();
+        for a in &self.artifacts {
+            out.insert(
+                a.manifest.digest,
+                (a.manifest.media_type.clone(), a.manifest.size),
+            );
+            out.insert(
+                a.config.digest,
+                (a.config.media_type.clone(), a.config.size),
+            );
+            for l in &a.layers {
+                out.entry(l.digest)
+                    .or_insert((l.media_type.clone(), l.size));
+            }
+        }
+        out
+    }
+
+    /// `name-version`, the directory and file stem of the bundle.
+    pub fn stem(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+}
+
+pub fn blob_path(d: &Sha256Digest) -> String {
+    format!("{BLOBS_PREFIX}{}", d.hex())
+}
+
+/// Serializes JSON deterministically: object keys sorted, compact.
+pub fn canonical_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let value = serde_json::to_value(v).expect("serializable");
+    serde_json::to_vec(&value).expect("serializable")
+}
+
+/// Renders a BagIt manifest: `<hex>  <path>` lines, sorted by path.
+pub fn render_manifest(entries: &BTreeMap<String, Sha256Digest>) -> String {
+    let mut s = String::new();
+    for (path, d) in entries {
+        s.push_str(&d.hex());
+        s.push_str("  ");
+        s.push_str(path);
+        s.push('\n');
+    }
+    s
+}
+
+/// Parses a BagIt manifest into path → digest. Each problem is reported with
+/// its line number; paths are checked to be relative, normalized and unique.
+pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, Sha256Digest>, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (hex, path) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("line {n}: expected \"<sha256>  <path>\""))?;
+        let path = path.trim_start();
+        let path = path.strip_prefix('*').unwrap_or(path);
+        let digest: Sha256Digest = hex.parse().map_err(|e| format!("line {n}: {e}"))?;
+        if !safe_relative(path) {
+            return Err(format!(
+                "line {n}: unsafe path {path:?} (absolute, '..', or not normalized)"
+            ));
+        }
+        if out.insert(path.to_string(), digest).is_some() {
+            return Err(format!("line {n}: {path:?} listed twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// A path inside the bundle that is safe to join below a directory: relative,
+/// `/`-separated normal components, no `.`/`..`, no NUL or backslash.
+pub fn safe_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.len() <= 4096
+        && !path.contains(['\\', '\0'])
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Parses `bag-info.txt` `Label: value` lines (continuations folded).
+pub fn parse_bag_info(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// A file name usable as an OCI reference component: ASCII letters and digits
+/// joined by single separators (`.`, `_`, `-`).
+pub fn ref_component(raw: &str) -> String {
+    let mut out = String::new();
+    for ch in raw.chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch);
+        } else {
+            let sep = if matches!(ch, '.' | '_' | '/') {
+                ch
+            } else {
+                '-'
+            };
+            if !out.is_empty() && !out.ends_with(['.', '_', '-', '/']) {
+                out.push(sep);
+            }
+        }
+    }
+    while out.ends_with(['.', '_', '-', '/']) {
+        out.pop();
+    }
+    out
+}
+
+pub fn verify_txt(name: &str, version: &str) -> String {
+    format!(
+        "How to check bundle {name} {version} with stock tools only
+=================================================================
+
+Run these in this directory (the bundle root). Each must succeed.
+
+1. The tag files and the payload are intact:
+
+     sha256sum -c tagmanifest-sha256.txt && sha256sum -c manifest-sha256.txt
+
+   The bundle id is the sha256 of tagmanifest-sha256.txt:
+
+     sha256sum tagmanifest-sha256.txt
+
+2. The bag is a valid BagIt 1.0 bag (RFC 8493):
+
+     bagit.py --validate .
+
+3. A signer's OpenSSH signature. Put the signer's public key, obtained
+   through a trusted channel and NOT from this bundle, in allowed_signers:
+
+     echo \"builder $(cat builder.ssh.pub)\" > allowed_signers
+     ssh-keygen -Y verify -f allowed_signers -I builder -n airlock-bundle \\
+         -s signatures/<key-id>.sshsig < tagmanifest-sha256.txt
+
+   signatures/<key-id>.dsse.json holds the same signer's DSSE envelope
+   (an in-toto Statement v1 whose subject is tagmanifest-sha256.txt).
+
+4. The payload is an OCI image layout; list and inspect its artifacts:
+
+     cat data/index.json
+     skopeo inspect --raw oci:data:<ref>
+
+   where <ref> is an org.opencontainers.image.ref.name from data/index.json.
+
+Custody events (custody/) and signatures (signatures/) sit outside both
+manifests, so adding them never changes the bundle id. `airlock verify`
+checks all of the above against a trust policy in one step.
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip() {
+        let mut m = BTreeMap::new();
+        m.insert("data/a".to_string(), Sha256Digest::of(b"a"));
+        m.insert("data/b c".to_string(), Sha256Digest::of(b"b"));
+        assert_eq!(parse_manifest(&render_manifest(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn manifest_rejects_unsafe_paths() {
+        let h = Sha256Digest::of(b"").hex();
+        for p in ["../x", "/etc/passwd", "data/../x", "data//x", "data/./x"] {
+            assert!(parse_manifest(&format!("{h}  {p}\n")).is_err(), "{p}");
+        }
+        assert!(parse_manifest(&format!("{h}  data/x\n{h}  data/x\n")).is_err());
+    }
+
+    #[test]
+    fn refs() {
+        assert_eq!(ref_component("docs/run book.pdf"), "docs/run-book.pdf");
+        assert_eq!(ref_component("a__b"), "a_b");
+        assert_eq!(ref_component("..x.."), "x");
+    }
+}

@@ -1,0 +1,413 @@
+//! The command line: argument parsing, printing and progress bars. The only
+//! module that writes to stdout or stderr. Each command is a plain function
+//! that returns what to print; `main` maps errors to the contract's exit codes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::keys::PrivateKey;
+use crate::manifest::LoadedManifest;
+use crate::pack::Format;
+use crate::policy::TrustPolicy;
+use crate::progress::Progress;
+use crate::source::Form;
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Carry software and AI models across an air gap: signed, content-addressed bundles with chain of custody"
+)]
+struct Cli {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM), PATH.ssh.pub (OpenSSH).
+    Keygen { path: PathBuf },
+    /// Pack a manifest into a signed bundle.
+    Pack {
+        manifest: PathBuf,
+        /// The builder's private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Directory the bundle is written into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "dir")]
+        format: Format,
+    },
+    /// Show what a bundle holds without hashing its payload.
+    Inspect { bundle: PathBuf },
+    /// Verify a bundle fully against a trust policy.
+    Verify {
+        bundle: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+    },
+    /// Verify a bundle, then import it atomically into a store.
+    Import {
+        bundle: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+        #[arg(long)]
+        store: PathBuf,
+        /// Import even if a newer version of the bundle is already in the store (recorded in the ledger).
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Write a bundle's content from the store in usable form.
+    Export {
+        #[arg(long)]
+        store: PathBuf,
+        /// NAME or NAME@VERSION (default: the newest version).
+        #[arg(long)]
+        bundle: String,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// The store's contents and ledger.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// List imported bundles.
+    Ls {
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Show the ledger; with --verify, check its hash chain (exit 1 if broken).
+    Log {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let report = match &e {
+                    Error::Verification(r) => serde_json::to_value(r).ok(),
+                    _ => None,
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "exitCode": e.exit_code(), "findings": report.map(|r| r["findings"].clone())})
+                );
+            }
+            eprintln!("airlock: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    let bar = Bar::new();
+    match cli.command {
+        Command::Keygen { path } => {
+            let files = PrivateKey::generate()?.write_files(&path)?;
+            emit(json, &files, || {
+                format!(
+                    "{}\nwrote {} (private, keep secret), {}, {}",
+                    files.id,
+                    files.private_key.display(),
+                    files.public_key.display(),
+                    files.ssh_public_key.display()
+                )
+            })
+        }
+        Command::Pack {
+            manifest,
+            key,
+            out,
+            format,
+        } => {
+            let m = LoadedManifest::load(&manifest)?;
+            let key = PrivateKey::load(&key)?;
+            let packed = crate::pack::pack(&m, &key, &out, format, &bar)?;
+            emit(json, &packed, || {
+                format!(
+                    "packed {} {}: {} artifact(s), {} blob(s), {} bytes\nid   {}\npath {}",
+                    packed.name,
+                    packed.version,
+                    packed.artifacts,
+                    packed.blobs,
+                    packed.size,
+                    packed.id,
+                    packed.path.display()
+                )
+            })
+        }
+        Command::Inspect { bundle } => {
+            let i = crate::inspect::inspect(&bundle)?;
+            emit(json, &i, || render_inspection(&i))
+        }
+        Command::Verify { bundle, trust } => {
+            let policy = TrustPolicy::load(&trust)?;
+            let v = crate::verify::verify(&Form::open(&bundle)?, &policy, None, &bar)?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                ok: bool,
+                id: String,
+                name: &'a str,
+                version: &'a str,
+                signers: &'a std::collections::BTreeMap<String, Vec<String>>,
+                custody_events: usize,
+            }
+            let out = Out {
+                ok: true,
+                id: v.id.hex(),
+                name: &v.description.name,
+                version: &v.description.version,
+                signers: &v.signers,
+                custody_events: v.custody.len(),
+            };
+            emit(json, &out, || {
+                let roles: Vec<String> = v
+                    .signers
+                    .iter()
+                    .map(|(r, n)| format!("{r}: {}", n.join(", ")))
+                    .collect();
+                format!(
+                    "OK {} {}\nid       {}\nsigners  {}\ncustody  {} event(s), chain intact",
+                    out.name,
+                    out.version,
+                    out.id,
+                    roles.join("; "),
+                    out.custody_events
+                )
+            })
+        }
+        Command::Import {
+            bundle,
+            trust,
+            store,
+            allow_downgrade,
+        } => {
+            let policy = TrustPolicy::load(&trust)?;
+            let done = Store::new(&store).import(&bundle, &policy, allow_downgrade, &bar)?;
+            emit(json, &done, || {
+                if done.already_present {
+                    format!(
+                        "{} {} ({}) is already in {}; nothing changed",
+                        done.name,
+                        done.version,
+                        done.id,
+                        store.display()
+                    )
+                } else {
+                    format!(
+                        "imported {} {} ({}) into {}: {} new blob(s)",
+                        done.name,
+                        done.version,
+                        done.id,
+                        store.display(),
+                        done.blobs_written
+                    )
+                }
+            })
+        }
+        Command::Export { store, bundle, to } => {
+            let done = Store::new(&store).export(&bundle, &to, &bar)?;
+            emit(json, &done, || {
+                format!(
+                    "exported {} {} to {}: {} file(s)",
+                    done.name,
+                    done.version,
+                    done.to.display(),
+                    done.files.len()
+                )
+            })
+        }
+        Command::Store(StoreCommand::Ls { store }) => {
+            let list = Store::new(&store).list()?;
+            emit(json, &serde_json::json!({ "bundles": list }), || {
+                if list.is_empty() {
+                    return "(store is empty)".to_string();
+                }
+                list.iter()
+                    .map(|r| {
+                        format!(
+                            "{}\t{}\t{}\t{} artifact(s)\t{} bytes\timported {}",
+                            r.name, r.version, r.id, r.artifacts, r.size, r.imported
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Store(StoreCommand::Log { store, verify }) => {
+            let entries = Store::new(&store).log(verify)?;
+            emit(
+                json,
+                &serde_json::json!({ "entries": entries, "verified": verify }),
+                || {
+                    let mut s: Vec<String> = entries
+                        .iter()
+                        .map(|e| format!("{:>4} {} {:<16} {}", e.seq, e.time, e.action, e.detail))
+                        .collect();
+                    if verify {
+                        s.push(format!("ledger chain intact ({} entries)", entries.len()));
+                    }
+                    s.join("\n")
+                },
+            )
+        }
+    }
+}
+
+fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(value).expect("serializable"));
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+fn render_inspection(i: &crate::inspect::Inspection) -> String {
+    let d = &i.description;
+    let mut s = format!(
+        "{} {}\nid       {}\npath     {}\ncreated  {}\n",
+        d.name,
+        d.version,
+        i.id,
+        i.path.display(),
+        d.created
+    );
+    if let Some(desc) = &d.description {
+        s.push_str(&format!("about    {desc}\n"));
+    }
+    s.push_str(&format!(
+        "size     {} bytes in {} blob(s)\n\nartifacts:\n",
+        d.total_size(),
+        d.blobs().len()
+    ));
+    for a in &d.artifacts {
+        let size: u64 = a.layers.iter().map(|l| l.size).sum();
+        s.push_str(&format!(
+            "  {:?} {} ({}), {} file(s), {} bytes, manifest {}\n",
+            a.kind,
+            a.name,
+            a.reference,
+            a.layers.len(),
+            size,
+            a.manifest.digest.oci()
+        ));
+        for l in &a.layers {
+            s.push_str(&format!(
+                "      {:>12}  {}  {}\n",
+                l.size,
+                l.digest.oci(),
+                l.path
+            ));
+        }
+    }
+    s.push_str("\nsigners:\n");
+    for sg in &i.signers {
+        s.push_str(&format!(
+            "  {}  {}\n",
+            sg.key_id,
+            if sg.signature_ok {
+                "signature intact".to_string()
+            } else {
+                format!("BROKEN: {}", sg.problem.as_deref().unwrap_or(""))
+            }
+        ));
+    }
+    s.push_str("\ncustody:\n");
+    for e in &i.custody {
+        match &e.record {
+            Some(r) => s.push_str(&format!(
+                "  {:>3} {:<12} {} by {}{}{}\n",
+                r.sequence,
+                r.event,
+                r.time,
+                r.signer,
+                r.note
+                    .as_ref()
+                    .map(|n| format!(" — {n}"))
+                    .unwrap_or_default(),
+                if e.signature_ok && e.link_ok {
+                    ""
+                } else {
+                    "  [BROKEN]"
+                }
+            )),
+            None => s.push_str(&format!("  {}  [UNREADABLE]\n", e.file)),
+        }
+    }
+    s.trim_end().to_string()
+}
+
+/// indicatif progress bars on stderr, drawn only when stderr is a terminal.
+struct Bar {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    enabled: bool,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Bar {
+            bar: std::sync::Mutex::new(None),
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, phase: &str, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        pb.set_message(phase.to_string());
+        *self.bar.lock().expect("not poisoned") = Some(pb);
+    }
+    fn advance(&self, n: u64) {
+        if let Some(pb) = self.bar.lock().expect("not poisoned").as_ref() {
+            pb.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = self.bar.lock().expect("not poisoned").take() {
+            pb.finish_and_clear();
+        }
+    }
+}

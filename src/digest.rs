@@ -1,0 +1,200 @@
+//! SHA-256 digests: one type for the hex form, and readers/writers that hash
+//! the bytes flowing through them so every input byte is read exactly once.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256};
+
+/// Size of the copy buffer: large enough for the SHA extensions to run at
+/// full speed, small enough that memory stays bounded whatever the file size.
+pub const COPY_BUFFER: usize = 1 << 20;
+
+/// A SHA-256 digest, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// `sha256:<hex>`, the OCI form.
+    pub fn oci(&self) -> String {
+        format!("sha256:{}", self.hex())
+    }
+
+    /// Parses `sha256:<hex>` (the OCI form) or bare hex.
+    pub fn parse_oci(s: &str) -> Option<Self> {
+        s.strip_prefix("sha256:").unwrap_or(s).parse().ok()
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+/// Why a string is not a SHA-256 hex digest.
+#[derive(Debug, thiserror::Error)]
+#[error("not a sha256 digest (64 lowercase hex digits): {0:?}")]
+pub struct BadDigest(pub String);
+
+impl FromStr for Sha256Digest {
+    type Err = BadDigest;
+    fn from_str(s: &str) -> Result<Self, BadDigest> {
+        let bad = || BadDigest(s.chars().take(80).collect());
+        if s.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hi = hex_val(chunk[0]).ok_or_else(bad)?;
+            let lo = hex_val(chunk[1]).ok_or_else(bad)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.oci())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
+            serde::de::Error::custom(format!("digest {s:?} must start with sha256:"))
+        })?;
+        hex.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The outcome of streaming some bytes through a hasher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hashed {
+    pub digest: Sha256Digest,
+    pub size: u64,
+}
+
+/// Copies `reader` into `writer`, hashing on the way. Reads at most `limit`
+/// bytes plus one, so a source longer than declared is detected without
+/// reading it to the end; the caller compares `size` with what it expected.
+pub fn copy_hashed(
+    reader: &mut dyn Read,
+    writer: &mut dyn Write,
+    limit: Option<u64>,
+    progress: &dyn Fn(u64),
+) -> io::Result<Hashed> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut size = 0u64;
+    let cap = limit.map(|l| l.saturating_add(1));
+    loop {
+        let want = match cap {
+            Some(c) if c - size == 0 => break,
+            Some(c) => buf.len().min((c - size).min(usize::MAX as u64) as usize),
+            None => buf.len(),
+        };
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        writer.write_all(&buf[..n])?;
+        size += n as u64;
+        progress(n as u64);
+    }
+    Ok(Hashed {
+        digest: Sha256Digest(hasher.finalize().into()),
+        size,
+    })
+}
+
+/// Hashes everything `reader` yields (up to `limit` + 1 bytes).
+pub fn hash_reader(
+    reader: &mut dyn Read,
+    limit: Option<u64>,
+    progress: &dyn Fn(u64),
+) -> io::Result<Hashed> {
+    copy_hashed(reader, &mut io::sink(), limit, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vector() {
+        let d = Sha256Digest::of(b"abc");
+        assert_eq!(
+            d.hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.hex().parse::<Sha256Digest>().unwrap(), d);
+        assert_eq!(Sha256Digest::parse_oci(&d.oci()), Some(d));
+    }
+
+    #[test]
+    fn rejects_bad_hex() {
+        assert!("ABCD".parse::<Sha256Digest>().is_err());
+        assert!("g".repeat(64).parse::<Sha256Digest>().is_err());
+        assert!("A".repeat(64).parse::<Sha256Digest>().is_err());
+    }
+
+    #[test]
+    fn copy_hashes_and_stops_after_limit() {
+        let data = vec![7u8; 3 * COPY_BUFFER + 5];
+        let mut out = Vec::new();
+        let h = copy_hashed(&mut &data[..], &mut out, None, &|_| {}).unwrap();
+        assert_eq!(h.size, data.len() as u64);
+        assert_eq!(h.digest, Sha256Digest::of(&data));
+        assert_eq!(out, data);
+        let h = hash_reader(&mut &data[..], Some(10), &|_| {}).unwrap();
+        assert_eq!(
+            h.size, 11,
+            "reads one byte past the limit to detect overlong input"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_equals_one_shot(data in proptest::collection::vec(proptest::num::u8::ANY, 0..5000)) {
+            let h = hash_reader(&mut &data[..], None, &|_| {}).unwrap();
+            proptest::prop_assert_eq!(h.digest, Sha256Digest::of(&data));
+        }
+    }
+}

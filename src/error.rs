@@ -1,0 +1,123 @@
+//! The library's error type. Each variant carries what a user needs to act
+//! (the file, the field, what was expected and found) and maps to one of the
+//! contract's exit codes: 1 for verification or policy failures, 2 for usage,
+//! environment or I/O errors.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::Sha256Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O failure. Errors from `fs_err` already name the path.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+
+    /// An input file (manifest, trust policy, key) is malformed.
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+
+    /// The command line or environment does not allow the operation.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A file does not match the sha256 pinned for it.
+    #[error("{path}: pinned sha256 {expected} but the file has {actual}; fix the pin or the file")]
+    PinMismatch {
+        path: PathBuf,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+
+    /// The bundle or an input failed verification; every finding is listed.
+    #[error("{0}")]
+    Verification(Report),
+
+    /// A policy or store rule refused the operation (downgrade, name not allowed, ...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Error {
+    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The process exit code the contract assigns to this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::PinMismatch { .. } | Error::Verification(_) | Error::Refused(_) => 1,
+            Error::Io(_) | Error::Input { .. } | Error::Usage(_) => 2,
+        }
+    }
+}
+
+/// One thing found wrong: the file, signature or field at fault, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub subject: String,
+    pub problem: String,
+}
+
+/// Every problem verification found; empty means it passed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn add(&mut self, subject: impl Into<String>, problem: impl Into<String>) {
+        self.findings.push(Finding {
+            subject: subject.into(),
+            problem: problem.into(),
+        });
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+    }
+
+    /// `Ok(())` when nothing was found, else the report as a verification error.
+    pub fn into_result(mut self) -> Result<()> {
+        if self.is_ok() {
+            Ok(())
+        } else {
+            self.findings
+                .sort_by(|a, b| a.subject.cmp(&b.subject).then(a.problem.cmp(&b.problem)));
+            self.findings.dedup();
+            Err(Error::Verification(self))
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "verification failed ({} problem{}):",
+            self.findings.len(),
+            if self.findings.len() == 1 { "" } else { "s" }
+        )?;
+        for x in &self.findings {
+            write!(f, "\n  {}: {}", x.subject, x.problem)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn single(subject: impl Into<String>, problem: impl Into<String>) -> Error {
+    let mut r = Report::default();
+    r.add(subject, problem);
+    Error::Verification(r)
+}

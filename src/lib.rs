@@ -1,0 +1,28 @@
+//! airlock: carry software and AI models across an air gap in signed,
+//! content-addressed bundles with a chain of custody.
+//!
+//! The library holds the domain; `cli` is the only module that prints.
+//! See ARCHITECTURE.md for the data flow and the invariants.
+
+pub mod bundle;
+pub mod cli;
+pub mod clock;
+pub mod custody;
+pub mod digest;
+pub mod dsse;
+pub mod error;
+pub mod inspect;
+pub mod keys;
+pub mod manifest;
+pub mod pack;
+pub mod policy;
+pub mod progress;
+pub mod signing;
+pub mod source;
+pub mod sources;
+pub mod sshsig;
+pub mod store;
+pub mod tarball;
+pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,0 +1,296 @@
+//! The build-side bundle manifest (YAML). Parsed only on the connected side;
+//! nothing in a bundle is YAML. Unknown fields are errors.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Manifest {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    #[serde(default)]
+    pub images: Vec<ImageEntry>,
+    #[serde(default)]
+    pub python: Vec<PythonEntry>,
+    #[serde(default)]
+    pub cargo: Vec<CargoEntry>,
+    #[serde(default)]
+    pub sboms: Vec<SbomEntry>,
+    #[serde(default)]
+    pub policy: BuildPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEntry {
+    pub source: String,
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonEntry {
+    pub requirements: String,
+    pub wheelhouse: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoEntry {
+    pub lockfile: String,
+    pub vendor: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbomEntry {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PicklePolicy {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildPolicy {
+    #[serde(default)]
+    pub pickle: PicklePolicy,
+}
+
+/// A manifest checked and resolved against its directory.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    pub path: PathBuf,
+    pub base: PathBuf,
+    pub manifest: Manifest,
+    pub version: semver::Version,
+}
+
+/// True for names the contract allows: `[a-z0-9][a-z0-9-]*`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && name.len() <= 128
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// A relative path that stays below its base: no root, no `..`, not empty.
+pub fn is_contained(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)))
+}
+
+impl LoadedManifest {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        let manifest: Manifest =
+            serde_yaml::from_str(&text).map_err(|e| Error::input(path, format!("{e}")))?;
+        let bad = |msg: String| Error::input(path, msg);
+        if manifest.api_version != "airlock/v1" {
+            return Err(bad(format!(
+                "apiVersion: expected \"airlock/v1\", found {:?}",
+                manifest.api_version
+            )));
+        }
+        if manifest.kind != "Bundle" {
+            return Err(bad(format!(
+                "kind: expected \"Bundle\", found {:?}",
+                manifest.kind
+            )));
+        }
+        if !valid_name(&manifest.metadata.name) {
+            return Err(bad(format!(
+                "metadata.name: {:?} is not a valid name (lowercase letters, digits and '-', starting with a letter or digit)",
+                manifest.metadata.name
+            )));
+        }
+        let version = semver::Version::parse(&manifest.metadata.version).map_err(|e| {
+            bad(format!(
+                "metadata.version: {:?} is not a semantic version such as 1.4.0 ({e})",
+                manifest.metadata.version
+            ))
+        })?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let loaded = LoadedManifest {
+            path: path.to_path_buf(),
+            base,
+            manifest,
+            version,
+        };
+        loaded.check_entries()?;
+        Ok(loaded)
+    }
+
+    fn check_entries(&self) -> Result<()> {
+        let m = &self.manifest;
+        let bad = |msg: String| Error::input(&self.path, msg);
+        for (i, f) in m.files.iter().enumerate() {
+            self.existing(&format!("files[{i}].path"), &f.path)?;
+            if let Some(pin) = &f.sha256 {
+                pin.parse::<Sha256Digest>()
+                    .map_err(|e| bad(format!("files[{i}].sha256: {e}")))?;
+                if !self.resolve(&f.path).is_file() {
+                    return Err(bad(format!(
+                        "files[{i}].sha256: a pin applies to a single file, but {} is a directory",
+                        f.path
+                    )));
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, model) in m.models.iter().enumerate() {
+            if !valid_name(&model.name) {
+                return Err(bad(format!("models[{i}].name: {:?} is not a valid name (lowercase letters, digits and '-')", model.name)));
+            }
+            if !names.insert(&model.name) {
+                return Err(bad(format!(
+                    "models[{i}].name: {:?} appears twice",
+                    model.name
+                )));
+            }
+            self.existing(&format!("models[{i}].path"), &model.path)?;
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for (i, f) in m.files.iter().enumerate() {
+            if !paths.insert(normalize(&f.path)) {
+                return Err(bad(format!("files[{i}].path: {:?} appears twice", f.path)));
+            }
+        }
+        for (i, s) in m.sboms.iter().enumerate() {
+            self.existing(&format!("sboms[{i}].path"), &s.path)?;
+        }
+        let unsupported = [
+            ("images", !m.images.is_empty()),
+            ("python", !m.python.is_empty()),
+            ("cargo", !m.cargo.is_empty()),
+            ("sboms", !m.sboms.is_empty()),
+        ];
+        for (field, present) in unsupported {
+            if present {
+                return Err(bad(format!(
+                    "{field}: this build of airlock does not pack {field} entries yet; remove them or use a newer airlock"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a manifest path against the manifest's directory.
+    pub fn resolve(&self, rel: &str) -> PathBuf {
+        self.base.join(rel)
+    }
+
+    fn existing(&self, field: &str, rel: &str) -> Result<PathBuf> {
+        if !is_contained(Path::new(rel)) {
+            return Err(Error::input(
+                &self.path,
+                format!("{field}: {rel:?} must be a relative path inside the manifest's directory (no '..', not absolute)"),
+            ));
+        }
+        let p = self.resolve(rel);
+        match fs_err::symlink_metadata(&p) {
+            Ok(md) if md.file_type().is_symlink() => Err(Error::input(
+                &self.path,
+                format!("{field}: {} is a symbolic link; airlock packs regular files and directories only", p.display()),
+            )),
+            Ok(_) => Ok(p),
+            Err(_) => Err(Error::input(
+                &self.path,
+                format!("{field}: {} does not exist", p.display()),
+            )),
+        }
+    }
+}
+
+/// `a/./b/` → `a/b`, the form a path is recorded under in the bundle.
+pub fn normalize(rel: &str) -> String {
+    Path::new(rel)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("sensor-classifier"));
+        assert!(valid_name("0x"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("Sensor"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a_b"));
+    }
+
+    #[test]
+    fn containment() {
+        assert!(is_contained(Path::new("a/b")));
+        assert!(is_contained(Path::new("./a")));
+        assert!(!is_contained(Path::new("../a")));
+        assert!(!is_contained(Path::new("a/../../b")));
+        assert!(!is_contained(Path::new("/etc/passwd")));
+        assert!(!is_contained(Path::new(".")));
+        assert_eq!(normalize("./a//b/"), "a/b");
+    }
+}

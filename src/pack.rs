@@ -1,0 +1,362 @@
+//! `airlock pack`: manifest → signed bundle.
+//!
+//! Every input file is read once: hashed while it is copied into the bundle's
+//! blob store, in parallel across files. Identical files become one blob.
+//! The bundle is built in a hidden staging directory beside the output and
+//! renamed into place only when complete, so a failed pack leaves nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType};
+use rayon::prelude::*;
+
+use crate::bundle::*;
+use crate::digest::{copy_hashed, Hashed, Sha256Digest};
+use crate::error::{Error, Result};
+use crate::keys::PrivateKey;
+use crate::manifest::LoadedManifest;
+use crate::progress::Progress;
+use crate::sources::{self, PlannedArtifact};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Format {
+    #[value(name = "dir")]
+    Dir,
+    #[value(name = "tar")]
+    Tar,
+    #[value(name = "tar.zst")]
+    TarZst,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Packed {
+    pub id: String,
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub artifacts: usize,
+    pub blobs: usize,
+    pub size: u64,
+}
+
+pub fn pack(
+    m: &LoadedManifest,
+    key: &PrivateKey,
+    out: &Path,
+    format: Format,
+    progress: &dyn Progress,
+) -> Result<Packed> {
+    let time = crate::clock::build_time()?;
+    let created = crate::clock::rfc3339(time);
+    let meta = &m.manifest.metadata;
+    let stem = format!("{}-{}", meta.name, meta.version);
+    let final_path = match format {
+        Format::Dir => out.join(&stem),
+        Format::Tar => out.join(format!("{stem}.tar")),
+        Format::TarZst => out.join(format!("{stem}.tar.zst")),
+    };
+    if final_path.exists() {
+        return Err(Error::Usage(format!(
+            "{} already exists; remove it or choose another --out",
+            final_path.display()
+        )));
+    }
+    fs_err::create_dir_all(out)?;
+
+    let mut refs = BTreeSet::new();
+    let mut planned: Vec<PlannedArtifact> = sources::models::plan(m, &mut refs)?;
+    planned.extend(sources::files::plan(m, &mut refs)?);
+
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{stem}."))
+        .tempdir_in(out)?;
+    let root = staging.path().join(&stem);
+    let blobs_dir = root.join(BLOBS_PREFIX);
+    fs_err::create_dir_all(&blobs_dir)?;
+
+    // Hash while copying, in parallel, each distinct source path once.
+    let mut sources: Vec<&Path> = planned
+        .iter()
+        .flat_map(|a| a.files.iter().map(|f| f.src.as_path()))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let total: u64 = sources
+        .iter()
+        .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    progress.begin("packing", total);
+    let hashed: HashMap<&Path, Hashed> = sources
+        .par_iter()
+        .enumerate()
+        .map(|(i, src)| {
+            let tmp = blobs_dir.join(format!(".in-{i}"));
+            let mut reader = fs_err::File::open(src)?;
+            let mut writer =
+                std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
+            let h = copy_hashed(&mut reader, &mut writer, None, &|n| progress.advance(n))?;
+            writer
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()?;
+            fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
+            Ok((*src, h))
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+
+    // Pins are checked against the bytes actually packed.
+    for a in &planned {
+        for f in &a.files {
+            if let Some(pin) = f.pin {
+                let actual = hashed[f.src.as_path()].digest;
+                if actual != pin {
+                    return Err(Error::PinMismatch {
+                        path: f.src.clone(),
+                        expected: pin,
+                        actual,
+                    });
+                }
+            }
+        }
+    }
+
+    let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+    let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
+        let d = Sha256Digest::of(bytes);
+        fs_err::write(blobs_dir.join(d.hex()), bytes)?;
+        Ok(d)
+    };
+
+    let mut artifacts = Vec::new();
+    let mut index_entries = Vec::new();
+    for a in &planned {
+        let layers: Vec<Layer> = a
+            .files
+            .iter()
+            .map(|f| {
+                let h = hashed[f.src.as_path()];
+                Layer {
+                    media_type: f.media_type.clone(),
+                    digest: h.digest,
+                    size: h.size,
+                    path: f.path.clone(),
+                    mode: f.mode,
+                }
+            })
+            .collect();
+        let config_bytes = match a.kind {
+            ArtifactKind::Model => {
+                let hf = a
+                    .files
+                    .iter()
+                    .find(|f| f.path == "config.json")
+                    .map(|f| fs_err::read(&f.src))
+                    .transpose()?;
+                let pairs: Vec<(String, Sha256Digest)> =
+                    layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
+                sources::models::config_blob(
+                    &a.name,
+                    &meta.version,
+                    &created,
+                    &pairs,
+                    hf.as_deref(),
+                )
+            }
+            ArtifactKind::Files => EMPTY_JSON.to_vec(),
+        };
+        let config_type = match a.kind {
+            ArtifactKind::Model => MODEL_CONFIG,
+            ArtifactKind::Files => MT_EMPTY,
+        };
+        let config = Blob {
+            media_type: config_type.into(),
+            digest: write_blob(&config_bytes)?,
+            size: config_bytes.len() as u64,
+        };
+        let manifest_bytes = oci_manifest(a, &config, &layers)?;
+        let manifest = Blob {
+            media_type: MT_MANIFEST.into(),
+            digest: write_blob(&manifest_bytes)?,
+            size: manifest_bytes.len() as u64,
+        };
+        let mut d = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest.size,
+            oci_digest(&manifest.digest),
+        );
+        d.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
+        d.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_string(),
+            a.reference.clone(),
+        )])));
+        index_entries.push(d);
+        artifacts.push(Artifact {
+            kind: a.kind,
+            name: a.name.clone(),
+            reference: a.reference.clone(),
+            artifact_type: a.artifact_type.clone(),
+            manifest,
+            config,
+            layers,
+        });
+    }
+    let description = Description {
+        api_version: "airlock/v1".into(),
+        kind: DESCRIPTION_KIND.into(),
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        description: meta.description.clone(),
+        created: created.clone(),
+        generator: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+        pickle: m.manifest.policy.pickle,
+        artifacts,
+    };
+    for d in description.blobs().keys() {
+        payload.insert(blob_path(d), *d);
+    }
+
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(index_entries)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot build OCI index: {e}")))?;
+    let index_bytes = canonical_json(&index);
+    fs_err::write(root.join(OCI_INDEX), &index_bytes)?;
+    fs_err::write(root.join(OCI_LAYOUT), OCI_LAYOUT_CONTENT)?;
+    payload.insert(OCI_INDEX.into(), Sha256Digest::of(&index_bytes));
+    payload.insert(
+        OCI_LAYOUT.into(),
+        Sha256Digest::of(OCI_LAYOUT_CONTENT.as_bytes()),
+    );
+
+    // Tag files.
+    let oxum_bytes: u64 =
+        description.total_size() + index_bytes.len() as u64 + OCI_LAYOUT_CONTENT.len() as u64;
+    let tags: Vec<(&str, Vec<u8>)> = vec![
+        (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
+        (
+            BAG_INFO,
+            bag_info(&description, time, oxum_bytes, payload.len()).into_bytes(),
+        ),
+        (
+            DESCRIPTION,
+            serde_json::to_vec_pretty(&description).expect("serializes"),
+        ),
+        (
+            VERIFY_TXT,
+            verify_txt(&meta.name, &meta.version).into_bytes(),
+        ),
+        (MANIFEST, render_manifest(&payload).into_bytes()),
+    ];
+    let mut tag_entries = BTreeMap::new();
+    for (name, bytes) in &tags {
+        fs_err::write(root.join(name), bytes)?;
+        tag_entries.insert(name.to_string(), Sha256Digest::of(bytes));
+    }
+    let tagmanifest = render_manifest(&tag_entries).into_bytes();
+    fs_err::write(root.join(TAGMANIFEST), &tagmanifest)?;
+    let id = Sha256Digest::of(&tagmanifest);
+
+    fs_err::create_dir_all(root.join(SIGNATURES_DIR))?;
+    for (path, bytes) in crate::signing::sign(key, &meta.name, &meta.version, &tagmanifest) {
+        fs_err::write(root.join(path), bytes)?;
+    }
+    fs_err::create_dir_all(root.join(CUSTODY_DIR))?;
+    let (path, bytes) = crate::custody::new_event(&BTreeMap::new(), key, "packed", None, &id, time);
+    fs_err::write(root.join(path), bytes)?;
+
+    let size = description.total_size();
+    match format {
+        Format::Dir => fs_err::rename(&root, &final_path)?,
+        Format::Tar | Format::TarZst => {
+            let order = crate::tarball::canonical_order(&root)?;
+            let tmp = staging.path().join("out.tar");
+            let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
+            progress.begin("writing tar", size);
+            let file = if format == Format::Tar {
+                crate::tarball::write_tar(&root, &order, file, time.max(0) as u64, progress)?
+            } else {
+                let enc = zstd::Encoder::new(file, 3)?;
+                crate::tarball::write_tar(&root, &order, enc, time.max(0) as u64, progress)?
+                    .finish()?
+            };
+            progress.finish();
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            fs_err::rename(&tmp, &final_path)?;
+        }
+    }
+    Ok(Packed {
+        id: id.hex(),
+        path: final_path,
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        artifacts: description.artifacts.len(),
+        blobs: description.blobs().len(),
+        size,
+    })
+}
+
+pub(crate) fn oci_digest(d: &Sha256Digest) -> oci_spec::image::Digest {
+    d.oci()
+        .parse()
+        .expect("sha256 digests are valid OCI digests")
+}
+
+fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
+    let config_desc = Descriptor::new(
+        MediaType::from(config.media_type.as_str()),
+        config.size,
+        oci_digest(&config.digest),
+    );
+    let layer_descs = layers
+        .iter()
+        .map(|l| {
+            let mut d = Descriptor::new(
+                MediaType::Other(l.media_type.clone()),
+                l.size,
+                oci_digest(&l.digest),
+            );
+            let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+            match a.kind {
+                ArtifactKind::Model => {
+                    ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
+                }
+                ArtifactKind::Files => {
+                    ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
+                }
+            }
+            d.set_annotations(Some(ann));
+            d
+        })
+        .collect::<Vec<_>>();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(a.artifact_type.clone()))
+        .config(config_desc)
+        .layers(layer_descs)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot build OCI manifest for {}: {e}", a.name)))?;
+    Ok(canonical_json(&manifest))
+}
+
+fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Bag-Software-Agent: airlock {}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    s.push_str(&format!("Bagging-Date: {}\n", crate::clock::date(time)));
+    s.push_str(&format!("External-Identifier: {}\n", d.stem()));
+    if let Some(desc) = &d.description {
+        s.push_str(&format!(
+            "External-Description: {}\n",
+            desc.replace('\n', " ")
+        ));
+    }
+    s.push_str(&format!("Payload-Oxum: {octets}.{count}\n"));
+    s
+}

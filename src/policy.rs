@@ -1,0 +1,297 @@
+//! The high side's trust policy (YAML, written by its administrator): which
+//! keys are trusted for which roles, how many signers each role needs, which
+//! custody events must be present, which bundles may enter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Report, Result};
+use crate::keys::PublicKey;
+use crate::manifest::PicklePolicy;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    api_version: String,
+    kind: String,
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    revoked: Vec<String>,
+    #[serde(default)]
+    require: BTreeMap<String, u32>,
+    #[serde(default)]
+    custody: Vec<CustodyRequirement>,
+    /// Globs of bundle names allowed in; absent means any.
+    #[serde(default)]
+    bundles: Option<Vec<String>>,
+    #[serde(default)]
+    pickle: PicklePolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawKey {
+    name: String,
+    public_key: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyRequirement {
+    pub event: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: PublicKey,
+    pub roles: BTreeSet<String>,
+    /// First second after which the key is no longer valid.
+    pub expires_after: Option<i64>,
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    pub path: PathBuf,
+    pub keys: Vec<TrustedKey>,
+    pub revoked: BTreeSet<String>,
+    pub require: BTreeMap<String, u32>,
+    pub custody: Vec<CustodyRequirement>,
+    pub bundles: Option<Vec<String>>,
+    pub pickle: PicklePolicy,
+}
+
+/// Why a key's signature does or does not count.
+#[derive(Debug, Clone)]
+pub enum KeyStanding<'a> {
+    Trusted(&'a TrustedKey),
+    Unknown,
+    Revoked(&'a TrustedKey),
+    Expired(&'a TrustedKey),
+}
+
+impl TrustPolicy {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        let raw: RawPolicy =
+            serde_yaml::from_str(&text).map_err(|e| Error::input(path, e.to_string()))?;
+        let bad = |m: String| Error::input(path, m);
+        if raw.api_version != "airlock/v1" {
+            return Err(bad(format!(
+                "apiVersion: expected \"airlock/v1\", found {:?}",
+                raw.api_version
+            )));
+        }
+        if raw.kind != "TrustPolicy" {
+            return Err(bad(format!(
+                "kind: expected \"TrustPolicy\", found {:?}",
+                raw.kind
+            )));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut keys = Vec::new();
+        let mut ids = BTreeSet::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let field = format!("keys[{i}] ({})", k.name);
+            let text = if k.public_key.trim_start().starts_with("-----BEGIN")
+                || k.public_key.trim_start().starts_with("ssh-")
+            {
+                k.public_key.clone()
+            } else {
+                let p = base.join(&k.public_key);
+                fs_err::read_to_string(&p).map_err(|e| bad(format!("{field}.publicKey: {e}")))?
+            };
+            let key =
+                PublicKey::parse(&text).map_err(|e| bad(format!("{field}.publicKey: {e}")))?;
+            if !ids.insert(key.id.clone()) {
+                return Err(bad(format!("{field}: key {} is listed twice", key.id)));
+            }
+            let expires_after = match &k.expires {
+                None => None,
+                Some(d) => Some(
+                    crate::clock::parse_date(d).ok_or_else(|| {
+                        bad(format!("{field}.expires: {d:?} is not a date YYYY-MM-DD"))
+                    })? + 86_400,
+                ),
+            };
+            keys.push(TrustedKey {
+                name: k.name.clone(),
+                key,
+                roles: k.roles.iter().cloned().collect(),
+                expires_after,
+                expires: k.expires.clone(),
+            });
+        }
+        let revoked: BTreeSet<String> = raw.revoked.iter().cloned().collect();
+        let holds = |role: &str| {
+            keys.iter()
+                .any(|k| k.roles.contains(role) && !revoked.contains(&k.key.id))
+        };
+        for (role, n) in &raw.require {
+            let holders = keys
+                .iter()
+                .filter(|k| k.roles.contains(role) && !revoked.contains(&k.key.id))
+                .count() as u32;
+            if holders < *n {
+                return Err(bad(format!(
+                    "require.{role}: needs {n} distinct signer(s) but only {holders} unrevoked key(s) hold role {role:?}; this policy can never be met"
+                )));
+            }
+        }
+        for (i, c) in raw.custody.iter().enumerate() {
+            if !holds(&c.role) {
+                return Err(bad(format!(
+                    "custody[{i}]: event {:?} must be signed by role {:?}, which no unrevoked key holds; this policy can never be met",
+                    c.event, c.role
+                )));
+            }
+        }
+        Ok(TrustPolicy {
+            path: path.to_path_buf(),
+            keys,
+            revoked,
+            require: raw.require,
+            custody: raw.custody,
+            bundles: raw.bundles,
+            pickle: raw.pickle,
+        })
+    }
+
+    /// How the policy regards `key` at time `now`.
+    pub fn standing(&self, key: &PublicKey, now: i64) -> KeyStanding<'_> {
+        match self.keys.iter().find(|k| k.key == *key) {
+            None => KeyStanding::Unknown,
+            Some(k) if self.revoked.contains(&k.key.id) => KeyStanding::Revoked(k),
+            Some(k) if k.expires_after.is_some_and(|t| now >= t) => KeyStanding::Expired(k),
+            Some(k) => KeyStanding::Trusted(k),
+        }
+    }
+
+    pub fn allows_bundle(&self, name: &str) -> bool {
+        self.bundles
+            .as_ref()
+            .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
+    }
+
+    /// Applies `require` to the keys whose signatures verified. Returns the
+    /// findings, and per role the signers that count.
+    pub fn check_signers(
+        &self,
+        valid: &[PublicKey],
+        now: i64,
+    ) -> (Report, BTreeMap<String, Vec<String>>) {
+        let mut report = Report::default();
+        let mut counted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut trusted = 0;
+        for key in valid {
+            if !seen.insert(key.id.clone()) {
+                continue;
+            }
+            match self.standing(key, now) {
+                KeyStanding::Trusted(k) => {
+                    trusted += 1;
+                    for role in &k.roles {
+                        counted
+                            .entry(role.clone())
+                            .or_default()
+                            .push(k.name.clone());
+                    }
+                }
+                KeyStanding::Unknown => report.add(
+                    crate::signing::dsse_path(&key.id),
+                    format!(
+                        "signed by key {} which the trust policy does not know; it does not count",
+                        key.id
+                    ),
+                ),
+                KeyStanding::Revoked(k) => report.add(
+                    crate::signing::dsse_path(&key.id),
+                    format!(
+                        "signed by {} (key {}), which the trust policy revokes",
+                        k.name, key.id
+                    ),
+                ),
+                KeyStanding::Expired(k) => report.add(
+                    crate::signing::dsse_path(&key.id),
+                    format!(
+                        "signed by {} (key {}), which expired on {}",
+                        k.name,
+                        key.id,
+                        k.expires.as_deref().unwrap_or("?")
+                    ),
+                ),
+            }
+        }
+        for (role, need) in &self.require {
+            let have = counted.get(role).map_or(0, Vec::len) as u32;
+            if have < *need {
+                report.add(
+                    format!("policy require.{role}"),
+                    format!(
+                        "needs {need} distinct valid signer(s) with role {role:?}, found {have}{}",
+                        counted
+                            .get(role)
+                            .map(|v| format!(" ({})", v.join(", ")))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
+        if trusted == 0 && self.require.is_empty() {
+            report.add(
+                "signatures/",
+                "no valid signature by a key the trust policy trusts",
+            );
+        }
+        (report, counted)
+    }
+}
+
+/// `*` matches any run of characters, `?` any one.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("sensor-*", "sensor-classifier"));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("sensor-*", "other"));
+        assert!(!glob_match("a", "ab"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Opening a bundle in any transport form and reading its tag files.
+//! Nothing here trusts what it reads: every path is checked before it is
+//! used, every size is bounded, links and special files are refused.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::{
+    safe_relative, CUSTODY_DIR, MAX_TAG_FILE, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES,
+};
+use crate::error::{Error, Report, Result};
+
+/// A bundle's transport form.
+#[derive(Debug, Clone)]
+pub enum Form {
+    Dir(PathBuf),
+    Tar { path: PathBuf, zstd: bool },
+}
+
+impl Form {
+    pub fn open(path: &Path) -> Result<Self> {
+        let md = fs_err::symlink_metadata(path)?;
+        if md.file_type().is_symlink() {
+            return Err(Error::Usage(format!(
+                "{} is a symbolic link; give the bundle's real path",
+                path.display()
+            )));
+        }
+        if md.is_dir() {
+            return Ok(Form::Dir(path.to_path_buf()));
+        }
+        let mut magic = [0u8; 4];
+        let n = fs_err::File::open(path)?.read(&mut magic)?;
+        let zstd = n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
+        Ok(Form::Tar {
+            path: path.to_path_buf(),
+            zstd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Form::Dir(p) | Form::Tar { path: p, .. } => p,
+        }
+    }
+
+    /// Opens a tar form as a byte stream (decompressing zstd).
+    pub fn tar_stream(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Form::Dir(_) => unreachable!("directory bundles are not streamed"),
+            Form::Tar { path, zstd } => {
+                let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+                Ok(if *zstd {
+                    Box::new(zstd::Decoder::with_buffer(f)?)
+                } else {
+                    Box::new(f)
+                })
+            }
+        }
+    }
+}
+
+/// The bundle's tag files, signatures and custody events, read into memory.
+#[derive(Debug, Clone, Default)]
+pub struct TagSet {
+    /// Root tag files by name (the tag manifest included).
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// `signatures/<name>` → bytes.
+    pub signatures: BTreeMap<String, Vec<u8>>,
+    /// `custody/<name>` → bytes.
+    pub custody: BTreeMap<String, Vec<u8>>,
+    /// Problems met while reading.
+    pub report: Report,
+}
+
+/// Where an entry of the bundle belongs.
+pub enum Place {
+    Tag,
+    Signature,
+    Custody,
+    Payload,
+    Unexpected,
+}
+
+pub fn place_of(path: &str) -> Place {
+    if TAG_FILES.contains(&path) || path == TAGMANIFEST {
+        return Place::Tag;
+    }
+    match path.split_once('/') {
+        Some((SIGNATURES_DIR, rest)) if !rest.contains('/') => Place::Signature,
+        Some((CUSTODY_DIR, rest)) if !rest.contains('/') => Place::Custody,
+        Some(("data", _)) => Place::Payload,
+        _ => Place::Unexpected,
+    }
+}
+
+impl TagSet {
+    /// Stores one non-payload entry, or reports it.
+    pub fn take(&mut self, path: &str, bytes: Vec<u8>) {
+        match place_of(path) {
+            Place::Tag => {
+                self.files.insert(path.to_string(), bytes);
+            }
+            Place::Signature => {
+                self.signatures.insert(path.to_string(), bytes);
+            }
+            Place::Custody => {
+                self.custody.insert(path.to_string(), bytes);
+            }
+            Place::Payload => unreachable!("payload is not a tag"),
+            Place::Unexpected => self.report.add(path, "unexpected file in the bundle (not a tag file, signature, custody event or payload)"),
+        }
+    }
+
+    /// Reads the tag files of a directory bundle.
+    pub fn read_dir(dir: &Path) -> Result<TagSet> {
+        let mut tags = TagSet::default();
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .min_depth(1)
+            .sort_by_file_name()
+        {
+            let entry = entry
+                .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .expect("below root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel == "data" || rel.starts_with("data/") {
+                continue;
+            }
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                if rel != SIGNATURES_DIR && rel != CUSTODY_DIR {
+                    tags.report.add(&rel, "unexpected directory in the bundle");
+                }
+                continue;
+            }
+            if !ft.is_file() {
+                tags.report.add(
+                    &rel,
+                    "symbolic link or special file; a bundle holds regular files only",
+                );
+                continue;
+            }
+            if let Place::Unexpected = place_of(&rel) {
+                tags.take(&rel, vec![]);
+                continue;
+            }
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            if len > MAX_TAG_FILE {
+                tags.report.add(
+                    &rel,
+                    format!("{len} bytes, larger than any tag file may be ({MAX_TAG_FILE})"),
+                );
+                continue;
+            }
+            tags.take(&rel, fs_err::read(entry.path())?);
+        }
+        Ok(tags)
+    }
+}
+
+/// Checks a tar entry's path and returns it in normalized form.
+pub fn tar_entry_path(raw: &[u8]) -> std::result::Result<String, String> {
+    let s = std::str::from_utf8(raw).map_err(|_| {
+        format!(
+            "entry name is not UTF-8: {:?}",
+            String::from_utf8_lossy(raw)
+        )
+    })?;
+    let s = s.strip_prefix("./").unwrap_or(s);
+    let s = s.strip_suffix('/').unwrap_or(s);
+    if !safe_relative(s) {
+        return Err(format!(
+            "unsafe path {s:?} in tar (absolute or containing '..'); refusing the bundle"
+        ));
+    }
+    Ok(s.to_string())
+}

@@ -1,0 +1,50 @@
+//! `files:` entries: a file or a directory, carried as one OCI artifact of
+//! airlock's own type with one raw layer per file.
+
+use std::collections::BTreeSet;
+
+use super::{walk, InputFile, PlannedArtifact};
+use crate::bundle::{ref_component, ArtifactKind, FILES_ARTIFACT, FILE_LAYER};
+use crate::error::Result;
+use crate::manifest::{normalize, LoadedManifest};
+
+pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec<PlannedArtifact>> {
+    let mut out = Vec::new();
+    for (i, entry) in m.manifest.files.iter().enumerate() {
+        let name = normalize(&entry.path);
+        let src = m.resolve(&entry.path);
+        let pin = entry
+            .sha256
+            .as_deref()
+            .map(|p| p.parse().expect("checked when loading"));
+        let is_file = fs_err::metadata(&src)?.is_file();
+        // A single file lands at its manifest path; a directory's files below it.
+        let files = walk(&src)?
+            .into_iter()
+            .map(|(rel, abs, mode)| InputFile {
+                src: abs,
+                path: if is_file {
+                    name.clone()
+                } else {
+                    format!("{name}/{rel}")
+                },
+                mode,
+                media_type: FILE_LAYER.to_string(),
+                pin,
+            })
+            .collect();
+        let mut reference = format!("files/{}", ref_component(&name));
+        if reference == "files/" || !taken_refs.insert(reference.clone()) {
+            reference = format!("files/set-{i}");
+            taken_refs.insert(reference.clone());
+        }
+        out.push(PlannedArtifact {
+            kind: ArtifactKind::Files,
+            name,
+            reference,
+            artifact_type: FILES_ARTIFACT.to_string(),
+            files,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,604 @@
+//! The high side's store: one OCI layout (`STORE/oci`) whose blobs every
+//! imported bundle shares, a record of each imported bundle
+//! (`STORE/bundles/<name>/<version>/`, its verified tag files), and a
+//! hash-chained ledger (`STORE/ledger.jsonl`) of imports, refusals and exports.
+//!
+//! Import verifies the tag files before writing anything, streams the payload
+//! into a staging directory inside the store while hashing it, and commits
+//! only when everything verified: blobs renamed into place (content-addressed,
+//! so harmless if a crash stops here), then `oci/index.json` replaced
+//! atomically, then the bundle record renamed into place (the commit point),
+//! then the ledger entry. A refused import removes its staging directory, so
+//! the store is as it was apart from the ledger's record of the refusal.
+//! An exclusive lock on `STORE/lock` serializes writers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::*;
+use crate::digest::{copy_hashed, Sha256Digest};
+use crate::error::{Error, Result};
+use crate::policy::TrustPolicy;
+use crate::progress::Progress;
+use crate::source::Form;
+use crate::verify::{self, Staging, Verified};
+
+pub const BUNDLE_ID: &str = "dev.airlock.bundle.id";
+const RECORD: &str = "record.json";
+
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// What the store keeps about an imported bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRecord {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub imported: String,
+    pub signers: BTreeMap<String, Vec<String>>,
+    pub artifacts: usize,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub time: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub detail: String,
+    /// sha256 of the previous ledger line; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub already_present: bool,
+    pub blobs_written: usize,
+    pub store: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    pub name: String,
+    pub version: String,
+    pub to: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+impl Store {
+    pub fn new(root: &Path) -> Self {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn oci(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+    fn blob(&self, d: &Sha256Digest) -> PathBuf {
+        self.oci().join("blobs/sha256").join(d.hex())
+    }
+    fn ledger(&self) -> PathBuf {
+        self.root.join("ledger.jsonl")
+    }
+    fn record_dir(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join("bundles").join(name).join(version)
+    }
+
+    /// Creates the store's skeleton if needed and takes its exclusive lock.
+    fn lock(&self) -> Result<Lock> {
+        fs_err::create_dir_all(self.oci().join("blobs/sha256"))?;
+        fs_err::create_dir_all(self.root.join("bundles"))?;
+        if !self.oci().join("oci-layout").exists() {
+            write_atomic(
+                &self.oci().join("oci-layout"),
+                OCI_LAYOUT_CONTENT.as_bytes(),
+            )?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "cannot open {}: {e}",
+                    self.root.join("lock").display()
+                ))
+            })?;
+        f.lock()
+            .map_err(|e| Error::Usage(format!("cannot lock store {}: {e}", self.root.display())))?;
+        Ok(Lock(f))
+    }
+
+    fn ensure_exists(&self) -> Result<()> {
+        if !self.root.join("bundles").is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is not an airlock store (nothing imported yet?)",
+                self.root.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Verifies `bundle` against `policy` and imports it.
+    pub fn import(
+        &self,
+        bundle: &Path,
+        policy: &TrustPolicy,
+        allow_downgrade: bool,
+        progress: &dyn Progress,
+    ) -> Result<Imported> {
+        let form = Form::open(bundle)?;
+        let _lock = self.lock()?;
+        match self.import_locked(&form, policy, allow_downgrade, progress) {
+            Ok(done) => Ok(done),
+            Err(e) if e.exit_code() == 1 => {
+                let tags = verify::read_tags(&form).ok();
+                let desc = tags
+                    .as_ref()
+                    .and_then(|t| t.files.get(DESCRIPTION))
+                    .and_then(|b| serde_json::from_slice::<Description>(b).ok());
+                let id = tags
+                    .as_ref()
+                    .and_then(|t| t.files.get(TAGMANIFEST))
+                    .map(|b| Sha256Digest::of(b).hex());
+                let detail = format!("refused {}: {}", bundle.display(), e);
+                self.append_ledger(
+                    "refuse",
+                    id,
+                    desc.as_ref().map(|d| (d.name.clone(), d.version.clone())),
+                    &detail,
+                )?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn import_locked(
+        &self,
+        form: &Form,
+        policy: &TrustPolicy,
+        allow_downgrade: bool,
+        progress: &dyn Progress,
+    ) -> Result<Imported> {
+        // Tag files first: nothing is written unless they verify.
+        let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
+        pre.report.clone().into_result()?;
+        let d = pre
+            .description
+            .as_ref()
+            .expect("verified tags have a description");
+        let dir = self.record_dir(&d.name, &d.version);
+        if let Some(existing) = self.record(&d.name, &d.version)? {
+            if existing.id == pre.id.hex() {
+                return Ok(Imported {
+                    id: existing.id,
+                    name: existing.name,
+                    version: existing.version,
+                    already_present: true,
+                    blobs_written: 0,
+                    store: self.root.clone(),
+                });
+            }
+            return Err(Error::Refused(format!(
+                "{} {} is already imported with a different id ({}); a version is imported once — publish a new version",
+                d.name, d.version, existing.id
+            )));
+        }
+        let version = semver::Version::parse(&d.version).expect("checked");
+        let newest = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.name == d.name)
+            .filter_map(|r| semver::Version::parse(&r.version).ok())
+            .max();
+        let downgrade = newest.as_ref().is_some_and(|n| version < *n);
+        if downgrade && !allow_downgrade {
+            return Err(Error::Refused(format!(
+                "{} {} is older than {} already imported; refusing a downgrade (pass --allow-downgrade to import it anyway)",
+                d.name,
+                d.version,
+                newest.expect("set")
+            )));
+        }
+
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(&self.root)?;
+        let have: HashSet<Sha256Digest> = d
+            .blobs()
+            .keys()
+            .filter(|b| self.blob(b).is_file())
+            .copied()
+            .collect();
+        let verified: Verified = verify::verify(
+            form,
+            policy,
+            Some(&Staging {
+                dir: staging.path(),
+                have: &have,
+            }),
+            progress,
+        )?;
+        if verified.id != pre.id {
+            return Err(crate::error::single(
+                form.path().display().to_string(),
+                "the bundle changed while it was being imported",
+            ));
+        }
+        let d = &verified.description;
+
+        // Commit: blobs, then the index, then the record (the commit point).
+        let mut written = 0;
+        for digest in d.blobs().keys() {
+            let staged = staging.path().join(digest.hex());
+            if staged.exists() && !self.blob(digest).exists() {
+                fs_err::rename(&staged, self.blob(digest))?;
+                written += 1;
+            }
+        }
+        sync_dir(&self.oci().join("blobs/sha256"))?;
+        self.add_to_index(d, &verified.id)?;
+
+        let rec_stage = staging.path().join("record");
+        fs_err::create_dir_all(rec_stage.join(SIGNATURES_DIR))?;
+        fs_err::create_dir_all(rec_stage.join(CUSTODY_DIR))?;
+        for (name, bytes) in verified
+            .tags
+            .files
+            .iter()
+            .chain(&verified.tags.signatures)
+            .chain(&verified.tags.custody)
+        {
+            fs_err::write(rec_stage.join(name), bytes)?;
+        }
+        let record = BundleRecord {
+            id: verified.id.hex(),
+            name: d.name.clone(),
+            version: d.version.clone(),
+            imported: crate::clock::rfc3339(crate::clock::now()),
+            signers: verified.signers.clone(),
+            artifacts: d.artifacts.len(),
+            size: d.total_size(),
+        };
+        write_atomic(
+            &rec_stage.join(RECORD),
+            &serde_json::to_vec_pretty(&record).expect("serializes"),
+        )?;
+        fs_err::create_dir_all(dir.parent().expect("has parent"))?;
+        fs_err::rename(&rec_stage, &dir)?;
+        sync_dir(dir.parent().expect("has parent"))?;
+        let detail = format!(
+            "imported {} {} ({} blob(s) new){}",
+            d.name,
+            d.version,
+            written,
+            if downgrade {
+                "; DOWNGRADE allowed by --allow-downgrade"
+            } else {
+                ""
+            }
+        );
+        self.append_ledger(
+            if downgrade {
+                "import-downgrade"
+            } else {
+                "import"
+            },
+            Some(record.id.clone()),
+            Some((d.name.clone(), d.version.clone())),
+            &detail,
+        )?;
+        Ok(Imported {
+            id: record.id,
+            name: record.name,
+            version: record.version,
+            already_present: false,
+            blobs_written: written,
+            store: self.root.clone(),
+        })
+    }
+
+    fn read_index(&self) -> Result<Option<ImageIndex>> {
+        let p = self.oci().join("index.json");
+        if !p.exists() {
+            return Ok(None);
+        }
+        let bytes = fs_err::read(&p)?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("{}: store index is corrupt: {e}", p.display())))
+    }
+
+    fn add_to_index(&self, d: &Description, id: &Sha256Digest) -> Result<()> {
+        let mut entries: Vec<Descriptor> = self
+            .read_index()?
+            .map(|i| i.manifests().clone())
+            .unwrap_or_default();
+        for a in &d.artifacts {
+            let reference = store_ref(&d.name, &d.version, &a.reference);
+            entries.retain(|e| {
+                e.annotations().as_ref().and_then(|m| m.get(REF_NAME)) != Some(&reference)
+            });
+            let mut desc = Descriptor::new(
+                MediaType::ImageManifest,
+                a.manifest.size,
+                crate::pack::oci_digest(&a.manifest.digest),
+            );
+            desc.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
+            desc.set_annotations(Some(HashMap::from([
+                (REF_NAME.to_string(), reference),
+                (BUNDLE_ID.to_string(), id.hex()),
+            ])));
+            entries.push(desc);
+        }
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(entries)
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build store index: {e}")))?;
+        write_atomic(&self.oci().join("index.json"), &canonical_json(&index))
+    }
+
+    pub fn record(&self, name: &str, version: &str) -> Result<Option<BundleRecord>> {
+        let p = self.record_dir(name, version).join(RECORD);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let rec = serde_json::from_slice(&fs_err::read(&p)?)
+            .map_err(|e| Error::Usage(format!("{}: corrupt record: {e}", p.display())))?;
+        Ok(Some(rec))
+    }
+
+    /// Every imported bundle, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<BundleRecord>> {
+        let mut out = Vec::new();
+        let bundles = self.root.join("bundles");
+        if !bundles.is_dir() {
+            return Ok(out);
+        }
+        for name in fs_err::read_dir(&bundles)? {
+            let name = name?;
+            if !name.file_type()?.is_dir() {
+                continue;
+            }
+            for version in fs_err::read_dir(name.path())? {
+                let version = version?;
+                let n = name.file_name().to_string_lossy().into_owned();
+                let v = version.file_name().to_string_lossy().into_owned();
+                if let Some(r) = self.record(&n, &v)? {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.name.cmp(&b.name).then_with(|| {
+                match (
+                    semver::Version::parse(&a.version),
+                    semver::Version::parse(&b.version),
+                ) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => a.version.cmp(&b.version),
+                }
+            })
+        });
+        Ok(out)
+    }
+
+    /// Finds `NAME` (newest version) or `NAME@VERSION`.
+    pub fn find(&self, spec: &str) -> Result<BundleRecord> {
+        let (name, version) = match spec.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (spec, None),
+        };
+        self.list()?
+            .into_iter()
+            .filter(|r| r.name == name && version.is_none_or(|v| r.version == v))
+            .next_back()
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no bundle {spec} in store {}; see `airlock store ls --store {}`",
+                    self.root.display(),
+                    self.root.display()
+                ))
+            })
+    }
+
+    pub fn description(&self, r: &BundleRecord) -> Result<Description> {
+        let p = self.record_dir(&r.name, &r.version).join(DESCRIPTION);
+        serde_json::from_slice(&fs_err::read(&p)?)
+            .map_err(|e| Error::Usage(format!("{}: corrupt description: {e}", p.display())))
+    }
+
+    /// Writes a bundle's models and file sets into `to`, byte-identical to what
+    /// was packed, re-hashing every blob on the way out.
+    pub fn export(&self, spec: &str, to: &Path, progress: &dyn Progress) -> Result<Exported> {
+        self.ensure_exists()?;
+        let _lock = self.lock()?;
+        let rec = self.find(spec)?;
+        let d = self.description(&rec)?;
+        let mut files = Vec::new();
+        progress.begin(
+            "exporting",
+            d.artifacts
+                .iter()
+                .flat_map(|a| &a.layers)
+                .map(|l| l.size)
+                .sum(),
+        );
+        for a in &d.artifacts {
+            let base = match a.kind {
+                ArtifactKind::Model => to.join("models").join(&a.name),
+                ArtifactKind::Files => to.join("files"),
+            };
+            for l in &a.layers {
+                if !safe_relative(&l.path) {
+                    return Err(crate::error::single(
+                        &l.path,
+                        "unsafe path in the store's description",
+                    ));
+                }
+                let dest = base.join(&l.path);
+                if let Some(parent) = dest.parent() {
+                    fs_err::create_dir_all(parent)?;
+                }
+                let mut out = fs_err::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "{}: {e}; export into an empty directory",
+                            dest.display()
+                        ))
+                    })?;
+                let mut src = fs_err::File::open(self.blob(&l.digest))?;
+                let h = copy_hashed(&mut src, &mut out, Some(l.size), &|n| progress.advance(n))?;
+                if h.digest != l.digest || h.size != l.size {
+                    drop(out);
+                    let _ = fs_err::remove_file(&dest);
+                    return Err(crate::error::single(
+                        self.blob(&l.digest).display().to_string(),
+                        format!(
+                            "store blob is corrupt: expected {} ({} bytes), found {} ({} bytes)",
+                            l.digest, l.size, h.digest, h.size
+                        ),
+                    ));
+                }
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = if l.mode == MODE_EXEC {
+                        MODE_EXEC
+                    } else {
+                        MODE_FILE
+                    };
+                    out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                }
+                files.push(dest);
+            }
+        }
+        progress.finish();
+        self.append_ledger(
+            "export",
+            Some(rec.id.clone()),
+            Some((rec.name.clone(), rec.version.clone())),
+            &format!("exported {} {} to {}", rec.name, rec.version, to.display()),
+        )?;
+        Ok(Exported {
+            name: rec.name,
+            version: rec.version,
+            to: to.to_path_buf(),
+            files,
+        })
+    }
+
+    /// Appends a hash-chained entry to the ledger (fsynced).
+    pub fn append_ledger(
+        &self,
+        action: &str,
+        bundle: Option<String>,
+        nv: Option<(String, String)>,
+        detail: &str,
+    ) -> Result<()> {
+        fs_err::create_dir_all(&self.root)?;
+        let lines = self.ledger_lines()?;
+        let entry = LedgerEntry {
+            seq: lines.len() as u64 + 1,
+            time: crate::clock::rfc3339(crate::clock::now()),
+            action: action.to_string(),
+            bundle,
+            name: nv.as_ref().map(|x| x.0.clone()),
+            version: nv.map(|x| x.1),
+            detail: detail.to_string(),
+            prev: lines.last().map(|l| Sha256Digest::of(l.as_bytes()).hex()),
+        };
+        let mut f = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.ledger())?;
+        let mut line = serde_json::to_vec(&entry).expect("serializes");
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    fn ledger_lines(&self) -> Result<Vec<String>> {
+        if !self.ledger().exists() {
+            return Ok(vec![]);
+        }
+        let f = std::io::BufReader::new(fs_err::File::open(self.ledger())?);
+        Ok(f.lines().collect::<std::io::Result<_>>()?)
+    }
+
+    /// The ledger's entries, and with `check` every broken link reported.
+    pub fn log(&self, check: bool) -> Result<Vec<LedgerEntry>> {
+        self.ensure_exists()?;
+        let lines = self.ledger_lines()?;
+        let mut report = crate::error::Report::default();
+        let mut out = Vec::new();
+        let mut prev: Option<String> = None;
+        for (i, line) in lines.iter().enumerate() {
+            let where_ = format!("{}:{}", self.ledger().display(), i + 1);
+            match serde_json::from_str::<LedgerEntry>(line) {
+                Ok(e) => {
+                    if e.prev != prev || e.seq != i as u64 + 1 {
+                        report.add(&where_, "does not chain to the entry before it (ledger edited, reordered or truncated)");
+                    }
+                    out.push(e);
+                }
+                Err(err) => report.add(&where_, format!("not a ledger entry: {err}")),
+            }
+            prev = Some(Sha256Digest::of(line.as_bytes()).hex());
+        }
+        if check {
+            report.into_result()?;
+        }
+        Ok(out)
+    }
+}
+
+/// The name of a bundle's artifact in the store's shared index.
+pub fn store_ref(name: &str, version: &str, reference: &str) -> String {
+    format!("{name}/{}/{reference}", ref_component(version))
+}
+
+/// Writes a file through a temporary sibling, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("has parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    fs_err::File::open(dir)?.sync_all()?;
+    Ok(())
+}

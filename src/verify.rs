@@ -1,0 +1,795 @@
+//! Verification of a bundle against a trust policy, in every transport form.
+//!
+//! Order: tag files (tag manifest, description, payload manifest), then
+//! signatures and custody against the policy, then the payload: every file's
+//! size against what the signed manifests declare, then its digest, then the
+//! OCI layout's structure. Every problem found is reported; nothing is
+//! followed or executed. Directory bundles are hashed in parallel; tar
+//! bundles are streamed once, never extracted to a temporary copy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use rayon::prelude::*;
+
+use crate::bundle::*;
+use crate::custody::{check_chain, EventView};
+use crate::digest::{copy_hashed, Hashed, Sha256Digest};
+use crate::error::{Error, Report, Result};
+use crate::keys::PublicKey;
+use crate::policy::{KeyStanding, TrustPolicy};
+use crate::progress::Progress;
+use crate::source::{place_of, tar_entry_path, Form, Place, TagSet};
+
+/// What verifying the tag files established.
+#[derive(Debug, Clone)]
+pub struct TagCheck {
+    pub id: Sha256Digest,
+    pub description: Option<Description>,
+    /// Payload path → (digest, size bound, keep bytes for structure checks).
+    pub plan: Option<BTreeMap<String, Expected>>,
+    pub signers: BTreeMap<String, Vec<String>>,
+    pub custody: Vec<EventView>,
+    pub report: Report,
+    pub tags: TagSet,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    pub digest: Sha256Digest,
+    /// Exact size when declared, else an upper bound.
+    pub size: u64,
+    pub exact: bool,
+    pub keep: bool,
+}
+
+/// A fully verified bundle.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub id: Sha256Digest,
+    pub description: Description,
+    pub signers: BTreeMap<String, Vec<String>>,
+    pub custody: Vec<EventView>,
+    pub tags: TagSet,
+}
+
+/// Where verified blobs are written during import.
+pub struct Staging<'a> {
+    pub dir: &'a Path,
+    /// Blobs the store already holds: hashed, not written again.
+    pub have: &'a HashSet<Sha256Digest>,
+}
+
+/// Reads the tag files of any form (for a tar: only the entries before the payload).
+pub fn read_tags(form: &Form) -> Result<TagSet> {
+    match form {
+        Form::Dir(dir) => TagSet::read_dir(dir),
+        Form::Tar { .. } => {
+            let mut archive = tar::Archive::new(form.tar_stream()?);
+            let mut tags = TagSet::default();
+            let entries = archive.entries()?;
+            for entry in entries {
+                let Ok(mut entry) = entry else { break };
+                let Ok(path) = tar_entry_path(&entry.path_bytes()) else {
+                    break;
+                };
+                if matches!(place_of(&path), Place::Payload) {
+                    break;
+                }
+                if entry.header().entry_type().is_file() && entry.size() <= MAX_TAG_FILE {
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes)?;
+                    tags.take(&path, bytes);
+                }
+            }
+            Ok(tags)
+        }
+    }
+}
+
+/// Checks tag files, signatures, custody and policy.
+pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck {
+    let mut report = std::mem::take(&mut tags.report);
+    let empty = Vec::new();
+    let tagmanifest = tags.files.get(TAGMANIFEST).unwrap_or(&empty).clone();
+    let id = Sha256Digest::of(&tagmanifest);
+    if !tags.files.contains_key(TAGMANIFEST) {
+        report.add(
+            TAGMANIFEST,
+            "missing; this is not an airlock bundle or it is incomplete",
+        );
+    }
+    match parse_manifest(&String::from_utf8_lossy(&tagmanifest)) {
+        Err(e) => report.add(TAGMANIFEST, e),
+        Ok(listed) => {
+            for name in TAG_FILES {
+                match (listed.get(name), tags.files.get(name)) {
+                    (None, _) => report.add(TAGMANIFEST, format!("does not list {name}")),
+                    (Some(_), None) => report.add(name, "missing"),
+                    (Some(d), Some(bytes)) => {
+                        let actual = Sha256Digest::of(bytes);
+                        if actual != *d {
+                            report.add(name, format!("sha256 mismatch: tagmanifest-sha256.txt says {d}, file has {actual}"));
+                        }
+                    }
+                }
+            }
+            for name in listed.keys() {
+                if !TAG_FILES.contains(&name.as_str()) {
+                    report.add(TAGMANIFEST, format!("lists unexpected file {name}"));
+                }
+            }
+        }
+    }
+    if tags
+        .files
+        .get(BAGIT_TXT)
+        .is_some_and(|b| b != BAGIT_CONTENT.as_bytes())
+    {
+        report.add(BAGIT_TXT, "not the BagIt 1.0 declaration airlock writes");
+    }
+
+    let description = match tags
+        .files
+        .get(DESCRIPTION)
+        .map(|b| serde_json::from_slice::<Description>(b))
+    {
+        Some(Ok(d)) => {
+            check_description(&d, &mut report);
+            Some(d)
+        }
+        Some(Err(e)) => {
+            report.add(DESCRIPTION, format!("not a valid bundle description: {e}"));
+            None
+        }
+        None => None,
+    };
+    let manifest = match tags
+        .files
+        .get(MANIFEST)
+        .map(|b| parse_manifest(&String::from_utf8_lossy(b)))
+    {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            report.add(MANIFEST, e);
+            None
+        }
+        None => None,
+    };
+    let plan = match (&description, &manifest) {
+        (Some(d), Some(m)) => Some(make_plan(d, m, &mut report)),
+        _ => None,
+    };
+
+    // Signatures.
+    let mut valid: Vec<PublicKey> = Vec::new();
+    for (path, bytes) in &tags.signatures {
+        let file = path.trim_start_matches("signatures/");
+        if let Some(key_id) = file.strip_suffix(".dsse.json") {
+            let ssh = tags
+                .signatures
+                .get(&crate::signing::sshsig_path(key_id))
+                .map(Vec::as_slice);
+            match crate::signing::check(key_id, bytes, ssh, &tagmanifest) {
+                Ok(key) => valid.push(key),
+                Err(e) => report.add(path, e),
+            }
+        } else if let Some(key_id) = file.strip_suffix(".sshsig") {
+            if !tags
+                .signatures
+                .contains_key(&crate::signing::dsse_path(key_id))
+            {
+                report.add(path, "OpenSSH signature without its DSSE envelope");
+            }
+        } else {
+            report.add(path, "unexpected file in signatures/");
+        }
+    }
+    let (sig_report, signers) = policy.check_signers(&valid, now);
+    report.merge(sig_report);
+    if let Some(d) = &description {
+        if !policy.allows_bundle(&d.name) {
+            report.add(
+                DESCRIPTION,
+                format!(
+                    "bundle name {:?} is not among the names the trust policy allows",
+                    d.name
+                ),
+            );
+        }
+    }
+
+    // Custody.
+    let (custody, chain_report) = check_chain(&tags.custody, &id);
+    report.merge(chain_report);
+    for req in &policy.custody {
+        let met = custody.iter().any(|v| {
+            v.signature_ok
+                && v.link_ok
+                && v.record.as_ref().is_some_and(|r| r.event == req.event)
+                && v.key.as_ref().is_some_and(|k| matches!(policy.standing(k, now), KeyStanding::Trusted(t) if t.roles.contains(&req.role)))
+        });
+        if !met {
+            report.add(
+                format!("policy custody ({})", req.event),
+                format!("requires a {:?} custody event signed by a trusted key with role {:?}; none found", req.event, req.role),
+            );
+        }
+    }
+
+    TagCheck {
+        id,
+        description,
+        plan,
+        signers,
+        custody,
+        report,
+        tags,
+    }
+}
+
+fn check_description(d: &Description, report: &mut Report) {
+    if d.api_version != "airlock/v1" || d.kind != DESCRIPTION_KIND {
+        report.add(DESCRIPTION, "not an airlock/v1 BundleDescription");
+    }
+    if !crate::manifest::valid_name(&d.name) {
+        report.add(
+            DESCRIPTION,
+            format!("bundle name {:?} is not valid", d.name),
+        );
+    }
+    if semver::Version::parse(&d.version).is_err() {
+        report.add(
+            DESCRIPTION,
+            format!("bundle version {:?} is not a semantic version", d.version),
+        );
+    }
+    let mut refs = BTreeSet::new();
+    for a in &d.artifacts {
+        if !refs.insert(&a.reference) || !safe_relative(&a.reference) {
+            report.add(
+                DESCRIPTION,
+                format!(
+                    "artifact reference {:?} is duplicated or unsafe",
+                    a.reference
+                ),
+            );
+        }
+        let mut paths = BTreeSet::new();
+        for l in &a.layers {
+            if !safe_relative(&l.path) {
+                report.add(
+                    DESCRIPTION,
+                    format!("artifact {}: unsafe file path {:?}", a.name, l.path),
+                );
+            } else if !paths.insert(l.path.as_str()) {
+                report.add(
+                    DESCRIPTION,
+                    format!("artifact {}: file path {:?} appears twice", a.name, l.path),
+                );
+            }
+        }
+        if a.kind == ArtifactKind::Model && !crate::manifest::valid_name(&a.name) {
+            report.add(DESCRIPTION, format!("model name {:?} is not valid", a.name));
+        }
+    }
+}
+
+/// Cross-checks the payload manifest against the description and returns what
+/// each payload file must be.
+fn make_plan(
+    d: &Description,
+    m: &BTreeMap<String, Sha256Digest>,
+    report: &mut Report,
+) -> BTreeMap<String, Expected> {
+    let mut plan = BTreeMap::new();
+    let declared = d.blobs();
+    for (path, digest) in m {
+        let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
+            Expected {
+                digest: *digest,
+                size: MAX_JSON_BLOB,
+                exact: false,
+                keep: true,
+            }
+        } else if let Some(hex) = path.strip_prefix(BLOBS_PREFIX) {
+            if hex != digest.hex() {
+                report.add(
+                    path,
+                    format!(
+                        "listed in manifest-sha256.txt with digest {digest}, which is not its name"
+                    ),
+                );
+                continue;
+            }
+            let Some((media_type, size)) = declared.get(digest) else {
+                report.add(
+                    path,
+                    "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
+                );
+                continue;
+            };
+            let keep = (media_type == MT_MANIFEST
+                || media_type == MT_INDEX
+                || media_type.ends_with("+json") && *size <= MAX_JSON_BLOB)
+                && *size <= MAX_JSON_BLOB;
+            Expected {
+                digest: *digest,
+                size: *size,
+                exact: true,
+                keep,
+            }
+        } else {
+            report.add(
+                path,
+                "listed in manifest-sha256.txt but is not part of an OCI layout",
+            );
+            continue;
+        };
+        plan.insert(path.clone(), exp);
+    }
+    for required in [OCI_LAYOUT, OCI_INDEX] {
+        if !m.contains_key(required) {
+            report.add(MANIFEST, format!("does not list {required}"));
+        }
+    }
+    for d in declared.keys() {
+        if !m.contains_key(&blob_path(d)) {
+            report.add(
+                MANIFEST,
+                format!("does not list blob {d:?} that airlock.json declares"),
+            );
+        }
+    }
+    plan
+}
+
+/// Hashes (and, when staging, copies) one payload file. Returns its digest and,
+/// when asked to keep it, its bytes.
+fn take_payload(
+    path: &str,
+    reader: &mut dyn Read,
+    exp: &Expected,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+) -> Result<(Hashed, Option<Vec<u8>>)> {
+    let mut kept = exp.keep.then(Vec::new);
+    let stage_to = staging
+        .filter(|s| path.starts_with(BLOBS_PREFIX) && !s.have.contains(&exp.digest))
+        .map(|s| s.dir.join(format!("{}.part", exp.digest.hex())));
+    let mut file = match &stage_to {
+        Some(p) => Some(io::BufWriter::with_capacity(
+            1 << 20,
+            fs_err::File::create(p)?,
+        )),
+        None => None,
+    };
+    let mut tee = Tee {
+        a: file.as_mut().map(|f| f as &mut dyn Write),
+        b: kept.as_mut(),
+    };
+    let h = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n))?;
+    if let (Some(f), Some(p)) = (file, &stage_to) {
+        let f = f.into_inner().map_err(|e| e.into_error())?;
+        if h.digest == exp.digest && h.size <= exp.size {
+            f.sync_all()?;
+            fs_err::rename(p, p.with_extension(""))?;
+        } else {
+            drop(f);
+            fs_err::remove_file(p)?;
+        }
+    }
+    Ok((h, kept))
+}
+
+struct Tee<'a> {
+    a: Option<&'a mut dyn Write>,
+    b: Option<&'a mut Vec<u8>>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(a) = self.a.as_mut() {
+            a.write_all(buf)?;
+        }
+        if let Some(b) = self.b.as_mut() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(a) = self.a.as_mut() {
+            a.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn judge(path: &str, exp: &Expected, h: &Hashed, report: &mut Report) -> bool {
+    if exp.exact && h.size != exp.size || !exp.exact && h.size > exp.size {
+        report.add(
+            path,
+            format!(
+                "size {} but the signed manifests declare {}{}",
+                h.size,
+                if exp.exact { "" } else { "at most " },
+                exp.size
+            ),
+        );
+        false
+    } else if h.digest != exp.digest {
+        report.add(
+            path,
+            format!(
+                "sha256 mismatch: manifest-sha256.txt says {}, file has {}",
+                exp.digest, h.digest
+            ),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+/// Verifies a bundle fully. With `staging`, verified blobs are also written
+/// there (import); the payload is then read only if the tag files verified.
+pub fn verify(
+    form: &Form,
+    policy: &TrustPolicy,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+) -> Result<Verified> {
+    let now = crate::clock::now();
+    let (check, mut report, kept) = match form {
+        Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress)?,
+        Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
+    };
+    if let (Some(d), Some(index)) = (&check.description, kept.get(OCI_INDEX)) {
+        check_oci(d, index, &kept, &mut report);
+    }
+    report.into_result()?;
+    Ok(Verified {
+        id: check.id,
+        description: check
+            .description
+            .expect("verified bundles have a description"),
+        signers: check.signers,
+        custody: check.custody,
+        tags: check.tags,
+    })
+}
+
+type Outcome = (TagCheck, Report, HashMap<String, Vec<u8>>);
+
+fn verify_dir(
+    dir: &Path,
+    policy: &TrustPolicy,
+    now: i64,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let check = check_tags(TagSet::read_dir(dir)?, policy, now);
+    let mut report = check.report.clone();
+    let mut kept = HashMap::new();
+    let Some(plan) = check.plan.clone() else {
+        return Ok((check, report, kept));
+    };
+    if staging.is_some() && !report.is_ok() {
+        return Ok((check, report, kept));
+    }
+    let data = dir.join("data");
+    let mut present: Vec<(String, PathBuf, u64)> = Vec::new();
+    if fs_err::symlink_metadata(&data)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        for entry in walkdir::WalkDir::new(&data)
+            .follow_links(false)
+            .min_depth(1)
+            .sort_by_file_name()
+        {
+            let entry =
+                entry.map_err(|e| Error::Usage(format!("cannot read {}: {e}", data.display())))?;
+            let rel = format!(
+                "data/{}",
+                entry
+                    .path()
+                    .strip_prefix(&data)
+                    .expect("below")
+                    .to_string_lossy()
+            );
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                continue;
+            }
+            if !ft.is_file() {
+                report.add(
+                    &rel,
+                    "symbolic link or special file; a bundle holds regular files only",
+                );
+                continue;
+            }
+            if !plan.contains_key(&rel) {
+                report.add(&rel, "extra file: not listed in manifest-sha256.txt");
+                continue;
+            }
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            present.push((rel, entry.path().to_path_buf(), len));
+        }
+    } else {
+        report.add("data/", "missing or not a directory");
+    }
+    let seen: HashSet<&str> = present.iter().map(|p| p.0.as_str()).collect();
+    for path in plan.keys() {
+        if !seen.contains(path.as_str()) {
+            report.add(
+                path,
+                "missing: listed in manifest-sha256.txt but not in the bundle",
+            );
+        }
+    }
+    progress.begin("verifying", present.iter().map(|p| p.2).sum());
+    let results: Vec<Result<(String, Report, Option<Vec<u8>>)>> = present
+        .par_iter()
+        .map(|(rel, abs, len)| {
+            let exp = &plan[rel];
+            let mut r = Report::default();
+            if exp.exact && *len != exp.size || *len > exp.size {
+                r.add(
+                    rel,
+                    format!("size {len} but the signed manifests declare {}", exp.size),
+                );
+                return Ok((rel.clone(), r, None));
+            }
+            let mut f = fs_err::File::open(abs)?;
+            let (h, bytes) = take_payload(rel, &mut f, exp, staging, progress)?;
+            let ok = judge(rel, exp, &h, &mut r);
+            Ok((rel.clone(), r, bytes.filter(|_| ok)))
+        })
+        .collect();
+    progress.finish();
+    for res in results {
+        let (rel, r, bytes) = res?;
+        report.merge(r);
+        if let Some(b) = bytes {
+            kept.insert(rel, b);
+        }
+    }
+    Ok((check, report, kept))
+}
+
+fn verify_tar(
+    form: &Form,
+    policy: &TrustPolicy,
+    now: i64,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let mut archive = tar::Archive::new(form.tar_stream()?);
+    let mut tags = TagSet::default();
+    let mut report = Report::default();
+    let mut check: Option<TagCheck> = None;
+    let mut kept = HashMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut last = String::from("(start of the tar)");
+    let entries = archive.entries()?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                report.add(
+                    form.path().display().to_string(),
+                    format!("truncated or corrupt tar after {last}: {e}"),
+                );
+                break;
+            }
+        };
+        let path = match tar_entry_path(&entry.path_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                continue;
+            }
+        };
+        last = path.clone();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            let what = match kind {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "device",
+                tar::EntryType::Fifo => "FIFO",
+                _ => "non-regular entry",
+            };
+            report.add(
+                &path,
+                format!("{what} in the tar; a bundle holds regular files only"),
+            );
+            continue;
+        }
+        if !seen.insert(path.clone()) {
+            report.add(&path, "appears twice in the tar");
+            continue;
+        }
+        let is_payload = matches!(place_of(&path), Place::Payload);
+        if !is_payload {
+            if check.is_some() {
+                report.add(&path, "tag file, signature or custody event after the payload began; the tar is not in airlock's order");
+                continue;
+            }
+            if entry.size() > MAX_TAG_FILE {
+                report.add(
+                    &path,
+                    format!("{} bytes, larger than any tag file may be", entry.size()),
+                );
+                break;
+            }
+            let mut bytes = Vec::new();
+            if let Err(e) = entry.read_to_end(&mut bytes) {
+                report.add(&path, format!("truncated or corrupt tar: {e}"));
+                break;
+            }
+            tags.take(&path, bytes);
+            continue;
+        }
+        // First payload entry: the tag files are complete; check them now.
+        if check.is_none() {
+            let c = check_tags(std::mem::take(&mut tags), policy, now);
+            report.merge(c.report.clone());
+            progress.begin(
+                "verifying",
+                c.description.as_ref().map_or(0, Description::total_size),
+            );
+            check = Some(c);
+        }
+        let c = check.as_ref().expect("set above");
+        if staging.is_some() && !report.is_ok() {
+            break;
+        }
+        let Some(plan) = &c.plan else { break };
+        let Some(exp) = plan.get(&path) else {
+            report.add(&path, "extra file: not listed in manifest-sha256.txt");
+            if entry.size() > MAX_TAG_FILE {
+                break;
+            }
+            continue;
+        };
+        if exp.exact && entry.size() != exp.size || entry.size() > exp.size {
+            report.add(
+                &path,
+                format!(
+                    "size {} but the signed manifests declare {}; stopped reading",
+                    entry.size(),
+                    exp.size
+                ),
+            );
+            break;
+        }
+        match take_payload(&path, &mut entry, exp, staging, progress) {
+            Ok((h, bytes)) => {
+                if judge(&path, exp, &h, &mut report) {
+                    if let Some(b) = bytes {
+                        kept.insert(path.clone(), b);
+                    }
+                }
+            }
+            Err(Error::Io(e))
+                if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::Other =>
+            {
+                report.add(&path, format!("truncated or corrupt tar: {e}"));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    progress.finish();
+    let check = match check {
+        Some(c) => c,
+        None => {
+            let c = check_tags(tags, policy, now);
+            report.merge(c.report.clone());
+            c
+        }
+    };
+    if let Some(plan) = &check.plan {
+        if staging.is_none() || report.is_ok() {
+            for path in plan.keys() {
+                if !seen.contains(path) {
+                    report.add(
+                        path,
+                        "missing: listed in manifest-sha256.txt but not in the bundle",
+                    );
+                }
+            }
+        }
+    }
+    Ok((check, report, kept))
+}
+
+/// Checks the OCI layout against the description: every index entry named and
+/// declared, every manifest's config and layers exactly as declared.
+fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
+    let index: ImageIndex = match serde_json::from_slice(index) {
+        Ok(i) => i,
+        Err(e) => return report.add(OCI_INDEX, format!("not an OCI image index: {e}")),
+    };
+    let mut found = BTreeSet::new();
+    for m in index.manifests() {
+        let digest = Sha256Digest::parse_oci(m.digest().as_ref());
+        let Some(name) = m.annotations().as_ref().and_then(|a| a.get(REF_NAME)) else {
+            report.add(OCI_INDEX, format!("entry {} has no {REF_NAME}", m.digest()));
+            continue;
+        };
+        let Some(a) = d.artifacts.iter().find(|a| &a.reference == name) else {
+            report.add(
+                OCI_INDEX,
+                format!("entry {name:?} is not declared in airlock.json"),
+            );
+            continue;
+        };
+        found.insert(name.clone());
+        if digest != Some(a.manifest.digest) || m.size() != a.manifest.size {
+            report.add(
+                OCI_INDEX,
+                format!("entry {name:?} does not point at the manifest airlock.json declares"),
+            );
+            continue;
+        }
+        let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
+            continue;
+        };
+        let manifest: ImageManifest = match serde_json::from_slice(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                report.add(
+                    blob_path(&a.manifest.digest),
+                    format!("not an OCI image manifest: {e}"),
+                );
+                continue;
+            }
+        };
+        let same = |desc: &oci_spec::image::Descriptor, mt: &str, dg: &Sha256Digest, size: u64| {
+            desc.media_type().to_string() == mt
+                && Sha256Digest::parse_oci(desc.digest().as_ref()) == Some(*dg)
+                && desc.size() == size
+        };
+        if !same(
+            manifest.config(),
+            &a.config.media_type,
+            &a.config.digest,
+            a.config.size,
+        ) {
+            report.add(
+                blob_path(&a.manifest.digest),
+                format!("config of {name:?} differs from airlock.json"),
+            );
+        }
+        let layers_match = manifest.layers().len() == a.layers.len()
+            && manifest.layers().iter().zip(&a.layers).all(|(x, l)| {
+                same(x, &l.media_type, &l.digest, l.size)
+                    && x.annotations().as_ref().and_then(|an| an.get(TITLE)) == Some(&l.path)
+            });
+        if !layers_match {
+            report.add(
+                blob_path(&a.manifest.digest),
+                format!("layers of {name:?} differ from airlock.json"),
+            );
+        }
+    }
+    for a in &d.artifacts {
+        if !found.contains(&a.reference) {
+            report.add(
+                OCI_INDEX,
+                format!(
+                    "artifact {:?} declared in airlock.json is not in the index",
+                    a.reference
+                ),
+            );
+        }
+    }
+}

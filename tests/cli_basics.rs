@@ -1,0 +1,330 @@
+//! The happy path a user relies on: keygen, pack in every form, inspect,
+//! verify, import, export byte-identical, store ls / log, determinism.
+
+mod common;
+use common::*;
+
+#[test]
+fn keygen_writes_three_files_and_prints_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("k/builder");
+    let o = run(&["keygen", base.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id = json(&o)["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    let key = std::fs::read_to_string(dir.path().join("k/builder.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(std::fs::read_to_string(dir.path().join("k/builder.pub"))
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("k/builder.ssh.pub"))
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("k/builder.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The private key never reaches stdout.
+    assert!(!stdout(&o).contains("PRIVATE"));
+    // Refuses to overwrite an existing key.
+    let again = run(&["keygen", base.to_str().unwrap()]);
+    assert_eq!(code(&again), 2);
+    assert!(stderr(&again).contains("already exists"));
+}
+
+#[test]
+fn every_form_has_the_same_id_and_verifies() {
+    let f = Fixture::new();
+    let mut ids = Vec::new();
+    for format in ["dir", "tar", "tar.zst"] {
+        let bundle = f.pack(format);
+        let o = run(&[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trust",
+            &f.s("policy.yaml"),
+            "--json",
+        ]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        ids.push(json(&o)["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    // The id is the sha256 of the tag manifest.
+    let tm = std::fs::read(f.path("dist/demo-1.0.0/tagmanifest-sha256.txt")).unwrap();
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&tm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(ids[0], hex);
+}
+
+#[test]
+fn layout_has_bagit_oci_signatures_and_custody() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    for p in [
+        "bagit.txt",
+        "bag-info.txt",
+        "manifest-sha256.txt",
+        "tagmanifest-sha256.txt",
+        "airlock.json",
+        "VERIFY.txt",
+        "data/oci-layout",
+        "data/index.json",
+        "custody/0001-packed.dsse.json",
+    ] {
+        assert!(b.join(p).is_file(), "missing {p}");
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("data/index.json")).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 3, "one model and two file sets");
+    for m in manifests {
+        assert!(m["annotations"]["org.opencontainers.image.ref.name"].is_string());
+    }
+    let model = manifests
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "models/minilm")
+        .expect("model artifact");
+    assert_eq!(
+        model["artifactType"],
+        "application/vnd.cncf.model.manifest.v1+json"
+    );
+    let digest = model["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("data/blobs/sha256").join(digest)).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.cncf.model.config.v1+json"
+    );
+    let weight = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["org.cncf.model.filepath"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(
+        weight["mediaType"],
+        "application/vnd.cncf.model.weight.v1.raw"
+    );
+    let sigs: Vec<_> = std::fs::read_dir(b.join("signatures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let id = std::fs::read_to_string(f.path("keys/builder.ssh.pub")).unwrap();
+    assert!(id.contains("airlock:"));
+    assert!(
+        sigs.iter().any(|s| s.ends_with(".dsse.json"))
+            && sigs.iter().any(|s| s.ends_with(".sshsig")),
+        "{sigs:?}"
+    );
+    // The DSSE payload is an in-toto Statement v1 about the tag manifest.
+    let dsse = sigs.iter().find(|s| s.ends_with(".dsse.json")).unwrap();
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("signatures").join(dsse)).unwrap()).unwrap();
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["subject"][0]["name"], "tagmanifest-sha256.txt");
+}
+
+#[test]
+fn identical_files_are_stored_once() {
+    let f = Fixture::new();
+    std::fs::write(f.path("src/docs/copy-of-notes.txt"), b"notes\n").unwrap();
+    let b = f.pack("dir");
+    let blobs = std::fs::read_dir(b.join("data/blobs/sha256"))
+        .unwrap()
+        .count();
+    let desc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("airlock.json")).unwrap()).unwrap();
+    let layers: usize = desc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["layers"].as_array().unwrap().len())
+        .sum();
+    // 3 manifests + 2 configs (the two file sets share the empty config) + distinct layers.
+    assert_eq!(blobs, 3 + 2 + layers - 1, "the duplicate file is one blob");
+}
+
+#[test]
+fn packing_twice_is_byte_identical() {
+    let f = Fixture::new();
+    let a = f.pack_to("dir", "one");
+    let b = f.pack_to("dir", "two");
+    assert_eq!(snapshot(&a), snapshot(&b));
+    for format in ["tar", "tar.zst"] {
+        let a = f.pack_to(format, "one");
+        let b = f.pack_to(format, "two");
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn inspect_shows_artifacts_signers_and_custody_without_the_payload() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    // Inspect reads tag files only: corrupting every blob does not change it.
+    for e in std::fs::read_dir(b.join("data/blobs/sha256")).unwrap() {
+        std::fs::write(e.unwrap().path(), b"garbage").unwrap();
+    }
+    let o = run(&["inspect", b.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["name"], "demo");
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["id"].as_str().unwrap().len(), 64);
+    assert_eq!(v["artifacts"].as_array().unwrap().len(), 3);
+    assert_eq!(v["signers"][0]["signatureOk"], true);
+    assert_eq!(v["custody"][0]["event"], "packed");
+    let text = stdout(&run(&["inspect", b.to_str().unwrap()]));
+    assert!(
+        text.contains("model.safetensors") && text.contains("packed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn import_export_round_trip_is_byte_identical() {
+    let f = Fixture::new();
+    let b = f.pack("tar.zst");
+    let o = f.import(&b, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let again = f.import(&b, "store");
+    assert_eq!(code(&again), 0);
+    assert!(stdout(&again).contains("already"), "{}", stdout(&again));
+
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let model_in = snapshot(&f.path("src/models/minilm"));
+    let model_out = snapshot(&f.path("out/models/minilm"));
+    assert_eq!(
+        model_in.keys().collect::<Vec<_>>(),
+        model_out.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &model_in {
+        assert_eq!(v.0, model_out[k].0, "{k}");
+    }
+    let docs_out = snapshot(&f.path("out/files/docs"));
+    for (k, v) in snapshot(&f.path("src/docs")) {
+        assert_eq!(v.0, docs_out[&k].0, "{k}");
+    }
+    let tool = std::fs::read(f.path("out/files/tool.sh")).unwrap();
+    assert_eq!(tool, std::fs::read(f.path("src/tool.sh")).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f.path("out/files/tool.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "executables stay executable");
+    }
+
+    let ls = json(&run(&["store", "ls", "--store", &f.s("store"), "--json"]));
+    assert_eq!(ls["bundles"][0]["name"], "demo");
+    let log = run(&[
+        "store",
+        "log",
+        "--store",
+        &f.s("store"),
+        "--verify",
+        "--json",
+    ]);
+    assert_eq!(code(&log), 0, "{}", stderr(&log));
+    let actions: Vec<String> = json(&log)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, ["import", "export"]);
+    // Exporting over an existing export refuses instead of overwriting.
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo@1.0.0",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn store_is_an_oci_layout_shared_by_bundles() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    assert_eq!(code(&f.import(&b, "store")), 0);
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+        .unwrap()
+        .replace("version: 1.0.0", "version: 1.1.0");
+    std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    let b2 = f.pack("tar");
+    let o = f.import(&b2, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&run(&[
+        "import",
+        b2.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+        "--json",
+    ]));
+    assert_eq!(v["already_present"], true);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.path("store/oci/index.json")).unwrap()).unwrap();
+    let refs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        refs.contains(&"demo/1.0.0/models/minilm") && refs.contains(&"demo/1.1.0/models/minilm"),
+        "{refs:?}"
+    );
+    // Same content in both versions: the weights blob is stored once.
+    let blobs_in_bundle = std::fs::read_dir(b.join("data/blobs/sha256"))
+        .unwrap()
+        .count();
+    let blobs_in_store = std::fs::read_dir(f.path("store/oci/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert!(blobs_in_store < 2 * blobs_in_bundle);
+}

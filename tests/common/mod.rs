@@ -1,0 +1,250 @@
+//! Shared fixtures for the integration tests: a temporary workspace with
+//! freshly generated keys, a small model directory and files, a manifest and a
+//! trust policy, and helpers to run the real `airlock` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+pub const EPOCH: &str = "1700000000";
+
+pub fn airlock() -> Command {
+    let mut c = Command::cargo_bin("airlock").expect("binary built");
+    c.env("SOURCE_DATE_EPOCH", EPOCH);
+    c
+}
+
+/// Runs airlock with `args` and returns its output (any exit code).
+pub fn run(args: &[&str]) -> Output {
+    airlock().args(args).output().expect("airlock runs")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(o)))
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A workspace with a builder key, a second (untrusted) key, a model
+    /// directory, a docs directory, a manifest and a trust policy.
+    pub fn new() -> Self {
+        let f = Fixture {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let root = f.root();
+        for k in ["builder", "stranger"] {
+            let o = run(&["keygen", root.join("keys").join(k).to_str().unwrap()]);
+            assert!(o.status.success(), "keygen: {}", stderr(&o));
+        }
+        let model = root.join("src/models/minilm");
+        std::fs::create_dir_all(&model).unwrap();
+        std::fs::write(
+            model.join("config.json"),
+            br#"{"architectures":["BertModel"],"torch_dtype":"float32"}"#,
+        )
+        .unwrap();
+        std::fs::write(model.join("tokenizer.json"), br#"{"version":"1.0"}"#).unwrap();
+        // Not a real safetensors file: the core bundle carries bytes as they are.
+        let weights: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(model.join("model.safetensors"), &weights).unwrap();
+        std::fs::write(model.join("README.md"), b"# minilm\n").unwrap();
+        let docs = root.join("src/docs");
+        std::fs::create_dir_all(docs.join("sub")).unwrap();
+        std::fs::write(docs.join("runbook.txt"), b"step one\nstep two\n").unwrap();
+        std::fs::write(docs.join("sub/notes.txt"), b"notes\n").unwrap();
+        std::fs::write(root.join("src/tool.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                root.join("src/tool.sh"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        f.write_manifest("");
+        f.write_policy("builder", "[builder]", "require:\n  builder: 1\n");
+        f
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    pub fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+
+    /// Writes `src/airlock.yaml`; `extra` is appended verbatim.
+    pub fn write_manifest(&self, extra: &str) {
+        let text = format!(
+            "apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: demo\n  version: 1.0.0\n  description: test bundle\nfiles:\n  - path: docs\n  - path: tool.sh\nmodels:\n  - name: minilm\n    path: models/minilm\n{extra}"
+        );
+        std::fs::write(self.path("src/airlock.yaml"), text).unwrap();
+    }
+
+    /// Writes `policy.yaml` trusting key `key` with `roles`, plus `rest` verbatim.
+    pub fn write_policy(&self, key: &str, roles: &str, rest: &str) {
+        let text = format!(
+            "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: {key}\n    publicKey: keys/{key}.pub\n    roles: {roles}\n{rest}"
+        );
+        std::fs::write(self.path("policy.yaml"), text).unwrap();
+    }
+
+    /// Packs the fixture's manifest with the builder key; returns the bundle path.
+    pub fn pack(&self, format: &str) -> PathBuf {
+        self.pack_to(format, "dist")
+    }
+
+    pub fn pack_to(&self, format: &str, out: &str) -> PathBuf {
+        let o = run(&[
+            "pack",
+            &self.s("src/airlock.yaml"),
+            "--key",
+            &self.s("keys/builder.key"),
+            "--out",
+            &self.s(out),
+            "--format",
+            format,
+            "--json",
+        ]);
+        assert_eq!(code(&o), 0, "pack failed: {}", stderr(&o));
+        PathBuf::from(json(&o)["path"].as_str().unwrap())
+    }
+
+    pub fn verify(&self, bundle: &Path) -> Output {
+        run(&[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trust",
+            &self.s("policy.yaml"),
+        ])
+    }
+
+    pub fn import(&self, bundle: &Path, store: &str) -> Output {
+        run(&[
+            "import",
+            bundle.to_str().unwrap(),
+            "--trust",
+            &self.s("policy.yaml"),
+            "--store",
+            &self.s(store),
+        ])
+    }
+}
+
+/// Every file below `dir` with its bytes (and mode), for byte-for-byte comparisons.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        #[cfg(unix)]
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            e.metadata().unwrap().permissions().mode()
+        };
+        if e.file_type().is_file() {
+            out.insert(rel, (std::fs::read(e.path()).unwrap(), mode));
+        } else {
+            out.insert(rel + "/", (vec![], 0));
+        }
+    }
+    out
+}
+
+/// A tar entry as raw parts, for crafting hostile archives.
+#[derive(Clone)]
+pub struct RawEntry {
+    pub path: String,
+    pub kind: tar::EntryType,
+    pub data: Vec<u8>,
+    pub link: Option<String>,
+}
+
+pub fn read_tar(path: &Path) -> Vec<RawEntry> {
+    let mut a = tar::Archive::new(std::fs::File::open(path).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            RawEntry {
+                path: String::from_utf8(e.path_bytes().to_vec()).unwrap(),
+                kind: e.header().entry_type(),
+                data,
+                link: e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned()),
+            }
+        })
+        .collect()
+}
+
+/// Writes entries as a tar, bypassing the tar crate's path checks so that
+/// hostile names (`../x`, `/etc/x`) are written exactly as given.
+pub fn write_tar(path: &Path, entries: &[RawEntry]) {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let name = e.path.as_bytes();
+            assert!(name.len() < 100, "test entry names stay short");
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name);
+        }
+        h.set_entry_type(e.kind);
+        h.set_size(e.data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        if let Some(l) = &e.link {
+            h.set_link_name(l).unwrap();
+        }
+        if matches!(e.kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(&e.data);
+        let pad = (512 - e.data.len() % 512) % 512;
+        out.extend(std::iter::repeat_n(0u8, pad));
+    }
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    std::fs::write(path, out).unwrap();
+}

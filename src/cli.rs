@@ -66,7 +66,25 @@ enum Command {
         /// Import even if a newer version of the bundle is already in the store (recorded in the ledger).
         #[arg(long)]
         allow_downgrade: bool,
+        /// The high side's key: signs the `imported` custody event and the receipt.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Write a signed import receipt here, to carry back to the build side.
+        #[arg(long)]
+        receipt: Option<PathBuf>,
     },
+    /// Add a co-signature; the bundle id does not change.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Signed, hash-chained custody events.
+    #[command(subcommand)]
+    Custody(CustodyCommand),
+    /// Import receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
     /// Write a bundle's content from the store in usable form.
     Export {
         #[arg(long)]
@@ -80,6 +98,32 @@ enum Command {
     /// The store's contents and ledger.
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum CustodyCommand {
+    /// Append a signed event (e.g. scanned, transferred, received).
+    Append {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show the chain: who, what, when, and whether each signature and link checks.
+    Show { bundle: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Check a receipt the high side signed, against a trust policy.
+    Verify {
+        receipt: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,7 +221,7 @@ fn run(cli: Cli) -> Result<()> {
                 id: String,
                 name: &'a str,
                 version: &'a str,
-                signers: &'a std::collections::BTreeMap<String, Vec<String>>,
+                signers: &'a crate::policy::Signers,
                 custody_events: usize,
             }
             let out = Out {
@@ -191,17 +235,27 @@ fn run(cli: Cli) -> Result<()> {
             emit(json, &out, || {
                 let roles: Vec<String> = v
                     .signers
+                    .counted
                     .iter()
                     .map(|(r, n)| format!("{r}: {}", n.join(", ")))
                     .collect();
-                format!(
-                    "OK {} {}\nid       {}\nsigners  {}\ncustody  {} event(s), chain intact",
+                let mut s = format!(
+                    "OK {} {}\nid       {}\nroles    {}\ncustody  {} event(s), chain intact\nsignatures:",
                     out.name,
                     out.version,
                     out.id,
                     roles.join("; "),
                     out.custody_events
-                )
+                );
+                for k in &v.signers.keys {
+                    s.push_str(&format!(
+                        "\n  {} {}: {}",
+                        k.key_id,
+                        k.name.as_deref().unwrap_or("(unknown)"),
+                        k.status
+                    ));
+                }
+                s
             })
         }
         Command::Import {
@@ -209,9 +263,20 @@ fn run(cli: Cli) -> Result<()> {
             trust,
             store,
             allow_downgrade,
+            key,
+            receipt,
         } => {
             let policy = TrustPolicy::load(&trust)?;
-            let done = Store::new(&store).import(&bundle, &policy, allow_downgrade, &bar)?;
+            let key = key.map(|k| PrivateKey::load(&k)).transpose()?;
+            let opts = crate::store::ImportOptions {
+                allow_downgrade,
+                key: key.as_ref(),
+                receipt: receipt.clone(),
+            };
+            let done = Store::new(&store).import(&bundle, &policy, &opts, &bar)?;
+            if let Some(r) = &receipt {
+                eprintln!("receipt written to {}", r.display());
+            }
             emit(json, &done, || {
                 if done.already_present {
                     format!(
@@ -242,6 +307,84 @@ fn run(cli: Cli) -> Result<()> {
                     done.version,
                     done.to.display(),
                     done.files.len()
+                )
+            })
+        }
+        Command::Sign { bundle, key } => {
+            let key = PrivateKey::load(&key)?;
+            let done = crate::amend::sign(&bundle, &key)?;
+            emit(json, &done, || {
+                if done.wrote.is_empty() {
+                    format!(
+                        "key {} has already signed {}; nothing changed",
+                        done.key_id, done.id
+                    )
+                } else {
+                    format!(
+                        "signed {} with key {}; wrote {}",
+                        done.id,
+                        done.key_id,
+                        list_paths(&done.wrote)
+                    )
+                }
+            })
+        }
+        Command::Custody(CustodyCommand::Append {
+            bundle,
+            key,
+            event,
+            note,
+        }) => {
+            let key = PrivateKey::load(&key)?;
+            let done = crate::amend::append_custody(&bundle, &key, &event, note.as_deref())?;
+            emit(json, &done, || {
+                format!(
+                    "recorded {event} for {} by key {}; wrote {}",
+                    done.id,
+                    done.key_id,
+                    list_paths(&done.wrote)
+                )
+            })
+        }
+        Command::Custody(CustodyCommand::Show { bundle }) => {
+            let shown = crate::amend::show_custody(&bundle)?;
+            emit(json, &shown, || {
+                let mut s = format!("custody of {}\n", shown.id);
+                s.push_str(&render_custody(&shown.events));
+                s.push_str(if shown.intact {
+                    "\nchain intact"
+                } else {
+                    "\nCHAIN BROKEN"
+                });
+                s
+            })?;
+            if shown.intact {
+                Ok(())
+            } else {
+                Err(Error::Verification({
+                    let mut r = crate::error::Report::default();
+                    for e in &shown.events {
+                        for p in &e.problems {
+                            r.add(&e.file, p);
+                        }
+                    }
+                    r
+                }))
+            }
+        }
+        Command::Receipt(ReceiptCommand::Verify { receipt, trust }) => {
+            let policy = TrustPolicy::load(&trust)?;
+            let r = crate::receipt::verify(&receipt, &policy)?;
+            emit(json, &r, || {
+                format!(
+                    "OK receipt: {} {} ({}) imported at {} by {} (key {}); the store holds {} blob(s) of it",
+                    r.receipt.bundle,
+                    r.receipt.version,
+                    r.receipt.bundle_id,
+                    r.receipt.time,
+                    r.signer,
+                    r.receipt.store_key,
+                    r.receipt.blobs.len()
                 )
             })
         }
@@ -342,7 +485,13 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
         ));
     }
     s.push_str("\ncustody:\n");
-    for e in &i.custody {
+    s.push_str(&render_custody(&i.custody));
+    s.trim_end().to_string()
+}
+
+fn render_custody(events: &[crate::custody::EventView]) -> String {
+    let mut s = String::new();
+    for e in events {
         match &e.record {
             Some(r) => s.push_str(&format!(
                 "  {:>3} {:<12} {} by {}{}{}\n",
@@ -355,15 +504,27 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
                     .map(|n| format!(" — {n}"))
                     .unwrap_or_default(),
                 if e.signature_ok && e.link_ok {
-                    ""
+                    "  [signature ok, link ok]".to_string()
                 } else {
-                    "  [BROKEN]"
+                    format!("  [BROKEN: {}]", e.problems.join("; "))
                 }
             )),
-            None => s.push_str(&format!("  {}  [UNREADABLE]\n", e.file)),
+            None => s.push_str(&format!(
+                "  {}  [UNREADABLE: {}]\n",
+                e.file,
+                e.problems.join("; ")
+            )),
         }
     }
     s.trim_end().to_string()
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// indicatif progress bars on stderr, drawn only when stderr is a terminal.

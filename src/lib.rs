@@ -4,6 +4,7 @@
 //! The library holds the domain; `cli` is the only module that prints.
 //! See ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod amend;
 pub mod bundle;
 pub mod cli;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod manifest;
 pub mod pack;
 pub mod policy;
 pub mod progress;
+pub mod receipt;
 pub mod signing;
 pub mod source;
 pub mod sources;

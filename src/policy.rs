@@ -181,79 +181,123 @@ impl TrustPolicy {
             .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
     }
 
-    /// Applies `require` to the keys whose signatures verified. Returns the
-    /// findings, and per role the signers that count.
-    pub fn check_signers(
-        &self,
-        valid: &[PublicKey],
-        now: i64,
-    ) -> (Report, BTreeMap<String, Vec<String>>) {
+    /// Applies `require` to the keys whose signatures verified. Signatures by
+    /// unknown, revoked or expired keys do not count (and say why); the
+    /// bundle fails only when a role's threshold is not met, or when no
+    /// trusted key signed at all.
+    pub fn check_signers(&self, valid: &[PublicKey], now: i64) -> (Report, Signers) {
         let mut report = Report::default();
-        let mut counted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        let mut trusted = 0;
+        let mut signers = Signers::default();
+        let mut names_seen = BTreeSet::new();
         for key in valid {
-            if !seen.insert(key.id.clone()) {
-                continue;
-            }
-            match self.standing(key, now) {
+            let (name, status) = match self.standing(key, now) {
+                KeyStanding::Trusted(k) if !names_seen.insert(k.name.clone()) => (
+                    Some(k.name.clone()),
+                    format!(
+                        "not counted: {} already signed with another key (same signer twice)",
+                        k.name
+                    ),
+                ),
                 KeyStanding::Trusted(k) => {
-                    trusted += 1;
                     for role in &k.roles {
-                        counted
+                        signers
+                            .counted
                             .entry(role.clone())
                             .or_default()
                             .push(k.name.clone());
                     }
+                    (
+                        Some(k.name.clone()),
+                        format!(
+                            "counts for {}",
+                            k.roles.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
                 }
-                KeyStanding::Unknown => report.add(
-                    crate::signing::dsse_path(&key.id),
-                    format!(
-                        "signed by key {} which the trust policy does not know; it does not count",
-                        key.id
-                    ),
+                KeyStanding::Unknown => (
+                    None,
+                    "not counted: key unknown to the trust policy".to_string(),
                 ),
-                KeyStanding::Revoked(k) => report.add(
-                    crate::signing::dsse_path(&key.id),
-                    format!(
-                        "signed by {} (key {}), which the trust policy revokes",
-                        k.name, key.id
-                    ),
+                KeyStanding::Revoked(k) => (
+                    Some(k.name.clone()),
+                    "not counted: key revoked by the trust policy".to_string(),
                 ),
-                KeyStanding::Expired(k) => report.add(
-                    crate::signing::dsse_path(&key.id),
+                KeyStanding::Expired(k) => (
+                    Some(k.name.clone()),
                     format!(
-                        "signed by {} (key {}), which expired on {}",
-                        k.name,
-                        key.id,
+                        "not counted: key expired on {}",
                         k.expires.as_deref().unwrap_or("?")
                     ),
                 ),
-            }
+            };
+            signers.keys.push(SignerStatus {
+                key_id: key.id.clone(),
+                name,
+                status,
+            });
         }
+        let why_not = || {
+            let others: Vec<String> = signers
+                .keys
+                .iter()
+                .filter(|k| k.status.starts_with("not counted"))
+                .map(|k| format!("{} {}", k.name.as_deref().unwrap_or(&k.key_id), k.status))
+                .collect();
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", others.join("; "))
+            }
+        };
         for (role, need) in &self.require {
-            let have = counted.get(role).map_or(0, Vec::len) as u32;
-            if have < *need {
+            let names = signers.counted.get(role).cloned().unwrap_or_default();
+            if (names.len() as u32) < *need {
                 report.add(
                     format!("policy require.{role}"),
                     format!(
-                        "needs {need} distinct valid signer(s) with role {role:?}, found {have}{}",
-                        counted
-                            .get(role)
-                            .map(|v| format!(" ({})", v.join(", ")))
-                            .unwrap_or_default()
+                        "needs {need} distinct valid signer(s) with role {role:?}, found {}{}{}",
+                        names.len(),
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", names.join(", "))
+                        },
+                        why_not()
                     ),
                 );
             }
         }
-        if trusted == 0 && self.require.is_empty() {
+        if self.require.is_empty()
+            && signers.counted.is_empty()
+            && !signers.keys.iter().any(|k| k.status.starts_with("counts"))
+        {
             report.add(
                 "signatures/",
-                "no valid signature by a key the trust policy trusts",
+                format!(
+                    "no valid signature by a key the trust policy trusts{}",
+                    why_not()
+                ),
             );
         }
-        (report, counted)
+        (report, signers)
     }
+}
+
+/// Who signed, and which signatures count for which role.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Signers {
+    /// role → names of the trusted signers that count for it.
+    pub counted: BTreeMap<String, Vec<String>>,
+    pub keys: Vec<SignerStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignerStatus {
+    pub key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub status: String,
 }
 
 /// `*` matches any run of characters, `?` any one.

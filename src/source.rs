@@ -45,6 +45,20 @@ impl Form {
         }
     }
 
+    /// Where additions to this bundle (co-signatures, custody events) live:
+    /// the bundle directory itself, or `<file>.airlock/` beside a tar, so a
+    /// multi-GB file is never rewritten to add a signature.
+    pub fn additions_dir(&self) -> PathBuf {
+        match self {
+            Form::Dir(p) => p.clone(),
+            Form::Tar { path, .. } => {
+                let mut s = path.as_os_str().to_owned();
+                s.push(".airlock");
+                PathBuf::from(s)
+            }
+        }
+    }
+
     /// Opens a tar form as a byte stream (decompressing zstd).
     pub fn tar_stream(&self) -> Result<Box<dyn Read + Send>> {
         match self {
@@ -111,6 +125,45 @@ impl TagSet {
             Place::Payload => unreachable!("payload is not a tag"),
             Place::Unexpected => self.report.add(path, "unexpected file in the bundle (not a tag file, signature, custody event or payload)"),
         }
+    }
+
+    /// Adds the signatures and custody events stored beside a tar bundle.
+    /// An entry present in both places must be identical.
+    pub fn merge_additions(&mut self, form: &Form) -> Result<()> {
+        let Form::Tar { .. } = form else {
+            return Ok(());
+        };
+        let dir = form.additions_dir();
+        if !dir.exists() {
+            return Ok(());
+        }
+        let extra = TagSet::read_dir(&dir)?;
+        self.report.merge(extra.report);
+        for (path, bytes) in extra.files {
+            self.report.add(
+                format!("{}/{path}", dir.display()),
+                "unexpected file beside the bundle",
+            );
+            let _ = bytes;
+        }
+        for (path, bytes) in extra.signatures.into_iter().chain(extra.custody) {
+            let target = if path.starts_with(SIGNATURES_DIR) {
+                &mut self.signatures
+            } else {
+                &mut self.custody
+            };
+            match target.get(&path) {
+                Some(existing) if *existing != bytes => self.report.add(
+                    format!("{}/{path}", dir.display()),
+                    "differs from the same file inside the bundle",
+                ),
+                Some(_) => {}
+                None => {
+                    target.insert(path, bytes);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the tag files of a directory bundle.

@@ -30,6 +30,14 @@ use crate::verify::{self, Staging, Verified};
 pub const BUNDLE_ID: &str = "dev.airlock.bundle.id";
 const RECORD: &str = "record.json";
 
+/// How to import: downgrade permission, the high side's signing key, and where to write a receipt.
+#[derive(Default)]
+pub struct ImportOptions<'a> {
+    pub allow_downgrade: bool,
+    pub key: Option<&'a crate::keys::PrivateKey>,
+    pub receipt: Option<PathBuf>,
+}
+
 pub struct Store {
     pub root: PathBuf,
 }
@@ -146,13 +154,37 @@ impl Store {
         &self,
         bundle: &Path,
         policy: &TrustPolicy,
-        allow_downgrade: bool,
+        opts: &ImportOptions,
         progress: &dyn Progress,
     ) -> Result<Imported> {
+        if opts.receipt.is_some() && opts.key.is_none() {
+            return Err(Error::Usage(
+                "--receipt needs --key: a receipt is signed by the high side's key".into(),
+            ));
+        }
         let form = Form::open(bundle)?;
         let _lock = self.lock()?;
-        match self.import_locked(&form, policy, allow_downgrade, progress) {
-            Ok(done) => Ok(done),
+        match self.import_locked(&form, policy, opts, progress) {
+            Ok(done) => {
+                if let (Some(key), Some(path)) = (opts.key, &opts.receipt) {
+                    let rec = self
+                        .record(&done.name, &done.version)?
+                        .expect("just imported");
+                    let d = self.description(&rec)?;
+                    let id: Sha256Digest = rec.id.parse().expect("ids are digests");
+                    let blobs = d.blobs().into_keys().collect();
+                    let bytes = crate::receipt::make(
+                        key,
+                        &d.name,
+                        &d.version,
+                        &id,
+                        blobs,
+                        crate::clock::now(),
+                    );
+                    fs_err::write(path, bytes)?;
+                }
+                Ok(done)
+            }
             Err(e) if e.exit_code() == 1 => {
                 let tags = verify::read_tags(&form).ok();
                 let desc = tags
@@ -180,9 +212,10 @@ impl Store {
         &self,
         form: &Form,
         policy: &TrustPolicy,
-        allow_downgrade: bool,
+        opts: &ImportOptions,
         progress: &dyn Progress,
     ) -> Result<Imported> {
+        let allow_downgrade = opts.allow_downgrade;
         // Tag files first: nothing is written unless they verify.
         let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
         pre.report.clone().into_result()?;
@@ -274,12 +307,24 @@ impl Store {
         {
             fs_err::write(rec_stage.join(name), bytes)?;
         }
+        if let Some(key) = opts.key {
+            let note = format!("imported into store {}", self.root.display());
+            let (rel, bytes) = crate::custody::new_event(
+                &verified.tags.custody,
+                key,
+                "imported",
+                Some(&note),
+                &verified.id,
+                crate::clock::now(),
+            );
+            fs_err::write(rec_stage.join(rel), bytes)?;
+        }
         let record = BundleRecord {
             id: verified.id.hex(),
             name: d.name.clone(),
             version: d.version.clone(),
             imported: crate::clock::rfc3339(crate::clock::now()),
-            signers: verified.signers.clone(),
+            signers: verified.signers.counted.clone(),
             artifacts: d.artifacts.len(),
             size: d.total_size(),
         };

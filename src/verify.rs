@@ -19,7 +19,7 @@ use crate::custody::{check_chain, EventView};
 use crate::digest::{copy_hashed, Hashed, Sha256Digest};
 use crate::error::{Error, Report, Result};
 use crate::keys::PublicKey;
-use crate::policy::{KeyStanding, TrustPolicy};
+use crate::policy::{KeyStanding, Signers, TrustPolicy};
 use crate::progress::Progress;
 use crate::source::{place_of, tar_entry_path, Form, Place, TagSet};
 
@@ -30,7 +30,7 @@ pub struct TagCheck {
     pub description: Option<Description>,
     /// Payload path → (digest, size bound, keep bytes for structure checks).
     pub plan: Option<BTreeMap<String, Expected>>,
-    pub signers: BTreeMap<String, Vec<String>>,
+    pub signers: Signers,
     pub custody: Vec<EventView>,
     pub report: Report,
     pub tags: TagSet,
@@ -50,7 +50,7 @@ pub struct Expected {
 pub struct Verified {
     pub id: Sha256Digest,
     pub description: Description,
-    pub signers: BTreeMap<String, Vec<String>>,
+    pub signers: Signers,
     pub custody: Vec<EventView>,
     pub tags: TagSet,
 }
@@ -84,6 +84,7 @@ pub fn read_tags(form: &Form) -> Result<TagSet> {
                     tags.take(&path, bytes);
                 }
             }
+            tags.merge_additions(form)?;
             Ok(tags)
         }
     }
@@ -639,6 +640,7 @@ fn verify_tar(
         }
         // First payload entry: the tag files are complete; check them now.
         if check.is_none() {
+            tags.merge_additions(form)?;
             let c = check_tags(std::mem::take(&mut tags), policy, now);
             report.merge(c.report.clone());
             progress.begin(
@@ -691,6 +693,7 @@ fn verify_tar(
     let check = match check {
         Some(c) => c,
         None => {
+            tags.merge_additions(form)?;
             let c = check_tags(tags, policy, now);
             report.merge(c.report.clone());
             c

@@ -1,0 +1,176 @@
+//! Adding to a bundle after pack without changing its id: co-signatures
+//! (`airlock sign`) and custody events (`airlock custody append`). Both live
+//! outside the two manifests; for tar bundles they are written beside the
+//! file (`<file>.airlock/`), never into it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::bundle::{parse_manifest, TAGMANIFEST, TAG_FILES};
+use crate::custody::{check_chain, new_event, valid_event_name, EventView};
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Report, Result};
+use crate::keys::PrivateKey;
+use crate::source::{Form, TagSet};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Amended {
+    pub id: String,
+    pub key_id: String,
+    /// Files written (empty when nothing needed to change).
+    pub wrote: Vec<PathBuf>,
+}
+
+/// The bundle's tag files (with additions), checked to be intact and unchanged
+/// since pack: whoever signs or records custody vouches for this id.
+fn intact_tags(form: &Form) -> Result<(TagSet, Sha256Digest)> {
+    let tags = crate::verify::read_tags(form)?;
+    let mut report = tags.report.clone();
+    let tm = tags
+        .files
+        .get(TAGMANIFEST)
+        .ok_or_else(|| crate::error::single(TAGMANIFEST, "missing: not an airlock bundle"))?;
+    match parse_manifest(&String::from_utf8_lossy(tm)) {
+        Err(e) => report.add(TAGMANIFEST, e),
+        Ok(listed) => {
+            for name in TAG_FILES {
+                let ok = matches!((listed.get(name), tags.files.get(name)), (Some(d), Some(b)) if *d == Sha256Digest::of(b));
+                if !ok {
+                    report.add(name, "missing or does not match tagmanifest-sha256.txt");
+                }
+            }
+        }
+    }
+    report.into_result()?;
+    let id = Sha256Digest::of(tm);
+    Ok((tags, id))
+}
+
+fn write_new(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(rel);
+    fs_err::create_dir_all(path.parent().expect("has parent"))?;
+    let mut f = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{}: {e} (another sign or custody append running at the same time?)",
+                path.display()
+            ))
+        })?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(path)
+}
+
+/// Appends a signed custody event. Refuses to extend a broken chain.
+pub fn append_custody(
+    bundle: &Path,
+    key: &PrivateKey,
+    event: &str,
+    note: Option<&str>,
+) -> Result<Amended> {
+    if !valid_event_name(event) {
+        return Err(Error::Usage(format!(
+            "--event {event:?}: use lowercase letters, digits and '-' (e.g. scanned, transferred)"
+        )));
+    }
+    let form = Form::open(bundle)?;
+    let (tags, id) = intact_tags(&form)?;
+    append_to(&form, &tags.custody, key, event, note, &id)
+}
+
+fn append_to(
+    form: &Form,
+    chain: &BTreeMap<String, Vec<u8>>,
+    key: &PrivateKey,
+    event: &str,
+    note: Option<&str>,
+    id: &Sha256Digest,
+) -> Result<Amended> {
+    let (_, report) = check_chain(chain, id);
+    if !report.is_ok() {
+        let mut r = Report::default();
+        r.add(
+            "custody/",
+            "the custody chain is already broken; refusing to extend it",
+        );
+        r.merge(report);
+        return Err(Error::Verification(r));
+    }
+    let time = crate::clock::build_time()?;
+    let (rel, bytes) = new_event(chain, key, event, note, id, time);
+    let path = write_new(&form.additions_dir(), &rel, &bytes)?;
+    Ok(Amended {
+        id: id.hex(),
+        key_id: key.public.id.clone(),
+        wrote: vec![path],
+    })
+}
+
+/// Adds `key`'s DSSE and SSHSIG signatures and a `signed` custody event.
+/// Signing again with a key that already signed changes nothing.
+pub fn sign(bundle: &Path, key: &PrivateKey) -> Result<Amended> {
+    let form = Form::open(bundle)?;
+    let (tags, id) = intact_tags(&form)?;
+    let dsse = crate::signing::dsse_path(&key.public.id);
+    if let Some(existing) = tags.signatures.get(&dsse) {
+        let ssh = tags
+            .signatures
+            .get(&crate::signing::sshsig_path(&key.public.id))
+            .map(Vec::as_slice);
+        if crate::signing::check(&key.public.id, existing, ssh, &tags.files[TAGMANIFEST]).is_ok() {
+            return Ok(Amended {
+                id: id.hex(),
+                key_id: key.public.id.clone(),
+                wrote: vec![],
+            });
+        }
+        return Err(crate::error::single(
+            dsse,
+            "a broken signature by this key is already present; remove it first",
+        ));
+    }
+    let d: crate::bundle::Description =
+        serde_json::from_slice(&tags.files[crate::bundle::DESCRIPTION])
+            .map_err(|e| crate::error::single(crate::bundle::DESCRIPTION, e.to_string()))?;
+    let dir = form.additions_dir();
+    let mut wrote = Vec::new();
+    for (rel, bytes) in crate::signing::sign(key, &d.name, &d.version, &tags.files[TAGMANIFEST]) {
+        wrote.push(write_new(&dir, &rel, &bytes)?);
+    }
+    let mut event = append_to(&form, &tags.custody, key, "signed", None, &id)?;
+    wrote.append(&mut event.wrote);
+    Ok(Amended {
+        id: id.hex(),
+        key_id: key.public.id.clone(),
+        wrote,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustodyShow {
+    pub id: String,
+    pub intact: bool,
+    pub events: Vec<EventView>,
+}
+
+pub fn show_custody(bundle: &Path) -> Result<CustodyShow> {
+    let form = Form::open(bundle)?;
+    let tags = crate::verify::read_tags(&form)?;
+    let tm = tags
+        .files
+        .get(TAGMANIFEST)
+        .ok_or_else(|| crate::error::single(TAGMANIFEST, "missing: not an airlock bundle"))?;
+    let id = Sha256Digest::of(tm);
+    let (events, report) = check_chain(&tags.custody, &id);
+    Ok(CustodyShow {
+        id: id.hex(),
+        intact: report.is_ok(),
+        events,
+    })
+}

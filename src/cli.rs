@@ -47,18 +47,25 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value = "dir")]
         format: Format,
+        /// Split into tar volumes no larger than SIZE (4.7GB, 25GB, 700MiB, or bytes; GB = 10^9, GiB = 2^30).
+        #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
+        volume_size: Option<u64>,
     },
     /// Show what a bundle holds without hashing its payload.
     Inspect { bundle: PathBuf },
     /// Verify a bundle fully against a trust policy.
     Verify {
-        bundle: PathBuf,
+        /// A bundle directory or tar; a folder of volumes; or one or more volume files.
+        #[arg(required = true, num_args = 1..)]
+        bundle: Vec<PathBuf>,
         #[arg(long)]
         trust: PathBuf,
     },
     /// Verify a bundle, then import it atomically into a store.
     Import {
-        bundle: PathBuf,
+        /// A bundle directory or tar; a folder of volumes; or all its volume files.
+        #[arg(required = true, num_args = 1..)]
+        bundle: Vec<PathBuf>,
         #[arg(long)]
         trust: PathBuf,
         #[arg(long)]
@@ -191,12 +198,13 @@ fn run(cli: Cli) -> Result<()> {
             key,
             out,
             format,
+            volume_size,
         } => {
             let m = LoadedManifest::load(&manifest)?;
             let key = PrivateKey::load(&key)?;
-            let packed = crate::pack::pack(&m, &key, &out, format, &bar)?;
+            let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)?;
             emit(json, &packed, || {
-                format!(
+                let mut s = format!(
                     "packed {} {}: {} artifact(s), {} blob(s), {} bytes\nid   {}\npath {}",
                     packed.name,
                     packed.version,
@@ -205,7 +213,16 @@ fn run(cli: Cli) -> Result<()> {
                     packed.size,
                     packed.id,
                     packed.path.display()
-                )
+                );
+                for (i, p) in packed.paths.iter().enumerate() {
+                    s.push_str(&format!(
+                        "\nvolume {} of {}: {}",
+                        i + 1,
+                        packed.paths.len(),
+                        p.display()
+                    ));
+                }
+                s
             })
         }
         Command::Inspect { bundle } => {
@@ -214,7 +231,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify { bundle, trust } => {
             let policy = TrustPolicy::load(&trust)?;
-            let v = crate::verify::verify(&Form::open(&bundle)?, &policy, None, &bar)?;
+            let v = crate::verify::verify(&Form::open_all(&bundle)?, &policy, None, &bar)?;
             #[derive(Serialize)]
             struct Out<'a> {
                 ok: bool,
@@ -423,6 +440,10 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
     }
+}
+
+fn parse_volume_size(s: &str) -> std::result::Result<u64, String> {
+    crate::volumes::parse_size(s)
 }
 
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {

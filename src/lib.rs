@@ -26,5 +26,6 @@ pub mod sshsig;
 pub mod store;
 pub mod tarball;
 pub mod verify;
+pub mod volumes;
 
 pub use error::{Error, Result};

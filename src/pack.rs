@@ -32,7 +32,11 @@ pub enum Format {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Packed {
     pub id: String,
+    /// The bundle directory or file; for volumes, the folder holding them.
     pub path: PathBuf,
+    /// The volume files, in order (volumes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathBuf>,
     pub name: String,
     pub version: String,
     pub artifacts: usize,
@@ -45,6 +49,7 @@ pub fn pack(
     key: &PrivateKey,
     out: &Path,
     format: Format,
+    volume_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<Packed> {
     let time = crate::clock::build_time()?;
@@ -56,7 +61,7 @@ pub fn pack(
         Format::Tar => out.join(format!("{stem}.tar")),
         Format::TarZst => out.join(format!("{stem}.tar.zst")),
     };
-    if final_path.exists() {
+    if volume_size.is_none() && final_path.exists() {
         return Err(Error::Usage(format!(
             "{} already exists; remove it or choose another --out",
             final_path.display()
@@ -269,9 +274,24 @@ pub fn pack(
     fs_err::write(root.join(path), bytes)?;
 
     let size = description.total_size();
-    match format {
-        Format::Dir => fs_err::rename(&root, &final_path)?,
-        Format::Tar | Format::TarZst => {
+    let mut paths = Vec::new();
+    match (format, volume_size) {
+        (_, Some(capacity)) => {
+            let zstd = format == Format::TarZst;
+            paths = crate::volumes::write_volumes(
+                &root,
+                &stem,
+                out,
+                capacity,
+                zstd,
+                time.max(0) as u64,
+                key,
+                &id,
+                progress,
+            )?;
+        }
+        (Format::Dir, None) => fs_err::rename(&root, &final_path)?,
+        (Format::Tar | Format::TarZst, None) => {
             let order = crate::tarball::canonical_order(&root)?;
             let tmp = staging.path().join("out.tar");
             let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
@@ -290,7 +310,12 @@ pub fn pack(
     }
     Ok(Packed {
         id: id.hex(),
-        path: final_path,
+        path: if paths.is_empty() {
+            final_path
+        } else {
+            out.to_path_buf()
+        },
+        paths,
         name: meta.name.clone(),
         version: meta.version.clone(),
         artifacts: description.artifacts.len(),

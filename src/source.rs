@@ -15,7 +15,14 @@ use crate::error::{Error, Report, Result};
 #[derive(Debug, Clone)]
 pub enum Form {
     Dir(PathBuf),
-    Tar { path: PathBuf, zstd: bool },
+    Tar {
+        path: PathBuf,
+        zstd: bool,
+    },
+    /// Volume files (`NAME-VERSION.volNNN.tar[.zst]`); one file is checked alone.
+    Volumes {
+        files: Vec<PathBuf>,
+    },
 }
 
 impl Form {
@@ -28,20 +35,72 @@ impl Form {
             )));
         }
         if md.is_dir() {
-            return Ok(Form::Dir(path.to_path_buf()));
+            if path.join(crate::bundle::BAGIT_TXT).exists() {
+                return Ok(Form::Dir(path.to_path_buf()));
+            }
+            let mut files: Vec<PathBuf> = fs_err::read_dir(path)?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(crate::volumes::parse_volume_name)
+                        .is_some()
+                })
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{} is neither a bundle directory (no bagit.txt) nor a folder of volumes (no NAME-VERSION.volNNN.tar files)",
+                    path.display()
+                )));
+            }
+            return Ok(Form::Volumes { files });
         }
-        let mut magic = [0u8; 4];
-        let n = fs_err::File::open(path)?.read(&mut magic)?;
-        let zstd = n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(crate::volumes::parse_volume_name)
+            .is_some()
+        {
+            return Ok(Form::Volumes {
+                files: vec![path.to_path_buf()],
+            });
+        }
         Ok(Form::Tar {
             path: path.to_path_buf(),
-            zstd,
+            zstd: is_zstd(path)?,
         })
+    }
+
+    /// Several paths: volume files of one bundle.
+    pub fn open_all(paths: &[PathBuf]) -> Result<Self> {
+        match paths {
+            [one] => Self::open(one),
+            many => {
+                for p in many {
+                    if !matches!(Self::open(p)?, Form::Volumes { .. }) {
+                        return Err(Error::Usage(format!(
+                            "{}: several bundle paths are accepted only as volume files (NAME-VERSION.volNNN.tar)",
+                            p.display()
+                        )));
+                    }
+                }
+                let mut files = many.to_vec();
+                files.sort();
+                Ok(Form::Volumes { files })
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
         match self {
             Form::Dir(p) | Form::Tar { path: p, .. } => p,
+            Form::Volumes { files } => files
+                .first()
+                .map(PathBuf::as_path)
+                .unwrap_or(Path::new(".")),
         }
     }
 
@@ -56,23 +115,47 @@ impl Form {
                 s.push(".airlock");
                 PathBuf::from(s)
             }
+            Form::Volumes { files } => {
+                let first = files
+                    .first()
+                    .map(PathBuf::as_path)
+                    .unwrap_or(Path::new("bundle"));
+                let name = first
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("bundle");
+                let stem = crate::volumes::parse_volume_name(name).map_or(name, |(s, _)| s);
+                first.with_file_name(format!("{stem}.airlock"))
+            }
         }
     }
 
     /// Opens a tar form as a byte stream (decompressing zstd).
     pub fn tar_stream(&self) -> Result<Box<dyn Read + Send>> {
         match self {
-            Form::Dir(_) => unreachable!("directory bundles are not streamed"),
-            Form::Tar { path, zstd } => {
-                let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-                Ok(if *zstd {
-                    Box::new(zstd::Decoder::with_buffer(f)?)
-                } else {
-                    Box::new(f)
-                })
+            Form::Dir(_) | Form::Volumes { .. } => {
+                unreachable!("only single tar files are streamed whole")
             }
+            Form::Tar { path, .. } => tar_file_stream(path),
         }
     }
+}
+
+fn is_zstd(path: &Path) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let n = fs_err::File::open(path)?.read(&mut magic)?;
+    Ok(n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// A tar file as a byte stream, decompressing it if it is zstd.
+pub fn tar_file_stream(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let zstd = is_zstd(path)?;
+    let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+    Ok(if zstd {
+        Box::new(zstd::Decoder::with_buffer(f)?)
+    } else {
+        Box::new(f)
+    })
 }
 
 /// The bundle's tag files, signatures and custody events, read into memory.
@@ -130,9 +213,9 @@ impl TagSet {
     /// Adds the signatures and custody events stored beside a tar bundle.
     /// An entry present in both places must be identical.
     pub fn merge_additions(&mut self, form: &Form) -> Result<()> {
-        let Form::Tar { .. } = form else {
+        if let Form::Dir(_) = form {
             return Ok(());
-        };
+        }
         let dir = form.additions_dir();
         if !dir.exists() {
             return Ok(());

@@ -152,7 +152,7 @@ impl Store {
     /// Verifies `bundle` against `policy` and imports it.
     pub fn import(
         &self,
-        bundle: &Path,
+        bundle: &[PathBuf],
         policy: &TrustPolicy,
         opts: &ImportOptions,
         progress: &dyn Progress,
@@ -162,7 +162,7 @@ impl Store {
                 "--receipt needs --key: a receipt is signed by the high side's key".into(),
             ));
         }
-        let form = Form::open(bundle)?;
+        let form = Form::open_all(bundle)?;
         let _lock = self.lock()?;
         match self.import_locked(&form, policy, opts, progress) {
             Ok(done) => {
@@ -195,7 +195,7 @@ impl Store {
                     .as_ref()
                     .and_then(|t| t.files.get(TAGMANIFEST))
                     .map(|b| Sha256Digest::of(b).hex());
-                let detail = format!("refused {}: {}", bundle.display(), e);
+                let detail = format!("refused {}: {}", form.path().display(), e);
                 self.append_ledger(
                     "refuse",
                     id,
@@ -226,6 +226,9 @@ impl Store {
         let dir = self.record_dir(&d.name, &d.version);
         if let Some(existing) = self.record(&d.name, &d.version)? {
             if existing.id == pre.id.hex() {
+                // Nothing to write, but this copy must still verify in full:
+                // a damaged or tampered copy is refused, never reported imported.
+                verify::verify(form, policy, None, progress)?;
                 return Ok(Imported {
                     id: existing.id,
                     name: existing.name,

@@ -66,23 +66,64 @@ pub struct Staging<'a> {
 pub fn read_tags(form: &Form) -> Result<TagSet> {
     match form {
         Form::Dir(dir) => TagSet::read_dir(dir),
+        Form::Volumes { files } => crate::volumes::head_tags(files, form),
         Form::Tar { .. } => {
             let mut archive = tar::Archive::new(form.tar_stream()?);
             let mut tags = TagSet::default();
+            let mut seen = BTreeSet::new();
             let entries = archive.entries()?;
+            // Every entry that is not a plain, unique, bounded file is reported
+            // (as `verify_tar` does), so a refusal names it.
             for entry in entries {
-                let Ok(mut entry) = entry else { break };
-                let Ok(path) = tar_entry_path(&entry.path_bytes()) else {
-                    break;
+                let mut entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let what = format!("truncated or corrupt tar: {e}");
+                        tags.report.add(form.path().display().to_string(), what);
+                        break;
+                    }
+                };
+                let path = match tar_entry_path(&entry.path_bytes()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                        tags.report.add(raw, e);
+                        continue;
+                    }
                 };
                 if matches!(place_of(&path), Place::Payload) {
                     break;
                 }
-                if entry.header().entry_type().is_file() && entry.size() <= MAX_TAG_FILE {
-                    let mut bytes = Vec::new();
-                    entry.read_to_end(&mut bytes)?;
-                    tags.take(&path, bytes);
+                let kind = entry.header().entry_type();
+                if kind.is_dir() {
+                    continue;
                 }
+                if !kind.is_file() {
+                    let what = "link or special file in the tar; a bundle holds regular files only";
+                    tags.report.add(&path, what);
+                    continue;
+                }
+                if !seen.insert(path.clone()) {
+                    tags.report.add(&path, "appears twice in the tar");
+                    continue;
+                }
+                if entry.size() > MAX_TAG_FILE {
+                    let what = format!("{} bytes, larger than any tag file may be", entry.size());
+                    tags.report.add(&path, what);
+                    break;
+                }
+                let mut bytes = Vec::new();
+                if let Err(e) = entry.read_to_end(&mut bytes) {
+                    tags.report
+                        .add(&path, format!("truncated or corrupt tar: {e}"));
+                    break;
+                }
+                if bytes.len() as u64 != entry.size() {
+                    let what = format!("truncated tar: {} of {} bytes", bytes.len(), entry.size());
+                    tags.report.add(&path, what);
+                    break;
+                }
+                tags.take(&path, bytes);
             }
             tags.merge_additions(form)?;
             Ok(tags)
@@ -349,7 +390,7 @@ fn make_plan(
 
 /// Hashes (and, when staging, copies) one payload file. Returns its digest and,
 /// when asked to keep it, its bytes.
-fn take_payload(
+pub(crate) fn take_payload(
     path: &str,
     reader: &mut dyn Read,
     exp: &Expected,
@@ -408,7 +449,7 @@ impl Write for Tee<'_> {
     }
 }
 
-fn judge(path: &str, exp: &Expected, h: &Hashed, report: &mut Report) -> bool {
+pub(crate) fn judge(path: &str, exp: &Expected, h: &Hashed, report: &mut Report) -> bool {
     if exp.exact && h.size != exp.size || !exp.exact && h.size > exp.size {
         report.add(
             path,
@@ -446,6 +487,10 @@ pub fn verify(
     let (check, mut report, kept) = match form {
         Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress)?,
         Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
+        Form::Volumes { files } => {
+            let whole = files.len() > 1 || staging.is_some();
+            crate::volumes::verify_volumes(files, whole, policy, now, staging, progress)?
+        }
     };
     if let (Some(d), Some(index)) = (&check.description, kept.get(OCI_INDEX)) {
         check_oci(d, index, &kept, &mut report);

@@ -1,0 +1,278 @@
+//! Volumes sized for physical media: each a valid tar that verifies alone,
+//! blobs split across volumes, faults reported by volume number.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+const SIZE: u64 = 400_000;
+
+/// The fixture plus a 1.2 MB incompressible weights file, packed into volumes.
+fn volumes(f: &Fixture, format: &str, out: &str) -> (String, Vec<PathBuf>) {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    let big: Vec<u8> = (0..1_200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(f.path("src/models/minilm/model-00002.safetensors"), &big).unwrap();
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s(out),
+        "--format",
+        format,
+        "--volume-size",
+        &SIZE.to_string(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    let paths: Vec<PathBuf> = v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    (v["id"].as_str().unwrap().to_string(), paths)
+}
+
+fn verify_args(f: &Fixture, paths: &[&Path]) -> std::process::Output {
+    let mut args = vec!["verify".to_string()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
+    args.extend(["--trust".to_string(), f.s("policy.yaml")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&refs)
+}
+
+#[test]
+fn volumes_fit_the_size_carry_tags_and_verify_alone() {
+    let f = Fixture::new();
+    let (id, paths) = volumes(&f, "tar", "vols");
+    assert!(paths.len() >= 4, "1.5 MB into 400 kB volumes: {paths:?}");
+    for (i, p) in paths.iter().enumerate() {
+        assert!(p
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with(&format!(".vol{:03}.tar", i + 1)));
+        assert!(
+            std::fs::metadata(p).unwrap().len() <= SIZE,
+            "{} is over the volume size",
+            p.display()
+        );
+        let names: Vec<String> = read_tar(p).into_iter().map(|e| e.path).collect();
+        for tag in [
+            "bagit.txt",
+            "tagmanifest-sha256.txt",
+            "airlock.json",
+            "volumes.dsse.json",
+            "volume.json",
+        ] {
+            assert!(
+                names.iter().any(|n| n == tag),
+                "{} lacks {tag}",
+                p.display()
+            );
+        }
+        assert!(names.iter().any(|n| n.starts_with("signatures/")));
+        let o = verify_args(&f, &[p]);
+        assert_eq!(code(&o), 0, "volume {} alone: {}", i + 1, stderr(&o));
+    }
+    let split: Vec<String> = paths
+        .iter()
+        .flat_map(|p| read_tar(p))
+        .map(|e| e.path)
+        .filter(|n| n.contains(".part"))
+        .collect();
+    assert!(
+        split.len() >= 2,
+        "the big blob is split into parts: {split:?}"
+    );
+    // Same id as the other forms.
+    let dir = f.pack("dir");
+    assert_eq!(
+        json(&run(&["inspect", dir.to_str().unwrap(), "--json"]))["id"],
+        id
+    );
+    let o = run(&[
+        "verify",
+        &f.s("vols"),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["id"], id);
+}
+
+#[test]
+fn compressed_volumes_fit_and_verify() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar.zst", "vols");
+    for p in &paths {
+        assert!(p.to_str().unwrap().ends_with(".tar.zst"));
+        assert!(std::fs::metadata(p).unwrap().len() <= SIZE);
+    }
+    let o = run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn packing_volumes_twice_is_byte_identical() {
+    let f = Fixture::new();
+    let (_, a) = volumes(&f, "tar", "one");
+    let (_, b) = volumes(&f, "tar", "two");
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+    }
+}
+
+#[test]
+fn a_missing_volume_is_reported_by_number() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar", "vols");
+    std::fs::remove_file(&paths[1]).unwrap();
+    let o = run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(&format!("volume 2 of {}", paths.len())),
+        "{}",
+        stderr(&o)
+    );
+    // Import refuses an incomplete set and leaves no store content behind.
+    let o = f.import(&f.path("vols"), "store");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(!f.path("store/bundles/demo").exists());
+}
+
+#[test]
+fn a_corrupt_volume_is_reported_by_number_and_the_rest_still_checked() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar", "vols");
+    // Flip one byte inside a payload part of volume 3.
+    let mut entries = read_tar(&paths[2]);
+    let e = entries
+        .iter_mut()
+        .find(|e| e.path.starts_with("data/") && e.data.len() > 100)
+        .expect("payload in volume 3");
+    e.data[50] ^= 0xff;
+    write_tar(&paths[2], &entries);
+    let o = run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("volume 3 ("), "{err}");
+    assert!(
+        !err.contains("volume 1 ("),
+        "intact volumes are not blamed: {err}"
+    );
+    // Verifying volume 1 alone still passes.
+    assert_eq!(code(&verify_args(&f, &[&paths[0]])), 0);
+}
+
+#[test]
+fn a_volume_of_another_bundle_and_a_duplicate_are_reported() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar", "vols");
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+        .unwrap()
+        .replace("version: 1.0.0", "version: 1.0.1");
+    std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    let (_, other) = volumes(&f, "tar", "other");
+    let o = verify_args(&f, &[&paths[0], &other[1], &paths[2]]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("belongs to another bundle"),
+        "{}",
+        stderr(&o)
+    );
+    let dup = f.path("vols/demo-1.0.0.vol099.tar");
+    std::fs::copy(&paths[1], &dup).unwrap();
+    let o = run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("volume 2 given twice"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn import_reads_volumes_in_place_and_exports_identical_content() {
+    let f = Fixture::new();
+    let (id, _) = volumes(&f, "tar.zst", "vols");
+    let before = snapshot(&f.path("vols"));
+    let o = run(&[
+        "import",
+        &f.s("vols"),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["id"], id);
+    assert_eq!(
+        snapshot(&f.path("vols")),
+        before,
+        "nothing is written beside the volumes"
+    );
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(f.path("out/models/minilm/model-00002.safetensors")).unwrap(),
+        std::fs::read(f.path("src/models/minilm/model-00002.safetensors")).unwrap()
+    );
+    // No staging left in the store.
+    let leftovers: Vec<_> = std::fs::read_dir(f.path("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn too_small_a_volume_size_is_a_usage_error() {
+    let f = Fixture::new();
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("v"),
+        "--volume-size",
+        "10KB",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("too small"), "{}", stderr(&o));
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("v"),
+        "--volume-size",
+        "4.7 parsecs",
+    ]);
+    assert_eq!(code(&o), 2);
+}

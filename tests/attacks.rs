@@ -1,0 +1,660 @@
+//! Hostile and damaged bundles. Each test makes one attack or fault and checks
+//! that `verify` (or `import`) refuses it with exit code 1 and names the file
+//! at fault, and that a refused import leaves the store as it was.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use sha2::Digest;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bundle path of the blob holding the fixture's model weights.
+fn weights_blob(f: &Fixture) -> String {
+    let w = std::fs::read(f.path("src/models/minilm/model.safetensors")).unwrap();
+    format!("data/blobs/sha256/{}", sha256_hex(&w))
+}
+
+/// The bundle path of the blob holding `src/docs/runbook.txt`.
+fn runbook_blob(f: &Fixture) -> String {
+    let w = std::fs::read(f.path("src/docs/runbook.txt")).unwrap();
+    format!("data/blobs/sha256/{}", sha256_hex(&w))
+}
+
+/// The report's findings about exactly `subject` (findings are printed one
+/// per line as `  SUBJECT: PROBLEM`).
+fn findings<'a>(err: &'a str, subject: &str) -> Vec<&'a str> {
+    let prefix = format!("{subject}: ");
+    err.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with(&prefix))
+        .collect()
+}
+
+fn has_finding(err: &str, subject: &str) -> bool {
+    !findings(err, subject).is_empty()
+}
+
+/// Asserts exit code 1 and a finding about `subject` whose problem contains `what`.
+#[track_caller]
+fn assert_refused(o: &Output, subject: &str, what: &str) {
+    let err = stderr(o);
+    assert_eq!(code(o), 1, "expected exit 1; stderr:\n{err}");
+    let found = findings(&err, subject);
+    assert!(
+        !found.is_empty(),
+        "no finding about {subject:?} in stderr:\n{err}"
+    );
+    assert!(
+        found.iter().any(|l| l.contains(what)),
+        "no finding about {subject:?} says {what:?}; stderr:\n{err}"
+    );
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    assert!(!b.is_empty(), "{} is empty", path.display());
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x20;
+    std::fs::write(path, b).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn signature_files(bundle: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(bundle.join("signatures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn regular(path: &str, data: &[u8]) -> RawEntry {
+    RawEntry {
+        path: path.to_string(),
+        kind: tar::EntryType::Regular,
+        data: data.to_vec(),
+        link: None,
+    }
+}
+
+/// Packs a tar, lets `edit` change its entries, writes the result beside it
+/// as `hostile.tar` and returns that path. The original is verified first so
+/// that every refusal below is due to the edit alone.
+fn hostile_tar(f: &Fixture, edit: impl FnOnce(&mut Vec<RawEntry>)) -> PathBuf {
+    let good = f.pack("tar");
+    hostile_tar_from(f, &good, edit)
+}
+
+fn hostile_tar_from(f: &Fixture, good: &Path, edit: impl FnOnce(&mut Vec<RawEntry>)) -> PathBuf {
+    assert_eq!(code(&f.verify(good)), 0, "the untouched tar verifies");
+    let mut entries = read_tar(good);
+    // Rewriting the untouched entries with the test writer still verifies.
+    let same = f.path("dist/same.tar");
+    write_tar(&same, &entries);
+    let o = f.verify(&same);
+    assert_eq!(code(&o), 0, "rewritten tar: {}", stderr(&o));
+    edit(&mut entries);
+    let out = f.path("dist/hostile.tar");
+    write_tar(&out, &entries);
+    out
+}
+
+fn index_of(entries: &[RawEntry], path: &str) -> usize {
+    entries
+        .iter()
+        .position(|e| e.path == path)
+        .unwrap_or_else(|| panic!("no entry {path}"))
+}
+
+// ---------------------------------------------------------------- directory form
+
+#[test]
+fn flipped_byte_in_a_blob_is_named() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let blob = weights_blob(&f);
+    flip_byte(&b.join(&blob), 150_000);
+    assert_refused(&f.verify(&b), &blob, "sha256 mismatch");
+}
+
+#[test]
+fn flipped_byte_in_each_tag_file_is_named() {
+    let f = Fixture::new();
+    let good = f.pack("dir");
+    for (i, name) in [
+        "bagit.txt",
+        "bag-info.txt",
+        "airlock.json",
+        "VERIFY.txt",
+        "manifest-sha256.txt",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = f.path(&format!("case-{i}"));
+        copy_dir(&good, &b);
+        assert_eq!(code(&f.verify(&b)), 0, "the copy verifies");
+        flip_byte(&b.join(name), 20);
+        assert_refused(&f.verify(&b), name, "sha256 mismatch");
+    }
+}
+
+#[test]
+fn edited_tag_manifest_breaks_the_signature() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    // A consistent edit: change VERIFY.txt and re-hash it in the tag manifest,
+    // so every digest matches and only the signature can catch it.
+    let verify_txt = b.join("VERIFY.txt");
+    let old = sha256_hex(&std::fs::read(&verify_txt).unwrap());
+    std::fs::write(&verify_txt, b"Nothing to check here, just run it.\n").unwrap();
+    let new = sha256_hex(&std::fs::read(&verify_txt).unwrap());
+    let tm = b.join("tagmanifest-sha256.txt");
+    let text = std::fs::read_to_string(&tm).unwrap();
+    assert!(text.contains(&old));
+    std::fs::write(&tm, text.replace(&old, &new)).unwrap();
+
+    let o = f.verify(&b);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        !has_finding(&err, "VERIFY.txt"),
+        "the digests are consistent, only the signature fails:\n{err}"
+    );
+    let dsse = signature_files(&b)
+        .into_iter()
+        .find(|s| s.ends_with(".dsse.json"))
+        .unwrap();
+    assert!(
+        has_finding(&err, &format!("signatures/{dsse}")),
+        "the signature is named:\n{err}"
+    );
+    assert!(has_finding(&err, "policy require.builder"), "{err}");
+}
+
+#[test]
+fn deleted_blob_is_named_as_missing() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let blob = runbook_blob(&f);
+    std::fs::remove_file(b.join(&blob)).unwrap();
+    assert_refused(&f.verify(&b), &blob, "missing");
+}
+
+#[test]
+fn extra_file_in_data_is_named_as_extra() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    std::fs::write(b.join("data/blobs/sha256/payload.sh"), b"rm -rf /\n").unwrap();
+    assert_refused(&f.verify(&b), "data/blobs/sha256/payload.sh", "extra");
+}
+
+#[test]
+fn removed_signatures_leave_the_policy_unmet() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    std::fs::remove_dir_all(b.join("signatures")).unwrap();
+    assert_refused(&f.verify(&b), "policy require.builder", "found 0");
+}
+
+#[test]
+fn bundle_signed_only_by_an_untrusted_key_is_refused() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    // The policy trusts only `stranger`; the bundle is signed by `builder`.
+    f.write_policy("stranger", "[builder]", "require:\n  builder: 1\n");
+    let o = f.verify(&b);
+    assert_refused(&o, "policy require.builder", "found 0");
+    // The key that signed is named, so the operator knows whose it is.
+    let key_id = signature_files(&b)
+        .into_iter()
+        .find_map(|s| s.strip_suffix(".dsse.json").map(str::to_string))
+        .unwrap();
+    assert!(stderr(&o).contains(&key_id), "{}", stderr(&o));
+}
+
+#[test]
+fn untrusted_key_is_refused_even_without_a_require_rule() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    f.write_policy("stranger", "[builder]", "");
+    assert_refused(&f.verify(&b), "signatures/", "no valid signature");
+}
+
+#[test]
+fn symlink_in_a_directory_bundle_is_refused() {
+    #[cfg(unix)]
+    {
+        let f = Fixture::new();
+        let b = f.pack("dir");
+        let blob = runbook_blob(&f);
+        let real = b.join(&blob);
+        let bytes = std::fs::read(&real).unwrap();
+        std::fs::write(f.path("outside.txt"), bytes).unwrap();
+        std::fs::remove_file(&real).unwrap();
+        std::os::unix::fs::symlink(f.path("outside.txt"), &real).unwrap();
+        assert_refused(&f.verify(&b), &blob, "symbolic link");
+    }
+}
+
+// ---------------------------------------------------------------- tar form
+
+#[test]
+fn tar_entry_with_dotdot_path_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, "data/index.json");
+        e.insert(at, regular("../escape.txt", b"owned\n"));
+    });
+    assert_refused(&f.verify(&t), "../escape.txt", "unsafe path");
+}
+
+#[test]
+fn tar_entry_with_dotdot_inside_data_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        e.push(regular("data/blobs/../../../escape.txt", b"owned\n"));
+    });
+    assert_refused(
+        &f.verify(&t),
+        "data/blobs/../../../escape.txt",
+        "unsafe path",
+    );
+}
+
+#[test]
+fn tar_entry_with_absolute_path_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, "data/index.json");
+        e.insert(at, regular("/tmp/airlock-escape.txt", b"owned\n"));
+    });
+    assert_refused(&f.verify(&t), "/tmp/airlock-escape.txt", "unsafe path");
+}
+
+#[test]
+fn tar_symlink_entry_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        e.push(RawEntry {
+            path: "data/passwd".into(),
+            kind: tar::EntryType::Symlink,
+            data: vec![],
+            link: Some("/etc/passwd".into()),
+        });
+    });
+    assert_refused(&f.verify(&t), "data/passwd", "symbolic link");
+}
+
+#[test]
+fn tar_symlink_replacing_a_blob_is_refused() {
+    let f = Fixture::new();
+    let blob = runbook_blob(&f);
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, &blob);
+        e[at] = RawEntry {
+            path: blob.clone(),
+            kind: tar::EntryType::Symlink,
+            data: vec![],
+            link: Some("/etc/passwd".into()),
+        };
+    });
+    let o = f.verify(&t);
+    assert_refused(&o, &blob, "symbolic link");
+}
+
+#[test]
+fn tar_hardlink_entry_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        e.push(RawEntry {
+            path: "data/shadow".into(),
+            kind: tar::EntryType::Link,
+            data: vec![],
+            link: Some("data/oci-layout".into()),
+        });
+    });
+    assert_refused(&f.verify(&t), "data/shadow", "hard link");
+}
+
+#[test]
+fn tar_device_entry_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        e.push(RawEntry {
+            path: "data/null".into(),
+            kind: tar::EntryType::Char,
+            data: vec![],
+            link: None,
+        });
+    });
+    assert_refused(&f.verify(&t), "data/null", "device");
+}
+
+#[test]
+fn tar_duplicated_blob_entry_is_refused() {
+    let f = Fixture::new();
+    let blob = runbook_blob(&f);
+    let t = hostile_tar(&f, |e| {
+        // The first copy is genuine; a naive extractor would keep the second.
+        let mut evil = e[index_of(e, &blob)].clone();
+        evil.data = b"step one\nstep 2!!\n".to_vec();
+        assert_eq!(evil.data.len(), e[index_of(e, &blob)].data.len());
+        e.push(evil);
+    });
+    assert_refused(&f.verify(&t), &blob, "appears twice");
+}
+
+#[test]
+fn tar_duplicated_tag_file_is_refused() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, "airlock.json");
+        let dup = e[at].clone();
+        e.insert(at + 1, dup);
+    });
+    assert_refused(&f.verify(&t), "airlock.json", "appears twice");
+}
+
+#[test]
+fn truncated_tar_is_refused() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let blob = weights_blob(&f);
+    // Find where the weights blob's data starts: each entry is a 512-byte
+    // header followed by its data padded to 512 bytes.
+    let mut offset = 0usize;
+    let mut found = None;
+    for e in read_tar(&good) {
+        if e.path == blob {
+            found = Some((offset + 512, e.data.len()));
+            break;
+        }
+        offset += 512 + e.data.len().div_ceil(512) * 512;
+    }
+    let (start, len) = found.expect("weights blob in the tar");
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = f.path("dist/cut.tar");
+    std::fs::write(&cut, &bytes[..start + len / 2]).unwrap();
+    let o = f.verify(&cut);
+    assert_refused(&o, &blob, "");
+    let err = stderr(&o);
+    assert!(
+        findings(&err, &blob)
+            .iter()
+            .any(|l| l.contains("truncated") || l.contains("size")),
+        "says what is wrong:\n{err}"
+    );
+}
+
+#[test]
+fn truncated_tar_in_the_tag_files_is_refused() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let bytes = std::fs::read(&good).unwrap();
+    // Cut inside the second entry (bag-info.txt's data).
+    let cut = f.path("dist/cut.tar");
+    std::fs::write(&cut, &bytes[..512 + 512 + 512 + 20]).unwrap();
+    let o = f.verify(&cut);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        has_finding(&err, "bag-info.txt") || has_finding(&err, cut.to_str().unwrap()),
+        "names the truncated entry or the tar:\n{err}"
+    );
+}
+
+#[test]
+fn flipped_byte_in_a_blob_of_a_tar_zst_is_named() {
+    let f = Fixture::new();
+    let good = f.pack("tar.zst");
+    let blob = weights_blob(&f);
+    let raw = zstd::decode_all(std::fs::File::open(&good).unwrap()).unwrap();
+    let plain = f.path("dist/plain.tar");
+    std::fs::write(&plain, raw).unwrap();
+    let mut entries = read_tar(&plain);
+    let at = index_of(&entries, &blob);
+    entries[at].data[1234] ^= 0x01;
+    write_tar(&plain, &entries);
+    let evil = f.path("dist/evil.tar.zst");
+    let packed = zstd::encode_all(std::fs::File::open(&plain).unwrap(), 3).unwrap();
+    std::fs::write(&evil, packed).unwrap();
+    assert_refused(&f.verify(&evil), &blob, "sha256 mismatch");
+}
+
+#[test]
+fn flipped_byte_in_a_tag_file_of_a_tar_is_named() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, "bag-info.txt");
+        e[at].data[5] ^= 0x20;
+    });
+    assert_refused(&f.verify(&t), "bag-info.txt", "sha256 mismatch");
+}
+
+// ---------------------------------------------------------------- every failure
+
+#[test]
+fn verify_names_every_tampered_blob_in_a_directory() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let (w, r) = (weights_blob(&f), runbook_blob(&f));
+    flip_byte(&b.join(&w), 10);
+    flip_byte(&b.join(&r), 3);
+    let o = f.verify(&b);
+    assert_refused(&o, &w, "sha256 mismatch");
+    assert_refused(&o, &r, "sha256 mismatch");
+}
+
+#[test]
+fn verify_names_every_tampered_blob_in_a_tar() {
+    let f = Fixture::new();
+    let (w, r) = (weights_blob(&f), runbook_blob(&f));
+    let t = hostile_tar(&f, |e| {
+        let a = index_of(e, &w);
+        e[a].data[10] ^= 0x01;
+        let b = index_of(e, &r);
+        e[b].data[3] ^= 0x01;
+    });
+    let o = f.verify(&t);
+    assert_refused(&o, &w, "sha256 mismatch");
+    assert_refused(&o, &r, "sha256 mismatch");
+}
+
+// ---------------------------------------------------------------- import
+
+/// The store's files, without the ledger.
+fn store_state(store: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
+    let mut s = snapshot(store);
+    s.remove("ledger.jsonl");
+    s
+}
+
+fn ledger_actions(store: &Path) -> Vec<String> {
+    std::fs::read_to_string(store.join("ledger.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Imports 1.0.0, then packs 1.1.0 with new weights (so its blobs are not in
+/// the store yet and import would stage them) in `format`; returns it.
+fn store_with_one_import_and_a_new_version(f: &Fixture, format: &str) -> PathBuf {
+    let b = f.pack("dir");
+    let o = f.import(&b, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+        .unwrap()
+        .replace("version: 1.0.0", "version: 1.1.0");
+    std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    let weights: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(f.path("src/models/minilm/model.safetensors"), weights).unwrap();
+    std::fs::write(f.path("src/docs/runbook.txt"), b"step one\nstep three\n").unwrap();
+    f.pack_to(format, "dist2")
+}
+
+#[track_caller]
+fn assert_refused_import_changes_only_the_ledger(f: &Fixture, bundle: &Path, subject: &str) {
+    let store = f.path("store");
+    let before = store_state(&store);
+    let actions_before = ledger_actions(&store);
+    let parent = bundle.parent().unwrap();
+    let parent_before = snapshot(parent);
+    let root_before: Vec<String> = std::fs::read_dir(f.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+
+    let o = f.import(bundle, "store");
+    assert_refused(&o, subject, "");
+
+    assert_eq!(
+        store_state(&store),
+        before,
+        "a refused import leaves the store byte-for-byte as it was"
+    );
+    let mut expected = actions_before.clone();
+    expected.push("refuse".to_string());
+    assert_eq!(ledger_actions(&store), expected, "one refuse entry added");
+    let chain = run(&["store", "log", "--store", &f.s("store"), "--verify"]);
+    assert_eq!(code(&chain), 0, "ledger chain intact: {}", stderr(&chain));
+    assert_eq!(
+        snapshot(parent),
+        parent_before,
+        "nothing written beside the bundle"
+    );
+    let mut root_after: Vec<String> = std::fs::read_dir(f.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut root_before = root_before;
+    root_before.sort();
+    root_after.sort();
+    assert_eq!(root_after, root_before, "nothing new in the workspace");
+}
+
+#[test]
+fn refused_directory_import_changes_only_the_ledger() {
+    let f = Fixture::new();
+    let b = store_with_one_import_and_a_new_version(&f, "dir");
+    // The last blob in name order is hashed after others were staged.
+    let blob = weights_blob(&f);
+    flip_byte(&b.join(&blob), 100_000);
+    assert_refused_import_changes_only_the_ledger(&f, &b, &blob);
+}
+
+#[test]
+fn refused_tar_import_changes_only_the_ledger() {
+    let f = Fixture::new();
+    let good = store_with_one_import_and_a_new_version(&f, "tar");
+    let blob = weights_blob(&f);
+    let mut entries = read_tar(&good);
+    // Tamper the last payload entry, so every other new blob is staged first.
+    let last = entries.len() - 1;
+    let at = index_of(&entries, &blob);
+    entries.swap(at, last);
+    entries[last].data[777] ^= 0x01;
+    write_tar(&good, &entries);
+    assert_refused_import_changes_only_the_ledger(&f, &good, &blob);
+}
+
+#[test]
+fn refused_import_of_an_untrusted_bundle_changes_only_the_ledger() {
+    let f = Fixture::new();
+    let b = store_with_one_import_and_a_new_version(&f, "tar.zst");
+    // The policy now also wants a reviewer's signature, which the bundle lacks.
+    std::fs::write(
+        f.path("policy.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: builder\n    publicKey: keys/builder.pub\n    roles: [builder]\n  - name: reviewer\n    publicKey: keys/stranger.pub\n    roles: [reviewer]\nrequire:\n  builder: 1\n  reviewer: 1\n",
+    )
+    .unwrap();
+    assert_refused_import_changes_only_the_ledger(&f, &b, "policy require.reviewer");
+}
+
+#[test]
+fn tampered_copy_of_an_already_imported_bundle_is_refused() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let o = f.import(&b, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Same tag files, so the same id: only the payload is damaged. The store
+    // already holds the genuine content, but import must not call this copy good.
+    let blob = weights_blob(&f);
+    flip_byte(&b.join(&blob), 42);
+    assert_refused_import_changes_only_the_ledger(&f, &b, &blob);
+}
+
+#[test]
+fn hostile_entry_before_the_tag_files_is_named_by_import() {
+    let f = Fixture::new();
+    let t = hostile_tar(&f, |e| e.insert(0, regular("../escape.txt", b"owned\n")));
+    let o = f.import(&t, "store");
+    assert_refused(&o, "../escape.txt", "unsafe path");
+    assert!(!f.path("escape.txt").exists() && !f.path("dist/escape.txt").exists());
+}
+
+#[test]
+fn symlink_shadowing_a_tag_file_is_refused_by_import_of_a_known_bundle() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let o = f.import(&good, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let t = hostile_tar_from(&f, &good, |e| {
+        e.insert(
+            0,
+            RawEntry {
+                path: "bagit.txt".into(),
+                kind: tar::EntryType::Symlink,
+                data: vec![],
+                link: Some("/etc/passwd".into()),
+            },
+        )
+    });
+    assert_refused_import_changes_only_the_ledger(&f, &t, "bagit.txt");
+}
+
+#[test]
+fn tar_truncated_inside_a_tag_file_is_refused_by_import_with_exit_1() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let entries = read_tar(&good);
+    assert_eq!(entries[2].path, "airlock.json");
+    // Headers and padded data of the first two entries, the third's header,
+    // then half of airlock.json.
+    let start: usize = entries[..2]
+        .iter()
+        .map(|e| 512 + e.data.len().div_ceil(512) * 512)
+        .sum::<usize>()
+        + 512;
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = f.path("dist/cut.tar");
+    std::fs::write(&cut, &bytes[..start + entries[2].data.len() / 2]).unwrap();
+    assert_refused(&f.verify(&cut), "airlock.json", "");
+    assert_refused(&f.import(&cut, "store"), "airlock.json", "truncated");
+}

@@ -125,6 +125,25 @@ pub fn is_contained(path: &Path) -> bool {
         && path.components().any(|c| matches!(c, Component::Normal(_)))
 }
 
+/// The name a manifest path is recorded under inside the bundle: resolved
+/// lexically, with leading `..` dropped (`../target/release/airlock` →
+/// `target/release/airlock`), so what the builder points at outside the
+/// manifest's directory still lands below the export directory.
+pub fn record_name(rel: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str()?.to_string()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
 impl LoadedManifest {
     pub fn load(path: &Path) -> Result<Self> {
         let text = fs_err::read_to_string(path)?;
@@ -207,7 +226,7 @@ impl LoadedManifest {
         }
         let mut paths = std::collections::BTreeSet::new();
         for (i, f) in m.files.iter().enumerate() {
-            if !paths.insert(normalize(&f.path)) {
+            if !paths.insert(record_name(&f.path)) {
                 return Err(bad(format!("files[{i}].path: {:?} appears twice", f.path)));
             }
         }
@@ -236,10 +255,10 @@ impl LoadedManifest {
     }
 
     fn existing(&self, field: &str, rel: &str) -> Result<PathBuf> {
-        if !is_contained(Path::new(rel)) {
+        if record_name(rel).is_none() {
             return Err(Error::input(
                 &self.path,
-                format!("{field}: {rel:?} must be a relative path inside the manifest's directory (no '..', not absolute)"),
+                format!("{field}: {rel:?} must be a path relative to the manifest's directory (not absolute, not empty)"),
             ));
         }
         let p = self.resolve(rel);
@@ -292,5 +311,12 @@ mod tests {
         assert!(!is_contained(Path::new("/etc/passwd")));
         assert!(!is_contained(Path::new(".")));
         assert_eq!(normalize("./a//b/"), "a/b");
+        assert_eq!(
+            record_name("../target/release/airlock").as_deref(),
+            Some("target/release/airlock")
+        );
+        assert_eq!(record_name("a/../../b").as_deref(), Some("b"));
+        assert_eq!(record_name("/etc/passwd"), None);
+        assert_eq!(record_name(".."), None);
     }
 }

@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{ref_component, ArtifactKind, FILES_ARTIFACT, FILE_LAYER};
 use crate::error::Result;
-use crate::manifest::{normalize, LoadedManifest};
+use crate::manifest::{record_name, LoadedManifest};
 
 pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec<PlannedArtifact>> {
     let mut out = Vec::new();
     for (i, entry) in m.manifest.files.iter().enumerate() {
-        let name = normalize(&entry.path);
+        let name = record_name(&entry.path).expect("checked when loading");
         let src = m.resolve(&entry.path);
         let pin = entry
             .sha256

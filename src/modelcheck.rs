@@ -1,0 +1,1148 @@
+//! Content checks on model weights and pickles, the same on both sides.
+//!
+//! Every layer of a model or file-set artifact is classified by its content
+//! (first 64 KiB, size) and its name:
+//!
+//! | recognised as | by | check |
+//! |---|---|---|
+//! | safetensors | `.safetensors`, or an 8-byte length followed by `{` | header validated ([`crate::safetensors`]); by name it must validate, by content only a file that validates counts |
+//! | GGUF | `.gguf`, or the `GGUF` magic | magic, version 1–3, header and tensor bounds ([`crate::gguf`]) |
+//! | shard index | `*.safetensors.index.json`, `*.bin.index.json` | JSON `weight_map` whose shards are files of the same model |
+//! | pickle | starts with `PROTO` (0x80, protocol ≤ 5) unless it is safetensors; or its first bytes parse as a pickle that imports and calls; or named `.pt .pth .ckpt .pkl .joblib` and nothing else | opcode scan ([`crate::pickle`]) |
+//! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) is scanned; members must be stored |
+//!
+//! `.bin` files are classified by content alone: a `.bin` that is neither a
+//! pickle, a zip, safetensors nor GGUF (GGML, ONNX external data, ...) is
+//! carried as opaque bytes. A file named `.pt .pth .ckpt .pkl .joblib` that
+//! is none of those is scanned as a pickle, so it is refused as malformed.
+//!
+//! Format problems (invalid safetensors, GGUF, index) always refuse. Pickle
+//! problems (an import off the allowlist, a malformed or unscannable pickle)
+//! refuse under `pickle: deny` and are recorded under `pickle: allow`.
+//!
+//! Pack runs [`check`] on each packed blob; verify and import run it on the
+//! blob file (directory bundles, staged blobs) or, for a tar streamed without
+//! a file to read back, on what a [`Probe`] kept while the bytes streamed by:
+//! the header it needs (at most 100 MiB) in memory, or, for pickles and
+//! zips, which need the whole file (a zip is read from its end), a spool file
+//! in the store's staging directory or the system temporary directory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{safe_relative, ArtifactKind, Description, BLOBS_PREFIX};
+use crate::digest::Sha256Digest;
+use crate::error::Report;
+use crate::manifest::PicklePolicy;
+use crate::pickle::{self, Sniff};
+use crate::{gguf, safetensors, storedzip};
+
+/// Bytes of a file's start used to classify it.
+pub const SNIFF_LEN: u64 = 64 << 10;
+/// Largest shard index read.
+pub const MAX_INDEX: u64 = 16 << 20;
+/// Names that are pickles by convention: scanned whatever their content.
+const PICKLE_EXT: &[&str] = &[".pt", ".pth", ".ckpt", ".pkl", ".joblib"];
+const INDEX_SUFFIXES: &[&str] = &[".safetensors.index.json", ".bin.index.json"];
+
+/// One layer using a blob: its path in the artifact, and every path in that artifact.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    pub path: &'a str,
+    pub siblings: &'a BTreeSet<String>,
+}
+
+/// What airlock found inside one file of an artifact (`airlock.json` `content`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContentEntry {
+    /// The artifact's reference (`models/NAME`, `files/...`).
+    pub artifact: String,
+    /// The file's path in the artifact.
+    pub path: String,
+    pub facts: Facts,
+}
+
+/// Facts read from a file's header or opcode stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Facts {
+    /// `safetensors`, `gguf`, `shard-index`, `pickle`, `pytorch-legacy`,
+    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl` members).
+    pub format: String,
+    /// GGUF version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
+    /// dtype (as the format names it) → parameters of that dtype.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dtypes: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Shards a shard index names (paths in the artifact).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
+    /// Zip members scanned as pickles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickles: Vec<String>,
+    /// Every import the pickle(s) perform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// The imports not on the allowlist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsafe_imports: Vec<String>,
+    /// Why the pickle could not be scanned completely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
+}
+
+impl Facts {
+    fn is_pickle(&self) -> bool {
+        matches!(
+            self.format.as_str(),
+            "pickle" | "pytorch-legacy" | "pytorch-zip" | "zip"
+        ) || !self.imports.is_empty()
+            || self.malformed.is_some()
+    }
+}
+
+/// The outcome of checking one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub facts: Option<Facts>,
+    /// A format problem (always refused).
+    pub invalid: Option<String>,
+}
+
+impl Checked {
+    /// What refuses this file under `pickle`; `hint` tells the reader how a
+    /// pickle refusal could be lifted.
+    pub fn problems(&self, pickle: PicklePolicy, hint: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(i) = &self.invalid {
+            out.push(i.clone());
+        }
+        if pickle == PicklePolicy::Deny {
+            if let Some(f) = &self.facts {
+                if !f.unsafe_imports.is_empty() {
+                    out.push(format!(
+                        "unsafe pickle: imports {}, not on the allowlist of what PyTorch state dicts need; {hint}",
+                        f.unsafe_imports.join(", ")
+                    ));
+                }
+                if let Some(m) = &f.malformed {
+                    out.push(format!(
+                        "{m}; a pickle that cannot be scanned is refused; {hint}"
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How a file will be checked, decided from its first bytes, size and names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    format: Option<Format>,
+    pickle: PickleRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `strict`: named `.safetensors`, so it must validate.
+    Safetensors {
+        strict: bool,
+    },
+    Gguf,
+    Zip,
+    Index,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PickleRule {
+    No,
+    /// Starts with PROTO: a pickle unless it validates as safetensors.
+    UnlessSafetensors,
+    Yes,
+}
+
+fn ends_with_any(path: &str, suffixes: &[&str]) -> bool {
+    let lower = path.to_ascii_lowercase();
+    suffixes.iter().any(|s| lower.ends_with(s))
+}
+
+fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
+    head.len() >= 9
+        && head[8] == b'{'
+        && u64::from_le_bytes(head[..8].try_into().expect("8"))
+            .checked_add(8)
+            .is_some_and(|end| end <= size)
+}
+
+fn classify(head: &[u8], size: u64, uses: &[Use]) -> Plan {
+    let named = |s: &[&str]| uses.iter().any(|u| ends_with_any(u.path, s));
+    let format = if named(&[".safetensors"]) {
+        Some(Format::Safetensors { strict: true })
+    } else if named(&[".gguf"]) || head.starts_with(b"GGUF") {
+        Some(Format::Gguf)
+    } else if named(INDEX_SUFFIXES) {
+        Some(Format::Index)
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Some(Format::Zip)
+    } else if looks_like_safetensors(head, size) {
+        Some(Format::Safetensors { strict: false })
+    } else {
+        None
+    };
+    let proto = head.first() == Some(&0x80) && head.get(1).is_some_and(|v| *v <= 5);
+    let pickle = if pickle::sniff(head) == Sniff::Pickle && !proto {
+        PickleRule::Yes
+    } else if proto {
+        if matches!(format, Some(Format::Safetensors { .. })) {
+            PickleRule::UnlessSafetensors
+        } else {
+            PickleRule::Yes
+        }
+    } else if format.is_none() && named(PICKLE_EXT) {
+        PickleRule::Yes
+    } else {
+        PickleRule::No
+    };
+    Plan { format, pickle }
+}
+
+fn read_up_to(r: &mut dyn Read, n: u64) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.take(n).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Checks one file of `size` bytes read from `r`, used as `uses`.
+pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<Checked> {
+    r.seek(SeekFrom::Start(0))?;
+    let head = read_up_to(r, SNIFF_LEN.min(size))?;
+    let plan = classify(&head, size, uses);
+    let mut out = Checked::default();
+    let mut is_safetensors = false;
+    match plan.format {
+        None => {}
+        Some(Format::Safetensors { strict }) => {
+            r.seek(SeekFrom::Start(0))?;
+            match safetensors::validate(r, size) {
+                Ok(info) => {
+                    is_safetensors = true;
+                    out.facts = Some(Facts {
+                        format: "safetensors".into(),
+                        tensors: Some(info.tensors),
+                        parameters: Some(info.parameters),
+                        dtypes: info.dtypes,
+                        ..Facts::default()
+                    });
+                }
+                Err(e) if strict => out.invalid = Some(format!("invalid safetensors file: {e}")),
+                Err(_) => {}
+            }
+        }
+        Some(Format::Gguf) => {
+            let mut buf = head.clone();
+            let limit = size.min(gguf::MAX_HEADER);
+            let res = loop {
+                match gguf::parse(&buf, size) {
+                    Err(gguf::Problem::NeedMore) if (buf.len() as u64) < limit => {
+                        let want = (buf.len() as u64 * 2).clamp(SNIFF_LEN, limit);
+                        r.seek(SeekFrom::Start(buf.len() as u64))?;
+                        let more = read_up_to(r, want - buf.len() as u64)?;
+                        if more.is_empty() {
+                            break gguf::parse(&buf, buf.len() as u64);
+                        }
+                        buf.extend(more);
+                    }
+                    other => break other,
+                }
+            };
+            match res {
+                Ok(info) => {
+                    out.facts = Some(Facts {
+                        format: "gguf".into(),
+                        version: Some(info.version),
+                        tensors: Some(info.tensors),
+                        parameters: Some(info.parameters),
+                        dtypes: info.dtypes,
+                        architecture: info.architecture,
+                        ..Facts::default()
+                    })
+                }
+                Err(gguf::Problem::Invalid(e)) => {
+                    out.invalid = Some(format!("invalid GGUF file: {e}"))
+                }
+                Err(gguf::Problem::NeedMore) => {
+                    out.invalid = Some("invalid GGUF file: truncated header".into())
+                }
+            }
+        }
+        Some(Format::Index) => {
+            if size > MAX_INDEX {
+                out.invalid = Some(format!(
+                    "shard index of {size} bytes is larger than the {MAX_INDEX}-byte limit"
+                ));
+            } else {
+                r.seek(SeekFrom::Start(0))?;
+                let json = read_up_to(r, size)?;
+                match check_index(&json, uses) {
+                    Ok(shards) => {
+                        out.facts = Some(Facts {
+                            format: "shard-index".into(),
+                            shards,
+                            ..Facts::default()
+                        })
+                    }
+                    Err(e) => out.invalid = Some(format!("invalid shard index: {e}")),
+                }
+            }
+        }
+        Some(Format::Zip) => {
+            let named_pickle = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
+            match scan_zip(r, size)? {
+                Some(f) => out.facts = Some(f),
+                None if named_pickle => {
+                    out.facts = Some(Facts {
+                        format: "zip".into(),
+                        malformed: Some(
+                            "a zip archive without a data.pkl: not a PyTorch checkpoint airlock can scan"
+                                .into(),
+                        ),
+                        ..Facts::default()
+                    })
+                }
+                None => {}
+            }
+        }
+    }
+    let scan_pickle = match plan.pickle {
+        PickleRule::No => false,
+        PickleRule::UnlessSafetensors => !is_safetensors,
+        PickleRule::Yes => true,
+    };
+    if scan_pickle {
+        r.seek(SeekFrom::Start(0))?;
+        let (scan, malformed) = match pickle::scan(r) {
+            Ok(s) => (s, None),
+            Err(m) => {
+                let msg = if plan.format.is_none() && m.offset <= 1 && head.first() != Some(&0x80) {
+                    format!(
+                        "not a pickle, PyTorch zip, safetensors or GGUF file ({})",
+                        m.message
+                    )
+                } else {
+                    m.to_string()
+                };
+                (m.partial, Some(msg))
+            }
+        };
+        let f = out.facts.get_or_insert_with(|| Facts {
+            format: if scan.pickles == 5 && head.starts_with(pickle::TORCH_LEGACY_MAGIC) {
+                "pytorch-legacy".into()
+            } else {
+                "pickle".into()
+            },
+            ..Facts::default()
+        });
+        merge_scan(f, &scan, malformed);
+    }
+    Ok(out)
+}
+
+fn merge_scan(f: &mut Facts, scan: &pickle::Scan, malformed: Option<String>) {
+    let mut imports: BTreeSet<String> = f.imports.iter().cloned().collect();
+    imports.extend(scan.imports.iter().cloned());
+    f.imports = imports.into_iter().collect();
+    f.unsafe_imports = f
+        .imports
+        .iter()
+        .filter(|i| !pickle::is_allowed(i))
+        .cloned()
+        .collect();
+    if f.malformed.is_none() {
+        f.malformed = malformed;
+    }
+}
+
+/// Scans every `*.pkl` member of a zip; `None` when it holds none (or is
+/// not a readable zip, which no loader could unpickle from either).
+fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
+    let members = match storedzip::members(r, size) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    let pickles: Vec<_> = members
+        .iter()
+        .filter(|m| m.name.to_ascii_lowercase().ends_with(".pkl"))
+        .collect();
+    if pickles.is_empty() {
+        return Ok(None);
+    }
+    let torch = pickles
+        .iter()
+        .any(|m| m.name == "data.pkl" || m.name.ends_with("/data.pkl"));
+    let mut f = Facts {
+        format: if torch { "pytorch-zip" } else { "zip" }.into(),
+        pickles: pickles.iter().map(|m| m.name.clone()).collect(),
+        ..Facts::default()
+    };
+    for m in pickles {
+        match storedzip::open_stored(r, size, m) {
+            Ok(mut member) => match pickle::scan(&mut member) {
+                Ok(s) => merge_scan(&mut f, &s, None),
+                Err(e) => merge_scan(&mut f, &e.partial, Some(format!("{}: {e}", m.name))),
+            },
+            Err(e) => merge_scan(&mut f, &pickle::Scan::default(), Some(e)),
+        }
+    }
+    Ok(Some(f))
+}
+
+/// Checks a shard index: every shard it names is a file of the same artifact.
+fn check_index(json: &[u8], uses: &[Use]) -> Result<Vec<String>, String> {
+    let shards = safetensors::index_shards(json)?;
+    let mut out = BTreeSet::new();
+    for u in uses {
+        let dir = u.path.rsplit_once('/').map(|(d, _)| d);
+        for s in &shards {
+            let full = match dir {
+                Some(d) => format!("{d}/{s}"),
+                None => s.clone(),
+            };
+            if !safe_relative(&full) {
+                return Err(format!("shard {s:?} is not a plain path inside the model"));
+            }
+            if !u.siblings.contains(&full) {
+                return Err(format!("names shard {s:?}, which is not in the model"));
+            }
+            out.insert(full);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Checks a file on disk.
+pub fn check_path(path: &Path, size: u64, uses: &[Use]) -> io::Result<Checked> {
+    let mut f = io::BufReader::with_capacity(1 << 16, fs_err::File::open(path)?);
+    check(&mut f, size, uses)
+}
+
+/// Watches a file stream by and keeps what [`check`] will need.
+pub struct Probe {
+    uses: Vec<(String, BTreeSet<String>)>,
+    size: u64,
+    head: Vec<u8>,
+    mode: Mode,
+    spool_dir: Option<PathBuf>,
+    spool: Option<io::BufWriter<std::fs::File>>,
+    error: Option<io::Error>,
+    next_try: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Sniffing,
+    Capture(u64),
+    CaptureGguf,
+    Spool,
+    Done,
+}
+
+impl Probe {
+    fn new(uses: Vec<(String, BTreeSet<String>)>, size: u64, spool_dir: Option<PathBuf>) -> Self {
+        Probe {
+            uses,
+            size,
+            head: Vec::new(),
+            mode: Mode::Sniffing,
+            spool_dir,
+            spool: None,
+            error: None,
+            next_try: SNIFF_LEN * 2,
+        }
+    }
+
+    fn with_uses<T>(&self, f: impl FnOnce(&[Use]) -> T) -> T {
+        let uses: Vec<Use> = self
+            .uses
+            .iter()
+            .map(|(p, s)| Use {
+                path: p,
+                siblings: s,
+            })
+            .collect();
+        f(&uses)
+    }
+
+    fn decide(&mut self) {
+        let plan = self.with_uses(|u| classify(&self.head, self.size, u));
+        let spool = plan.pickle != PickleRule::No || plan.format == Some(Format::Zip);
+        self.mode = if spool {
+            let file = match &self.spool_dir {
+                Some(d) => tempfile::tempfile_in(d),
+                None => tempfile::tempfile(),
+            };
+            match file {
+                Ok(f) => {
+                    let mut w = io::BufWriter::with_capacity(1 << 20, f);
+                    if let Err(e) = w.write_all(&self.head) {
+                        self.error = Some(e);
+                    }
+                    self.spool = Some(w);
+                    self.head = Vec::new();
+                    Mode::Spool
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    Mode::Done
+                }
+            }
+        } else {
+            match plan.format {
+                Some(Format::Safetensors { .. }) => {
+                    let n = u64::from_le_bytes(
+                        self.head
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .unwrap_or([0; 8]),
+                    );
+                    Mode::Capture(n.min(safetensors::MAX_HEADER).saturating_add(8))
+                }
+                Some(Format::Gguf) => Mode::CaptureGguf,
+                Some(Format::Index) => Mode::Capture(MAX_INDEX.saturating_add(1)),
+                _ => Mode::Done,
+            }
+        };
+    }
+
+    /// Takes the next bytes of the stream.
+    pub fn feed(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() && self.error.is_none() {
+            match self.mode {
+                Mode::Done => return,
+                Mode::Spool => {
+                    if let Err(e) = self.spool.as_mut().expect("spooling").write_all(buf) {
+                        self.error = Some(e);
+                    }
+                    return;
+                }
+                Mode::Sniffing | Mode::Capture(_) | Mode::CaptureGguf => {
+                    let limit = match self.mode {
+                        Mode::Sniffing => SNIFF_LEN.min(self.size),
+                        Mode::Capture(n) => n.min(self.size),
+                        _ => gguf::MAX_HEADER.min(self.size).min(self.next_try),
+                    };
+                    let room = limit.saturating_sub(self.head.len() as u64) as usize;
+                    let n = room.min(buf.len());
+                    self.head.extend_from_slice(&buf[..n]);
+                    buf = &buf[n..];
+                    if (self.head.len() as u64) < limit {
+                        continue;
+                    }
+                    match self.mode {
+                        Mode::Sniffing => self.decide(),
+                        Mode::CaptureGguf => {
+                            let done = !matches!(
+                                gguf::parse(&self.head, self.size),
+                                Err(gguf::Problem::NeedMore)
+                            ) || self.head.len() as u64
+                                >= gguf::MAX_HEADER.min(self.size);
+                            if done {
+                                self.mode = Mode::Done;
+                            } else {
+                                self.next_try *= 2;
+                            }
+                        }
+                        _ => self.mode = Mode::Done,
+                    }
+                }
+            }
+        }
+        if self.mode == Mode::Sniffing && self.head.len() as u64 >= SNIFF_LEN.min(self.size) {
+            self.decide();
+        }
+    }
+
+    /// Checks what was kept, once the stream has ended and its digest verified.
+    pub fn finish(mut self) -> io::Result<Checked> {
+        if self.mode == Mode::Sniffing {
+            self.decide();
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let size = self.size;
+        match self.spool.take() {
+            Some(w) => {
+                let mut f = io::BufReader::new(w.into_inner().map_err(|e| e.into_error())?);
+                self.with_uses(|u| check(&mut f, size, u))
+            }
+            None => {
+                let mut c = io::Cursor::new(std::mem::take(&mut self.head));
+                self.with_uses(|u| check(&mut c, size, u))
+            }
+        }
+    }
+}
+
+/// A reader that shows every byte it passes to a [`Probe`].
+pub struct Tap<'a> {
+    inner: &'a mut dyn Read,
+    probe: Option<&'a mut Probe>,
+}
+
+impl<'a> Tap<'a> {
+    pub fn new(inner: &'a mut dyn Read, probe: Option<&'a mut Probe>) -> Self {
+        Tap { inner, probe }
+    }
+}
+
+impl Read for Tap<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.probe.as_mut() {
+            p.feed(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The high side's view: which blobs are layers of model or file-set
+/// artifacts, under which names, and the trust policy's pickle setting.
+pub struct ContentPlan {
+    blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>>,
+    siblings: Vec<BTreeSet<String>>,
+    pickle: PicklePolicy,
+}
+
+impl ContentPlan {
+    pub fn new(d: &Description, pickle: PicklePolicy) -> Self {
+        let mut blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>> = HashMap::new();
+        let mut siblings = Vec::new();
+        for a in &d.artifacts {
+            if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
+                continue;
+            }
+            let idx = siblings.len();
+            siblings.push(a.layers.iter().map(|l| l.path.clone()).collect());
+            for l in &a.layers {
+                blobs.entry(l.digest).or_default().push((
+                    format!("{}/{}", a.reference, l.path),
+                    l.path.clone(),
+                    idx,
+                ));
+            }
+        }
+        ContentPlan {
+            blobs,
+            siblings,
+            pickle,
+        }
+    }
+
+    fn digest_of(payload_path: &str) -> Option<Sha256Digest> {
+        payload_path.strip_prefix(BLOBS_PREFIX)?.parse().ok()
+    }
+
+    fn uses_of(&self, d: &Sha256Digest) -> Option<Vec<Use<'_>>> {
+        self.blobs.get(d).map(|v| {
+            v.iter()
+                .map(|(_, p, i)| Use {
+                    path: p,
+                    siblings: &self.siblings[*i],
+                })
+                .collect()
+        })
+    }
+
+    /// Whether the payload file at `payload_path` is checked at all.
+    pub fn wants(&self, payload_path: &str) -> bool {
+        Self::digest_of(payload_path).is_some_and(|d| self.blobs.contains_key(&d))
+    }
+
+    /// Checks a verified payload file that can be read back from `file`.
+    pub fn check_file(&self, payload_path: &str, file: &Path, size: u64) -> io::Result<Report> {
+        let Some(d) = Self::digest_of(payload_path) else {
+            return Ok(Report::default());
+        };
+        let Some(uses) = self.uses_of(&d) else {
+            return Ok(Report::default());
+        };
+        let checked = check_path(file, size, &uses)?;
+        Ok(self.report(&d, payload_path, &checked))
+    }
+
+    /// A probe for a payload file that streams by with nothing to read back.
+    pub fn probe(&self, payload_path: &str, size: u64, spool_dir: Option<&Path>) -> Option<Probe> {
+        let d = Self::digest_of(payload_path)?;
+        let uses = self.uses_of(&d)?;
+        Some(Probe::new(
+            uses.iter()
+                .map(|u| (u.path.to_string(), u.siblings.clone()))
+                .collect(),
+            size,
+            spool_dir.map(Path::to_path_buf),
+        ))
+    }
+
+    /// Findings about a probed payload file.
+    pub fn finish(&self, payload_path: &str, probe: Probe) -> io::Result<Report> {
+        let checked = probe.finish()?;
+        Ok(match Self::digest_of(payload_path) {
+            Some(d) => self.report(&d, payload_path, &checked),
+            None => Report::default(),
+        })
+    }
+
+    fn report(&self, d: &Sha256Digest, payload_path: &str, checked: &Checked) -> Report {
+        let mut r = Report::default();
+        let problems = checked.problems(
+            self.pickle,
+            "the trust policy's pickle: deny refuses it (pickle: allow admits pickles)",
+        );
+        for (subject, _, _) in self.blobs.get(d).into_iter().flatten() {
+            for p in &problems {
+                r.add(subject, format!("{p} ({payload_path})"));
+            }
+        }
+        r
+    }
+}
+
+/// A model's summary for its ModelPack config and SBOM model card.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelFacts {
+    /// The model artifact's reference.
+    pub artifact: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// `safetensors`, `gguf`, `pytorch`, `onnx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
+    /// ModelPack `paramSize`: `<count><K|M|B|T|Q>`, one decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_size: Option<String>,
+    /// ModelPack `precision`: `fp32`, `bf16`, `int8`, ..., or `mixed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// dtype → parameters, over the weight files of `format`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dtypes: BTreeMap<String, u64>,
+    /// The weight files counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<String>,
+}
+
+/// `22.7M`, `6.7B`: the ModelPack `paramSize` form; `None` below 50.
+pub fn param_size(n: u64) -> Option<String> {
+    const SCALES: [(u128, char); 5] = [
+        (1_000_000_000_000_000, 'Q'),
+        (1_000_000_000_000, 'T'),
+        (1_000_000_000, 'B'),
+        (1_000_000, 'M'),
+        (1_000, 'K'),
+    ];
+    let n = u128::from(n);
+    let mut i = SCALES
+        .iter()
+        .position(|(s, _)| n >= *s)
+        .unwrap_or(SCALES.len() - 1);
+    loop {
+        let (s, c) = SCALES[i];
+        let tenths = (n * 10 + s / 2) / s;
+        if tenths >= 10_000 && i > 0 {
+            i -= 1;
+            continue;
+        }
+        if tenths == 0 {
+            return None;
+        }
+        return Some(format!("{}.{}{c}", tenths / 10, tenths % 10));
+    }
+}
+
+fn precision_name(dtype: &str) -> String {
+    match dtype {
+        "F64" => "fp64",
+        "F32" => "fp32",
+        "F16" => "fp16",
+        "BF16" => "bf16",
+        "F8_E4M3" | "F8_E5M2" | "F8_E8M0" => "fp8",
+        "F6_E2M3" | "F6_E3M2" => "fp6",
+        "F4" => "fp4",
+        "I8" => "int8",
+        "U8" => "uint8",
+        "I16" => "int16",
+        "U16" => "uint16",
+        "I32" => "int32",
+        "U32" => "uint32",
+        "I64" => "int64",
+        "U64" => "uint64",
+        "BOOL" => "bool",
+        "float32" => "fp32",
+        "float16" => "fp16",
+        "bfloat16" => "bf16",
+        "float64" => "fp64",
+        other => return other.to_ascii_lowercase(),
+    }
+    .to_string()
+}
+
+fn is_float(precision: &str) -> bool {
+    precision.starts_with("fp") || precision.starts_with("bf") || precision.starts_with('q')
+}
+
+/// Summarizes a model from its files' facts and its `config.json`.
+pub fn summarize(
+    artifact: &str,
+    name: &str,
+    layer_paths: &[String],
+    content: &[&ContentEntry],
+    hf_config: Option<&[u8]>,
+) -> ModelFacts {
+    let hf: Option<serde_json::Value> = hf_config.and_then(|b| serde_json::from_slice(b).ok());
+    let mut m = ModelFacts {
+        artifact: artifact.to_string(),
+        name: name.to_string(),
+        ..ModelFacts::default()
+    };
+    m.architecture = hf
+        .as_ref()
+        .and_then(|v| {
+            v.get("architectures")
+                .and_then(|a| a.get(0))
+                .or_else(|| v.get("model_type"))
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| content.iter().find_map(|c| c.facts.architecture.clone()));
+    let of = |fmt: &[&str]| -> Vec<&&ContentEntry> {
+        content
+            .iter()
+            .filter(|c| fmt.contains(&c.facts.format.as_str()))
+            .collect()
+    };
+    let safetensors = of(&["safetensors"]);
+    let gguf = of(&["gguf"]);
+    let torch = of(&["pytorch-zip", "pytorch-legacy", "pickle"]);
+    let counted: Vec<&&ContentEntry> = if !safetensors.is_empty() {
+        m.format = Some("safetensors".into());
+        safetensors
+    } else if !gguf.is_empty() {
+        m.format = Some("gguf".into());
+        // Split files (`-00001-of-00003.gguf`) add up; separate files are
+        // variants of one model (quantizations): the largest is counted.
+        let split: Vec<_> = gguf
+            .iter()
+            .copied()
+            .filter(|c| is_split_gguf(&c.path))
+            .collect();
+        if split.is_empty() {
+            gguf.iter()
+                .copied()
+                .max_by_key(|c| (c.facts.parameters, std::cmp::Reverse(c.path.clone())))
+                .into_iter()
+                .collect()
+        } else {
+            split
+        }
+    } else if !torch.is_empty() {
+        m.format = Some("pytorch".into());
+        Vec::new()
+    } else {
+        if layer_paths
+            .iter()
+            .any(|p| p.to_ascii_lowercase().ends_with(".onnx"))
+        {
+            m.format = Some("onnx".into());
+        }
+        Vec::new()
+    };
+    if !counted.is_empty() {
+        let mut total = 0u64;
+        for c in &counted {
+            total = total.saturating_add(c.facts.parameters.unwrap_or(0));
+            for (k, v) in &c.facts.dtypes {
+                *m.dtypes.entry(k.clone()).or_default() += v;
+            }
+            m.weights.push(c.path.clone());
+        }
+        m.parameters = Some(total);
+        m.param_size = param_size(total);
+    }
+    let precisions: BTreeSet<String> = m.dtypes.keys().map(|d| precision_name(d)).collect();
+    let floats: BTreeSet<&String> = precisions.iter().filter(|p| is_float(p)).collect();
+    m.precision = match (floats.len(), precisions.len()) {
+        (1, _) => floats.into_iter().next().cloned(),
+        (0, 1) => precisions.into_iter().next(),
+        (0, 0) => hf
+            .as_ref()
+            .and_then(|v| v.get("torch_dtype").or_else(|| v.get("dtype")))
+            .and_then(|s| s.as_str())
+            .map(precision_name),
+        _ => Some("mixed".into()),
+    };
+    m
+}
+
+fn is_split_gguf(path: &str) -> bool {
+    let Some(stem) = path.strip_suffix(".gguf") else {
+        return false;
+    };
+    let b = stem.as_bytes();
+    b.len() > 15 && {
+        let t = &b[b.len() - 15..];
+        t[0] == b'-'
+            && t[1..6].iter().all(u8::is_ascii_digit)
+            && &t[6..10] == b"-of-"
+            && t[10..15].iter().all(u8::is_ascii_digit)
+    }
+}
+
+/// Whether an entry is about a pickle (for the bundle's `pickle` record).
+pub fn is_pickle(e: &ContentEntry) -> bool {
+    e.facts.is_pickle()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses<'a>(path: &'a str, sib: &'a BTreeSet<String>) -> Vec<Use<'a>> {
+        vec![Use {
+            path,
+            siblings: sib,
+        }]
+    }
+
+    fn run(bytes: &[u8], path: &str) -> Checked {
+        let sib = BTreeSet::from([path.to_string()]);
+        check(
+            &mut io::Cursor::new(bytes),
+            bytes.len() as u64,
+            &uses(path, &sib),
+        )
+        .unwrap()
+    }
+
+    /// The same result from a probe fed in odd-sized chunks.
+    fn probed(bytes: &[u8], path: &str) -> Checked {
+        let sib = BTreeSet::from([path.to_string()]);
+        let mut p = Probe::new(vec![(path.to_string(), sib)], bytes.len() as u64, None);
+        for c in bytes.chunks(7777) {
+            p.feed(c);
+        }
+        p.finish().unwrap()
+    }
+
+    fn both(bytes: &[u8], path: &str) -> Checked {
+        let a = run(bytes, path);
+        assert_eq!(a, probed(bytes, path), "probe and file disagree for {path}");
+        a
+    }
+
+    fn malicious() -> Vec<u8> {
+        b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.".to_vec()
+    }
+
+    #[test]
+    fn safetensors_by_name_and_content() {
+        let f = safetensors::build(&[("w", "F32", &[100, 50])], |i| i as u8);
+        let c = both(&f, "model.safetensors");
+        assert_eq!(c.invalid, None);
+        let facts = c.facts.unwrap();
+        assert_eq!(facts.format, "safetensors");
+        assert_eq!(facts.parameters, Some(5000));
+        // Same bytes under another name: recognised by content.
+        assert_eq!(both(&f, "weights.bin").facts.unwrap().format, "safetensors");
+        // A broken one named .safetensors is invalid; named otherwise it is opaque.
+        let mut bad = f.clone();
+        bad.truncate(f.len() - 4);
+        assert!(both(&bad, "model.safetensors")
+            .invalid
+            .unwrap()
+            .contains("invalid safetensors"));
+        assert_eq!(both(&bad, "blob.dat"), Checked::default());
+    }
+
+    #[test]
+    fn safetensors_whose_length_reads_as_proto_is_not_a_pickle() {
+        // A header of 640 bytes starts the file with 0x80 0x02, like PROTO 2.
+        let mut h = String::from(r#"{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}"#);
+        while h.len() < 639 {
+            h.push(' ');
+        }
+        h.push('}');
+        let mut f = 640u64.to_le_bytes().to_vec();
+        f.extend_from_slice(h.as_bytes());
+        f.extend_from_slice(b"ab");
+        assert_eq!(&f[..2], b"\x80\x02");
+        let c = both(&f, "weights.bin");
+        assert_eq!(c.facts.unwrap().format, "safetensors");
+        assert_eq!(c.invalid, None);
+    }
+
+    #[test]
+    fn gguf_checked() {
+        let g = gguf::build("llama", &[("t", &[64, 2])]);
+        let facts = both(&g, "m.gguf").facts.unwrap();
+        assert_eq!(facts.version, Some(3));
+        assert_eq!(facts.parameters, Some(128));
+        assert_eq!(facts.architecture.as_deref(), Some("llama"));
+        let mut v = g.clone();
+        v[4] = 9;
+        assert!(both(&v, "m.gguf").invalid.unwrap().contains("version 9"));
+        assert!(both(b"nope", "m.gguf").invalid.unwrap().contains("GGUF"));
+    }
+
+    #[test]
+    fn pickles_found_by_content_and_name() {
+        let m = malicious();
+        for name in ["model.bin", "x.pt", "weights.dat", "README"] {
+            let c = both(&m, name);
+            let facts = c.facts.clone().expect(name);
+            assert_eq!(facts.unsafe_imports, ["posix.system"], "{name}");
+            let problems = c.problems(PicklePolicy::Deny, "hint");
+            assert!(problems[0].contains("posix.system"), "{problems:?}");
+            assert!(c.problems(PicklePolicy::Allow, "hint").is_empty());
+        }
+        // Protocol 0 has no magic: found because it imports and calls.
+        let p0 = b"cos\nsystem\n(S'id'\ntR.";
+        assert_eq!(
+            both(p0, "notes.txt").facts.unwrap().unsafe_imports,
+            ["os.system"]
+        );
+        // Text is not a pickle.
+        assert_eq!(
+            both(b"certifi\nrequests\n", "requirements.txt"),
+            Checked::default()
+        );
+        // A .pt that is nothing recognisable is refused as malformed; a .bin is opaque.
+        let junk = b"\x00\x01\x02 not a checkpoint";
+        let c = both(junk, "model.pt");
+        assert!(c.facts.unwrap().malformed.unwrap().contains("not a pickle"));
+        assert_eq!(both(junk, "ggml-model.bin"), Checked::default());
+        // Truncated pickle: malformed.
+        let cut = &m[..m.len() - 3];
+        assert!(both(cut, "model.bin")
+            .facts
+            .unwrap()
+            .malformed
+            .unwrap()
+            .contains("truncated"));
+    }
+
+    #[test]
+    fn torch_zip_members_scanned() {
+        let sd = crate::pickle::state_dict_pickle();
+        let z = storedzip::build(&[
+            ("archive/data.pkl", &sd),
+            ("archive/version", b"3\n"),
+            ("archive/data/0", &[0u8; 16]),
+        ]);
+        let c = both(&z, "pytorch_model.bin");
+        let f = c.facts.unwrap();
+        assert_eq!(f.format, "pytorch-zip");
+        assert!(
+            f.unsafe_imports.is_empty() && f.malformed.is_none(),
+            "{f:?}"
+        );
+        let bad = storedzip::build(&[("archive/data.pkl", &malicious())]);
+        let f = both(&bad, "model.pt").facts.unwrap();
+        assert_eq!(f.unsafe_imports, ["posix.system"]);
+        // A zip without pickles is just a zip, unless it is named like a checkpoint.
+        let plain = storedzip::build(&[("a.txt", b"hi")]);
+        assert_eq!(both(&plain, "bundle.zip"), Checked::default());
+        assert!(both(&plain, "model.pt").facts.unwrap().malformed.is_some());
+    }
+
+    #[test]
+    fn shard_index_names_existing_shards() {
+        let idx = br#"{"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#;
+        let sib: BTreeSet<String> = [
+            "sub/model.safetensors.index.json",
+            "sub/model-00001-of-00002.safetensors",
+            "sub/model-00002-of-00002.safetensors",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let u = uses("sub/model.safetensors.index.json", &sib);
+        let c = check(&mut io::Cursor::new(idx), idx.len() as u64, &u).unwrap();
+        assert_eq!(c.facts.unwrap().shards.len(), 2);
+        let mut fewer = sib.clone();
+        fewer.remove("sub/model-00002-of-00002.safetensors");
+        let u = uses("sub/model.safetensors.index.json", &fewer);
+        let c = check(&mut io::Cursor::new(idx), idx.len() as u64, &u).unwrap();
+        assert!(c
+            .invalid
+            .unwrap()
+            .contains("model-00002-of-00002.safetensors"));
+        let evil = br#"{"weight_map":{"a":"../../etc/passwd"}}"#;
+        let c = check(&mut io::Cursor::new(evil), evil.len() as u64, &u).unwrap();
+        assert!(c.invalid.unwrap().contains("not a plain path"));
+    }
+
+    #[test]
+    fn summaries() {
+        assert_eq!(param_size(22_713_216).as_deref(), Some("22.7M"));
+        assert_eq!(param_size(6_738_415_616).as_deref(), Some("6.7B"));
+        assert_eq!(param_size(999_960).as_deref(), Some("1.0M"));
+        assert_eq!(param_size(5000).as_deref(), Some("5.0K"));
+        assert_eq!(param_size(10), None);
+        let e = |path: &str, format: &str, n: u64, dtypes: &[(&str, u64)]| ContentEntry {
+            artifact: "models/m".into(),
+            path: path.into(),
+            facts: Facts {
+                format: format.into(),
+                parameters: Some(n),
+                dtypes: dtypes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                ..Facts::default()
+            },
+        };
+        let a = e(
+            "m-00001-of-00002.safetensors",
+            "safetensors",
+            3000,
+            &[("BF16", 2990), ("I64", 10)],
+        );
+        let b = e(
+            "m-00002-of-00002.safetensors",
+            "safetensors",
+            2000,
+            &[("BF16", 2000)],
+        );
+        let g = e("m.Q4.gguf", "gguf", 9999, &[("Q4_K", 9999)]);
+        let s = summarize(
+            "models/m",
+            "m",
+            &[],
+            &[&a, &b, &g],
+            Some(br#"{"architectures":["LlamaForCausalLM"]}"#),
+        );
+        assert_eq!(s.format.as_deref(), Some("safetensors"));
+        assert_eq!(s.parameters, Some(5000));
+        assert_eq!(s.precision.as_deref(), Some("bf16"));
+        assert_eq!(s.architecture.as_deref(), Some("LlamaForCausalLM"));
+        let q8 = e("m.Q8.gguf", "gguf", 10_000, &[("Q8_0", 10_000)]);
+        let s = summarize("models/m", "m", &[], &[&g, &q8], None);
+        assert_eq!(s.parameters, Some(10_000));
+        assert_eq!(s.precision.as_deref(), Some("q8_0"));
+        assert!(is_split_gguf("x-00001-of-00003.gguf"));
+        assert!(!is_split_gguf("x.gguf"));
+    }
+}

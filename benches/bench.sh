@@ -44,9 +44,11 @@ cat $files > /dev/null   # warm the page cache so every contender reads from mem
 # measure LABEL CMD...: prints "seconds max_rss_kib"
 measure() {
   local label=$1; shift
-  local out
-  out=$( { /usr/bin/time -f '%e %M' "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1)
-  echo "$label $out"
+  local t
+  t=$(mktemp)
+  /usr/bin/time -o "$t" -f '%e %M' "$@" > /dev/null 2>&1 || { echo "bench: $label failed" >&2; exit 1; }
+  echo "$label $(tail -1 "$t")"
+  rm -f "$t"
 }
 results=$(mktemp)
 {

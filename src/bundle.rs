@@ -48,6 +48,15 @@ pub const MODEL_CODE: &str = "application/vnd.cncf.model.code.v1.raw";
 pub const FILES_ARTIFACT: &str = "application/vnd.airlock.files.v1+json";
 pub const FILE_LAYER: &str = "application/vnd.airlock.file.v1.raw";
 
+pub const PYTHON_ARTIFACT: &str = "application/vnd.airlock.python.v1+json";
+pub const PYTHON_REQUIREMENTS: &str = "application/vnd.airlock.python.requirements.v1.txt";
+pub const PYTHON_WHEEL: &str = "application/vnd.airlock.python.wheel.v1.raw";
+pub const PYTHON_SDIST: &str = "application/vnd.airlock.python.sdist.v1.raw";
+pub const CARGO_ARTIFACT: &str = "application/vnd.airlock.cargo.v1+json";
+pub const CARGO_LOCK: &str = "application/vnd.airlock.cargo.lock.v1.toml";
+pub const CARGO_CHECKSUM: &str = "application/vnd.airlock.cargo.checksum.v1+json";
+pub const CARGO_FILE: &str = "application/vnd.airlock.cargo.file.v1.raw";
+
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
 /// Largest OCI manifest, index or config blob parsed from a bundle.
@@ -79,6 +88,10 @@ pub const DESCRIPTION_KIND: &str = "BundleDescription";
 pub enum ArtifactKind {
     Model,
     Files,
+    /// Wheels (and sdists) pinned by a hash-checking requirements file.
+    Python,
+    /// A `cargo vendor` directory and the Cargo.lock that pins it.
+    Cargo,
 }
 
 /// One OCI artifact in the bundle: its manifest, config and layers.
@@ -94,6 +107,43 @@ pub struct Artifact {
     pub manifest: Blob,
     pub config: Blob,
     pub layers: Vec<Layer>,
+    /// The packages a python or cargo artifact carries (for the SBOM and the
+    /// high side's re-check of pins); absent for other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
+}
+
+/// A pinned package: a Python distribution's requirement or a vendored crate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Package {
+    /// As the requirements file or Cargo.lock writes it.
+    pub name: String,
+    pub version: String,
+    /// Cargo.lock's `source`; absent for local crates (workspace members and
+    /// path dependencies, which are not carried) and for Python packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Cargo.lock's `checksum`: the sha256 of the crate's `.crate` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Sha256Digest>,
+    /// The directory holding the crate's files inside the artifact (`vendor/<dir>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Every sha256 the requirements file pins for the package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<Sha256Digest>,
+    /// The package's distribution files in the artifact, with their sha256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PackageFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PackageFile {
+    /// The layer's path in the artifact (for Python, the distribution's file name).
+    pub path: String,
+    pub sha256: Sha256Digest,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

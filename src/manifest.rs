@@ -64,9 +64,26 @@ pub struct ImageEntry {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PythonEntry {
-    pub requirements: String,
+    /// A requirements file in pip's hash-checking form.
+    #[serde(default)]
+    pub requirements: Option<String>,
+    /// The folder holding the files the requirements pin (`pip download` output).
     pub wheelhouse: String,
+    /// A PEP 751 `pylock.toml` (not supported yet; refused with a clear error).
+    #[serde(default)]
+    pub lock: Option<String>,
+    /// Files no requirement names are left out instead of refused.
+    #[serde(default)]
+    pub allow_extra: bool,
+    /// Source distributions are refused (they run code when installed).
+    #[serde(default = "yes")]
+    pub only_binary: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,10 +250,57 @@ impl LoadedManifest {
         for (i, s) in m.sboms.iter().enumerate() {
             self.existing(&format!("sboms[{i}].path"), &s.path)?;
         }
+        for (i, p) in m.python.iter().enumerate() {
+            if let Some(lock) = &p.lock {
+                return Err(bad(format!(
+                    "python[{i}].lock: {lock}: PEP 751 lock files are not supported by this build of airlock (it does not download); give `requirements:` a hash-checking requirements file (pip-compile --generate-hashes) and `pip download` the files into the wheelhouse"
+                )));
+            }
+            let Some(req) = &p.requirements else {
+                return Err(bad(format!(
+                    "python[{i}].requirements: missing; name a requirements file in pip's hash-checking form"
+                )));
+            };
+            if !self
+                .existing(&format!("python[{i}].requirements"), req)?
+                .is_file()
+            {
+                return Err(bad(format!(
+                    "python[{i}].requirements: {req} is not a file"
+                )));
+            }
+            if !self
+                .existing(&format!("python[{i}].wheelhouse"), &p.wheelhouse)?
+                .is_dir()
+            {
+                return Err(bad(format!(
+                    "python[{i}].wheelhouse: {} is not a directory",
+                    p.wheelhouse
+                )));
+            }
+        }
+        for (i, c) in m.cargo.iter().enumerate() {
+            if !self
+                .existing(&format!("cargo[{i}].lockfile"), &c.lockfile)?
+                .is_file()
+            {
+                return Err(bad(format!(
+                    "cargo[{i}].lockfile: {} is not a file",
+                    c.lockfile
+                )));
+            }
+            if !self
+                .existing(&format!("cargo[{i}].vendor"), &c.vendor)?
+                .is_dir()
+            {
+                return Err(bad(format!(
+                    "cargo[{i}].vendor: {} is not a directory (the output of `cargo vendor`)",
+                    c.vendor
+                )));
+            }
+        }
         let unsupported = [
             ("images", !m.images.is_empty()),
-            ("python", !m.python.is_empty()),
-            ("cargo", !m.cargo.is_empty()),
             ("sboms", !m.sboms.is_empty()),
         ];
         for (field, present) in unsupported {

@@ -72,6 +72,8 @@ pub fn pack(
     let mut refs = BTreeSet::new();
     let mut planned: Vec<PlannedArtifact> = sources::models::plan(m, &mut refs)?;
     planned.extend(sources::files::plan(m, &mut refs)?);
+    planned.extend(sources::python::plan(m, &mut refs)?);
+    planned.extend(sources::cargo::plan(m, &mut refs)?);
 
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{stem}."))
@@ -126,6 +128,8 @@ pub fn pack(
             }
         }
     }
+    // Python and cargo packages: every file against its pins (one or several).
+    let mut packages = sources::packages::finish(&planned, &|p| hashed[p].digest)?;
 
     let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
@@ -169,11 +173,11 @@ pub fn pack(
                     hf.as_deref(),
                 )
             }
-            ArtifactKind::Files => EMPTY_JSON.to_vec(),
+            ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => EMPTY_JSON.to_vec(),
         };
         let config_type = match a.kind {
             ArtifactKind::Model => MODEL_CONFIG,
-            ArtifactKind::Files => MT_EMPTY,
+            ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => MT_EMPTY,
         };
         let config = Blob {
             media_type: config_type.into(),
@@ -205,6 +209,7 @@ pub fn pack(
             manifest,
             config,
             layers,
+            packages: packages.remove(&a.reference).unwrap_or_default(),
         });
     }
     let description = Description {
@@ -349,7 +354,7 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
                 ArtifactKind::Model => {
                     ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
                 }
-                ArtifactKind::Files => {
+                ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => {
                     ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
                 }
             }

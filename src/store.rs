@@ -497,10 +497,15 @@ impl Store {
                 .map(|l| l.size)
                 .sum(),
         );
+        // Python wheels and vendored crates of several artifacts share one
+        // directory: a file two artifacts carry alike is written once.
+        let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         for a in &d.artifacts {
             let base = match a.kind {
                 ArtifactKind::Model => to.join("models").join(&a.name),
                 ArtifactKind::Files => to.join("files"),
+                ArtifactKind::Python => to.join("python"),
+                ArtifactKind::Cargo => to.join("cargo"),
             };
             for l in &a.layers {
                 if !safe_relative(&l.path) {
@@ -509,7 +514,13 @@ impl Store {
                         "unsafe path in the store's description",
                     ));
                 }
+                if crate::sources::packages::rendered_on_export(a.kind, &l.path) {
+                    continue;
+                }
                 let dest = base.join(&l.path);
+                if exported.insert(dest.clone(), l.digest) == Some(l.digest) {
+                    continue;
+                }
                 if let Some(parent) = dest.parent() {
                     fs_err::create_dir_all(parent)?;
                 }
@@ -549,6 +560,10 @@ impl Store {
                 files.push(dest);
             }
         }
+        // requirements.txt and cargo/config.toml, rendered from the pins.
+        files.extend(crate::sources::packages::export_rendered(&d, to, &|dg| {
+            self.blob(dg)
+        })?);
         progress.finish();
         self.append_ledger(
             "export",

@@ -328,6 +328,8 @@ fn make_plan(
 ) -> BTreeMap<String, Expected> {
     let mut plan = BTreeMap::new();
     let declared = d.blobs();
+    // Requirements files, Cargo.lock and .cargo-checksum.json: read for the pin re-check.
+    let pin_blobs = crate::sources::packages::pin_blobs(d);
     for (path, digest) in m {
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
@@ -355,6 +357,7 @@ fn make_plan(
             };
             let keep = (media_type == MT_MANIFEST
                 || media_type == MT_INDEX
+                || pin_blobs.contains(digest)
                 || media_type.ends_with("+json") && *size <= MAX_JSON_BLOB)
                 && *size <= MAX_JSON_BLOB;
             Expected {
@@ -494,6 +497,8 @@ pub fn verify(
     };
     if let (Some(d), Some(index)) = (&check.description, kept.get(OCI_INDEX)) {
         check_oci(d, index, &kept, &mut report);
+        // The high side re-checks every python and cargo pin itself.
+        crate::sources::packages::check_pins(d, &kept, &mut report);
     }
     report.into_result()?;
     Ok(Verified {

@@ -2,8 +2,11 @@
 //! lists of input files with where they go. Nothing is read here beyond
 //! directory listings (and small model metadata); `pack` hashes and copies.
 
+pub mod cargo;
 pub mod files;
 pub mod models;
+pub mod packages;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,9 @@ pub struct PlannedArtifact {
     pub reference: String,
     pub artifact_type: String,
     pub files: Vec<InputFile>,
+    /// Pinned packages (python, cargo): checked against the hashes once the
+    /// files are hashed, then recorded in the description.
+    pub packages: Vec<packages::PlannedPackage>,
 }
 
 /// Lists the regular files under `root` (or `root` itself), sorted, with

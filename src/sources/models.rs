@@ -71,6 +71,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             reference,
             artifact_type: MODEL_ARTIFACT.to_string(),
             files,
+            packages: Vec::new(),
         });
     }
     Ok(out)

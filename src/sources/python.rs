@@ -1,0 +1,907 @@
+//! `python:` entries: a requirements file in pip's hash-checking form and the
+//! wheelhouse holding the files it pins, carried as one OCI artifact of
+//! airlock's own type: the requirements file as `requirements.txt` and one
+//! raw layer per distribution file.
+//!
+//! The requirements parser is plain text and shared by both sides: the build
+//! side refuses what cannot be pinned; the high side parses the carried
+//! `requirements.txt` again and checks every package against it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+
+use super::packages::{PinCheck, PlannedPackage};
+use super::{walk, InputFile, PlannedArtifact};
+use crate::bundle::{
+    ref_component, Artifact, ArtifactKind, Description, Layer, MODE_FILE, PYTHON_ARTIFACT,
+    PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
+};
+use crate::digest::Sha256Digest;
+use crate::error::{Report, Result};
+use crate::manifest::{normalize, LoadedManifest};
+
+/// Where the requirements file lands inside a python artifact.
+pub const REQUIREMENTS_PATH: &str = "requirements.txt";
+
+/// One `name==version` requirement with its sha256 pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// First physical line of the requirement (1-based).
+    pub line: usize,
+    /// As written.
+    pub name: String,
+    /// `[a,b]` or empty.
+    pub extras: String,
+    pub version: String,
+    /// The environment marker after `;`, if any.
+    pub marker: Option<String>,
+    /// Every `--hash=sha256:` value, in order, without duplicates.
+    pub hashes: Vec<Sha256Digest>,
+}
+
+/// Why a requirements line cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    /// The package the line names, when it names one.
+    pub name: Option<String>,
+    pub problem: String,
+}
+
+/// Parses a requirements file in pip's hash-checking form. Every requirement
+/// must be `name==version` with at least one `--hash=sha256:`; includes,
+/// editables, direct references, ranges and unknown options are problems.
+/// Index options (`--index-url`, `--find-links`, ...) are ignored.
+pub fn parse_requirements(text: &str) -> (Vec<Requirement>, Vec<Problem>) {
+    let mut reqs = Vec::new();
+    let mut problems = Vec::new();
+    let mut logical = String::new();
+    let mut start = 1;
+    for (n, raw) in text.lines().enumerate() {
+        if logical.is_empty() {
+            start = n + 1;
+        }
+        if let Some(joined) = raw.strip_suffix('\\') {
+            logical.push_str(joined);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(raw);
+        parse_logical(
+            start,
+            &std::mem::take(&mut logical),
+            &mut reqs,
+            &mut problems,
+        );
+    }
+    if !logical.is_empty() {
+        parse_logical(start, &logical, &mut reqs, &mut problems);
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &reqs {
+        if let Some(first) = seen.insert(normalize_name(&r.name), r.line) {
+            problems.push(Problem {
+                line: r.line,
+                name: Some(r.name.clone()),
+                problem: format!(
+                    "line {}: {} is required twice (also on line {first}); keep one pinned line",
+                    r.line, r.name
+                ),
+            });
+        }
+    }
+    (reqs, problems)
+}
+
+/// Cuts a comment: `#` at the start or after whitespace, as pip does.
+fn strip_comment(s: &str) -> &str {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'#' && (i == 0 || b[i - 1].is_ascii_whitespace()) {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+const IGNORED_OPTIONS: &[&str] = &[
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--no-index",
+    "--trusted-host",
+    "--pre",
+    "--prefer-binary",
+    "--require-hashes",
+    "--only-binary",
+    "--no-binary",
+    "--use-feature",
+];
+
+fn parse_logical(line: usize, text: &str, reqs: &mut Vec<Requirement>, out: &mut Vec<Problem>) {
+    let text = strip_comment(text).trim();
+    if text.is_empty() {
+        return;
+    }
+    let problem = |name: Option<&str>, p: String| Problem {
+        line,
+        name: name.map(str::to_owned),
+        problem: format!("line {line}: {p}"),
+    };
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    if text.starts_with('-') {
+        let first = tokens[0];
+        let key = if first.starts_with("--") {
+            first.split('=').next().unwrap_or(first)
+        } else {
+            &first[..first.len().min(2)]
+        };
+        let why = match key {
+            "-r" | "--requirement" | "-c" | "--constraint" => format!(
+                "{text:?} includes another file; airlock reads one requirements file, so inline it (pip-compile writes a single file)"
+            ),
+            "-e" | "--editable" => format!(
+                "{text:?} is an editable requirement, which cannot be pinned by hash; build a wheel and pin it"
+            ),
+            "--hash" => "--hash without a requirement before it (a missing `\\` line continuation?)".to_string(),
+            k if IGNORED_OPTIONS.contains(&k) => return,
+            k => format!("unknown option {k}; a hash-checking requirements file holds `name==version --hash=sha256:...` lines"),
+        };
+        out.push(problem(None, why));
+        return;
+    }
+    // As pip does: the requirement runs up to the first token that is an option.
+    let split = tokens
+        .iter()
+        .position(|t| t.starts_with('-'))
+        .unwrap_or(tokens.len());
+    let spec = tokens[..split].join(" ");
+    let (spec, marker) = match spec.split_once(';') {
+        Some((s, m)) => (
+            s.trim().to_string(),
+            Some(m.trim().to_string()).filter(|m| !m.is_empty()),
+        ),
+        None => (spec.trim().to_string(), None),
+    };
+    let name_end = spec
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .unwrap_or(spec.len());
+    let name = &spec[..name_end];
+    if !valid_project_name(name) {
+        out.push(problem(
+            None,
+            format!("{spec:?} is not a `name==version` requirement (paths and URLs cannot be pinned by airlock)"),
+        ));
+        return;
+    }
+    let mut rest = spec[name_end..].trim_start();
+    let mut extras = String::new();
+    if rest.starts_with('[') {
+        let Some(end) = rest.find(']') else {
+            out.push(problem(Some(name), format!("{name}: unclosed [extras]")));
+            return;
+        };
+        extras = rest[..=end].split_whitespace().collect();
+        rest = rest[end + 1..].trim_start();
+    }
+    let version = if rest.starts_with('@') {
+        Err(format!(
+            "{name} is a direct reference ({rest}); write {name}==<version> with --hash=sha256:... pins"
+        ))
+    } else if rest.is_empty() {
+        Err(format!(
+            "{name} is not pinned; write {name}==<version> with --hash=sha256:... pins"
+        ))
+    } else if rest.contains(',') || !rest.starts_with("==") || rest.starts_with("===") {
+        Err(format!(
+            "{name} is a version range ({rest}), not a pin; write {name}==<version>"
+        ))
+    } else {
+        let v = rest[2..].trim();
+        if v.is_empty() || v.contains('*') || v.contains(char::is_whitespace) {
+            Err(format!(
+                "{name} is a version range ({rest}), not a pin; write {name}==<version>"
+            ))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    let version = match version {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(problem(Some(name), e));
+            return;
+        }
+    };
+    let mut hashes: Vec<Sha256Digest> = Vec::new();
+    let mut other_algorithms = 0;
+    let mut opts = tokens[split..].iter();
+    while let Some(t) = opts.next() {
+        let value = if let Some(v) = t.strip_prefix("--hash=") {
+            Some(v)
+        } else if *t == "--hash" {
+            opts.next().copied()
+        } else {
+            out.push(problem(
+                Some(name),
+                format!("{name}: option {t} is not supported on a requirement line (airlock accepts --hash only)"),
+            ));
+            return;
+        };
+        let Some(value) = value else {
+            out.push(problem(
+                Some(name),
+                format!("{name}: --hash without a value"),
+            ));
+            return;
+        };
+        match value.split_once(':') {
+            Some(("sha256", hex)) => match hex.parse::<Sha256Digest>() {
+                Ok(d) => {
+                    if !hashes.contains(&d) {
+                        hashes.push(d)
+                    }
+                }
+                Err(e) => {
+                    out.push(problem(Some(name), format!("{name}: --hash={value}: {e}")));
+                    return;
+                }
+            },
+            Some(("sha384" | "sha512", _)) => other_algorithms += 1,
+            _ => {
+                out.push(problem(
+                    Some(name),
+                    format!(
+                        "{name}: --hash={value} is not algorithm:hex with sha256, sha384 or sha512"
+                    ),
+                ));
+                return;
+            }
+        }
+    }
+    if hashes.is_empty() {
+        out.push(problem(
+            Some(name),
+            if other_algorithms > 0 {
+                format!("{name}=={version} pins no sha256 hash (airlock checks sha256); add --hash=sha256:... pins")
+            } else {
+                format!("{name}=={version} has no --hash=sha256:... pin; generate them (pip-compile --generate-hashes, or pip hash FILE)")
+            },
+        ));
+        return;
+    }
+    reqs.push(Requirement {
+        line,
+        name: name.to_string(),
+        extras,
+        version,
+        marker,
+        hashes,
+    });
+}
+
+/// PEP 508 project names: letters, digits, `-_.`, starting and ending alphanumeric.
+fn valid_project_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// PEP 503 normalized name: lowercase, runs of `-_.` as one `-`.
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// A version in a form where PEP 440 spellings of the same version compare
+/// equal in the common cases: `1.0` = `1.0.0` = `v1.0`, `1.0-RC1` = `1.0rc1`.
+pub fn canonical_version(v: &str) -> String {
+    let v = v.trim().to_ascii_lowercase();
+    let v = v.strip_prefix('v').unwrap_or(&v);
+    let (public, local) = match v.split_once('+') {
+        Some((p, l)) => (p, Some(l.replace(['-', '_'], "."))),
+        None => (v, None),
+    };
+    let (epoch, public) = match public.split_once('!') {
+        Some((e, p)) => (e.trim_start_matches('0').to_string(), p),
+        None => (String::new(), public),
+    };
+    let release_end = public
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(public.len());
+    let mut release: Vec<String> = public[..release_end]
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let t = s.trim_start_matches('0');
+            if t.is_empty() { "0" } else { t }.to_string()
+        })
+        .collect();
+    while release.len() > 1 && release.last().is_some_and(|s| s == "0") {
+        release.pop();
+    }
+    let mut rest: String = public[release_end..]
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .collect();
+    for (long, short) in [
+        ("alpha", "a"),
+        ("beta", "b"),
+        ("preview", "rc"),
+        ("pre", "rc"),
+        ("rev", "post"),
+    ] {
+        rest = rest.replace(long, short);
+    }
+    let mut out = String::new();
+    if !epoch.is_empty() {
+        out.push_str(&epoch);
+        out.push('!');
+    }
+    out.push_str(&release.join("."));
+    out.push_str(&rest);
+    if let Some(l) = local {
+        out.push('+');
+        out.push_str(&l);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistKind {
+    Wheel,
+    Sdist,
+}
+
+/// A distribution file's kind, project name and version, from its file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dist {
+    pub kind: DistKind,
+    pub name: String,
+    pub version: String,
+}
+
+/// Parses `name-version(-build)?-py-abi-platform.whl` and `name-version.tar.gz`
+/// (also `.zip`, `.tar.bz2`, `.tgz`, `.tar.xz`).
+pub fn parse_dist(file: &str) -> Option<Dist> {
+    if let Some(stem) = file.strip_suffix(".whl") {
+        let parts: Vec<&str> = stem.split('-').collect();
+        if (parts.len() == 5 || parts.len() == 6) && parts.iter().all(|p| !p.is_empty()) {
+            return Some(Dist {
+                kind: DistKind::Wheel,
+                name: parts[0].to_string(),
+                version: parts[1].to_string(),
+            });
+        }
+        return None;
+    }
+    for ext in [".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz"] {
+        if let Some(stem) = file.strip_suffix(ext) {
+            let (name, version) = stem.rsplit_once('-')?;
+            if name.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            return Some(Dist {
+                kind: DistKind::Sdist,
+                name: name.to_string(),
+                version: version.to_string(),
+            });
+        }
+    }
+    None
+}
+
+fn same_version(a: &str, b: &str) -> bool {
+    canonical_version(a) == canonical_version(b)
+}
+
+/// Plans one artifact per `python:` entry. Refused (all problems at once, exit
+/// 1): unpinned or range requirements, a requirement with no file in the
+/// wheelhouse, a file no requirement names (unless `allowExtra`, which leaves
+/// it out of the bundle), an sdist when `onlyBinary`, and one package pinned
+/// to two versions by two entries. Hashes are checked after `pack` hashes the
+/// files (`packages::finish`).
+pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec<PlannedArtifact>> {
+    let mut out = Vec::new();
+    let mut report = Report::default();
+    let mut pinned: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, entry) in m.manifest.python.iter().enumerate() {
+        let label = format!("python[{i}]");
+        let req_rel = entry.requirements.as_deref().expect("checked when loading");
+        let req_src = m.resolve(req_rel);
+        let text = fs_err::read_to_string(&req_src)?;
+        let (reqs, problems) = parse_requirements(&text);
+        for p in problems {
+            let subject = match &p.name {
+                Some(n) => format!("{label} {n}"),
+                None => label.clone(),
+            };
+            report.add(subject, format!("{}: {}", req_src.display(), p.problem));
+        }
+        let index: HashMap<String, usize> = reqs
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (normalize_name(&r.name), k))
+            .collect();
+        for r in &reqs {
+            let norm = normalize_name(&r.name);
+            match pinned.get(&norm) {
+                Some((j, v)) if !same_version(v, &r.version) => report.add(
+                    format!("{label} {}", r.name),
+                    format!(
+                        "pinned to {} here but to {v} by python[{j}]; a bundle exports one Python environment, so pin one version",
+                        r.version
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    pinned.insert(norm, (i, r.version.clone()));
+                }
+            }
+        }
+
+        let wheelhouse = m.resolve(&entry.wheelhouse);
+        let req_canon = fs_err::canonicalize(&req_src).ok();
+        let mut files_of: Vec<Vec<(String, PathBuf, u32, DistKind)>> = vec![Vec::new(); reqs.len()];
+        for (rel, abs, mode) in walk(&wheelhouse)? {
+            if req_canon.is_some() && std::fs::canonicalize(&abs).ok() == req_canon {
+                continue;
+            }
+            let extra = |report: &mut Report, subject: String, why: String| {
+                if !entry.allow_extra {
+                    report.add(
+                        subject,
+                        format!("{why}; remove it from the wheelhouse or set allowExtra: true (extra files are left out of the bundle)"),
+                    );
+                }
+            };
+            let dist = (!rel.contains('/')).then(|| parse_dist(&rel)).flatten();
+            let Some(dist) = dist else {
+                extra(
+                    &mut report,
+                    format!("{label} {rel}"),
+                    format!(
+                        "{} is not a wheel or source distribution in the top level of the wheelhouse, and no requirement names it",
+                        abs.display()
+                    ),
+                );
+                continue;
+            };
+            let Some(&k) = index.get(&normalize_name(&dist.name)) else {
+                extra(
+                    &mut report,
+                    format!("{label} {}", dist.name),
+                    format!(
+                        "{} is an extra file: no requirement in {} names {}",
+                        abs.display(),
+                        req_src.display(),
+                        dist.name
+                    ),
+                );
+                continue;
+            };
+            let r = &reqs[k];
+            if !same_version(&dist.version, &r.version) {
+                extra(
+                    &mut report,
+                    format!("{label} {}", r.name),
+                    format!(
+                        "{} is an extra file: version {}, but {} pins {}=={}",
+                        abs.display(),
+                        dist.version,
+                        req_src.display(),
+                        r.name,
+                        r.version
+                    ),
+                );
+                continue;
+            }
+            if dist.kind == DistKind::Sdist && entry.only_binary {
+                report.add(
+                    format!("{label} {}=={}", r.name, r.version),
+                    format!(
+                        "{} is a source distribution and onlyBinary is true (installing it runs its build code); use a wheel, or set onlyBinary: false",
+                        abs.display()
+                    ),
+                );
+                continue;
+            }
+            files_of[k].push((rel, abs, mode, dist.kind));
+        }
+
+        let mut files = vec![InputFile {
+            src: req_src.clone(),
+            path: REQUIREMENTS_PATH.to_string(),
+            mode: MODE_FILE,
+            media_type: PYTHON_REQUIREMENTS.to_string(),
+            pin: None,
+        }];
+        let mut packages = Vec::new();
+        for (r, dists) in reqs.iter().zip(files_of) {
+            let subject = format!("{label} {}=={}", r.name, r.version);
+            if dists.is_empty() {
+                report.add(
+                    &subject,
+                    format!(
+                        "missing: no file in {} for {}=={} ({} line {}); run `pip download` for it again",
+                        wheelhouse.display(),
+                        r.name,
+                        r.version,
+                        req_src.display(),
+                        r.line
+                    ),
+                );
+                continue;
+            }
+            let pinned_by = format!(
+                "the {} sha256 hash(es) {} line {} pins for {}=={} (a changed or tampered file: download it again, or fix the pin)",
+                r.hashes.len(),
+                req_src.display(),
+                r.line,
+                r.name,
+                r.version
+            );
+            let mut names = Vec::new();
+            let mut checks = Vec::new();
+            for (rel, abs, mode, kind) in dists {
+                files.push(InputFile {
+                    src: abs,
+                    path: rel.clone(),
+                    mode,
+                    media_type: match kind {
+                        DistKind::Wheel => PYTHON_WHEEL,
+                        DistKind::Sdist => PYTHON_SDIST,
+                    }
+                    .to_string(),
+                    pin: None,
+                });
+                checks.push(PinCheck {
+                    path: rel.clone(),
+                    allowed: r.hashes.clone(),
+                    pinned_by: pinned_by.clone(),
+                });
+                names.push(rel);
+            }
+            packages.push(PlannedPackage {
+                subject,
+                name: r.name.clone(),
+                version: r.version.clone(),
+                source: None,
+                checksum: None,
+                path: None,
+                hashes: r.hashes.clone(),
+                files: names,
+                checks,
+            });
+        }
+        files[1..].sort_by(|a, b| a.path.cmp(&b.path));
+
+        let name = normalize(req_rel);
+        let mut reference = format!("python/{}", ref_component(&name));
+        if reference == "python/" || !taken_refs.insert(reference.clone()) {
+            reference = format!("python/set-{i}");
+            taken_refs.insert(reference.clone());
+        }
+        out.push(PlannedArtifact {
+            kind: ArtifactKind::Python,
+            name,
+            reference,
+            artifact_type: PYTHON_ARTIFACT.to_string(),
+            files,
+            packages,
+        });
+    }
+    report.into_result()?;
+    Ok(out)
+}
+
+/// The high side's check of one python artifact: its `requirements.txt`
+/// parses and pins every package the description lists (same version, same
+/// hashes), every distribution layer belongs to one package and its digest is
+/// among that package's pins, and file names agree with the packages.
+pub fn check_artifact<'k>(
+    a: &Artifact,
+    bytes_of: &dyn Fn(&Layer) -> Option<&'k [u8]>,
+    report: &mut Report,
+) {
+    let subject = |what: &str| format!("{} {what}", a.reference);
+    let Some(req_layer) = a.layers.iter().find(|l| l.path == REQUIREMENTS_PATH) else {
+        report.add(
+            subject(REQUIREMENTS_PATH),
+            "missing: a python artifact carries its requirements file",
+        );
+        return;
+    };
+    let Some(text) = bytes_of(req_layer).and_then(|b| std::str::from_utf8(b).ok()) else {
+        report.add(
+            subject(REQUIREMENTS_PATH),
+            "could not be read as UTF-8 text to re-check the pins",
+        );
+        return;
+    };
+    let (reqs, problems) = parse_requirements(text);
+    for p in problems {
+        report.add(subject(REQUIREMENTS_PATH), p.problem);
+    }
+    let by_name: HashMap<String, &Requirement> =
+        reqs.iter().map(|r| (normalize_name(&r.name), r)).collect();
+    let layers: HashMap<&str, &Layer> = a
+        .layers
+        .iter()
+        .filter(|l| l.path != REQUIREMENTS_PATH)
+        .map(|l| (l.path.as_str(), l))
+        .collect();
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut carried: HashSet<String> = HashSet::new();
+    for p in &a.packages {
+        let s = subject(&format!("{}=={}", p.name, p.version));
+        let norm = normalize_name(&p.name);
+        if !carried.insert(norm.clone()) {
+            report.add(&s, "listed twice in airlock.json");
+            continue;
+        }
+        let Some(r) = by_name.get(&norm) else {
+            report.add(&s, "not pinned by the artifact's requirements.txt");
+            continue;
+        };
+        if r.version != p.version {
+            report.add(&s, format!("requirements.txt pins version {}", r.version));
+        }
+        let pins: BTreeSet<_> = r.hashes.iter().collect();
+        if pins != p.hashes.iter().collect::<BTreeSet<_>>() {
+            report.add(
+                &s,
+                "the hashes airlock.json records differ from those requirements.txt pins",
+            );
+        }
+        if p.files.is_empty() {
+            report.add(&s, "no distribution file is carried for it");
+        }
+        if p.source.is_some() || p.checksum.is_some() || p.path.is_some() {
+            report.add(&s, "has cargo fields (source, checksum, path)");
+        }
+        for f in &p.files {
+            let Some(l) = layers.get(f.path.as_str()) else {
+                report.add(&s, format!("{} is not a layer of the artifact", f.path));
+                continue;
+            };
+            if !claimed.insert(f.path.as_str()) {
+                report.add(&s, format!("{} is claimed by two packages", f.path));
+            }
+            if l.digest != f.sha256 {
+                report.add(
+                    &s,
+                    format!(
+                        "airlock.json records sha256 {} for {} but its layer is {}",
+                        f.sha256, f.path, l.digest
+                    ),
+                );
+            }
+            if !r.hashes.contains(&l.digest) {
+                report.add(
+                    &s,
+                    format!(
+                        "{} has sha256 {}, which is not among the hashes requirements.txt line {} pins",
+                        f.path, l.digest, r.line
+                    ),
+                );
+            }
+            match parse_dist(&f.path) {
+                Some(d)
+                    if normalize_name(&d.name) == norm && same_version(&d.version, &r.version) =>
+                {
+                    let expected = match d.kind {
+                        DistKind::Wheel => PYTHON_WHEEL,
+                        DistKind::Sdist => PYTHON_SDIST,
+                    };
+                    if l.media_type != expected {
+                        report.add(
+                            &s,
+                            format!("{} has media type {}, not {expected}", f.path, l.media_type),
+                        );
+                    }
+                }
+                _ => report.add(
+                    &s,
+                    format!(
+                        "{} is not a distribution file of {}=={}",
+                        f.path, r.name, r.version
+                    ),
+                ),
+            }
+        }
+    }
+    for r in &reqs {
+        if !carried.contains(&normalize_name(&r.name)) {
+            report.add(
+                subject(&format!("{}=={}", r.name, r.version)),
+                "pinned by requirements.txt but no file is carried for it",
+            );
+        }
+    }
+    for path in layers.keys() {
+        if !claimed.contains(path) {
+            report.add(subject(path), "layer belongs to no pinned package");
+        }
+    }
+}
+
+/// `DIR/python/requirements.txt` for an export: every python artifact's
+/// requirements, merged by package (hashes joined), one pinned line each.
+pub fn render_export(
+    d: &Description,
+    artifacts: &[&Artifact],
+    read: &dyn Fn(&Layer) -> Result<Vec<u8>>,
+) -> Result<String> {
+    let mut merged: BTreeMap<String, Requirement> = BTreeMap::new();
+    for a in artifacts {
+        let Some(l) = a.layers.iter().find(|l| l.path == REQUIREMENTS_PATH) else {
+            return Err(crate::error::single(
+                format!("{} {REQUIREMENTS_PATH}", a.reference),
+                "missing from the store's description",
+            ));
+        };
+        let bytes = read(l)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let (reqs, problems) = parse_requirements(&text);
+        if let Some(p) = problems.first() {
+            return Err(crate::error::single(
+                format!("{} {REQUIREMENTS_PATH}", a.reference),
+                p.problem.clone(),
+            ));
+        }
+        for r in reqs {
+            match merged.entry(normalize_name(&r.name)) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(r);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let have = e.get_mut();
+                    if !same_version(&have.version, &r.version) {
+                        return Err(crate::error::single(
+                            format!("{} {}", a.reference, r.name),
+                            format!(
+                                "pinned to {} here and to {} by another python artifact; one requirements.txt cannot hold both",
+                                r.version, have.version
+                            ),
+                        ));
+                    }
+                    for h in r.hashes {
+                        if !have.hashes.contains(&h) {
+                            have.hashes.push(h);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut s = format!(
+        "# Written by airlock export from bundle {} {}.\n# pip install --no-index --find-links <this directory> --require-hashes -r requirements.txt\n",
+        d.name, d.version
+    );
+    for r in merged.values() {
+        s.push_str(&r.name);
+        s.push_str(&r.extras);
+        s.push_str("==");
+        s.push_str(&r.version);
+        if let Some(m) = &r.marker {
+            s.push_str(" ; ");
+            s.push_str(m);
+        }
+        for h in &r.hashes {
+            s.push_str(" \\\n    --hash=sha256:");
+            s.push_str(&h.hex());
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    #[test]
+    fn parses_pip_compile_output() {
+        let text = format!(
+            "# comment\n--index-url https://pypi.org/simple\n\nrequests[socks]==2.31.0 ; python_version >= \"3.8\" \\\n    --hash=sha256:{H1} \\\n    --hash=sha256:{H2}\n    # via foo\nidna==3.4 --hash sha256:{H1} --hash=sha512:abcd  # trailing comment\n"
+        );
+        let (reqs, problems) = parse_requirements(&text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs[0].name, "requests");
+        assert_eq!(reqs[0].extras, "[socks]");
+        assert_eq!(reqs[0].version, "2.31.0");
+        assert_eq!(reqs[0].marker.as_deref(), Some("python_version >= \"3.8\""));
+        assert_eq!(reqs[0].hashes.len(), 2);
+        assert_eq!(reqs[0].line, 4);
+        assert_eq!(reqs[1].name, "idna");
+        assert_eq!(reqs[1].hashes, vec![H1.parse().unwrap()]);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_pinned() {
+        let cases = [
+            ("tinypkg\n".to_string(), "not pinned"),
+            (format!("tinypkg>=0.1 --hash=sha256:{H1}\n"), "range"),
+            (format!("tinypkg==0.* --hash=sha256:{H1}\n"), "range"),
+            (format!("tinypkg==1,!=2 --hash=sha256:{H1}\n"), "range"),
+            ("tinypkg==0.1\n".to_string(), "no --hash"),
+            ("tinypkg==0.1 --hash=sha512:ab\n".to_string(), "no sha256"),
+            (
+                format!("tinypkg==0.1 --hash=sha256:{}\n", &H1[..10]),
+                "not a sha256",
+            ),
+            (
+                format!("tinypkg @ https://x/t.whl --hash=sha256:{H1}\n"),
+                "direct reference",
+            ),
+            ("-r other.txt\n".to_string(), "includes another file"),
+            ("-e ./pkg\n".to_string(), "editable"),
+            ("--frobnicate\n".to_string(), "unknown option"),
+            (
+                format!("./pkg --hash=sha256:{H1}\n"),
+                "not a `name==version`",
+            ),
+            (
+                format!("tinypkg==0.1 --hash=sha256:{H1}\nTinyPkg==0.1 --hash=sha256:{H1}\n"),
+                "required twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_, problems) = parse_requirements(&text);
+            assert!(
+                problems.iter().any(|p| p.problem.contains(want)),
+                "{text:?}: {problems:?}"
+            );
+        }
+        let (_, p) = parse_requirements("tinypkg>=0.1\n");
+        assert_eq!(p[0].name.as_deref(), Some("tinypkg"));
+        assert_eq!(p[0].line, 1);
+    }
+
+    #[test]
+    fn names_versions_and_files() {
+        assert_eq!(normalize_name("Foo.Bar__baz"), "foo-bar-baz");
+        assert!(same_version("1.0", "1.0.0"));
+        assert!(same_version("v1.0-RC1", "1.0rc1"));
+        assert!(same_version("2.0.post1", "2.0-post1"));
+        assert!(!same_version("1.0", "1.0.1"));
+        assert!(!same_version("1.0", "1.0+local"));
+        assert_eq!(
+            parse_dist("my_pkg-1.0-py3-none-any.whl"),
+            Some(Dist {
+                kind: DistKind::Wheel,
+                name: "my_pkg".into(),
+                version: "1.0".into()
+            })
+        );
+        assert_eq!(
+            parse_dist("numpy-1.26.0-1-cp311-cp311-manylinux_2_17_x86_64.whl").map(|d| d.version),
+            Some("1.26.0".into())
+        );
+        assert_eq!(
+            parse_dist("my-pkg-1.0.tar.gz").map(|d| (d.kind, d.name)),
+            Some((DistKind::Sdist, "my-pkg".into()))
+        );
+        assert_eq!(parse_dist("README.md"), None);
+        assert_eq!(parse_dist("bad.whl"), None);
+    }
+}

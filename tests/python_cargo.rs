@@ -1,0 +1,711 @@
+//! Pinned dependencies with the real tools, no network: wheels built by
+//! `pip wheel` and pinned in a hash-checking requirements file; a Cargo
+//! project vendored with `cargo vendor --offline` from the local registry
+//! cache. Each is packed, imported and exported, then installed into a fresh
+//! venv with `pip install --no-index --require-hashes` or built with
+//! `cargo build --offline` and an empty CARGO_HOME. Every way the pins can be
+//! broken is refused, naming the package; the high side re-checks the pins
+//! of a bundle whose description was altered and re-signed.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use sha2::Digest;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn file_hash(p: &Path) -> String {
+    sha256_hex(&std::fs::read(p).unwrap())
+}
+
+#[track_caller]
+fn ok(what: &str, o: &Output) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A Python interpreter with pip's configuration and environment switched
+/// off, so only what the command line names is used.
+fn clean_python(program: &str) -> Command {
+    let mut c = Command::new(program);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PIP_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("PIP_CONFIG_FILE", "/dev/null")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+    c
+}
+
+fn python(args: &[&str]) -> Command {
+    let mut c = clean_python("python3");
+    c.args(args);
+    c
+}
+
+/// Two pure-Python wheels, `tinypkg` 0.1.0 and `otherpkg` 0.2.0, built once
+/// per test run with `pip wheel` (no network, no build isolation).
+fn wheels() -> &'static (PathBuf, PathBuf) {
+    static WHEELS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    WHEELS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python_cargo_wheels");
+        let _ = std::fs::remove_dir_all(&root);
+        for (name, version) in [("tinypkg", "0.1.0"), ("otherpkg", "0.2.0")] {
+            let pkg = root.join("src").join(name);
+            std::fs::create_dir_all(pkg.join(name)).unwrap();
+            std::fs::write(
+                pkg.join(name).join("__init__.py"),
+                format!("def hello():\n    return \"hello from {name}\"\n"),
+            )
+            .unwrap();
+            std::fs::write(
+                pkg.join("pyproject.toml"),
+                format!("[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"{name}\"\nversion = \"{version}\"\n"),
+            )
+            .unwrap();
+        }
+        let out = root.join("built");
+        let o = python(&[
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            out.to_str().unwrap(),
+            root.join("src/tinypkg").to_str().unwrap(),
+            root.join("src/otherpkg").to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+        ok("pip wheel (needs setuptools and wheel: run scripts/test once)", &o);
+        (
+            out.join("tinypkg-0.1.0-py3-none-any.whl"),
+            out.join("otherpkg-0.2.0-py3-none-any.whl"),
+        )
+    })
+}
+
+const HEAD: &str =
+    "apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: deps\n  version: 1.0.0\n";
+
+/// A fixture whose wheelhouse holds the given wheels and whose manifest has
+/// one python entry (`options` appended to it).
+fn python_fixture(wheel_files: &[&Path], options: &str) -> Fixture {
+    let f = Fixture::new();
+    let wh = f.path("src/wheelhouse");
+    std::fs::create_dir_all(&wh).unwrap();
+    for w in wheel_files {
+        std::fs::copy(w, wh.join(w.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - requirements: requirements.txt\n    wheelhouse: wheelhouse\n{options}"),
+    )
+    .unwrap();
+    f
+}
+
+fn pin_line(name: &str, version: &str, wheel: &Path) -> String {
+    format!(
+        "{name}=={version} \\\n    --hash=sha256:{}\n",
+        file_hash(wheel)
+    )
+}
+
+fn pack_output(f: &Fixture) -> Output {
+    run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("dist"),
+    ])
+}
+
+#[track_caller]
+fn assert_refused(f: &Fixture, needles: &[&str]) {
+    let o = pack_output(f);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
+    }
+    let left = std::fs::read_dir(f.path("dist"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "a refused pack leaves nothing behind");
+}
+
+fn export(f: &Fixture, store: &str, to: &str) {
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s(store),
+        "--bundle",
+        "deps",
+        "--to",
+        &f.s(to),
+    ]);
+    ok("export", &o);
+}
+
+fn description(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("airlock.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn python_wheels_install_offline_from_the_export() {
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny, other], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        format!(
+            "# pinned\n--index-url https://pypi.org/simple\n{}{}",
+            pin_line("tinypkg", "0.1.0", tiny),
+            pin_line("otherpkg", "0.2.0", other)
+        ),
+    )
+    .unwrap();
+    let bundle = f.pack("tar");
+    let dir_bundle = f.pack_to("dir", "dist-dir");
+    let d = description(&dir_bundle);
+    let py = d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "python")
+        .expect("a python artifact");
+    assert_eq!(py["artifactType"], "application/vnd.airlock.python.v1+json");
+    assert_eq!(py["reference"], "python/requirements.txt");
+    let tinypkg = py["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tinypkg")
+        .unwrap();
+    assert_eq!(tinypkg["version"], "0.1.0");
+    assert_eq!(
+        tinypkg["files"][0]["path"],
+        "tinypkg-0.1.0-py3-none-any.whl"
+    );
+    assert_eq!(
+        tinypkg["files"][0]["sha256"],
+        format!("sha256:{}", file_hash(tiny))
+    );
+    assert_eq!(tinypkg["hashes"][0], format!("sha256:{}", file_hash(tiny)));
+    let layers: Vec<&str> = py["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "requirements.txt",
+            "otherpkg-0.2.0-py3-none-any.whl",
+            "tinypkg-0.1.0-py3-none-any.whl"
+        ]
+    );
+
+    let o = f.verify(&bundle);
+    ok("verify", &o);
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let exported = f.path("out/python");
+    assert_eq!(
+        std::fs::read(exported.join("tinypkg-0.1.0-py3-none-any.whl")).unwrap(),
+        std::fs::read(tiny).unwrap()
+    );
+    let reqs = std::fs::read_to_string(exported.join("requirements.txt")).unwrap();
+    assert!(
+        reqs.contains(&format!(
+            "tinypkg==0.1.0 \\\n    --hash=sha256:{}",
+            file_hash(tiny)
+        )),
+        "{reqs}"
+    );
+    assert!(!reqs.contains("index-url"), "{reqs}");
+
+    // A fresh venv, no index, hashes required: installs from the export alone.
+    let venv = f.path("venv");
+    ok(
+        "python3 -m venv",
+        &python(&["-m", "venv", venv.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let vpy = venv.join("bin/python");
+    let vpy = vpy.to_str().unwrap();
+    let o = clean_python(vpy)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            exported.to_str().unwrap(),
+            "--require-hashes",
+            "-r",
+            exported.join("requirements.txt").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    ok("pip install --no-index --require-hashes", &o);
+    let o = Command::new(vpy)
+        .args([
+            "-c",
+            "import tinypkg, otherpkg; print(tinypkg.hello()); print(otherpkg.hello())",
+        ])
+        .output()
+        .unwrap();
+    ok("import the installed packages", &o);
+    assert_eq!(
+        stdout(&o),
+        "hello from tinypkg\nhello from otherpkg\n",
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn python_refuses_a_tampered_wheel_naming_the_package() {
+    let (tiny, _) = wheels();
+    let f = python_fixture(&[tiny], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        pin_line("tinypkg", "0.1.0", tiny),
+    )
+    .unwrap();
+    let wheel = f.path("src/wheelhouse/tinypkg-0.1.0-py3-none-any.whl");
+    let mut bytes = std::fs::read(&wheel).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&wheel, bytes).unwrap();
+    assert_refused(
+        &f,
+        &[
+            "tinypkg==0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            "does not match",
+        ],
+    );
+}
+
+#[test]
+fn python_refuses_unpinned_and_range_requirements() {
+    let (tiny, _) = wheels();
+    for (line, why) in [
+        ("tinypkg\n", "not pinned"),
+        ("tinypkg>=0.1\n", "version range"),
+        ("tinypkg==0.1.0\n", "no --hash"),
+    ] {
+        let f = python_fixture(&[tiny], "");
+        std::fs::write(f.path("src/requirements.txt"), line).unwrap();
+        assert_refused(&f, &["python[0] tinypkg", why, "line 1"]);
+    }
+}
+
+#[test]
+fn python_refuses_a_missing_wheel_naming_the_package() {
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        format!(
+            "{}{}",
+            pin_line("tinypkg", "0.1.0", tiny),
+            pin_line("otherpkg", "0.2.0", other)
+        ),
+    )
+    .unwrap();
+    assert_refused(&f, &["otherpkg==0.2.0", "missing"]);
+}
+
+#[test]
+fn python_refuses_an_extra_wheel_unless_allowed() {
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny, other], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        pin_line("tinypkg", "0.1.0", tiny),
+    )
+    .unwrap();
+    assert_refused(&f, &["otherpkg", "extra", "allowExtra"]);
+
+    // allowExtra: the extra wheel is left out of the bundle, not refused.
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - requirements: requirements.txt\n    wheelhouse: wheelhouse\n    allowExtra: true\n"),
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    let text = std::fs::read_to_string(bundle.join("airlock.json")).unwrap();
+    assert!(text.contains("tinypkg-0.1.0-py3-none-any.whl"));
+    assert!(!text.contains("otherpkg"), "{text}");
+    ok("verify", &f.verify(&bundle));
+}
+
+#[test]
+fn python_refuses_sdists_unless_only_binary_is_off() {
+    let (tiny, _) = wheels();
+    let f = python_fixture(&[tiny], "");
+    let sdist = f.path("src/wheelhouse/tinypkg-0.1.0.tar.gz");
+    std::fs::write(&sdist, b"not really an sdist, but pinned").unwrap();
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        format!(
+            "tinypkg==0.1.0 --hash=sha256:{} --hash=sha256:{}\n",
+            file_hash(tiny),
+            file_hash(&sdist)
+        ),
+    )
+    .unwrap();
+    assert_refused(&f, &["tinypkg==0.1.0", "source distribution", "onlyBinary"]);
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - requirements: requirements.txt\n    wheelhouse: wheelhouse\n    onlyBinary: false\n"),
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    let d = description(&bundle);
+    let files = &d["artifacts"][0]["packages"][0]["files"];
+    assert_eq!(files.as_array().unwrap().len(), 2, "{files}");
+    ok("verify", &f.verify(&bundle));
+}
+
+#[test]
+fn python_lock_files_are_refused_with_a_clear_error() {
+    let (tiny, _) = wheels();
+    let f = python_fixture(&[tiny], "");
+    std::fs::write(f.path("src/pylock.toml"), "lock-version = \"1.0\"\n").unwrap();
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - lock: pylock.toml\n    wheelhouse: wheelhouse\n"),
+    )
+    .unwrap();
+    let o = pack_output(&f);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("python[0].lock") && stderr(&o).contains("not supported"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Rewrites a directory bundle's `airlock.json` with `edit`, fixes the tag
+/// manifest and re-signs it with the builder key: a bundle whose build side
+/// recorded something its own pins do not support.
+fn alter_description(f: &Fixture, bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut d = description(bundle);
+    edit(&mut d);
+    let bytes = serde_json::to_vec_pretty(&d).unwrap();
+    std::fs::write(bundle.join("airlock.json"), &bytes).unwrap();
+    let tm = std::fs::read_to_string(bundle.join("tagmanifest-sha256.txt")).unwrap();
+    let tm: String = tm
+        .lines()
+        .map(|l| {
+            if l.ends_with("  airlock.json") {
+                format!("{}  airlock.json\n", sha256_hex(&bytes))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(bundle.join("tagmanifest-sha256.txt"), tm).unwrap();
+    std::fs::remove_dir_all(bundle.join("signatures")).unwrap();
+    std::fs::remove_dir_all(bundle.join("custody")).unwrap();
+    let o = run(&[
+        "sign",
+        bundle.to_str().unwrap(),
+        "--key",
+        &f.s("keys/builder.key"),
+    ]);
+    ok("sign", &o);
+}
+
+#[test]
+fn high_side_rechecks_python_pins_itself() {
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        pin_line("tinypkg", "0.1.0", tiny),
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    ok("verify", &f.verify(&bundle));
+    // The description claims a pin requirements.txt does not hold.
+    let forged = format!("sha256:{}", file_hash(other));
+    alter_description(&f, &bundle, |d| {
+        d["artifacts"][0]["packages"][0]["hashes"] = serde_json::json!([forged]);
+    });
+    let o = f.verify(&bundle);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("tinypkg==0.1.0")
+            && stderr(&o).contains("differ from those requirements.txt pins"),
+        "{}",
+        stderr(&o)
+    );
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(!f.path("store/bundles/deps").exists());
+}
+
+// ---------------------------------------------------------------- cargo
+
+/// The version of `name` in this repository's Cargo.lock: it is in the local
+/// registry cache, since this crate was built from it.
+fn locked_version(name: &str) -> String {
+    let lock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    let start = lock.find(&needle).expect("crate in Cargo.lock") + needle.len();
+    lock[start..start + lock[start..].find('"').unwrap()].to_string()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// A small binary project depending on `itoa` and `cfg-if`, locked and
+/// vendored offline from the local registry cache, under `src/proj`.
+fn cargo_fixture() -> Fixture {
+    let f = Fixture::new();
+    let proj = f.path("src/proj");
+    std::fs::create_dir_all(proj.join("src")).unwrap();
+    std::fs::write(
+        proj.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"vendored-demo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"={}\"\ncfg-if = \"={}\"\n",
+            locked_version("itoa"),
+            locked_version("cfg-if")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        proj.join("src/main.rs"),
+        "fn main() {\n    let mut b = itoa::Buffer::new();\n    cfg_if::cfg_if! {\n        if #[cfg(unix)] { println!(\"{}\", b.format(42)); } else { println!(\"{}\", b.format(7)); }\n    }\n}\n",
+    )
+    .unwrap();
+    let o = cargo()
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
+    ok("cargo generate-lockfile --offline", &o);
+    let o = cargo()
+        .args(["vendor", "--offline", "vendor"])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
+    ok("cargo vendor --offline", &o);
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}cargo:\n  - lockfile: proj/Cargo.lock\n    vendor: proj/vendor\n"),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn cargo_vendor_builds_offline_from_the_export() {
+    let f = cargo_fixture();
+    let bundle = f.pack("tar.zst");
+    ok("verify", &f.verify(&bundle));
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+
+    let dir_bundle = f.pack_to("dir", "dist-dir");
+    let d = description(&dir_bundle);
+    let a = &d["artifacts"][0];
+    assert_eq!(a["kind"], "cargo");
+    assert_eq!(a["artifactType"], "application/vnd.airlock.cargo.v1+json");
+    let itoa = a["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "itoa")
+        .unwrap();
+    assert_eq!(itoa["version"], locked_version("itoa"));
+    assert_eq!(itoa["path"], "vendor/itoa");
+    assert!(itoa["checksum"].as_str().unwrap().starts_with("sha256:"));
+    let local = a["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "vendored-demo")
+        .expect("the project itself is recorded as a local crate");
+    assert!(local.get("source").is_none() && local.get("path").is_none());
+
+    // The exported vendor directory is what cargo vendor wrote.
+    let original = snapshot(&f.path("src/proj/vendor"));
+    let exported = snapshot(&f.path("out/cargo/vendor"));
+    assert_eq!(
+        original.keys().collect::<Vec<_>>(),
+        exported.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &original {
+        assert_eq!(v.0, exported[k].0, "{k}");
+    }
+    let config = std::fs::read_to_string(f.path("out/cargo/config.toml")).unwrap();
+    let vendor_abs = std::fs::canonicalize(f.path("out/cargo/vendor")).unwrap();
+    assert!(
+        config.contains(&format!("directory = \"{}\"", vendor_abs.display())),
+        "{config}"
+    );
+
+    // The original project, without its own vendor directory, builds offline
+    // with an empty CARGO_HOME and the exported config.
+    let proj = f.path("src/proj");
+    std::fs::remove_dir_all(proj.join("vendor")).unwrap();
+    std::fs::create_dir_all(proj.join(".cargo")).unwrap();
+    std::fs::copy(
+        f.path("out/cargo/config.toml"),
+        proj.join(".cargo/config.toml"),
+    )
+    .unwrap();
+    let home = f.path("empty-cargo-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let o = cargo()
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(&proj)
+        .env("CARGO_HOME", &home)
+        .env("CARGO_TARGET_DIR", f.path("target"))
+        .output()
+        .unwrap();
+    ok("cargo build --offline with an empty CARGO_HOME", &o);
+    let o = Command::new(f.path("target/debug/vendored-demo"))
+        .output()
+        .unwrap();
+    ok("run the built binary", &o);
+    assert_eq!(stdout(&o), "42\n");
+    assert!(
+        std::fs::read_dir(&home).unwrap().all(|e| {
+            let n = e.unwrap().file_name();
+            n != "registry" && n != "git"
+        }),
+        "nothing was fetched into CARGO_HOME"
+    );
+}
+
+#[test]
+fn cargo_refuses_a_modified_vendored_file_naming_the_crate() {
+    let f = cargo_fixture();
+    let lib = f.path("src/proj/vendor/itoa/src/lib.rs");
+    let mut text = std::fs::read_to_string(&lib).unwrap();
+    text.push_str("\n// changed after cargo vendor\n");
+    std::fs::write(&lib, text).unwrap();
+    assert_refused(
+        &f,
+        &[
+            &format!("crate itoa {}", locked_version("itoa")),
+            "src/lib.rs",
+            "modified",
+        ],
+    );
+}
+
+#[test]
+fn cargo_refuses_broken_vendor_directories_naming_the_crate() {
+    let itoa = format!("crate itoa {}", locked_version("itoa"));
+    let cfg_if = format!("crate cfg-if {}", locked_version("cfg-if"));
+
+    // A file added after cargo vendor.
+    let f = cargo_fixture();
+    std::fs::write(f.path("src/proj/vendor/itoa/src/extra.rs"), "fn x() {}\n").unwrap();
+    assert_refused(&f, &[&itoa, "extra.rs", "not listed"]);
+
+    // A listed file removed.
+    let f = cargo_fixture();
+    std::fs::remove_file(f.path("src/proj/vendor/cfg-if/src/lib.rs")).unwrap();
+    assert_refused(&f, &[&cfg_if, "src/lib.rs", "missing"]);
+
+    // A crate missing from the vendor directory.
+    let f = cargo_fixture();
+    std::fs::remove_dir_all(f.path("src/proj/vendor/cfg-if")).unwrap();
+    assert_refused(&f, &[&cfg_if, "missing from"]);
+
+    // .cargo-checksum.json's package differs from Cargo.lock's checksum.
+    let f = cargo_fixture();
+    let ck = f.path("src/proj/vendor/itoa/.cargo-checksum.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ck).unwrap()).unwrap();
+    v["package"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&ck, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_refused(&f, &[&itoa, "Cargo.lock", "pins checksum"]);
+
+    // A git dependency is reported, not silently packed.
+    let f = cargo_fixture();
+    let lock = f.path("src/proj/Cargo.lock");
+    let mut text = std::fs::read_to_string(&lock).unwrap();
+    text.push_str("\n[[package]]\nname = \"from-git\"\nversion = \"0.3.0\"\nsource = \"git+https://example.invalid/from-git?rev=abc#0123456789abcdef0123456789abcdef01234567\"\n");
+    std::fs::write(&lock, text).unwrap();
+    assert_refused(&f, &["crate from-git 0.3.0", "git dependency"]);
+
+    // A stale crate directory no lock entry names.
+    let f = cargo_fixture();
+    let stale = f.path("src/proj/vendor/itoa-old");
+    std::fs::create_dir_all(&stale).unwrap();
+    for e in walkdir::WalkDir::new(f.path("src/proj/vendor/itoa")) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(f.path("src/proj/vendor/itoa"))
+            .unwrap();
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(stale.join(rel)).unwrap();
+        } else {
+            std::fs::copy(e.path(), stale.join(rel)).unwrap();
+        }
+    }
+    let manifest = stale.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+        &format!("version = \"{}\"", locked_version("itoa")),
+        "version = \"0.0.1\"",
+        1,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    assert_refused(&f, &["crate itoa 0.0.1", "no registry package"]);
+}
+
+#[test]
+fn high_side_rechecks_cargo_pins_itself() {
+    let f = cargo_fixture();
+    let bundle = f.pack("dir");
+    ok("verify", &f.verify(&bundle));
+    let fake = format!("sha256:{}", "1".repeat(64));
+    alter_description(&f, &bundle, |d| {
+        for p in d["artifacts"][0]["packages"].as_array_mut().unwrap() {
+            if p["name"] == "itoa" {
+                p["checksum"] = serde_json::json!(fake);
+            }
+        }
+    });
+    let o = f.verify(&bundle);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("crate itoa") && err.contains("is not in the carried Cargo.lock"),
+        "{err}"
+    );
+    assert!(err.contains(".cargo-checksum.json says package"), "{err}");
+}

@@ -709,3 +709,71 @@ fn high_side_rechecks_cargo_pins_itself() {
     );
     assert!(err.contains(".cargo-checksum.json says package"), "{err}");
 }
+
+#[test]
+fn python_entries_merge_into_one_export_and_conflicting_pins_are_refused() {
+    let (tiny, other) = wheels();
+    let f = Fixture::new();
+    for (dir, name, version, wheel) in [
+        ("a", "tinypkg", "0.1.0", tiny),
+        ("b", "otherpkg", "0.2.0", other),
+    ] {
+        let wh = f.path(&format!("src/{dir}/wheelhouse"));
+        std::fs::create_dir_all(&wh).unwrap();
+        std::fs::copy(wheel, wh.join(wheel.file_name().unwrap())).unwrap();
+        // Both entries pin tinypkg; only the first carries it.
+        let mut reqs = pin_line(name, version, wheel);
+        if dir == "b" {
+            std::fs::copy(tiny, wh.join(tiny.file_name().unwrap())).unwrap();
+            reqs.push_str(&pin_line("tinypkg", "0.1.0", tiny));
+        }
+        std::fs::write(f.path(&format!("src/{dir}/requirements.txt")), reqs).unwrap();
+    }
+    let manifest = format!("{HEAD}python:\n  - requirements: a/requirements.txt\n    wheelhouse: a/wheelhouse\n  - requirements: b/requirements.txt\n    wheelhouse: b/wheelhouse\n");
+    std::fs::write(f.path("src/airlock.yaml"), &manifest).unwrap();
+    let bundle = f.pack("dir");
+    let d = description(&bundle);
+    let refs: Vec<&str> = d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "python")
+        .map(|a| a["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refs,
+        ["python/a/requirements.txt", "python/b/requirements.txt"]
+    );
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let reqs = std::fs::read_to_string(f.path("out/python/requirements.txt")).unwrap();
+    assert_eq!(reqs.matches("tinypkg==0.1.0").count(), 1, "{reqs}");
+    assert_eq!(reqs.matches("otherpkg==0.2.0").count(), 1, "{reqs}");
+    let mut names: Vec<String> = std::fs::read_dir(f.path("out/python"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "otherpkg-0.2.0-py3-none-any.whl",
+            "requirements.txt",
+            "tinypkg-0.1.0-py3-none-any.whl"
+        ]
+    );
+
+    // The same package pinned to two versions by two entries: refused.
+    std::fs::remove_dir_all(f.path("dist")).unwrap();
+    std::fs::write(
+        f.path("src/b/requirements.txt"),
+        format!(
+            "{}tinypkg==0.1.1 --hash=sha256:{}\n",
+            pin_line("otherpkg", "0.2.0", other),
+            file_hash(tiny)
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(f.path("src/b/wheelhouse/tinypkg-0.1.0-py3-none-any.whl")).unwrap();
+    assert_refused(&f, &["python[1] tinypkg", "python[0]", "one version"]);
+}

@@ -605,6 +605,105 @@ mod tests {
     }
 
     #[test]
+    fn high_side_check_of_a_cargo_artifact() {
+        let lib = b"pub fn f() {}\n".as_slice();
+        let crate_sum = Sha256Digest::of(b"the .crate file");
+        let ck = format!(
+            "{{\"files\":{{\"src/lib.rs\":\"{}\"}},\"package\":\"{}\"}}",
+            Sha256Digest::of(lib).hex(),
+            crate_sum.hex()
+        );
+        let lock = format!(
+            "[[package]]\nname = \"x\"\nversion = \"1.0.0\"\nsource = \"{}\"\nchecksum = \"{}\"\n",
+            CRATES_IO[0],
+            crate_sum.hex()
+        );
+        let layer = |path: &str, bytes: &[u8]| Layer {
+            media_type: CARGO_FILE.into(),
+            digest: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+            path: path.into(),
+            mode: MODE_FILE,
+        };
+        let blob = crate::bundle::Blob {
+            media_type: "x".into(),
+            digest: crate_sum,
+            size: 0,
+        };
+        let good = Artifact {
+            kind: ArtifactKind::Cargo,
+            name: "Cargo.lock".into(),
+            reference: "cargo/Cargo.lock".into(),
+            artifact_type: CARGO_ARTIFACT.into(),
+            manifest: blob.clone(),
+            config: blob,
+            layers: vec![
+                layer(LOCK_PATH, lock.as_bytes()),
+                layer("vendor/x/.cargo-checksum.json", ck.as_bytes()),
+                layer("vendor/x/src/lib.rs", lib),
+            ],
+            packages: vec![crate::bundle::Package {
+                name: "x".into(),
+                version: "1.0.0".into(),
+                source: Some(CRATES_IO[0].into()),
+                checksum: Some(crate_sum),
+                path: Some("vendor/x".into()),
+                hashes: vec![],
+                files: vec![],
+            }],
+        };
+        let run = |a: &Artifact, lock: &str| {
+            let mut report = Report::default();
+            let lock = lock.as_bytes().to_vec();
+            let ck = ck.as_bytes().to_vec();
+            check_artifact(
+                a,
+                &|l: &Layer| match l.path.as_str() {
+                    LOCK_PATH => Some(&lock[..]),
+                    p if p.ends_with(CHECKSUM_FILE) => Some(&ck[..]),
+                    _ => None,
+                },
+                &mut report,
+            );
+            report
+                .findings
+                .into_iter()
+                .map(|f| format!("{}: {}", f.subject, f.problem))
+                .collect::<Vec<_>>()
+        };
+        assert!(run(&good, &lock).is_empty(), "{:?}", run(&good, &lock));
+
+        let mut modified = good.clone();
+        modified.layers[2] = layer("vendor/x/src/lib.rs", b"changed");
+        let f = run(&modified, &lock);
+        assert!(
+            f.iter()
+                .any(|x| x.contains("crate x 1.0.0") && x.contains("was modified")),
+            "{f:?}"
+        );
+
+        let mut added = good.clone();
+        added
+            .layers
+            .push(layer("vendor/x/build.rs", b"fn main() {}"));
+        let f = run(&added, &lock);
+        assert!(
+            f.iter()
+                .any(|x| x.contains("vendor/x/build.rs") && x.contains("not listed")),
+            "{f:?}"
+        );
+
+        let more = format!("{lock}checksum = \"{}\"\n", "1".repeat(64));
+        let f = run(&good, &more);
+        assert!(f.iter().any(|x| x.contains("does not carry")), "{f:?}");
+
+        let mut git = good.clone();
+        git.packages[0].source = Some("git+https://example.invalid/x#abc".into());
+        let f = run(&git, &lock);
+        assert!(f.iter().any(|x| x.contains("not a registry")), "{f:?}");
+    }
+
+    #[test]
     fn config_replaces_every_registry() {
         let d = Description {
             api_version: "airlock/v1".into(),
@@ -616,6 +715,8 @@ mod tests {
             generator: "test".into(),
             pickle: Default::default(),
             artifacts: vec![],
+            models: vec![],
+            content: vec![],
         };
         let pkg = |source: &str| crate::bundle::Package {
             name: "x".into(),

@@ -127,8 +127,7 @@ pub fn pin_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
                 ArtifactKind::Python => l.path == super::python::REQUIREMENTS_PATH,
                 ArtifactKind::Cargo => {
                     l.path == super::cargo::LOCK_PATH
-                        || l.path
-                            .ends_with(&format!("/{}", super::cargo::CHECKSUM_FILE))
+                        || l.path.rsplit('/').next() == Some(super::cargo::CHECKSUM_FILE)
                 }
                 _ => false,
             })

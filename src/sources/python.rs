@@ -238,7 +238,7 @@ fn parse_logical(line: usize, text: &str, reqs: &mut Vec<Requirement>, out: &mut
             return;
         };
         match value.split_once(':') {
-            Some(("sha256", hex)) => match hex.parse::<Sha256Digest>() {
+            Some(("sha256", hex)) => match hex.to_ascii_lowercase().parse::<Sha256Digest>() {
                 Ok(d) => {
                     if !hashes.contains(&d) {
                         hashes.push(d)
@@ -872,9 +872,123 @@ mod tests {
                 "{text:?}: {problems:?}"
             );
         }
+        let (r, p) = parse_requirements(&format!(
+            "tinypkg==0.1 --hash=sha256:{}\n",
+            H1.to_uppercase().replace('1', "A")
+        ));
+        assert!(p.is_empty(), "pip accepts upper-case hex: {p:?}");
+        assert_eq!(r[0].hashes[0].hex(), "a".repeat(64));
         let (_, p) = parse_requirements("tinypkg>=0.1\n");
         assert_eq!(p[0].name.as_deref(), Some("tinypkg"));
         assert_eq!(p[0].line, 1);
+    }
+
+    fn layer(path: &str, bytes: &[u8], media_type: &str) -> Layer {
+        Layer {
+            media_type: media_type.into(),
+            digest: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+            path: path.into(),
+            mode: MODE_FILE,
+        }
+    }
+
+    fn findings(a: &Artifact, reqs: &[u8]) -> Vec<String> {
+        let mut report = Report::default();
+        let reqs = reqs.to_vec();
+        check_artifact(
+            a,
+            &|l: &Layer| (l.path == REQUIREMENTS_PATH).then_some(&reqs[..]),
+            &mut report,
+        );
+        report
+            .findings
+            .into_iter()
+            .map(|f| format!("{}: {}", f.subject, f.problem))
+            .collect()
+    }
+
+    #[test]
+    fn high_side_check_of_a_python_artifact() {
+        let wheel = b"wheel bytes".as_slice();
+        let name = "tinypkg-0.1.0-py3-none-any.whl";
+        let d = Sha256Digest::of(wheel);
+        let reqs = format!("tinypkg==0.1.0 --hash=sha256:{}\n", d.hex());
+        let blob = crate::bundle::Blob {
+            media_type: "x".into(),
+            digest: d,
+            size: 0,
+        };
+        let good = Artifact {
+            kind: ArtifactKind::Python,
+            name: "requirements.txt".into(),
+            reference: "python/requirements.txt".into(),
+            artifact_type: PYTHON_ARTIFACT.into(),
+            manifest: blob.clone(),
+            config: blob,
+            layers: vec![
+                layer(REQUIREMENTS_PATH, reqs.as_bytes(), PYTHON_REQUIREMENTS),
+                layer(name, wheel, PYTHON_WHEEL),
+            ],
+            packages: vec![crate::bundle::Package {
+                name: "tinypkg".into(),
+                version: "0.1.0".into(),
+                source: None,
+                checksum: None,
+                path: None,
+                hashes: vec![d],
+                files: vec![crate::bundle::PackageFile {
+                    path: name.into(),
+                    sha256: d,
+                }],
+            }],
+        };
+        assert!(findings(&good, reqs.as_bytes()).is_empty());
+
+        let mut extra = good.clone();
+        extra
+            .layers
+            .push(layer("evil-1.0-py3-none-any.whl", b"evil", PYTHON_WHEEL));
+        let f = findings(&extra, reqs.as_bytes());
+        assert!(f.iter().any(|x| x.contains("evil-1.0-py3-none-any.whl") && x.contains("no pinned package")), "{f:?}");
+
+        let mut swapped = good.clone();
+        swapped.layers[1] = layer(name, b"other bytes", PYTHON_WHEEL);
+        let f = findings(&swapped, reqs.as_bytes());
+        assert!(
+            f.iter()
+                .any(|x| x.contains("tinypkg==0.1.0") && x.contains("not among the hashes")),
+            "{f:?}"
+        );
+        assert!(
+            f.iter().any(|x| x.contains("airlock.json records sha256")),
+            "{f:?}"
+        );
+
+        let other_pin = format!("tinypkg==0.1.0 --hash=sha256:{H1}\n");
+        let f = findings(&good, other_pin.as_bytes());
+        assert!(
+            f.iter().any(|x| x.contains("not among the hashes")),
+            "{f:?}"
+        );
+
+        let more = format!("{reqs}otherpkg==1.0 --hash=sha256:{H2}\n");
+        let f = findings(&good, more.as_bytes());
+        assert!(
+            f.iter()
+                .any(|x| x.contains("otherpkg==1.0") && x.contains("no file is carried")),
+            "{f:?}"
+        );
+
+        let mut renamed = good.clone();
+        renamed.layers[1].path = "otherpkg-0.1.0-py3-none-any.whl".into();
+        renamed.packages[0].files[0].path = "otherpkg-0.1.0-py3-none-any.whl".into();
+        let f = findings(&renamed, reqs.as_bytes());
+        assert!(
+            f.iter()
+                .any(|x| x.contains("is not a distribution file of tinypkg==0.1.0")),
+            "{f:?}"
+        );
     }
 
     #[test]

@@ -79,6 +79,15 @@ pub struct Description {
     pub generator: String,
     pub pickle: PicklePolicy,
     pub artifacts: Vec<Artifact>,
+    /// Each model's summary (format, parameter count, precision, dtypes) as
+    /// read from its headers at pack time; for the SBOM's model card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<crate::modelcheck::ModelFacts>,
+    /// What pack found inside weight, shard-index and pickle files (formats,
+    /// tensor counts, dtypes, pickle imports). The high side re-checks the
+    /// files themselves and does not rely on this record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<crate::modelcheck::ContentEntry>,
 }
 
 pub const DESCRIPTION_KIND: &str = "BundleDescription";

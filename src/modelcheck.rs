@@ -34,10 +34,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{safe_relative, ArtifactKind, Description, BLOBS_PREFIX};
-use crate::digest::Sha256Digest;
-use crate::error::Report;
+use rayon::prelude::*;
+
+use crate::digest::{Hashed, Sha256Digest};
+use crate::error::{Report, Result};
 use crate::manifest::PicklePolicy;
 use crate::pickle::{self, Sniff};
+use crate::sources::PlannedArtifact;
 use crate::{gguf, safetensors, storedzip};
 
 /// Bytes of a file's start used to classify it.
@@ -682,25 +685,35 @@ impl ContentPlan {
         Ok(self.report(&d, payload_path, &checked))
     }
 
-    /// A probe for a payload file that streams by with nothing to read back.
-    pub fn probe(&self, payload_path: &str, size: u64, spool_dir: Option<&Path>) -> Option<Probe> {
+    /// Starts checking payload file `payload_path` of `size` bytes as it is
+    /// taken. `file` is where its verified bytes can be read back (the
+    /// bundle's own file, or the staged copy); without one they are probed
+    /// as they stream by, spooling to `spool_dir` (else the system
+    /// temporary directory) when the whole file is needed. `None` when the
+    /// file is not a layer of a model or file-set artifact.
+    pub fn start(
+        &self,
+        payload_path: &str,
+        size: u64,
+        file: Option<PathBuf>,
+        spool_dir: Option<&Path>,
+    ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
         let uses = self.uses_of(&d)?;
-        Some(Probe::new(
-            uses.iter()
-                .map(|u| (u.path.to_string(), u.siblings.clone()))
-                .collect(),
+        let how = match file {
+            Some(f) => How::File(f),
+            None => How::Probe(Probe::new(
+                uses.iter()
+                    .map(|u| (u.path.to_string(), u.siblings.clone()))
+                    .collect(),
+                size,
+                spool_dir.map(Path::to_path_buf),
+            )),
+        };
+        Some(Pending {
+            payload: payload_path.to_string(),
             size,
-            spool_dir.map(Path::to_path_buf),
-        ))
-    }
-
-    /// Findings about a probed payload file.
-    pub fn finish(&self, payload_path: &str, probe: Probe) -> io::Result<Report> {
-        let checked = probe.finish()?;
-        Ok(match Self::digest_of(payload_path) {
-            Some(d) => self.report(&d, payload_path, &checked),
-            None => Report::default(),
+            how,
         })
     }
 
@@ -717,6 +730,122 @@ impl ContentPlan {
         }
         r
     }
+}
+
+/// A payload file being checked: see [`ContentPlan::start`].
+pub struct Pending {
+    payload: String,
+    size: u64,
+    how: How,
+}
+
+enum How {
+    Probe(Probe),
+    File(PathBuf),
+}
+
+impl Pending {
+    /// The probe to show the streaming bytes, if the file cannot be read back.
+    pub fn probe(&mut self) -> Option<&mut Probe> {
+        match &mut self.how {
+            How::Probe(p) => Some(p),
+            How::File(_) => None,
+        }
+    }
+
+    /// Checks the file, once its digest verified; the findings name each
+    /// artifact file that uses it.
+    pub fn finish(self, plan: &ContentPlan) -> io::Result<Report> {
+        match self.how {
+            How::File(f) => plan.check_file(&self.payload, &f, self.size),
+            How::Probe(p) => {
+                let checked = p.finish()?;
+                Ok(match ContentPlan::digest_of(&self.payload) {
+                    Some(d) => plan.report(&d, &self.payload, &checked),
+                    None => Report::default(),
+                })
+            }
+        }
+    }
+}
+
+/// The build side: checks every distinct packed blob of the model and
+/// file-set artifacts (read back from `blobs_dir`, so what is checked is
+/// exactly what was packed) and returns what was found, per file. Problems
+/// refuse the pack, each naming the input file.
+pub fn check_packed(
+    planned: &[PlannedArtifact],
+    hashed: &HashMap<&Path, Hashed>,
+    blobs_dir: &Path,
+    pickle: PicklePolicy,
+) -> Result<Vec<ContentEntry>> {
+    let mut siblings: Vec<BTreeSet<String>> = Vec::new();
+    let mut by_digest: BTreeMap<Sha256Digest, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ai, a) in planned.iter().enumerate() {
+        siblings.push(a.files.iter().map(|f| f.path.clone()).collect());
+        if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
+            continue;
+        }
+        for (fi, f) in a.files.iter().enumerate() {
+            if let Some(h) = hashed.get(f.src.as_path()) {
+                by_digest.entry(h.digest).or_default().push((ai, fi));
+            }
+        }
+    }
+    let jobs: Vec<(&Sha256Digest, &Vec<(usize, usize)>)> = by_digest.iter().collect();
+    let results: Vec<(Sha256Digest, &Vec<(usize, usize)>, Checked)> = jobs
+        .par_iter()
+        .map(|(d, users)| {
+            let uses: Vec<Use> = users
+                .iter()
+                .map(|(ai, fi)| Use {
+                    path: &planned[*ai].files[*fi].path,
+                    siblings: &siblings[*ai],
+                })
+                .collect();
+            let size = hashed[planned[users[0].0].files[users[0].1].src.as_path()].size;
+            let checked = check_path(&blobs_dir.join(d.hex()), size, &uses)?;
+            Ok((**d, *users, checked))
+        })
+        .collect::<Result<_>>()?;
+    let mut report = Report::default();
+    let mut entries = Vec::new();
+    for (_, users, checked) in results {
+        let problems = checked.problems(
+            pickle,
+            "set policy: {pickle: allow} in the manifest to pack it anyway",
+        );
+        for (ai, fi) in users {
+            let (a, f) = (&planned[*ai], &planned[*ai].files[*fi]);
+            for p in &problems {
+                report.add(f.src.display().to_string(), p.clone());
+            }
+            if let Some(facts) = &checked.facts {
+                entries.push(ContentEntry {
+                    artifact: a.reference.clone(),
+                    path: f.path.clone(),
+                    facts: facts.clone(),
+                });
+            }
+        }
+    }
+    report.into_result()?;
+    entries.sort_by(|x, y| (&x.artifact, &x.path).cmp(&(&y.artifact, &y.path)));
+    Ok(entries)
+}
+
+/// A planned model's summary from the content found in its files.
+pub fn model_facts(
+    a: &PlannedArtifact,
+    content: &[ContentEntry],
+    hf_config: Option<&[u8]>,
+) -> ModelFacts {
+    let mine: Vec<&ContentEntry> = content
+        .iter()
+        .filter(|c| c.artifact == a.reference)
+        .collect();
+    let paths: Vec<String> = a.files.iter().map(|f| f.path.clone()).collect();
+    summarize(&a.reference, &a.name, &paths, &mine, hf_config)
 }
 
 /// A model's summary for its ModelPack config and SBOM model card.

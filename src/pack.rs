@@ -130,6 +130,11 @@ pub fn pack(
     }
     // Python and cargo packages: every file against its pins (one or several).
     let mut packages = sources::packages::finish(&planned, &|p| hashed[p].digest)?;
+    // Weights and pickles, by content (see modelcheck): invalid safetensors,
+    // GGUF or shard indexes refuse; pickles are scanned against the allowlist.
+    let content =
+        crate::modelcheck::check_packed(&planned, &hashed, &blobs_dir, m.manifest.policy.pickle)?;
+    let mut models = Vec::new();
 
     let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
@@ -165,13 +170,11 @@ pub fn pack(
                     .transpose()?;
                 let pairs: Vec<(String, Sha256Digest)> =
                     layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
-                sources::models::config_blob(
-                    &a.name,
-                    &meta.version,
-                    &created,
-                    &pairs,
-                    hf.as_deref(),
-                )
+                let facts = crate::modelcheck::model_facts(a, &content, hf.as_deref());
+                let blob =
+                    sources::models::config_blob(&a.name, &meta.version, &created, &pairs, &facts);
+                models.push(facts);
+                blob
             }
             ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => EMPTY_JSON.to_vec(),
         };
@@ -222,6 +225,8 @@ pub fn pack(
         generator: format!("airlock {}", env!("CARGO_PKG_VERSION")),
         pickle: m.manifest.policy.pickle,
         artifacts,
+        models,
+        content,
     };
     for d in description.blobs().keys() {
         payload.insert(blob_path(d), *d);

@@ -429,6 +429,17 @@ pub(crate) fn take_payload(
     Ok((h, kept))
 }
 
+/// Where `take_payload` leaves payload file `path` once verified, when it stages it.
+pub(crate) fn staged_path(
+    path: &str,
+    exp: &Expected,
+    staging: Option<&Staging>,
+) -> Option<PathBuf> {
+    staging
+        .filter(|s| path.starts_with(BLOBS_PREFIX) && !s.have.contains(&exp.digest))
+        .map(|s| s.dir.join(exp.digest.hex()))
+}
+
 struct Tee<'a> {
     a: Option<&'a mut dyn Write>,
     b: Option<&'a mut Vec<u8>>,
@@ -581,6 +592,11 @@ fn verify_dir(
             );
         }
     }
+    // Weights and pickles are re-checked by content (modelcheck).
+    let content = check
+        .description
+        .as_ref()
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
     let results: Vec<Result<(String, Report, Option<Vec<u8>>)>> = present
         .par_iter()
@@ -597,6 +613,12 @@ fn verify_dir(
             let mut f = fs_err::File::open(abs)?;
             let (h, bytes) = take_payload(rel, &mut f, exp, staging, progress)?;
             let ok = judge(rel, exp, &h, &mut r);
+            if let (true, Some(c)) = (ok, &content) {
+                let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
+                if let Some(pending) = c.start(rel, exp.size, Some(file), None) {
+                    r.merge(pending.finish(c)?);
+                }
+            }
             Ok((rel.clone(), r, bytes.filter(|_| ok)))
         })
         .collect();
@@ -622,6 +644,7 @@ fn verify_tar(
     let mut tags = TagSet::default();
     let mut report = Report::default();
     let mut check: Option<TagCheck> = None;
+    let mut content: Option<crate::modelcheck::ContentPlan> = None;
     let mut kept = HashMap::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut last = String::from("(start of the tar)");
@@ -697,6 +720,10 @@ fn verify_tar(
                 "verifying",
                 c.description.as_ref().map_or(0, Description::total_size),
             );
+            content = c
+                .description
+                .as_ref()
+                .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
             check = Some(c);
         }
         let c = check.as_ref().expect("set above");
@@ -722,11 +749,31 @@ fn verify_tar(
             );
             break;
         }
-        match take_payload(&path, &mut entry, exp, staging, progress) {
+        // Weights and pickles (modelcheck): read back from the staged copy,
+        // or probed as they stream by.
+        let mut pending = content.as_ref().and_then(|c| {
+            c.start(
+                &path,
+                exp.size,
+                staged_path(&path, exp, staging),
+                staging.map(|s| s.dir),
+            )
+        });
+        let taken = take_payload(
+            &path,
+            &mut crate::modelcheck::Tap::new(&mut entry, pending.as_mut().and_then(|p| p.probe())),
+            exp,
+            staging,
+            progress,
+        );
+        match taken {
             Ok((h, bytes)) => {
                 if judge(&path, exp, &h, &mut report) {
                     if let Some(b) = bytes {
                         kept.insert(path.clone(), b);
+                    }
+                    if let (Some(c), Some(p)) = (&content, pending) {
+                        report.merge(p.finish(c)?);
                     }
                 }
             }

@@ -265,7 +265,6 @@ pub fn write_volumes(
             file
         };
         let f = file.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
         let len = f.metadata()?.len();
         if len > capacity {
             return Err(Error::Usage(format!(
@@ -472,6 +471,8 @@ struct Open {
     hasher: Sha256,
     read: u64,
     stage: Option<(PathBuf, io::BufWriter<fs_err::File>)>,
+    /// The blob's content check (modelcheck), fed as its parts stream by.
+    content: Option<crate::modelcheck::Pending>,
 }
 
 struct Both<'a> {
@@ -637,6 +638,21 @@ pub fn verify_volumes(
     );
     let mut open: Option<Open> = None;
     let mut done_paths: BTreeSet<String> = BTreeSet::new();
+    // Weights and pickles are re-checked by content once a blob is whole.
+    let content = check
+        .description
+        .as_ref()
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+    let start_content = |path: &str, exp: &Expected| {
+        content.as_ref().and_then(|c| {
+            c.start(
+                path,
+                exp.size,
+                verify::staged_path(path, exp, staging),
+                staging.map(|s| s.dir),
+            )
+        })
+    };
     for h in &usable {
         let number = h.marker.as_ref().expect("usable").number;
         let vol = format!("volume {number} ({})", h.file.display());
@@ -698,12 +714,20 @@ pub fn verify_volumes(
             }
             let exp: Expected = plan[&piece.path];
             if piece.part == 0 {
+                let mut pending = start_content(&piece.path, &exp);
+                let mut tap = crate::modelcheck::Tap::new(
+                    &mut entry,
+                    pending.as_mut().and_then(|p| p.probe()),
+                );
                 let (hsh, bytes) =
-                    verify::take_payload(&piece.path, &mut entry, &exp, staging, progress)?;
+                    verify::take_payload(&piece.path, &mut tap, &exp, staging, progress)?;
                 if verify::judge(&format!("{vol}: {}", piece.path), &exp, &hsh, &mut report) {
                     done_paths.insert(piece.path.clone());
                     if let Some(b) = bytes {
                         kept.insert(piece.path.clone(), b);
+                    }
+                    if let (Some(c), Some(p)) = (&content, pending) {
+                        report.merge(p.finish(c)?);
                     }
                 }
                 continue;
@@ -726,6 +750,7 @@ pub fn verify_volumes(
                     hasher: Sha256::new(),
                     read: 0,
                     stage,
+                    content: start_content(&piece.path, &exp),
                 });
             }
             let feeding = open.as_ref().is_some_and(|o| {
@@ -737,7 +762,11 @@ pub fn verify_volumes(
                     hasher: &mut o.hasher,
                     file: o.stage.as_mut().map(|s| &mut s.1),
                 };
-                let hsh = copy_hashed(&mut entry, &mut both, Some(piece.size), &|n| {
+                let mut tap = crate::modelcheck::Tap::new(
+                    &mut entry,
+                    o.content.as_mut().and_then(|p| p.probe()),
+                );
+                let hsh = copy_hashed(&mut tap, &mut both, Some(piece.size), &|n| {
                     progress.advance(n)
                 })?;
                 o.read += hsh.size;
@@ -770,6 +799,9 @@ pub fn verify_volumes(
                         let f = f.into_inner().map_err(|e| e.into_error())?;
                         f.sync_all()?;
                         fs_err::rename(&p, p.with_extension(""))?;
+                    }
+                    if let (Some(c), Some(p)) = (&content, o.content) {
+                        report.merge(p.finish(c)?);
                     }
                 }
             }

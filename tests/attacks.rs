@@ -514,7 +514,11 @@ fn store_with_one_import_and_a_new_version(f: &Fixture, format: &str) -> PathBuf
         .replace("version: 1.0.0", "version: 1.1.0");
     std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
     let weights: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + 3) as u8).collect();
-    std::fs::write(f.path("src/models/minilm/model.safetensors"), weights).unwrap();
+    std::fs::write(
+        f.path("src/models/minilm/model.safetensors"),
+        safetensors_wrap(&weights),
+    )
+    .unwrap();
     std::fs::write(f.path("src/docs/runbook.txt"), b"step one\nstep three\n").unwrap();
     f.pack_to(format, "dist2")
 }

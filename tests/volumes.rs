@@ -18,7 +18,11 @@ fn volumes(f: &Fixture, format: &str, out: &str) -> (String, Vec<PathBuf>) {
             x as u8
         })
         .collect();
-    std::fs::write(f.path("src/models/minilm/model-00002.safetensors"), &big).unwrap();
+    std::fs::write(
+        f.path("src/models/minilm/model-00002.safetensors"),
+        safetensors_wrap(&big),
+    )
+    .unwrap();
     let o = run(&[
         "pack",
         &f.s("src/airlock.yaml"),

@@ -100,6 +100,9 @@ struct ModelProps {
     architecture: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<String>,
+    /// `<count><K|M|B|T|Q>`, e.g. `22.7M`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_size: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<String>,
 }
@@ -111,42 +114,20 @@ struct ModelFs {
     diff_ids: Vec<String>,
 }
 
-/// Builds the ModelPack config blob. `hf_config` is the model's `config.json`,
-/// if it has one, read for its architecture and dtype.
+/// Builds the ModelPack config blob from the model's summary (architecture,
+/// format, parameter count and precision read from config.json and the
+/// weight files' headers; see `modelcheck`).
 pub fn config_blob(
     name: &str,
     version: &str,
     created: &str,
     layers: &[(String, Sha256Digest)],
-    hf_config: Option<&[u8]>,
+    facts: &crate::modelcheck::ModelFacts,
 ) -> Vec<u8> {
-    let hf: Option<serde_json::Value> = hf_config.and_then(|b| serde_json::from_slice(b).ok());
-    let architecture = hf.as_ref().and_then(|v| {
-        v.get("architectures")
-            .and_then(|a| a.get(0))
-            .or_else(|| v.get("model_type"))
-            .and_then(|s| s.as_str())
-            .map(str::to_owned)
-    });
-    let precision = hf.as_ref().and_then(|v| {
-        v.get("torch_dtype")
-            .and_then(|s| s.as_str())
-            .map(str::to_owned)
-    });
-    let format = ["safetensors", "gguf", "onnx"]
-        .into_iter()
-        .find(|ext| layers.iter().any(|(p, _)| p.ends_with(&format!(".{ext}"))))
-        .or_else(|| {
-            layers
-                .iter()
-                .any(|(p, _)| {
-                    [".bin", ".pt", ".pth", ".ckpt"]
-                        .iter()
-                        .any(|e| p.ends_with(e))
-                })
-                .then_some("pytorch")
-        })
-        .map(str::to_owned);
+    let architecture = facts.architecture.clone();
+    let format = facts.format.clone();
+    let precision = facts.precision.clone();
+    let param_size = facts.param_size.clone();
     let cfg = ModelConfig {
         descriptor: ModelDescriptor {
             name: name.to_string(),
@@ -156,6 +137,7 @@ pub fn config_blob(
         config: ModelProps {
             architecture,
             format,
+            param_size,
             precision,
         },
         modelfs: ModelFs {

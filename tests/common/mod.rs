@@ -63,11 +63,10 @@ impl Fixture {
         )
         .unwrap();
         std::fs::write(model.join("tokenizer.json"), br#"{"version":"1.0"}"#).unwrap();
-        // Not a real safetensors file: the core bundle carries bytes as they are.
         let weights: Vec<u8> = (0..300_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
-        std::fs::write(model.join("model.safetensors"), &weights).unwrap();
+        std::fs::write(model.join("model.safetensors"), safetensors_wrap(&weights)).unwrap();
         std::fs::write(model.join("README.md"), b"# minilm\n").unwrap();
         let docs = root.join("src/docs");
         std::fs::create_dir_all(docs.join("sub")).unwrap();
@@ -156,6 +155,28 @@ impl Fixture {
             &self.s(store),
         ])
     }
+}
+
+/// A valid safetensors file whose data area is exactly `data`: one tensor
+/// `weight`, F32 when the length allows, else U8. pack validates
+/// safetensors headers, so test weights must be real safetensors files.
+pub fn safetensors_wrap(data: &[u8]) -> Vec<u8> {
+    let (dtype, n) = if data.len() % 4 == 0 {
+        ("F32", data.len() / 4)
+    } else {
+        ("U8", data.len())
+    };
+    let mut header = format!(
+        r#"{{"weight":{{"dtype":"{dtype}","shape":[{n}],"data_offsets":[0,{}]}}}}"#,
+        data.len()
+    );
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
 }
 
 /// Every file below `dir` with its bytes (and mode), for byte-for-byte comparisons.

@@ -1126,6 +1126,35 @@ mod tests {
     }
 
     #[test]
+    fn probe_captures_headers_larger_than_the_sniff_window() {
+        // A safetensors header of ~150 KiB and a GGUF header of ~300 KiB:
+        // the probe keeps exactly what the file check reads.
+        let names: Vec<String> = (0..3000).map(|i| format!("layer.{i:05}.weight")).collect();
+        let tensors: Vec<(&str, &str, &[u64])> = names
+            .iter()
+            .map(|n| (n.as_str(), "F16", &[4u64][..]))
+            .collect();
+        let f = safetensors::build(&tensors, |i| i as u8);
+        assert!(f.len() as u64 > 2 * SNIFF_LEN);
+        let c = both(&f, "model.safetensors");
+        assert_eq!(c.facts.unwrap().tensors, Some(3000));
+        let mut bad = f.clone();
+        let at = bad.len() - 1;
+        bad.truncate(at);
+        assert!(both(&bad, "model.safetensors").invalid.is_some());
+
+        let arch = "a".repeat(300_000);
+        let g = gguf::build(&arch, &[("t", &[8])]);
+        let c = both(&g, "big.gguf");
+        assert_eq!(
+            c.facts.unwrap().architecture.as_deref(),
+            Some(arch.as_str())
+        );
+        let cut = &g[..200_000];
+        assert!(both(cut, "big.gguf").invalid.unwrap().contains("truncated"));
+    }
+
+    #[test]
     fn gguf_checked() {
         let g = gguf::build("llama", &[("t", &[64, 2])]);
         let facts = both(&g, "m.gguf").facts.unwrap();

@@ -101,6 +101,9 @@ pub enum ArtifactKind {
     Python,
     /// A `cargo vendor` directory and the Cargo.lock that pins it.
     Cargo,
+    /// An SBOM: one airlock generated (`sbom/cyclonedx`, `sbom/spdx`) or
+    /// one carried from the manifest's `sboms:` (`sbom/carried/...`).
+    Sbom,
 }
 
 /// One OCI artifact in the bundle: its manifest, config and layers.

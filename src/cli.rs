@@ -105,6 +105,19 @@ enum Command {
     /// The store's contents and ledger.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The bundle's SBOM (CycloneDX 1.6 or SPDX 2.3 JSON), naming the bundle by its id.
+    Sbom {
+        /// A bundle directory or tar, a folder of volumes, or a volume file.
+        bundle: PathBuf,
+        #[arg(long, value_enum)]
+        format: crate::sbom::SbomFormat,
+        /// Write the document to FILE instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The document exactly as stored in the bundle, which cannot contain the bundle id.
+        #[arg(long)]
+        stored: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -402,6 +415,48 @@ fn run(cli: Cli) -> Result<()> {
                     r.signer,
                     r.receipt.store_key,
                     r.receipt.blobs.len()
+                )
+            })
+        }
+        Command::Sbom {
+            bundle,
+            format,
+            output,
+            stored,
+        } => {
+            let doc = crate::sbom::document(&bundle, format, stored)?;
+            let Some(out) = output else {
+                // The document is itself one JSON object, with or without --json;
+                // its bytes go out unchanged (`--stored | sha256sum` matches).
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&doc.bytes)?;
+                stdout.flush()?;
+                return Ok(());
+            };
+            fs_err::write(&out, &doc.bytes)?;
+            let sha256 = crate::digest::Sha256Digest::of(&doc.bytes).hex();
+            let summary = serde_json::json!({
+                "path": out,
+                "format": doc.format,
+                "id": doc.id,
+                "stored": doc.stored,
+                "storedSha256": doc.stored_sha256,
+                "sha256": sha256,
+                "size": doc.bytes.len(),
+            });
+            emit(json, &summary, || {
+                format!(
+                    "wrote {} ({} SBOM of bundle {}, {}, {} bytes, sha256 {sha256})",
+                    out.display(),
+                    doc.format.label(),
+                    doc.id,
+                    if doc.stored {
+                        "as stored"
+                    } else {
+                        "with the bundle id"
+                    },
+                    doc.bytes.len()
                 )
             })
         }

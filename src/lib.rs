@@ -23,6 +23,7 @@ pub mod policy;
 pub mod progress;
 pub mod receipt;
 pub mod safetensors;
+pub mod sbom;
 pub mod signing;
 pub mod source;
 pub mod sources;

@@ -299,10 +299,7 @@ impl LoadedManifest {
                 )));
             }
         }
-        let unsupported = [
-            ("images", !m.images.is_empty()),
-            ("sboms", !m.sboms.is_empty()),
-        ];
+        let unsupported = [("images", !m.images.is_empty())];
         for (field, present) in unsupported {
             if present {
                 return Err(bad(format!(

@@ -74,6 +74,7 @@ pub fn pack(
     planned.extend(sources::files::plan(m, &mut refs)?);
     planned.extend(sources::python::plan(m, &mut refs)?);
     planned.extend(sources::cargo::plan(m, &mut refs)?);
+    planned.extend(crate::sbom::plan_carried(m, &mut refs)?);
 
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{stem}."))
@@ -176,11 +177,17 @@ pub fn pack(
                 models.push(facts);
                 blob
             }
-            ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => EMPTY_JSON.to_vec(),
+            ArtifactKind::Files
+            | ArtifactKind::Python
+            | ArtifactKind::Cargo
+            | ArtifactKind::Sbom => EMPTY_JSON.to_vec(),
         };
         let config_type = match a.kind {
             ArtifactKind::Model => MODEL_CONFIG,
-            ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => MT_EMPTY,
+            ArtifactKind::Files
+            | ArtifactKind::Python
+            | ArtifactKind::Cargo
+            | ArtifactKind::Sbom => MT_EMPTY,
         };
         let config = Blob {
             media_type: config_type.into(),
@@ -215,7 +222,7 @@ pub fn pack(
             packages: packages.remove(&a.reference).unwrap_or_default(),
         });
     }
-    let description = Description {
+    let mut description = Description {
         api_version: "airlock/v1".into(),
         kind: DESCRIPTION_KIND.into(),
         name: meta.name.clone(),
@@ -228,6 +235,8 @@ pub fn pack(
         models,
         content,
     };
+    // The SBOMs (CycloneDX, SPDX) of everything above, as two more artifacts.
+    index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
     for d in description.blobs().keys() {
         payload.insert(blob_path(d), *d);
     }
@@ -362,6 +371,7 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
                 ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => {
                     ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
                 }
+                ArtifactKind::Sbom => {}
             }
             d.set_annotations(Some(ann));
             d

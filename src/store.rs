@@ -506,6 +506,9 @@ impl Store {
                 ArtifactKind::Files => to.join("files"),
                 ArtifactKind::Python => to.join("python"),
                 ArtifactKind::Cargo => to.join("cargo"),
+                // sbom/NAME-VERSION.cdx.json, .spdx.json (as stored, byte for
+                // byte) and sbom/carried/<path as in the manifest>.
+                ArtifactKind::Sbom => to.join("sbom"),
             };
             for l in &a.layers {
                 if !safe_relative(&l.path) {

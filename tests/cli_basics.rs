@@ -87,7 +87,11 @@ fn layout_has_bagit_oci_signatures_and_custody() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.join("data/index.json")).unwrap()).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 3, "one model and two file sets");
+    assert_eq!(
+        manifests.len(),
+        5,
+        "one model, two file sets and two SBOMs (CycloneDX, SPDX)"
+    );
     for m in manifests {
         assert!(m["annotations"]["org.opencontainers.image.ref.name"].is_string());
     }
@@ -160,8 +164,9 @@ fn identical_files_are_stored_once() {
         .iter()
         .map(|a| a["layers"].as_array().unwrap().len())
         .sum();
-    // 3 manifests + 2 configs (the two file sets share the empty config) + distinct layers.
-    assert_eq!(blobs, 3 + 2 + layers - 1, "the duplicate file is one blob");
+    // 5 manifests (model, two file sets, two SBOMs) + 2 configs (the file sets
+    // and SBOMs share the empty config) + distinct layers.
+    assert_eq!(blobs, 5 + 2 + layers - 1, "the duplicate file is one blob");
 }
 
 #[test]
@@ -195,7 +200,7 @@ fn inspect_shows_artifacts_signers_and_custody_without_the_payload() {
     assert_eq!(v["name"], "demo");
     assert_eq!(v["version"], "1.0.0");
     assert_eq!(v["id"].as_str().unwrap().len(), 64);
-    assert_eq!(v["artifacts"].as_array().unwrap().len(), 3);
+    assert_eq!(v["artifacts"].as_array().unwrap().len(), 5, "3 + 2 SBOMs");
     assert_eq!(v["signers"][0]["signatureOk"], true);
     assert_eq!(v["custody"][0]["event"], "packed");
     let text = stdout(&run(&["inspect", b.to_str().unwrap()]));

@@ -1,0 +1,1711 @@
+//! Software bills of materials: a CycloneDX 1.6 JSON document (with ML-BOM:
+//! models are `machine-learning-model` components with a model card) and an
+//! SPDX 2.3 JSON document, generated at pack time from the bundle
+//! description and stored in the bundle as OCI 1.1 artifacts
+//! (`sbom/cyclonedx`, `sbom/spdx`: empty config, one layer each, the
+//! document's media type as `artifactType`). SBOMs made elsewhere (manifest
+//! `sboms:`) are carried as artifacts of their own (`sbom/carried/...`) and
+//! referenced from the generated documents.
+//!
+//! Every payload item is a component (CycloneDX) and a package (SPDX) with
+//! its sha256 and a package URL: `pkg:generic/BUNDLE/PATH?checksum=...`
+//! for files (PATH where `airlock export` writes the file), models as ML
+//! components (`pkg:generic/BUNDLE/MODEL@VERSION`, the OCI manifest's digest
+//! as their hash: no model origin is recorded, so no `pkg:huggingface`) with
+//! their files nested, `pkg:pypi/...` distributions and `pkg:cargo/...`
+//! crates with their files nested.
+//!
+//! Deterministic: documents are a pure function of the description (the
+//! generated SBOM artifacts themselves left out), keys are written sorted,
+//! timestamps are the description's `created` (from `SOURCE_DATE_EPOCH`),
+//! and the CycloneDX serial number and the SPDX document namespace are
+//! RFC 9562 version-8 UUIDs made from the sha256 of the rest of the document.
+//!
+//! # The subject and the bundle id
+//! The bundle id is the sha256 of `tagmanifest-sha256.txt`, which covers
+//! `manifest-sha256.txt`, which covers every payload blob, the stored SBOMs
+//! among them: a stored SBOM cannot contain the id. So the stored documents
+//! name their subject, the bundle, by name and version (CycloneDX
+//! `metadata.component`, SPDX package `SPDXRef-Bundle`, purl
+//! `pkg:generic/NAME@VERSION`) and pin its content by the sha256 of every
+//! layer (and of each model's OCI manifest), none of which depends on the
+//! tag files.
+//! `airlock sbom` prints a derived document: the stored one with the bundle
+//! id added as the subject's SHA-256 hash (CycloneDX
+//! `metadata.component.hashes`, SPDX `SPDXRef-Bundle`'s `checksums`; the id
+//! identifies the bundle the way an OCI manifest digest identifies an image)
+//! and an `airlock:bundle:id` property or comment, with its own serial
+//! number or namespace. `airlock sbom --stored` prints the stored bytes.
+//! Either way the stored document is checked against the digest that
+//! `airlock.json` (covered by the tag manifest, hence by the id) declares.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::bundle::*;
+use crate::digest::{copy_hashed, Sha256Digest};
+use crate::error::{single, Error, Result};
+use crate::manifest::{record_name, LoadedManifest};
+use crate::source::{place_of, tar_entry_path, Form, Place};
+use crate::sources::{InputFile, PlannedArtifact};
+
+pub const CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
+pub const CYCLONEDX_XML: &str = "application/vnd.cyclonedx+xml";
+pub const SPDX_JSON: &str = "application/spdx+json";
+pub const SPDX_TAG_VALUE: &str = "text/spdx";
+
+/// OCI references of the generated documents.
+pub const REF_CYCLONEDX: &str = "sbom/cyclonedx";
+pub const REF_SPDX: &str = "sbom/spdx";
+/// OCI references of carried SBOMs start with this.
+pub const REF_CARRIED: &str = "sbom/carried/";
+/// Layer paths of carried SBOMs start with this (export: `DIR/sbom/carried/...`).
+pub const CARRIED_DIR: &str = "carried";
+
+const CDX_SCHEMA: &str = "http://cyclonedx.org/schema/bom-1.6.schema.json";
+/// SPDX id of the package standing for the bundle.
+const SPDX_BUNDLE: &str = "SPDXRef-Bundle";
+const NOASSERTION: &str = "NOASSERTION";
+/// The most a carried SBOM's opening is read to tell its format.
+const SNIFF: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    #[value(name = "cyclonedx")]
+    Cyclonedx,
+    #[value(name = "spdx")]
+    Spdx,
+}
+
+impl SbomFormat {
+    pub fn reference(self) -> &'static str {
+        match self {
+            SbomFormat::Cyclonedx => REF_CYCLONEDX,
+            SbomFormat::Spdx => REF_SPDX,
+        }
+    }
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Cyclonedx => CYCLONEDX_JSON,
+            SbomFormat::Spdx => SPDX_JSON,
+        }
+    }
+    /// The layer's file name: `NAME-VERSION.cdx.json` / `NAME-VERSION.spdx.json`.
+    fn file_name(self, d: &Description) -> String {
+        match self {
+            SbomFormat::Cyclonedx => format!("{}.cdx.json", d.stem()),
+            SbomFormat::Spdx => format!("{}.spdx.json", d.stem()),
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            SbomFormat::Cyclonedx => "CycloneDX",
+            SbomFormat::Spdx => "SPDX",
+        }
+    }
+}
+
+/// An SBOM artifact airlock generated (as opposed to one carried along).
+pub fn is_generated(a: &Artifact) -> bool {
+    a.kind == ArtifactKind::Sbom && (a.reference == REF_CYCLONEDX || a.reference == REF_SPDX)
+}
+
+// ---------------------------------------------------------------------------
+// Carried SBOMs (manifest `sboms:`)
+// ---------------------------------------------------------------------------
+
+/// Plans one artifact per `sboms:` entry: a single file whose format is
+/// recognised from its content, carried with that format's media type.
+pub fn plan_carried(
+    m: &LoadedManifest,
+    taken_refs: &mut BTreeSet<String>,
+) -> Result<Vec<PlannedArtifact>> {
+    let mut out = Vec::new();
+    for (i, entry) in m.manifest.sboms.iter().enumerate() {
+        let field = format!("sboms[{i}].path");
+        let bad = |msg: String| Error::input(&m.path, format!("{field}: {msg}"));
+        let name = record_name(&entry.path).expect("checked when loading");
+        let src = m.resolve(&entry.path);
+        let md = fs_err::symlink_metadata(&src)?;
+        if !md.is_file() {
+            return Err(bad(format!(
+                "{} is not a regular file; list each SBOM file on its own",
+                src.display()
+            )));
+        }
+        let mut head = Vec::new();
+        fs_err::File::open(&src)?
+            .take(SNIFF)
+            .read_to_end(&mut head)?;
+        let media_type = sniff(&head).ok_or_else(|| {
+            bad(format!(
+                "{} is not a CycloneDX (JSON or XML) or SPDX (JSON or tag-value) document",
+                src.display()
+            ))
+        })?;
+        let reference = format!("{REF_CARRIED}{}", ref_component(&name));
+        if reference == REF_CARRIED || !taken_refs.insert(reference.clone()) {
+            return Err(bad(format!(
+                "{:?} is carried twice (or names another SBOM's reference); list each file once",
+                entry.path
+            )));
+        }
+        out.push(PlannedArtifact {
+            kind: ArtifactKind::Sbom,
+            name: name.clone(),
+            reference,
+            artifact_type: media_type.to_string(),
+            files: vec![InputFile {
+                src,
+                path: format!("{CARRIED_DIR}/{name}"),
+                mode: MODE_FILE,
+                media_type: media_type.to_string(),
+                pin: None,
+            }],
+            packages: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// The media type of an SBOM document, from its opening bytes.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    let text = String::from_utf8_lossy(head);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    if t.starts_with('{') {
+        if t.contains("\"bomFormat\"") && t.contains("\"CycloneDX\"") {
+            return Some(CYCLONEDX_JSON);
+        }
+        if t.contains("\"spdxVersion\"") || t.contains("\"SPDXRef-DOCUMENT\"") {
+            return Some(SPDX_JSON);
+        }
+        // SPDX 3 JSON-LD
+        if t.contains("spdx.org/rdf/3") {
+            return Some(SPDX_JSON);
+        }
+        return None;
+    }
+    if t.starts_with('<') {
+        return t
+            .contains("cyclonedx.org/schema/bom")
+            .then_some(CYCLONEDX_XML);
+    }
+    t.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| l.starts_with("SPDXVersion:"))
+        .map(|_| SPDX_TAG_VALUE)
+}
+
+// ---------------------------------------------------------------------------
+// What the documents list
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Model,
+    Library,
+    File,
+    /// A carried SBOM.
+    Sbom,
+}
+
+/// One component / package, format-neutral.
+#[derive(Debug, Clone)]
+struct Item {
+    bom_ref: String,
+    role: Role,
+    name: String,
+    version: Option<String>,
+    purl: String,
+    sha256: Option<Sha256Digest>,
+    media_type: Option<String>,
+    description: Option<String>,
+    properties: Vec<(String, String)>,
+    /// Model-card facts (name, value), for models.
+    model_card: Vec<(String, String)>,
+    architecture: Option<String>,
+    children: Vec<Item>,
+}
+
+impl Item {
+    fn new(bom_ref: String, role: Role, name: String, purl: String) -> Self {
+        Item {
+            bom_ref,
+            role,
+            name,
+            version: None,
+            purl,
+            sha256: None,
+            media_type: None,
+            description: None,
+            properties: Vec::new(),
+            model_card: Vec::new(),
+            architecture: None,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// A carried SBOM, referenced from the generated ones.
+#[derive(Debug, Clone)]
+struct Carried {
+    bom_ref: String,
+    /// Where `airlock export` writes it, relative to the export directory.
+    export_path: String,
+    reference: String,
+    digest: Sha256Digest,
+    media_type: String,
+}
+
+#[derive(Debug)]
+struct Inventory<'a> {
+    d: &'a Description,
+    items: Vec<Item>,
+    carried: Vec<Carried>,
+}
+
+fn inventory(d: &Description) -> Inventory<'_> {
+    let mut items = Vec::new();
+    let mut carried = Vec::new();
+    for a in d.artifacts.iter().filter(|a| !is_generated(a)) {
+        match a.kind {
+            ArtifactKind::Model => items.push(model_item(d, a)),
+            ArtifactKind::Files => items.extend(a.layers.iter().map(|l| file_item(d, a, l))),
+            ArtifactKind::Python | ArtifactKind::Cargo => items.extend(package_items(d, a)),
+            ArtifactKind::Sbom => {
+                for l in &a.layers {
+                    let mut it = file_item(d, a, l);
+                    it.role = Role::Sbom;
+                    it.name = a.name.clone();
+                    it.description = Some(format!(
+                        "An SBOM made elsewhere (manifest `sboms:`), carried in this bundle as OCI artifact {}",
+                        a.reference
+                    ));
+                    carried.push(Carried {
+                        bom_ref: it.bom_ref.clone(),
+                        export_path: format!("{}/{}", export_dir(a), l.path),
+                        reference: a.reference.clone(),
+                        digest: l.digest,
+                        media_type: l.media_type.clone(),
+                    });
+                    items.push(it);
+                }
+            }
+        }
+    }
+    Inventory { d, items, carried }
+}
+
+fn oci_properties(a: &Artifact) -> Vec<(String, String)> {
+    vec![
+        ("airlock:oci:reference".into(), a.reference.clone()),
+        ("airlock:oci:manifest".into(), a.manifest.digest.oci()),
+        ("airlock:oci:artifactType".into(), a.artifact_type.clone()),
+    ]
+}
+
+/// Where `airlock export` writes an artifact's layers, relative to its
+/// target directory (as `Store::export` does).
+fn export_dir(a: &Artifact) -> String {
+    match a.kind {
+        ArtifactKind::Model => format!("models/{}", a.name),
+        ArtifactKind::Files => "files".into(),
+        ArtifactKind::Python => "python".into(),
+        ArtifactKind::Cargo => "cargo".into(),
+        ArtifactKind::Sbom => "sbom".into(),
+    }
+}
+
+/// A layer as a file component:
+/// `pkg:generic/BUNDLE/EXPORT-PATH?checksum=sha256:HEX`, EXPORT-PATH being
+/// where `airlock export` writes it (`models/NAME/...`, `files/...`, ...).
+fn file_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
+    let dir = export_dir(a);
+    let mut segments: Vec<&str> = vec![d.name.as_str()];
+    segments.extend(dir.split('/'));
+    segments.extend(l.path.split('/'));
+    let purl = purl("generic", &segments, None, &[("checksum", l.digest.oci())]);
+    let name = l.path.rsplit('/').next().unwrap_or(&l.path).to_string();
+    let mut it = Item::new(
+        format!("{}#{}", a.reference, l.path),
+        Role::File,
+        name,
+        purl,
+    );
+    it.sha256 = Some(l.digest);
+    it.media_type = Some(l.media_type.clone());
+    it.properties = vec![
+        ("airlock:path".into(), l.path.clone()),
+        ("airlock:oci:reference".into(), a.reference.clone()),
+    ];
+    if l.mode == MODE_EXEC {
+        it.properties.push(("airlock:mode".into(), "0755".into()));
+    }
+    it
+}
+
+/// A model: a `machine-learning-model` component whose hash is its OCI
+/// manifest's, with a model card and its files nested. Its purl is
+/// `pkg:generic/BUNDLE/MODEL@VERSION`: a `pkg:huggingface/ORG/NAME@REVISION`
+/// needs the model's origin, which neither the manifest (`name`, `path`) nor
+/// the description records, and a guessed origin would be a false claim.
+fn model_item(d: &Description, a: &Artifact) -> Item {
+    let purl = purl(
+        "generic",
+        &[d.name.as_str(), a.name.as_str()],
+        Some(&d.version),
+        &[],
+    );
+    let mut it = Item::new(a.reference.clone(), Role::Model, a.name.clone(), purl);
+    it.version = Some(d.version.clone());
+    it.sha256 = Some(a.manifest.digest);
+    it.description = Some(format!(
+        "Machine-learning model {}, a CNCF ModelPack artifact; its hash is the OCI manifest's",
+        a.name
+    ));
+    it.properties = oci_properties(a);
+    let (card, architecture) = model_card(d, a);
+    it.model_card = card;
+    it.architecture = architecture;
+    it.children = a.layers.iter().map(|l| file_item(d, a, l)).collect();
+    it
+}
+
+/// Model-card facts (as `airlock:model:*` properties) and the architecture:
+/// what pack read from the model's headers (`Description::models`: format,
+/// parameter count and size, precision, parameters per dtype), and the
+/// weight files' count and bytes. A description without facts for the
+/// model (an older bundle) gives the format from the weights' extensions.
+fn model_card(d: &Description, a: &Artifact) -> (Vec<(String, String)>, Option<String>) {
+    let mut card: Vec<(String, String)> = Vec::new();
+    let facts = d.models.iter().find(|m| m.artifact == a.reference);
+    let weights: Vec<&Layer> = a
+        .layers
+        .iter()
+        .filter(|l| l.media_type == MODEL_WEIGHT)
+        .collect();
+    match facts.and_then(|f| f.format.clone()) {
+        Some(format) => card.push(("airlock:model:format".into(), format)),
+        None => {
+            let mut formats: BTreeSet<&str> = BTreeSet::new();
+            for l in &weights {
+                let ext = l.path.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+                formats.insert(match ext.to_ascii_lowercase().as_str() {
+                    "safetensors" => "safetensors",
+                    "gguf" => "gguf",
+                    "onnx" => "onnx",
+                    "bin" | "pt" | "pth" | "ckpt" => "pytorch",
+                    _ => "other",
+                });
+            }
+            for f in formats {
+                card.push(("airlock:model:format".into(), f.into()));
+            }
+        }
+    }
+    if let Some(f) = facts {
+        if let Some(n) = f.parameters {
+            card.push(("airlock:model:parameters".into(), n.to_string()));
+        }
+        if let Some(s) = &f.param_size {
+            card.push(("airlock:model:paramSize".into(), s.clone()));
+        }
+        if let Some(p) = &f.precision {
+            card.push(("airlock:model:precision".into(), p.clone()));
+        }
+        for (dtype, n) in &f.dtypes {
+            card.push((format!("airlock:model:dtype:{dtype}"), n.to_string()));
+        }
+    }
+    card.push((
+        "airlock:model:weightFiles".into(),
+        weights.len().to_string(),
+    ));
+    card.push((
+        "airlock:model:weightBytes".into(),
+        weights.iter().map(|l| l.size).sum::<u64>().to_string(),
+    ));
+    (card, facts.and_then(|f| f.architecture.clone()))
+}
+
+/// Python distributions and vendored crates: one library component per
+/// package with its files nested; the artifact's other files (the
+/// requirements file, Cargo.lock) as file components.
+fn package_items(d: &Description, a: &Artifact) -> Vec<Item> {
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    let layers: HashMap<&str, &Layer> = a.layers.iter().map(|l| (l.path.as_str(), l)).collect();
+    for p in &a.packages {
+        if p.path.is_none() && p.files.is_empty() {
+            // Listed by Cargo.lock but not carried (a workspace member or a
+            // path dependency): not a payload item.
+            continue;
+        }
+        let (mut it, mine): (Item, Vec<&Layer>) = match a.kind {
+            ArtifactKind::Python => {
+                let name = pep503(&p.name);
+                let it = Item::new(
+                    format!("{}#pkg:pypi/{name}@{}", a.reference, p.version),
+                    Role::Library,
+                    p.name.clone(),
+                    purl("pypi", &[name.as_str()], Some(&p.version), &[]),
+                );
+                let mine = p
+                    .files
+                    .iter()
+                    .filter_map(|f| layers.get(f.path.as_str()).copied())
+                    .collect();
+                (it, mine)
+            }
+            _ => {
+                let mut it = Item::new(
+                    format!("{}#pkg:cargo/{}@{}", a.reference, p.name, p.version),
+                    Role::Library,
+                    p.name.clone(),
+                    cargo_purl(&p.name, &p.version, p.source.as_deref()),
+                );
+                // The sha256 of the `.crate` file, which Cargo.lock pins.
+                it.sha256 = p.checksum;
+                if let Some(s) = &p.source {
+                    it.properties
+                        .push(("airlock:cargo:source".into(), s.clone()));
+                }
+                let mine = match &p.path {
+                    Some(dir) => a
+                        .layers
+                        .iter()
+                        .filter(|l| {
+                            l.path
+                                .strip_prefix(dir.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                (it, mine)
+            }
+        };
+        it.version = Some(p.version.clone());
+        it.properties
+            .push(("airlock:oci:reference".into(), a.reference.clone()));
+        for l in mine {
+            claimed.insert(l.path.as_str());
+            let mut f = file_item(d, a, l);
+            if a.kind == ArtifactKind::Python {
+                // A distribution file: its purl names the package and the file.
+                f.purl = purl(
+                    "pypi",
+                    &[pep503(&p.name).as_str()],
+                    Some(&p.version),
+                    &[("file_name", f.name.clone())],
+                );
+            }
+            it.children.push(f);
+        }
+        out.push(it);
+    }
+    let rest = a
+        .layers
+        .iter()
+        .filter(|l| !claimed.contains(l.path.as_str()))
+        .map(|l| file_item(d, a, l));
+    // Files of no package (requirements, Cargo.lock) first, then the packages.
+    rest.chain(out).collect()
+}
+
+/// `pkg:cargo/NAME@VERSION`, qualified with the registry or git repository
+/// when the crate is not from crates.io.
+fn cargo_purl(name: &str, version: &str, source: Option<&str>) -> String {
+    let crates_io = [
+        "registry+https://github.com/rust-lang/crates.io-index",
+        "sparse+https://index.crates.io/",
+    ];
+    let q: Vec<(&str, String)> = match source {
+        Some(s) if !crates_io.contains(&s) => {
+            if let Some(git) = s.strip_prefix("git+") {
+                vec![("vcs_url", format!("git+{}", git))]
+            } else {
+                let url = s
+                    .strip_prefix("registry+")
+                    .or_else(|| s.strip_prefix("sparse+"))
+                    .unwrap_or(s);
+                vec![("repository_url", url.to_string())]
+            }
+        }
+        _ => Vec::new(),
+    };
+    purl("cargo", &[name], Some(version), &q)
+}
+
+/// PEP 503 normalized project name (what `pkg:pypi` names use).
+fn pep503(name: &str) -> String {
+    let mut out = String::new();
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// A package URL: `pkg:TYPE/SEG/.../NAME[@VERSION][?k=v&...]`, every part
+/// percent-encoded, qualifiers sorted by key.
+fn purl(
+    ty: &str,
+    segments: &[&str],
+    version: Option<&str>,
+    qualifiers: &[(&str, String)],
+) -> String {
+    let mut s = format!("pkg:{ty}");
+    for seg in segments.iter().filter(|s| !s.is_empty()) {
+        s.push('/');
+        s.push_str(&pct(seg, b""));
+    }
+    if let Some(v) = version {
+        s.push('@');
+        s.push_str(&pct(v, b":"));
+    }
+    let mut q: Vec<&(&str, String)> = qualifiers.iter().collect();
+    q.sort();
+    for (i, (k, v)) in q.iter().enumerate() {
+        s.push(if i == 0 { '?' } else { '&' });
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&pct(v, b":/"));
+    }
+    s
+}
+
+fn pct(s: &str, keep: &[u8]) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// CycloneDX 1.6
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bom {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    bom_format: &'static str,
+    spec_version: &'static str,
+    serial_number: String,
+    version: u32,
+    metadata: CdxMetadata,
+    components: Vec<Component>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    external_references: Vec<ExternalReference>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CdxMetadata {
+    timestamp: String,
+    tools: Tools,
+    component: Component,
+}
+
+#[derive(Serialize)]
+struct Tools {
+    components: Vec<Component>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Component {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
+    bom_ref: Option<String>,
+    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
+    mime_type: Option<String>,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hashes: Vec<Hash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purl: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    external_references: Vec<ExternalReference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_card: Option<ModelCard>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    properties: Vec<Property>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    components: Vec<Component>,
+}
+
+#[derive(Serialize)]
+struct Hash {
+    alg: &'static str,
+    content: String,
+}
+
+#[derive(Serialize)]
+struct Property {
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalReference {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hashes: Vec<Hash>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelCard {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_parameters: Option<ModelParameters>,
+    properties: Vec<Property>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelParameters {
+    model_architecture: String,
+}
+
+fn props(p: &[(String, String)]) -> Vec<Property> {
+    p.iter()
+        .map(|(n, v)| Property {
+            name: n.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn sha256_hash(d: &Sha256Digest) -> Hash {
+    Hash {
+        alg: "SHA-256",
+        content: d.hex(),
+    }
+}
+
+fn component(it: &Item) -> Component {
+    Component {
+        kind: match it.role {
+            Role::Model => "machine-learning-model",
+            Role::Library => "library",
+            Role::File | Role::Sbom => "file",
+        },
+        bom_ref: Some(it.bom_ref.clone()),
+        mime_type: it.media_type.clone().filter(|m| mime_ok(m)),
+        name: it.name.clone(),
+        version: it.version.clone(),
+        description: it.description.clone(),
+        hashes: it.sha256.iter().map(sha256_hash).collect(),
+        purl: Some(it.purl.clone()),
+        external_references: Vec::new(),
+        model_card: (it.role == Role::Model).then(|| ModelCard {
+            model_parameters: it.architecture.clone().map(|a| ModelParameters {
+                model_architecture: a,
+            }),
+            properties: props(&it.model_card),
+        }),
+        properties: props(&it.properties),
+        components: it.children.iter().map(component).collect(),
+    }
+}
+
+/// CycloneDX's `mime-type` pattern.
+fn mime_ok(m: &str) -> bool {
+    let part = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-+.".contains(&b))
+    };
+    m.split_once('/').is_some_and(|(a, b)| part(a) && part(b))
+}
+
+/// `airlock 0.1.0` → ("airlock", "0.1.0").
+fn tool(d: &Description) -> (String, Option<String>) {
+    match d.generator.split_once(' ') {
+        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+        None => (d.generator.clone(), None),
+    }
+}
+
+/// What the documents say about their subject and its id: `id` is `None`
+/// in the stored documents, which cannot contain it.
+fn subject_note(d: &Description, id: Option<&Sha256Digest>) -> String {
+    match id {
+        None => format!(
+            "airlock bundle {} {}. Its id (the sha256 of its tagmanifest-sha256.txt) cannot be written inside the bundle; `airlock sbom` adds it as this subject's SHA-256 hash.",
+            d.name, d.version
+        ),
+        Some(id) => format!(
+            "airlock bundle {} {}, id sha256:{} (the sha256 of its tagmanifest-sha256.txt).",
+            d.name,
+            d.version,
+            id.hex()
+        ),
+    }
+}
+
+/// The CycloneDX subject's description: the bundle's own, then the note.
+fn subject_description(d: &Description, id: Option<&Sha256Digest>) -> String {
+    match &d.description {
+        Some(desc) => format!("{desc}. {}", subject_note(d, id)),
+        None => subject_note(d, id),
+    }
+}
+
+fn cyclonedx(inv: &Inventory) -> Value {
+    let d = inv.d;
+    let (tool_name, tool_version) = tool(d);
+    let subject = Component {
+        kind: "file",
+        bom_ref: Some("bundle".into()),
+        mime_type: None,
+        name: d.name.clone(),
+        version: Some(d.version.clone()),
+        description: Some(subject_description(d, None)),
+        hashes: Vec::new(),
+        purl: Some(purl("generic", &[d.name.as_str()], Some(&d.version), &[])),
+        external_references: Vec::new(),
+        model_card: None,
+        properties: props(&[
+            ("airlock:bundle:created".into(), d.created.clone()),
+            (
+                "airlock:bundle:pickle".into(),
+                serde_json::to_value(d.pickle)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            ),
+        ]),
+        components: Vec::new(),
+    };
+    let external_references = inv
+        .carried
+        .iter()
+        .map(|c| ExternalReference {
+            kind: "bom",
+            url: c.export_path.clone(),
+            comment: Some(format!(
+                "SBOM carried in this bundle ({}): OCI artifact {}; `airlock export` writes it to {}",
+                c.media_type, c.reference, c.export_path
+            )),
+            hashes: vec![sha256_hash(&c.digest)],
+        })
+        .collect();
+    let bom = Bom {
+        schema: CDX_SCHEMA,
+        bom_format: "CycloneDX",
+        spec_version: "1.6",
+        serial_number: String::new(),
+        version: 1,
+        metadata: CdxMetadata {
+            timestamp: d.created.clone(),
+            tools: Tools {
+                components: vec![Component {
+                    kind: "application",
+                    bom_ref: None,
+                    mime_type: None,
+                    name: tool_name,
+                    version: tool_version,
+                    description: None,
+                    hashes: Vec::new(),
+                    purl: None,
+                    external_references: Vec::new(),
+                    model_card: None,
+                    properties: Vec::new(),
+                    components: Vec::new(),
+                }],
+            },
+            component: subject,
+        },
+        components: inv.items.iter().map(component).collect(),
+        external_references,
+    };
+    serde_json::to_value(&bom).expect("serializable")
+}
+
+// ---------------------------------------------------------------------------
+// SPDX 2.3
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpdxDocument {
+    spdx_version: &'static str,
+    data_license: &'static str,
+    #[serde(rename = "SPDXID")]
+    spdx_id: &'static str,
+    name: String,
+    document_namespace: String,
+    creation_info: CreationInfo,
+    comment: String,
+    document_describes: Vec<String>,
+    packages: Vec<SpdxPackage>,
+    relationships: Vec<Relationship>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreationInfo {
+    created: String,
+    creators: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpdxPackage {
+    name: String,
+    #[serde(rename = "SPDXID")]
+    spdx_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_info: Option<String>,
+    download_location: &'static str,
+    files_analyzed: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checksums: Vec<Checksum>,
+    license_concluded: &'static str,
+    license_declared: &'static str,
+    copyright_text: &'static str,
+    external_refs: Vec<ExternalRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    primary_package_purpose: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Checksum {
+    algorithm: &'static str,
+    checksum_value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalRef {
+    reference_category: &'static str,
+    reference_type: &'static str,
+    reference_locator: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Relationship {
+    spdx_element_id: String,
+    relationship_type: &'static str,
+    related_spdx_element: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+}
+
+fn spdx(inv: &Inventory) -> Value {
+    let d = inv.d;
+    let (tool_name, tool_version) = tool(d);
+    let mut packages = vec![SpdxPackage {
+        name: d.name.clone(),
+        spdx_id: SPDX_BUNDLE.into(),
+        version_info: Some(d.version.clone()),
+        download_location: NOASSERTION,
+        files_analyzed: false,
+        checksums: Vec::new(),
+        license_concluded: NOASSERTION,
+        license_declared: NOASSERTION,
+        copyright_text: NOASSERTION,
+        external_refs: vec![purl_ref(purl(
+            "generic",
+            &[d.name.as_str()],
+            Some(&d.version),
+            &[],
+        ))],
+        primary_package_purpose: Some("ARCHIVE"),
+        description: d.description.clone(),
+        comment: Some(subject_note(d, None)),
+    }];
+    let mut relationships = vec![Relationship {
+        spdx_element_id: "SPDXRef-DOCUMENT".into(),
+        relationship_type: "DESCRIBES",
+        related_spdx_element: SPDX_BUNDLE.into(),
+        comment: None,
+    }];
+    let mut n = 0usize;
+    let mut ids: HashMap<String, String> = HashMap::new();
+    fn walk(
+        it: &Item,
+        parent: &str,
+        n: &mut usize,
+        packages: &mut Vec<SpdxPackage>,
+        rels: &mut Vec<Relationship>,
+        ids: &mut HashMap<String, String>,
+    ) {
+        *n += 1;
+        let kind = match it.role {
+            Role::Model => "Model",
+            Role::Library => "Package",
+            Role::File => "File",
+            Role::Sbom => "Sbom",
+        };
+        let id = format!("SPDXRef-{kind}-{n}");
+        ids.insert(it.bom_ref.clone(), id.clone());
+        let mut notes: Vec<String> = it
+            .properties
+            .iter()
+            .chain(&it.model_card)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if let Some(m) = &it.media_type {
+            notes.insert(0, format!("mediaType={m}"));
+        }
+        packages.push(SpdxPackage {
+            name: it.name.clone(),
+            spdx_id: id.clone(),
+            version_info: it.version.clone(),
+            download_location: NOASSERTION,
+            files_analyzed: false,
+            checksums: it
+                .sha256
+                .iter()
+                .map(|d| Checksum {
+                    algorithm: "SHA256",
+                    checksum_value: d.hex(),
+                })
+                .collect(),
+            license_concluded: NOASSERTION,
+            license_declared: NOASSERTION,
+            copyright_text: NOASSERTION,
+            external_refs: vec![purl_ref(it.purl.clone())],
+            primary_package_purpose: Some(match it.role {
+                Role::Model => "OTHER",
+                Role::Library => "LIBRARY",
+                Role::File | Role::Sbom => "FILE",
+            }),
+            description: it.description.clone().or_else(|| {
+                (it.role == Role::Model).then(|| format!("Machine-learning model {}", it.name))
+            }),
+            comment: (!notes.is_empty()).then(|| notes.join("; ")),
+        });
+        rels.push(Relationship {
+            spdx_element_id: parent.to_string(),
+            relationship_type: "CONTAINS",
+            related_spdx_element: id.clone(),
+            comment: None,
+        });
+        for c in &it.children {
+            walk(c, &id, n, packages, rels, ids);
+        }
+    }
+    for it in &inv.items {
+        walk(
+            it,
+            SPDX_BUNDLE,
+            &mut n,
+            &mut packages,
+            &mut relationships,
+            &mut ids,
+        );
+    }
+    for c in &inv.carried {
+        relationships.push(Relationship {
+            spdx_element_id: ids[&c.bom_ref].clone(),
+            relationship_type: "OTHER",
+            related_spdx_element: SPDX_BUNDLE.into(),
+            comment: Some(format!(
+                "an SBOM made elsewhere ({}), carried in this bundle as OCI artifact {}; it describes part of the bundle's content; `airlock export` writes it to {}",
+                c.media_type, c.reference, c.export_path
+            )),
+        });
+    }
+    let doc = SpdxDocument {
+        spdx_version: "SPDX-2.3",
+        data_license: "CC0-1.0",
+        spdx_id: "SPDXRef-DOCUMENT",
+        name: d.stem(),
+        document_namespace: String::new(),
+        creation_info: CreationInfo {
+            created: d.created.clone(),
+            creators: vec![format!(
+                "Tool: {tool_name}{}",
+                tool_version.map(|v| format!("-{v}")).unwrap_or_default()
+            )],
+        },
+        comment: format!(
+            "SBOM of airlock bundle {} {}; every payload item is a package with its sha256.",
+            d.name, d.version
+        ),
+        document_describes: vec![SPDX_BUNDLE.into()],
+        packages,
+        relationships,
+    };
+    serde_json::to_value(&doc).expect("serializable")
+}
+
+fn purl_ref(locator: String) -> ExternalRef {
+    ExternalRef {
+        reference_category: "PACKAGE-MANAGER",
+        reference_type: "purl",
+        reference_locator: locator,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rendering, serial numbers, the derived document
+// ---------------------------------------------------------------------------
+
+/// An RFC 9562 version-8 UUID from a sha256: its first 16 bytes with the
+/// version and variant bits set (the name-based construction of UUIDv5,
+/// with SHA-256 in place of SHA-1).
+pub fn uuid_from(d: &Sha256Digest) -> String {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_bytes()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn pretty(v: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).expect("serializable");
+    out.push(b'\n');
+    out
+}
+
+/// Sets the serial number (CycloneDX) or document namespace (SPDX) from the
+/// sha256 of the document with that field empty, and renders it.
+fn seal(format: SbomFormat, mut v: Value) -> Vec<u8> {
+    let (field, domain) = match format {
+        SbomFormat::Cyclonedx => ("serialNumber", "airlock cyclonedx serial\n"),
+        SbomFormat::Spdx => ("documentNamespace", "airlock spdx namespace\n"),
+    };
+    v[field] = Value::String(String::new());
+    let mut input = domain.as_bytes().to_vec();
+    input.extend(pretty(&v));
+    let uuid = uuid_from(&Sha256Digest::of(&input));
+    v[field] = Value::String(match format {
+        SbomFormat::Cyclonedx => format!("urn:uuid:{uuid}"),
+        SbomFormat::Spdx => {
+            let name = v["name"].as_str().unwrap_or("bundle").to_string();
+            format!(
+                "https://spdx.org/spdxdocs/airlock/{}-{uuid}",
+                pct(&name, b"")
+            )
+        }
+    });
+    pretty(&v)
+}
+
+/// The document `pack` stores for `d` (whose generated SBOM artifacts, if
+/// any, are left out).
+pub fn generate(d: &Description, format: SbomFormat) -> Vec<u8> {
+    let inv = inventory(d);
+    seal(
+        format,
+        match format {
+            SbomFormat::Cyclonedx => cyclonedx(&inv),
+            SbomFormat::Spdx => spdx(&inv),
+        },
+    )
+}
+
+/// The stored document with the bundle id added as its subject's hash, and
+/// a serial number / namespace of its own.
+pub fn with_bundle_id(
+    format: SbomFormat,
+    stored: &[u8],
+    d: &Description,
+    id: &Sha256Digest,
+) -> Result<Vec<u8>> {
+    let bad = |what: &str| {
+        single(
+            format!("{} SBOM", format.label()),
+            format!("not an SBOM airlock generated: {what}"),
+        )
+    };
+    let mut v: Value = serde_json::from_slice(stored).map_err(|e| bad(&e.to_string()))?;
+    match format {
+        SbomFormat::Cyclonedx => {
+            let c = v
+                .pointer_mut("/metadata/component")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| bad("no metadata.component"))?;
+            c.insert(
+                "hashes".into(),
+                serde_json::json!([{"alg": "SHA-256", "content": id.hex()}]),
+            );
+            let props = c
+                .entry("properties")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            props
+                .as_array_mut()
+                .ok_or_else(|| bad("metadata.component.properties is not a list"))?
+                .push(serde_json::json!({"name": "airlock:bundle:id", "value": id.oci()}));
+            c.insert(
+                "description".into(),
+                Value::String(subject_description(d, Some(id))),
+            );
+        }
+        SbomFormat::Spdx => {
+            let p = v
+                .get_mut("packages")
+                .and_then(Value::as_array_mut)
+                .and_then(|ps| ps.iter_mut().find(|p| p["SPDXID"] == SPDX_BUNDLE))
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| bad("no package SPDXRef-Bundle"))?;
+            p.insert(
+                "checksums".into(),
+                serde_json::json!([{"algorithm": "SHA256", "checksumValue": id.hex()}]),
+            );
+            p.insert("comment".into(), Value::String(subject_note(d, Some(id))));
+        }
+    }
+    Ok(seal(format, v))
+}
+
+// ---------------------------------------------------------------------------
+// Pack: storing the generated documents
+// ---------------------------------------------------------------------------
+
+/// Generates both documents for `d`, writes their blobs (and the empty
+/// config) into `blobs_dir`, appends their artifacts to `d` and returns
+/// their `index.json` entries.
+pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descriptor>> {
+    d.artifacts.retain(|a| !is_generated(a));
+    let write = |bytes: &[u8]| -> Result<Blob> {
+        let digest = Sha256Digest::of(bytes);
+        fs_err::write(blobs_dir.join(digest.hex()), bytes)?;
+        Ok(Blob {
+            media_type: String::new(),
+            digest,
+            size: bytes.len() as u64,
+        })
+    };
+    let docs: Vec<(SbomFormat, Vec<u8>)> = [SbomFormat::Cyclonedx, SbomFormat::Spdx]
+        .into_iter()
+        .map(|f| (f, generate(d, f)))
+        .collect();
+    let mut entries = Vec::new();
+    for (format, bytes) in docs {
+        let doc = write(&bytes)?;
+        let layer = Layer {
+            media_type: format.media_type().into(),
+            digest: doc.digest,
+            size: doc.size,
+            path: format.file_name(d),
+            mode: MODE_FILE,
+        };
+        let config = Blob {
+            media_type: MT_EMPTY.into(),
+            ..write(EMPTY_JSON)?
+        };
+        let manifest_bytes = sbom_manifest(format.media_type(), &config, &layer)?;
+        let manifest = Blob {
+            media_type: MT_MANIFEST.into(),
+            ..write(&manifest_bytes)?
+        };
+        let mut entry = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest.size,
+            crate::pack::oci_digest(&manifest.digest),
+        );
+        entry.set_artifact_type(Some(MediaType::Other(format.media_type().into())));
+        entry.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_string(),
+            format.reference().to_string(),
+        )])));
+        entries.push(entry);
+        d.artifacts.push(Artifact {
+            kind: ArtifactKind::Sbom,
+            name: format.label().to_string(),
+            reference: format.reference().into(),
+            artifact_type: format.media_type().into(),
+            manifest,
+            config,
+            layers: vec![layer],
+            packages: Vec::new(),
+        });
+    }
+    Ok(entries)
+}
+
+/// An OCI 1.1 artifact manifest: `artifactType`, the empty config, one layer
+/// titled with its file name.
+fn sbom_manifest(artifact_type: &str, config: &Blob, layer: &Layer) -> Result<Vec<u8>> {
+    let config_desc = Descriptor::new(
+        MediaType::from(config.media_type.as_str()),
+        config.size,
+        crate::pack::oci_digest(&config.digest),
+    );
+    let mut layer_desc = Descriptor::new(
+        MediaType::Other(layer.media_type.clone()),
+        layer.size,
+        crate::pack::oci_digest(&layer.digest),
+    );
+    layer_desc.set_annotations(Some(HashMap::from([(
+        TITLE.to_string(),
+        layer.path.clone(),
+    )])));
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(artifact_type.to_string()))
+        .config(config_desc)
+        .layers(vec![layer_desc])
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot build the SBOM's OCI manifest: {e}")))?;
+    Ok(canonical_json(&manifest))
+}
+
+// ---------------------------------------------------------------------------
+// `airlock sbom`
+// ---------------------------------------------------------------------------
+
+/// What `airlock sbom` produced.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub format: SbomFormat,
+    /// The bundle id.
+    pub id: String,
+    /// Whether `bytes` are the stored document (else the derived one, with the id).
+    pub stored: bool,
+    /// sha256 of the stored document, as airlock.json declares it.
+    pub stored_sha256: String,
+    /// The document.
+    pub bytes: Vec<u8>,
+}
+
+/// The bundle's SBOM in `format`: the stored document, or (`stored` false)
+/// the derived one naming the bundle by its id. Reads the tag files; the
+/// payload only when the stored document is not what this airlock would
+/// generate from the description (a bundle packed by another version).
+/// Signatures are not checked here: `airlock verify` does that.
+pub fn document(path: &Path, format: SbomFormat, stored: bool) -> Result<Document> {
+    let form = Form::open(path)?;
+    let tags = crate::verify::read_tags(&form)?;
+    let tm = tags.files.get(TAGMANIFEST).ok_or_else(|| {
+        single(
+            path.display().to_string(),
+            "no tagmanifest-sha256.txt: not an airlock bundle",
+        )
+    })?;
+    let id = Sha256Digest::of(tm);
+    let desc_bytes = tags.files.get(DESCRIPTION).ok_or_else(|| {
+        single(
+            path.display().to_string(),
+            "no airlock.json: not an airlock bundle",
+        )
+    })?;
+    let listed =
+        parse_manifest(&String::from_utf8_lossy(tm)).map_err(|e| single(TAGMANIFEST, e))?;
+    let actual = Sha256Digest::of(desc_bytes);
+    if listed.get(DESCRIPTION) != Some(&actual) {
+        return Err(single(
+            DESCRIPTION,
+            format!("does not match tagmanifest-sha256.txt (file has sha256 {actual}); the bundle is damaged or tampered with: run `airlock verify`"),
+        ));
+    }
+    let d: Description = serde_json::from_slice(desc_bytes)
+        .map_err(|e| single(DESCRIPTION, format!("not a valid bundle description: {e}")))?;
+    let a = d
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::Sbom && a.reference == format.reference())
+        .ok_or_else(|| {
+            single(
+                DESCRIPTION,
+                format!(
+                    "the bundle has no {} SBOM (no artifact {}); it was packed by an airlock without SBOMs: pack it again",
+                    format.label(),
+                    format.reference()
+                ),
+            )
+        })?;
+    let layer = match a.layers.as_slice() {
+        [l] if l.media_type == format.media_type() => l,
+        _ => {
+            return Err(single(
+                DESCRIPTION,
+                format!(
+                    "artifact {} is not one {} layer",
+                    a.reference,
+                    format.media_type()
+                ),
+            ))
+        }
+    };
+    let bytes = if stored {
+        // Exactly what the bundle holds.
+        read_blob(&form, layer)?
+    } else {
+        // What this airlock generates from the description is the stored
+        // document when their digests agree (no payload read: a tar.zst is
+        // not decompressed for it); else (another version packed the
+        // bundle) the stored document is read.
+        let regenerated = generate(&d, format);
+        let stored_bytes = if Sha256Digest::of(&regenerated) == layer.digest {
+            regenerated
+        } else {
+            read_blob(&form, layer)?
+        };
+        with_bundle_id(format, &stored_bytes, &d, &id)?
+    };
+    Ok(Document {
+        format,
+        id: id.hex(),
+        stored,
+        stored_sha256: layer.digest.hex(),
+        bytes,
+    })
+}
+
+/// Reads one payload blob of a bundle in any form, bounded by its declared
+/// size and checked against its digest.
+fn read_blob(form: &Form, layer: &Layer) -> Result<Vec<u8>> {
+    let path = blob_path(&layer.digest);
+    if layer.size > MAX_TAG_FILE {
+        return Err(single(
+            &path,
+            format!("{} bytes: too large to read into memory", layer.size),
+        ));
+    }
+    let missing = || {
+        single(
+            &path,
+            "missing from the bundle (a volume not given? give the folder holding every volume)",
+        )
+    };
+    let mut bytes = Vec::new();
+    match form {
+        Form::Dir(dir) => {
+            let p = dir.join(&path);
+            let md = fs_err::symlink_metadata(&p).map_err(|_| missing())?;
+            if !md.is_file() {
+                return Err(single(&path, "not a regular file"));
+            }
+            copy_hashed(
+                &mut fs_err::File::open(&p)?,
+                &mut bytes,
+                Some(layer.size),
+                &|_| {},
+            )?;
+        }
+        Form::Tar { path: file, .. } => {
+            if !find_in_tar(file, &path, layer.size, &mut bytes, &mut Vec::new())? {
+                return Err(missing());
+            }
+        }
+        Form::Volumes { files } => {
+            // Whole, or split into `.partNNN` pieces across volumes in order.
+            let mut parts: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+            let mut total = 0u64;
+            for f in files {
+                let mut found = Vec::new();
+                if find_in_tar(f, &path, layer.size, &mut bytes, &mut found)? {
+                    break;
+                }
+                for (n, b) in found {
+                    total += b.len() as u64;
+                    if total > layer.size {
+                        return Err(single(
+                            &path,
+                            format!(
+                                "its parts exceed the {} bytes airlock.json declares",
+                                layer.size
+                            ),
+                        ));
+                    }
+                    parts.insert(n, b);
+                }
+            }
+            if bytes.is_empty() && !parts.is_empty() {
+                let expected: Vec<u32> = (1..=parts.len() as u32).collect();
+                if parts.keys().copied().collect::<Vec<_>>() != expected {
+                    return Err(missing());
+                }
+                for (_, b) in parts {
+                    bytes.extend(b);
+                }
+            }
+            if (bytes.len() as u64) < layer.size {
+                // Nothing, or the first parts only: a volume was not given.
+                return Err(missing());
+            }
+        }
+    }
+    let actual = Sha256Digest::of(&bytes);
+    if bytes.len() as u64 != layer.size || actual != layer.digest {
+        return Err(single(
+            &path,
+            format!(
+                "sha256 mismatch: airlock.json declares {} ({} bytes), the bundle holds {actual} ({} bytes); the bundle is damaged or tampered with",
+                layer.digest,
+                layer.size,
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Streams a tar (zstd or not) for the entry `want` (into `whole`) or its
+/// `.partNNN` pieces (into `parts`). Reads at most `limit + 1` bytes of any
+/// one entry. Returns whether the whole entry was found.
+fn find_in_tar(
+    file: &Path,
+    want: &str,
+    limit: u64,
+    whole: &mut Vec<u8>,
+    parts: &mut Vec<(u32, Vec<u8>)>,
+) -> Result<bool> {
+    let name = file.display().to_string();
+    let corrupt = |e: std::io::Error| single(&name, format!("truncated or corrupt tar: {e}"));
+    let mut magic = [0u8; 4];
+    let n = fs_err::File::open(file)?.read(&mut magic)?;
+    if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        let mut archive = tar::Archive::new(crate::source::tar_file_stream(file)?);
+        let entries = archive.entries().map_err(corrupt)?;
+        scan_tar(entries, &name, want, limit, whole, parts)
+    } else {
+        // A plain tar: the blobs before the one wanted are skipped by seeking.
+        let f = std::io::BufReader::with_capacity(1 << 16, fs_err::File::open(file)?);
+        let mut archive = tar::Archive::new(f);
+        let entries = archive.entries_with_seek().map_err(corrupt)?;
+        scan_tar(entries, &name, want, limit, whole, parts)
+    }
+}
+
+fn scan_tar<R: Read>(
+    entries: tar::Entries<'_, R>,
+    name: &str,
+    want: &str,
+    limit: u64,
+    whole: &mut Vec<u8>,
+    parts: &mut Vec<(u32, Vec<u8>)>,
+) -> Result<bool> {
+    let corrupt = |e: std::io::Error| single(name, format!("truncated or corrupt tar: {e}"));
+    for entry in entries {
+        let entry = entry.map_err(corrupt)?;
+        let Ok(p) = tar_entry_path(&entry.path_bytes()) else {
+            continue;
+        };
+        if !matches!(place_of(&p), Place::Payload) {
+            continue;
+        }
+        let part = if p == want {
+            0
+        } else {
+            match p
+                .strip_prefix(want)
+                .and_then(|r| r.strip_prefix(".part"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                Some(n) if n > 0 => n,
+                _ => continue,
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            return Err(single(format!("{name}: {p}"), "not a regular file"));
+        }
+        let mut buf = Vec::new();
+        copy_hashed(&mut { entry }, &mut buf, Some(limit), &|_| {})?;
+        if buf.len() as u64 > limit {
+            return Err(single(
+                format!("{name}: {p}"),
+                format!("larger than the {limit} bytes airlock.json declares"),
+            ));
+        }
+        if part == 0 {
+            *whole = buf;
+            return Ok(true);
+        }
+        parts.push((part, buf));
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_are_encoded_and_qualifiers_sorted() {
+        assert_eq!(
+            purl(
+                "generic",
+                &["demo", "files", "docs", "run book.txt"],
+                None,
+                &[("checksum", "sha256:ab".into())]
+            ),
+            "pkg:generic/demo/files/docs/run%20book.txt?checksum=sha256:ab"
+        );
+        assert_eq!(
+            purl("pypi", &[pep503("Foo_Bar.baz").as_str()], Some("1.0"), &[]),
+            "pkg:pypi/foo-bar-baz@1.0"
+        );
+        assert_eq!(
+            purl(
+                "x",
+                &["n"],
+                Some("1"),
+                &[("z", "1".into()), ("a", "b c".into())]
+            ),
+            "pkg:x/n@1?a=b%20c&z=1"
+        );
+        assert_eq!(
+            cargo_purl(
+                "itoa",
+                "1.0.0",
+                Some("registry+https://github.com/rust-lang/crates.io-index")
+            ),
+            "pkg:cargo/itoa@1.0.0"
+        );
+        assert_eq!(
+            cargo_purl("x", "0.1.0", Some("registry+https://example.org/index")),
+            "pkg:cargo/x@0.1.0?repository_url=https://example.org/index"
+        );
+    }
+
+    /// A tar of `(path, bytes)` entries.
+    fn tar_of(path: &Path, entries: &[(String, &[u8])]) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, bytes) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, p, *bytes).unwrap();
+        }
+        std::fs::write(path, b.into_inner().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn reads_a_blob_split_across_volumes_and_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = b"{\"bomFormat\":\"CycloneDX\"} and the rest of the document";
+        let digest = Sha256Digest::of(doc);
+        let path = blob_path(&digest);
+        let (a, b) = doc.split_at(20);
+        let v1 = dir.path().join("x-1.0.0.vol001.tar");
+        let v2 = dir.path().join("x-1.0.0.vol002.tar");
+        tar_of(
+            &v1,
+            &[
+                ("bagit.txt".into(), b"tag".as_slice()),
+                (format!("{path}.part001"), a),
+            ],
+        );
+        tar_of(&v2, &[(format!("{path}.part002"), b)]);
+        let layer = Layer {
+            media_type: CYCLONEDX_JSON.into(),
+            digest,
+            size: doc.len() as u64,
+            path: "x.cdx.json".into(),
+            mode: MODE_FILE,
+        };
+        let both = Form::Volumes {
+            files: vec![v1.clone(), v2.clone()],
+        };
+        assert_eq!(read_blob(&both, &layer).unwrap(), doc);
+        // One volume alone lacks a part: named, not guessed.
+        let alone = Form::Volumes { files: vec![v1] };
+        let e = read_blob(&alone, &layer).unwrap_err().to_string();
+        assert!(e.contains(&path) && e.contains("missing"), "{e}");
+        // Whole in a plain tar, found by seeking past other entries.
+        let t = dir.path().join("x.tar");
+        tar_of(
+            &t,
+            &[
+                ("data/blobs/sha256/other".into(), [7u8; 5000].as_slice()),
+                (path.clone(), doc.as_slice()),
+            ],
+        );
+        let tar_form = Form::Tar {
+            path: t.clone(),
+            zstd: false,
+        };
+        assert_eq!(read_blob(&tar_form, &layer).unwrap(), doc);
+        // Other bytes under the same name: a digest mismatch.
+        tar_of(&t, &[(path.clone(), b"tampered".as_slice())]);
+        let wrong = Layer {
+            size: 8,
+            ..layer.clone()
+        };
+        let e = read_blob(&tar_form, &wrong).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("sha256 mismatch"), "{e}");
+    }
+
+    #[test]
+    fn uuids_have_version_8_and_the_rfc_variant() {
+        let u = uuid_from(&Sha256Digest::of(b"x"));
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "8");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(u, uuid_from(&Sha256Digest::of(b"y")));
+    }
+
+    #[test]
+    fn sniffs_sbom_formats() {
+        assert_eq!(
+            sniff(br#"{"bomFormat": "CycloneDX", "specVersion": "1.5"}"#),
+            Some(CYCLONEDX_JSON)
+        );
+        assert_eq!(sniff(br#" {"SPDXID":"SPDXRef-DOCUMENT"}"#), Some(SPDX_JSON));
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?><bom xmlns=\"http://cyclonedx.org/schema/bom/1.5\">"),
+            Some(CYCLONEDX_XML)
+        );
+        assert_eq!(
+            sniff(b"# made by hand\nSPDXVersion: SPDX-2.3\n"),
+            Some(SPDX_TAG_VALUE)
+        );
+        assert_eq!(sniff(b"{\"hello\": 1}"), None);
+        assert_eq!(sniff(b"just text"), None);
+    }
+
+    #[test]
+    fn mime_types_follow_cyclonedx_pattern() {
+        assert!(mime_ok("application/vnd.cncf.model.weight.v1.raw"));
+        assert!(mime_ok("application/vnd.cyclonedx+json"));
+        assert!(!mime_ok("Application/X"));
+        assert!(!mime_ok("text"));
+    }
+}

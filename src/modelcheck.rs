@@ -8,7 +8,7 @@
 //! | safetensors | `.safetensors`, or an 8-byte length followed by `{` | header validated ([`crate::safetensors`]); by name it must validate, by content only a file that validates counts |
 //! | GGUF | `.gguf`, or the `GGUF` magic | magic, version 1–3, header and tensor bounds ([`crate::gguf`]) |
 //! | shard index | `*.safetensors.index.json`, `*.bin.index.json` | JSON `weight_map` whose shards are files of the same model |
-//! | pickle | starts with `PROTO` (0x80, protocol ≤ 5) unless it is safetensors; or its first bytes parse as a pickle that imports and calls; or named `.pt .pth .ckpt .pkl .joblib` and nothing else | opcode scan ([`crate::pickle`]) |
+//! | pickle | starts with `PROTO` (0x80, protocol ≤ 5) unless it is safetensors; or it parses as a pickle that imports and calls (a file whose first 64 KiB are all valid opcodes is scanned to its end to tell); or named `.pt .pth .ckpt .pkl .joblib` and nothing else | opcode scan ([`crate::pickle`]) |
 //! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) is scanned; members must be stored |
 //!
 //! `.bin` files are classified by content alone: a `.bin` that is neither a
@@ -173,6 +173,9 @@ enum PickleRule {
     No,
     /// Starts with PROTO: a pickle unless it validates as safetensors.
     UnlessSafetensors,
+    /// The first bytes are a valid pickle prefix with no call yet: a pickle
+    /// if the whole file imports and calls.
+    Maybe,
     Yes,
 }
 
@@ -205,16 +208,17 @@ fn classify(head: &[u8], size: u64, uses: &[Use]) -> Plan {
         None
     };
     let proto = head.first() == Some(&0x80) && head.get(1).is_some_and(|v| *v <= 5);
-    let pickle = if pickle::sniff(head) == Sniff::Pickle && !proto {
-        PickleRule::Yes
-    } else if proto {
+    let sniffed = pickle::sniff(head, head.len() as u64 >= size);
+    let pickle = if proto {
         if matches!(format, Some(Format::Safetensors { .. })) {
             PickleRule::UnlessSafetensors
         } else {
             PickleRule::Yes
         }
-    } else if format.is_none() && named(PICKLE_EXT) {
+    } else if sniffed == Sniff::Pickle || format.is_none() && named(PICKLE_EXT) {
         PickleRule::Yes
+    } else if sniffed == Sniff::Undecided {
+        PickleRule::Maybe
     } else {
         PickleRule::No
     };
@@ -331,11 +335,17 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
     let scan_pickle = match plan.pickle {
         PickleRule::No => false,
         PickleRule::UnlessSafetensors => !is_safetensors,
-        PickleRule::Yes => true,
+        PickleRule::Maybe | PickleRule::Yes => true,
     };
     if scan_pickle {
         r.seek(SeekFrom::Start(0))?;
-        let (scan, malformed) = match pickle::scan(r) {
+        let result = pickle::scan(r);
+        if plan.pickle == PickleRule::Maybe && !pickle::acts(&result) {
+            // Valid-looking opcodes throughout, but nothing a loader would
+            // import and call: not a pickle.
+            return Ok(out);
+        }
+        let (scan, malformed) = match result {
             Ok(s) => (s, None),
             Err(m) => {
                 let msg = if plan.format.is_none() && m.offset <= 1 && head.first() != Some(&0x80) {
@@ -1184,6 +1194,14 @@ mod tests {
             both(p0, "notes.txt").facts.unwrap().unsafe_imports,
             ["os.system"]
         );
+        // Padding beyond the sniff window before the call: still found.
+        let mut padded = b"N0".repeat(50_000);
+        padded.extend_from_slice(b"cposix\nsystem\n(S'id'\ntR.");
+        let c = both(&padded, "pytorch_model.bin");
+        assert_eq!(c.facts.unwrap().unsafe_imports, ["posix.system"]);
+        // A log whose lines happen to be valid opcodes throughout is not one.
+        let log = b"Processing shard\n".repeat(5000);
+        assert_eq!(both(&log, "run.log"), Checked::default());
         // Text is not a pickle.
         assert_eq!(
             both(b"certifi\nrequests\n", "requirements.txt"),

@@ -11,8 +11,8 @@
 //!
 //! Bounds: argument bytes are skipped, never buffered (only strings of up to
 //! [`MAX_KEPT_STRING`] bytes are kept, for `STACK_GLOBAL`); text lines are at
-//! most [`MAX_LINE`] bytes; the stack and memo hold at most [`MAX_ITEMS`]
-//! entries each.
+//! most [`MAX_LINE`] bytes; the stack holds at most [`MAX_STACK`] entries and
+//! the memo [`MAX_ITEMS`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read};
@@ -21,7 +21,9 @@ use std::io::{self, Read};
 pub const MAX_KEPT_STRING: usize = 1024;
 /// Longest protocol-0 text argument.
 pub const MAX_LINE: usize = 1 << 20;
-/// Most entries on the stack or in the memo.
+/// Most entries on the stack.
+pub const MAX_STACK: usize = 1 << 20;
+/// Most entries in the memo.
 pub const MAX_ITEMS: usize = 1 << 22;
 
 /// The legacy (pre-zip) `torch.save` file starts with this pickle: the
@@ -175,6 +177,8 @@ pub struct Scan {
     pub pickles: usize,
     /// Highest protocol announced by a `PROTO` opcode.
     pub protocol: Option<u8>,
+    /// An imported callable or class was invoked (REDUCE, NEWOBJ, OBJ, INST).
+    pub called: bool,
 }
 
 impl Scan {
@@ -225,8 +229,6 @@ struct Scanner<'r> {
     stack: Vec<Val>,
     memo: HashMap<u64, Val>,
     scan: Scan,
-    /// Set when an imported callable was invoked (REDUCE, NEWOBJ, OBJ, INST).
-    called: bool,
 }
 
 type Step<T> = Result<T, (String, bool)>;
@@ -244,7 +246,6 @@ impl<'r> Scanner<'r> {
             stack: Vec::new(),
             memo: HashMap::new(),
             scan: Scan::default(),
-            called: false,
         }
     }
 
@@ -318,8 +319,8 @@ impl<'r> Scanner<'r> {
     }
 
     fn push(&mut self, v: Val) -> Step<()> {
-        if self.stack.len() >= MAX_ITEMS {
-            return bad(format!("stack deeper than {MAX_ITEMS} entries"));
+        if self.stack.len() >= MAX_STACK {
+            return bad(format!("stack deeper than {MAX_STACK} entries"));
         }
         self.stack.push(v);
         Ok(())
@@ -378,7 +379,7 @@ impl<'r> Scanner<'r> {
 
     fn call(&mut self, callable: Val) {
         if matches!(callable, Val::Import) {
-            self.called = true;
+            self.scan.called = true;
         }
     }
 
@@ -461,9 +462,20 @@ impl<'r> Scanner<'r> {
                     let v = self.top("DUP")?.clone();
                     self.push(v)?;
                 }
-                // Numbers and constants.
+                // Numbers and constants, checked as Python would parse them.
                 b'F' | b'I' | b'L' => {
-                    self.line()?;
+                    let l = self.line()?;
+                    if !number_text(op, &l) {
+                        return bad(format!(
+                            "{} argument {:?} is not a number",
+                            match op {
+                                b'F' => "FLOAT",
+                                b'I' => "INT",
+                                _ => "LONG",
+                            },
+                            String::from_utf8_lossy(&l[..l.len().min(40)])
+                        ));
+                    }
                     self.push(Val::Other)?;
                 }
                 b'J' => {
@@ -560,7 +572,9 @@ impl<'r> Scanner<'r> {
                 }
                 // Persistent ids: resolved by the loader (torch: storages).
                 b'P' => {
-                    self.line()?;
+                    if !self.line()?.is_ascii() {
+                        return bad("PERSID argument is not ASCII");
+                    }
                     self.push(Val::Other)?;
                 }
                 b'Q' => {
@@ -653,7 +667,7 @@ impl<'r> Scanner<'r> {
                 b'i' => {
                     self.text_import("INST")?;
                     self.pop_mark("INST")?;
-                    self.called = true;
+                    self.scan.called = true;
                     self.push(Val::Other)?;
                 }
                 0x82..=0x84 => {
@@ -700,6 +714,35 @@ impl<'r> Scanner<'r> {
                     return bad(format!("unknown opcode 0x{other:02x}"));
                 }
             }
+        }
+    }
+}
+
+/// Whether a protocol-0 INT, LONG or FLOAT argument is something Python's
+/// `int(x, 0)` / `float(x)` could accept (a superset: letters of bases,
+/// `inf` and `nan`, underscores).
+fn number_text(op: u8, l: &[u8]) -> bool {
+    let t = l.trim_ascii();
+    let t = if op == b'L' {
+        t.strip_suffix(b"L").unwrap_or(t)
+    } else {
+        t
+    };
+    let t = t
+        .strip_prefix(b"-")
+        .or_else(|| t.strip_prefix(b"+"))
+        .unwrap_or(t);
+    if t.is_empty() {
+        return false;
+    }
+    match op {
+        b'F' => t
+            .iter()
+            .all(|c| c.is_ascii_digit() || b".eE+-_infatyINFATY".contains(c)),
+        _ => {
+            t[0].is_ascii_digit()
+                && t.iter()
+                    .all(|c| c.is_ascii_hexdigit() || b"xXoObB_".contains(c))
         }
     }
 }
@@ -759,21 +802,24 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// How the first bytes of a file that does not begin with `PROTO` read as a pickle.
+/// How a file's first bytes read as a pickle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniff {
-    /// A pickle that imports and calls (or imports and completes): a loader
-    /// would act on it.
+    /// It starts with `PROTO`, or it imports and calls (or imports and
+    /// completes): a loader would act on it.
     Pickle,
-    /// Not a pickle, or one that can reach no import before it breaks.
+    /// Not a pickle, or one that breaks before it could import and call.
     NotPickle,
+    /// Every byte seen so far is a valid pickle prefix, with no call yet:
+    /// only the rest of the file can tell.
+    Undecided,
 }
 
-/// Classifies `head`, a file's first bytes, by scanning it as a pickle.
-/// A protocol 0/1 pickle has no magic number, so this is how one is
-/// recognised by content: text or binary data fails within a few bytes
-/// without reaching an import that is then called.
-pub fn sniff(head: &[u8]) -> Sniff {
+/// Classifies `head`, a file's first bytes (`complete`: the whole file), by
+/// scanning it as a pickle. A protocol 0/1 pickle has no magic number, so
+/// this is how one is recognised by content: text and binary data break
+/// within a few bytes, without an import that is then called.
+pub fn sniff(head: &[u8], complete: bool) -> Sniff {
     if head.first() == Some(&0x80) && head.get(1).is_some_and(|v| *v <= 5) {
         return Sniff::Pickle;
     }
@@ -783,8 +829,18 @@ pub fn sniff(head: &[u8]) -> Sniff {
     let imported = !s.scan.imports.is_empty();
     match res {
         Ok(()) if imported => Sniff::Pickle,
-        _ if imported && s.called => Sniff::Pickle,
+        _ if imported && s.scan.called => Sniff::Pickle,
+        Err((_, true)) if !complete => Sniff::Undecided,
         _ => Sniff::NotPickle,
+    }
+}
+
+/// Whether a whole file that [`sniff`] left undecided is a pickle a loader
+/// would act on: it imports and calls, or completes with imports.
+pub fn acts(result: &Result<Scan, Malformed>) -> bool {
+    match result {
+        Ok(s) => !s.imports.is_empty(),
+        Err(m) => !m.partial.imports.is_empty() && m.partial.called,
     }
 }
 
@@ -828,7 +884,7 @@ mod tests {
         let p0 = b"cposix\nsystem\np0\n(S'echo hi'\np1\ntp2\nRp3\n.";
         let s = scan_bytes(p0).unwrap();
         assert_eq!(s.unsafe_imports(), ["posix.system"]);
-        assert_eq!(sniff(p0), Sniff::Pickle);
+        assert_eq!(sniff(p0, true), Sniff::Pickle);
         // protocol 4: module and name via STACK_GLOBAL, names memoized and re-read.
         let p4 = b"\x80\x04\x95\x20\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.";
         let s = scan_bytes(p4).unwrap();
@@ -937,12 +993,48 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff(b"certifi\nrequests\nurllib3\n"), Sniff::NotPickle);
-        assert_eq!(sniff(b"# README\nhello"), Sniff::NotPickle);
-        assert_eq!(sniff(b"\x89PNG\r\n"), Sniff::NotPickle);
-        assert_eq!(sniff(b"(lp0\nI1\na."), Sniff::NotPickle);
-        assert_eq!(sniff(b"cos\nsystem\n(S'x'\ntR"), Sniff::Pickle);
-        assert_eq!(sniff(b"\x80\x02"), Sniff::Pickle);
+        assert_eq!(
+            sniff(b"certifi\nrequests\nurllib3\n", true),
+            Sniff::NotPickle
+        );
+        assert_eq!(sniff(b"# README\nhello", true), Sniff::NotPickle);
+        assert_eq!(sniff(b"\x89PNG\r\n", true), Sniff::NotPickle);
+        assert_eq!(sniff(b"(lp0\nI1\na.", true), Sniff::NotPickle);
+        assert_eq!(sniff(b"cos\nsystem\n(S'x'\ntR", true), Sniff::Pickle);
+        assert_eq!(sniff(b"\x80\x02", true), Sniff::Pickle);
+    }
+
+    #[test]
+    fn undecided_prefixes_and_text_arguments() {
+        // Log lines starting with I/F/L are not numbers: not a pickle.
+        assert_eq!(
+            sniff(b"INFO: started\nINFO: done\n", false),
+            Sniff::NotPickle
+        );
+        assert_eq!(sniff(b"Fetching x\n", false), Sniff::NotPickle);
+        // Valid opcodes to the end of what was seen: only the rest can tell.
+        assert_eq!(
+            sniff(b"Processing a\nProcessing b\n", false),
+            Sniff::Undecided
+        );
+        assert_eq!(
+            sniff(b"Processing a\nProcessing b\n", true),
+            Sniff::NotPickle
+        );
+        // Padding before the call: undecided from the head, a pickle as a whole.
+        let mut padded = b"N0".repeat(40_000);
+        padded.extend_from_slice(b"cposix\nsystem\n(S'id'\ntR.");
+        assert_eq!(sniff(&padded[..65_536], false), Sniff::Undecided);
+        let whole = scan(&mut &padded[..]);
+        assert!(acts(&whole));
+        assert_eq!(whole.unwrap().unsafe_imports(), ["posix.system"]);
+        assert!(!acts(&scan(&mut &b"Processing a\n"[..])));
+        assert_eq!(
+            scan(&mut &b"I12\nL-5L\nF1.5e3\n\x86\x86."[..])
+                .unwrap()
+                .pickles,
+            1
+        );
     }
 
     #[test]
@@ -978,7 +1070,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = scan_bytes(&bytes);
-            let _ = sniff(&bytes);
+            let _ = sniff(&bytes, false);
         }
 
         #[test]

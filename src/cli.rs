@@ -548,6 +548,7 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
             ));
         }
     }
+    s.push_str(&crate::modelcheck::render(d));
     s.push_str("\nsigners:\n");
     for sg in &i.signers {
         s.push_str(&format!(

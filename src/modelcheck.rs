@@ -858,6 +858,55 @@ pub fn model_facts(
     summarize(&a.reference, &a.name, &paths, &mine, hf_config)
 }
 
+/// What `inspect` shows about models and pickles, from the description
+/// (what pack found; `verify` re-checks the files themselves).
+pub fn render(d: &Description) -> String {
+    let mut s = String::new();
+    if !d.models.is_empty() {
+        s.push_str("\nmodels:\n");
+        for m in &d.models {
+            let mut parts: Vec<String> = Vec::new();
+            parts.extend(m.format.clone());
+            if let Some(n) = m.parameters {
+                parts.push(format!("{n} parameters"));
+            }
+            parts.extend(m.precision.clone());
+            parts.extend(m.architecture.clone());
+            s.push_str(&format!(
+                "  {} ({}): {}\n",
+                m.name,
+                m.artifact,
+                parts.join(", ")
+            ));
+        }
+    }
+    let pickles: Vec<&ContentEntry> = d.content.iter().filter(|c| is_pickle(c)).collect();
+    if !pickles.is_empty() || d.pickle == PicklePolicy::Allow {
+        s.push_str(&format!(
+            "\npickles (builder policy: pickle {}):\n",
+            match d.pickle {
+                PicklePolicy::Allow => "allow",
+                PicklePolicy::Deny => "deny",
+            }
+        ));
+        for c in pickles {
+            let f = &c.facts;
+            let verdict = if let Some(m) = &f.malformed {
+                format!("NOT SCANNABLE: {m}")
+            } else if f.unsafe_imports.is_empty() {
+                "state-dict imports only".to_string()
+            } else {
+                format!("UNSAFE imports {}", f.unsafe_imports.join(", "))
+            };
+            s.push_str(&format!(
+                "  {}/{}: {}, {verdict}\n",
+                c.artifact, c.path, f.format
+            ));
+        }
+    }
+    s
+}
+
 /// A model's summary for its ModelPack config and SBOM model card.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -507,6 +507,18 @@ fn a_builder_allowed_pickle_is_recorded_and_refused_by_a_denying_high_side() {
         .find(|c| c["path"] == "pytorch_model.bin")
         .unwrap();
     assert_eq!(rec["facts"]["unsafeImports"][0], "posix.system");
+    // inspect tells the operator before anything is verified.
+    let o = run(&["inspect", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("pickles (builder policy: pickle allow)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("models/minilm/pytorch_model.bin: pickle, UNSAFE imports posix.system"),
+        "{text}"
+    );
 
     let tar = f.pack_to("tar", "out-tar");
     let zst = f.pack_to("tar.zst", "out-zst");

@@ -60,7 +60,7 @@ pub const CARGO_FILE: &str = "application/vnd.airlock.cargo.file.v1.raw";
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
 /// Largest OCI manifest, index or config blob parsed from a bundle.
-pub const MAX_JSON_BLOB: u64 = 4 << 20;
+pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// Mode bits recorded for executable files.
 pub const MODE_EXEC: u32 = 0o755;
 pub const MODE_FILE: u32 = 0o644;

@@ -12,7 +12,7 @@ use oci_spec::image::{Descriptor, ImageIndexBuilder, ImageManifestBuilder, Media
 use rayon::prelude::*;
 
 use crate::bundle::*;
-use crate::digest::{copy_hashed, Hashed, Sha256Digest};
+use crate::digest::{Hashed, Sha256Digest};
 use crate::error::{Error, Result};
 use crate::keys::PrivateKey;
 use crate::manifest::LoadedManifest;
@@ -100,14 +100,21 @@ pub fn pack(
         .enumerate()
         .map(|(i, src)| {
             let tmp = blobs_dir.join(format!(".in-{i}"));
-            let mut reader = fs_err::File::open(src)?;
-            let mut writer =
-                std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
-            let h = copy_hashed(&mut reader, &mut writer, None, &|n| progress.advance(n))?;
-            writer
-                .into_inner()
-                .map_err(|e| e.into_error())?
-                .sync_all()?;
+            // The kernel copies the input once (copy_file_range; a clone on
+            // filesystems that support it), then the staged copy, which
+            // nothing else can change, is hashed: the digest is always that
+            // of the bytes packed, even if the input changes meanwhile. No
+            // fsync: a bundle is verified before use, and a pack cut short
+            // by a crash is simply run again.
+            fs_err::copy(src, &tmp)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+            }
+            let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
+                progress.advance(n)
+            })?;
             fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
             Ok((*src, h))
         })
@@ -323,7 +330,7 @@ pub fn pack(
                     .finish()?
             };
             progress.finish();
-            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            file.into_inner().map_err(|e| e.into_error())?;
             fs_err::rename(&tmp, &final_path)?;
         }
     }

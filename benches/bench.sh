@@ -24,8 +24,18 @@ rm -rf "$dir"
 mkdir -p "$dir/src/model" "$dir/src/small"
 echo "bench: building ${mib} MiB of weights and 300 small files in $dir" >&2
 per=$((mib / 4))
+# Valid safetensors shards (pack checks the header): one U8 tensor of random bytes each.
 for i in 1 2 3 4; do
-  head -c "$((per * 1024 * 1024))" /dev/urandom > "$dir/src/model/model-0000$i-of-00004.safetensors"
+  f="$dir/src/model/model-0000$i-of-00004.safetensors"
+  n=$((per * 1024 * 1024))
+  python3 - "$f" "$n" "$i" <<'PY'
+import json, struct, sys
+path, n, i = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+h = json.dumps({f"layer{i}.weight": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(path, "wb").write(struct.pack("<Q", len(h)) + h)
+PY
+  head -c "$n" /dev/urandom >> "$f"
 done
 for i in $(seq 1 300); do head -c 4096 /dev/urandom > "$dir/src/small/file-$i.bin"; done
 cat > "$dir/src/airlock.yaml" <<YAML

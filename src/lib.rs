@@ -12,6 +12,7 @@ pub mod custody;
 pub mod digest;
 pub mod dsse;
 pub mod error;
+pub mod fetch;
 pub mod gguf;
 pub mod inspect;
 pub mod keys;

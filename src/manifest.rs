@@ -69,9 +69,12 @@ pub struct PythonEntry {
     /// A requirements file in pip's hash-checking form.
     #[serde(default)]
     pub requirements: Option<String>,
-    /// The folder holding the files the requirements pin (`pip download` output).
-    pub wheelhouse: String,
-    /// A PEP 751 `pylock.toml` (not supported yet; refused with a clear error).
+    /// The folder holding the files the requirements pin (`pip download`
+    /// output). Required with `requirements:`; optional with `lock:` alone.
+    #[serde(default)]
+    pub wheelhouse: Option<String>,
+    /// A PEP 751 `pylock.toml`: files it lists that the wheelhouse lacks are
+    /// downloaded from its URLs (HTTPS only), hash-checked while downloading.
     #[serde(default)]
     pub lock: Option<String>,
     /// Files no requirement names are left out instead of refused.
@@ -251,32 +254,37 @@ impl LoadedManifest {
             self.existing(&format!("sboms[{i}].path"), &s.path)?;
         }
         for (i, p) in m.python.iter().enumerate() {
-            if let Some(lock) = &p.lock {
+            if p.requirements.is_none() && p.lock.is_none() {
                 return Err(bad(format!(
-                    "python[{i}].lock: {lock}: PEP 751 lock files are not supported by this build of airlock (it does not download); give `requirements:` a hash-checking requirements file (pip-compile --generate-hashes) and `pip download` the files into the wheelhouse"
+                    "python[{i}].requirements: missing; name a requirements file in pip's hash-checking form, or a PEP 751 pylock.toml as `lock:`"
                 )));
             }
-            let Some(req) = &p.requirements else {
-                return Err(bad(format!(
-                    "python[{i}].requirements: missing; name a requirements file in pip's hash-checking form"
-                )));
-            };
-            if !self
-                .existing(&format!("python[{i}].requirements"), req)?
-                .is_file()
-            {
-                return Err(bad(format!(
-                    "python[{i}].requirements: {req} is not a file"
-                )));
+            for (field, file) in [("requirements", &p.requirements), ("lock", &p.lock)] {
+                let Some(file) = file else { continue };
+                if !self
+                    .existing(&format!("python[{i}].{field}"), file)?
+                    .is_file()
+                {
+                    return Err(bad(format!("python[{i}].{field}: {file} is not a file")));
+                }
             }
-            if !self
-                .existing(&format!("python[{i}].wheelhouse"), &p.wheelhouse)?
-                .is_dir()
-            {
-                return Err(bad(format!(
-                    "python[{i}].wheelhouse: {} is not a directory",
-                    p.wheelhouse
-                )));
+            match &p.wheelhouse {
+                Some(wh) => {
+                    if !self
+                        .existing(&format!("python[{i}].wheelhouse"), wh)?
+                        .is_dir()
+                    {
+                        return Err(bad(format!(
+                            "python[{i}].wheelhouse: {wh} is not a directory"
+                        )));
+                    }
+                }
+                None if p.requirements.is_some() => {
+                    return Err(bad(format!(
+                        "python[{i}].wheelhouse: missing; name the folder holding the files the requirements pin (`pip download` output)"
+                    )));
+                }
+                None => {}
             }
         }
         for (i, c) in m.cargo.iter().enumerate() {

@@ -69,16 +69,18 @@ pub fn pack(
     }
     fs_err::create_dir_all(out)?;
 
-    let mut refs = BTreeSet::new();
-    let mut planned: Vec<PlannedArtifact> = sources::models::plan(m, &mut refs)?;
-    planned.extend(sources::files::plan(m, &mut refs)?);
-    planned.extend(sources::python::plan(m, &mut refs)?);
-    planned.extend(sources::cargo::plan(m, &mut refs)?);
-    planned.extend(crate::sbom::plan_carried(m, &mut refs)?);
-
+    // Staging first: python lock entries download into it (removed with it
+    // if the pack fails).
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{stem}."))
         .tempdir_in(out)?;
+    let mut refs = BTreeSet::new();
+    let mut planned: Vec<PlannedArtifact> = sources::models::plan(m, &mut refs)?;
+    planned.extend(sources::files::plan(m, &mut refs)?);
+    planned.extend(sources::python::plan(m, &mut refs, staging.path())?);
+    planned.extend(sources::cargo::plan(m, &mut refs)?);
+    planned.extend(crate::sbom::plan_carried(m, &mut refs)?);
+
     let root = staging.path().join(&stem);
     let blobs_dir = root.join(BLOBS_PREFIX);
     fs_err::create_dir_all(&blobs_dir)?;

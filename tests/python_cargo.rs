@@ -392,23 +392,302 @@ fn python_refuses_sdists_unless_only_binary_is_off() {
     ok("verify", &f.verify(&bundle));
 }
 
-#[test]
-fn python_lock_files_are_refused_with_a_clear_error() {
-    let (tiny, _) = wheels();
-    let f = python_fixture(&[tiny], "");
-    std::fs::write(f.path("src/pylock.toml"), "lock-version = \"1.0\"\n").unwrap();
-    std::fs::write(
-        f.path("src/airlock.yaml"),
-        format!("{HEAD}python:\n  - lock: pylock.toml\n    wheelhouse: wheelhouse\n"),
+/// One `[[packages]]` entry of a PEP 751 lock with one wheel at `url`.
+fn lock_package(name: &str, version: &str, wheel_name: &str, url: &str, sha256: &str) -> String {
+    format!(
+        "\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\nwheels = [\n  {{ name = \"{wheel_name}\", url = \"{url}\", upload-time = 2024-01-01T00:00:00Z, hashes = {{ sha256 = \"{sha256}\" }} }},\n]\n"
     )
-    .unwrap();
-    let o = pack_output(&f);
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("python[0].lock") && stderr(&o).contains("not supported"),
-        "{}",
-        stderr(&o)
+}
+
+const LOCK_HEAD: &str =
+    "lock-version = \"1.0\"\ncreated-by = \"airlock-tests\"\nrequires-python = \">=3.8\"\n";
+
+/// A fixture whose manifest has one python entry with `lock: pylock.toml`
+/// (and `wheelhouse: wheelhouse` holding `wheel_files`, if any).
+fn lock_fixture(wheel_files: &[&Path], lock: &str) -> Fixture {
+    let f = Fixture::new();
+    let mut entry = "python:\n  - lock: pylock.toml\n".to_string();
+    if !wheel_files.is_empty() {
+        let wh = f.path("src/wheelhouse");
+        std::fs::create_dir_all(&wh).unwrap();
+        for w in wheel_files {
+            std::fs::copy(w, wh.join(w.file_name().unwrap())).unwrap();
+        }
+        entry.push_str("    wheelhouse: wheelhouse\n");
+    }
+    std::fs::write(f.path("src/airlock.yaml"), format!("{HEAD}{entry}")).unwrap();
+    std::fs::write(f.path("src/pylock.toml"), format!("{LOCK_HEAD}{lock}")).unwrap();
+    f
+}
+
+/// `pip install --no-index --require-hashes` of an export's python/ into a
+/// fresh venv; returns the venv's python.
+fn install_offline(f: &Fixture, exported: &Path) -> PathBuf {
+    let venv = f.path("venv");
+    ok(
+        "python3 -m venv",
+        &python(&["-m", "venv", venv.to_str().unwrap()])
+            .output()
+            .unwrap(),
     );
+    let vpy = venv.join("bin/python");
+    let o = clean_python(vpy.to_str().unwrap())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            exported.to_str().unwrap(),
+            "--require-hashes",
+            "-r",
+            exported.join("requirements.txt").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    ok("pip install --no-index --require-hashes", &o);
+    vpy
+}
+
+#[test]
+fn python_lock_packs_from_the_wheelhouse_and_installs_offline() {
+    let (tiny, other) = wheels();
+    // URLs nothing answers: every file is in the wheelhouse, so none is fetched.
+    let lock = format!(
+        "{}{}",
+        lock_package(
+            "tinypkg",
+            "0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            "https://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl",
+            &file_hash(tiny)
+        ),
+        lock_package(
+            "otherpkg",
+            "0.2.0",
+            "otherpkg-0.2.0-py3-none-any.whl",
+            "https://127.0.0.1:1/otherpkg-0.2.0-py3-none-any.whl",
+            &file_hash(other)
+        )
+    );
+    let f = lock_fixture(&[tiny, other], &lock);
+    let bundle = f.pack("tar");
+    let dir_bundle = f.pack_to("dir", "dist-dir");
+    let d = description(&dir_bundle);
+    let py = d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "python")
+        .expect("a python artifact");
+    assert_eq!(py["reference"], "python/pylock.toml");
+    let layers: Vec<&str> = py["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "requirements.txt",
+            "otherpkg-0.2.0-py3-none-any.whl",
+            "tinypkg-0.1.0-py3-none-any.whl"
+        ]
+    );
+    let tinypkg = py["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tinypkg")
+        .unwrap();
+    assert_eq!(tinypkg["version"], "0.1.0");
+    assert_eq!(tinypkg["hashes"][0], format!("sha256:{}", file_hash(tiny)));
+    assert_eq!(
+        tinypkg["files"][0]["sha256"],
+        format!("sha256:{}", file_hash(tiny))
+    );
+
+    ok("verify", &f.verify(&bundle));
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let exported = f.path("out/python");
+    assert_eq!(
+        std::fs::read(exported.join("otherpkg-0.2.0-py3-none-any.whl")).unwrap(),
+        std::fs::read(other).unwrap()
+    );
+    let reqs = std::fs::read_to_string(exported.join("requirements.txt")).unwrap();
+    for (name, wheel) in [("tinypkg==0.1.0", tiny), ("otherpkg==0.2.0", other)] {
+        assert!(
+            reqs.contains(&format!(
+                "{name} \\\n    --hash=sha256:{}",
+                file_hash(wheel)
+            )),
+            "{reqs}"
+        );
+    }
+    let vpy = install_offline(&f, &exported);
+    let o = Command::new(&vpy)
+        .args([
+            "-c",
+            "import tinypkg, otherpkg; print(tinypkg.hello()); print(otherpkg.hello())",
+        ])
+        .output()
+        .unwrap();
+    ok("import the installed packages", &o);
+    assert_eq!(stdout(&o), "hello from tinypkg\nhello from otherpkg\n");
+}
+
+#[test]
+fn python_lock_refuses_a_wrong_hash_naming_the_package() {
+    let (tiny, other) = wheels();
+    let wrong = sha256_hex(b"not the wheel");
+    let lock = format!(
+        "{}{}",
+        lock_package(
+            "tinypkg",
+            "0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            "https://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl",
+            &wrong
+        ),
+        lock_package(
+            "otherpkg",
+            "0.2.0",
+            "otherpkg-0.2.0-py3-none-any.whl",
+            "https://127.0.0.1:1/otherpkg-0.2.0-py3-none-any.whl",
+            &file_hash(other)
+        )
+    );
+    let f = lock_fixture(&[tiny, other], &lock);
+    assert_refused(
+        &f,
+        &[
+            "python[0] tinypkg==0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            &wrong,
+            &file_hash(tiny),
+            "does not match",
+        ],
+    );
+    let o = pack_output(&f);
+    assert!(!stderr(&o).contains("otherpkg"), "{}", stderr(&o));
+}
+
+#[test]
+fn python_lock_refuses_plain_http_and_unpinnable_sources() {
+    let (tiny, _) = wheels();
+    let hash = file_hash(tiny);
+    // Not in the wheelhouse (there is none), so it would be downloaded: refused.
+    let f = lock_fixture(
+        &[],
+        &lock_package(
+            "tinypkg",
+            "0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            "http://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl",
+            &hash,
+        ),
+    );
+    assert_refused(
+        &f,
+        &[
+            "python[0] tinypkg==0.1.0",
+            "http://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl",
+            "HTTPS only",
+        ],
+    );
+    for (source, table) in [
+        (
+            "vcs",
+            "{ type = \"git\", url = \"https://git.example/x.git\", commit-id = \"0123abc\" }",
+        ),
+        ("directory", "{ path = \"./src/x\" }"),
+        (
+            "archive",
+            "{ url = \"https://example/x.zip\", hashes = { sha256 = \"00\" } }",
+        ),
+    ] {
+        let f = lock_fixture(
+            &[],
+            &format!(
+                "\n[[packages]]\nname = \"localthing\"\nversion = \"1.0\"\n{source} = {table}\n"
+            ),
+        );
+        assert_refused(&f, &["python[0] localthing", &format!("{source} source")]);
+    }
+}
+
+#[test]
+fn python_lock_download_failure_names_the_url_and_package() {
+    let (tiny, _) = wheels();
+    let url = "https://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl";
+    let f = lock_fixture(
+        &[],
+        &lock_package(
+            "tinypkg",
+            "0.1.0",
+            "tinypkg-0.1.0-py3-none-any.whl",
+            url,
+            &file_hash(tiny),
+        ),
+    );
+    let o = pack_output(&f);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains(url) && err.contains("tinypkg==0.1.0"), "{err}");
+    assert_eq!(std::fs::read_dir(f.path("dist")).unwrap().count(), 0);
+}
+
+/// six 1.16.0's universal wheel on PyPI's file host (11053 bytes).
+const SIX_URL: &str = "https://files.pythonhosted.org/packages/d9/5a/e7c31adbe875f2abbb91bd84cf2dc52d792b5a01506781dbcf25c91daf11/six-1.16.0-py2.py3-none-any.whl";
+const SIX_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
+
+/// Network: downloads a real wheel from PyPI, hash-checked while downloading.
+#[test]
+fn python_lock_downloads_missing_wheels_over_https() {
+    let six = |sha256: &str| {
+        format!(
+            "\n[[packages]]\nname = \"six\"\nversion = \"1.16.0\"\nmarker = \"python_version >= '3'\"\nwheels = [\n  {{ url = \"{SIX_URL}\", size = 11053, hashes = {{ sha256 = \"{sha256}\" }} }},\n]\n"
+        )
+    };
+    // A wrong pin: refused while downloading, naming both digests.
+    let wrong = sha256_hex(b"some other file");
+    let f = lock_fixture(&[], &six(&wrong));
+    assert_refused(&f, &["python[0] six==1.16.0", SIX_URL, &wrong, SIX_SHA256]);
+
+    let f = lock_fixture(&[], &six(SIX_SHA256));
+    let bundle = f.pack("dir");
+    let d = description(&bundle);
+    let py = &d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "python")
+        .unwrap()["packages"][0];
+    assert_eq!(py["name"], "six");
+    assert_eq!(py["files"][0]["path"], "six-1.16.0-py2.py3-none-any.whl");
+    assert_eq!(py["files"][0]["sha256"], format!("sha256:{SIX_SHA256}"));
+    ok("verify", &f.verify(&bundle));
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let wheel = f.path("out/python/six-1.16.0-py2.py3-none-any.whl");
+    assert_eq!(std::fs::metadata(&wheel).unwrap().len(), 11053);
+    assert_eq!(file_hash(&wheel), SIX_SHA256);
+    let reqs = std::fs::read_to_string(f.path("out/python/requirements.txt")).unwrap();
+    assert!(
+        reqs.contains(&format!(
+            "six==1.16.0 ; python_version >= '3' \\\n    --hash=sha256:{SIX_SHA256}"
+        )),
+        "{reqs}"
+    );
+    let vpy = install_offline(&f, &f.path("out/python"));
+    let o = Command::new(&vpy)
+        .args(["-c", "import six; print(six.__version__)"])
+        .output()
+        .unwrap();
+    ok("import six", &o);
+    assert_eq!(stdout(&o), "1.16.0\n");
 }
 
 /// Rewrites a directory bundle's `airlock.json` with `edit`, fixes the tag

@@ -8,7 +8,9 @@
 //! `requirements.txt` again and checks every package against it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+mod pylock;
 
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
@@ -409,35 +411,121 @@ fn same_version(a: &str, b: &str) -> bool {
     canonical_version(a) == canonical_version(b)
 }
 
+/// One package an entry pins: from its requirements file, or from its lock
+/// (with the files the lock names for it).
+struct Pin {
+    req: Requirement,
+    /// Where it is pinned, for messages: `requirements.txt line 3`, `pylock.toml packages[2]`.
+    origin: String,
+    locked: Option<Vec<pylock::LockedFile>>,
+}
+
+/// A distribution file found for a pin.
+struct Found {
+    rel: String,
+    abs: PathBuf,
+    mode: u32,
+    kind: DistKind,
+}
+
+/// A file to download into the staging directory once planning found no problem.
+struct Pending {
+    subject: String,
+    url: String,
+    sha256: Sha256Digest,
+    size: Option<u64>,
+    dest: PathBuf,
+}
+
 /// Plans one artifact per `python:` entry. Refused (all problems at once, exit
 /// 1): unpinned or range requirements, a requirement with no file in the
 /// wheelhouse, a file no requirement names (unless `allowExtra`, which leaves
 /// it out of the bundle), an sdist when `onlyBinary`, and one package pinned
-/// to two versions by two entries. Hashes are checked after `pack` hashes the
-/// files (`packages::finish`).
-pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec<PlannedArtifact>> {
+/// to two versions by two entries. A `lock:` (PEP 751) adds its packages:
+/// each file it names is taken from the wheelhouse, else from its `path`,
+/// else downloaded from its `https://` URL into `staging` (hash-checked while
+/// downloading, after every other check passed); the artifact then carries a
+/// `requirements.txt` airlock writes, pinning every package to the hashes of
+/// the files carried. Hashes are checked after `pack` hashes the files
+/// (`packages::finish`).
+pub fn plan(
+    m: &LoadedManifest,
+    taken_refs: &mut BTreeSet<String>,
+    staging: &Path,
+) -> Result<Vec<PlannedArtifact>> {
     let mut out = Vec::new();
     let mut report = Report::default();
     let mut pinned: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for (i, entry) in m.manifest.python.iter().enumerate() {
         let label = format!("python[{i}]");
-        let req_rel = entry.requirements.as_deref().expect("checked when loading");
-        let req_src = m.resolve(req_rel);
-        let text = fs_err::read_to_string(&req_src)?;
-        let (reqs, problems) = parse_requirements(&text);
-        for p in problems {
-            let subject = match &p.name {
-                Some(n) => format!("{label} {n}"),
-                None => label.clone(),
-            };
-            report.add(subject, format!("{}: {}", req_src.display(), p.problem));
+        let mut pins: Vec<Pin> = Vec::new();
+        let req_src = entry.requirements.as_deref().map(|r| m.resolve(r));
+        if let Some(req_src) = &req_src {
+            let text = fs_err::read_to_string(req_src)?;
+            let (reqs, problems) = parse_requirements(&text);
+            for p in problems {
+                let subject = match &p.name {
+                    Some(n) => format!("{label} {n}"),
+                    None => label.clone(),
+                };
+                report.add(subject, format!("{}: {}", req_src.display(), p.problem));
+            }
+            pins.extend(reqs.into_iter().map(|r| Pin {
+                origin: format!("{} line {}", req_src.display(), r.line),
+                req: r,
+                locked: None,
+            }));
         }
-        let index: HashMap<String, usize> = reqs
+        let lock_src = entry.lock.as_deref().map(|l| m.resolve(l));
+        if let Some(lock_src) = &lock_src {
+            let text = fs_err::read_to_string(lock_src)?;
+            let (locked, problems) = pylock::parse(&text, entry.only_binary)
+                .map_err(|e| crate::error::Error::input(lock_src, e))?;
+            for p in problems {
+                let subject = match &p.name {
+                    Some(n) => format!("{label} {n}"),
+                    None => label.clone(),
+                };
+                report.add(subject, format!("{}: {}", lock_src.display(), p.problem));
+            }
+            for p in locked {
+                let origin = format!("{} packages[{}]", lock_src.display(), p.index);
+                if let Some(other) = pins
+                    .iter()
+                    .find(|q| normalize_name(&q.req.name) == normalize_name(&p.name))
+                {
+                    report.add(
+                        format!("{label} {}", p.name),
+                        format!(
+                            "pinned by both {} and {origin}; pin each package in one of them",
+                            other.origin
+                        ),
+                    );
+                    continue;
+                }
+                pins.push(Pin {
+                    req: Requirement {
+                        line: p.index + 1,
+                        name: p.name,
+                        extras: String::new(),
+                        version: p.version,
+                        marker: p.marker,
+                        // The hashes of the files carried, filled in below.
+                        hashes: Vec::new(),
+                    },
+                    origin,
+                    locked: Some(p.files),
+                });
+            }
+        }
+        let index: HashMap<String, usize> = pins
             .iter()
             .enumerate()
-            .map(|(k, r)| (normalize_name(&r.name), k))
+            .map(|(k, p)| (normalize_name(&p.req.name), k))
             .collect();
-        for r in &reqs {
+        for p in &pins {
+            let r = &p.req;
             let norm = normalize_name(&r.name);
             match pinned.get(&norm) {
                 Some((j, v)) if !same_version(v, &r.version) => report.add(
@@ -454,115 +542,296 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             }
         }
 
-        let wheelhouse = m.resolve(&entry.wheelhouse);
-        let req_canon = fs_err::canonicalize(&req_src).ok();
-        let mut files_of: Vec<Vec<(String, PathBuf, u32, DistKind)>> = vec![Vec::new(); reqs.len()];
-        for (rel, abs, mode) in walk(&wheelhouse)? {
-            if req_canon.is_some() && std::fs::canonicalize(&abs).ok() == req_canon {
-                continue;
-            }
-            let extra = |report: &mut Report, subject: String, why: String| {
-                if !entry.allow_extra {
-                    report.add(
-                        subject,
-                        format!("{why}; remove it from the wheelhouse or set allowExtra: true (extra files are left out of the bundle)"),
-                    );
+        let mut files_of: Vec<Vec<Found>> = pins.iter().map(|_| Vec::new()).collect();
+        let wheelhouse = entry.wheelhouse.as_deref().map(|w| m.resolve(w));
+        if let Some(wheelhouse) = &wheelhouse {
+            let skip: Vec<PathBuf> = [&req_src, &lock_src]
+                .into_iter()
+                .flatten()
+                .filter_map(|p| fs_err::canonicalize(p).ok())
+                .collect();
+            let pinned_by = |k: usize| {
+                let r = &pins[k].req;
+                format!("{} pins {}=={}", pins[k].origin, r.name, r.version)
+            };
+            for (rel, abs, mode) in walk(wheelhouse)? {
+                if !skip.is_empty() && std::fs::canonicalize(&abs).is_ok_and(|c| skip.contains(&c))
+                {
+                    continue;
                 }
-            };
-            let dist = (!rel.contains('/')).then(|| parse_dist(&rel)).flatten();
-            let Some(dist) = dist else {
-                extra(
-                    &mut report,
-                    format!("{label} {rel}"),
-                    format!(
-                        "{} is not a wheel or source distribution in the top level of the wheelhouse, and no requirement names it",
-                        abs.display()
-                    ),
-                );
-                continue;
-            };
-            let Some(&k) = index.get(&normalize_name(&dist.name)) else {
-                extra(
-                    &mut report,
-                    format!("{label} {}", dist.name),
-                    format!(
-                        "{} is an extra file: no requirement in {} names {}",
-                        abs.display(),
-                        req_src.display(),
-                        dist.name
-                    ),
-                );
-                continue;
-            };
-            let r = &reqs[k];
-            if !same_version(&dist.version, &r.version) {
-                extra(
-                    &mut report,
-                    format!("{label} {}", r.name),
-                    format!(
-                        "{} is an extra file: version {}, but {} pins {}=={}",
-                        abs.display(),
-                        dist.version,
-                        req_src.display(),
-                        r.name,
-                        r.version
-                    ),
-                );
-                continue;
+                let extra = |report: &mut Report, subject: String, why: String| {
+                    if !entry.allow_extra {
+                        report.add(
+                            subject,
+                            format!("{why}; remove it from the wheelhouse or set allowExtra: true (extra files are left out of the bundle)"),
+                        );
+                    }
+                };
+                let dist = (!rel.contains('/')).then(|| parse_dist(&rel)).flatten();
+                let Some(dist) = dist else {
+                    extra(
+                        &mut report,
+                        format!("{label} {rel}"),
+                        format!(
+                            "{} is not a wheel or source distribution in the top level of the wheelhouse, and no requirement names it",
+                            abs.display()
+                        ),
+                    );
+                    continue;
+                };
+                let Some(&k) = index.get(&normalize_name(&dist.name)) else {
+                    extra(
+                        &mut report,
+                        format!("{label} {}", dist.name),
+                        format!(
+                            "{} is an extra file: no requirement in {} names {}",
+                            abs.display(),
+                            [&req_src, &lock_src]
+                                .into_iter()
+                                .flatten()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" or "),
+                            dist.name
+                        ),
+                    );
+                    continue;
+                };
+                let r = &pins[k].req;
+                if !same_version(&dist.version, &r.version) {
+                    extra(
+                        &mut report,
+                        format!("{label} {}", r.name),
+                        format!(
+                            "{} is an extra file: version {}, but {}",
+                            abs.display(),
+                            dist.version,
+                            pinned_by(k)
+                        ),
+                    );
+                    continue;
+                }
+                if dist.kind == DistKind::Sdist && entry.only_binary {
+                    report.add(
+                        format!("{label} {}=={}", r.name, r.version),
+                        format!(
+                            "{} is a source distribution and onlyBinary is true (installing it runs its build code); use a wheel, or set onlyBinary: false",
+                            abs.display()
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(locked) = &pins[k].locked {
+                    if !locked.iter().any(|f| f.name == rel) {
+                        extra(
+                            &mut report,
+                            format!("{label} {}", r.name),
+                            format!(
+                                "{} is an extra file: {} lists no file of that name",
+                                abs.display(),
+                                pins[k].origin
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                files_of[k].push(Found {
+                    rel,
+                    abs,
+                    mode,
+                    kind: dist.kind,
+                });
             }
-            if dist.kind == DistKind::Sdist && entry.only_binary {
-                report.add(
-                    format!("{label} {}=={}", r.name, r.version),
-                    format!(
-                        "{} is a source distribution and onlyBinary is true (installing it runs its build code); use a wheel, or set onlyBinary: false",
-                        abs.display()
-                    ),
-                );
-                continue;
-            }
-            files_of[k].push((rel, abs, mode, dist.kind));
         }
 
+        // Locked files the wheelhouse lacks: from `path`, else downloaded.
+        for (k, pin) in pins.iter_mut().enumerate() {
+            let Some(locked) = &pin.locked else { continue };
+            let r = &pin.req;
+            let subject = format!("{label} {}=={}", r.name, r.version);
+            let lock_dir = lock_src
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."));
+            for f in locked {
+                if files_of[k].iter().any(|x| x.rel == f.name) {
+                    continue;
+                }
+                if let Some(p) = &f.path {
+                    let abs = lock_dir.join(p);
+                    if abs.is_file() {
+                        let (_, abs, mode) = walk(&abs)?.remove(0);
+                        files_of[k].push(Found {
+                            rel: f.name.clone(),
+                            abs,
+                            mode,
+                            kind: f.kind,
+                        });
+                        continue;
+                    }
+                    if f.url.is_none() {
+                        report.add(
+                            &subject,
+                            format!(
+                                "missing: {} is not in the wheelhouse and {} (its path in {}) is not a file",
+                                f.name,
+                                abs.display(),
+                                pin.origin
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                let Some(url) = &f.url else {
+                    report.add(
+                        &subject,
+                        format!(
+                            "missing: {} is not in the wheelhouse and {} gives no url for it",
+                            f.name, pin.origin
+                        ),
+                    );
+                    continue;
+                };
+                if !crate::fetch::is_https(url) {
+                    report.add(
+                        &subject,
+                        format!(
+                            "{} is not in the wheelhouse and its URL {url} is not https://; airlock downloads over HTTPS only: put the file in the wheelhouse, or lock an https:// URL",
+                            f.name
+                        ),
+                    );
+                    continue;
+                }
+                let dest = staging.join(format!("downloads/{i}")).join(&f.name);
+                pending.push(Pending {
+                    subject: subject.clone(),
+                    url: url.clone(),
+                    sha256: f.sha256,
+                    size: f.size,
+                    dest: dest.clone(),
+                });
+                files_of[k].push(Found {
+                    rel: f.name.clone(),
+                    abs: dest,
+                    mode: MODE_FILE,
+                    kind: f.kind,
+                });
+            }
+            let mut hashes = Vec::new();
+            for x in &files_of[k] {
+                if let Some(f) = locked.iter().find(|f| f.name == x.rel) {
+                    if !hashes.contains(&f.sha256) {
+                        hashes.push(f.sha256);
+                    }
+                }
+            }
+            pin.req.hashes = hashes;
+        }
+
+        // With a lock, the artifact's requirements.txt is written here.
+        let req_file = match (&lock_src, &req_src) {
+            (None, Some(req_src)) => req_src.clone(),
+            (Some(_), _) => {
+                let lock_rel = entry.lock.as_deref().expect("lock given");
+                let text = render_pins(
+                    &format!(
+                        "# Written by airlock from {} (PEP 751): every package it pins, with the sha256 of each file carried.\n",
+                        normalize(lock_rel)
+                    ),
+                    pins.iter().map(|p| &p.req),
+                );
+                let (back, problems) = parse_requirements(&text);
+                let same = problems.is_empty()
+                    && back.len() == pins.len()
+                    && back.iter().zip(&pins).all(|(b, p)| {
+                        b.name == p.req.name
+                            && b.extras == p.req.extras
+                            && b.version == p.req.version
+                            && b.marker == p.req.marker
+                            && b.hashes == p.req.hashes
+                    });
+                if !same && pins.iter().all(|p| !p.req.hashes.is_empty()) {
+                    report.add(
+                        &label,
+                        format!(
+                            "the packages of {} cannot be written as one requirements file pip reads back the same ({}); check their names, versions and markers",
+                            lock_src.as_ref().expect("lock").display(),
+                            problems
+                                .first()
+                                .map(|p| p.problem.as_str())
+                                .unwrap_or("a requirement reads back differently")
+                        ),
+                    );
+                }
+                let path = staging.join(format!("python-{i}-requirements.txt"));
+                fs_err::write(&path, text)?;
+                path
+            }
+            (None, None) => unreachable!("checked when loading"),
+        };
+
         let mut files = vec![InputFile {
-            src: req_src.clone(),
+            src: req_file,
             path: REQUIREMENTS_PATH.to_string(),
             mode: MODE_FILE,
             media_type: PYTHON_REQUIREMENTS.to_string(),
             pin: None,
         }];
         let mut packages = Vec::new();
-        for (r, dists) in reqs.iter().zip(files_of) {
+        for (pin, dists) in pins.iter().zip(files_of) {
+            let r = &pin.req;
             let subject = format!("{label} {}=={}", r.name, r.version);
             if dists.is_empty() {
-                report.add(
-                    &subject,
-                    format!(
-                        "missing: no file in {} for {}=={} ({} line {}); run `pip download` for it again",
-                        wheelhouse.display(),
-                        r.name,
-                        r.version,
-                        req_src.display(),
-                        r.line
-                    ),
-                );
+                if pin.locked.is_none() {
+                    report.add(
+                        &subject,
+                        format!(
+                            "missing: no file in {} for {}=={} ({}); run `pip download` for it again",
+                            wheelhouse
+                                .as_ref()
+                                .map(|w| w.display().to_string())
+                                .unwrap_or_default(),
+                            r.name,
+                            r.version,
+                            pin.origin
+                        ),
+                    );
+                }
                 continue;
             }
-            let pinned_by = format!(
-                "the {} sha256 hash(es) {} line {} pins for {}=={} (a changed or tampered file: download it again, or fix the pin)",
-                r.hashes.len(),
-                req_src.display(),
-                r.line,
-                r.name,
-                r.version
-            );
             let mut names = Vec::new();
             let mut checks = Vec::new();
-            for (rel, abs, mode, kind) in dists {
+            for d in dists {
+                let (allowed, pinned_by) = match &pin.locked {
+                    Some(locked) => {
+                        let f = locked
+                            .iter()
+                            .find(|f| f.name == d.rel)
+                            .expect("locked files only");
+                        (
+                            vec![f.sha256],
+                            format!(
+                                "the sha256 {} {} pins for {} (a changed or tampered file: download it again, or fix the lock)",
+                                f.sha256, pin.origin, f.name
+                            ),
+                        )
+                    }
+                    None => (
+                        r.hashes.clone(),
+                        format!(
+                            "the {} sha256 hash(es) {} pins for {}=={} (a changed or tampered file: download it again, or fix the pin)",
+                            r.hashes.len(),
+                            pin.origin,
+                            r.name,
+                            r.version
+                        ),
+                    ),
+                };
                 files.push(InputFile {
-                    src: abs,
-                    path: rel.clone(),
-                    mode,
-                    media_type: match kind {
+                    src: d.abs,
+                    path: d.rel.clone(),
+                    mode: d.mode,
+                    media_type: match d.kind {
                         DistKind::Wheel => PYTHON_WHEEL,
                         DistKind::Sdist => PYTHON_SDIST,
                     }
@@ -570,11 +839,11 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                     pin: None,
                 });
                 checks.push(PinCheck {
-                    path: rel.clone(),
-                    allowed: r.hashes.clone(),
-                    pinned_by: pinned_by.clone(),
+                    path: d.rel.clone(),
+                    allowed,
+                    pinned_by,
                 });
-                names.push(rel);
+                names.push(d.rel);
             }
             packages.push(PlannedPackage {
                 subject,
@@ -590,7 +859,13 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         }
         files[1..].sort_by(|a, b| a.path.cmp(&b.path));
 
-        let name = normalize(req_rel);
+        let name = normalize(
+            entry
+                .lock
+                .as_deref()
+                .or(entry.requirements.as_deref())
+                .expect("checked when loading"),
+        );
         let mut reference = format!("python/{}", ref_component(&name));
         if reference == "python/" || !taken_refs.insert(reference.clone()) {
             reference = format!("python/set-{i}");
@@ -606,7 +881,76 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         });
     }
     report.into_result()?;
+    download_all(&pending)?;
     Ok(out)
+}
+
+/// Downloads every pending file (in parallel), each hash-checked while it is
+/// written. Hash or size mismatches are reported together (exit 1); else the
+/// first transport failure (exit 2).
+fn download_all(pending: &[Pending]) -> Result<()> {
+    use rayon::prelude::*;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let fetcher = crate::fetch::Fetcher::new();
+    for p in pending {
+        if let Some(dir) = p.dest.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+    }
+    let results: Vec<Result<()>> = pending
+        .par_iter()
+        .with_max_len(1)
+        .map(|p| {
+            fetcher.download(
+                &crate::fetch::Download {
+                    subject: &p.subject,
+                    url: &p.url,
+                    sha256: p.sha256,
+                    size: p.size,
+                },
+                &p.dest,
+            )
+        })
+        .collect();
+    let mut report = Report::default();
+    let mut transport = None;
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(crate::error::Error::Verification(r)) => report.merge(r),
+            Err(e) => {
+                transport.get_or_insert(e);
+            }
+        }
+    }
+    report.into_result()?;
+    match transport {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Requirement lines in pip's hash-checking form, after `header`.
+fn render_pins<'a>(header: &str, reqs: impl IntoIterator<Item = &'a Requirement>) -> String {
+    let mut s = header.to_string();
+    for r in reqs {
+        s.push_str(&r.name);
+        s.push_str(&r.extras);
+        s.push_str("==");
+        s.push_str(&r.version);
+        if let Some(m) = &r.marker {
+            s.push_str(" ; ");
+            s.push_str(m);
+        }
+        for h in &r.hashes {
+            s.push_str(" \\\n    --hash=sha256:");
+            s.push_str(&h.hex());
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// The high side's check of one python artifact: its `requirements.txt`
@@ -789,26 +1133,13 @@ pub fn render_export(
             }
         }
     }
-    let mut s = format!(
-        "# Written by airlock export from bundle {} {}.\n# pip install --no-index --find-links <this directory> --require-hashes -r requirements.txt\n",
-        d.name, d.version
-    );
-    for r in merged.values() {
-        s.push_str(&r.name);
-        s.push_str(&r.extras);
-        s.push_str("==");
-        s.push_str(&r.version);
-        if let Some(m) = &r.marker {
-            s.push_str(" ; ");
-            s.push_str(m);
-        }
-        for h in &r.hashes {
-            s.push_str(" \\\n    --hash=sha256:");
-            s.push_str(&h.hex());
-        }
-        s.push('\n');
-    }
-    Ok(s)
+    Ok(render_pins(
+        &format!(
+            "# Written by airlock export from bundle {} {}.\n# pip install --no-index --find-links <this directory> --require-hashes -r requirements.txt\n",
+            d.name, d.version
+        ),
+        merged.values(),
+    ))
 }
 
 #[cfg(test)]

@@ -639,6 +639,99 @@ fn python_lock_download_failure_names_the_url_and_package() {
     assert_eq!(std::fs::read_dir(f.path("dist")).unwrap().count(), 0);
 }
 
+#[test]
+fn python_lock_besides_requirements_and_local_paths() {
+    let (tiny, other) = wheels();
+    // tinypkg from requirements.txt + wheelhouse; otherpkg from the lock, by path.
+    let f = python_fixture(&[tiny], "");
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        pin_line("tinypkg", "0.1.0", tiny),
+    )
+    .unwrap();
+    std::fs::create_dir_all(f.path("src/locked")).unwrap();
+    std::fs::copy(other, f.path("src/locked/otherpkg-0.2.0-py3-none-any.whl")).unwrap();
+    let other_pkg = format!(
+        "\n[[packages]]\nname = \"otherpkg\"\nversion = \"0.2.0\"\nwheels = [{{ path = \"locked/otherpkg-0.2.0-py3-none-any.whl\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+        file_hash(other)
+    );
+    std::fs::write(f.path("src/pylock.toml"), format!("{LOCK_HEAD}{other_pkg}")).unwrap();
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - requirements: requirements.txt\n    lock: pylock.toml\n    wheelhouse: wheelhouse\n"),
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    let d = description(&bundle);
+    let py = d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "python")
+        .unwrap();
+    let mut names: Vec<&str> = py["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["otherpkg", "tinypkg"]);
+    ok("verify", &f.verify(&bundle));
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let reqs = std::fs::read_to_string(f.path("out/python/requirements.txt")).unwrap();
+    assert!(
+        reqs.contains(&format!(
+            "otherpkg==0.2.0 \\\n    --hash=sha256:{}",
+            file_hash(other)
+        )) && reqs.contains(&format!(
+            "tinypkg==0.1.0 \\\n    --hash=sha256:{}",
+            file_hash(tiny)
+        )),
+        "{reqs}"
+    );
+
+    // A wheel of a locked package that the lock does not list: an extra file.
+    std::fs::remove_dir_all(f.path("dist")).unwrap();
+    std::fs::write(
+        f.path("src/wheelhouse/otherpkg-0.2.0-py2-none-any.whl"),
+        b"x",
+    )
+    .unwrap();
+    assert_refused(&f, &["python[0] otherpkg", "extra file", "packages[0]"]);
+    std::fs::remove_file(f.path("src/wheelhouse/otherpkg-0.2.0-py2-none-any.whl")).unwrap();
+
+    // The same package pinned by both files: refused, naming both.
+    std::fs::write(
+        f.path("src/pylock.toml"),
+        format!(
+            "{LOCK_HEAD}{other_pkg}{}",
+            lock_package(
+                "tinypkg",
+                "0.1.0",
+                "tinypkg-0.1.0-py3-none-any.whl",
+                "https://127.0.0.1:1/tinypkg-0.1.0-py3-none-any.whl",
+                &file_hash(tiny)
+            )
+        ),
+    )
+    .unwrap();
+    assert_refused(
+        &f,
+        &[
+            "python[0] tinypkg",
+            "pinned by both",
+            "requirements.txt line 1",
+        ],
+    );
+
+    // A path that is not there and no url: missing, naming the package.
+    std::fs::write(f.path("src/pylock.toml"), format!("{LOCK_HEAD}{other_pkg}")).unwrap();
+    std::fs::remove_file(f.path("src/locked/otherpkg-0.2.0-py3-none-any.whl")).unwrap();
+    assert_refused(&f, &["python[0] otherpkg==0.2.0", "missing"]);
+}
+
 /// six 1.16.0's universal wheel on PyPI's file host (11053 bytes).
 const SIX_URL: &str = "https://files.pythonhosted.org/packages/d9/5a/e7c31adbe875f2abbb91bd84cf2dc52d792b5a01506781dbcf25c91daf11/six-1.16.0-py2.py3-none-any.whl";
 const SIX_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
@@ -655,6 +748,9 @@ fn python_lock_downloads_missing_wheels_over_https() {
     let wrong = sha256_hex(b"some other file");
     let f = lock_fixture(&[], &six(&wrong));
     assert_refused(&f, &["python[0] six==1.16.0", SIX_URL, &wrong, SIX_SHA256]);
+    // A declared size smaller than the file: reading stops there, refused.
+    let f = lock_fixture(&[], &six(SIX_SHA256).replace("size = 11053", "size = 1000"));
+    assert_refused(&f, &["python[0] six==1.16.0", "declares size 1000"]);
 
     let f = lock_fixture(&[], &six(SIX_SHA256));
     let bundle = f.pack("dir");
@@ -1055,4 +1151,42 @@ fn python_entries_merge_into_one_export_and_conflicting_pins_are_refused() {
     .unwrap();
     std::fs::remove_file(f.path("src/b/wheelhouse/tinypkg-0.1.0-py3-none-any.whl")).unwrap();
     assert_refused(&f, &["python[1] tinypkg", "python[0]", "one version"]);
+}
+
+#[test]
+fn each_volume_of_a_python_bundle_verifies_alone() {
+    // The pin re-check needs the whole set; a single volume is checked
+    // against the signed volume map only (regression: it used to demand
+    // pin files held by other volumes).
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny, other], "files:\n  - path: filler.bin\n");
+    let req = pin_line("tinypkg", "0.1.0", tiny) + &pin_line("otherpkg", "0.2.0", other);
+    std::fs::write(f.path("src/requirements.txt"), req).unwrap();
+    let mut x: u32 = 7;
+    let filler: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(f.path("src/filler.bin"), filler).unwrap();
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("vols"),
+        "--volume-size",
+        "1MB",
+        "--json",
+    ]);
+    ok("pack into volumes", &o);
+    let paths = json(&o)["paths"].as_array().unwrap().clone();
+    assert!(paths.len() >= 3, "{paths:?}");
+    for p in &paths {
+        let o = run(&["verify", p.as_str().unwrap(), "--trust", &f.s("policy.yaml")]);
+        ok(&format!("verify {} alone", p.as_str().unwrap()), &o);
+    }
+    ok("verify the set", &run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]));
 }

@@ -498,15 +498,18 @@ pub fn verify(
     progress: &dyn Progress,
 ) -> Result<Verified> {
     let now = crate::clock::now();
+    // One volume given alone is checked alone: its pieces against the signed
+    // volume map. The OCI structure and the package pins need the whole set.
+    let mut whole_payload = true;
     let (check, mut report, kept) = match form {
         Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress)?,
         Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
         Form::Volumes { files } => {
-            let whole = files.len() > 1 || staging.is_some();
-            crate::volumes::verify_volumes(files, whole, policy, now, staging, progress)?
+            whole_payload = files.len() > 1 || staging.is_some();
+            crate::volumes::verify_volumes(files, whole_payload, policy, now, staging, progress)?
         }
     };
-    if let (Some(d), Some(index)) = (&check.description, kept.get(OCI_INDEX)) {
+    if let (true, Some(d), Some(index)) = (whole_payload, &check.description, kept.get(OCI_INDEX)) {
         check_oci(d, index, &kept, &mut report);
         // The high side re-checks every python and cargo pin itself.
         crate::sources::packages::check_pins(d, &kept, &mut report);

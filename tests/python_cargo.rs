@@ -1185,8 +1185,16 @@ fn each_volume_of_a_python_bundle_verifies_alone() {
     let paths = json(&o)["paths"].as_array().unwrap().clone();
     assert!(paths.len() >= 3, "{paths:?}");
     for p in &paths {
-        let o = run(&["verify", p.as_str().unwrap(), "--trust", &f.s("policy.yaml")]);
+        let o = run(&[
+            "verify",
+            p.as_str().unwrap(),
+            "--trust",
+            &f.s("policy.yaml"),
+        ]);
         ok(&format!("verify {} alone", p.as_str().unwrap()), &o);
     }
-    ok("verify the set", &run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]));
+    ok(
+        "verify the set",
+        &run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]),
+    );
 }

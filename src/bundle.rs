@@ -45,6 +45,11 @@ pub const MODEL_WEIGHT_CONFIG: &str = "application/vnd.cncf.model.weight.config.
 pub const MODEL_DOC: &str = "application/vnd.cncf.model.doc.v1.raw";
 pub const MODEL_CODE: &str = "application/vnd.cncf.model.code.v1.raw";
 
+/// Annotations on an image's entry in `data/index.json`, the store's index
+/// and exported layouts: the reference it was packed from and its digest.
+pub const IMAGE_REFERENCE: &str = "dev.airlock.image.reference";
+pub const IMAGE_DIGEST: &str = "dev.airlock.image.digest";
+
 pub const FILES_ARTIFACT: &str = "application/vnd.airlock.files.v1+json";
 pub const FILE_LAYER: &str = "application/vnd.airlock.file.v1.raw";
 
@@ -104,6 +109,9 @@ pub enum ArtifactKind {
     /// An SBOM: one airlock generated (`sbom/cyclonedx`, `sbom/spdx`) or
     /// one carried from the manifest's `sboms:` (`sbom/carried/...`).
     Sbom,
+    /// A container image: its own manifest or index, byte for byte, and every
+    /// blob it references (`Artifact::blobs`); it has no file layers.
+    Image,
 }
 
 /// One OCI artifact in the bundle: its manifest, config and layers.
@@ -123,6 +131,15 @@ pub struct Artifact {
     /// high side's re-check of pins); absent for other kinds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Package>,
+    /// Images: where the image came from, as the manifest wrote it
+    /// (`docker://...`, `oci-layout:...`, `docker-archive:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Images: every blob the manifest or index references other than
+    /// itself (child manifests, configs, layers), each once, in the order
+    /// first referenced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Blob>,
 }
 
 /// A pinned package: a Python distribution's requirement or a vendored crate.
@@ -197,6 +214,10 @@ impl Description {
             for l in &a.layers {
                 out.entry(l.digest)
                     .or_insert((l.media_type.clone(), l.size));
+            }
+            for b in &a.blobs {
+                out.entry(b.digest)
+                    .or_insert((b.media_type.clone(), b.size));
             }
         }
         out

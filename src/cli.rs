@@ -102,6 +102,20 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Push a bundle's images and artifacts to an OCI registry, digests unchanged.
+    Push {
+        #[arg(long)]
+        store: PathBuf,
+        /// NAME or NAME@VERSION (default: the newest version).
+        #[arg(long)]
+        bundle: String,
+        /// HOST[:PORT][/PREFIX]: images go to PREFIX/<their repository>, other artifacts to PREFIX/<bundle>/<ref>.
+        #[arg(long)]
+        registry: String,
+        /// Plain HTTP (loopback or test registries).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// The store's contents and ledger.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -227,6 +241,12 @@ fn run(cli: Cli) -> Result<()> {
                     packed.id,
                     packed.path.display()
                 );
+                for img in &packed.images {
+                    s.push_str(&format!(
+                        "\nimage {} = {} (from {})",
+                        img.name, img.digest, img.source
+                    ));
+                }
                 for (i, p) in packed.paths.iter().enumerate() {
                     s.push_str(&format!(
                         "\nvolume {} of {}: {}",
@@ -338,6 +358,24 @@ fn run(cli: Cli) -> Result<()> {
                     done.to.display(),
                     done.files.len()
                 )
+            })
+        }
+        Command::Push {
+            store,
+            bundle,
+            registry,
+            insecure,
+        } => {
+            let done = crate::push::push(&Store::new(&store), &bundle, &registry, insecure, &bar)?;
+            emit(json, &done, || {
+                let mut s = format!(
+                    "pushed {} {} to {}: {} blob(s) sent, {} already there",
+                    done.name, done.version, done.registry, done.blobs_sent, done.blobs_present
+                );
+                for p in &done.pushed {
+                    s.push_str(&format!("\n  {} = {}", p.reference, p.digest));
+                }
+                s
             })
         }
         Command::Sign { bundle, key } => {
@@ -539,6 +577,17 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
             size,
             a.manifest.digest.oci()
         ));
+        if a.kind == crate::bundle::ArtifactKind::Image {
+            let size: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;
+            s.push_str(&format!(
+                "      image {} = {}, {} blob(s), {} bytes, from {}\n",
+                a.name,
+                a.manifest.digest.oci(),
+                a.blobs.len() + 1,
+                size,
+                a.source.as_deref().unwrap_or("?")
+            ));
+        }
         for l in &a.layers {
             s.push_str(&format!(
                 "      {:>12}  {}  {}\n",

@@ -20,6 +20,11 @@ impl Sha256Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// From a raw 32-byte SHA-256 output.
+    pub fn of_raw(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn hex(&self) -> String {
         let mut s = String::with_capacity(64);
         for b in self.0 {

@@ -57,9 +57,20 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEntry {
+    /// `docker://HOST/REPO:TAG`, `docker://HOST/REPO@sha256:...`,
+    /// `oci-layout:DIR[:REF]` or `docker-archive:FILE`.
     pub source: String,
+    /// Allow a plain-HTTP registry (loopback test registries).
     #[serde(default)]
     pub insecure: bool,
+    /// Keep only these platforms of a multi-platform image (`linux/amd64`).
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// The reference the image is known by on the high side (in the store
+    /// and exports). Default: the registry reference, the layout's ref.name,
+    /// or the archive's first tag.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,12 +318,36 @@ impl LoadedManifest {
                 )));
             }
         }
-        let unsupported = [("images", !m.images.is_empty())];
-        for (field, present) in unsupported {
-            if present {
-                return Err(bad(format!(
-                    "{field}: this build of airlock does not pack {field} entries yet; remove them or use a newer airlock"
-                )));
+        let mut image_names = std::collections::BTreeSet::new();
+        for (i, img) in m.images.iter().enumerate() {
+            let src = crate::sources::images::ImageSource::parse(&img.source)
+                .map_err(|e| bad(format!("images[{i}].source: {e}")))?;
+            match &src {
+                crate::sources::images::ImageSource::Layout { dir, .. } => {
+                    self.existing(&format!("images[{i}].source"), dir)?;
+                }
+                crate::sources::images::ImageSource::Archive { file } => {
+                    self.existing(&format!("images[{i}].source"), file)?;
+                }
+                crate::sources::images::ImageSource::Registry { .. } => {}
+            }
+            for p in &img.platforms {
+                let parts: Vec<&str> = p.split('/').collect();
+                if !(2..=3).contains(&parts.len()) || parts.iter().any(|x| x.is_empty()) {
+                    return Err(bad(format!(
+                        "images[{i}].platforms: {p:?} is not OS/ARCH[/VARIANT] such as linux/amd64"
+                    )));
+                }
+            }
+            if let Some(n) = &img.name {
+                if !crate::sources::images::valid_reference(n) {
+                    return Err(bad(format!(
+                        "images[{i}].name: {n:?} is not an image reference such as registry.example/ml/infer:1.4.0"
+                    )));
+                }
+                if !image_names.insert(n.clone()) {
+                    return Err(bad(format!("images[{i}].name: {n:?} appears twice")));
+                }
             }
         }
         Ok(())

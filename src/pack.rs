@@ -42,6 +42,9 @@ pub struct Packed {
     pub artifacts: usize,
     pub blobs: usize,
     pub size: u64,
+    /// Each image: its name, where it came from and the digest it resolved to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<sources::images::PackedImage>,
 }
 
 pub fn pack(
@@ -84,6 +87,9 @@ pub fn pack(
     let root = staging.path().join(&stem);
     let blobs_dir = root.join(BLOBS_PREFIX);
     fs_err::create_dir_all(&blobs_dir)?;
+    // Images first: their blobs are fetched (perhaps over the network),
+    // hashed and checked straight into the blob directory.
+    let images = sources::images::fetch_all(m, &blobs_dir, &mut refs, progress)?;
 
     // Hash while copying, in parallel, each distinct source path once.
     let mut sources: Vec<&Path> = planned
@@ -190,6 +196,9 @@ pub fn pack(
             | ArtifactKind::Python
             | ArtifactKind::Cargo
             | ArtifactKind::Sbom => EMPTY_JSON.to_vec(),
+            ArtifactKind::Image => {
+                unreachable!("images are fetched by sources::images, never planned")
+            }
         };
         let config_type = match a.kind {
             ArtifactKind::Model => MODEL_CONFIG,
@@ -197,6 +206,9 @@ pub fn pack(
             | ArtifactKind::Python
             | ArtifactKind::Cargo
             | ArtifactKind::Sbom => MT_EMPTY,
+            ArtifactKind::Image => {
+                unreachable!("images are fetched by sources::images, never planned")
+            }
         };
         let config = Blob {
             media_type: config_type.into(),
@@ -229,7 +241,23 @@ pub fn pack(
             config,
             layers,
             packages: packages.remove(&a.reference).unwrap_or_default(),
+            source: None,
+            blobs: Vec::new(),
         });
+    }
+    for a in images {
+        let mut d = Descriptor::new(
+            MediaType::from(a.manifest.media_type.as_str()),
+            a.manifest.size,
+            oci_digest(&a.manifest.digest),
+        );
+        d.set_annotations(Some(HashMap::from([
+            (REF_NAME.to_string(), a.reference.clone()),
+            (IMAGE_REFERENCE.to_string(), a.name.clone()),
+            (IMAGE_DIGEST.to_string(), a.manifest.digest.oci()),
+        ])));
+        index_entries.push(d);
+        artifacts.push(a);
     }
     let mut description = Description {
         api_version: "airlock/v1".into(),
@@ -349,6 +377,17 @@ pub fn pack(
         artifacts: description.artifacts.len(),
         blobs: description.blobs().len(),
         size,
+        images: description
+            .artifacts
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::Image)
+            .map(|a| sources::images::PackedImage {
+                name: a.name.clone(),
+                source: a.source.clone().unwrap_or_default(),
+                digest: a.manifest.digest.oci(),
+                reference: a.reference.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -381,6 +420,7 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
                     ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
                 }
                 ArtifactKind::Sbom => {}
+                ArtifactKind::Image => {}
             }
             d.set_annotations(Some(ann));
             d

@@ -214,6 +214,8 @@ enum Role {
     File,
     /// A carried SBOM.
     Sbom,
+    /// A container image.
+    Container,
 }
 
 /// One component / package, format-neutral.
@@ -279,6 +281,7 @@ fn inventory(d: &Description) -> Inventory<'_> {
             ArtifactKind::Model => items.push(model_item(d, a)),
             ArtifactKind::Files => items.extend(a.layers.iter().map(|l| file_item(d, a, l))),
             ArtifactKind::Python | ArtifactKind::Cargo => items.extend(package_items(d, a)),
+            ArtifactKind::Image => items.push(image_item(a)),
             ArtifactKind::Sbom => {
                 for l in &a.layers {
                     let mut it = file_item(d, a, l);
@@ -320,7 +323,38 @@ fn export_dir(a: &Artifact) -> String {
         ArtifactKind::Python => "python".into(),
         ArtifactKind::Cargo => "cargo".into(),
         ArtifactKind::Sbom => "sbom".into(),
+        ArtifactKind::Image => "images".into(),
     }
+}
+
+/// A container image: a `container` component whose hash is its manifest's
+/// (or index's) digest, with purl `pkg:oci/NAME@sha256:...?repository_url=...&tag=...`.
+fn image_item(a: &Artifact) -> Item {
+    let base = a.name.split('@').next().unwrap_or(&a.name);
+    let (repo, tag) = match base.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (base, None),
+    };
+    let last = repo.rsplit('/').next().unwrap_or(repo).to_ascii_lowercase();
+    let mut q = vec![("repository_url", repo.to_string())];
+    if let Some(t) = tag {
+        q.push(("tag", t.to_string()));
+    }
+    let purl = purl("oci", &[last.as_str()], Some(&a.manifest.digest.oci()), &q);
+    let mut it = Item::new(a.reference.clone(), Role::Container, a.name.clone(), purl);
+    it.version = tag.map(str::to_owned);
+    it.sha256 = Some(a.manifest.digest);
+    it.media_type = Some(a.manifest.media_type.clone());
+    it.description = Some(format!(
+        "Container image {}{}; its hash is its manifest's",
+        a.name,
+        a.source
+            .as_deref()
+            .map(|s| format!(", packed from {s}"))
+            .unwrap_or_default()
+    ));
+    it.properties = oci_properties(a);
+    it
 }
 
 /// A layer as a file component:
@@ -722,6 +756,7 @@ fn component(it: &Item) -> Component {
             Role::Model => "machine-learning-model",
             Role::Library => "library",
             Role::File | Role::Sbom => "file",
+            Role::Container => "container",
         },
         bom_ref: Some(it.bom_ref.clone()),
         mime_type: it.media_type.clone().filter(|m| mime_ok(m)),
@@ -977,6 +1012,7 @@ fn spdx(inv: &Inventory) -> Value {
             Role::Library => "Package",
             Role::File => "File",
             Role::Sbom => "Sbom",
+            Role::Container => "Container",
         };
         let id = format!("SPDXRef-{kind}-{n}");
         ids.insert(it.bom_ref.clone(), id.clone());
@@ -1011,6 +1047,7 @@ fn spdx(inv: &Inventory) -> Value {
                 Role::Model => "OTHER",
                 Role::Library => "LIBRARY",
                 Role::File | Role::Sbom => "FILE",
+                Role::Container => "CONTAINER",
             }),
             description: it.description.clone().or_else(|| {
                 (it.role == Role::Model).then(|| format!("Machine-learning model {}", it.name))
@@ -1261,6 +1298,8 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             config,
             layers: vec![layer],
             packages: Vec::new(),
+            source: None,
+            blobs: Vec::new(),
         });
     }
     Ok(entries)

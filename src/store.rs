@@ -386,21 +386,18 @@ impl Store {
             .map(|i| i.manifests().clone())
             .unwrap_or_default();
         for a in &d.artifacts {
-            let reference = store_ref(&d.name, &d.version, &a.reference);
+            // Images are named by their original reference, so
+            // `skopeo inspect oci:STORE/oci:REF` finds them; the latest
+            // import of a reference names it, as a push to a tag would.
+            let reference = if a.kind == ArtifactKind::Image {
+                a.name.clone()
+            } else {
+                store_ref(&d.name, &d.version, &a.reference)
+            };
             entries.retain(|e| {
                 e.annotations().as_ref().and_then(|m| m.get(REF_NAME)) != Some(&reference)
             });
-            let mut desc = Descriptor::new(
-                MediaType::ImageManifest,
-                a.manifest.size,
-                crate::pack::oci_digest(&a.manifest.digest),
-            );
-            desc.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
-            desc.set_annotations(Some(HashMap::from([
-                (REF_NAME.to_string(), reference),
-                (BUNDLE_ID.to_string(), id.hex()),
-            ])));
-            entries.push(desc);
+            entries.push(index_entry(a, reference, Some(id)));
         }
         let index = ImageIndexBuilder::default()
             .schema_version(2u32)
@@ -509,6 +506,8 @@ impl Store {
                 // sbom/NAME-VERSION.cdx.json, .spdx.json (as stored, byte for
                 // byte) and sbom/carried/<path as in the manifest>.
                 ArtifactKind::Sbom => to.join("sbom"),
+                // Images are written as an OCI layout below, not as files.
+                ArtifactKind::Image => continue,
             };
             for l in &a.layers {
                 if !safe_relative(&l.path) {
@@ -563,6 +562,7 @@ impl Store {
                 files.push(dest);
             }
         }
+        files.extend(self.export_images(&d, &to.join("images"), progress)?);
         // requirements.txt and cargo/config.toml, rendered from the pins.
         files.extend(crate::sources::packages::export_rendered(&d, to, &|dg| {
             self.blob(dg)
@@ -580,6 +580,79 @@ impl Store {
             to: to.to_path_buf(),
             files,
         })
+    }
+
+    /// Writes a bundle's images as one OCI image layout at `dir`, each
+    /// named by its original reference; every blob is re-hashed on the way.
+    fn export_images(
+        &self,
+        d: &Description,
+        dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Vec<PathBuf>> {
+        let images: Vec<&Artifact> = d
+            .artifacts
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::Image)
+            .collect();
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        if dir.exists() {
+            return Err(Error::Usage(format!(
+                "{} already exists; export into an empty directory",
+                dir.display()
+            )));
+        }
+        let blobs = dir.join("blobs/sha256");
+        fs_err::create_dir_all(&blobs)?;
+        let mut written = std::collections::BTreeSet::new();
+        let mut entries = Vec::new();
+        for a in &images {
+            for b in std::iter::once(&a.manifest).chain(&a.blobs) {
+                if !written.insert(b.digest) {
+                    continue;
+                }
+                self.copy_blob_checked(b, &blobs.join(b.digest.hex()), progress)?;
+            }
+            entries.push(index_entry(a, a.name.clone(), None));
+        }
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(entries)
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build the export's index: {e}")))?;
+        fs_err::write(dir.join("oci-layout"), OCI_LAYOUT_CONTENT)?;
+        fs_err::write(dir.join("index.json"), canonical_json(&index))?;
+        Ok(vec![dir.to_path_buf()])
+    }
+
+    /// Copies store blob `b` to `dest`, checking its digest and size.
+    fn copy_blob_checked(&self, b: &Blob, dest: &Path, progress: &dyn Progress) -> Result<()> {
+        let mut out = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)?;
+        let mut src = fs_err::File::open(self.blob(&b.digest))?;
+        let h = copy_hashed(&mut src, &mut out, Some(b.size), &|n| progress.advance(n))?;
+        if h.digest != b.digest || h.size != b.size {
+            drop(out);
+            let _ = fs_err::remove_file(dest);
+            return Err(crate::error::single(
+                self.blob(&b.digest).display().to_string(),
+                format!(
+                    "store blob is corrupt: expected {} ({} bytes), found {} ({} bytes)",
+                    b.digest, b.size, h.digest, h.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Path of a blob in the store (for push).
+    pub fn blob_path(&self, d: &Sha256Digest) -> PathBuf {
+        self.blob(d)
     }
 
     /// Appends a hash-chained entry to the ledger (fsynced).
@@ -646,6 +719,34 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// An index entry for artifact `a` named `reference`; images keep their
+/// own media type and get no artifactType.
+fn index_entry(a: &Artifact, reference: String, bundle: Option<&Sha256Digest>) -> Descriptor {
+    let mut annotations = HashMap::from([(REF_NAME.to_string(), reference)]);
+    if let Some(id) = bundle {
+        annotations.insert(BUNDLE_ID.to_string(), id.hex());
+    }
+    let mut desc = if a.kind == ArtifactKind::Image {
+        annotations.insert(IMAGE_REFERENCE.to_string(), a.name.clone());
+        annotations.insert(IMAGE_DIGEST.to_string(), a.manifest.digest.oci());
+        Descriptor::new(
+            MediaType::from(a.manifest.media_type.as_str()),
+            a.manifest.size,
+            crate::pack::oci_digest(&a.manifest.digest),
+        )
+    } else {
+        let mut d = Descriptor::new(
+            MediaType::ImageManifest,
+            a.manifest.size,
+            crate::pack::oci_digest(&a.manifest.digest),
+        );
+        d.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
+        d
+    };
+    desc.set_annotations(Some(annotations));
+    desc
 }
 
 /// The name of a bundle's artifact in the store's shared index.

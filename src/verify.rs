@@ -313,6 +313,21 @@ fn check_description(d: &Description, report: &mut Report) {
                 );
             }
         }
+        if a.kind != ArtifactKind::Image && (!a.blobs.is_empty() || a.source.is_some()) {
+            report.add(
+                DESCRIPTION,
+                format!(
+                    "artifact {}: only images declare extra blobs or a source",
+                    a.name
+                ),
+            );
+        }
+        if a.kind == ArtifactKind::Image && !crate::sources::images::valid_reference(&a.name) {
+            report.add(
+                DESCRIPTION,
+                format!("image name {:?} is not an image reference", a.name),
+            );
+        }
         if a.kind == ArtifactKind::Model && !crate::manifest::valid_name(&a.name) {
             report.add(DESCRIPTION, format!("model name {:?} is not valid", a.name));
         }
@@ -841,6 +856,16 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 OCI_INDEX,
                 format!("entry {name:?} does not point at the manifest airlock.json declares"),
             );
+            continue;
+        }
+        if a.kind == ArtifactKind::Image {
+            if m.media_type().to_string() != a.manifest.media_type {
+                report.add(
+                    OCI_INDEX,
+                    format!("entry {name:?} has another media type than airlock.json declares"),
+                );
+            }
+            crate::image::check(a, kept, report);
             continue;
         }
         let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {

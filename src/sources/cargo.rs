@@ -651,6 +651,8 @@ mod tests {
                 hashes: vec![],
                 files: vec![],
             }],
+            source: None,
+            blobs: vec![],
         };
         let run = |a: &Artifact, lock: &str| {
             let mut report = Report::default();
@@ -745,6 +747,8 @@ mod tests {
                 pkg("sparse+https://reg.example/index/"),
                 pkg("registry+https://git.example/index"),
             ],
+            source: None,
+            blobs: vec![],
         };
         let text = render_config(&d, &[&a], Path::new("/x/cargo/vendor \"q\"")).unwrap();
         let v: toml::Table = toml::from_str(&text).unwrap();

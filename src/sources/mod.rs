@@ -4,6 +4,7 @@
 
 pub mod cargo;
 pub mod files;
+pub mod images;
 pub mod models;
 pub mod packages;
 pub mod python;

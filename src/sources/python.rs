@@ -1273,6 +1273,8 @@ mod tests {
                     sha256: d,
                 }],
             }],
+            source: None,
+            blobs: vec![],
         };
         assert!(findings(&good, reqs.as_bytes()).is_empty());
 

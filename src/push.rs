@@ -1,0 +1,326 @@
+//! `airlock push`: a bundle's images and artifacts from the store to an OCI
+//! registry, digests unchanged. Images go to their own repository path below
+//! the target prefix (`ml/infer:1.0` → `HOST/PREFIX/ml/infer:1.0`); models,
+//! file sets and packages go to `HOST/PREFIX/<bundle>/<artifact ref>` tagged
+//! with the bundle version. Blobs the registry already has are not sent
+//! again (HEAD first), so a second push sends nothing and an interrupted one
+//! resumes. Every blob is re-hashed as it is read from the store; after each
+//! manifest is pushed the registry is asked for it and must return the same
+//! digest. Each push is recorded in the store's ledger.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::bundle::{ref_component, Artifact, ArtifactKind, Blob};
+use crate::digest::{copy_hashed, Sha256Digest};
+use crate::error::{Error, Result};
+use crate::image::{is_index, is_manifest};
+use crate::progress::Progress;
+use crate::registry::Registry;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pushed {
+    pub name: String,
+    pub version: String,
+    pub registry: String,
+    pub pushed: Vec<PushedRef>,
+    pub blobs_sent: usize,
+    pub blobs_present: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedRef {
+    pub reference: String,
+    pub digest: String,
+}
+
+/// Pushes bundle `spec` (`NAME[@VERSION]`) from `store` to `target`
+/// (`HOST[/PREFIX]`).
+pub fn push(
+    store: &Store,
+    spec: &str,
+    target: &str,
+    insecure: bool,
+    progress: &dyn Progress,
+) -> Result<Pushed> {
+    let target = target.trim_end_matches('/');
+    let (host, prefix) = match target.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (target, None),
+    };
+    if host.is_empty()
+        || prefix
+            .is_some_and(|p| !crate::sources::images::valid_reference(p) || p.contains([':', '@']))
+    {
+        return Err(Error::Usage(format!(
+            "--registry {target:?}: expected HOST[:PORT][/PREFIX] such as registry.internal:5000/mirror"
+        )));
+    }
+    let rec = store.find(spec)?;
+    let d = store.description(&rec)?;
+    let mut out = Pushed {
+        name: rec.name.clone(),
+        version: rec.version.clone(),
+        registry: target.to_string(),
+        pushed: Vec::new(),
+        blobs_sent: 0,
+        blobs_present: 0,
+    };
+    let total: u64 = d.total_size();
+    progress.begin("pushing", total);
+    let res = (|| -> Result<()> {
+        for a in &d.artifacts {
+            let (repo, tag) = target_of(a, &d.name, &d.version);
+            let repo = match prefix {
+                Some(p) => format!("{host}/{p}/{repo}"),
+                None => format!("{host}/{repo}"),
+            };
+            let reference = match &tag {
+                Tag::Tag(t) => format!("{repo}:{t}"),
+                Tag::Digest => format!("{repo}@{}", a.manifest.digest.oci()),
+            };
+            let reg = Registry::open(&reference, insecure)?;
+            push_artifact(store, &reg, a, &tag, &mut out, progress)?;
+            out.pushed.push(PushedRef {
+                reference,
+                digest: a.manifest.digest.oci(),
+            });
+        }
+        Ok(())
+    })();
+    progress.finish();
+    let refs: Vec<String> = out
+        .pushed
+        .iter()
+        .map(|p| {
+            format!(
+                "{}@{}",
+                p.reference.split('@').next().unwrap_or(""),
+                p.digest
+            )
+        })
+        .collect();
+    match res {
+        Ok(()) => {
+            store.append_ledger(
+                "push",
+                Some(rec.id.clone()),
+                Some((rec.name.clone(), rec.version.clone())),
+                &format!(
+                    "pushed {} {} to {}: {} ({} blob(s) sent, {} already there)",
+                    rec.name,
+                    rec.version,
+                    target,
+                    refs.join(", "),
+                    out.blobs_sent,
+                    out.blobs_present
+                ),
+            )?;
+            Ok(out)
+        }
+        Err(e) => {
+            store.append_ledger(
+                "push-failed",
+                Some(rec.id.clone()),
+                Some((rec.name.clone(), rec.version.clone())),
+                &format!(
+                    "push of {} {} to {} failed after {} artifact(s) ({} blob(s) sent): {e}",
+                    rec.name,
+                    rec.version,
+                    target,
+                    out.pushed.len(),
+                    out.blobs_sent
+                ),
+            )?;
+            Err(e)
+        }
+    }
+}
+
+enum Tag {
+    Tag(String),
+    /// Known by digest only.
+    Digest,
+}
+
+/// Repository path (below the target) and tag of an artifact.
+fn target_of(a: &Artifact, bundle: &str, version: &str) -> (String, Tag) {
+    if a.kind == ArtifactKind::Image {
+        let name = a.name.split('@').next().unwrap_or(&a.name);
+        // Drop the source registry: a first component with '.' or ':' or
+        // `localhost` names a host.
+        let path = match name.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+            _ => name,
+        };
+        let (repo, tag) = match path.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Tag::Tag(t.to_string())),
+            _ if a.name.contains('@') => (path, Tag::Digest),
+            _ => (path, Tag::Tag("latest".into())),
+        };
+        (repo.to_ascii_lowercase(), tag)
+    } else {
+        let repo = format!("{bundle}/{}", a.reference).to_ascii_lowercase();
+        (ref_component(&repo), Tag::Tag(ref_component(version)))
+    }
+}
+
+fn push_artifact(
+    store: &Store,
+    reg: &Registry,
+    a: &Artifact,
+    tag: &Tag,
+    out: &mut Pushed,
+    progress: &dyn Progress,
+) -> Result<()> {
+    // Blobs first, then child manifests (deepest first), then the top.
+    let mut plain: Vec<&Blob> = Vec::new();
+    let mut manifests: Vec<&Blob> = Vec::new();
+    let all: Vec<&Blob> = if a.kind == ArtifactKind::Image {
+        a.blobs.iter().collect()
+    } else {
+        vec![&a.config]
+    };
+    for b in all {
+        if is_manifest(&b.media_type) || is_index(&b.media_type) {
+            manifests.push(b);
+        } else {
+            plain.push(b);
+        }
+    }
+    let layer_blobs: Vec<Blob> = a
+        .layers
+        .iter()
+        .map(|l| Blob {
+            media_type: l.media_type.clone(),
+            digest: l.digest,
+            size: l.size,
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for b in plain.into_iter().chain(layer_blobs.iter()) {
+        if !seen.insert(b.digest) {
+            continue;
+        }
+        if reg.has_blob(&b.digest)? {
+            out.blobs_present += 1;
+            progress.advance(b.size);
+            continue;
+        }
+        let path = store.blob_path(&b.digest);
+        check_blob(&path, b)?;
+        reg.push_blob(&path, &b.digest, b.size)?;
+        out.blobs_sent += 1;
+        progress.advance(b.size);
+    }
+    for m in manifests.into_iter().rev() {
+        let bytes = read_checked(store, m)?;
+        let r = reg.by_digest(&m.digest);
+        reg.push_manifest(&r, &bytes, &m.media_type)?;
+        confirm(reg, &r, &m.digest)?;
+    }
+    let bytes = read_checked(store, &a.manifest)?;
+    let r = match tag {
+        Tag::Tag(t) => reg.by_tag(t),
+        Tag::Digest => reg.by_digest(&a.manifest.digest),
+    };
+    reg.push_manifest(&r, &bytes, &a.manifest.media_type)?;
+    confirm(reg, &r, &a.manifest.digest)
+}
+
+/// Asks the registry for what it now serves under `r`: it must be `digest`.
+fn confirm(reg: &Registry, r: &oci_client::Reference, digest: &Sha256Digest) -> Result<()> {
+    match reg.manifest(r)? {
+        Some((_, d)) if d.digest == *digest => Ok(()),
+        Some((_, d)) => Err(crate::error::single(
+            r.whole(),
+            format!(
+                "after the push the registry serves {} instead of {}: it changed the manifest",
+                d.digest.oci(),
+                digest.oci()
+            ),
+        )),
+        None => Err(Error::Usage(format!(
+            "{}: the registry accepted the manifest but does not serve it",
+            r.whole()
+        ))),
+    }
+}
+
+/// Hashes a store blob before it is sent, so a corrupt store is never pushed.
+fn check_blob(path: &Path, b: &Blob) -> Result<()> {
+    let mut f = fs_err::File::open(path)?;
+    let h = copy_hashed(&mut f, &mut std::io::sink(), Some(b.size), &|_| {})?;
+    if h.digest != b.digest || h.size != b.size {
+        return Err(crate::error::single(
+            path.display().to_string(),
+            format!(
+                "store blob is corrupt: expected {} ({} bytes), found {} ({} bytes)",
+                b.digest, b.size, h.digest, h.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_checked(store: &Store, b: &Blob) -> Result<Vec<u8>> {
+    let path = store.blob_path(&b.digest);
+    if b.size > crate::bundle::MAX_JSON_BLOB {
+        return Err(crate::error::single(
+            path.display().to_string(),
+            "manifest larger than airlock accepts",
+        ));
+    }
+    let bytes = fs_err::read(&path)?;
+    if Sha256Digest::of(&bytes) != b.digest || bytes.len() as u64 != b.size {
+        return Err(crate::error::single(
+            path.display().to_string(),
+            format!("store blob is corrupt: expected {}", b.digest),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str) -> Artifact {
+        let b = Blob {
+            media_type: crate::bundle::MT_MANIFEST.into(),
+            digest: Sha256Digest::of(b""),
+            size: 0,
+        };
+        Artifact {
+            kind: ArtifactKind::Image,
+            name: name.into(),
+            reference: "images/x".into(),
+            artifact_type: crate::bundle::MT_MANIFEST.into(),
+            manifest: b.clone(),
+            config: b,
+            layers: vec![],
+            packages: vec![],
+            source: None,
+            blobs: vec![],
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let (r, t) = target_of(&image("127.0.0.1:5000/ml/infer:1.0"), "b", "1.0.0");
+        assert_eq!(r, "ml/infer");
+        assert!(matches!(t, Tag::Tag(ref x) if x == "1.0"));
+        let (r, t) = target_of(&image("busybox:latest"), "b", "1.0.0");
+        assert_eq!(r, "busybox");
+        assert!(matches!(t, Tag::Tag(_)));
+        let (r, t) = target_of(
+            &image(&format!("reg.example/a/b@{}", Sha256Digest::of(b"").oci())),
+            "b",
+            "1.0.0",
+        );
+        assert_eq!(r, "a/b");
+        assert!(matches!(t, Tag::Digest));
+    }
+}

@@ -1,0 +1,383 @@
+//! The OCI distribution API, through `oci-client`. Its async runtime stays
+//! inside this module: every call runs on a current-thread tokio runtime
+//! created here, so the rest of airlock is plain blocking code. TLS is rustls
+//! (ring); plain HTTP only for registries the caller marks insecure.
+//!
+//! Credentials come from the environment (`AIRLOCK_REGISTRY_USERNAME` and
+//! `AIRLOCK_REGISTRY_PASSWORD`) or `~/.docker/config.json` (`$DOCKER_CONFIG`)
+//! and are handed to the client only; they are never written anywhere.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::Digest as _;
+
+use crate::digest::{Hashed, Sha256Digest};
+use crate::error::{Error, Result};
+use crate::image::{BlobSource, Desc, ACCEPTED, MT_DOCKER_LIST, MT_DOCKER_MANIFEST};
+
+const ATTEMPTS: u32 = 3;
+
+/// A connection to one repository of one registry.
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    auth: RegistryAuth,
+    reference: Reference,
+    /// `HOST/REPO`, for messages.
+    pub repo: String,
+}
+
+/// A network failure, named by what was being done and where.
+fn net(what: &str, e: OciDistributionError) -> Error {
+    Error::Usage(format!(
+        "{what}: {}",
+        match &e {
+            OciDistributionError::RequestError(r) => {
+                let mut s = r.to_string();
+                let mut src = std::error::Error::source(r);
+                while let Some(x) = src {
+                    s.push_str(": ");
+                    s.push_str(&x.to_string());
+                    src = x.source();
+                }
+                s
+            }
+            _ => e.to_string(),
+        }
+    ))
+}
+
+fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.status().is_some_and(|s| s.is_server_error())
+        }
+        OciDistributionError::ServerError { code, .. } => *code >= 500,
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+fn not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            matches!(
+                x.code,
+                oci_client::errors::OciErrorCode::ManifestUnknown
+                    | oci_client::errors::OciErrorCode::BlobUnknown
+                    | oci_client::errors::OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+impl Registry {
+    /// Connects to the repository of `reference` (`HOST/REPO[:TAG][@DIGEST]`).
+    pub fn open(reference: &str, insecure: bool) -> Result<Self> {
+        let parsed: Reference = reference.parse().map_err(|e| {
+            Error::Usage(format!(
+                "{reference:?} is not an image reference such as registry.example/ml/infer:1.4.0: {e}"
+            ))
+        })?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let registry = parsed.registry().to_string();
+        let protocol = if insecure {
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+        let auth = credentials(&registry);
+        Ok(Registry {
+            rt,
+            client,
+            auth,
+            repo: format!("{}/{}", parsed.registry(), parsed.repository()),
+            reference: parsed,
+        })
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Runs `f` up to three times with backoff while it fails transiently.
+    fn retry<T, F, Fut>(&self, mut f: F) -> std::result::Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        self.rt.block_on(async {
+            let mut delay = Duration::from_millis(200);
+            let mut attempt = 1;
+            loop {
+                match f().await {
+                    Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                        tokio::time::sleep(delay).await;
+                        delay *= 3;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+    }
+
+    /// Fetches the manifest or index `reference` names (its tag or digest)
+    /// and returns its bytes, its sha256 and its media type.
+    pub fn manifest(&self, reference: &Reference) -> Result<Option<(Vec<u8>, Desc)>> {
+        let res = self.retry(|| {
+            self.client
+                .pull_manifest_raw(reference, &self.auth, ACCEPTED)
+        });
+        let bytes = match res {
+            Ok((bytes, _)) => bytes.to_vec(),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(net(
+                    &format!("cannot fetch the manifest of {}", reference.whole()),
+                    e,
+                ))
+            }
+        };
+        let media_type = media_type_of(&bytes).ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: the registry answered with something that is not a schema 2 manifest or index",
+                reference.whole()
+            ))
+        })?;
+        let desc = Desc {
+            media_type,
+            digest: Sha256Digest::of(&bytes),
+            size: bytes.len() as u64,
+            platform: None,
+        };
+        Ok(Some((bytes, desc)))
+    }
+
+    /// Does the repository hold blob `d`?
+    pub fn has_blob(&self, d: &Sha256Digest) -> Result<bool> {
+        let digest = d.oci();
+        self.retry(|| self.client.blob_exists(&self.reference, &digest))
+            .map_err(|e| net(&format!("cannot ask {} for blob {}", self.repo, d.oci()), e))
+    }
+
+    /// Uploads the file at `path` as blob `d` (streamed, never held in memory).
+    pub fn push_blob(&self, path: &Path, d: &Sha256Digest, size: u64) -> Result<()> {
+        let what = format!("cannot push blob {} to {}", d.oci(), self.repo);
+        self.client_auth(RegistryOperation::Push, &what)?;
+        let res = self.retry(|| {
+            let file = std::fs::File::open(path);
+            async move {
+                let file = file?;
+                let stream = futures_util::stream::unfold(
+                    (file, vec![0u8; crate::digest::COPY_BUFFER]),
+                    |(mut f, mut buf)| async move {
+                        match f.read(&mut buf) {
+                            Ok(0) => None,
+                            Ok(n) => Some((Ok(bytes::Bytes::copy_from_slice(&buf[..n])), (f, buf))),
+                            Err(e) => Some((Err(OciDistributionError::IoError(e)), (f, buf))),
+                        }
+                    },
+                );
+                self.client
+                    .push_blob_stream(&self.reference, stream, &d.oci(), Some(size))
+                    .await
+            }
+        });
+        res.map(|_| ()).map_err(|e| net(&what, e))
+    }
+
+    /// Uploads a manifest or index under `reference` (a tag or its digest).
+    pub fn push_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let what = format!("cannot push manifest to {}", reference.whole());
+        self.client_auth(RegistryOperation::Push, &what)?;
+        let ct = http::HeaderValue::from_str(media_type)
+            .map_err(|e| Error::Usage(format!("{what}: media type {media_type:?}: {e}")))?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.retry(|| {
+            self.client
+                .push_manifest_raw(reference, body.clone(), ct.clone())
+        })
+        .map(|_| ())
+        .map_err(|e| net(&what, e))
+    }
+
+    fn client_auth(&self, op: RegistryOperation, what: &str) -> Result<()> {
+        self.retry(|| self.client.auth(&self.reference, &self.auth, op))
+            .map(|_| ())
+            .map_err(|e| net(what, e))
+    }
+
+    /// A reference in this repository by digest.
+    pub fn by_digest(&self, d: &Sha256Digest) -> Reference {
+        Reference::with_digest(
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+            d.oci(),
+        )
+    }
+
+    /// A reference in this repository by tag.
+    pub fn by_tag(&self, tag: &str) -> Reference {
+        Reference::with_tag(
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+            tag.to_string(),
+        )
+    }
+}
+
+/// The media type a manifest or index declares, or infers from its shape.
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return Some(mt.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(crate::bundle::MT_INDEX.to_string())
+    } else if v.get("config").is_some() {
+        Some(crate::bundle::MT_MANIFEST.to_string())
+    } else {
+        None
+    }
+    .filter(|m| ACCEPTED.contains(&m.as_str()) || m == MT_DOCKER_LIST || m == MT_DOCKER_MANIFEST)
+}
+
+/// Blobs of one repository, pulled as a build-side image source.
+impl BlobSource for Registry {
+    fn copy(&mut self, d: &Desc, out: &mut dyn Write) -> Result<Hashed> {
+        let desc = OciDescriptor {
+            media_type: d.media_type.clone(),
+            digest: d.digest.oci(),
+            size: d.size as i64,
+            ..Default::default()
+        };
+        let what = format!("cannot pull blob {} from {}", d.digest.oci(), self.repo);
+        // Retried only before the first byte is written: the output is a
+        // stream into the bundle's staging directory.
+        let stream = self
+            .retry(|| self.client.pull_blob_stream(&self.reference, &desc))
+            .map_err(|e| net(&what, e))?;
+        let limit = d.size;
+        self.rt.block_on(async move {
+            let mut stream = stream.stream;
+            let mut hasher = sha2::Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+                size += chunk.len() as u64;
+                hasher.update(&chunk);
+                out.write_all(&chunk)?;
+                if size > limit {
+                    break;
+                }
+            }
+            let digest: [u8; 32] = hasher.finalize().into();
+            Ok(Hashed {
+                digest: Sha256Digest::of_raw(digest),
+                size,
+            })
+        })
+    }
+    fn copy_manifest(&mut self, d: &Desc, out: &mut Vec<u8>) -> Result<Hashed> {
+        let r = self.by_digest(&d.digest);
+        let (bytes, _) = self.manifest(&r)?.ok_or_else(|| {
+            crate::error::single(
+                self.describe(d),
+                "the registry does not have this manifest, which the image references",
+            )
+        })?;
+        out.extend_from_slice(&bytes);
+        Ok(Hashed {
+            digest: Sha256Digest::of(&bytes),
+            size: bytes.len() as u64,
+        })
+    }
+    fn describe(&self, d: &Desc) -> String {
+        format!("{}@{}", self.repo, d.digest.oci())
+    }
+}
+
+/// Credentials for `registry`: the environment first, then the Docker
+/// config's `auths` (`auth` = base64 of `user:password`).
+fn credentials(registry: &str) -> RegistryAuth {
+    if let (Ok(u), Ok(p)) = (
+        std::env::var("AIRLOCK_REGISTRY_USERNAME"),
+        std::env::var("AIRLOCK_REGISTRY_PASSWORD"),
+    ) {
+        return RegistryAuth::Basic(u, p);
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+    let Some(dir) = dir else {
+        return RegistryAuth::Anonymous;
+    };
+    let Ok(bytes) = std::fs::read(dir.join("config.json")) else {
+        return RegistryAuth::Anonymous;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return RegistryAuth::Anonymous;
+    };
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+        return RegistryAuth::Anonymous;
+    };
+    let keys = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+    ];
+    let docker_hub = matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    );
+    for (k, entry) in auths {
+        let hit = keys.contains(k)
+            || docker_hub && k.contains("index.docker.io")
+            || k.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                == registry;
+        if !hit {
+            continue;
+        }
+        if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
+            use base64::Engine as _;
+            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(auth) {
+                if let Ok(s) = String::from_utf8(raw) {
+                    if let Some((u, p)) = s.split_once(':') {
+                        return RegistryAuth::Basic(u.to_string(), p.to_string());
+                    }
+                }
+            }
+        }
+    }
+    RegistryAuth::Anonymous
+}

@@ -1,0 +1,304 @@
+//! `images:` entries: container images from a registry (`docker://`), an OCI
+//! image layout (`oci-layout:`) or a `docker save` archive
+//! (`docker-archive:`), each carried with its original manifest digest and
+//! every blob it references. Unlike files, images are fetched here: every
+//! blob is streamed into the bundle's blob directory while it is hashed and
+//! checked against its digest; a blob already there is not fetched again.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::Artifact;
+use crate::error::{Error, Result};
+use crate::image::{self, BlobWriter, DirSource, LayoutSource, Resolved};
+use crate::manifest::{ImageEntry, LoadedManifest};
+use crate::progress::Progress;
+
+/// Where an image comes from, as `source:` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `docker://HOST/REPO:TAG` or `docker://HOST/REPO[:TAG]@sha256:...`.
+    Registry { reference: String },
+    /// `oci-layout:DIR[:REF]` (DIR relative to the manifest).
+    Layout {
+        dir: String,
+        reference: Option<String>,
+    },
+    /// `docker-archive:FILE` (relative to the manifest).
+    Archive { file: String },
+}
+
+impl ImageSource {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if let Some(r) = s.strip_prefix("docker://") {
+            if !valid_reference(r) || !r.contains('/') {
+                return Err(format!(
+                    "{s:?}: expected docker://HOST/REPO:TAG or docker://HOST/REPO@sha256:<64 hex>"
+                ));
+            }
+            if let Some((_, d)) = r.split_once('@') {
+                if d.strip_prefix("sha256:")
+                    .and_then(|h| h.parse::<crate::digest::Sha256Digest>().ok())
+                    .is_none()
+                {
+                    return Err(format!("{s:?}: the pin must be @sha256:<64 lowercase hex>"));
+                }
+            }
+            Ok(ImageSource::Registry {
+                reference: r.to_string(),
+            })
+        } else if let Some(rest) = s.strip_prefix("oci-layout:") {
+            let (dir, reference) = match rest.split_once(':') {
+                Some((d, r)) if !r.is_empty() => (d, Some(r.to_string())),
+                Some((d, _)) => (d, None),
+                None => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(format!("{s:?}: expected oci-layout:DIR[:REF]"));
+            }
+            Ok(ImageSource::Layout {
+                dir: dir.to_string(),
+                reference,
+            })
+        } else if let Some(file) = s.strip_prefix("docker-archive:") {
+            if file.is_empty() {
+                return Err(format!("{s:?}: expected docker-archive:FILE"));
+            }
+            Ok(ImageSource::Archive {
+                file: file.to_string(),
+            })
+        } else {
+            Err(format!(
+                "{s:?}: expected docker://HOST/REPO:TAG, docker://HOST/REPO@sha256:..., oci-layout:DIR[:REF] or docker-archive:FILE"
+            ))
+        }
+    }
+}
+
+/// A plausible image reference: `[HOST[:PORT]/]PATH[:TAG][@sha256:HEX]`
+/// in the characters references use.
+pub fn valid_reference(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 512
+        && !r.starts_with(['/', ':', '@', '.', '-'])
+        && !r.ends_with(['/', ':', '@'])
+        && !r.contains("//")
+        && !r.contains("..")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
+}
+
+/// One packed image, for `pack`'s report: what it is called and what its
+/// reference resolved to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackedImage {
+    pub name: String,
+    pub source: String,
+    pub digest: String,
+    pub reference: String,
+}
+
+/// Fetches every image of the manifest into `blobs_dir` and returns their
+/// artifacts. Fails on the first image that cannot be fetched or verified;
+/// `pack` then removes its staging directory, so nothing partial remains.
+pub fn fetch_all(
+    m: &LoadedManifest,
+    blobs_dir: &Path,
+    taken_refs: &mut BTreeSet<String>,
+    progress: &dyn Progress,
+) -> Result<Vec<Artifact>> {
+    let mut w = BlobWriter::new(blobs_dir, progress);
+    let mut out: Vec<Artifact> = Vec::new();
+    for (i, entry) in m.manifest.images.iter().enumerate() {
+        let a = fetch_one(m, i, entry, &mut w, taken_refs)?;
+        if let Some(prev) = out.iter().find(|p| p.name == a.name) {
+            return Err(Error::input(
+                &m.path,
+                format!(
+                    "images[{i}]: {} is also the name of {}; give one of them another `name:`",
+                    a.name,
+                    prev.source.as_deref().unwrap_or("another image")
+                ),
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn fetch_one(
+    m: &LoadedManifest,
+    i: usize,
+    entry: &ImageEntry,
+    w: &mut BlobWriter,
+    taken_refs: &mut BTreeSet<String>,
+) -> Result<Artifact> {
+    let src = ImageSource::parse(&entry.source)
+        .map_err(|e| Error::input(&m.path, format!("images[{i}].source: {e}")))?;
+    let need_name = |found: Option<String>, what: &str| -> Result<String> {
+        entry.name.clone().or(found).ok_or_else(|| {
+            Error::input(
+                &m.path,
+                format!("images[{i}]: {what}; set `name:` to the reference the image should have"),
+            )
+        })
+    };
+    match src {
+        ImageSource::Layout { dir, reference } => {
+            let dir: PathBuf = m.resolve(&dir);
+            let (top, ref_name) = image::resolve_layout(&dir, reference.as_deref())?;
+            let name = need_name(ref_name, "the layout's image has no ref.name")?;
+            let bundle_ref = image::bundle_ref(&name, taken_refs);
+            let mut s = LayoutSource { dir };
+            image::collect(
+                &mut s,
+                w,
+                Resolved { top, name },
+                &entry.platforms,
+                &entry.source,
+                bundle_ref,
+            )
+        }
+        ImageSource::Archive { file } => {
+            let file = m.resolve(&file);
+            let (top, tag) = image::convert_docker_archive(&file, entry.name.as_deref(), w)?;
+            let name = need_name(tag, "the archive's image has no tag")?;
+            let bundle_ref = image::bundle_ref(&name, taken_refs);
+            let dir = w.dir.to_path_buf();
+            let mut s = DirSource { dir: &dir };
+            image::collect(
+                &mut s,
+                w,
+                Resolved { top, name },
+                &entry.platforms,
+                &entry.source,
+                bundle_ref,
+            )
+        }
+        ImageSource::Registry { reference } => {
+            let mut reg = crate::registry::Registry::open(&reference, entry.insecure)?;
+            let top = resolve_registry(&reg, &reference, &entry.source)?;
+            // The name keeps the tag the builder asked for; an untagged pin
+            // is known by its digest.
+            let base = reference.split('@').next().expect("split yields one");
+            let name = entry.name.clone().unwrap_or_else(|| {
+                if reference.contains('@') && !has_tag(base) {
+                    reference.clone()
+                } else {
+                    base.to_string()
+                }
+            });
+            let bundle_ref = image::bundle_ref(&name, taken_refs);
+            image::collect(
+                &mut reg,
+                w,
+                Resolved { top, name },
+                &entry.platforms,
+                &entry.source,
+                bundle_ref,
+            )
+        }
+    }
+}
+
+fn has_tag(repo: &str) -> bool {
+    repo.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+}
+
+/// Resolves a registry reference to its manifest's digest: a tag to what it
+/// names now; a pin to the manifest whose bytes hash to it. A pin the
+/// registry does not have, or that the tag beside it contradicts, is refused.
+fn resolve_registry(
+    reg: &crate::registry::Registry,
+    reference: &str,
+    source: &str,
+) -> Result<image::Desc> {
+    let pin = reference
+        .split_once('@')
+        .and_then(|(_, d)| crate::digest::Sha256Digest::parse_oci(d));
+    let base = reference.split('@').next().expect("split yields one");
+    let r = reg.reference();
+    let found = match pin {
+        Some(pin) => {
+            let by_digest = reg.by_digest(&pin);
+            let (_, desc) = reg.manifest(&by_digest)?.ok_or_else(|| {
+                crate::error::single(
+                    source,
+                    format!(
+                        "the registry has no manifest {}; the pin names an image that is not there (check the digest)",
+                        pin.oci()
+                    ),
+                )
+            })?;
+            if desc.digest != pin {
+                return Err(crate::error::single(
+                    source,
+                    format!(
+                        "the registry's manifest for {} hashes to {}: the registry contradicts the pin",
+                        pin.oci(),
+                        desc.digest.oci()
+                    ),
+                ));
+            }
+            if has_tag(base) {
+                let tag = r.tag().unwrap_or("latest");
+                let (_, now) = reg.manifest(&reg.by_tag(tag))?.ok_or_else(|| {
+                    crate::error::single(source, format!("tag {tag:?} is not in the registry"))
+                })?;
+                if now.digest != pin {
+                    return Err(crate::error::single(
+                        source,
+                        format!(
+                            "tag {tag:?} now points at {}, not at the pinned {}: the pin is contradicted (update the pin or the tag)",
+                            now.digest.oci(),
+                            pin.oci()
+                        ),
+                    ));
+                }
+            }
+            desc
+        }
+        None => {
+            let tag = r.tag().unwrap_or("latest");
+            let (_, desc) = reg.manifest(&reg.by_tag(tag))?.ok_or_else(|| {
+                crate::error::single(
+                    source,
+                    format!("the registry has no tag {tag:?} in {}", reg.repo),
+                )
+            })?;
+            desc
+        }
+    };
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        assert_eq!(
+            ImageSource::parse("oci-layout:img:v1").unwrap(),
+            ImageSource::Layout {
+                dir: "img".into(),
+                reference: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            ImageSource::parse("oci-layout:img").unwrap(),
+            ImageSource::Layout {
+                dir: "img".into(),
+                reference: None
+            }
+        );
+        assert!(ImageSource::parse("docker://127.0.0.1:5000/ml/infer:1.0").is_ok());
+        assert!(ImageSource::parse("docker://h/r@sha256:abc").is_err());
+        assert!(ImageSource::parse("docker://infer").is_err());
+        assert!(ImageSource::parse("podman://x/y").is_err());
+        assert!(has_tag("127.0.0.1:5000/ml/infer:1.0"));
+        assert!(!has_tag("127.0.0.1:5000/ml/infer"));
+    }
+}

@@ -1,0 +1,848 @@
+//! Container images end to end, with real components: Debian's
+//! `docker-registry` started on a loopback port for each test that needs
+//! one (and killed when it ends), `skopeo` to seed it from OCI layouts the
+//! tests write by hand and to check what airlock produced.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::Digest as _;
+
+const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn sha(bytes: &[u8]) -> String {
+    let d: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    getrandom::fill(&mut v).unwrap();
+    v
+}
+
+/// A real layer tar holding one file of random bytes.
+fn layer_tar(name: &str, size: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let data = random(size);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, name, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct Blob {
+    media_type: String,
+    hex: String,
+    size: u64,
+    bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &str, bytes: Vec<u8>) -> Self {
+        Blob {
+            media_type: media_type.into(),
+            hex: sha(&bytes),
+            size: bytes.len() as u64,
+            bytes,
+        }
+    }
+    fn desc(&self) -> serde_json::Value {
+        serde_json::json!({"mediaType": self.media_type, "digest": format!("sha256:{}", self.hex), "size": self.size})
+    }
+    fn digest(&self) -> String {
+        format!("sha256:{}", self.hex)
+    }
+}
+
+/// An image: its config, layers and manifest.
+struct Image {
+    config: Blob,
+    layers: Vec<Blob>,
+    manifest: Blob,
+}
+
+fn image(layers: Vec<Vec<u8>>, arch: &str) -> Image {
+    let layers: Vec<Blob> = layers.into_iter().map(|l| Blob::new(MT_LAYER, l)).collect();
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(Blob::digest).collect::<Vec<_>>()},
+    });
+    let config = Blob::new(MT_CONFIG, serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": config.desc(),
+        "layers": layers.iter().map(Blob::desc).collect::<Vec<_>>(),
+    });
+    let manifest = Blob::new(MT_MANIFEST, serde_json::to_vec_pretty(&manifest).unwrap());
+    Image {
+        config,
+        layers,
+        manifest,
+    }
+}
+
+/// Writes an OCI image layout at `dir` whose index names `entries`.
+fn write_layout(dir: &Path, blobs: &[&Blob], entries: &[(&str, &Blob)]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    for b in blobs {
+        std::fs::write(dir.join("blobs/sha256").join(&b.hex), &b.bytes).unwrap();
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": entries.iter().map(|(name, b)| {
+            let mut d = b.desc();
+            d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+            d
+        }).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+fn image_blobs(i: &Image) -> Vec<&Blob> {
+    let mut v = vec![&i.config, &i.manifest];
+    v.extend(&i.layers);
+    v
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    let o = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed (scripts/test installs it)");
+    o
+}
+
+fn skopeo_ok(args: &[&str]) -> Vec<u8> {
+    let o = skopeo(args);
+    assert!(
+        o.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's docker-registry on a loopback port, storage in a tempdir;
+/// killed when dropped.
+struct TestRegistry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (scripts/test installs it)");
+        let r = TestRegistry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while !r.answers() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "docker-registry did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        r
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Seeds `repo:tag` from tag `tag` of the layout at `dir`, digests kept.
+    fn seed(&self, dir: &Path, tag: &str, repo: &str) {
+        skopeo_ok(&[
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", dir.display()),
+            &format!("docker://{}/{repo}", self.host()),
+        ]);
+    }
+
+    fn raw(&self, reference: &str) -> Vec<u8> {
+        skopeo_ok(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/{reference}", self.host()),
+        ])
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pack_json(
+    f: &Fixture,
+    out: &str,
+    format: &str,
+) -> (std::process::Output, Option<serde_json::Value>) {
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s(out),
+        "--format",
+        format,
+        "--json",
+    ]);
+    let j = (code(&o) == 0).then(|| json(&o));
+    (o, j)
+}
+
+fn packed(f: &Fixture, out: &str, format: &str) -> (PathBuf, serde_json::Value) {
+    let (o, j) = pack_json(f, out, format);
+    assert_eq!(code(&o), 0, "pack failed: {}", stderr(&o));
+    let j = j.unwrap();
+    (PathBuf::from(j["path"].as_str().unwrap()), j)
+}
+
+fn description(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("airlock.json")).unwrap()).unwrap()
+}
+
+fn images_of(d: &serde_json::Value) -> Vec<serde_json::Value> {
+    d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "image")
+        .cloned()
+        .collect()
+}
+
+/// Nothing but the expected entries in an output directory: no partial
+/// bundle, no staging directory left behind.
+fn entries(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+#[test]
+fn oci_layout_round_trip_keeps_digests_into_store_and_export() {
+    let f = Fixture::new();
+    let img = image(
+        vec![layer_tar("a.bin", 200_000), layer_tar("b.bin", 1000)],
+        "amd64",
+    );
+    let layout = f.path("src/layout");
+    write_layout(&layout, &image_blobs(&img), &[("1.0", &img.manifest)]);
+    let name = "registry.example/ml/infer:1.0";
+    f.write_manifest(&format!(
+        "images:\n  - source: oci-layout:layout:1.0\n    name: {name}\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    assert_eq!(j["images"][0]["digest"], img.manifest.digest());
+    assert_eq!(j["images"][0]["name"], name);
+
+    // The bundle: the original manifest bytes, every blob, an index entry.
+    let d = description(&bundle);
+    let imgs = images_of(&d);
+    assert_eq!(imgs.len(), 1);
+    assert_eq!(imgs[0]["manifest"]["digest"], img.manifest.digest());
+    assert_eq!(imgs[0]["blobs"].as_array().unwrap().len(), 3);
+    assert_eq!(imgs[0]["config"]["digest"], img.config.digest());
+    for b in image_blobs(&img) {
+        assert_eq!(
+            std::fs::read(bundle.join("data/blobs/sha256").join(&b.hex)).unwrap(),
+            b.bytes
+        );
+    }
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!(
+            "oci:{}:{}",
+            bundle.join("data").display(),
+            imgs[0]["reference"].as_str().unwrap()
+        ),
+    ]);
+    assert_eq!(
+        raw, img.manifest.bytes,
+        "stock tools read the image in the bundle"
+    );
+    let o = f.verify(&bundle);
+    assert_eq!(code(&o), 0, "verify: {}", stderr(&o));
+
+    // Import: the store's layout names the image by its original reference.
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    let store_ref = format!("oci:{}:{name}", f.path("store/oci").display());
+    assert_eq!(
+        skopeo_ok(&["inspect", "--raw", &store_ref]),
+        img.manifest.bytes
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&skopeo_ok(&["inspect", &store_ref])).unwrap();
+    assert_eq!(info["Digest"], img.manifest.digest());
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
+    let copy = f.path("copied");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        &store_ref,
+        &format!("oci:{}:x", copy.display()),
+    ]);
+    assert_eq!(
+        std::fs::read(copy.join("blobs/sha256").join(&img.layers[0].hex)).unwrap(),
+        img.layers[0].bytes
+    );
+
+    // Export: an OCI layout of the bundle's images beside the other content.
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "export: {}", stderr(&o));
+    let exported = format!("oci:{}:{name}", f.path("out/images").display());
+    assert_eq!(
+        skopeo_ok(&["inspect", "--raw", &exported]),
+        img.manifest.bytes
+    );
+    for b in image_blobs(&img) {
+        assert_eq!(
+            std::fs::read(f.path("out/images/blobs/sha256").join(&b.hex)).unwrap(),
+            b.bytes
+        );
+    }
+    assert!(f.path("out/models/minilm/config.json").is_file());
+}
+
+#[test]
+fn multi_platform_index_kept_whole_or_narrowed_by_platforms() {
+    let f = Fixture::new();
+    let amd = image(vec![layer_tar("amd", 3000)], "amd64");
+    let arm = image(vec![layer_tar("arm", 3000)], "arm64");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_INDEX,
+        "manifests": [
+            {"mediaType": MT_MANIFEST, "digest": amd.manifest.digest(), "size": amd.manifest.size, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": MT_MANIFEST, "digest": arm.manifest.digest(), "size": arm.manifest.size, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ],
+    });
+    let index = Blob::new(MT_INDEX, serde_json::to_vec(&index).unwrap());
+    let mut blobs = image_blobs(&amd);
+    blobs.extend(image_blobs(&arm));
+    blobs.push(&index);
+    write_layout(
+        &f.path("src/multi"),
+        &blobs,
+        &[("multi.example/app:3", &index)],
+    );
+    f.write_manifest(
+        "images:\n  - source: oci-layout:multi\n  - source: oci-layout:multi\n    name: multi.example/app:3-arm\n    platforms: [linux/arm64]\n",
+    );
+    let (bundle, j) = packed(&f, "dist", "dir");
+    assert_eq!(
+        j["images"][0]["digest"],
+        index.digest(),
+        "kept whole by default"
+    );
+    assert_eq!(j["images"][0]["name"], "multi.example/app:3");
+    assert_eq!(
+        j["images"][1]["digest"],
+        arm.manifest.digest(),
+        "narrowed to one platform: that platform's own manifest, digest unchanged"
+    );
+    let d = description(&bundle);
+    let imgs = images_of(&d);
+    assert_eq!(imgs[0]["blobs"].as_array().unwrap().len(), 6);
+    assert_eq!(imgs[1]["blobs"].as_array().unwrap().len(), 2);
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("oci:{}:multi.example/app:3", f.path("store/oci").display()),
+    ]);
+    assert_eq!(raw, index.bytes);
+
+    // A platform the index lacks is an error naming what it has.
+    f.write_manifest("images:\n  - source: oci-layout:multi\n    platforms: [linux/s390x]\n");
+    let (o, _) = pack_json(&f, "dist2", "dir");
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("linux/arm64/v8"), "{}", stderr(&o));
+}
+
+#[test]
+fn shared_layer_is_stored_once_and_a_tampered_blob_is_refused() {
+    let f = Fixture::new();
+    let shared = layer_tar("shared.bin", 50_000);
+    let a = image(vec![shared.clone(), layer_tar("a", 100)], "amd64");
+    let b = image(vec![shared.clone(), layer_tar("b", 100)], "amd64");
+    let mut blobs = image_blobs(&a);
+    blobs.extend(image_blobs(&b));
+    write_layout(
+        &f.path("src/two"),
+        &blobs,
+        &[("a", &a.manifest), ("b", &b.manifest)],
+    );
+    f.write_manifest(
+        "images:\n  - source: oci-layout:two:a\n    name: two.example/a:1\n  - source: oci-layout:two:b\n    name: two.example/b:1\n",
+    );
+    let (bundle, _) = packed(&f, "dist", "tar");
+    let shared_hex = sha(&shared);
+    let tar_entries = read_tar(&bundle);
+    let n = tar_entries
+        .iter()
+        .filter(|e| e.path == format!("data/blobs/sha256/{shared_hex}"))
+        .count();
+    assert_eq!(n, 1, "the shared layer is in the bundle once");
+    let manifest_lines = String::from_utf8(
+        tar_entries
+            .iter()
+            .find(|e| e.path == "manifest-sha256.txt")
+            .unwrap()
+            .data
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest_lines
+            .lines()
+            .filter(|l| l.contains(&shared_hex))
+            .count(),
+        1
+    );
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    for r in ["two.example/a:1", "two.example/b:1"] {
+        skopeo_ok(&[
+            "inspect",
+            "--raw",
+            &format!("oci:{}:{r}", f.path("store/oci").display()),
+        ]);
+    }
+
+    // A layer whose bytes do not match its digest: pack refuses, exit 1,
+    // naming the blob, and leaves nothing in the output directory.
+    let mut bad = shared.clone();
+    bad[1000] ^= 0xff;
+    std::fs::write(f.path("src/two/blobs/sha256").join(&shared_hex), &bad).unwrap();
+    let (o, _) = pack_json(&f, "dist2", "dir");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&shared_hex), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match its digest"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        entries(&f.path("dist2")).is_empty(),
+        "{:?}",
+        entries(&f.path("dist2"))
+    );
+}
+
+/// A `docker save` archive written by hand: manifest.json, a config, layer
+/// tars in `<id>/layer.tar`, and (as older docker writes for a repeated
+/// layer) a symbolic link to an earlier layer.
+fn docker_archive(path: &Path, tag: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let l1 = layer_tar("one", 20_000);
+    let l2 = layer_tar("two", 300);
+    let diff_ids = vec![
+        format!("sha256:{}", sha(&l1)),
+        format!("sha256:{}", sha(&l2)),
+        format!("sha256:{}", sha(&l1)),
+    ];
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "test"}],
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", sha(&config));
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": ["l1/layer.tar", "l2/layer.tar", "l3/layer.tar"],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(&config_name, &config);
+    add("l1/layer.tar", &l1);
+    add("l2/layer.tar", &l2);
+    add("manifest.json", &manifest);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "l3/layer.tar", "../l1/layer.tar")
+        .unwrap();
+    b.finish().unwrap();
+    (config, vec![l1, l2])
+}
+
+#[test]
+fn docker_archive_is_converted_to_oci_deterministically_and_round_trips() {
+    let f = Fixture::new();
+    let (config, layers) = docker_archive(&f.path("src/app.tar"), "demo/app:2.0");
+    f.write_manifest("images:\n  - source: docker-archive:app.tar\n");
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let (again, j2) = packed(&f, "dist-again", "dir");
+    assert_eq!(j["id"], j2["id"], "the conversion is deterministic");
+    assert_eq!(j["images"][0]["name"], "demo/app:2.0");
+    let d = description(&bundle);
+    let img = &images_of(&d)[0];
+    let digest = img["manifest"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bundle.join("data/blobs/sha256").join(&digest)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["mediaType"], MT_MANIFEST);
+    assert_eq!(
+        manifest["config"]["digest"],
+        format!("sha256:{}", sha(&config))
+    );
+    let ls = manifest["layers"].as_array().unwrap();
+    assert_eq!(ls.len(), 3);
+    assert_eq!(ls[0]["mediaType"], MT_LAYER);
+    assert_eq!(ls[0]["digest"], format!("sha256:{}", sha(&layers[0])));
+    assert_eq!(
+        ls[2]["digest"], ls[0]["digest"],
+        "the linked layer is the same blob"
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("data/blobs/sha256").join(sha(&config))).unwrap(),
+        config,
+        "config bytes kept"
+    );
+    assert!(again.exists());
+
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    let store_ref = format!("oci:{}:demo/app:2.0", f.path("store/oci").display());
+    let info: serde_json::Value =
+        serde_json::from_slice(&skopeo_ok(&["inspect", &store_ref])).unwrap();
+    assert_eq!(info["Digest"], img["manifest"]["digest"]);
+    assert_eq!(info["Architecture"], "amd64");
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "export: {}", stderr(&o));
+    let out_dir = f.path("converted");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        &format!("oci:{}:demo/app:2.0", f.path("out/images").display()),
+        &format!("dir:{}", out_dir.display()),
+    ]);
+    assert_eq!(
+        std::fs::read(out_dir.join(sha(&layers[1]))).unwrap(),
+        layers[1]
+    );
+
+    // A layer that does not match the config's diff_id is refused.
+    let (_, _) = docker_archive(&f.path("src/bad.tar"), "demo/bad:1");
+    let mut entries = read_tar(&f.path("src/bad.tar"));
+    for e in entries.iter_mut() {
+        if e.path == "l2/layer.tar" {
+            e.data[600] ^= 1;
+        }
+    }
+    write_tar(&f.path("src/bad.tar"), &entries);
+    f.write_manifest("images:\n  - source: docker-archive:bad.tar\n");
+    let (o, _) = pack_json(&f, "dist-bad", "dir");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("l2/layer.tar"), "{}", stderr(&o));
+    assert!(entries_empty(&f.path("dist-bad")));
+}
+
+fn entries_empty(dir: &Path) -> bool {
+    entries(dir).is_empty()
+}
+
+#[test]
+fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let v1 = image(
+        vec![layer_tar("v1", 100_000), layer_tar("common", 4000)],
+        "amd64",
+    );
+    let v2 = image(vec![layer_tar("v2", 2000)], "amd64");
+    let mut blobs = image_blobs(&v1);
+    blobs.extend(image_blobs(&v2));
+    let seed = f.path("seed");
+    write_layout(
+        &seed,
+        &blobs,
+        &[("1.0", &v1.manifest), ("2.0", &v2.manifest)],
+    );
+    reg.seed(&seed, "1.0", "ml/infer:1.0");
+    reg.seed(&seed, "2.0", "ml/infer:2.0");
+    assert_eq!(
+        reg.raw("ml/infer:1.0"),
+        v1.manifest.bytes,
+        "seeded with digests kept"
+    );
+    let host = reg.host();
+
+    // A tag resolves to its digest, recorded and shown.
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/infer:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    assert_eq!(j["images"][0]["digest"], v1.manifest.digest());
+    assert_eq!(j["images"][0]["name"], format!("{host}/ml/infer:1.0"));
+    let d = description(&bundle);
+    assert_eq!(
+        images_of(&d)[0]["source"],
+        format!("docker://{host}/ml/infer:1.0")
+    );
+    for b in image_blobs(&v1) {
+        assert_eq!(
+            std::fs::read(bundle.join("data/blobs/sha256").join(&b.hex)).unwrap(),
+            b.bytes
+        );
+    }
+
+    // Without insecure: HTTPS is refused by a plain-HTTP registry: exit 2.
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/infer:1.0\n"
+    ));
+    let (o, _) = pack_json(&f, "dist-tls", "dir");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(entries_empty(&f.path("dist-tls")));
+
+    // A pin that matches; a pin the tag contradicts; a pin the registry lacks.
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/infer:2.0@{}\n    insecure: true\n",
+        v2.manifest.digest()
+    ));
+    let (_, j) = packed(&f, "dist-pin", "dir");
+    assert_eq!(j["images"][0]["digest"], v2.manifest.digest());
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/infer:1.0@{}\n    insecure: true\n",
+        v2.manifest.digest()
+    ));
+    let (o, _) = pack_json(&f, "dist-contra", "dir");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("contradicted"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&v1.manifest.digest()), "{}", stderr(&o));
+    assert!(entries_empty(&f.path("dist-contra")));
+    let missing = format!("sha256:{}", sha(b"no such manifest"));
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/infer@{missing}\n    insecure: true\n"
+    ));
+    let (o, _) = pack_json(&f, "dist-missing", "dir");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&missing), "{}", stderr(&o));
+    assert!(entries_empty(&f.path("dist-missing")));
+
+    // High side: import, then push to the registry under a prefix.
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    let store_ref = format!("oci:{}:{host}/ml/infer:1.0", f.path("store/oci").display());
+    assert_eq!(
+        skopeo_ok(&["inspect", "--raw", &store_ref]),
+        v1.manifest.bytes
+    );
+    let push = |expect_sent: bool| {
+        let o = run(&[
+            "push",
+            "--store",
+            &f.s("store"),
+            "--bundle",
+            "demo@1.0.0",
+            "--registry",
+            &format!("{host}/mirror"),
+            "--insecure",
+            "--json",
+        ]);
+        assert_eq!(code(&o), 0, "push: {}", stderr(&o));
+        let j = json(&o);
+        if expect_sent {
+            assert!(j["blobs_sent"].as_u64().unwrap() > 0, "{j}");
+        }
+        j
+    };
+    let first = push(true);
+    assert_eq!(
+        reg.raw("mirror/ml/infer:1.0"),
+        v1.manifest.bytes,
+        "digest unchanged after push"
+    );
+    let model_ref = first["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["reference"].as_str().unwrap().contains("models/minilm"))
+        .unwrap()
+        .clone();
+    let model_raw = reg.raw(
+        model_ref["reference"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches(&format!("{host}/")),
+    );
+    assert_eq!(
+        format!("sha256:{}", sha(&model_raw)),
+        model_ref["digest"].as_str().unwrap()
+    );
+    let second = push(false);
+    assert_eq!(
+        second["blobs_sent"], 0,
+        "a second push sends nothing: {second}"
+    );
+    let log = run(&[
+        "store",
+        "log",
+        "--store",
+        &f.s("store"),
+        "--verify",
+        "--json",
+    ]);
+    assert_eq!(code(&log), 0, "{}", stderr(&log));
+    let pushes = json(&log)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "push")
+        .count();
+    assert_eq!(pushes, 2);
+}
+
+#[test]
+fn registry_down_is_a_clear_error_and_leaves_no_partial_bundle() {
+    let f = Fixture::new();
+    let port = free_port();
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://127.0.0.1:{port}/ml/infer:1.0\n    insecure: true\n"
+    ));
+    let (o, _) = pack_json(&f, "dist", "dir");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/ml/infer:1.0")),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+    assert!(
+        entries_empty(&f.path("dist")),
+        "{:?}",
+        entries(&f.path("dist"))
+    );
+
+    // And a push to a registry that is down fails with exit 2, recorded.
+    let img = image(vec![layer_tar("x", 100)], "amd64");
+    write_layout(
+        &f.path("src/l"),
+        &image_blobs(&img),
+        &[("t", &img.manifest)],
+    );
+    f.write_manifest("images:\n  - source: oci-layout:l\n    name: t.example/x:1\n");
+    let (bundle, _) = packed(&f, "dist", "dir");
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = run(&[
+        "push",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--registry",
+        &format!("127.0.0.1:{port}"),
+        "--insecure",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let ledger = std::fs::read_to_string(f.path("store/ledger.jsonl")).unwrap();
+    assert!(ledger.contains("push-failed"), "{ledger}");
+}

@@ -334,6 +334,22 @@ fn oci_layout_round_trip_keeps_digests_into_store_and_export() {
     );
     let o = f.verify(&bundle);
     assert_eq!(code(&o), 0, "verify: {}", stderr(&o));
+    // The SBOM lists the image as a container with its manifest digest.
+    let o = run(&["sbom", bundle.to_str().unwrap(), "--format", "cyclonedx"]);
+    assert_eq!(code(&o), 0, "sbom: {}", stderr(&o));
+    let bom = json(&o);
+    let c = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "container")
+        .expect("a container component");
+    assert_eq!(c["name"], name);
+    assert_eq!(c["hashes"][0]["content"], img.manifest.hex);
+    assert!(c["purl"]
+        .as_str()
+        .unwrap()
+        .starts_with("pkg:oci/infer@sha256:"));
 
     // Import: the store's layout names the image by its original reference.
     let o = f.import(&bundle, "store");

@@ -862,3 +862,116 @@ fn registry_down_is_a_clear_error_and_leaves_no_partial_bundle() {
     let ledger = std::fs::read_to_string(f.path("store/ledger.jsonl")).unwrap();
     assert!(ledger.contains("push-failed"), "{ledger}");
 }
+
+/// A loopback HTTP proxy in front of a registry that answers 500 to every
+/// blob download (the manifest still resolves): a registry failing mid-pull.
+struct FailingProxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FailingProxy {
+    fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || proxy_one(client, upstream));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        FailingProxy {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FailingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves one request per connection: blob GETs get a 500, anything else is
+/// forwarded upstream with `Connection: close` and the answer copied back.
+fn proxy_one(mut client: TcpStream, upstream: u16) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let first = text.lines().next().unwrap_or("").to_string();
+    if first.starts_with("GET ") && first.contains("/blobs/sha256:") {
+        let _ = client.write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nboom",
+        );
+        return;
+    }
+    let mut req = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            req.push_str(line);
+            req.push_str("\r\n");
+        }
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    if up.write_all(req.as_bytes()).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut up, &mut client);
+}
+
+#[test]
+fn registry_failing_mid_pull_is_a_clear_error_and_leaves_no_partial_bundle() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = image(vec![layer_tar("big", 300_000)], "amd64");
+    write_layout(
+        &f.path("seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    reg.seed(&f.path("seed"), "1.0", "ml/infer:1.0");
+    let proxy = FailingProxy::start(reg.port);
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://127.0.0.1:{}/ml/infer:1.0\n    insecure: true\n",
+        proxy.port
+    ));
+    let (o, _) = pack_json(&f, "dist", "tar");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot pull blob sha256:"), "{err}");
+    assert!(err.contains("500"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/ml/infer", proxy.port)),
+        "{err}"
+    );
+    assert!(
+        entries_empty(&f.path("dist")),
+        "{:?}",
+        entries(&f.path("dist"))
+    );
+}

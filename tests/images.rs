@@ -685,6 +685,36 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
     );
     reg.seed(&seed, "1.0", "ml/infer:1.0");
     reg.seed(&seed, "2.0", "ml/infer:2.0");
+    // A cosign-style signature of v1 stored beside it under `sha256-<hex>.sig`.
+    let sig_payload = Blob::new(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(
+            r#"{{"critical":{{"image":{{"docker-manifest-digest":"{}"}}}}}}"#,
+            v1.manifest.digest()
+        )
+        .into_bytes(),
+    );
+    let sig_config = Blob::new(
+        MT_CONFIG,
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+    );
+    let sig = Blob::new(
+        MT_MANIFEST,
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": sig_config.desc(),
+            "layers": [sig_payload.desc()],
+        }))
+        .unwrap(),
+    );
+    let sig_tag = format!("sha256-{}.sig", v1.manifest.hex);
+    write_layout(
+        &f.path("sig"),
+        &[&sig_payload, &sig_config, &sig],
+        &[("s", &sig)],
+    );
+    reg.seed(&f.path("sig"), "s", &format!("ml/infer:{sig_tag}"));
     assert_eq!(
         reg.raw("ml/infer:1.0"),
         v1.manifest.bytes,
@@ -704,6 +734,13 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
         images_of(&d)[0]["source"],
         format!("docker://{host}/ml/infer:1.0")
     );
+    assert_eq!(
+        j["images"][1]["name"],
+        format!("{host}/ml/infer:{sig_tag}"),
+        "the signature is carried along"
+    );
+    assert_eq!(j["images"][1]["digest"], sig.digest());
+    assert_eq!(j["images"].as_array().unwrap().len(), 2);
     for b in image_blobs(&v1) {
         assert_eq!(
             std::fs::read(bundle.join("data/blobs/sha256").join(&b.hex)).unwrap(),
@@ -776,6 +813,11 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
         reg.raw("mirror/ml/infer:1.0"),
         v1.manifest.bytes,
         "digest unchanged after push"
+    );
+    assert_eq!(
+        reg.raw(&format!("mirror/ml/infer:{sig_tag}")),
+        sig.bytes,
+        "the signature is pushed beside it"
     );
     let model_ref = first["pushed"]
         .as_array()

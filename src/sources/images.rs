@@ -110,18 +110,19 @@ pub fn fetch_all(
     let mut w = BlobWriter::new(blobs_dir, progress);
     let mut out: Vec<Artifact> = Vec::new();
     for (i, entry) in m.manifest.images.iter().enumerate() {
-        let a = fetch_one(m, i, entry, &mut w, taken_refs)?;
-        if let Some(prev) = out.iter().find(|p| p.name == a.name) {
-            return Err(Error::input(
-                &m.path,
-                format!(
-                    "images[{i}]: {} is also the name of {}; give one of them another `name:`",
-                    a.name,
-                    prev.source.as_deref().unwrap_or("another image")
-                ),
-            ));
+        for a in fetch_one(m, i, entry, &mut w, taken_refs)? {
+            if let Some(prev) = out.iter().find(|p| p.name == a.name) {
+                return Err(Error::input(
+                    &m.path,
+                    format!(
+                        "images[{i}]: {} is also the name of {}; give one of them another `name:`",
+                        a.name,
+                        prev.source.as_deref().unwrap_or("another image")
+                    ),
+                ));
+            }
+            out.push(a);
         }
-        out.push(a);
     }
     Ok(out)
 }
@@ -132,7 +133,7 @@ fn fetch_one(
     entry: &ImageEntry,
     w: &mut BlobWriter,
     taken_refs: &mut BTreeSet<String>,
-) -> Result<Artifact> {
+) -> Result<Vec<Artifact>> {
     let src = ImageSource::parse(&entry.source)
         .map_err(|e| Error::input(&m.path, format!("images[{i}].source: {e}")))?;
     let need_name = |found: Option<String>, what: &str| -> Result<String> {
@@ -150,14 +151,14 @@ fn fetch_one(
             let name = need_name(ref_name, "the layout's image has no ref.name")?;
             let bundle_ref = image::bundle_ref(&name, taken_refs);
             let mut s = LayoutSource { dir };
-            image::collect(
+            Ok(vec![image::collect(
                 &mut s,
                 w,
                 Resolved { top, name },
                 &entry.platforms,
                 &entry.source,
                 bundle_ref,
-            )
+            )?])
         }
         ImageSource::Archive { file } => {
             let file = m.resolve(&file);
@@ -166,14 +167,14 @@ fn fetch_one(
             let bundle_ref = image::bundle_ref(&name, taken_refs);
             let dir = w.dir.to_path_buf();
             let mut s = DirSource { dir: &dir };
-            image::collect(
+            Ok(vec![image::collect(
                 &mut s,
                 w,
                 Resolved { top, name },
                 &entry.platforms,
                 &entry.source,
                 bundle_ref,
-            )
+            )?])
         }
         ImageSource::Registry { reference } => {
             let mut reg = crate::registry::Registry::open(&reference, entry.insecure)?;
@@ -189,15 +190,58 @@ fn fetch_one(
                 }
             });
             let bundle_ref = image::bundle_ref(&name, taken_refs);
-            image::collect(
+            let resolved = top.digest;
+            let main = image::collect(
                 &mut reg,
                 w,
-                Resolved { top, name },
+                Resolved {
+                    top,
+                    name: name.clone(),
+                },
                 &entry.platforms,
                 &entry.source,
                 bundle_ref,
-            )
+            )?;
+            // Signatures, attestations and SBOMs stored beside the image
+            // under cosign's tags (`sha256-<hex>.sig`, `.att`, `.sbom`), for
+            // the digest the reference resolved to and the one kept.
+            let mut out = Vec::new();
+            let repo = repository_of(&name);
+            let mut digests = vec![resolved];
+            if main.manifest.digest != resolved {
+                digests.push(main.manifest.digest);
+            }
+            out.push(main);
+            for d in digests {
+                for suffix in ["sig", "att", "sbom"] {
+                    let tag = format!("sha256-{}.{suffix}", d.hex());
+                    let Some((_, desc)) = reg.manifest(&reg.by_tag(&tag))? else {
+                        continue;
+                    };
+                    let name = format!("{repo}:{tag}");
+                    let bundle_ref = image::bundle_ref(&name, taken_refs);
+                    out.push(image::collect(
+                        &mut reg,
+                        w,
+                        Resolved { top: desc, name },
+                        &[],
+                        &entry.source,
+                        bundle_ref,
+                    )?);
+                }
+            }
+            Ok(out)
         }
+    }
+}
+
+/// `HOST/REPO` of a reference: without its digest and tag.
+fn repository_of(name: &str) -> &str {
+    let base = name.split('@').next().unwrap_or(name);
+    if has_tag(base) {
+        base.rsplit_once(':').map(|(r, _)| r).unwrap_or(base)
+    } else {
+        base
     }
 }
 
@@ -300,5 +344,11 @@ mod tests {
         assert!(ImageSource::parse("podman://x/y").is_err());
         assert!(has_tag("127.0.0.1:5000/ml/infer:1.0"));
         assert!(!has_tag("127.0.0.1:5000/ml/infer"));
+        assert_eq!(
+            repository_of("127.0.0.1:5000/ml/infer:1.0"),
+            "127.0.0.1:5000/ml/infer"
+        );
+        assert_eq!(repository_of("h/r:t@sha256:ab"), "h/r");
+        assert_eq!(repository_of("localhost:5000/r"), "localhost:5000/r");
     }
 }

@@ -172,6 +172,21 @@ pub trait BlobSource {
     /// Streams blob `d` into `out`, hashing on the way; reads at most
     /// `d.size + 1` bytes so an overlong blob is detected.
     fn copy(&mut self, d: &Desc, out: &mut dyn Write) -> Result<Hashed>;
+    /// Copies each blob into its own (new) file; a source that can fetch in
+    /// parallel does. Results are in the order of `jobs`.
+    fn copy_to_files(&mut self, jobs: &[(Desc, PathBuf)]) -> Result<Vec<Hashed>> {
+        jobs.iter()
+            .map(|(d, path)| {
+                let mut out =
+                    std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(path)?);
+                let h = self.copy(d, &mut out)?;
+                out.into_inner()
+                    .map_err(|e| Error::Io(e.into_error()))?
+                    .sync_all()?;
+                Ok(h)
+            })
+            .collect()
+    }
     /// Reads manifest or index `d` into `out` (a registry serves these from
     /// its manifest endpoint rather than as blobs).
     fn copy_manifest(&mut self, d: &Desc, out: &mut Vec<u8>) -> Result<Hashed> {
@@ -204,35 +219,42 @@ impl<'a> BlobWriter<'a> {
         self.dir.join(format!(".img-{}", self.counter))
     }
 
-    /// Fetches `d` into the blob directory unless it is there already.
-    pub fn fetch(&mut self, src: &mut dyn BlobSource, d: &Desc) -> Result<()> {
-        let dest = self.dir.join(d.digest.hex());
-        if dest.is_file() {
-            return Ok(());
+    /// Fetches every blob of `ds` the directory lacks (each once), through
+    /// `copy_to_files` so a registry downloads them in parallel; each is
+    /// renamed to its digest only if its bytes match, else all are removed.
+    pub fn fetch_many(&mut self, src: &mut dyn BlobSource, ds: &[Desc]) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        let mut jobs = Vec::new();
+        for d in ds {
+            if seen.insert(d.digest) && !self.dir.join(d.digest.hex()).is_file() {
+                let tmp = self.tmp();
+                jobs.push((d.clone(), tmp));
+            }
         }
-        let tmp = self.tmp();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
-        let res = src.copy(d, &mut out);
-        let res = res.and_then(|h| {
-            out.into_inner()
-                .map_err(|e| Error::Io(e.into_error()))?
-                .sync_all()?;
-            Ok(h)
-        });
-        match res {
-            Ok(h) if h.digest == d.digest && h.size == d.size => {
-                fs_err::rename(&tmp, &dest)?;
-                Ok(())
+        let res = src.copy_to_files(&jobs);
+        let cleanup = |jobs: &[(Desc, PathBuf)]| {
+            for (_, tmp) in jobs {
+                let _ = fs_err::remove_file(tmp);
             }
-            Ok(h) => {
-                let _ = fs_err::remove_file(&tmp);
-                Err(mismatch(&src.describe(d), d, &h))
-            }
+        };
+        let hashed = match res {
+            Ok(h) => h,
             Err(e) => {
-                let _ = fs_err::remove_file(&tmp);
-                Err(e)
+                cleanup(&jobs);
+                return Err(e);
+            }
+        };
+        for ((d, _), h) in jobs.iter().zip(&hashed) {
+            if h.digest != d.digest || h.size != d.size {
+                cleanup(&jobs);
+                return Err(mismatch(&src.describe(d), d, h));
             }
         }
+        for (d, tmp) in &jobs {
+            fs_err::rename(tmp, self.dir.join(d.digest.hex()))?;
+            self.progress.advance(d.size);
+        }
+        Ok(())
     }
 
     /// Fetches a manifest or index (bounded) into memory, verified; with
@@ -403,13 +425,15 @@ pub fn collect(
                 if config.is_none() {
                     config = Some(c.blob());
                 }
+                let mut fetch = Vec::new();
                 for d in std::iter::once(c).chain(layers) {
                     if !seen.insert(d.digest) {
                         continue;
                     }
-                    w.fetch(src, &d)?;
                     blobs.push(d.blob());
+                    fetch.push(d);
                 }
+                w.fetch_many(src, &fetch)?;
             }
         }
     }

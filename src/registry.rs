@@ -24,6 +24,28 @@ use crate::error::{Error, Result};
 use crate::image::{BlobSource, Desc, ACCEPTED, MT_DOCKER_LIST, MT_DOCKER_MANIFEST};
 
 const ATTEMPTS: u32 = 3;
+/// Blob downloads in flight at once.
+const PARALLEL: usize = 4;
+
+/// Runs `f` up to `ATTEMPTS` times with backoff while it fails transiently.
+async fn retry_async<T, F, Fut>(mut f: F) -> std::result::Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A connection to one repository of one registry.
 pub struct Registry {
@@ -122,24 +144,44 @@ impl Registry {
     }
 
     /// Runs `f` up to three times with backoff while it fails transiently.
-    fn retry<T, F, Fut>(&self, mut f: F) -> std::result::Result<T, OciDistributionError>
+    fn retry<T, F, Fut>(&self, f: F) -> std::result::Result<T, OciDistributionError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        self.rt.block_on(async {
-            let mut delay = Duration::from_millis(200);
-            let mut attempt = 1;
-            loop {
-                match f().await {
-                    Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                        tokio::time::sleep(delay).await;
-                        delay *= 3;
-                        attempt += 1;
-                    }
-                    other => return other,
-                }
+        self.rt.block_on(retry_async(f))
+    }
+
+    /// Streams blob `d` into `out` while hashing it; reads at most
+    /// `d.size + 1` bytes. The request is retried only before the first
+    /// byte is written.
+    async fn pull_into(&self, d: &Desc, out: &mut dyn Write) -> Result<Hashed> {
+        let desc = OciDescriptor {
+            media_type: d.media_type.clone(),
+            digest: d.digest.oci(),
+            size: d.size as i64,
+            ..Default::default()
+        };
+        let what = format!("cannot pull blob {} from {}", d.digest.oci(), self.repo);
+        let stream = retry_async(|| self.client.pull_blob_stream(&self.reference, &desc))
+            .await
+            .map_err(|e| net(&what, e))?;
+        let mut stream = stream.stream;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+            out.write_all(&chunk)?;
+            if size > d.size {
+                break;
             }
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        Ok(Hashed {
+            digest: Sha256Digest::of_raw(digest),
+            size,
         })
     }
 
@@ -272,37 +314,28 @@ fn media_type_of(bytes: &[u8]) -> Option<String> {
 /// Blobs of one repository, pulled as a build-side image source.
 impl BlobSource for Registry {
     fn copy(&mut self, d: &Desc, out: &mut dyn Write) -> Result<Hashed> {
-        let desc = OciDescriptor {
-            media_type: d.media_type.clone(),
-            digest: d.digest.oci(),
-            size: d.size as i64,
-            ..Default::default()
-        };
-        let what = format!("cannot pull blob {} from {}", d.digest.oci(), self.repo);
-        // Retried only before the first byte is written: the output is a
-        // stream into the bundle's staging directory.
-        let stream = self
-            .retry(|| self.client.pull_blob_stream(&self.reference, &desc))
-            .map_err(|e| net(&what, e))?;
-        let limit = d.size;
-        self.rt.block_on(async move {
-            let mut stream = stream.stream;
-            let mut hasher = sha2::Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| Error::Usage(format!("{what}: {e}")))?;
-                size += chunk.len() as u64;
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
-                if size > limit {
-                    break;
-                }
-            }
-            let digest: [u8; 32] = hasher.finalize().into();
-            Ok(Hashed {
-                digest: Sha256Digest::of_raw(digest),
-                size,
-            })
+        self.rt.block_on(self.pull_into(d, out))
+    }
+    /// Several blobs at once (up to `PARALLEL` downloads in flight), each
+    /// streamed into its own file while hashed.
+    fn copy_to_files(&mut self, jobs: &[(Desc, std::path::PathBuf)]) -> Result<Vec<Hashed>> {
+        let this = &*self;
+        let tasks = jobs.iter().map(|(d, path)| async move {
+            let file = fs_err::File::create(path)?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let h = this.pull_into(d, &mut out).await?;
+            out.into_inner()
+                .map_err(|e| Error::Io(e.into_error()))?
+                .sync_all()?;
+            Ok::<Hashed, Error>(h)
+        });
+        this.rt.block_on(async {
+            futures_util::stream::iter(tasks)
+                .buffered(PARALLEL)
+                .collect::<Vec<Result<Hashed>>>()
+                .await
+                .into_iter()
+                .collect()
         })
     }
     fn copy_manifest(&mut self, d: &Desc, out: &mut Vec<u8>) -> Result<Hashed> {

@@ -4,16 +4,15 @@
 //! file sets and packages go to `HOST/PREFIX/<bundle>/<artifact ref>` tagged
 //! with the bundle version. Blobs the registry already has are not sent
 //! again (HEAD first), so a second push sends nothing and an interrupted one
-//! resumes. Every blob is re-hashed as it is read from the store; after each
+//! resumes. Every blob is hashed as it is streamed from the store (a corrupt
+//! one is never completed, and is exit 1); after each
 //! manifest is pushed the registry is asked for it and must return the same
 //! digest. Each push is recorded in the store's ledger.
-
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::bundle::{ref_component, Artifact, ArtifactKind, Blob};
-use crate::digest::{copy_hashed, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::image::{is_index, is_manifest};
 use crate::progress::Progress;
@@ -210,7 +209,6 @@ fn push_artifact(
             continue;
         }
         let path = store.blob_path(&b.digest);
-        check_blob(&path, b)?;
         reg.push_blob(&path, &b.digest, b.size)?;
         out.blobs_sent += 1;
         progress.advance(b.size);
@@ -247,22 +245,6 @@ fn confirm(reg: &Registry, r: &oci_client::Reference, digest: &Sha256Digest) -> 
             r.whole()
         ))),
     }
-}
-
-/// Hashes a store blob before it is sent, so a corrupt store is never pushed.
-fn check_blob(path: &Path, b: &Blob) -> Result<()> {
-    let mut f = fs_err::File::open(path)?;
-    let h = copy_hashed(&mut f, &mut std::io::sink(), Some(b.size), &|_| {})?;
-    if h.digest != b.digest || h.size != b.size {
-        return Err(crate::error::single(
-            path.display().to_string(),
-            format!(
-                "store blob is corrupt: expected {} ({} bytes), found {} ({} bytes)",
-                b.digest, b.size, h.digest, h.size
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn read_checked(store: &Store, b: &Blob) -> Result<Vec<u8>> {

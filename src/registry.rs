@@ -47,6 +47,17 @@ where
     }
 }
 
+/// State of a blob upload stream: the store file, hashed as it is read.
+struct Upload {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    hasher: sha2::Sha256,
+    size: u64,
+    /// The chunk read last, not yet sent.
+    pending: Option<bytes::Bytes>,
+    done: bool,
+}
+
 /// A connection to one repository of one registry.
 pub struct Registry {
     rt: tokio::runtime::Runtime,
@@ -121,6 +132,8 @@ impl Registry {
         };
         let client = Client::new(ClientConfig {
             protocol,
+            // A blob is uploaded as one streamed PUT of known length.
+            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(120)),
             ..Default::default()
@@ -228,26 +241,81 @@ impl Registry {
     pub fn push_blob(&self, path: &Path, d: &Sha256Digest, size: u64) -> Result<()> {
         let what = format!("cannot push blob {} to {}", d.oci(), self.repo);
         self.client_auth(RegistryOperation::Push, &what)?;
+        // Hashed as it is sent (one read of the store file); bytes that do
+        // not match the digest end the upload with an error before the
+        // registry can finish it, and are reported as a corrupt store blob.
+        let corrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let expected = *d;
         let res = self.retry(|| {
             let file = std::fs::File::open(path);
+            let corrupt = corrupt.clone();
             async move {
                 let file = file?;
-                let stream = futures_util::stream::unfold(
-                    (file, vec![0u8; crate::digest::COPY_BUFFER]),
-                    |(mut f, mut buf)| async move {
-                        match f.read(&mut buf) {
-                            Ok(0) => None,
-                            Ok(n) => Some((Ok(bytes::Bytes::copy_from_slice(&buf[..n])), (f, buf))),
-                            Err(e) => Some((Err(OciDistributionError::IoError(e)), (f, buf))),
+                let state = Upload {
+                    file,
+                    buf: vec![0u8; crate::digest::COPY_BUFFER],
+                    hasher: sha2::Sha256::new(),
+                    size: 0,
+                    pending: None,
+                    done: false,
+                };
+                // One chunk is held back until the next is read: the last
+                // is sent only once the whole file hashed to the digest, so
+                // a corrupt blob ends the upload short, never complete.
+                let stream = futures_util::stream::unfold(state, move |mut st| {
+                    let corrupt = corrupt.clone();
+                    async move {
+                        loop {
+                            if st.done {
+                                return None;
+                            }
+                            match st.file.read(&mut st.buf) {
+                                Ok(0) => {
+                                    st.done = true;
+                                    let got: [u8; 32] = st.hasher.clone().finalize().into();
+                                    if Sha256Digest::of_raw(got) != expected || st.size != size {
+                                        corrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+                                        let e = OciDistributionError::GenericError(Some(
+                                            "store blob does not match its digest".into(),
+                                        ));
+                                        return Some((Err(e), st));
+                                    }
+                                    return st.pending.take().map(|c| (Ok(c), st));
+                                }
+                                Ok(n) => {
+                                    st.hasher.update(&st.buf[..n]);
+                                    st.size += n as u64;
+                                    let chunk = bytes::Bytes::copy_from_slice(&st.buf[..n]);
+                                    if let Some(prev) = st.pending.replace(chunk) {
+                                        return Some((Ok(prev), st));
+                                    }
+                                }
+                                Err(e) => {
+                                    st.done = true;
+                                    return Some((Err(OciDistributionError::IoError(e)), st));
+                                }
+                            }
                         }
-                    },
-                );
+                    }
+                });
                 self.client
                     .push_blob_stream(&self.reference, stream, &d.oci(), Some(size))
                     .await
             }
         });
-        res.map(|_| ()).map_err(|e| net(&what, e))
+        match res {
+            Ok(_) => Ok(()),
+            Err(_) if corrupt.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(crate::error::single(
+                    path.display().to_string(),
+                    format!(
+                        "store blob is corrupt: its bytes do not hash to {} ({size} bytes); nothing was pushed for it",
+                        d.oci()
+                    ),
+                ))
+            }
+            Err(e) => Err(net(&what, e)),
+        }
     }
 
     /// Uploads a manifest or index under `reference` (a tag or its digest).

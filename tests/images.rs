@@ -857,6 +857,36 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
         .filter(|e| e["action"] == "push")
         .count();
     assert_eq!(pushes, 2);
+
+    // A store blob that rotted is never completed in the registry: exit 1.
+    let layer = f.path("store/oci/blobs/sha256").join(&v1.layers[0].hex);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[7] ^= 0x55;
+    std::fs::write(&layer, bytes).unwrap();
+    let o = run(&[
+        "push",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--registry",
+        &format!("{host}/mirror2"),
+        "--insecure",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("store blob is corrupt"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&v1.layers[0].hex), "{}", stderr(&o));
+    let o = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/mirror2/ml/infer:1.0"),
+    ]);
+    assert!(!o.status.success(), "the image was not pushed");
 }
 
 #[test]

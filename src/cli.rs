@@ -567,6 +567,24 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
         d.blobs().len()
     ));
     for a in &d.artifacts {
+        if a.kind == crate::bundle::ArtifactKind::Image {
+            let size: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;
+            s.push_str(&format!(
+                "  Image {} ({}), {} blob(s), {} bytes, {} {}\n      from {}\n",
+                a.name,
+                a.reference,
+                a.blobs.len() + 1,
+                size,
+                if crate::image::is_index(&a.manifest.media_type) {
+                    "index"
+                } else {
+                    "manifest"
+                },
+                a.manifest.digest.oci(),
+                a.source.as_deref().unwrap_or("(source not recorded)")
+            ));
+            continue;
+        }
         let size: u64 = a.layers.iter().map(|l| l.size).sum();
         s.push_str(&format!(
             "  {:?} {} ({}), {} file(s), {} bytes, manifest {}\n",
@@ -577,17 +595,6 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
             size,
             a.manifest.digest.oci()
         ));
-        if a.kind == crate::bundle::ArtifactKind::Image {
-            let size: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;
-            s.push_str(&format!(
-                "      image {} = {}, {} blob(s), {} bytes, from {}\n",
-                a.name,
-                a.manifest.digest.oci(),
-                a.blobs.len() + 1,
-                size,
-                a.source.as_deref().unwrap_or("?")
-            ));
-        }
         for l in &a.layers {
             s.push_str(&format!(
                 "      {:>12}  {}  {}\n",

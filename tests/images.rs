@@ -334,6 +334,15 @@ fn oci_layout_round_trip_keeps_digests_into_store_and_export() {
     );
     let o = f.verify(&bundle);
     assert_eq!(code(&o), 0, "verify: {}", stderr(&o));
+    let o = run(&["inspect", bundle.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "inspect: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("Image {name} (")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&format!("manifest {}", img.manifest.digest())));
+    assert!(stdout(&o).contains("from oci-layout:layout:1.0"));
     // The SBOM lists the image as a container with its manifest digest.
     let o = run(&["sbom", bundle.to_str().unwrap(), "--format", "cyclonedx"]);
     assert_eq!(code(&o), 0, "sbom: {}", stderr(&o));

@@ -136,7 +136,10 @@ impl PrivateKey {
     pub fn load(path: &Path) -> Result<Self> {
         let text = fs_err::read_to_string(path)?;
         let key = SigningKey::from_pkcs8_pem(text.trim()).map_err(|_| {
-            Error::input(path, "not an Ed25519 private key in PKCS#8 PEM form (-----BEGIN PRIVATE KEY-----); make one with `airlock keygen`")
+            Error::input(
+                path,
+                "not an Ed25519 private key in PKCS#8 PEM form; make one with `airlock keygen`",
+            )
         })?;
         Ok(Self::from_signing(key))
     }

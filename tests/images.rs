@@ -242,17 +242,7 @@ fn pack_json(
     out: &str,
     format: &str,
 ) -> (std::process::Output, Option<serde_json::Value>) {
-    let o = run(&[
-        "pack",
-        &f.s("src/airlock.yaml"),
-        "--key",
-        &f.s("keys/builder.key"),
-        "--out",
-        &f.s(out),
-        "--format",
-        format,
-        "--json",
-    ]);
+    let o = f.pack_with(format, out, &[]);
     let j = (code(&o) == 0).then(|| json(&o));
     (o, j)
 }

@@ -135,17 +135,7 @@ fn fixture_with(extra: &str) -> Fixture {
 }
 
 fn pack_out(f: &Fixture, format: &str, out: &str) -> Output {
-    run(&[
-        "pack",
-        &f.s("src/airlock.yaml"),
-        "--key",
-        &f.s("keys/builder.key"),
-        "--out",
-        &f.s(out),
-        "--format",
-        format,
-        "--json",
-    ])
+    f.pack_with(format, out, &[])
 }
 
 /// Asserts exit 1 and that stderr names `file` together with every `what`.

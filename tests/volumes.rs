@@ -23,19 +23,7 @@ fn volumes(f: &Fixture, format: &str, out: &str) -> (String, Vec<PathBuf>) {
         safetensors_wrap(&big),
     )
     .unwrap();
-    let o = run(&[
-        "pack",
-        &f.s("src/airlock.yaml"),
-        "--key",
-        &f.s("keys/builder.key"),
-        "--out",
-        &f.s(out),
-        "--format",
-        format,
-        "--volume-size",
-        &SIZE.to_string(),
-        "--json",
-    ]);
+    let o = f.pack_with(format, out, &["--volume-size", &SIZE.to_string()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v = json(&o);
     let paths: Vec<PathBuf> = v["paths"]

@@ -120,18 +120,23 @@ impl Fixture {
         self.pack_to(format, "dist")
     }
 
+    /// Runs `pack --json` of the fixture's manifest with the builder key into
+    /// `out`, with `extra` arguments; returns the output whatever the exit code.
+    pub fn pack_with(&self, format: &str, out: &str, extra: &[&str]) -> Output {
+        let (manifest, key, out) = (
+            self.s("src/airlock.yaml"),
+            self.s("keys/builder.key"),
+            self.s(out),
+        );
+        let mut args = vec![
+            "pack", &manifest, "--key", &key, "--out", &out, "--format", format, "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
     pub fn pack_to(&self, format: &str, out: &str) -> PathBuf {
-        let o = run(&[
-            "pack",
-            &self.s("src/airlock.yaml"),
-            "--key",
-            &self.s("keys/builder.key"),
-            "--out",
-            &self.s(out),
-            "--format",
-            format,
-            "--json",
-        ]);
+        let o = self.pack_with(format, out, &[]);
         assert_eq!(code(&o), 0, "pack failed: {}", stderr(&o));
         PathBuf::from(json(&o)["path"].as_str().unwrap())
     }

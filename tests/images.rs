@@ -859,7 +859,8 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
 
     // A store blob that rotted is never completed in the registry: exit 1.
     let layer = f.path("store/oci/blobs/sha256").join(&v1.layers[0].hex);
-    let mut bytes = std::fs::read(&layer).unwrap();
+    let original = std::fs::read(&layer).unwrap();
+    let mut bytes = original.clone();
     bytes[7] ^= 0x55;
     std::fs::write(&layer, bytes).unwrap();
     let o = run(&[
@@ -886,6 +887,30 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
         &format!("docker://{host}/mirror2/ml/infer:1.0"),
     ]);
     assert!(!o.status.success(), "the image was not pushed");
+
+    // That push was cut short after the artifacts before the image went up.
+    // Once the blob is mended, pushing again resumes: what is already in the
+    // registry is not sent again, and the digests are the original ones.
+    std::fs::write(&layer, original).unwrap();
+    let o = run(&[
+        "push",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--registry",
+        &format!("{host}/mirror2"),
+        "--insecure",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "resumed push: {}", stderr(&o));
+    let resumed = json(&o);
+    assert!(
+        resumed["blobs_present"].as_u64().unwrap() > 0
+            && resumed["blobs_sent"].as_u64().unwrap() < first["blobs_sent"].as_u64().unwrap(),
+        "the resumed push skips what the interrupted one sent: {resumed} vs {first}"
+    );
+    assert_eq!(reg.raw("mirror2/ml/infer:1.0"), v1.manifest.bytes);
 }
 
 #[test]

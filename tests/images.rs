@@ -158,12 +158,38 @@ struct TestRegistry {
 
 impl TestRegistry {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With `auth`, the registry demands HTTP basic auth (htpasswd, bcrypt).
+    fn start_with(auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
+        if let Some((user, pass)) = auth {
+            let o = Command::new("python3")
+                .args(["-c", "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(5)).decode())", pass])
+                .output()
+                .expect("python3 runs");
+            assert!(
+                o.status.success(),
+                "python bcrypt is needed (scripts/test installs it): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{user}:{}", String::from_utf8_lossy(&o.stdout).trim()),
+            )
+            .unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
         let child = Command::new("docker-registry")
@@ -201,7 +227,14 @@ impl TestRegistry {
         }
         let mut buf = String::new();
         let _ = s.read_to_string(&mut buf);
-        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+        [
+            "HTTP/1.0 200",
+            "HTTP/1.1 200",
+            "HTTP/1.0 401",
+            "HTTP/1.1 401",
+        ]
+        .iter()
+        .any(|p| buf.starts_with(p))
     }
 
     fn host(&self) -> String {
@@ -1070,4 +1103,90 @@ fn registry_failing_mid_pull_is_a_clear_error_and_leaves_no_partial_bundle() {
         "{:?}",
         entries(&f.path("dist"))
     );
+}
+
+#[test]
+fn registry_credentials_from_the_environment_or_docker_config_never_land_in_the_bundle() {
+    let (user, pass) = ("builder", "s3cret-Passw0rd");
+    let reg = TestRegistry::start_with(Some((user, pass)));
+    let f = Fixture::new();
+    let img = image(vec![layer_tar("auth", 3000)], "amd64");
+    let seed = f.path("seed");
+    write_layout(&seed, &image_blobs(&img), &[("1.0", &img.manifest)]);
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{user}:{pass}"),
+        &format!("oci:{}:1.0", seed.display()),
+        &format!("docker://{}/secure/app:1.0", reg.host()),
+    ]);
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{}/secure/app:1.0\n    insecure: true\n",
+        reg.host()
+    ));
+    let home = f.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let pack = |out: &str, env: &[(&str, String)]| {
+        let mut c = airlock();
+        c.args([
+            "pack",
+            &f.s("src/airlock.yaml"),
+            "--key",
+            &f.s("keys/builder.key"),
+            "--out",
+            &f.s(out),
+            "--json",
+        ]);
+        c.env("HOME", &home)
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("AIRLOCK_REGISTRY_USERNAME")
+            .env_remove("AIRLOCK_REGISTRY_PASSWORD");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // Without credentials the registry refuses: a clear error, no partial bundle.
+    let o = pack("anon", &[]);
+    assert_ne!(code(&o), 0, "an anonymous pull must be refused");
+    assert!(entries_empty(&f.path("anon")));
+    // From the environment.
+    let o = pack(
+        "env",
+        &[
+            ("AIRLOCK_REGISTRY_USERNAME", user.into()),
+            ("AIRLOCK_REGISTRY_PASSWORD", pass.into()),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // From ~/.docker/config.json.
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let o = pack("cfg", &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        entries(&f.path("env")),
+        entries(&f.path("cfg")),
+        "same bundle either way"
+    );
+    // The secret is in no file of either bundle, nor in anything printed.
+    for dir in ["env", "cfg"] {
+        for (name, (bytes, _)) in snapshot(&f.path(dir)) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(pass) && !text.contains(&auth),
+                "credentials leaked into {dir}/{name}"
+            );
+        }
+    }
+    assert!(!stdout(&o).contains(pass) && !stderr(&o).contains(pass));
 }

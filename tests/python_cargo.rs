@@ -246,31 +246,8 @@ fn python_wheels_install_offline_from_the_export() {
     assert!(!reqs.contains("index-url"), "{reqs}");
 
     // A fresh venv, no index, hashes required: installs from the export alone.
-    let venv = f.path("venv");
-    ok(
-        "python3 -m venv",
-        &python(&["-m", "venv", venv.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
-    let vpy = venv.join("bin/python");
-    let vpy = vpy.to_str().unwrap();
-    let o = clean_python(vpy)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--find-links",
-            exported.to_str().unwrap(),
-            "--require-hashes",
-            "-r",
-            exported.join("requirements.txt").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    ok("pip install --no-index --require-hashes", &o);
-    let o = Command::new(vpy)
+    let vpy = install_offline(&f, &exported);
+    let o = Command::new(&vpy)
         .args([
             "-c",
             "import tinypkg, otherpkg; print(tinypkg.hello()); print(otherpkg.hello())",

@@ -64,6 +64,26 @@ pub const CARGO_FILE: &str = "application/vnd.airlock.cargo.file.v1.raw";
 
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
+/// Bound on one signature or custody event (a DSSE envelope is a few KiB).
+pub const MAX_EVIDENCE_FILE: u64 = 1 << 20;
+/// Bound on the whole tag area: tag files, signatures, custody events and a
+/// volume's map and marker together. Pack refuses to write more.
+pub const MAX_TAG_TOTAL: u64 = 192 << 20;
+/// Bound on the number of entries in the tag area.
+pub const MAX_TAG_ENTRIES: usize = 4096;
+/// A volume's signed map of pieces, and its marker (which volume it is).
+pub const VOLUME_MAP: &str = "volumes.dsse.json";
+pub const VOLUME_MARKER: &str = "volume.json";
+
+/// `name-1.0.0.vol003.tar[.zst]` → Some(("name-1.0.0", 3)).
+pub fn parse_volume_name(file: &str) -> Option<(&str, u32)> {
+    let base = file
+        .strip_suffix(".tar.zst")
+        .or_else(|| file.strip_suffix(".tar"))?;
+    let (stem, num) = base.rsplit_once(".vol")?;
+    (!num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
+    Some((stem, num.parse().ok()?))
+}
 /// Largest OCI manifest, index or config blob parsed from a bundle.
 pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// Mode bits recorded for executable files.

@@ -158,6 +158,76 @@ pub fn hash_reader(
     copy_hashed(reader, &mut io::sink(), limit, progress)
 }
 
+/// A writer that feeds every byte written through it to a SHA-256 hasher it
+/// borrows, then to `inner`: one hash over bytes that arrive in several pieces
+/// (the parts of a split blob), while each piece is also hashed on its own.
+pub struct HashingWriter<'h, W: Write> {
+    inner: W,
+    hasher: &'h mut Sha256,
+}
+
+impl<'h, W: Write> HashingWriter<'h, W> {
+    pub fn new(inner: W, hasher: &'h mut Sha256) -> Self {
+        HashingWriter { inner, hasher }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that shows every byte it yields to `observe` (a content probe, a
+/// second hasher) so the source is still read only once.
+pub struct InspectReader<R: Read, F: FnMut(&[u8])> {
+    inner: R,
+    observe: F,
+}
+
+impl<R: Read, F: FnMut(&[u8])> InspectReader<R, F> {
+    pub fn new(inner: R, observe: F) -> Self {
+        InspectReader { inner, observe }
+    }
+}
+
+impl<R: Read, F: FnMut(&[u8])> Read for InspectReader<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.observe)(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A writer that writes everything to both of two optional writers.
+pub struct Tee<A: Write, B: Write>(pub Option<A>, pub Option<B>);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(a) = self.0.as_mut() {
+            a.write_all(buf)?;
+        }
+        if let Some(b) = self.1.as_mut() {
+            b.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(a) = self.0.as_mut() {
+            a.flush()?;
+        }
+        if let Some(b) = self.1.as_mut() {
+            b.flush()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +263,27 @@ mod tests {
             h.size, 11,
             "reads one byte past the limit to detect overlong input"
         );
+    }
+
+    #[test]
+    fn hashing_writer_and_inspect_reader_see_every_byte() {
+        let data = b"the quick brown fox".repeat(1000);
+        let mut whole = Sha256::new();
+        let mut seen = 0usize;
+        let mut out = Vec::new();
+        for chunk in data.chunks(777) {
+            let mut r = InspectReader::new(chunk, |b: &[u8]| seen += b.len());
+            let mut w = HashingWriter::new(&mut out, &mut whole);
+            let h = copy_hashed(&mut r, &mut w, None, &|_| {}).unwrap();
+            assert_eq!(h.digest, Sha256Digest::of(chunk));
+        }
+        assert_eq!(seen, data.len());
+        assert_eq!(out, data);
+        assert_eq!(Sha256Digest::of_raw(whole.finalize().into()), Sha256Digest::of(&data));
+        let mut a = Vec::new();
+        let mut t: Tee<&mut Vec<u8>, &mut Vec<u8>> = Tee(Some(&mut a), None);
+        t.write_all(b"xy").unwrap();
+        assert_eq!(a, b"xy");
     }
 
     proptest::proptest! {

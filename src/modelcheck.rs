@@ -608,28 +608,6 @@ impl Probe {
     }
 }
 
-/// A reader that shows every byte it passes to a [`Probe`].
-pub struct Tap<'a> {
-    inner: &'a mut dyn Read,
-    probe: Option<&'a mut Probe>,
-}
-
-impl<'a> Tap<'a> {
-    pub fn new(inner: &'a mut dyn Read, probe: Option<&'a mut Probe>) -> Self {
-        Tap { inner, probe }
-    }
-}
-
-impl Read for Tap<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(p) = self.probe.as_mut() {
-            p.feed(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
-
 /// The high side's view: which blobs are layers of model or file-set
 /// artifacts, under which names, and the trust policy's pickle setting.
 pub struct ContentPlan {

@@ -51,7 +51,7 @@ use crate::bundle::*;
 use crate::digest::{copy_hashed, Sha256Digest};
 use crate::error::{single, Error, Result};
 use crate::manifest::{record_name, LoadedManifest};
-use crate::source::{place_of, tar_entry_path, Form, Place};
+use crate::source::{Flow, Form, Item as Entry};
 use crate::sources::{InputFile, PlannedArtifact};
 
 pub const CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
@@ -1525,8 +1525,9 @@ fn read_blob(form: &Form, layer: &Layer) -> Result<Vec<u8>> {
 }
 
 /// Streams a tar (zstd or not) for the entry `want` (into `whole`) or its
-/// `.partNNN` pieces (into `parts`). Reads at most `limit + 1` bytes of any
-/// one entry. Returns whether the whole entry was found.
+/// `.partNNN` pieces (into `parts`), through the one reader (`source::walk_tar`),
+/// so every rule on entries holds here too. Reads at most `limit + 1` bytes of
+/// any one entry. Returns whether the whole entry was found.
 fn find_in_tar(
     file: &Path,
     want: &str,
@@ -1535,39 +1536,17 @@ fn find_in_tar(
     parts: &mut Vec<(u32, Vec<u8>)>,
 ) -> Result<bool> {
     let name = file.display().to_string();
-    let corrupt = |e: std::io::Error| single(&name, format!("truncated or corrupt tar: {e}"));
-    let mut magic = [0u8; 4];
-    let n = fs_err::File::open(file)?.read(&mut magic)?;
-    if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        let mut archive = tar::Archive::new(crate::source::tar_file_stream(file)?);
-        let entries = archive.entries().map_err(corrupt)?;
-        scan_tar(entries, &name, want, limit, whole, parts)
-    } else {
-        // A plain tar: the blobs before the one wanted are skipped by seeking.
-        let f = std::io::BufReader::with_capacity(1 << 16, fs_err::File::open(file)?);
-        let mut archive = tar::Archive::new(f);
-        let entries = archive.entries_with_seek().map_err(corrupt)?;
-        scan_tar(entries, &name, want, limit, whole, parts)
-    }
-}
-
-fn scan_tar<R: Read>(
-    entries: tar::Entries<'_, R>,
-    name: &str,
-    want: &str,
-    limit: u64,
-    whole: &mut Vec<u8>,
-    parts: &mut Vec<(u32, Vec<u8>)>,
-) -> Result<bool> {
-    let corrupt = |e: std::io::Error| single(name, format!("truncated or corrupt tar: {e}"));
-    for entry in entries {
-        let entry = entry.map_err(corrupt)?;
-        let Ok(p) = tar_entry_path(&entry.path_bytes()) else {
-            continue;
+    let volume = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(crate::bundle::parse_volume_name)
+        .is_some();
+    let mut found = false;
+    let mut report = crate::error::Report::default();
+    crate::source::walk_tar(file, volume, &mut report, &mut |_, item| {
+        let Entry::Payload { path: p, read, .. } = item else {
+            return Ok(Flow::Continue);
         };
-        if !matches!(place_of(&p), Place::Payload) {
-            continue;
-        }
         let part = if p == want {
             0
         } else {
@@ -1577,14 +1556,11 @@ fn scan_tar<R: Read>(
                 .and_then(|n| n.parse::<u32>().ok())
             {
                 Some(n) if n > 0 => n,
-                _ => continue,
+                _ => return Ok(Flow::Continue),
             }
         };
-        if !entry.header().entry_type().is_file() {
-            return Err(single(format!("{name}: {p}"), "not a regular file"));
-        }
         let mut buf = Vec::new();
-        copy_hashed(&mut { entry }, &mut buf, Some(limit), &|_| {})?;
+        copy_hashed(read, &mut buf, Some(limit), &|_| {})?;
         if buf.len() as u64 > limit {
             return Err(single(
                 format!("{name}: {p}"),
@@ -1593,11 +1569,14 @@ fn scan_tar<R: Read>(
         }
         if part == 0 {
             *whole = buf;
-            return Ok(true);
+            found = true;
+            return Ok(Flow::Stop);
         }
         parts.push((part, buf));
-    }
-    Ok(false)
+        Ok(Flow::Continue)
+    })?;
+    report.into_result()?;
+    Ok(found)
 }
 
 #[cfg(test)]

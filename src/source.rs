@@ -2,12 +2,13 @@
 //! Nothing here trusts what it reads: every path is checked before it is
 //! used, every size is bounded, links and special files are refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{
-    safe_relative, CUSTODY_DIR, MAX_TAG_FILE, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES,
+    safe_relative, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL,
+    SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
 };
 use crate::error::{Error, Report, Result};
 
@@ -44,7 +45,7 @@ impl Form {
                 .filter(|e| {
                     e.file_name()
                         .to_str()
-                        .and_then(crate::volumes::parse_volume_name)
+                        .and_then(crate::bundle::parse_volume_name)
                         .is_some()
                 })
                 .map(|e| e.path())
@@ -61,7 +62,7 @@ impl Form {
         if path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(crate::volumes::parse_volume_name)
+            .and_then(crate::bundle::parse_volume_name)
             .is_some()
         {
             return Ok(Form::Volumes {
@@ -124,19 +125,9 @@ impl Form {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .unwrap_or("bundle");
-                let stem = crate::volumes::parse_volume_name(name).map_or(name, |(s, _)| s);
+                let stem = crate::bundle::parse_volume_name(name).map_or(name, |(s, _)| s);
                 first.with_file_name(format!("{stem}.airlock"))
             }
-        }
-    }
-
-    /// Opens a tar form as a byte stream (decompressing zstd).
-    pub fn tar_stream(&self) -> Result<Box<dyn Read + Send>> {
-        match self {
-            Form::Dir(_) | Form::Volumes { .. } => {
-                unreachable!("only single tar files are streamed whole")
-            }
-            Form::Tar { path, .. } => tar_file_stream(path),
         }
     }
 }
@@ -147,18 +138,12 @@ fn is_zstd(path: &Path) -> Result<bool> {
     Ok(n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd])
 }
 
-/// A tar file as a byte stream, decompressing it if it is zstd.
-pub fn tar_file_stream(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let zstd = is_zstd(path)?;
-    let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-    Ok(if zstd {
-        Box::new(zstd::Decoder::with_buffer(f)?)
-    } else {
-        Box::new(f)
-    })
-}
-
 /// The bundle's tag files, signatures and custody events, read into memory.
+///
+/// Every entry is admitted through [`TagSet::admit`], which bounds each
+/// entry's size, the count of entries and their total: the same limits for
+/// every form (directory, tar, tar.zst, volumes, additions beside a file),
+/// and the ones pack writes within.
 #[derive(Debug, Clone, Default)]
 pub struct TagSet {
     /// Root tag files by name (the tag manifest included).
@@ -167,47 +152,111 @@ pub struct TagSet {
     pub signatures: BTreeMap<String, Vec<u8>>,
     /// `custody/<name>` → bytes.
     pub custody: BTreeMap<String, Vec<u8>>,
+    /// A volume's map and marker (volumes only).
+    pub volume: BTreeMap<String, Vec<u8>>,
     /// Problems met while reading.
     pub report: Report,
+    /// Entries admitted so far, and their bytes.
+    count: usize,
+    bytes: u64,
 }
 
 /// Where an entry of the bundle belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     Tag,
     Signature,
     Custody,
+    /// `volumes.dsse.json` or `volume.json`: allowed in volumes only.
+    Volume,
     Payload,
     Unexpected,
+}
+
+impl Place {
+    /// The largest entry of this kind a bundle may hold.
+    pub fn limit(self) -> u64 {
+        match self {
+            Place::Tag | Place::Volume => MAX_TAG_FILE,
+            Place::Signature | Place::Custody => MAX_EVIDENCE_FILE,
+            Place::Payload => u64::MAX,
+            Place::Unexpected => 0,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Place::Tag => "tag file",
+            Place::Signature => "signature",
+            Place::Custody => "custody event",
+            Place::Volume => "volume map or marker",
+            Place::Payload => "payload file",
+            Place::Unexpected => "unexpected file",
+        }
+    }
 }
 
 pub fn place_of(path: &str) -> Place {
     if TAG_FILES.contains(&path) || path == TAGMANIFEST {
         return Place::Tag;
     }
+    if path == VOLUME_MAP || path == VOLUME_MARKER {
+        return Place::Volume;
+    }
     match path.split_once('/') {
-        Some((SIGNATURES_DIR, rest)) if !rest.contains('/') => Place::Signature,
-        Some((CUSTODY_DIR, rest)) if !rest.contains('/') => Place::Custody,
-        Some(("data", _)) => Place::Payload,
+        Some((SIGNATURES_DIR, rest)) if !rest.contains('/') && !rest.is_empty() => {
+            Place::Signature
+        }
+        Some((CUSTODY_DIR, rest)) if !rest.contains('/') && !rest.is_empty() => Place::Custody,
+        Some(("data", rest)) if !rest.is_empty() => Place::Payload,
         _ => Place::Unexpected,
     }
 }
 
+const UNEXPECTED: &str =
+    "unexpected file in the bundle (not a tag file, signature, custody event or payload)";
+
 impl TagSet {
-    /// Stores one non-payload entry, or reports it.
-    pub fn take(&mut self, path: &str, bytes: Vec<u8>) {
-        match place_of(path) {
-            Place::Tag => {
-                self.files.insert(path.to_string(), bytes);
-            }
-            Place::Signature => {
-                self.signatures.insert(path.to_string(), bytes);
-            }
-            Place::Custody => {
-                self.custody.insert(path.to_string(), bytes);
-            }
-            Place::Payload => unreachable!("payload is not a tag"),
-            Place::Unexpected => self.report.add(path, "unexpected file in the bundle (not a tag file, signature, custody event or payload)"),
+    /// Decides whether a non-payload entry of `size` bytes may be read into
+    /// memory: its kind's bound, the count of entries and their total.
+    pub fn admit(&mut self, place: Place, size: u64) -> std::result::Result<(), String> {
+        if size > place.limit() {
+            return Err(format!(
+                "{size} bytes, larger than a {} may be ({} bytes)",
+                place.what(),
+                place.limit()
+            ));
         }
+        if self.count + 1 > MAX_TAG_ENTRIES {
+            return Err(format!(
+                "more than {MAX_TAG_ENTRIES} tag files, signatures and custody events; refusing to read more"
+            ));
+        }
+        if self.bytes.saturating_add(size) > MAX_TAG_TOTAL {
+            return Err(format!(
+                "tag files, signatures and custody events together exceed {MAX_TAG_TOTAL} bytes; refusing to read more"
+            ));
+        }
+        self.count += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    /// Stores one admitted non-payload entry, or reports it. A second entry
+    /// with the same path is a finding, never a silent replacement.
+    pub fn take(&mut self, path: &str, bytes: Vec<u8>) {
+        let slot = match place_of(path) {
+            Place::Tag => &mut self.files,
+            Place::Signature => &mut self.signatures,
+            Place::Custody => &mut self.custody,
+            Place::Volume => &mut self.volume,
+            Place::Payload => unreachable!("payload is not a tag"),
+            Place::Unexpected => return self.report.add(path, UNEXPECTED),
+        };
+        if slot.contains_key(path) {
+            return self.report.add(path, "appears twice in the bundle");
+        }
+        slot.insert(path.to_string(), bytes);
     }
 
     /// Adds the signatures and custody events stored beside a tar bundle.
@@ -217,17 +266,37 @@ impl TagSet {
             return Ok(());
         }
         let dir = form.additions_dir();
-        if !dir.exists() {
-            return Ok(());
+        match fs_err::symlink_metadata(&dir) {
+            Err(_) => return Ok(()),
+            Ok(m) if !m.is_dir() => {
+                self.report.add(
+                    dir.display().to_string(),
+                    "not a directory; additions beside a bundle file are a directory of signatures/ and custody/",
+                );
+                return Ok(());
+            }
+            Ok(_) => {}
         }
-        let extra = TagSet::read_dir(&dir)?;
+        let mut extra = TagSet {
+            count: self.count,
+            bytes: self.bytes,
+            ..TagSet::default()
+        };
+        let payload = walk_dir(&dir, &mut extra)?;
+        for rel in payload {
+            extra.report.add(
+                format!("{}/{}", dir.display(), rel.0),
+                "unexpected file beside the bundle",
+            );
+        }
+        self.count = extra.count;
+        self.bytes = extra.bytes;
         self.report.merge(extra.report);
-        for (path, bytes) in extra.files {
+        for path in extra.files.keys().chain(extra.volume.keys()) {
             self.report.add(
                 format!("{}/{path}", dir.display()),
                 "unexpected file beside the bundle",
             );
-            let _ = bytes;
         }
         for (path, bytes) in extra.signatures.into_iter().chain(extra.custody) {
             let target = if path.starts_with(SIGNATURES_DIR) {
@@ -249,54 +318,284 @@ impl TagSet {
         Ok(())
     }
 
-    /// Reads the tag files of a directory bundle.
+    /// Reads the tag files of a directory bundle (the payload is not read).
     pub fn read_dir(dir: &Path) -> Result<TagSet> {
         let mut tags = TagSet::default();
-        for entry in walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .min_depth(1)
-            .sort_by_file_name()
-        {
-            let entry = entry
-                .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
-            let rel = entry
-                .path()
-                .strip_prefix(dir)
-                .expect("below root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if rel == "data" || rel.starts_with("data/") {
-                continue;
-            }
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                if rel != SIGNATURES_DIR && rel != CUSTODY_DIR {
-                    tags.report.add(&rel, "unexpected directory in the bundle");
-                }
-                continue;
-            }
-            if !ft.is_file() {
-                tags.report.add(
-                    &rel,
-                    "symbolic link or special file; a bundle holds regular files only",
-                );
-                continue;
-            }
-            if let Place::Unexpected = place_of(&rel) {
-                tags.take(&rel, vec![]);
-                continue;
-            }
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-            if len > MAX_TAG_FILE {
-                tags.report.add(
-                    &rel,
-                    format!("{len} bytes, larger than any tag file may be ({MAX_TAG_FILE})"),
-                );
-                continue;
-            }
-            tags.take(&rel, fs_err::read(entry.path())?);
-        }
+        walk_dir(dir, &mut tags)?;
         Ok(tags)
+    }
+}
+
+/// A payload file found in a directory bundle: `data/...`, its path, its size.
+pub type DirPayload = (String, PathBuf, u64);
+
+/// Walks a directory bundle once: tag files, signatures and custody events are
+/// admitted and read into `tags`; payload files are listed, not read. Links,
+/// devices and unexpected files or directories are findings in `tags.report`.
+pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
+    let mut payload = Vec::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+    {
+        let entry =
+            entry.map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
+        let Some(rel) = entry
+            .path()
+            .strip_prefix(dir)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(|r| r.replace('\\', "/"))
+        else {
+            tags.report.add(
+                entry.path().display().to_string(),
+                "name is not UTF-8; a bundle's names are UTF-8",
+            );
+            continue;
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            if !(rel == SIGNATURES_DIR || rel == CUSTODY_DIR || rel == "data" || rel.starts_with("data/"))
+            {
+                tags.report.add(&rel, "unexpected directory in the bundle");
+            }
+            continue;
+        }
+        if !ft.is_file() {
+            tags.report.add(
+                &rel,
+                "symbolic link or special file; a bundle holds regular files only",
+            );
+            continue;
+        }
+        let len = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        match place_of(&rel) {
+            Place::Payload => payload.push((rel, entry.path().to_path_buf(), len)),
+            Place::Unexpected => tags.report.add(&rel, UNEXPECTED),
+            // A directory bundle is never a volume.
+            Place::Volume => tags.report.add(&rel, UNEXPECTED),
+            place => {
+                if let Err(e) = tags.admit(place, len) {
+                    tags.report.add(&rel, e);
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                fs_err::File::open(entry.path())?
+                    .take(len)
+                    .read_to_end(&mut bytes)?;
+                tags.take(&rel, bytes);
+            }
+        }
+    }
+    Ok(payload)
+}
+
+/// One entry of a tar bundle, as the walker hands it over.
+pub enum Item<'a> {
+    /// A tag file, signature, custody event (or a volume's map or marker),
+    /// admitted and read whole.
+    Head { path: String, bytes: Vec<u8> },
+    /// A payload entry: `read` yields its bytes (the tar's header says `size`).
+    Payload {
+        path: String,
+        size: u64,
+        read: &'a mut dyn Read,
+    },
+}
+
+/// What the visitor wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Walks a tar bundle file (zstd or not) once, in order, deciding for every
+/// entry what it may be. This is the one place that rules on tar entries:
+/// - unsafe or non-UTF-8 names, links, devices, FIFOs: findings, skipped;
+/// - a name seen twice: a finding, skipped;
+/// - anything that is neither a tag file, signature, custody event, payload
+///   file (nor, in a volume, its map or marker): a finding;
+/// - a non-payload entry after the payload began: a finding (nothing can be
+///   smuggled in after the signed part);
+/// - each non-payload entry is admitted by [`TagSet::admit`] (per-entry,
+///   count and total bounds) before a byte of it is read; over a bound, the
+///   walk stops;
+/// - a truncated or corrupt tar: a finding, and the walk stops.
+///
+/// Plain tars are walked with seeking, so payload entries the visitor does
+/// not read are skipped without reading them.
+pub fn walk_tar(
+    path: &Path,
+    volume: bool,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    if is_zstd(path)? {
+        let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+        let mut archive = tar::Archive::new(zstd::Decoder::with_buffer(f)?);
+        let entries = archive.entries()?;
+        walk_entries(entries, path, volume, report, visit)
+    } else {
+        let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+        let mut archive = tar::Archive::new(f);
+        let entries = archive.entries_with_seek()?;
+        walk_entries(entries, path, volume, report, visit)
+    }
+}
+
+/// Wraps a tar entry so the walker knows whether an error came from reading
+/// the archive (truncation, corruption) rather than from the visitor's side.
+struct Guarded<'a, R: Read> {
+    inner: &'a mut R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Guarded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed = true)
+    }
+}
+
+fn walk_entries<R: Read>(
+    entries: tar::Entries<'_, R>,
+    file: &Path,
+    volume: bool,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    let origin = file.display().to_string();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut admitted = TagSet::default();
+    let mut payload_began = false;
+    let mut last = String::from("(start of the tar)");
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                report.add(&origin, format!("truncated or corrupt tar after {last}: {e}"));
+                return Ok(());
+            }
+        };
+        let path = match tar_entry_path(&entry.path_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                continue;
+            }
+        };
+        last = path.clone();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            let what = match kind {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "device",
+                tar::EntryType::Fifo => "FIFO",
+                _ => "non-regular entry",
+            };
+            report.add(
+                &path,
+                format!("{what} in the tar; a bundle holds regular files only"),
+            );
+            continue;
+        }
+        if !seen.insert(path.clone()) {
+            report.add(&path, "appears twice in the tar");
+            continue;
+        }
+        let size = entry.size();
+        let place = match place_of(&path) {
+            Place::Volume if !volume => Place::Unexpected,
+            p => p,
+        };
+        match place {
+            Place::Unexpected => {
+                report.add(&path, UNEXPECTED);
+                continue;
+            }
+            Place::Payload => {
+                payload_began = true;
+                let mut guarded = Guarded {
+                    inner: &mut entry,
+                    failed: false,
+                };
+                let flow = visit(
+                    report,
+                    Item::Payload {
+                        path: path.clone(),
+                        size,
+                        read: &mut guarded,
+                    },
+                );
+                match flow {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => return Ok(()),
+                    Err(Error::Io(e)) if guarded.failed => {
+                        report.add(&path, format!("truncated or corrupt tar: {e}"));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            place => {
+                if payload_began {
+                    report.add(
+                        &path,
+                        format!("{} after the payload began; airlock writes every tag file, signature and custody event before the payload, so this was added later", place.what()),
+                    );
+                    continue;
+                }
+                if let Err(e) = admitted.admit(place, size) {
+                    report.add(&path, e);
+                    return Ok(());
+                }
+                let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
+                if let Err(e) = (&mut entry).take(size).read_to_end(&mut bytes) {
+                    report.add(&path, format!("truncated or corrupt tar: {e}"));
+                    return Ok(());
+                }
+                if bytes.len() as u64 != size {
+                    let what = format!("truncated tar: {} of {size} bytes", bytes.len());
+                    report.add(&path, what);
+                    return Ok(());
+                }
+                if visit(report, Item::Head { path, bytes })? == Flow::Stop {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the tag files of a single tar bundle (the entries before the payload)
+/// or of a volume (its map and marker included), with the additions beside it.
+pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
+    let mut tags = TagSet::default();
+    let mut report = Report::default();
+    walk_tar(path, volume, &mut report, &mut |_, item| match item {
+        Item::Head { path, bytes } => {
+            tags.admit_unchecked(&path, bytes);
+            Ok(Flow::Continue)
+        }
+        Item::Payload { .. } => Ok(Flow::Stop),
+    })?;
+    tags.report.merge(report);
+    Ok(tags)
+}
+
+impl TagSet {
+    /// Takes an entry the walker already admitted, keeping the running totals
+    /// so additions beside the file count against the same bounds.
+    fn admit_unchecked(&mut self, path: &str, bytes: Vec<u8>) {
+        self.count += 1;
+        self.bytes += bytes.len() as u64;
+        self.take(path, bytes);
     }
 }
 

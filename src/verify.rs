@@ -8,7 +8,7 @@
 //! bundles are streamed once, never extracted to a temporary copy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
@@ -16,12 +16,12 @@ use rayon::prelude::*;
 
 use crate::bundle::*;
 use crate::custody::{check_chain, EventView};
-use crate::digest::{copy_hashed, Hashed, Sha256Digest};
-use crate::error::{Error, Report, Result};
+use crate::digest::{copy_hashed, Hashed, Sha256Digest, Tee};
+use crate::error::{Report, Result};
 use crate::keys::PublicKey;
 use crate::policy::{KeyStanding, Signers, TrustPolicy};
 use crate::progress::Progress;
-use crate::source::{place_of, tar_entry_path, Form, Place, TagSet};
+use crate::source::{Flow, Form, Item, TagSet};
 
 /// What verifying the tag files established.
 #[derive(Debug, Clone)]
@@ -62,73 +62,17 @@ pub struct Staging<'a> {
     pub have: &'a HashSet<Sha256Digest>,
 }
 
-/// Reads the tag files of any form (for a tar: only the entries before the payload).
+/// Reads the tag files of any form (for a tar: only the entries before the
+/// payload; for volumes: the lowest-numbered volume's), with the additions
+/// beside a bundle file, through the one reader (`source`).
 pub fn read_tags(form: &Form) -> Result<TagSet> {
-    match form {
-        Form::Dir(dir) => TagSet::read_dir(dir),
-        Form::Volumes { files } => crate::volumes::head_tags(files, form),
-        Form::Tar { .. } => {
-            let mut archive = tar::Archive::new(form.tar_stream()?);
-            let mut tags = TagSet::default();
-            let mut seen = BTreeSet::new();
-            let entries = archive.entries()?;
-            // Every entry that is not a plain, unique, bounded file is reported
-            // (as `verify_tar` does), so a refusal names it.
-            for entry in entries {
-                let mut entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let what = format!("truncated or corrupt tar: {e}");
-                        tags.report.add(form.path().display().to_string(), what);
-                        break;
-                    }
-                };
-                let path = match tar_entry_path(&entry.path_bytes()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                        tags.report.add(raw, e);
-                        continue;
-                    }
-                };
-                if matches!(place_of(&path), Place::Payload) {
-                    break;
-                }
-                let kind = entry.header().entry_type();
-                if kind.is_dir() {
-                    continue;
-                }
-                if !kind.is_file() {
-                    let what = "link or special file in the tar; a bundle holds regular files only";
-                    tags.report.add(&path, what);
-                    continue;
-                }
-                if !seen.insert(path.clone()) {
-                    tags.report.add(&path, "appears twice in the tar");
-                    continue;
-                }
-                if entry.size() > MAX_TAG_FILE {
-                    let what = format!("{} bytes, larger than any tag file may be", entry.size());
-                    tags.report.add(&path, what);
-                    break;
-                }
-                let mut bytes = Vec::new();
-                if let Err(e) = entry.read_to_end(&mut bytes) {
-                    tags.report
-                        .add(&path, format!("truncated or corrupt tar: {e}"));
-                    break;
-                }
-                if bytes.len() as u64 != entry.size() {
-                    let what = format!("truncated tar: {} of {} bytes", bytes.len(), entry.size());
-                    tags.report.add(&path, what);
-                    break;
-                }
-                tags.take(&path, bytes);
-            }
-            tags.merge_additions(form)?;
-            Ok(tags)
-        }
-    }
+    let mut tags = match form {
+        Form::Dir(dir) => return TagSet::read_dir(dir),
+        Form::Volumes { files } => crate::volumes::head_tags(files)?,
+        Form::Tar { path, .. } => crate::source::read_tar_tags(path, false)?,
+    };
+    tags.merge_additions(form)?;
+    Ok(tags)
 }
 
 /// Checks tag files, signatures, custody and policy.
@@ -426,10 +370,7 @@ pub(crate) fn take_payload(
         )),
         None => None,
     };
-    let mut tee = Tee {
-        a: file.as_mut().map(|f| f as &mut dyn Write),
-        b: kept.as_mut(),
-    };
+    let mut tee = Tee(file.as_mut(), kept.as_mut());
     let h = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n))?;
     if let (Some(f), Some(p)) = (file, &stage_to) {
         let f = f.into_inner().map_err(|e| e.into_error())?;
@@ -444,6 +385,18 @@ pub(crate) fn take_payload(
     Ok((h, kept))
 }
 
+/// A reader that shows every byte it yields to a content probe, if any.
+pub(crate) fn tap<'a>(
+    inner: &'a mut dyn Read,
+    mut probe: Option<&'a mut crate::modelcheck::Probe>,
+) -> impl Read + 'a {
+    crate::digest::InspectReader::new(inner, move |b: &[u8]| {
+        if let Some(p) = probe.as_mut() {
+            p.feed(b)
+        }
+    })
+}
+
 /// Where `take_payload` leaves payload file `path` once verified, when it stages it.
 pub(crate) fn staged_path(
     path: &str,
@@ -455,28 +408,6 @@ pub(crate) fn staged_path(
         .map(|s| s.dir.join(exp.digest.hex()))
 }
 
-struct Tee<'a> {
-    a: Option<&'a mut dyn Write>,
-    b: Option<&'a mut Vec<u8>>,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(a) = self.a.as_mut() {
-            a.write_all(buf)?;
-        }
-        if let Some(b) = self.b.as_mut() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if let Some(a) = self.a.as_mut() {
-            a.flush()?;
-        }
-        Ok(())
-    }
-}
 
 pub(crate) fn judge(path: &str, exp: &Expected, h: &Hashed, report: &mut Report) -> bool {
     if exp.exact && h.size != exp.size || !exp.exact && h.size > exp.size {
@@ -550,57 +481,30 @@ fn verify_dir(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let check = check_tags(TagSet::read_dir(dir)?, policy, now);
+    let mut tags = TagSet::default();
+    let present = crate::source::walk_dir(dir, &mut tags)?;
+    let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
     let mut kept = HashMap::new();
     let Some(plan) = check.plan.clone() else {
         return Ok((check, report, kept));
     };
-    if staging.is_some() && !report.is_ok() {
+    // Signatures and the trust policy are judged before any payload byte is read.
+    if !report.is_ok() {
         return Ok((check, report, kept));
     }
-    let data = dir.join("data");
-    let mut present: Vec<(String, PathBuf, u64)> = Vec::new();
-    if fs_err::symlink_metadata(&data)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        for entry in walkdir::WalkDir::new(&data)
-            .follow_links(false)
-            .min_depth(1)
-            .sort_by_file_name()
-        {
-            let entry =
-                entry.map_err(|e| Error::Usage(format!("cannot read {}: {e}", data.display())))?;
-            let rel = format!(
-                "data/{}",
-                entry
-                    .path()
-                    .strip_prefix(&data)
-                    .expect("below")
-                    .to_string_lossy()
-            );
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
-            }
-            if !ft.is_file() {
-                report.add(
-                    &rel,
-                    "symbolic link or special file; a bundle holds regular files only",
-                );
-                continue;
-            }
-            if !plan.contains_key(&rel) {
-                report.add(&rel, "extra file: not listed in manifest-sha256.txt");
-                continue;
-            }
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            present.push((rel, entry.path().to_path_buf(), len));
-        }
-    } else {
+    if !fs_err::symlink_metadata(dir.join("data")).is_ok_and(|m| m.is_dir()) {
         report.add("data/", "missing or not a directory");
     }
+    let mut listed = Vec::with_capacity(present.len());
+    for p in present {
+        if plan.contains_key(&p.0) {
+            listed.push(p);
+        } else {
+            report.add(&p.0, "extra file: not listed in manifest-sha256.txt");
+        }
+    }
+    let present = listed;
     let seen: HashSet<&str> = present.iter().map(|p| p.0.as_str()).collect();
     for path in plan.keys() {
         if !seen.contains(path.as_str()) {
@@ -658,81 +562,28 @@ fn verify_tar(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let mut archive = tar::Archive::new(form.tar_stream()?);
     let mut tags = TagSet::default();
     let mut report = Report::default();
     let mut check: Option<TagCheck> = None;
     let mut content: Option<crate::modelcheck::ContentPlan> = None;
     let mut kept = HashMap::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut last = String::from("(start of the tar)");
-    let entries = archive.entries()?;
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                report.add(
-                    form.path().display().to_string(),
-                    format!("truncated or corrupt tar after {last}: {e}"),
-                );
-                break;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut additions: Result<()> = Ok(());
+    let mut tags_ok = false;
+    crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
+        let (path, size, entry) = match item {
+            Item::Head { path, bytes } => {
+                tags.take(&path, bytes);
+                return Ok(Flow::Continue);
             }
+            Item::Payload { path, size, read } => (path, size, read),
         };
-        let path = match tar_entry_path(&entry.path_bytes()) {
-            Ok(p) => p,
-            Err(e) => {
-                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
-                continue;
-            }
-        };
-        last = path.clone();
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
-            let what = match kind {
-                tar::EntryType::Symlink => "symbolic link",
-                tar::EntryType::Link => "hard link",
-                tar::EntryType::Char | tar::EntryType::Block => "device",
-                tar::EntryType::Fifo => "FIFO",
-                _ => "non-regular entry",
-            };
-            report.add(
-                &path,
-                format!("{what} in the tar; a bundle holds regular files only"),
-            );
-            continue;
-        }
-        if !seen.insert(path.clone()) {
-            report.add(&path, "appears twice in the tar");
-            continue;
-        }
-        let is_payload = matches!(place_of(&path), Place::Payload);
-        if !is_payload {
-            if check.is_some() {
-                report.add(&path, "tag file, signature or custody event after the payload began; the tar is not in airlock's order");
-                continue;
-            }
-            if entry.size() > MAX_TAG_FILE {
-                report.add(
-                    &path,
-                    format!("{} bytes, larger than any tag file may be", entry.size()),
-                );
-                break;
-            }
-            let mut bytes = Vec::new();
-            if let Err(e) = entry.read_to_end(&mut bytes) {
-                report.add(&path, format!("truncated or corrupt tar: {e}"));
-                break;
-            }
-            tags.take(&path, bytes);
-            continue;
-        }
-        // First payload entry: the tag files are complete; check them now.
+        // First payload entry: the tag files are complete; check them now,
+        // before any payload byte is read.
         if check.is_none() {
-            tags.merge_additions(form)?;
-            let c = check_tags(std::mem::take(&mut tags), policy, now);
+            let mut t = std::mem::take(&mut tags);
+            additions = t.merge_additions(form);
+            let c = check_tags(t, policy, now);
             report.merge(c.report.clone());
             progress.begin(
                 "verifying",
@@ -743,29 +594,29 @@ fn verify_tar(
                 .as_ref()
                 .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
             check = Some(c);
+            tags_ok = additions.is_ok() && report.is_ok();
         }
         let c = check.as_ref().expect("set above");
-        if staging.is_some() && !report.is_ok() {
-            break;
+        if !tags_ok {
+            return Ok(Flow::Stop);
         }
-        let Some(plan) = &c.plan else { break };
+        let Some(plan) = &c.plan else {
+            return Ok(Flow::Stop);
+        };
+        seen.insert(path.clone());
         let Some(exp) = plan.get(&path) else {
             report.add(&path, "extra file: not listed in manifest-sha256.txt");
-            if entry.size() > MAX_TAG_FILE {
-                break;
-            }
-            continue;
+            return Ok(Flow::Continue);
         };
-        if exp.exact && entry.size() != exp.size || entry.size() > exp.size {
+        if exp.exact && size != exp.size || size > exp.size {
             report.add(
                 &path,
                 format!(
-                    "size {} but the signed manifests declare {}; stopped reading",
-                    entry.size(),
+                    "size {size} but the signed manifests declare {}; stopped reading",
                     exp.size
                 ),
             );
-            break;
+            return Ok(Flow::Stop);
         }
         // Weights and pickles (modelcheck): read back from the staged copy,
         // or probed as they stream by.
@@ -777,33 +628,24 @@ fn verify_tar(
                 staging.map(|s| s.dir),
             )
         });
-        let taken = take_payload(
+        let (h, bytes) = take_payload(
             &path,
-            &mut crate::modelcheck::Tap::new(&mut entry, pending.as_mut().and_then(|p| p.probe())),
+            &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
             exp,
             staging,
             progress,
-        );
-        match taken {
-            Ok((h, bytes)) => {
-                if judge(&path, exp, &h, &mut report) {
-                    if let Some(b) = bytes {
-                        kept.insert(path.clone(), b);
-                    }
-                    if let (Some(c), Some(p)) = (&content, pending) {
-                        report.merge(p.finish(c)?);
-                    }
-                }
+        )?;
+        if judge(&path, exp, &h, report) {
+            if let Some(b) = bytes {
+                kept.insert(path.clone(), b);
             }
-            Err(Error::Io(e))
-                if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::Other =>
-            {
-                report.add(&path, format!("truncated or corrupt tar: {e}"));
-                break;
+            if let (Some(c), Some(p)) = (&content, pending) {
+                report.merge(p.finish(c)?);
             }
-            Err(e) => return Err(e),
         }
-    }
+        Ok(Flow::Continue)
+    })?;
+    additions?;
     progress.finish();
     let check = match check {
         Some(c) => c,
@@ -815,7 +657,7 @@ fn verify_tar(
         }
     };
     if let Some(plan) = &check.plan {
-        if staging.is_none() || report.is_ok() {
+        if report.is_ok() {
             for path in plan.keys() {
                 if !seen.contains(path) {
                     report.add(

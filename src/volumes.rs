@@ -18,17 +18,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::bundle::*;
-use crate::digest::{copy_hashed, Sha256Digest};
+use crate::digest::{copy_hashed, HashingWriter, Sha256Digest};
 use crate::dsse::{Envelope, Statement, Subject, INTOTO_PAYLOAD_TYPE, STATEMENT_V1};
 use crate::error::{Error, Report, Result};
 use crate::keys::PrivateKey;
 use crate::policy::{KeyStanding, TrustPolicy};
 use crate::progress::Progress;
-use crate::source::{place_of, tar_entry_path, Place, TagSet};
-use crate::verify::{self, Expected, Staging, TagCheck};
+use crate::source::{Flow, Item, TagSet};
+use crate::verify::{self, tap, Expected, Staging, TagCheck};
 
-pub const MAP_FILE: &str = "volumes.dsse.json";
-pub const MARKER_FILE: &str = "volume.json";
+pub use crate::bundle::{parse_volume_name, VOLUME_MAP as MAP_FILE, VOLUME_MARKER as MARKER_FILE};
 pub const MAP_PREDICATE: &str = "https://airlock.dev/attestations/volume-map/v1";
 /// Blobs up to this size are never split: they move whole to the next volume.
 const SPLIT_MIN: u64 = 1 << 20;
@@ -110,15 +109,6 @@ fn blocks(size: u64) -> u64 {
     512 + size.div_ceil(512) * 512
 }
 
-/// `name-1.0.0.vol003.tar[.zst]` → Some(("name-1.0.0", 3)).
-pub fn parse_volume_name(file: &str) -> Option<(&str, u32)> {
-    let base = file
-        .strip_suffix(".tar.zst")
-        .or_else(|| file.strip_suffix(".tar"))?;
-    let (stem, num) = base.rsplit_once(".vol")?;
-    (!num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
-    Some((stem, num.parse().ok()?))
-}
 
 /// Splits a packed bundle directory into volumes written into `out`.
 #[allow(clippy::too_many_arguments)]
@@ -363,62 +353,39 @@ struct Head {
     problems: Report,
 }
 
-fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read + Send>>> {
-    Ok(tar::Archive::new(crate::source::tar_file_stream(path)?))
-}
-
+/// Reads one volume's head through the one reader: its tag files, map and
+/// marker (every rule of `source::walk_tar` applies: duplicates, unsafe names,
+/// bounds, order).
 fn read_head(path: &Path) -> Result<Head> {
-    let mut head = Head {
-        file: path.to_path_buf(),
-        tags: TagSet::default(),
-        map: None,
-        marker: None,
-        problems: Report::default(),
-    };
     let name = path.display().to_string();
-    let mut archive = open_tar(path)?;
-    for entry in archive.entries()? {
-        let mut entry = match entry {
-            Ok(e) => e,
+    let mut tags = crate::source::read_tar_tags(path, true)?;
+    let mut problems = Report::default();
+    let map = tags.volume.remove(MAP_FILE);
+    let marker = match tags.volume.remove(MARKER_FILE) {
+        Some(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(m) => Some(m),
             Err(e) => {
-                head.problems
-                    .add(&name, format!("truncated or corrupt tar: {e}"));
-                break;
+                problems.add(format!("{name}: {MARKER_FILE}"), format!("unreadable: {e}"));
+                None
             }
-        };
-        let Ok(p) = tar_entry_path(&entry.path_bytes()) else {
-            break;
-        };
-        if matches!(place_of(&p), Place::Payload) {
-            break;
-        }
-        if !entry.header().entry_type().is_file() || entry.size() > MAX_TAG_FILE {
-            head.problems
-                .add(format!("{name}: {p}"), "not a regular file of bounded size");
-            continue;
-        }
-        let mut bytes = Vec::new();
-        if let Err(e) = entry.read_to_end(&mut bytes) {
-            head.problems
-                .add(&name, format!("truncated or corrupt tar: {e}"));
-            break;
-        }
-        match p.as_str() {
-            MAP_FILE => head.map = Some(bytes),
-            MARKER_FILE => match serde_json::from_slice(&bytes) {
-                Ok(m) => head.marker = Some(m),
-                Err(e) => head
-                    .problems
-                    .add(format!("{name}: {MARKER_FILE}"), format!("unreadable: {e}")),
-            },
-            _ => head.tags.take(&p, bytes),
-        }
+        },
+        None => None,
+    };
+    // Findings name the volume they were met in.
+    for f in std::mem::take(&mut tags.report).findings {
+        problems.add(format!("{name}: {}", f.subject), f.problem);
     }
-    Ok(head)
+    Ok(Head {
+        file: path.to_path_buf(),
+        tags,
+        map,
+        marker,
+        problems,
+    })
 }
 
-/// The tag files of the lowest-numbered volume given, with additions.
-pub fn head_tags(files: &[PathBuf], form: &crate::source::Form) -> Result<TagSet> {
+/// The tag files of the lowest-numbered volume given (additions not merged).
+pub fn head_tags(files: &[PathBuf]) -> Result<TagSet> {
     let mut heads = files
         .iter()
         .map(|f| read_head(f))
@@ -429,7 +396,6 @@ pub fn head_tags(files: &[PathBuf], form: &crate::source::Form) -> Result<TagSet
         .next()
         .ok_or_else(|| Error::Usage("no volumes given".into()))?;
     head.tags.report.merge(head.problems);
-    head.tags.merge_additions(form)?;
     Ok(head.tags)
 }
 
@@ -475,23 +441,6 @@ struct Open {
     content: Option<crate::modelcheck::Pending>,
 }
 
-struct Both<'a> {
-    hasher: &'a mut Sha256,
-    file: Option<&'a mut io::BufWriter<fs_err::File>>,
-}
-
-impl Write for Both<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        if let Some(f) = self.file.as_mut() {
-            f.write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Verifies volumes. `whole` means the set is meant to be complete (a folder
 /// or several files): missing volumes are then reported and whole-blob
@@ -599,7 +548,9 @@ pub fn verify_volumes(
     let (Some(map), Some(plan)) = (map, check.plan.clone()) else {
         return Ok((check, report, kept));
     };
-    if staging.is_some() && !report.is_ok() {
+    // Signatures, the trust policy and the volume map are judged before any
+    // payload byte is read.
+    if !report.is_ok() {
         return Ok((check, report, kept));
     }
     // The map must cover the payload manifest exactly.
@@ -661,67 +612,39 @@ pub fn verify_volumes(
             .map(|p| (p.entry_name(), p))
             .collect();
         let mut seen = BTreeSet::new();
-        let mut archive = open_tar(&h.file)?;
-        for entry in archive.entries()? {
-            let mut entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    report.add(&vol, format!("truncated or corrupt tar: {e}"));
-                    break;
-                }
+        let mut vol_report = Report::default();
+        crate::source::walk_tar(&h.file, true, &mut vol_report, &mut |report, item| {
+            let (name, size, entry) = match item {
+                // Read and checked with the head; a later one is refused by the walker.
+                Item::Head { .. } => return Ok(Flow::Continue),
+                Item::Payload { path, size, read } => (path, size, read),
             };
-            let name = match tar_entry_path(&entry.path_bytes()) {
-                Ok(p) => p,
-                Err(e) => {
-                    report.add(&vol, e);
-                    continue;
-                }
-            };
-            if !matches!(place_of(&name), Place::Payload) {
-                continue;
-            }
-            if !entry.header().entry_type().is_file() {
-                report.add(
-                    format!("{vol}: {name}"),
-                    "not a regular file; a bundle holds regular files only",
-                );
-                continue;
-            }
             let Some(piece) = expected.get(&name) else {
-                report.add(
-                    format!("{vol}: {name}"),
-                    "not in the volume map for this volume",
-                );
-                if entry.size() > MAX_TAG_FILE {
-                    break;
-                }
-                continue;
+                report.add(&name, "not in the volume map for this volume");
+                return Ok(Flow::Continue);
             };
-            if !seen.insert(name.clone()) {
-                report.add(format!("{vol}: {name}"), "appears twice");
-                continue;
-            }
-            if entry.size() != piece.size {
+            seen.insert(name.clone());
+            if size != piece.size {
                 report.add(
-                    format!("{vol}: {name}"),
+                    &name,
                     format!(
-                        "size {} but the volume map says {}; stopped reading",
-                        entry.size(),
+                        "size {size} but the volume map says {}; stopped reading",
                         piece.size
                     ),
                 );
-                break;
+                return Ok(Flow::Stop);
             }
             let exp: Expected = plan[&piece.path];
             if piece.part == 0 {
                 let mut pending = start_content(&piece.path, &exp);
-                let mut tap = crate::modelcheck::Tap::new(
-                    &mut entry,
-                    pending.as_mut().and_then(|p| p.probe()),
-                );
-                let (hsh, bytes) =
-                    verify::take_payload(&piece.path, &mut tap, &exp, staging, progress)?;
-                if verify::judge(&format!("{vol}: {}", piece.path), &exp, &hsh, &mut report) {
+                let (hsh, bytes) = verify::take_payload(
+                    &piece.path,
+                    &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
+                    &exp,
+                    staging,
+                    progress,
+                )?;
+                if verify::judge(&piece.path, &exp, &hsh, report) {
                     done_paths.insert(piece.path.clone());
                     if let Some(b) = bytes {
                         kept.insert(piece.path.clone(), b);
@@ -730,7 +653,7 @@ pub fn verify_volumes(
                         report.merge(p.finish(c)?);
                     }
                 }
-                continue;
+                return Ok(Flow::Continue);
             }
             // A part: check it alone, and feed the whole blob if its parts arrive in order.
             if piece.part == 1 {
@@ -758,39 +681,38 @@ pub fn verify_volumes(
             });
             let part_hash = if feeding {
                 let o = open.as_mut().expect("feeding");
-                let mut both = Both {
-                    hasher: &mut o.hasher,
-                    file: o.stage.as_mut().map(|s| &mut s.1),
+                let mut tap = tap(entry, o.content.as_mut().and_then(|p| p.probe()));
+                let hsh = match o.stage.as_mut() {
+                    Some(s) => {
+                        let mut w = HashingWriter::new(&mut s.1, &mut o.hasher);
+                        copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
+                    }
+                    None => {
+                        let mut w = HashingWriter::new(io::sink(), &mut o.hasher);
+                        copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
+                    }
                 };
-                let mut tap = crate::modelcheck::Tap::new(
-                    &mut entry,
-                    o.content.as_mut().and_then(|p| p.probe()),
-                );
-                let hsh = copy_hashed(&mut tap, &mut both, Some(piece.size), &|n| {
-                    progress.advance(n)
-                })?;
                 o.read += hsh.size;
                 o.next_part += 1;
                 hsh
             } else {
                 open = None;
-                crate::digest::hash_reader(&mut entry, Some(piece.size), &|n| progress.advance(n))?
+                crate::digest::hash_reader(entry, Some(piece.size), &|n| progress.advance(n))?
             };
             if part_hash.digest != piece.digest || part_hash.size != piece.size {
                 report.add(
-                    format!("{vol}: {name}"),
+                    &name,
                     format!(
                         "sha256 mismatch: the volume map says {}, the part has {}",
                         piece.digest, part_hash.digest
                     ),
                 );
                 open = None;
-                continue;
+                return Ok(Flow::Continue);
             }
             if feeding && piece.offset + piece.size == piece.total {
                 let o = open.take().expect("feeding");
-                let whole =
-                    Sha256Digest::parse_oci(&format!("{:x}", o.hasher.finalize())).expect("hex");
+                let whole = Sha256Digest::of_raw(o.hasher.finalize().into());
                 if whole != exp.digest {
                     report.add(&piece.path, format!("sha256 mismatch after joining its parts: manifest says {}, parts give {whole}", exp.digest));
                 } else {
@@ -805,6 +727,10 @@ pub fn verify_volumes(
                     }
                 }
             }
+            Ok(Flow::Continue)
+        })?;
+        for f in vol_report.findings {
+            report.add(format!("{vol}: {}", f.subject), f.problem);
         }
         for name in expected.keys() {
             if !seen.contains(name) {

@@ -312,6 +312,16 @@ pub fn pack(
         ),
         (MANIFEST, render_manifest(&payload).into_bytes()),
     ];
+    // The high side reads the tag area within fixed bounds (`source::TagSet`);
+    // never write a bundle it would refuse for size.
+    let mut bounds = crate::source::TagSet::default();
+    for (name, bytes) in &tags {
+        if let Err(e) = bounds.admit(crate::source::place_of(name), bytes.len() as u64) {
+            return Err(Error::Usage(format!(
+                "{name} would be {e}; the high side would refuse this bundle. Shorten the manifest's metadata, or split the content into several bundles"
+            )));
+        }
+    }
     let mut tag_entries = BTreeMap::new();
     for (name, bytes) in &tags {
         fs_err::write(root.join(name), bytes)?;

@@ -616,3 +616,49 @@ pub fn tar_entry_path(raw: &[u8]) -> std::result::Result<String, String> {
     }
     Ok(s.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admit_bounds_each_kind_the_count_and_the_total() {
+        let mut t = TagSet::default();
+        assert!(t.admit(Place::Tag, MAX_TAG_FILE).is_ok());
+        assert!(t.admit(Place::Tag, MAX_TAG_FILE + 1).is_err());
+        assert!(t.admit(Place::Signature, MAX_EVIDENCE_FILE + 1).is_err());
+        assert!(t.admit(Place::Unexpected, 1).is_err());
+        let mut t = TagSet::default();
+        for _ in 0..MAX_TAG_ENTRIES {
+            t.admit(Place::Custody, 1).unwrap();
+        }
+        assert!(t.admit(Place::Custody, 1).unwrap_err().contains("more than"));
+        let mut t = TagSet::default();
+        t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
+        t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
+        t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
+        assert!(t.admit(Place::Tag, 1).unwrap_err().contains("together exceed"));
+    }
+
+    #[test]
+    fn places() {
+        assert_eq!(place_of("bagit.txt"), Place::Tag);
+        assert_eq!(place_of("signatures/a.dsse.json"), Place::Signature);
+        assert_eq!(place_of("signatures/"), Place::Unexpected);
+        assert_eq!(place_of("signatures/x/y"), Place::Unexpected);
+        assert_eq!(place_of("custody/0001.dsse.json"), Place::Custody);
+        assert_eq!(place_of("data/blobs/sha256/ab"), Place::Payload);
+        assert_eq!(place_of("data"), Place::Unexpected);
+        assert_eq!(place_of("volume.json"), Place::Volume);
+        assert_eq!(place_of("evil.sh"), Place::Unexpected);
+    }
+
+    #[test]
+    fn a_second_entry_with_the_same_name_is_a_finding() {
+        let mut t = TagSet::default();
+        t.take("bag-info.txt", b"a".to_vec());
+        t.take("bag-info.txt", b"b".to_vec());
+        assert_eq!(t.files["bag-info.txt"], b"a");
+        assert!(!t.report.is_ok());
+    }
+}

@@ -254,9 +254,46 @@ pub fn blob_path(d: &Sha256Digest) -> String {
 }
 
 /// Serializes JSON deterministically: object keys sorted, compact.
+///
+/// Keys are sorted here, explicitly, so the bytes never depend on how
+/// `serde_json::Map` orders them (a crate switching on serde_json's
+/// `preserve_order` feature anywhere in the build would change that order).
 pub fn canonical_json<T: Serialize>(v: &T) -> Vec<u8> {
     let value = serde_json::to_value(v).expect("serializable");
-    serde_json::to_vec(&value).expect("serializable")
+    let mut out = Vec::new();
+    write_canonical(&value, &mut out);
+    out
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).expect("a string serializes");
+                out.push(b':');
+                write_canonical(&m[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("a scalar serializes"),
+    }
 }
 
 /// Renders a BagIt manifest: `<hex>  <path>` lines, sorted by path.
@@ -396,6 +433,31 @@ checks all of the above against a trust policy in one step.
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level_whatever_the_field_order() {
+        #[derive(Serialize)]
+        struct Inner {
+            zeta: u8,
+            alpha: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            b: Vec<Inner>,
+            a: bool,
+        }
+        let v = Outer {
+            b: vec![Inner {
+                zeta: 1,
+                alpha: "x\n\"y",
+            }],
+            a: true,
+        };
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).unwrap(),
+            r#"{"a":true,"b":[{"alpha":"x\n\"y","zeta":1}]}"#
+        );
+    }
 
     #[test]
     fn manifest_round_trip() {

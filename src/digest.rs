@@ -279,7 +279,10 @@ mod tests {
         }
         assert_eq!(seen, data.len());
         assert_eq!(out, data);
-        assert_eq!(Sha256Digest::of_raw(whole.finalize().into()), Sha256Digest::of(&data));
+        assert_eq!(
+            Sha256Digest::of_raw(whole.finalize().into()),
+            Sha256Digest::of(&data)
+        );
         let mut a = Vec::new();
         let mut t: Tee<&mut Vec<u8>, &mut Vec<u8>> = Tee(Some(&mut a), None);
         t.write_all(b"xy").unwrap();

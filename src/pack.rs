@@ -365,7 +365,7 @@ pub fn pack(
             let file = if format == Format::Tar {
                 crate::tarball::write_tar(&root, &order, file, time.max(0) as u64, progress)?
             } else {
-                let enc = zstd::Encoder::new(file, 3)?;
+                let enc = crate::tarball::zstd_encoder(file)?;
                 crate::tarball::write_tar(&root, &order, enc, time.max(0) as u64, progress)?
                     .finish()?
             };

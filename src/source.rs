@@ -204,9 +204,7 @@ pub fn place_of(path: &str) -> Place {
         return Place::Volume;
     }
     match path.split_once('/') {
-        Some((SIGNATURES_DIR, rest)) if !rest.contains('/') && !rest.is_empty() => {
-            Place::Signature
-        }
+        Some((SIGNATURES_DIR, rest)) if !rest.contains('/') && !rest.is_empty() => Place::Signature,
         Some((CUSTODY_DIR, rest)) if !rest.contains('/') && !rest.is_empty() => Place::Custody,
         Some(("data", rest)) if !rest.is_empty() => Place::Payload,
         _ => Place::Unexpected,
@@ -339,8 +337,8 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         .min_depth(1)
         .sort_by_file_name()
     {
-        let entry =
-            entry.map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
+        let entry = entry
+            .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
         let Some(rel) = entry
             .path()
             .strip_prefix(dir)
@@ -356,7 +354,10 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         };
         let ft = entry.file_type();
         if ft.is_dir() {
-            if !(rel == SIGNATURES_DIR || rel == CUSTODY_DIR || rel == "data" || rel.starts_with("data/"))
+            if !(rel == SIGNATURES_DIR
+                || rel == CUSTODY_DIR
+                || rel == "data"
+                || rel.starts_with("data/"))
             {
                 tags.report.add(&rel, "unexpected directory in the bundle");
             }
@@ -474,7 +475,10 @@ fn walk_entries<R: Read>(
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                report.add(&origin, format!("truncated or corrupt tar after {last}: {e}"));
+                report.add(
+                    &origin,
+                    format!("truncated or corrupt tar after {last}: {e}"),
+                );
                 return Ok(());
             }
         };
@@ -632,12 +636,18 @@ mod tests {
         for _ in 0..MAX_TAG_ENTRIES {
             t.admit(Place::Custody, 1).unwrap();
         }
-        assert!(t.admit(Place::Custody, 1).unwrap_err().contains("more than"));
+        assert!(t
+            .admit(Place::Custody, 1)
+            .unwrap_err()
+            .contains("more than"));
         let mut t = TagSet::default();
         t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
         t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
         t.admit(Place::Tag, MAX_TAG_FILE).unwrap();
-        assert!(t.admit(Place::Tag, 1).unwrap_err().contains("together exceed"));
+        assert!(t
+            .admit(Place::Tag, 1)
+            .unwrap_err()
+            .contains("together exceed"));
     }
 
     #[test]

@@ -112,3 +112,47 @@ impl<R: Read> Read for Counting<'_, R> {
         Ok(n)
     }
 }
+
+/// The zstd encoder every tar.zst is written with: level 3, compressed on
+/// every core. zstd's multi-threaded output is the same for any number of
+/// workers, so a bundle's bytes do not depend on the machine that packed it.
+pub fn zstd_encoder<W: std::io::Write>(w: W) -> std::io::Result<zstd::Encoder<'static, W>> {
+    let mut enc = zstd::Encoder::new(w, 3)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    enc.multithread(workers.max(1))?;
+    Ok(enc)
+}
+
+#[cfg(test)]
+mod zstd_tests {
+    use std::io::Write;
+
+    fn compress(workers: u32, data: &[u8]) -> Vec<u8> {
+        let mut enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
+        enc.multithread(workers).unwrap();
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn multithreaded_zstd_is_the_same_for_any_worker_count() {
+        // Several zstd jobs' worth of mixed data.
+        let mut x = 1u64;
+        let block: Vec<u8> = (0..1 << 16)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 60) as u8 + b'a'
+            })
+            .collect();
+        let data: Vec<u8> = block.iter().copied().cycle().take(12 << 20).collect();
+        let one = compress(1, &data);
+        assert_eq!(one, compress(2, &data));
+        assert_eq!(one, compress(4, &data));
+        let mut out = Vec::new();
+        let mut enc = super::zstd_encoder(&mut out).unwrap();
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(out, one);
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+}

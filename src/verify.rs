@@ -408,7 +408,6 @@ pub(crate) fn staged_path(
         .map(|s| s.dir.join(exp.digest.hex()))
 }
 
-
 pub(crate) fn judge(path: &str, exp: &Expected, h: &Hashed, report: &mut Report) -> bool {
     if exp.exact && h.size != exp.size || !exp.exact && h.size > exp.size {
         report.add(

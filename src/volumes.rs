@@ -109,7 +109,6 @@ fn blocks(size: u64) -> u64 {
     512 + size.div_ceil(512) * 512
 }
 
-
 /// Splits a packed bundle directory into volumes written into `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_volumes(
@@ -246,7 +245,7 @@ pub fn write_volumes(
             Ok(())
         };
         let file = if zstd {
-            let mut enc = zstd::Encoder::new(file, 3)?;
+            let mut enc = crate::tarball::zstd_encoder(file)?;
             write(&mut enc)?;
             enc.finish()?
         } else {
@@ -440,7 +439,6 @@ struct Open {
     /// The blob's content check (modelcheck), fed as its parts stream by.
     content: Option<crate::modelcheck::Pending>,
 }
-
 
 /// Verifies volumes. `whole` means the set is meant to be complete (a folder
 /// or several files): missing volumes are then reported and whole-blob

@@ -178,7 +178,8 @@ fn bomb(f: &Fixture, extra: usize, size: u64, dir: &str) -> PathBuf {
         let pad = (512 - data.len() % 512) % 512;
         z.write_all(&vec![0u8; pad]).unwrap();
     };
-    let (tags, payload): (Vec<_>, Vec<_>) = entries.iter().partition(|e| !e.path.starts_with("data/"));
+    let (tags, payload): (Vec<_>, Vec<_>) =
+        entries.iter().partition(|e| !e.path.starts_with("data/"));
     for e in tags {
         write_entry(&mut z, &e.path, &e.data);
     }
@@ -210,7 +211,11 @@ fn an_oversized_signature_entry_is_refused_before_it_is_read() {
     let b = bomb(&f, 16, 64 << 20, "signatures");
     assert!(std::fs::metadata(&b).unwrap().len() < 1 << 20);
     let o = f.verify(&b);
-    assert_refused(&o, "signatures/bomb0000.dsse.json", "larger than a signature may be");
+    assert_refused(
+        &o,
+        "signatures/bomb0000.dsse.json",
+        "larger than a signature may be",
+    );
     let o = f.import(&b, "store");
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
@@ -235,11 +240,7 @@ fn the_tag_area_total_is_bounded() {
     let b = bomb(&f, 200, (1 << 20) - 1, "signatures");
     let o = f.verify(&b);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("together exceed"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("together exceed"), "{}", stderr(&o));
 }
 
 // ---------------------------------------------------------------- signatures first

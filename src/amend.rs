@@ -4,7 +4,6 @@
 //! file (`<file>.airlock/`), never into it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -49,24 +48,6 @@ fn intact_tags(form: &Form) -> Result<(TagSet, Sha256Digest)> {
     Ok((tags, id))
 }
 
-fn write_new(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().expect("has parent"))?;
-    let mut f = fs_err::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| {
-            Error::Usage(format!(
-                "{}: {e} (another sign or custody append running at the same time?)",
-                path.display()
-            ))
-        })?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(path)
-}
-
 /// Appends a signed custody event. Refuses to extend a broken chain.
 pub fn append_custody(
     bundle: &Path,
@@ -104,11 +85,11 @@ fn append_to(
     }
     let time = crate::clock::build_time()?;
     let (rel, bytes) = new_event(chain, key, event, note, id, time);
-    let path = write_new(&form.additions_dir(), &rel, &bytes)?;
+    let wrote = crate::additions::append(form, &[(rel, bytes)], time.max(0) as u64)?;
     Ok(Amended {
         id: id.hex(),
         key_id: key.public.id.clone(),
-        wrote: vec![path],
+        wrote,
     })
 }
 
@@ -138,13 +119,22 @@ pub fn sign(bundle: &Path, key: &PrivateKey) -> Result<Amended> {
     let d: crate::bundle::Description =
         serde_json::from_slice(&tags.files[crate::bundle::DESCRIPTION])
             .map_err(|e| crate::error::single(crate::bundle::DESCRIPTION, e.to_string()))?;
-    let dir = form.additions_dir();
-    let mut wrote = Vec::new();
-    for (rel, bytes) in crate::signing::sign(key, &d.name, &d.version, &tags.files[TAGMANIFEST]) {
-        wrote.push(write_new(&dir, &rel, &bytes)?);
+    let time = crate::clock::build_time()?;
+    let mut entries = crate::signing::sign(key, &d.name, &d.version, &tags.files[TAGMANIFEST]);
+    let (_, report) = check_chain(&tags.custody, &id);
+    if !report.is_ok() {
+        let mut r = Report::default();
+        r.add(
+            "custody/",
+            "the custody chain is already broken; refusing to extend it",
+        );
+        r.merge(report);
+        return Err(Error::Verification(r));
     }
-    let mut event = append_to(&form, &tags.custody, key, "signed", None, &id)?;
-    wrote.append(&mut event.wrote);
+    entries.push(new_event(&tags.custody, key, "signed", None, &id, time));
+    // Signatures and the `signed` event are added in one batch.
+    let mut wrote = crate::additions::append(&form, &entries, time.max(0) as u64)?;
+    wrote.dedup();
     Ok(Amended {
         id: id.hex(),
         key_id: key.public.id.clone(),

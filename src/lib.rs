@@ -4,6 +4,7 @@
 //! The library holds the domain; `cli` is the only module that prints.
 //! See ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod additions;
 pub mod amend;
 pub mod bundle;
 pub mod cli;

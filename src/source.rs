@@ -215,6 +215,17 @@ const UNEXPECTED: &str =
     "unexpected file in the bundle (not a tag file, signature, custody event or payload)";
 
 impl TagSet {
+    /// The bytes of a tag file, signature, custody event or volume file by path.
+    pub fn get(&self, path: &str) -> Option<&Vec<u8>> {
+        match place_of(path) {
+            Place::Tag => self.files.get(path),
+            Place::Signature => self.signatures.get(path),
+            Place::Custody => self.custody.get(path),
+            Place::Volume => self.volume.get(path),
+            _ => None,
+        }
+    }
+
     /// Decides whether a non-payload entry of `size` bytes may be read into
     /// memory: its kind's bound, the count of entries and their total.
     pub fn admit(&mut self, place: Place, size: u64) -> std::result::Result<(), String> {
@@ -470,6 +481,7 @@ fn walk_entries<R: Read>(
     let mut seen: HashSet<String> = HashSet::new();
     let mut admitted = TagSet::default();
     let mut payload_began = false;
+    let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
     for entry in entries {
         let mut entry = match entry {
@@ -523,6 +535,13 @@ fn walk_entries<R: Read>(
                 continue;
             }
             Place::Payload => {
+                if additions_began {
+                    report.add(
+                        &path,
+                        "payload entry after signatures or custody events added since pack; the payload ends before any addition",
+                    );
+                    continue;
+                }
                 payload_began = true;
                 let mut guarded = Guarded {
                     inner: &mut entry,
@@ -547,12 +566,18 @@ fn walk_entries<R: Read>(
                 }
             }
             place => {
-                if payload_began {
+                // After the payload, only signatures and custody events added
+                // since pack may follow (`additions`); nothing else.
+                let addition = matches!(place, Place::Signature | Place::Custody);
+                if payload_began && !addition {
                     report.add(
                         &path,
-                        format!("{} after the payload began; airlock writes every tag file, signature and custody event before the payload, so this was added later", place.what()),
+                        format!("{} after the payload began; airlock writes every tag file before the payload, so this was added later", place.what()),
                     );
                     continue;
+                }
+                if payload_began {
+                    additions_began = true;
                 }
                 if let Err(e) = admitted.admit(place, size) {
                     report.add(&path, e);
@@ -577,9 +602,14 @@ fn walk_entries<R: Read>(
     Ok(())
 }
 
-/// Reads the tag files of a single tar bundle (the entries before the payload)
-/// or of a volume (its map and marker included), with the additions beside it.
+/// Reads every non-payload entry of a tar bundle or volume: the tag files
+/// before the payload (a volume's map and marker too) and the signatures and
+/// custody events added since pack (`additions`). A plain tar is scanned to
+/// its end by seeking past payload entries; a tar.zst is read up to its
+/// payload, and its additions frames are found from the end of the file.
+/// Nothing of the payload is read.
 pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
+    let zstd = is_zstd(path)?;
     let mut tags = TagSet::default();
     let mut report = Report::default();
     walk_tar(path, volume, &mut report, &mut |_, item| match item {
@@ -587,8 +617,12 @@ pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
             tags.admit_unchecked(&path, bytes);
             Ok(Flow::Continue)
         }
-        Item::Payload { .. } => Ok(Flow::Stop),
+        Item::Payload { .. } if zstd => Ok(Flow::Stop),
+        Item::Payload { .. } => Ok(Flow::Continue),
     })?;
+    if zstd {
+        crate::additions::read_zstd_frames(path, &mut tags, &mut report)?;
+    }
     tags.report.merge(report);
     Ok(tags)
 }

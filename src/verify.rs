@@ -561,46 +561,40 @@ fn verify_tar(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let mut tags = TagSet::default();
-    let mut report = Report::default();
-    let mut check: Option<TagCheck> = None;
-    let mut content: Option<crate::modelcheck::ContentPlan> = None;
+    // Pass 1: the tag area (with additions), signatures and the trust policy,
+    // before any payload byte is read.
+    let check = check_tags(read_tags(form)?, policy, now);
+    let mut report = check.report.clone();
     let mut kept = HashMap::new();
+    let (true, Some(plan)) = (report.is_ok(), check.plan.as_ref()) else {
+        return Ok((check, report, kept));
+    };
+    let content = check
+        .description
+        .as_ref()
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+    progress.begin(
+        "verifying",
+        check
+            .description
+            .as_ref()
+            .map_or(0, Description::total_size),
+    );
+    // Pass 2: the payload, streamed once.
     let mut seen: HashSet<String> = HashSet::new();
-    let mut additions: Result<()> = Ok(());
-    let mut tags_ok = false;
+    let tags = &check.tags;
     crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
             Item::Head { path, bytes } => {
-                tags.take(&path, bytes);
+                if tags.get(&path) != Some(&bytes) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
                 return Ok(Flow::Continue);
             }
             Item::Payload { path, size, read } => (path, size, read),
-        };
-        // First payload entry: the tag files are complete; check them now,
-        // before any payload byte is read.
-        if check.is_none() {
-            let mut t = std::mem::take(&mut tags);
-            additions = t.merge_additions(form);
-            let c = check_tags(t, policy, now);
-            report.merge(c.report.clone());
-            progress.begin(
-                "verifying",
-                c.description.as_ref().map_or(0, Description::total_size),
-            );
-            content = c
-                .description
-                .as_ref()
-                .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
-            check = Some(c);
-            tags_ok = additions.is_ok() && report.is_ok();
-        }
-        let c = check.as_ref().expect("set above");
-        if !tags_ok {
-            return Ok(Flow::Stop);
-        }
-        let Some(plan) = &c.plan else {
-            return Ok(Flow::Stop);
         };
         seen.insert(path.clone());
         let Some(exp) = plan.get(&path) else {
@@ -644,26 +638,14 @@ fn verify_tar(
         }
         Ok(Flow::Continue)
     })?;
-    additions?;
     progress.finish();
-    let check = match check {
-        Some(c) => c,
-        None => {
-            tags.merge_additions(form)?;
-            let c = check_tags(tags, policy, now);
-            report.merge(c.report.clone());
-            c
-        }
-    };
-    if let Some(plan) = &check.plan {
-        if report.is_ok() {
-            for path in plan.keys() {
-                if !seen.contains(path) {
-                    report.add(
-                        path,
-                        "missing: listed in manifest-sha256.txt but not in the bundle",
-                    );
-                }
+    if report.is_ok() {
+        for path in plan.keys() {
+            if !seen.contains(path) {
+                report.add(
+                    path,
+                    "missing: listed in manifest-sha256.txt but not in the bundle",
+                );
             }
         }
     }

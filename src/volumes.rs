@@ -390,11 +390,16 @@ pub fn head_tags(files: &[PathBuf]) -> Result<TagSet> {
         .map(|f| read_head(f))
         .collect::<Result<Vec<_>>>()?;
     heads.sort_by_key(|h| h.marker.as_ref().map_or(u32::MAX, |m| m.number));
+    let mut heads = heads.into_iter();
     let mut head = heads
-        .into_iter()
         .next()
         .ok_or_else(|| Error::Usage("no volumes given".into()))?;
     head.tags.report.merge(head.problems);
+    // Signatures and custody events added since pack are in every volume file.
+    for other in heads {
+        let origin = other.file.display().to_string();
+        crate::additions::merge(&mut head.tags, other.tags, &origin);
+    }
     Ok(head.tags)
 }
 
@@ -464,6 +469,10 @@ pub fn verify_volumes(
         .first()
         .ok_or_else(|| Error::Usage("no volumes given".into()))?;
     let mut tags = first.tags.clone();
+    for other in &heads[1..] {
+        let origin = other.file.display().to_string();
+        crate::additions::merge(&mut tags, other.tags.clone(), &origin);
+    }
     let form = crate::source::Form::Volumes {
         files: files.to_vec(),
     };
@@ -613,8 +622,19 @@ pub fn verify_volumes(
         let mut vol_report = Report::default();
         crate::source::walk_tar(&h.file, true, &mut vol_report, &mut |report, item| {
             let (name, size, entry) = match item {
-                // Read and checked with the head; a later one is refused by the walker.
-                Item::Head { .. } => return Ok(Flow::Continue),
+                // Read and checked with the head, before the payload.
+                Item::Head { path, bytes } => {
+                    // (The map and marker were taken out of the head's tags.)
+                    let known = crate::source::place_of(&path) == crate::source::Place::Volume
+                        || h.tags.get(&path) == Some(&bytes);
+                    if !known {
+                        report.add(
+                            &path,
+                            "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                        );
+                    }
+                    return Ok(Flow::Continue);
+                }
                 Item::Payload { path, size, read } => (path, size, read),
             };
             let Some(piece) = expected.get(&name) else {

@@ -1,0 +1,273 @@
+//! Additions carried inside a bundle file: co-signatures and custody events
+//! added after pack travel with the file itself, so an officer who copies only
+//! the file carries everything.
+//!
+//! - A plain tar grows the way `tar -r` grows it: the new entries overwrite the
+//!   end-of-archive blocks, followed by new ones. Stock `tar` lists them.
+//! - A tar.zst gets one zstd *skippable frame* per addition batch, appended to
+//!   the file. zstd and `tar --zstd` skip such frames, so stock tools still read
+//!   the bundle; airlock finds them from the end of the file without
+//!   decompressing anything. Each frame holds a small tar of the new entries,
+//!   then the frame's total length (u64, little-endian) and [`TRAILER_MAGIC`].
+//! - Volumes: every volume file gets the additions, so each still verifies alone.
+//! - A directory bundle gets the files in `signatures/` and `custody/`.
+//!
+//! The payload is never rewritten: the bundle id stays the same. Only
+//! signatures and custody events can be added; the reader refuses anything
+//! else after the payload, and a payload entry after an addition.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::bundle::MAX_TAG_TOTAL;
+use crate::error::{Error, Report, Result};
+use crate::source::{place_of, tar_entry_path, Form, Place, TagSet};
+
+/// The skippable-frame magic airlock uses (0x184D2A50..5F are skippable).
+pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5A;
+/// The last 8 bytes of a tar.zst that carries additions.
+pub const TRAILER_MAGIC: &[u8; 8] = b"AIRLOCK+";
+const TRAILER: u64 = 16;
+
+/// Adds `entries` (`signatures/...` or `custody/...`, with their bytes) to the
+/// bundle at `form`. Returns the files written to.
+pub fn append(form: &Form, entries: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<PathBuf>> {
+    for (path, _) in entries {
+        if !matches!(place_of(path), Place::Signature | Place::Custody) {
+            return Err(Error::Usage(format!(
+                "{path}: only signatures and custody events can be added to a bundle"
+            )));
+        }
+    }
+    match form {
+        Form::Dir(dir) => entries
+            .iter()
+            .map(|(rel, bytes)| write_new(&dir.join(rel), bytes))
+            .collect(),
+        Form::Tar { path, zstd } => {
+            append_file(path, *zstd, entries, mtime)?;
+            Ok(vec![path.clone()])
+        }
+        Form::Volumes { files } => {
+            for f in files {
+                append_file(f, is_zstd(f)?, entries, mtime)?;
+            }
+            Ok(files.clone())
+        }
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    fs_err::create_dir_all(path.parent().expect("has parent"))?;
+    let mut f = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{}: {e} (another sign or custody append running at the same time?)",
+                path.display()
+            ))
+        })?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(path.to_path_buf())
+}
+
+fn is_zstd(path: &Path) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let n = fs_err::File::open(path)?.read(&mut magic)?;
+    Ok(n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// The entries as a tar fragment (no end-of-archive blocks), deterministic headers.
+fn tar_fragment(entries: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    for (path, bytes) in entries {
+        crate::tarball::append(
+            &mut b,
+            path,
+            bytes.len() as u64,
+            crate::bundle::MODE_FILE,
+            mtime,
+            &mut bytes.as_slice(),
+        )?;
+    }
+    let mut out = b.into_inner()?;
+    // `into_inner` wrote the two end-of-archive blocks; the caller places them.
+    out.truncate(out.len() - 1024);
+    Ok(out)
+}
+
+fn append_file(path: &Path, zstd: bool, entries: &[(String, Vec<u8>)], mtime: u64) -> Result<()> {
+    let fragment = tar_fragment(entries, mtime)?;
+    let mut file = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    // One writer at a time per bundle file.
+    file.file()
+        .lock()
+        .map_err(|e| Error::Usage(format!("cannot lock {}: {e}", path.display())))?;
+    if zstd {
+        let mut user = fragment;
+        user.extend_from_slice(&[0u8; 1024]);
+        let total = 8 + user.len() as u64 + TRAILER;
+        if total > MAX_TAG_TOTAL {
+            return Err(Error::Usage(format!(
+                "{}: additions of {total} bytes are more than a bundle may carry",
+                path.display()
+            )));
+        }
+        user.extend_from_slice(&total.to_le_bytes());
+        user.extend_from_slice(TRAILER_MAGIC);
+        let mut frame = Vec::with_capacity(user.len() + 8);
+        frame.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+        frame.extend_from_slice(&(user.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&user);
+        file.seek(SeekFrom::End(0))?;
+        file.write_all(&frame)?;
+    } else {
+        let end = tar_end(path)?;
+        file.seek(SeekFrom::Start(end))?;
+        file.write_all(&fragment)?;
+        file.write_all(&[0u8; 1024])?;
+        let len = end + fragment.len() as u64 + 1024;
+        file.set_len(len)?;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Where the entries of a plain tar end (the offset of its end-of-archive
+/// blocks). Everything after must be zeros, so nothing is overwritten.
+fn tar_end(path: &Path) -> Result<u64> {
+    let f = std::io::BufReader::new(fs_err::File::open(path)?);
+    let mut archive = tar::Archive::new(f);
+    let mut end = 0u64;
+    for entry in archive.entries_with_seek()? {
+        let entry = entry?;
+        end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+    }
+    let mut rest = fs_err::File::open(path)?;
+    rest.seek(SeekFrom::Start(end))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = rest.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(Error::Usage(format!(
+                "{}: unexpected bytes after the end of the tar; not adding to it",
+                path.display()
+            )));
+        }
+    }
+    Ok(end)
+}
+
+/// Reads the additions frames at the end of a tar.zst, newest last, into
+/// `tags` (bounded like every tag entry). Problems are findings in `report`.
+pub fn read_zstd_frames(path: &Path, tags: &mut TagSet, report: &mut Report) -> Result<()> {
+    let mut f = fs_err::File::open(path)?;
+    let mut end = f.metadata()?.len();
+    let mut frames = Vec::new();
+    let name = path.display().to_string();
+    while end >= TRAILER + 8 {
+        let mut trailer = [0u8; 16];
+        f.seek(SeekFrom::Start(end - TRAILER))?;
+        f.read_exact(&mut trailer)?;
+        if &trailer[8..] != TRAILER_MAGIC {
+            break;
+        }
+        let total = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
+        if total < 8 + TRAILER || total > end || total > MAX_TAG_TOTAL {
+            report.add(&name, "damaged additions frame at the end of the file");
+            return Ok(());
+        }
+        let start = end - total;
+        let mut head = [0u8; 8];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut head)?;
+        let magic = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        let size = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as u64;
+        if magic != SKIPPABLE_MAGIC || size + 8 != total {
+            report.add(&name, "damaged additions frame at the end of the file");
+            return Ok(());
+        }
+        frames.push((start + 8, size - TRAILER));
+        end = start;
+    }
+    frames.reverse();
+    for (at, len) in frames {
+        f.seek(SeekFrom::Start(at))?;
+        let mut tar_bytes = Vec::with_capacity(len as usize);
+        (&mut f).take(len).read_to_end(&mut tar_bytes)?;
+        read_fragment(&tar_bytes, &name, tags, report);
+    }
+    Ok(())
+}
+
+/// Reads a tar of additions: signatures and custody events only.
+fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Report) {
+    let mut archive = tar::Archive::new(bytes);
+    let Ok(entries) = archive.entries() else {
+        return report.add(origin, "unreadable additions frame");
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => return report.add(origin, format!("corrupt additions frame: {e}")),
+        };
+        let path = match tar_entry_path(&entry.path_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                continue;
+            }
+        };
+        let place = place_of(&path);
+        if !entry.header().entry_type().is_file()
+            || !matches!(place, Place::Signature | Place::Custody)
+        {
+            report.add(
+                &path,
+                "not a signature or custody event; only those can be added to a bundle",
+            );
+            continue;
+        }
+        if let Err(e) = tags.admit(place, entry.size()) {
+            return report.add(&path, e);
+        }
+        let size = entry.size();
+        let mut data = Vec::new();
+        if (&mut entry).take(size).read_to_end(&mut data).is_err() || data.len() as u64 != size {
+            return report.add(&path, "truncated additions frame");
+        }
+        tags.take(&path, data);
+    }
+}
+
+/// Merges additions found in another volume file into `tags`: the same name
+/// must carry the same bytes.
+pub fn merge(tags: &mut TagSet, other: TagSet, origin: &str) {
+    for (path, bytes) in other.signatures.into_iter().chain(other.custody) {
+        let slot = if path.starts_with(crate::bundle::SIGNATURES_DIR) {
+            &mut tags.signatures
+        } else {
+            &mut tags.custody
+        };
+        match slot.get(&path) {
+            Some(b) if *b != bytes => tags.report.add(
+                format!("{origin}: {path}"),
+                "differs from the same file in another volume",
+            ),
+            Some(_) => {}
+            None => {
+                slot.insert(path, bytes);
+            }
+        }
+    }
+}

@@ -264,8 +264,17 @@ impl Store {
         if l.lines.len() as u64 > l.committed {
             self.meta.ledger_truncate(l.committed)?;
         }
+        // Writers are serialized, so a crash leaves at most one uncommitted
+        // record: the one naming the entry after the head (appended or not).
+        // Any other record the ledger does not hold is left for
+        // `store log --verify` to report.
+        let next = l.committed + 1;
+        let tail = l.lines.get(l.committed as usize);
         for r in &records {
-            if r.commit.as_ref().is_some_and(|c| c.seq > l.committed) {
+            if r.commit.as_ref().is_some_and(|c| {
+                c.seq == next
+                    && tail.is_none_or(|t| Sha256Digest::of(t.as_bytes()).hex() == c.entry)
+            }) {
                 self.meta.remove_record(&r.name, &r.version)?;
             }
         }
@@ -828,7 +837,7 @@ impl Store {
     /// ledger that does not match its head, and every record the ledger
     /// does not account for (or entry with no record) is a finding.
     pub fn log(&self, check: bool) -> Result<Vec<LedgerEntry>> {
-        let (_guard, l) = self.open_read()?;
+        let (guard, l) = self.open_read()?;
         let (ledger_at, _) = self.meta.locate_ledger();
         let mut report = crate::error::Report::default();
         let shown = if l.problem.is_some() {
@@ -857,7 +866,7 @@ impl Store {
         if let Some(p) = &l.problem {
             report.add(p.clone(), "the ledger does not match its head");
         }
-        self.cross_check(&l, &out, &mut report)?;
+        self.cross_check(&l, guard.is_some(), &out, &mut report)?;
         report.into_result()?;
         Ok(out)
     }
@@ -868,6 +877,7 @@ impl Store {
     fn cross_check(
         &self,
         l: &Ledger,
+        locked: bool,
         entries: &[LedgerEntry],
         report: &mut crate::error::Report,
     ) -> Result<()> {
@@ -884,7 +894,7 @@ impl Store {
             };
             match &r.commit {
                 // In flight: a writer holds the lock and has not committed.
-                Some(c) if l.problem.is_none() && c.seq > l.committed => {}
+                Some(c) if !locked && l.problem.is_none() && c.seq == l.committed + 1 => {}
                 Some(c) => match l.lines.get(c.seq.saturating_sub(1) as usize) {
                     None => report.add(
                         &at,

@@ -742,8 +742,7 @@ impl Store {
         };
         self.records_committed(l)?
             .into_iter()
-            .filter(|r| r.name == name && version.is_none_or(|v| r.version == v))
-            .next_back()
+            .rfind(|r| r.name == name && version.is_none_or(|v| r.version == v))
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "no bundle {spec} in store {}; see `airlock store ls --store {}`",

@@ -379,6 +379,27 @@ fn record_without_its_ledger_entry_is_detected() {
 }
 
 #[test]
+fn edited_record_is_reported_and_the_store_stays_readable() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    assert_eq!(code(&f.import(&b, "store")), 0);
+    let index = std::fs::read(f.path("store/oci/index.json")).unwrap();
+    std::fs::write(f.path("store/bundles/demo/1.0.0/airlock.json"), "{").unwrap();
+    let ls = run(&["store", "ls", "--store", &f.s("store"), "--json"]);
+    assert_eq!(code(&ls), 0, "{}", stderr(&ls));
+    assert_eq!(json(&ls)["bundles"][0]["name"], "demo");
+    log_verify_fails(
+        &f,
+        "does not match the record's tag manifest (record edited)",
+    );
+    assert_eq!(
+        std::fs::read(f.path("store/oci/index.json")).unwrap(),
+        index,
+        "the index is not rebuilt from an unreadable record"
+    );
+}
+
+#[test]
 fn store_written_before_the_ledger_head_is_adopted() {
     // An older store: no ledger.head, records without `commit`.
     let f = Fixture::new();

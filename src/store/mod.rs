@@ -278,7 +278,9 @@ impl Store {
                 self.meta.remove_record(&r.name, &r.version)?;
             }
         }
-        self.rebuild_index(l.committed)?;
+        // A record that cannot be read leaves the index as it was;
+        // `store log --verify` names the record.
+        let _ = self.rebuild_index(l.committed);
         self.read_ledger()
     }
 
@@ -338,20 +340,23 @@ impl Store {
     /// Appends `line` as entry `seq` and swaps the head to it (the commit
     /// point); on an error the ledger is as it was.
     fn commit_line(&self, l: &Ledger, seq: u64, line: &str) -> Result<()> {
+        let head = Head {
+            count: seq,
+            last: Some(Sha256Digest::of(line.as_bytes()).hex()),
+        };
+        let head = serde_json::to_vec(&head).expect("serializes");
         let res = (|| {
             failpoint("ledger")?;
             self.meta.ledger_append(seq, line)?;
             failpoint("head")?;
-            let head = Head {
-                count: seq,
-                last: Some(Sha256Digest::of(line.as_bytes()).hex()),
-            };
-            self.meta.swap_head(
-                l.head_raw.as_deref(),
-                &serde_json::to_vec(&head).expect("serializes"),
-            )
+            self.meta.swap_head(l.head_raw.as_deref(), &head)
         })();
         if res.is_err() {
+            // A head that was replaced before its write reported an error
+            // (a failed directory sync) has committed the entry.
+            if self.meta.head().ok().flatten().as_deref() == Some(head.as_slice()) {
+                return Ok(());
+            }
             let _ = self.meta.ledger_truncate(l.committed);
         }
         res

@@ -445,3 +445,65 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs_err::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_truncate_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        s.ledger_append(1, "one").unwrap();
+        s.ledger_append(2, "two").unwrap();
+        assert!(s.ledger_append(4, "four").is_err(), "gaps are refused");
+        // A write cut short by a kill: no newline at the end.
+        let mut f = fs_err::OpenOptions::new()
+            .append(true)
+            .open(s.ledger())
+            .unwrap();
+        f.write_all(b"{\"thr").unwrap();
+        assert_eq!(s.ledger_lines().unwrap().len(), 3);
+        s.ledger_truncate(2).unwrap();
+        assert_eq!(fs_err::read(s.ledger()).unwrap(), b"one\ntwo\n");
+        s.ledger_truncate(5).unwrap();
+        assert_eq!(s.ledger_lines().unwrap(), ["one", "two"]);
+        s.ledger_truncate(0).unwrap();
+        assert!(s.ledger_lines().unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_are_created_once_and_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        let files = vec![
+            ("record.json".to_string(), b"{}".to_vec()),
+            ("custody/0001-packed.dsse.json".to_string(), b"e".to_vec()),
+        ];
+        s.put_record("demo", "1.0.0", &files).unwrap();
+        assert!(s.put_record("demo", "1.0.0", &files).is_err());
+        assert_eq!(
+            s.record_dir("demo", "1.0.0", "custody").unwrap(),
+            [("custody/0001-packed.dsse.json".to_string(), b"e".to_vec())]
+        );
+        assert!(s.record_file("..", "x", "record.json").is_err());
+        assert_eq!(s.record_names().unwrap(), [("demo".into(), "1.0.0".into())]);
+        s.remove_record("demo", "1.0.0").unwrap();
+        assert!(!dir.path().join("bundles/demo").exists());
+        assert_eq!(s.clean_staging().unwrap(), 0, "nothing left behind");
+    }
+
+    #[test]
+    fn head_is_compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        s.swap_head(None, b"a").unwrap();
+        assert!(s.swap_head(None, b"b").is_err());
+        assert!(s.swap_head(Some(b"x"), b"b").is_err());
+        s.swap_head(Some(b"a"), b"b").unwrap();
+        assert_eq!(s.head().unwrap().unwrap(), b"b");
+    }
+}

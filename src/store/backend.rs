@@ -70,8 +70,6 @@ pub trait MetaStore {
     /// One file of a record (`record.json`, a tag file, `signatures/…`,
     /// `custody/…`), or `None` if the record or file does not exist.
     fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>>;
-    /// Every file of a record below `dir` (`signatures`, `custody`), sorted by name.
-    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<(String, Vec<u8>)>>;
     /// Creates a record from `files` if none exists for `name`/`version`;
     /// `record.json` (which must be among them) becomes visible last, so a
     /// record exists exactly when its `record.json` does.

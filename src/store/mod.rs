@@ -30,6 +30,8 @@
 pub mod backend;
 mod export;
 pub mod local;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;

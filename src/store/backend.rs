@@ -49,8 +49,6 @@ pub trait BlobStore {
 
 /// Bundle records, the ledger with its head, and the OCI index.
 pub trait MetaStore {
-    /// Where the store is, for messages.
-    fn describe(&self) -> String;
     /// Fails with one clear usage error (exit 2) unless a store exists here.
     fn check_exists(&self) -> Result<()>;
     /// Creates the store's skeleton if needed (idempotent).

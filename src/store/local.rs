@@ -108,10 +108,6 @@ impl BlobStore for LocalDir {
 }
 
 impl MetaStore for LocalDir {
-    fn describe(&self) -> String {
-        self.root.display().to_string()
-    }
-
     fn check_exists(&self) -> Result<()> {
         let shown = self.root.display();
         match fs_err::metadata(&self.root) {

@@ -53,9 +53,6 @@ impl BlobStore for Mem {
 }
 
 impl MetaStore for Mem {
-    fn describe(&self) -> String {
-        "mem:".into()
-    }
     fn check_exists(&self) -> Result<()> {
         if self.0.lock().unwrap().created {
             Ok(())

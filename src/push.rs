@@ -208,8 +208,12 @@ fn push_artifact(
             progress.advance(b.size);
             continue;
         }
-        let path = store.blob_path(&b.digest);
-        reg.push_blob(&path, &b.digest, b.size)?;
+        let open = || {
+            store
+                .open_blob(&b.digest)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        reg.push_blob(&open, &store.locate_blob(&b.digest), &b.digest, b.size)?;
         out.blobs_sent += 1;
         progress.advance(b.size);
     }
@@ -248,21 +252,13 @@ fn confirm(reg: &Registry, r: &oci_client::Reference, digest: &Sha256Digest) -> 
 }
 
 fn read_checked(store: &Store, b: &Blob) -> Result<Vec<u8>> {
-    let path = store.blob_path(&b.digest);
     if b.size > crate::bundle::MAX_JSON_BLOB {
         return Err(crate::error::single(
-            path.display().to_string(),
+            store.locate_blob(&b.digest),
             "manifest larger than airlock accepts",
         ));
     }
-    let bytes = fs_err::read(&path)?;
-    if Sha256Digest::of(&bytes) != b.digest || bytes.len() as u64 != b.size {
-        return Err(crate::error::single(
-            path.display().to_string(),
-            format!("store blob is corrupt: expected {}", b.digest),
-        ));
-    }
-    Ok(bytes)
+    store.read_blob_checked(&b.digest, b.size)
 }
 
 #[cfg(test)]

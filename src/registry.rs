@@ -49,7 +49,7 @@ where
 
 /// State of a blob upload stream: the store file, hashed as it is read.
 struct Upload {
-    file: std::fs::File,
+    file: Box<dyn Read + Send>,
     buf: Vec<u8>,
     hasher: sha2::Sha256,
     size: u64,
@@ -237,8 +237,15 @@ impl Registry {
             .map_err(|e| net(&format!("cannot ask {} for blob {}", self.repo, d.oci()), e))
     }
 
-    /// Uploads the file at `path` as blob `d` (streamed, never held in memory).
-    pub fn push_blob(&self, path: &Path, d: &Sha256Digest, size: u64) -> Result<()> {
+    /// Uploads blob `d` as read from `open` (called again for each retry;
+    /// streamed, never held in memory). `shown` names its source in messages.
+    pub fn push_blob(
+        &self,
+        open: &dyn Fn() -> std::io::Result<Box<dyn Read + Send>>,
+        shown: &str,
+        d: &Sha256Digest,
+        size: u64,
+    ) -> Result<()> {
         let what = format!("cannot push blob {} to {}", d.oci(), self.repo);
         self.client_auth(RegistryOperation::Push, &what)?;
         // Hashed as it is sent (one read of the store file); bytes that do
@@ -247,7 +254,7 @@ impl Registry {
         let corrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let expected = *d;
         let res = self.retry(|| {
-            let file = std::fs::File::open(path);
+            let file = open();
             let corrupt = corrupt.clone();
             async move {
                 let file = file?;
@@ -307,7 +314,7 @@ impl Registry {
             Ok(_) => Ok(()),
             Err(_) if corrupt.load(std::sync::atomic::Ordering::SeqCst) => {
                 Err(crate::error::single(
-                    path.display().to_string(),
+                    shown,
                     format!(
                         "store blob is corrupt: its bytes do not hash to {} ({size} bytes); nothing was pushed for it",
                         d.oci()

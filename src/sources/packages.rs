@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::PlannedArtifact;
 use crate::bundle::{blob_path, ArtifactKind, Description, Layer, Package, PackageFile};
-use crate::digest::{copy_hashed, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
 
 /// A package as planned, before its files are hashed.
@@ -174,32 +174,15 @@ pub fn rendered_on_export(kind: ArtifactKind, path: &str) -> bool {
 /// Writes what an export renders for python and cargo artifacts:
 /// `DIR/python/requirements.txt` (every artifact's pins merged) and
 /// `DIR/cargo/config.toml` (vendored sources replacing the registries).
-/// `blob` gives the store path of a blob; each is re-hashed as it is read.
+/// Files are written below `to`; config.toml names the vendor directory
+/// below `final_to`, where the export will be once renamed into place.
+/// `read` reads a layer from the store, re-hashed.
 pub fn export_rendered(
     d: &Description,
     to: &Path,
-    blob: &dyn Fn(&Sha256Digest) -> PathBuf,
+    final_to: &Path,
+    read: &dyn Fn(&Layer) -> Result<Vec<u8>>,
 ) -> Result<Vec<PathBuf>> {
-    let read = |l: &Layer| -> Result<Vec<u8>> {
-        let path = blob(&l.digest);
-        let mut bytes = Vec::new();
-        let h = copy_hashed(
-            &mut fs_err::File::open(&path)?,
-            &mut bytes,
-            Some(l.size),
-            &|_| {},
-        )?;
-        if h.digest != l.digest || h.size != l.size {
-            return Err(crate::error::single(
-                path.display().to_string(),
-                format!(
-                    "store blob is corrupt: expected {} ({} bytes), found {} ({} bytes)",
-                    l.digest, l.size, h.digest, h.size
-                ),
-            ));
-        }
-        Ok(bytes)
-    };
     let mut written = Vec::new();
     let python: Vec<_> = d
         .artifacts
@@ -207,7 +190,7 @@ pub fn export_rendered(
         .filter(|a| a.kind == ArtifactKind::Python)
         .collect();
     if !python.is_empty() {
-        let text = super::python::render_export(d, &python, &read)?;
+        let text = super::python::render_export(d, &python, read)?;
         written.push(write_new(
             &to.join("python/requirements.txt"),
             text.as_bytes(),
@@ -219,10 +202,8 @@ pub fn export_rendered(
         .filter(|a| a.kind == ArtifactKind::Cargo)
         .collect();
     if !cargo.is_empty() {
-        let vendor = to.join("cargo/vendor");
-        fs_err::create_dir_all(&vendor)?;
-        let vendor = fs_err::canonicalize(&vendor)?;
-        let text = super::cargo::render_config(d, &cargo, &vendor)?;
+        fs_err::create_dir_all(to.join("cargo/vendor"))?;
+        let text = super::cargo::render_config(d, &cargo, &final_to.join("cargo/vendor"))?;
         written.push(write_new(&to.join("cargo/config.toml"), text.as_bytes())?);
     }
     Ok(written)

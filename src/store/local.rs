@@ -1,0 +1,486 @@
+//! The default backend: a local directory.
+//!
+//! ```text
+//! STORE/lock                         flock'd by writers
+//! STORE/oci/{oci-layout,index.json}  an OCI image layout (skopeo reads it)
+//! STORE/oci/blobs/sha256/<hex>       blobs of every imported bundle
+//! STORE/bundles/<name>/<version>/    a record: record.json + verified tag files
+//! STORE/ledger.jsonl                 the hash-chained ledger
+//! STORE/ledger.head                  count and hash of the last committed entry
+//! STORE/.staging-*                   staging of a running (or killed) import
+//! ```
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::backend::{BlobStore, Guard, MetaStore};
+use crate::bundle::OCI_LAYOUT_CONTENT;
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+
+const STAGING_PREFIX: &str = ".staging-";
+
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+struct Lock(#[allow(dead_code)] std::fs::File);
+impl Guard for Lock {}
+
+impl LocalDir {
+    pub fn new(root: &Path) -> Self {
+        LocalDir {
+            root: root.to_path_buf(),
+        }
+    }
+    fn oci(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+    fn blob(&self, d: &Sha256Digest) -> PathBuf {
+        self.oci().join("blobs/sha256").join(d.hex())
+    }
+    fn ledger(&self) -> PathBuf {
+        self.root.join("ledger.jsonl")
+    }
+    fn head_path(&self) -> PathBuf {
+        self.root.join("ledger.head")
+    }
+    fn record_path(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join("bundles").join(name).join(version)
+    }
+    /// Names read from disk or a record are used as path components only
+    /// when they are one plain component.
+    fn component(s: &str) -> Result<&str> {
+        if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+            return Err(Error::Usage(format!(
+                "{s:?} cannot name a bundle record (not a single path component)"
+            )));
+        }
+        Ok(s)
+    }
+}
+
+impl BlobStore for LocalDir {
+    fn has(&self, d: &Sha256Digest) -> Result<bool> {
+        Ok(self.blob(d).is_file())
+    }
+
+    fn put_verified(&self, d: &Sha256Digest, staged: &Path) -> Result<bool> {
+        let dest = self.blob(d);
+        if dest.is_file() {
+            return Ok(false);
+        }
+        fs_err::rename(staged, &dest)?;
+        Ok(true)
+    }
+
+    fn sync(&self) -> Result<()> {
+        sync_dir(&self.oci().join("blobs/sha256"))
+    }
+
+    fn open(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(fs_err::File::open(self.blob(d))?))
+    }
+
+    fn list(&self) -> Result<Vec<Sha256Digest>> {
+        let dir = self.oci().join("blobs/sha256");
+        let mut out = Vec::new();
+        if !dir.is_dir() {
+            return Ok(out);
+        }
+        for e in fs_err::read_dir(&dir)? {
+            let e = e?;
+            if let Some(d) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Sha256Digest>().ok())
+            {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn locate(&self, d: &Sha256Digest) -> String {
+        self.blob(d).display().to_string()
+    }
+}
+
+impl MetaStore for LocalDir {
+    fn check_exists(&self) -> Result<()> {
+        let shown = self.root.display();
+        match fs_err::metadata(&self.root) {
+            Err(_) => Err(Error::Usage(format!(
+                "{shown}: no such store (check --store; a store is created by the first import)"
+            ))),
+            Ok(m) if !m.is_dir() => Err(Error::Usage(format!(
+                "{shown}: is a file, not an airlock store (check --store; a store is a directory)"
+            ))),
+            Ok(_) if !self.root.join("bundles").is_dir() => Err(Error::Usage(format!(
+                "{shown}: not an airlock store (no bundles/ in it; check --store, or import into it first)"
+            ))),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        if let Ok(m) = std::fs::metadata(&self.root) {
+            if !m.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{}: is a file, not an airlock store (check --store; a store is a directory)",
+                    self.root.display()
+                )));
+            }
+        }
+        fs_err::create_dir_all(self.oci().join("blobs/sha256"))?;
+        fs_err::create_dir_all(self.root.join("bundles"))?;
+        if !self.oci().join("oci-layout").exists() {
+            write_atomic(
+                &self.oci().join("oci-layout"),
+                OCI_LAYOUT_CONTENT.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self, wait: bool) -> Result<Option<Box<dyn Guard>>> {
+        let path = self.root.join("lock");
+        let f = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e)
+                if !wait
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(Error::Usage(format!("cannot open {}: {e}", path.display())));
+            }
+        };
+        if wait {
+            f.lock().map_err(|e| {
+                Error::Usage(format!("cannot lock store {}: {e}", self.root.display()))
+            })?;
+        } else {
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::Usage(format!(
+                        "cannot lock store {}: {e}",
+                        self.root.display()
+                    )))
+                }
+            }
+        }
+        Ok(Some(Box::new(Lock(f))))
+    }
+
+    fn staging(&self) -> Result<tempfile::TempDir> {
+        Ok(tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(&self.root)?)
+    }
+
+    fn clean_staging(&self) -> Result<usize> {
+        let mut n = 0;
+        for dir in [self.root.clone(), self.oci()] {
+            let Ok(entries) = fs_err::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let e = e?;
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let ty = e.file_type()?;
+                if name.starts_with(STAGING_PREFIX) && ty.is_dir() {
+                    fs_err::remove_dir_all(e.path())?;
+                    n += 1;
+                } else if name.starts_with(".tmp") && ty.is_file() {
+                    // A write_atomic interrupted before its rename.
+                    fs_err::remove_file(e.path())?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn record_names(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let bundles = self.root.join("bundles");
+        if !bundles.is_dir() {
+            return Ok(out);
+        }
+        for name in fs_err::read_dir(&bundles)? {
+            let name = name?;
+            if !name.file_type()?.is_dir() {
+                continue;
+            }
+            for version in fs_err::read_dir(name.path())? {
+                let version = version?;
+                if !version.file_type()?.is_dir() {
+                    continue;
+                }
+                out.push((
+                    name.file_name().to_string_lossy().into_owned(),
+                    version.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>> {
+        let p = self
+            .record_path(Self::component(name)?, Self::component(version)?)
+            .join(file);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => Ok(Some(fs_err::read(&p)?)),
+            Ok(_) => Err(Error::Usage(format!(
+                "{}: not a regular file in the store's record",
+                p.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", p.display()),
+            ))),
+        }
+    }
+
+    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let dest = self.record_path(Self::component(name)?, Self::component(version)?);
+        if dest.exists() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{}: a record already exists", dest.display()),
+            )));
+        }
+        let stage = self.staging()?;
+        let rec = stage.path().join("record");
+        for (rel, bytes) in files {
+            let p = rec.join(rel);
+            fs_err::create_dir_all(p.parent().expect("below the record"))?;
+            let mut f = fs_err::File::create(&p)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        for sub in [
+            rec.join(crate::bundle::SIGNATURES_DIR),
+            rec.join(crate::bundle::CUSTODY_DIR),
+            rec.clone(),
+        ] {
+            fs_err::create_dir_all(&sub)?;
+            sync_dir(&sub)?;
+        }
+        let parent = dest.parent().expect("has parent");
+        fs_err::create_dir_all(parent)?;
+        fs_err::rename(&rec, &dest)?;
+        sync_dir(parent)?;
+        sync_dir(&self.root.join("bundles"))?;
+        Ok(())
+    }
+
+    fn remove_record(&self, name: &str, version: &str) -> Result<()> {
+        let dest = self.record_path(Self::component(name)?, Self::component(version)?);
+        if !dest.exists() {
+            return Ok(());
+        }
+        // Renamed away first, so the record disappears at once; what is
+        // left if a kill interrupts the removal is staging, cleaned later.
+        let stage = self.staging()?;
+        fs_err::rename(&dest, stage.path().join("gone"))?;
+        let parent = dest.parent().expect("has parent");
+        sync_dir(parent)?;
+        // The name's directory goes too when this was its only version.
+        let _ = std::fs::remove_dir(parent);
+        drop(stage);
+        Ok(())
+    }
+
+    fn locate_record(&self, name: &str, version: &str) -> String {
+        self.record_path(name, version).display().to_string()
+    }
+
+    fn ledger_lines(&self) -> Result<Vec<String>> {
+        if !self.ledger().exists() {
+            return Ok(vec![]);
+        }
+        let f = std::io::BufReader::new(fs_err::File::open(self.ledger())?);
+        Ok(f.lines().collect::<std::io::Result<_>>()?)
+    }
+
+    fn ledger_append(&self, seq: u64, line: &str) -> Result<()> {
+        let have = self.ledger_lines()?.len() as u64;
+        if have + 1 != seq {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "{}: holds {have} entries, cannot append entry {seq}",
+                self.ledger().display()
+            ))));
+        }
+        let mut f = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.ledger())?;
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        if seq == 1 {
+            sync_dir(&self.root)?;
+        }
+        Ok(())
+    }
+
+    fn ledger_truncate(&self, count: u64) -> Result<()> {
+        if !self.ledger().exists() {
+            return Ok(());
+        }
+        let bytes = fs_err::read(self.ledger())?;
+        let mut at = 0usize;
+        for _ in 0..count {
+            match bytes[at..].iter().position(|&b| b == b'\n') {
+                Some(i) => at += i + 1,
+                None => {
+                    at = bytes.len();
+                    break;
+                }
+            }
+        }
+        if at < bytes.len() {
+            let f = fs_err::OpenOptions::new().write(true).open(self.ledger())?;
+            f.set_len(at as u64)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn head(&self) -> Result<Option<Vec<u8>>> {
+        match fs_err::read(self.head_path()) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn swap_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        // Writers hold the store lock, so compare then replace is atomic.
+        if self.head()?.as_deref() != expected {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "{}: changed by another writer",
+                self.head_path().display()
+            ))));
+        }
+        write_atomic(&self.head_path(), new)
+    }
+
+    fn locate_ledger(&self) -> (String, String) {
+        (
+            self.ledger().display().to_string(),
+            self.head_path().display().to_string(),
+        )
+    }
+
+    fn index(&self) -> Result<Option<Vec<u8>>> {
+        match fs_err::read(self.oci().join("index.json")) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn put_index(&self, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.oci().join("index.json"), bytes)
+    }
+}
+
+/// Writes a file through a temporary sibling, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("has parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    fs_err::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_truncate_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        s.ledger_append(1, "one").unwrap();
+        s.ledger_append(2, "two").unwrap();
+        assert!(s.ledger_append(4, "four").is_err(), "gaps are refused");
+        // A write cut short by a kill: no newline at the end.
+        let mut f = fs_err::OpenOptions::new()
+            .append(true)
+            .open(s.ledger())
+            .unwrap();
+        f.write_all(b"{\"thr").unwrap();
+        assert_eq!(s.ledger_lines().unwrap().len(), 3);
+        s.ledger_truncate(2).unwrap();
+        assert_eq!(fs_err::read(s.ledger()).unwrap(), b"one\ntwo\n");
+        s.ledger_truncate(5).unwrap();
+        assert_eq!(s.ledger_lines().unwrap(), ["one", "two"]);
+        s.ledger_truncate(0).unwrap();
+        assert!(s.ledger_lines().unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_are_created_once_and_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        let files = vec![
+            ("record.json".to_string(), b"{}".to_vec()),
+            ("custody/0001-packed.dsse.json".to_string(), b"e".to_vec()),
+        ];
+        s.put_record("demo", "1.0.0", &files).unwrap();
+        assert!(s.put_record("demo", "1.0.0", &files).is_err());
+        assert_eq!(
+            s.record_file("demo", "1.0.0", "custody/0001-packed.dsse.json")
+                .unwrap()
+                .unwrap(),
+            b"e"
+        );
+        assert!(s.record_file("..", "x", "record.json").is_err());
+        assert_eq!(s.record_names().unwrap(), [("demo".into(), "1.0.0".into())]);
+        s.remove_record("demo", "1.0.0").unwrap();
+        assert!(!dir.path().join("bundles/demo").exists());
+        assert_eq!(s.clean_staging().unwrap(), 0, "nothing left behind");
+    }
+
+    #[test]
+    fn head_is_compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        s.swap_head(None, b"a").unwrap();
+        assert!(s.swap_head(None, b"b").is_err());
+        assert!(s.swap_head(Some(b"x"), b"b").is_err());
+        s.swap_head(Some(b"a"), b"b").unwrap();
+        assert_eq!(s.head().unwrap().unwrap(), b"b");
+    }
+}

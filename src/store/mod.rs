@@ -1,0 +1,1001 @@
+//! The high side's store: one OCI layout (`STORE/oci`) whose blobs every
+//! imported bundle shares, a record of each imported bundle
+//! (`STORE/bundles/<name>/<version>/`, its verified tag files), and a
+//! hash-chained ledger (`STORE/ledger.jsonl`) of imports, refusals and
+//! exports whose last committed entry is named by `STORE/ledger.head`.
+//!
+//! Where things are kept is behind the seam in [`backend`] ([`local`] is
+//! the directory layout above). Import verifies the tag files before writing
+//! anything, streams the payload into staging while hashing it, and commits
+//! only when everything verified:
+//!
+//! 1. blobs put into the blob store (content-addressed: harmless orphans if
+//!    a crash stops here);
+//! 2. the record created (create-if-absent); it names the ledger entry that
+//!    will commit it (sequence number and the entry's sha256);
+//! 3. that ledger entry appended;
+//! 4. the ledger head swapped to it: **the commit point**;
+//! 5. `oci/index.json` rebuilt from the committed records.
+//!
+//! An error in 2–4 undoes what was done; after a kill, the next store
+//! command recovers under the lock: ledger lines after the head are dropped,
+//! records whose entry is not committed are removed, the index is rebuilt,
+//! and staging left behind is removed. So a bundle is either fully present
+//! (record, index entry, ledger entry) or absent (nothing of it, and a
+//! `refuse` entry or nothing in the ledger). Every store command runs that
+//! recovery first when it can take the lock; readers that cannot (a writer
+//! is running) see only committed records. An exclusive lock serializes
+//! writers.
+
+pub mod backend;
+mod export;
+pub mod local;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::*;
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+use crate::policy::TrustPolicy;
+use crate::progress::Progress;
+use crate::source::Form;
+use crate::verify::{self, Staging, Verified};
+
+use backend::{BlobStore, Guard, MetaStore};
+pub use export::Exported;
+pub use local::write_atomic;
+
+pub const BUNDLE_ID: &str = "dev.airlock.bundle.id";
+const RECORD: &str = "record.json";
+
+/// How to import: downgrade permission, the high side's signing key, and where to write a receipt.
+#[derive(Default)]
+pub struct ImportOptions<'a> {
+    pub allow_downgrade: bool,
+    pub key: Option<&'a crate::keys::PrivateKey>,
+    pub receipt: Option<PathBuf>,
+}
+
+pub struct Store {
+    /// Where the store is (shown in output and messages).
+    pub root: PathBuf,
+    blobs: Box<dyn BlobStore>,
+    meta: Box<dyn MetaStore>,
+}
+
+/// What the store keeps about an imported bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRecord {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub imported: String,
+    pub signers: BTreeMap<String, Vec<String>>,
+    pub artifacts: usize,
+    pub size: u64,
+    /// The ledger entry that committed this record; absent in records
+    /// written before the ledger had a head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<Commit>,
+}
+
+/// Names the ledger entry that commits a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commit {
+    pub seq: u64,
+    /// sha256 of the entry's line.
+    pub entry: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub time: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub detail: String,
+    /// sha256 of the previous ledger line; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+/// `ledger.head`: how many entries are committed and the sha256 of the last.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Head {
+    count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<String>,
+}
+
+/// The ledger as read, and how much of it is committed.
+struct Ledger {
+    lines: Vec<String>,
+    head_raw: Option<Vec<u8>>,
+    /// Lines committed by the head (all of them in a store without a head).
+    committed: u64,
+    /// The ledger does not match its head: edited, truncated or its head lost.
+    problem: Option<String>,
+}
+
+impl Ledger {
+    fn last_hash(&self) -> Option<String> {
+        (self.committed > 0)
+            .then(|| Sha256Digest::of(self.lines[self.committed as usize - 1].as_bytes()).hex())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub already_present: bool,
+    pub blobs_written: usize,
+    pub store: PathBuf,
+}
+
+/// Test-only failure injection: `AIRLOCK_FAILPOINT=<step>` aborts the
+/// process (as kill -9 would) when the commit reaches `<step>`;
+/// `<step>:error` makes that step fail with ENOSPC. Debug builds only.
+pub(crate) fn failpoint(step: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("AIRLOCK_FAILPOINT") {
+        let (name, mode) = v.split_once(':').unwrap_or((&v, "abort"));
+        if name == step {
+            if mode == "error" {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("failpoint {step}: no space left on device"),
+                )));
+            }
+            std::process::abort();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = step;
+    Ok(())
+}
+
+impl Store {
+    /// The store in directory `root` (the local backend).
+    pub fn new(root: &Path) -> Self {
+        Store {
+            root: root.to_path_buf(),
+            blobs: Box::new(local::LocalDir::new(root)),
+            meta: Box::new(local::LocalDir::new(root)),
+        }
+    }
+
+    /// A store on other backends; `root` is what messages show.
+    pub fn with_backend(root: &Path, blobs: Box<dyn BlobStore>, meta: Box<dyn MetaStore>) -> Self {
+        Store {
+            root: root.to_path_buf(),
+            blobs,
+            meta,
+        }
+    }
+
+    // ------------------------------------------------------------ ledger
+
+    fn read_ledger(&self) -> Result<Ledger> {
+        let lines = self.meta.ledger_lines()?;
+        let head_raw = self.meta.head()?;
+        let (ledger_at, head_at) = self.meta.locate_ledger();
+        let mut l = Ledger {
+            committed: lines.len() as u64,
+            lines,
+            head_raw,
+            problem: None,
+        };
+        let Some(raw) = &l.head_raw else {
+            return Ok(l);
+        };
+        let head: Head = match serde_json::from_slice(raw) {
+            Ok(h) => h,
+            Err(e) => {
+                l.problem = Some(format!("{head_at}: not a ledger head ({e})"));
+                return Ok(l);
+            }
+        };
+        let n = l.lines.len() as u64;
+        let at_head = (head.count <= n)
+            .then(|| {
+                (head.count > 0)
+                    .then(|| Sha256Digest::of(l.lines[head.count as usize - 1].as_bytes()).hex())
+            })
+            .flatten();
+        if head.count > n {
+            l.problem = Some(format!(
+                "{ledger_at}: holds {n} entries but {head_at} records {}: entries were deleted or the ledger truncated",
+                head.count
+            ));
+        } else if at_head != head.last {
+            l.problem = Some(format!(
+                "{ledger_at}:{}: does not match {head_at}: the last committed entry was rewritten",
+                head.count
+            ));
+        } else {
+            l.committed = head.count;
+        }
+        Ok(l)
+    }
+
+    /// Under the lock: repairs what a killed writer left (an uncommitted
+    /// ledger tail, uncommitted records, a stale index, staging), and
+    /// gives a store without a head one. Leaves a damaged ledger alone.
+    fn recover(&self) -> Result<Ledger> {
+        self.meta.clean_staging()?;
+        let l = self.read_ledger()?;
+        if l.problem.is_some() {
+            return Ok(l);
+        }
+        let records = self.all_records()?;
+        if l.head_raw.is_none() {
+            if records.iter().any(|r| r.commit.is_some()) {
+                let (_, head_at) = self.meta.locate_ledger();
+                let mut l = l;
+                l.problem = Some(format!(
+                    "{head_at}: missing, but records were committed by it (removed?)"
+                ));
+                return Ok(l);
+            }
+            // A store written before the ledger had a head: adopt the ledger.
+            let head = Head {
+                count: l.committed,
+                last: l.last_hash(),
+            };
+            self.meta
+                .swap_head(None, &serde_json::to_vec(&head).expect("serializes"))?;
+        }
+        if l.lines.len() as u64 > l.committed {
+            self.meta.ledger_truncate(l.committed)?;
+        }
+        // Writers are serialized, so a crash leaves at most one uncommitted
+        // record: the one naming the entry after the head (appended or not).
+        // Any other record the ledger does not hold is left for
+        // `store log --verify` to report.
+        let next = l.committed + 1;
+        let tail = l.lines.get(l.committed as usize);
+        for r in &records {
+            if r.commit.as_ref().is_some_and(|c| {
+                c.seq == next
+                    && tail.is_none_or(|t| Sha256Digest::of(t.as_bytes()).hex() == c.entry)
+            }) {
+                self.meta.remove_record(&r.name, &r.version)?;
+            }
+        }
+        // A record that cannot be read leaves the index as it was;
+        // `store log --verify` names the record.
+        let _ = self.rebuild_index(l.committed);
+        self.read_ledger()
+    }
+
+    /// Opens the store for writing: creates it if needed, takes the lock,
+    /// recovers. Refuses a store whose ledger does not match its head.
+    fn open_write(&self) -> Result<(Box<dyn Guard>, Ledger)> {
+        self.meta.create()?;
+        let guard = self.meta.lock(true)?.expect("waited for the lock");
+        let l = self.recover()?;
+        if let Some(p) = &l.problem {
+            return Err(crate::error::single(
+                p.clone(),
+                "the ledger was edited; nothing was written. Restore ledger.jsonl and ledger.head from a backup (see `airlock store log --verify`)",
+            ));
+        }
+        Ok((guard, l))
+    }
+
+    /// Opens an existing store for reading: recovers when the lock is free,
+    /// else (a writer is running) reads what is committed.
+    fn open_read(&self) -> Result<(Option<Box<dyn Guard>>, Ledger)> {
+        self.meta.check_exists()?;
+        match self.meta.lock(false)? {
+            Some(g) => {
+                let l = self.recover()?;
+                Ok((Some(g), l))
+            }
+            None => Ok((None, self.read_ledger()?)),
+        }
+    }
+
+    /// The next entry's line after the committed ones.
+    fn entry_line(
+        &self,
+        l: &Ledger,
+        action: &str,
+        bundle: Option<String>,
+        nv: Option<(String, String)>,
+        detail: &str,
+    ) -> (u64, String) {
+        let entry = LedgerEntry {
+            seq: l.committed + 1,
+            time: crate::clock::rfc3339(crate::clock::now()),
+            action: action.to_string(),
+            bundle,
+            name: nv.as_ref().map(|x| x.0.clone()),
+            version: nv.map(|x| x.1),
+            detail: detail.to_string(),
+            prev: l.last_hash(),
+        };
+        (
+            entry.seq,
+            serde_json::to_string(&entry).expect("serializes"),
+        )
+    }
+
+    /// Appends `line` as entry `seq` and swaps the head to it (the commit
+    /// point); on an error the ledger is as it was.
+    fn commit_line(&self, l: &Ledger, seq: u64, line: &str) -> Result<()> {
+        let head = Head {
+            count: seq,
+            last: Some(Sha256Digest::of(line.as_bytes()).hex()),
+        };
+        let head = serde_json::to_vec(&head).expect("serializes");
+        let res = (|| {
+            failpoint("ledger")?;
+            self.meta.ledger_append(seq, line)?;
+            failpoint("head")?;
+            self.meta.swap_head(l.head_raw.as_deref(), &head)
+        })();
+        if res.is_err() {
+            // A head that was replaced before its write reported an error
+            // (a failed directory sync) has committed the entry.
+            if self.meta.head().ok().flatten().as_deref() == Some(head.as_slice()) {
+                return Ok(());
+            }
+            let _ = self.meta.ledger_truncate(l.committed);
+        }
+        res
+    }
+
+    /// Appends a hash-chained entry to the ledger (takes the lock).
+    pub fn append_ledger(
+        &self,
+        action: &str,
+        bundle: Option<String>,
+        nv: Option<(String, String)>,
+        detail: &str,
+    ) -> Result<()> {
+        let (_guard, l) = self.open_write()?;
+        self.append_locked(&l, action, bundle, nv, detail)
+    }
+
+    fn append_locked(
+        &self,
+        l: &Ledger,
+        action: &str,
+        bundle: Option<String>,
+        nv: Option<(String, String)>,
+        detail: &str,
+    ) -> Result<()> {
+        let (seq, line) = self.entry_line(l, action, bundle, nv, detail);
+        self.commit_line(l, seq, &line)
+    }
+
+    // ------------------------------------------------------------ import
+
+    /// Verifies `bundle` against `policy` and imports it.
+    pub fn import(
+        &self,
+        bundle: &[PathBuf],
+        policy: &TrustPolicy,
+        opts: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<Imported> {
+        if opts.receipt.is_some() && opts.key.is_none() {
+            return Err(Error::Usage(
+                "--receipt needs --key: a receipt is signed by the high side's key".into(),
+            ));
+        }
+        let form = Form::open_all(bundle)?;
+        let (_lock, l) = self.open_write()?;
+        match self.import_locked(&form, &l, policy, opts, progress) {
+            Ok(done) => {
+                if let (Some(key), Some(path)) = (opts.key, &opts.receipt) {
+                    let rec = self
+                        .record(&done.name, &done.version)?
+                        .expect("just imported");
+                    let d = self.description(&rec)?;
+                    let id: Sha256Digest = rec.id.parse().expect("ids are digests");
+                    let blobs = d.blobs().into_keys().collect();
+                    let bytes = crate::receipt::make(
+                        key,
+                        &d.name,
+                        &d.version,
+                        &id,
+                        blobs,
+                        crate::clock::now(),
+                    );
+                    fs_err::write(path, bytes)?;
+                }
+                Ok(done)
+            }
+            Err(e) if e.exit_code() == 1 => {
+                let tags = verify::read_tags(&form).ok();
+                let desc = tags
+                    .as_ref()
+                    .and_then(|t| t.files.get(DESCRIPTION))
+                    .and_then(|b| serde_json::from_slice::<Description>(b).ok());
+                let id = tags
+                    .as_ref()
+                    .and_then(|t| t.files.get(TAGMANIFEST))
+                    .map(|b| Sha256Digest::of(b).hex());
+                let detail = format!("refused {}: {}", form.path().display(), e);
+                let l = self.read_ledger()?;
+                self.append_locked(
+                    &l,
+                    "refuse",
+                    id,
+                    desc.as_ref().map(|d| (d.name.clone(), d.version.clone())),
+                    &detail,
+                )?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn import_locked(
+        &self,
+        form: &Form,
+        l: &Ledger,
+        policy: &TrustPolicy,
+        opts: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<Imported> {
+        let allow_downgrade = opts.allow_downgrade;
+        // Tag files first: nothing is written unless they verify.
+        let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
+        pre.report.clone().into_result()?;
+        let d = pre
+            .description
+            .as_ref()
+            .expect("verified tags have a description");
+        if let Some(existing) = self.record(&d.name, &d.version)? {
+            if existing.id == pre.id.hex() {
+                // Nothing to write, but this copy must still verify in full:
+                // a damaged or tampered copy is refused, never reported imported.
+                verify::verify(form, policy, None, progress)?;
+                return Ok(Imported {
+                    id: existing.id,
+                    name: existing.name,
+                    version: existing.version,
+                    already_present: true,
+                    blobs_written: 0,
+                    store: self.root.clone(),
+                });
+            }
+            return Err(Error::Refused(format!(
+                "{} {} is already imported with a different id ({}); a version is imported once — publish a new version",
+                d.name, d.version, existing.id
+            )));
+        }
+        let version = semver::Version::parse(&d.version).expect("checked");
+        let newest = self
+            .records_committed(l)?
+            .into_iter()
+            .filter(|r| r.name == d.name)
+            .filter_map(|r| semver::Version::parse(&r.version).ok())
+            .max();
+        let downgrade = newest.as_ref().is_some_and(|n| version < *n);
+        if downgrade && !allow_downgrade {
+            return Err(Error::Refused(format!(
+                "{} {} is older than {} already imported; refusing a downgrade (pass --allow-downgrade to import it anyway)",
+                d.name,
+                d.version,
+                newest.expect("set")
+            )));
+        }
+
+        let staging = self.meta.staging()?;
+        let mut have = HashSet::new();
+        for b in d.blobs().keys() {
+            if self.blobs.has(b)? {
+                have.insert(*b);
+            }
+        }
+        let verified: Verified = verify::verify(
+            form,
+            policy,
+            Some(&Staging {
+                dir: staging.path(),
+                have: &have,
+            }),
+            progress,
+        )?;
+        if verified.id != pre.id {
+            return Err(crate::error::single(
+                form.path().display().to_string(),
+                "the bundle changed while it was being imported",
+            ));
+        }
+        let d = &verified.description;
+
+        // 1. Blobs (content-addressed: an orphan is harmless).
+        failpoint("blobs")?;
+        let mut written = 0;
+        for digest in d.blobs().keys() {
+            let staged = staging.path().join(digest.hex());
+            if staged.exists() && self.blobs.put_verified(digest, &staged)? {
+                written += 1;
+            }
+        }
+        self.blobs.sync()?;
+
+        // 2. The record, naming the ledger entry that will commit it.
+        let detail = format!(
+            "imported {} {} ({} blob(s) new){}",
+            d.name,
+            d.version,
+            written,
+            if downgrade {
+                "; DOWNGRADE allowed by --allow-downgrade"
+            } else {
+                ""
+            }
+        );
+        let (seq, line) = self.entry_line(
+            l,
+            if downgrade {
+                "import-downgrade"
+            } else {
+                "import"
+            },
+            Some(verified.id.hex()),
+            Some((d.name.clone(), d.version.clone())),
+            &detail,
+        );
+        let mut files: Vec<(String, Vec<u8>)> = verified
+            .tags
+            .files
+            .iter()
+            .chain(&verified.tags.signatures)
+            .chain(&verified.tags.custody)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(key) = opts.key {
+            let note = format!("imported into store {}", self.root.display());
+            let (rel, bytes) = crate::custody::new_event(
+                &verified.tags.custody,
+                key,
+                "imported",
+                Some(&note),
+                &verified.id,
+                crate::clock::now(),
+            );
+            files.push((rel, bytes));
+        }
+        let record = BundleRecord {
+            id: verified.id.hex(),
+            name: d.name.clone(),
+            version: d.version.clone(),
+            imported: crate::clock::rfc3339(crate::clock::now()),
+            signers: verified.signers.counted.clone(),
+            artifacts: d.artifacts.len(),
+            size: d.total_size(),
+            commit: Some(Commit {
+                seq,
+                entry: Sha256Digest::of(line.as_bytes()).hex(),
+            }),
+        };
+        files.push((
+            RECORD.to_string(),
+            serde_json::to_vec_pretty(&record).expect("serializes"),
+        ));
+        failpoint("record")?;
+        self.meta.put_record(&d.name, &d.version, &files)?;
+
+        // 3. and 4. The ledger entry, then the head: the commit point.
+        if let Err(e) = self.commit_line(l, seq, &line) {
+            let _ = self.meta.remove_record(&d.name, &d.version);
+            return Err(e);
+        }
+        drop(staging);
+
+        // 5. The index, derived from the committed records.
+        if let Err(e) = failpoint("index").and_then(|()| self.rebuild_index(seq)) {
+            return Err(Error::Usage(format!(
+                "{} {} is imported (ledger entry {seq}), but the store's OCI index could not be written: {e}; the next store command rebuilds it",
+                d.name, d.version
+            )));
+        }
+        Ok(Imported {
+            id: record.id,
+            name: record.name,
+            version: record.version,
+            already_present: false,
+            blobs_written: written,
+            store: self.root.clone(),
+        })
+    }
+
+    /// Writes the OCI index derived from the records committed by the
+    /// first `committed` ledger entries, when it differs from the stored one.
+    /// Records are applied in commit order, so the latest import of an
+    /// image reference names it, as a push to a tag would.
+    fn rebuild_index(&self, committed: u64) -> Result<()> {
+        let mut records: Vec<BundleRecord> = self
+            .all_records()?
+            .into_iter()
+            .filter(|r| r.commit.as_ref().is_none_or(|c| c.seq <= committed))
+            .collect();
+        records.sort_by(|a, b| {
+            let seq = |r: &BundleRecord| r.commit.as_ref().map_or(0, |c| c.seq);
+            seq(a)
+                .cmp(&seq(b))
+                .then_with(|| a.imported.cmp(&b.imported))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.version.cmp(&b.version))
+        });
+        let mut entries: Vec<Descriptor> = Vec::new();
+        for r in &records {
+            let d = self.description(r)?;
+            let id: Sha256Digest = r.id.parse().map_err(|e| {
+                Error::Usage(format!(
+                    "{}: corrupt record: id: {e}",
+                    self.meta.locate_record(&r.name, &r.version)
+                ))
+            })?;
+            for a in &d.artifacts {
+                // Images are named by their original reference, so
+                // `skopeo inspect oci:STORE/oci:REF` finds them.
+                let reference = if a.kind == ArtifactKind::Image {
+                    a.name.clone()
+                } else {
+                    store_ref(&d.name, &d.version, &a.reference)
+                };
+                entries.retain(|e| {
+                    e.annotations().as_ref().and_then(|m| m.get(REF_NAME)) != Some(&reference)
+                });
+                entries.push(index_entry(a, reference, Some(&id)));
+            }
+        }
+        if entries.is_empty() && self.meta.index()?.is_none() {
+            return Ok(());
+        }
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(entries)
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build store index: {e}")))?;
+        let bytes = canonical_json(&index);
+        if self.meta.index()?.as_deref() != Some(bytes.as_slice()) {
+            self.meta.put_index(&bytes)?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ records
+
+    /// The record of `name` `version`, committed or not.
+    pub fn record(&self, name: &str, version: &str) -> Result<Option<BundleRecord>> {
+        let Some(bytes) = self.meta.record_file(name, version, RECORD)? else {
+            return Ok(None);
+        };
+        let rec: BundleRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Usage(format!(
+                "{}/{RECORD}: corrupt record: {e}",
+                self.meta.locate_record(name, version)
+            ))
+        })?;
+        Ok(Some(rec))
+    }
+
+    /// Every record present, committed or not.
+    fn all_records(&self) -> Result<Vec<BundleRecord>> {
+        let mut out = Vec::new();
+        for (n, v) in self.meta.record_names()? {
+            if let Some(r) = self.record(&n, &v)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records committed by the ledger, sorted by name then version.
+    fn records_committed(&self, l: &Ledger) -> Result<Vec<BundleRecord>> {
+        let mut out: Vec<BundleRecord> = self
+            .all_records()?
+            .into_iter()
+            .filter(|r| r.commit.as_ref().is_none_or(|c| c.seq <= l.committed))
+            .collect();
+        out.sort_by(|a, b| {
+            a.name.cmp(&b.name).then_with(|| {
+                match (
+                    semver::Version::parse(&a.version),
+                    semver::Version::parse(&b.version),
+                ) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => a.version.cmp(&b.version),
+                }
+            })
+        });
+        Ok(out)
+    }
+
+    /// Every imported bundle, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<BundleRecord>> {
+        let (_guard, l) = self.open_read()?;
+        self.records_committed(&l)
+    }
+
+    /// Finds `NAME` (newest version) or `NAME@VERSION`.
+    pub fn find(&self, spec: &str) -> Result<BundleRecord> {
+        let (_guard, l) = self.open_read()?;
+        self.find_in(&l, spec)
+    }
+
+    fn find_in(&self, l: &Ledger, spec: &str) -> Result<BundleRecord> {
+        let (name, version) = match spec.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (spec, None),
+        };
+        self.records_committed(l)?
+            .into_iter()
+            .rfind(|r| r.name == name && version.is_none_or(|v| r.version == v))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no bundle {spec} in store {}; see `airlock store ls --store {}`",
+                    self.root.display(),
+                    self.root.display()
+                ))
+            })
+    }
+
+    /// The record's `airlock.json`, as stored.
+    pub fn description(&self, r: &BundleRecord) -> Result<Description> {
+        let at = format!(
+            "{}/{DESCRIPTION}",
+            self.meta.locate_record(&r.name, &r.version)
+        );
+        let bytes = self
+            .meta
+            .record_file(&r.name, &r.version, DESCRIPTION)?
+            .ok_or_else(|| Error::Usage(format!("{at}: missing from the store's record")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Usage(format!("{at}: corrupt description: {e}")))
+    }
+
+    /// The record's tag files checked against its id: the tag manifest
+    /// must hash to the id and list the description's sha256.
+    fn record_problems(&self, r: &BundleRecord) -> Result<Vec<(String, String)>> {
+        let at = self.meta.locate_record(&r.name, &r.version);
+        let mut out = Vec::new();
+        let Some(tm) = self.meta.record_file(&r.name, &r.version, TAGMANIFEST)? else {
+            out.push((format!("{at}/{TAGMANIFEST}"), "missing".to_string()));
+            return Ok(out);
+        };
+        if Sha256Digest::of(&tm).hex() != r.id {
+            out.push((
+                format!("{at}/{TAGMANIFEST}"),
+                format!("does not hash to the record's id {} (record edited)", r.id),
+            ));
+        }
+        let listed = parse_manifest(&String::from_utf8_lossy(&tm)).unwrap_or_default();
+        let desc = self.meta.record_file(&r.name, &r.version, DESCRIPTION)?;
+        match (listed.get(DESCRIPTION), desc) {
+            (Some(want), Some(bytes)) if Sha256Digest::of(&bytes) == *want => {}
+            (_, None) => out.push((format!("{at}/{DESCRIPTION}"), "missing".to_string())),
+            _ => out.push((
+                format!("{at}/{DESCRIPTION}"),
+                "does not match the record's tag manifest (record edited)".to_string(),
+            )),
+        }
+        Ok(out)
+    }
+
+    /// The description of a record whose tag files check against its id.
+    fn checked_description(&self, r: &BundleRecord) -> Result<Description> {
+        let problems = self.record_problems(r)?;
+        if !problems.is_empty() {
+            let mut report = crate::error::Report::default();
+            for (s, p) in problems {
+                report.add(s, p);
+            }
+            return Err(Error::Verification(report));
+        }
+        self.description(r)
+    }
+
+    // ------------------------------------------------------------ blobs
+
+    /// Opens a blob for reading (push and export re-hash what they read).
+    pub fn open_blob(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>> {
+        self.blobs.open(d)
+    }
+
+    /// Where a blob is, for messages.
+    pub fn locate_blob(&self, d: &Sha256Digest) -> String {
+        self.blobs.locate(d)
+    }
+
+    /// Reads blob `d` whole, checking its size and digest; at most `limit` bytes.
+    pub fn read_blob_checked(&self, d: &Sha256Digest, size: u64) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let h =
+            crate::digest::copy_hashed(&mut self.open_blob(d)?, &mut bytes, Some(size), &|_| {})?;
+        if h.digest != *d || h.size != size {
+            return Err(corrupt_blob(&self.locate_blob(d), d, size, &h));
+        }
+        Ok(bytes)
+    }
+
+    // ------------------------------------------------------------ log
+
+    /// The ledger's committed entries. With `check`, every broken link, a
+    /// ledger that does not match its head, and every record the ledger
+    /// does not account for (or entry with no record) is a finding.
+    pub fn log(&self, check: bool) -> Result<Vec<LedgerEntry>> {
+        let (guard, l) = self.open_read()?;
+        let (ledger_at, _) = self.meta.locate_ledger();
+        let mut report = crate::error::Report::default();
+        let shown = if l.problem.is_some() {
+            l.lines.len()
+        } else {
+            l.committed as usize
+        };
+        let mut out = Vec::new();
+        let mut prev: Option<String> = None;
+        for (i, line) in l.lines[..shown].iter().enumerate() {
+            let where_ = format!("{ledger_at}:{}", i + 1);
+            match serde_json::from_str::<LedgerEntry>(line) {
+                Ok(e) => {
+                    if e.prev != prev || e.seq != i as u64 + 1 {
+                        report.add(&where_, "does not chain to the entry before it (ledger edited, reordered or truncated)");
+                    }
+                    out.push(e);
+                }
+                Err(err) => report.add(&where_, format!("not a ledger entry: {err}")),
+            }
+            prev = Some(Sha256Digest::of(line.as_bytes()).hex());
+        }
+        if !check {
+            return Ok(out);
+        }
+        if let Some(p) = &l.problem {
+            report.add(p.clone(), "the ledger does not match its head");
+        }
+        self.cross_check(&l, guard.is_some(), &out, &mut report)?;
+        report.into_result()?;
+        Ok(out)
+    }
+
+    /// Records against the ledger: each committed record is named by an
+    /// import entry that its commit hash matches, and each import entry
+    /// has its record.
+    fn cross_check(
+        &self,
+        l: &Ledger,
+        locked: bool,
+        entries: &[LedgerEntry],
+        report: &mut crate::error::Report,
+    ) -> Result<()> {
+        let (ledger_at, _) = self.meta.locate_ledger();
+        let is_import = |e: &LedgerEntry| e.action == "import" || e.action == "import-downgrade";
+        let records = self.all_records()?;
+        for r in &records {
+            let at = format!("{}/{RECORD}", self.meta.locate_record(&r.name, &r.version));
+            let names = |e: &LedgerEntry| {
+                is_import(e)
+                    && e.bundle.as_deref() == Some(r.id.as_str())
+                    && e.name.as_deref() == Some(r.name.as_str())
+                    && e.version.as_deref() == Some(r.version.as_str())
+            };
+            match &r.commit {
+                // In flight: a writer holds the lock and has not committed.
+                Some(c) if !locked && l.problem.is_none() && c.seq == l.committed + 1 => {}
+                Some(c) => match l.lines.get(c.seq.saturating_sub(1) as usize) {
+                    None => report.add(
+                        &at,
+                        format!(
+                            "committed by ledger entry {}, which the ledger does not hold (ledger truncated or entries deleted)",
+                            c.seq
+                        ),
+                    ),
+                    Some(line) if Sha256Digest::of(line.as_bytes()).hex() != c.entry => report.add(
+                        format!("{ledger_at}:{}", c.seq),
+                        format!(
+                            "is not the entry that committed {} {} (entry rewritten)",
+                            r.name, r.version
+                        ),
+                    ),
+                    Some(line) => {
+                        if !serde_json::from_str::<LedgerEntry>(line).is_ok_and(|e| names(&e)) {
+                            report.add(
+                                &at,
+                                format!("ledger entry {} does not record this import", c.seq),
+                            );
+                        }
+                    }
+                },
+                None => {
+                    if !entries.iter().any(names) {
+                        report.add(&at, "no ledger entry records this import");
+                    }
+                }
+            }
+            for (s, p) in self.record_problems(r)? {
+                report.add(s, p);
+            }
+        }
+        for e in entries.iter().filter(|e| is_import(e)) {
+            let found = records.iter().any(|r| {
+                Some(r.id.as_str()) == e.bundle.as_deref()
+                    && Some(r.name.as_str()) == e.name.as_deref()
+                    && Some(r.version.as_str()) == e.version.as_deref()
+                    && r.commit.as_ref().is_none_or(|c| c.seq == e.seq)
+            });
+            if !found {
+                report.add(
+                    format!("{ledger_at}:{}", e.seq),
+                    format!(
+                        "records the import of {} {} but the store holds no such record (record removed, or entry rewritten)",
+                        e.name.as_deref().unwrap_or("?"),
+                        e.version.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn corrupt_blob(at: &str, d: &Sha256Digest, size: u64, h: &crate::digest::Hashed) -> Error {
+    crate::error::single(
+        at.to_string(),
+        format!(
+            "store blob is corrupt: expected {d} ({size} bytes), found {} ({} bytes)",
+            h.digest, h.size
+        ),
+    )
+}
+
+/// An index entry for artifact `a` named `reference`; images keep their
+/// own media type and get no artifactType.
+fn index_entry(a: &Artifact, reference: String, bundle: Option<&Sha256Digest>) -> Descriptor {
+    let mut annotations = HashMap::from([(REF_NAME.to_string(), reference)]);
+    if let Some(id) = bundle {
+        annotations.insert(BUNDLE_ID.to_string(), id.hex());
+    }
+    let mut desc = if a.kind == ArtifactKind::Image {
+        annotations.insert(IMAGE_REFERENCE.to_string(), a.name.clone());
+        annotations.insert(IMAGE_DIGEST.to_string(), a.manifest.digest.oci());
+        Descriptor::new(
+            MediaType::from(a.manifest.media_type.as_str()),
+            a.manifest.size,
+            crate::pack::oci_digest(&a.manifest.digest),
+        )
+    } else {
+        let mut d = Descriptor::new(
+            MediaType::ImageManifest,
+            a.manifest.size,
+            crate::pack::oci_digest(&a.manifest.digest),
+        );
+        d.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
+        d
+    };
+    desc.set_annotations(Some(annotations));
+    desc
+}
+
+/// The name of a bundle's artifact in the store's shared index.
+pub fn store_ref(name: &str, version: &str, reference: &str) -> String {
+    format!("{name}/{}/{reference}", ref_component(version))
+}

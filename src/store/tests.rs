@@ -1,0 +1,227 @@
+//! The seam is the whole of what the store needs: a second backend kept
+//! in memory (what an object store would be, minus the network) imports,
+//! lists, logs, verifies and exports a real bundle, and nothing is written
+//! at the store's "path".
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::backend::{BlobStore, Guard, MetaStore};
+use super::*;
+use crate::progress::Silent;
+
+#[derive(Default)]
+struct Inner {
+    created: bool,
+    blobs: BTreeMap<Sha256Digest, Vec<u8>>,
+    records: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    ledger: Vec<String>,
+    head: Option<Vec<u8>>,
+    index: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Default)]
+struct Mem(Arc<Mutex<Inner>>);
+
+struct NoGuard;
+impl Guard for NoGuard {}
+
+impl BlobStore for Mem {
+    fn has(&self, d: &Sha256Digest) -> Result<bool> {
+        Ok(self.0.lock().unwrap().blobs.contains_key(d))
+    }
+    fn put_verified(&self, d: &Sha256Digest, staged: &Path) -> Result<bool> {
+        let bytes = fs_err::read(staged)?;
+        Ok(self.0.lock().unwrap().blobs.insert(*d, bytes).is_none())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    fn open(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>> {
+        let bytes = self.0.lock().unwrap().blobs.get(d).cloned();
+        let bytes = bytes.ok_or_else(|| Error::Usage(format!("no blob {d}")))?;
+        Ok(Box::new(std::io::Cursor::new(bytes)))
+    }
+    fn list(&self) -> Result<Vec<Sha256Digest>> {
+        Ok(self.0.lock().unwrap().blobs.keys().copied().collect())
+    }
+    fn locate(&self, d: &Sha256Digest) -> String {
+        format!("mem:blobs/{}", d.hex())
+    }
+}
+
+impl MetaStore for Mem {
+    fn check_exists(&self) -> Result<()> {
+        if self.0.lock().unwrap().created {
+            Ok(())
+        } else {
+            Err(Error::Usage("mem: no such store".into()))
+        }
+    }
+    fn create(&self) -> Result<()> {
+        self.0.lock().unwrap().created = true;
+        Ok(())
+    }
+    fn lock(&self, _wait: bool) -> Result<Option<Box<dyn Guard>>> {
+        Ok(Some(Box::new(NoGuard)))
+    }
+    fn staging(&self) -> Result<tempfile::TempDir> {
+        Ok(tempfile::tempdir()?)
+    }
+    fn clean_staging(&self) -> Result<usize> {
+        Ok(0)
+    }
+    fn record_names(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.0.lock().unwrap().records.keys().cloned().collect())
+    }
+    fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner
+            .records
+            .get(&(name.to_string(), version.to_string()))
+            .and_then(|r| r.get(file).cloned()))
+    }
+    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        let key = (name.to_string(), version.to_string());
+        if inner.records.contains_key(&key) {
+            return Err(Error::Usage("exists".into()));
+        }
+        inner.records.insert(key, files.iter().cloned().collect());
+        Ok(())
+    }
+    fn remove_record(&self, name: &str, version: &str) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        inner
+            .records
+            .remove(&(name.to_string(), version.to_string()));
+        Ok(())
+    }
+    fn locate_record(&self, name: &str, version: &str) -> String {
+        format!("mem:bundles/{name}/{version}")
+    }
+    fn ledger_lines(&self) -> Result<Vec<String>> {
+        Ok(self.0.lock().unwrap().ledger.clone())
+    }
+    fn ledger_append(&self, seq: u64, line: &str) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        if inner.ledger.len() as u64 + 1 != seq {
+            return Err(Error::Usage("entry exists".into()));
+        }
+        inner.ledger.push(line.to_string());
+        Ok(())
+    }
+    fn ledger_truncate(&self, count: u64) -> Result<()> {
+        self.0.lock().unwrap().ledger.truncate(count as usize);
+        Ok(())
+    }
+    fn head(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.lock().unwrap().head.clone())
+    }
+    fn swap_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        if inner.head.as_deref() != expected {
+            return Err(Error::Usage("precondition failed".into()));
+        }
+        inner.head = Some(new.to_vec());
+        Ok(())
+    }
+    fn locate_ledger(&self) -> (String, String) {
+        ("mem:ledger".into(), "mem:ledger.head".into())
+    }
+    fn index(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.lock().unwrap().index.clone())
+    }
+    fn put_index(&self, bytes: &[u8]) -> Result<()> {
+        self.0.lock().unwrap().index = Some(bytes.to_vec());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_second_backend_needs_nothing_but_the_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let key = crate::keys::PrivateKey::generate().unwrap();
+    key.write_files(&root.join("builder")).unwrap();
+    let model = root.join("src/models/tiny");
+    fs_err::create_dir_all(&model).unwrap();
+    fs_err::write(model.join("config.json"), br#"{"architectures":["X"]}"#).unwrap();
+    fs_err::create_dir_all(root.join("src/docs")).unwrap();
+    fs_err::write(root.join("src/docs/a.txt"), b"a\n").unwrap();
+    fs_err::write(
+        root.join("src/airlock.yaml"),
+        "apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: demo\n  version: 1.0.0\nfiles:\n  - path: docs\nmodels:\n  - name: tiny\n    path: models/tiny\n",
+    )
+    .unwrap();
+    fs_err::write(
+        root.join("policy.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: builder\n    publicKey: builder.pub\n    roles: [builder]\nrequire:\n  builder: 1\n",
+    )
+    .unwrap();
+    let m = crate::manifest::LoadedManifest::load(&root.join("src/airlock.yaml")).unwrap();
+    let packed = crate::pack::pack(
+        &m,
+        &key,
+        &root.join("dist"),
+        crate::pack::Format::Tar,
+        None,
+        &Silent,
+    )
+    .unwrap();
+    let policy = TrustPolicy::load(&root.join("policy.yaml")).unwrap();
+
+    let mem = Mem::default();
+    let nowhere = root.join("not-a-directory");
+    let store = Store::with_backend(&nowhere, Box::new(mem.clone()), Box::new(mem.clone()));
+    assert!(store.list().is_err(), "no store yet");
+    let done = store
+        .import(
+            std::slice::from_ref(&packed.path),
+            &policy,
+            &ImportOptions::default(),
+            &Silent,
+        )
+        .unwrap();
+    assert!(!done.already_present);
+    assert!(done.blobs_written > 0);
+    let again = store
+        .import(
+            std::slice::from_ref(&packed.path),
+            &policy,
+            &ImportOptions::default(),
+            &Silent,
+        )
+        .unwrap();
+    assert!(again.already_present);
+
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].commit.as_ref().unwrap().seq, 1);
+    let log = store.log(true).unwrap();
+    assert_eq!(log.len(), 1);
+    {
+        let inner = mem.0.lock().unwrap();
+        assert_eq!(inner.blobs.len(), done.blobs_written);
+        let index: serde_json::Value =
+            serde_json::from_slice(inner.index.as_ref().unwrap()).unwrap();
+        // files, model and the two generated SBOMs, all of this bundle.
+        let entries = index["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 4, "{index}");
+        assert!(entries
+            .iter()
+            .all(|e| e["annotations"][BUNDLE_ID] == done.id.as_str()));
+    }
+
+    let out = root.join("out");
+    let exported = store.export("demo", &out, &Silent).unwrap();
+    assert!(!exported.files.is_empty());
+    assert_eq!(
+        fs_err::read(out.join("models/tiny/config.json")).unwrap(),
+        br#"{"architectures":["X"]}"#
+    );
+    assert_eq!(store.log(true).unwrap().len(), 2);
+    assert!(!nowhere.exists(), "nothing was written outside the backend");
+}

@@ -614,7 +614,7 @@ fn verify_dir(
     let content = check
         .description
         .as_ref()
-        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
     let results: Vec<Result<(String, Report, Option<Vec<u8>>)>> = present
         .par_iter()
@@ -741,7 +741,7 @@ fn verify_tar(
             content = c
                 .description
                 .as_ref()
-                .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+                .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
             check = Some(c);
         }
         let c = check.as_ref().expect("set above");

@@ -937,8 +937,10 @@ pub fn render(d: &Description) -> String {
             let f = &c.facts;
             let verdict = if let Some(m) = &f.malformed {
                 format!("NOT SCANNABLE: {m}")
+            } else if f.imports.is_empty() {
+                "no imports".to_string()
             } else if f.unsafe_imports.is_empty() {
-                "state-dict imports only".to_string()
+                format!("allowlisted imports only: {}", f.imports.join(", "))
             } else {
                 format!("UNSAFE imports {}", f.unsafe_imports.join(", "))
             };

@@ -1483,14 +1483,23 @@ pub fn sniff(head: &[u8], complete: bool) -> Sniff {
     let mut r = head;
     let mut input = Input::with_buffer(&mut r, 4096);
     let mut s = Scanner::new(&mut input);
-    let res = s.one();
-    let imported = !s.scan.imports.is_empty();
-    match res {
-        Ok(_) if imported => Sniff::Pickle,
-        _ if imported && s.scan.called => Sniff::Pickle,
-        Err((_, Fault::Eof)) if !complete => Sniff::Undecided,
-        Err((_, Fault::Unscannable)) => Sniff::Pickle,
-        _ => Sniff::NotPickle,
+    loop {
+        let res = s.one();
+        let imported = !s.scan.imports.is_empty();
+        return match res {
+            Ok(_) if imported => Sniff::Pickle,
+            // A pickle without imports (a legacy torch magic number in
+            // protocol 0): what follows it is read by loaders too.
+            Ok(_) => match s.input.at_eof() {
+                Ok(false) => continue,
+                Ok(true) if !complete => Sniff::Undecided,
+                _ => Sniff::NotPickle,
+            },
+            _ if imported && s.scan.called => Sniff::Pickle,
+            Err((_, Fault::Eof)) if !complete => Sniff::Undecided,
+            Err((_, Fault::Unscannable)) => Sniff::Pickle,
+            _ => Sniff::NotPickle,
+        };
     }
 }
 
@@ -1666,6 +1675,11 @@ mod tests {
         assert_eq!(sniff(b"(lp0\nI1\na.", true), Sniff::NotPickle);
         assert_eq!(sniff(b"cos\nsystem\n(S'x'\ntR", true), Sniff::Pickle);
         assert_eq!(sniff(b"\x80\x02", true), Sniff::Pickle);
+        // A pickle without imports, then one that imports and calls.
+        let mut two = b"L119547037146038801333356L\n.".to_vec();
+        two.extend_from_slice(b"cos\nsystem\n(S'x'\ntR.");
+        assert_eq!(sniff(&two, true), Sniff::Pickle);
+        assert_eq!(sniff(b"I1\n.", true), Sniff::NotPickle);
     }
 
     #[test]

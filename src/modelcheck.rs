@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +116,24 @@ impl Facts {
     }
 }
 
+/// The pickle rules in force on one side: the policy, and the imports a
+/// trust policy adds to the built-in allowlist (`pickle: {allow: [...]}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PickleRules {
+    pub policy: PicklePolicy,
+    /// `module.name` or `module.*` entries.
+    pub allow: Vec<String>,
+}
+
+impl From<PicklePolicy> for PickleRules {
+    fn from(policy: PicklePolicy) -> Self {
+        PickleRules {
+            policy,
+            allow: Vec::new(),
+        }
+    }
+}
+
 /// The outcome of checking one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checked {
@@ -126,17 +145,26 @@ pub struct Checked {
 impl Checked {
     /// What refuses this file under `pickle`; `hint` tells the reader how a
     /// pickle refusal could be lifted.
-    pub fn problems(&self, pickle: PicklePolicy, hint: &str) -> Vec<String> {
+    pub fn problems(&self, pickle: &PickleRules, hint: &str) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(i) = &self.invalid {
             out.push(i.clone());
         }
-        if pickle == PicklePolicy::Deny {
+        if pickle.policy == PicklePolicy::Deny {
             if let Some(f) = &self.facts {
-                if !f.unsafe_imports.is_empty() {
+                let unsafe_imports: Vec<&String> = f
+                    .unsafe_imports
+                    .iter()
+                    .filter(|i| !pickle::matches_extra(i, &pickle.allow))
+                    .collect();
+                if !unsafe_imports.is_empty() {
                     out.push(format!(
-                        "unsafe pickle: imports {}, not on the allowlist of what PyTorch state dicts need; {hint}",
-                        f.unsafe_imports.join(", ")
+                        "unsafe pickle: imports {}, not on the allowlist (PyTorch state dicts and plain data types, plus the trust policy's pickle.allow); {hint}",
+                        unsafe_imports
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
                 if let Some(m) = &f.malformed {
@@ -345,6 +373,16 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
             // import and call: not a pickle.
             return Ok(out);
         }
+        let named = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
+        if let Err(m) = &result {
+            if !m.is_threat() && !named && plan.format.is_none() {
+                // It fails before importing or calling anything (random data
+                // that starts like PROTO, a compressed image): every loader
+                // raises on it first. Data, not a threat. A file named like
+                // a pickle must still scan cleanly.
+                return Ok(out);
+            }
+        }
         let (scan, malformed) = match result {
             Ok(s) => (s, None),
             Err(m) => {
@@ -360,7 +398,7 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
             }
         };
         let f = out.facts.get_or_insert_with(|| Facts {
-            format: if scan.pickles == 5 && head.starts_with(pickle::TORCH_LEGACY_MAGIC) {
+            format: if scan.legacy_torch {
                 "pytorch-legacy".into()
             } else {
                 "pickle".into()
@@ -452,7 +490,7 @@ pub fn check_path(path: &Path, size: u64, uses: &[Use]) -> io::Result<Checked> {
 
 /// Watches a file stream by and keeps what [`check`] will need.
 pub struct Probe {
-    uses: Vec<(String, BTreeSet<String>)>,
+    uses: Vec<(String, Arc<BTreeSet<String>>)>,
     size: u64,
     head: Vec<u8>,
     mode: Mode,
@@ -472,11 +510,15 @@ enum Mode {
 }
 
 impl Probe {
-    fn new(uses: Vec<(String, BTreeSet<String>)>, size: u64, spool_dir: Option<PathBuf>) -> Self {
+    fn new(
+        uses: Vec<(String, Arc<BTreeSet<String>>)>,
+        size: u64,
+        spool_dir: Option<PathBuf>,
+    ) -> Self {
         Probe {
             uses,
             size,
-            head: Vec::new(),
+            head: Vec::with_capacity(SNIFF_LEN.min(size) as usize),
             mode: Mode::Sniffing,
             spool_dir,
             spool: None,
@@ -612,12 +654,13 @@ impl Probe {
 /// artifacts, under which names, and the trust policy's pickle setting.
 pub struct ContentPlan {
     blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>>,
-    siblings: Vec<BTreeSet<String>>,
-    pickle: PicklePolicy,
+    /// Each artifact's paths, shared by every file of it that is checked.
+    siblings: Vec<Arc<BTreeSet<String>>>,
+    pickle: PickleRules,
 }
 
 impl ContentPlan {
-    pub fn new(d: &Description, pickle: PicklePolicy) -> Self {
+    pub fn new(d: &Description, pickle: impl Into<PickleRules>) -> Self {
         let mut blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>> = HashMap::new();
         let mut siblings = Vec::new();
         for a in &d.artifacts {
@@ -625,7 +668,7 @@ impl ContentPlan {
                 continue;
             }
             let idx = siblings.len();
-            siblings.push(a.layers.iter().map(|l| l.path.clone()).collect());
+            siblings.push(Arc::new(a.layers.iter().map(|l| l.path.clone()).collect()));
             for l in &a.layers {
                 blobs.entry(l.digest).or_default().push((
                     format!("{}/{}", a.reference, l.path),
@@ -637,7 +680,7 @@ impl ContentPlan {
         ContentPlan {
             blobs,
             siblings,
-            pickle,
+            pickle: pickle.into(),
         }
     }
 
@@ -650,7 +693,7 @@ impl ContentPlan {
             v.iter()
                 .map(|(_, p, i)| Use {
                     path: p,
-                    siblings: &self.siblings[*i],
+                    siblings: self.siblings[*i].as_ref(),
                 })
                 .collect()
         })
@@ -687,12 +730,13 @@ impl ContentPlan {
         spool_dir: Option<&Path>,
     ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
-        let uses = self.uses_of(&d)?;
+        let users = self.blobs.get(&d)?;
         let how = match file {
             Some(f) => How::File(f),
             None => How::Probe(Probe::new(
-                uses.iter()
-                    .map(|u| (u.path.to_string(), u.siblings.clone()))
+                users
+                    .iter()
+                    .map(|(_, p, i)| (p.clone(), Arc::clone(&self.siblings[*i])))
                     .collect(),
                 size,
                 spool_dir.map(Path::to_path_buf),
@@ -708,8 +752,8 @@ impl ContentPlan {
     fn report(&self, d: &Sha256Digest, payload_path: &str, checked: &Checked) -> Report {
         let mut r = Report::default();
         let problems = checked.problems(
-            self.pickle,
-            "the trust policy's pickle: deny refuses it (pickle: allow admits pickles)",
+            &self.pickle,
+            "the trust policy's pickle: deny refuses it (pickle: {allow: [module.name]} admits named imports, pickle: allow admits every pickle)",
         );
         for (subject, _, _) in self.blobs.get(d).into_iter().flatten() {
             for p in &problems {
@@ -800,7 +844,7 @@ pub fn check_packed(
     let mut entries = Vec::new();
     for (_, users, checked) in results {
         let problems = checked.problems(
-            pickle,
+            &pickle.into(),
             "set policy: {pickle: allow} in the manifest to pack it anyway",
         );
         for (ai, fi) in users {
@@ -871,8 +915,10 @@ pub fn render(d: &Description) -> String {
             let f = &c.facts;
             let verdict = if let Some(m) = &f.malformed {
                 format!("NOT SCANNABLE: {m}")
+            } else if f.imports.is_empty() {
+                "no imports".to_string()
             } else if f.unsafe_imports.is_empty() {
-                "state-dict imports only".to_string()
+                format!("allowlisted imports only: {}", f.imports.join(", "))
             } else {
                 format!("UNSAFE imports {}", f.unsafe_imports.join(", "))
             };
@@ -1107,7 +1153,7 @@ mod tests {
 
     /// The same result from a probe fed in odd-sized chunks.
     fn probed(bytes: &[u8], path: &str) -> Checked {
-        let sib = BTreeSet::from([path.to_string()]);
+        let sib = Arc::new(BTreeSet::from([path.to_string()]));
         let mut p = Probe::new(vec![(path.to_string(), sib)], bytes.len() as u64, None);
         for c in bytes.chunks(7777) {
             p.feed(c);
@@ -1211,9 +1257,9 @@ mod tests {
             let c = both(&m, name);
             let facts = c.facts.clone().expect(name);
             assert_eq!(facts.unsafe_imports, ["posix.system"], "{name}");
-            let problems = c.problems(PicklePolicy::Deny, "hint");
+            let problems = c.problems(&PicklePolicy::Deny.into(), "hint");
             assert!(problems[0].contains("posix.system"), "{problems:?}");
-            assert!(c.problems(PicklePolicy::Allow, "hint").is_empty());
+            assert!(c.problems(&PicklePolicy::Allow.into(), "hint").is_empty());
         }
         // Protocol 0 has no magic: found because it imports and calls.
         let p0 = b"cos\nsystem\n(S'id'\ntR.";

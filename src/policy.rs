@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::error::{Error, Report, Result};
 use crate::keys::PublicKey;
 use crate::manifest::PicklePolicy;
+use crate::modelcheck::PickleRules;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -26,8 +27,9 @@ struct RawPolicy {
     /// Globs of bundle names allowed in; absent means any.
     #[serde(default)]
     bundles: Option<Vec<String>>,
+    /// `deny`, `allow`, or `{allow: [module.name, module.*, ...]}`.
     #[serde(default)]
-    pickle: PicklePolicy,
+    pickle: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +68,7 @@ pub struct TrustPolicy {
     pub require: BTreeMap<String, u32>,
     pub custody: Vec<CustodyRequirement>,
     pub bundles: Option<Vec<String>>,
-    pub pickle: PicklePolicy,
+    pub pickle: PickleRules,
 }
 
 /// Why a key's signature does or does not count.
@@ -154,6 +156,7 @@ impl TrustPolicy {
                 )));
             }
         }
+        let pickle = parse_pickle(raw.pickle.as_ref()).map_err(bad)?;
         Ok(TrustPolicy {
             path: path.to_path_buf(),
             keys,
@@ -161,7 +164,7 @@ impl TrustPolicy {
             require: raw.require,
             custody: raw.custody,
             bundles: raw.bundles,
-            pickle: raw.pickle,
+            pickle,
         })
     }
 
@@ -300,6 +303,68 @@ pub struct SignerStatus {
     pub status: String,
 }
 
+/// Reads the policy's `pickle:` setting: `deny` (the default), `allow`, or
+/// `{allow: [...]}`: deny, with these imports added to the built-in
+/// allowlist of safe globals. Each entry is `module.name`, or `module.*`
+/// for every name in a module and its submodules.
+fn parse_pickle(v: Option<&serde_yaml::Value>) -> std::result::Result<PickleRules, String> {
+    use serde_yaml::Value;
+    let expected = "pickle: expected deny, allow, or {allow: [module.name, module.*, ...]}";
+    let Some(v) = v else {
+        return Ok(PickleRules::default());
+    };
+    match v {
+        Value::String(s) if s == "deny" => Ok(PickleRules::default()),
+        Value::String(s) if s == "allow" => Ok(PickleRules {
+            policy: PicklePolicy::Allow,
+            allow: Vec::new(),
+        }),
+        Value::Mapping(m) => {
+            let mut allow = Vec::new();
+            for (k, v) in m {
+                if k.as_str() != Some("allow") {
+                    return Err(format!("{expected}; found key {k:?}"));
+                }
+                let Value::Sequence(items) = v else {
+                    return Err(
+                        "pickle.allow: expected a list of module.name or module.* entries".into(),
+                    );
+                };
+                for (i, item) in items.iter().enumerate() {
+                    let Some(e) = item.as_str() else {
+                        return Err(format!(
+                            "pickle.allow[{i}]: expected a string, found {item:?}"
+                        ));
+                    };
+                    if !valid_global(e) {
+                        return Err(format!(
+                            "pickle.allow[{i}]: {e:?} is not module.name or module.* (dotted Python identifiers)"
+                        ));
+                    }
+                    allow.push(e.to_string());
+                }
+            }
+            Ok(PickleRules {
+                policy: PicklePolicy::Deny,
+                allow,
+            })
+        }
+        other => Err(format!("{expected}; found {other:?}")),
+    }
+}
+
+/// `module.name` or `module.*`: dotted identifiers, at least two parts.
+fn valid_global(e: &str) -> bool {
+    let body = e.strip_suffix(".*").unwrap_or(e);
+    let parts: Vec<&str> = body.split('.').collect();
+    (parts.len() >= 2 || body.len() < e.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
 /// `*` matches any run of characters, `?` any one.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
@@ -329,6 +394,29 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pickle_settings() {
+        let y = |t: &str| serde_yaml::from_str::<serde_yaml::Value>(t).unwrap();
+        assert_eq!(parse_pickle(None).unwrap(), PickleRules::default());
+        assert_eq!(
+            parse_pickle(Some(&y("allow"))).unwrap().policy,
+            PicklePolicy::Allow
+        );
+        let r = parse_pickle(Some(&y("{allow: [sklearn.linear_model.*, mypkg.Model]}"))).unwrap();
+        assert_eq!(r.policy, PicklePolicy::Deny);
+        assert_eq!(r.allow, ["sklearn.linear_model.*", "mypkg.Model"]);
+        for bad in [
+            "maybe",
+            "{allow: [os]}",
+            "{allow: ['a.b c']}",
+            "{deny: [a.b]}",
+            "{allow: a.b}",
+            "{allow: ['*']}",
+        ] {
+            assert!(parse_pickle(Some(&y(bad))).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn globs() {

@@ -517,7 +517,7 @@ fn verify_dir(
     let content = check
         .description
         .as_ref()
-        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
     let results: Vec<Result<(String, Report, Option<Vec<u8>>)>> = present
         .par_iter()
@@ -572,7 +572,7 @@ fn verify_tar(
     let content = check
         .description
         .as_ref()
-        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin(
         "verifying",
         check

@@ -600,7 +600,7 @@ pub fn verify_volumes(
     let content = check
         .description
         .as_ref()
-        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle));
+        .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     let start_content = |path: &str, exp: &Expected| {
         content.as_ref().and_then(|c| {
             c.start(

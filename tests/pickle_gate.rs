@@ -1,0 +1,308 @@
+//! The unsafe-model gate against evasions and false alarms: every evasion
+//! class is refused at pack and on the high side (verify and import, in
+//! every bundle form) whatever the file is named; benign files made by the
+//! real libraries (numpy 1 and 2, joblib, torch) pass. Evasions are
+//! opcode-level pickles written by hand here; numpy and joblib files come
+//! from the packages `scripts/test` installs (PyPI numpy 2 and joblib for
+//! `python3`; Debian's python3-numpy 1, python3-joblib and python3-torch
+//! 1.13 for `/usr/bin/python3`).
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EVIL0: &[u8] = b"cposix\nsystem\n(S'echo pwned'\ntR.";
+
+/// Runs `interpreter` with `script` and `args`; the script writes the files.
+fn python_with(interpreter: &str, script: &str, args: &[&Path]) {
+    let o = Command::new(interpreter)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        o.status.success(),
+        "{interpreter} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Debian's python3 (numpy 1, joblib, torch 1.13 from Debian packages).
+const DEBIAN_PY: &str = "/usr/bin/python3";
+
+fn framed(len: u64, body: &[u8]) -> Vec<u8> {
+    let mut p = b"\x80\x04\x95".to_vec();
+    p.extend_from_slice(&len.to_le_bytes());
+    p.extend_from_slice(body);
+    p
+}
+
+/// One file per evasion class: (name, bytes, what the refusal says).
+fn evasions() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mut out = Vec::new();
+    // 1. Scan limits: a long run of MARK before the payload.
+    let mut marks = vec![b'('; (1 << 20) + 10];
+    marks.extend_from_slice(EVIL0);
+    out.push(("weights.bin", marks, "unscannable"));
+    // 1. A unicode string over 1 MiB, then the payload, named config.json.
+    let mut long = b"V".to_vec();
+    long.extend(std::iter::repeat_n(b'x', (1 << 20) + 5));
+    long.extend_from_slice(b"\n0");
+    long.extend_from_slice(EVIL0);
+    out.push(("config.json", long, "posix.system"));
+    // 2. Legacy torch.save with the magic number in protocol 0.
+    let mut legacy = b"L119547037146038801333356L\n.".to_vec();
+    legacy.extend_from_slice(b"\x80\x02M\xe9\x03.");
+    legacy.extend_from_slice(b"\x80\x02}q\x00.");
+    legacy.extend_from_slice(EVIL0);
+    legacy.extend_from_slice(b"\x80\x02]q\x00.");
+    legacy.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]);
+    out.push(("legacy.bin", legacy, "posix.system"));
+    // 3. A benign pickle first, the payload in a second one (no PROTO).
+    let mut concat = b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.".to_vec();
+    concat.extend_from_slice(EVIL0);
+    out.push(("concat.pkl", concat, "posix.system"));
+    // 4. A FRAME that ends inside an opcode: a flat reader sees bytes; the
+    //    file unpickler runs the GLOBAL/REDUCE inside them.
+    let mut body = b"\x8e".to_vec();
+    body.extend_from_slice(&(EVIL0.len() as u64).to_le_bytes());
+    body.extend_from_slice(EVIL0);
+    body.push(b'.');
+    out.push(("split.bin", framed(2, &body), "splits the opcode"));
+    // 8. An unsafe import followed by garbage.
+    let mut garbage = b"\x80\x04cposix\nsystem\n".to_vec();
+    garbage.extend_from_slice(&[0xff, 0x00, 0x13]);
+    out.push(("garbage.dat", garbage, "posix.system"));
+    out
+}
+
+fn assert_refused(o: &Output, name: &str, what: &str) {
+    assert_eq!(code(o), 1, "{name} not refused: {}", stderr(o));
+    let e = stderr(o);
+    assert!(
+        e.lines().any(|l| l.contains(name) && l.contains(what)),
+        "{name}: expected {what:?} in:\n{e}"
+    );
+}
+
+#[test]
+fn every_evasion_class_is_refused_at_pack() {
+    let f = Fixture::new();
+    for (i, (name, bytes, what)) in evasions().into_iter().enumerate() {
+        let p = f.path("src/docs").join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let o = f.pack_with("dir", &format!("out{i}"), &[]);
+        assert_refused(&o, name, what);
+        std::fs::remove_file(&p).unwrap();
+    }
+}
+
+/// Packs every evasion with the builder's `pickle: allow`.
+fn allowed_bundle(f: &Fixture, format: &str, out: &str) -> PathBuf {
+    for (name, bytes, _) in evasions() {
+        std::fs::write(f.path("src/docs").join(name), &bytes).unwrap();
+    }
+    f.write_manifest("policy:\n  pickle: allow\n");
+    f.pack_to(format, out)
+}
+
+#[test]
+fn every_evasion_class_is_refused_on_the_high_side_in_every_form() {
+    let f = Fixture::new();
+    for format in ["dir", "tar", "tar.zst"] {
+        let b = allowed_bundle(&f, format, &format!("out-{format}"));
+        let o = f.verify(&b);
+        for (name, _, what) in evasions() {
+            assert_refused(&o, &format!("docs/docs/{name}"), what);
+        }
+        let store = format!("store-{}", format.replace('.', "-"));
+        let o = f.import(&b, &store);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("pickle"), "{}", stderr(&o));
+        assert!(!f.path(&store).join("bundles/demo").exists());
+    }
+}
+
+/// xorshift64*, for deterministic random files.
+fn rng(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn random_files_that_start_like_proto_are_data() {
+    let f = Fixture::new();
+    let dir = f.path("src/docs/random");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut st = 42u64;
+    for i in 0..600u32 {
+        let len = 1024 + (rng(&mut st) % 7168) as usize;
+        let mut b = vec![0x80, 2 + (i % 4) as u8];
+        while b.len() < len {
+            b.extend_from_slice(&rng(&mut st).to_le_bytes());
+        }
+        b.truncate(len);
+        std::fs::write(dir.join(format!("{i:04}.dat")), b).unwrap();
+    }
+    let b = f.pack_to("tar", "out");
+    let o = f.verify(&b);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn datetime_and_decimal_pickles_pass() {
+    let f = Fixture::new();
+    python_with(
+        "python3",
+        r#"
+import datetime, decimal, pickle, sys
+v = {"when": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+     "day": datetime.date(2024, 5, 1), "at": datetime.time(8, 15), "span": datetime.timedelta(days=2),
+     "price": decimal.Decimal("12.50")}
+for proto in (0, 2, 4, 5):
+    open(sys.argv[1] + f"/values-{proto}.pkl", "wb").write(pickle.dumps(v, protocol=proto))
+"#,
+        &[&f.path("src/docs")],
+    );
+    let b = f.pack_to("tar.zst", "out");
+    let o = f.verify(&b);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The imports stay listed.
+    let o = run(&["inspect", b.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(text.contains("docs/docs/values-4.pkl"), "{text}");
+}
+
+fn numpy_script() -> &'static str {
+    r#"
+import pickle, sys, numpy as np
+d = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "ids": np.array([1, 2, 3]),
+     "scale": np.float64(0.5), "names": np.array(["a", "bc"])}
+for proto in (2, 4, 5):
+    open(sys.argv[1] + f"/arrays-{proto}.pkl", "wb").write(pickle.dumps(d, protocol=proto))
+"#
+}
+
+#[test]
+fn numpy_arrays_in_a_dict_pass_under_numpy_1_and_2() {
+    let f = Fixture::new();
+    let d1 = f.path("src/docs/np1");
+    let d2 = f.path("src/docs/np2");
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    python_with(DEBIAN_PY, numpy_script(), &[&d1]);
+    python_with("python3", numpy_script(), &[&d2]);
+    let pkl = std::fs::read(d2.join("arrays-4.pkl")).unwrap();
+    assert!(
+        pkl.windows(11).any(|w| w == b"numpy._core"),
+        "numpy 2 writes numpy._core"
+    );
+    for format in ["dir", "tar"] {
+        let b = f.pack_to(format, &format!("out-{format}"));
+        let o = f.verify(&b);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+}
+
+fn joblib_script() -> &'static str {
+    r#"
+import sys, joblib, numpy as np
+d = {"coef": np.linspace(0, 1, 1000).reshape(10, 100), "labels": np.array(["x", "yz"]),
+     "objs": np.array([{"a": 1}, None], dtype=object), "n": 3}
+joblib.dump(d, sys.argv[1] + "/model.joblib")
+joblib.dump(d, sys.argv[1] + "/model-joblib.bin")
+"#
+}
+
+#[test]
+fn joblib_numpy_array_wrappers_pass() {
+    let f = Fixture::new();
+    for (py, sub) in [(DEBIAN_PY, "jl-debian"), ("python3", "jl-pypi")] {
+        let d = f.path(&format!("src/docs/{sub}"));
+        std::fs::create_dir_all(&d).unwrap();
+        python_with(py, joblib_script(), &[&d]);
+    }
+    for format in ["dir", "tar.zst"] {
+        let b = f.pack_to(format, &format!("out-{format}"));
+        let o = f.verify(&b);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_joblib_file_with_an_evil_object_array_is_refused() {
+    let f = Fixture::new();
+    python_with(
+        "python3",
+        r#"
+import os, sys, joblib, numpy as np
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+a = np.empty(2, dtype=object); a[0] = Evil(); a[1] = 1
+joblib.dump({"w": np.zeros(4), "objs": a}, sys.argv[1])
+"#,
+        &[&f.path("src/docs/model.bin")],
+    );
+    let o = f.pack_with("dir", "out", &[]);
+    assert_refused(&o, "model.bin", "posix.system");
+}
+
+/// A pickle importing `argparse.Namespace`: harmless, but on no built-in list.
+fn namespace_pickle(path: &Path) {
+    python_with(
+        "python3",
+        r#"
+import argparse, pickle, sys
+open(sys.argv[1], "wb").write(pickle.dumps({"args": argparse.Namespace(lr=0.1)}, protocol=4))
+"#,
+        &[path],
+    );
+}
+
+fn trust(f: &Fixture, pickle: &str) {
+    f.write_policy(
+        "builder",
+        "[builder]",
+        &format!("require:\n  builder: 1\npickle: {pickle}\n"),
+    );
+}
+
+#[test]
+fn a_trust_policy_extends_the_allowlist() {
+    let f = Fixture::new();
+    namespace_pickle(&f.path("src/docs/run.pkl"));
+    let o = f.pack_with("dir", "refused", &[]);
+    assert_refused(&o, "run.pkl", "argparse.Namespace");
+    f.write_manifest("policy:\n  pickle: allow\n");
+    for format in ["dir", "tar", "tar.zst"] {
+        let b = f.pack_to(format, &format!("out-{format}"));
+        trust(&f, "deny");
+        assert_refused(&f.verify(&b), "docs/docs/run.pkl", "argparse.Namespace");
+        for setting in ["{allow: [argparse.Namespace]}", "{allow: [argparse.*]}"] {
+            trust(&f, setting);
+            let o = f.verify(&b);
+            assert_eq!(code(&o), 0, "{setting}: {}", stderr(&o));
+        }
+        trust(&f, "{allow: [argparse.ArgumentParser, json.*]}");
+        assert_refused(&f.verify(&b), "docs/docs/run.pkl", "argparse.Namespace");
+        let store = format!("store-{}", format.replace('.', "-"));
+        trust(&f, "{allow: [argparse.Namespace]}");
+        let o = f.import(&b, &store);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        // The import is still listed for the operator.
+        let o = run(&["inspect", b.to_str().unwrap()]);
+        assert!(stdout(&o).contains("argparse.Namespace"), "{}", stdout(&o));
+    }
+    // A malformed setting names the field.
+    trust(&f, "{allow: [os]}");
+    let b = f.pack_to("dir", "out-bad");
+    let o = f.verify(&b);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("pickle.allow[0]"), "{}", stderr(&o));
+}

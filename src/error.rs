@@ -21,6 +21,15 @@ pub enum Error {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
 
+    /// A manifest or trust policy is not the YAML expected, at a known place.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
     /// The command line or environment does not allow the operation.
     #[error("{0}")]
     Usage(String),
@@ -54,7 +63,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::PinMismatch { .. } | Error::Verification(_) | Error::Refused(_) => 1,
-            Error::Io(_) | Error::Input { .. } | Error::Usage(_) => 2,
+            Error::Io(_) | Error::Input { .. } | Error::Yaml { .. } | Error::Usage(_) => 2,
         }
     }
 }

@@ -177,9 +177,7 @@ pub fn record_name(rel: &str) -> Option<String> {
 
 impl LoadedManifest {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        let manifest: Manifest =
-            serde_yaml::from_str(&text).map_err(|e| Error::input(path, format!("{e}")))?;
+        let manifest: Manifest = crate::yaml::load(path)?;
         let bad = |msg: String| Error::input(path, msg);
         if manifest.api_version != "airlock/v1" {
             return Err(bad(format!(

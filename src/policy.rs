@@ -80,9 +80,7 @@ pub enum KeyStanding<'a> {
 
 impl TrustPolicy {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        let raw: RawPolicy =
-            serde_yaml::from_str(&text).map_err(|e| Error::input(path, e.to_string()))?;
+        let raw: RawPolicy = crate::yaml::load(path)?;
         let bad = |m: String| Error::input(path, m);
         if raw.api_version != "airlock/v1" {
             return Err(bad(format!(

@@ -50,6 +50,9 @@ enum Command {
         /// Split into tar volumes no larger than SIZE (4.7GB, 25GB, 700MiB, or bytes; GB = 10^9, GiB = 2^30).
         #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
         volume_size: Option<u64>,
+        /// Every input must resolve (`..` and symbolic links included) below DIR; default: the manifest's `root:`, else its directory.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Show what a bundle holds without hashing its payload.
     Inspect { bundle: PathBuf },
@@ -226,8 +229,9 @@ fn run(cli: Cli) -> Result<()> {
             out,
             format,
             volume_size,
+            root,
         } => {
-            let m = LoadedManifest::load(&manifest)?;
+            let m = LoadedManifest::load_with_root(&manifest, root.as_deref())?;
             let key = PrivateKey::load(&key)?;
             let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)?;
             emit(json, &packed, || {

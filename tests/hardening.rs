@@ -373,3 +373,203 @@ fn the_payload_oxum_is_checked_in_a_tar() {
     let o = f.verify(&tar);
     assert_fails(&o, 1, &["bag-info.txt", "Payload-Oxum"]);
 }
+
+// ---------------------------------------------------------------------------
+// 11.1: pack reads only below the manifest's directory, or its root
+// ---------------------------------------------------------------------------
+
+/// A fixture with `outside/` beside `src/` (the manifest's directory) holding
+/// a file, a model, SBOM, python and cargo inputs and an OCI layout: all
+/// real, so that only their place is wrong.
+fn outside_fixture() -> Fixture {
+    let f = Fixture::new();
+    let o = f.path("outside");
+    for d in ["model", "wheels", "vendor", "layout/blobs/sha256"] {
+        std::fs::create_dir_all(o.join(d)).unwrap();
+    }
+    std::fs::write(o.join("secret.txt"), b"not for the bundle\n").unwrap();
+    std::fs::write(o.join("model/config.json"), b"{}").unwrap();
+    std::fs::write(
+        o.join("sbom.json"),
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+    )
+    .unwrap();
+    std::fs::write(o.join("requirements.txt"), b"").unwrap();
+    std::fs::write(o.join("pylock.toml"), b"lock-version = \"1.0\"\n").unwrap();
+    std::fs::write(o.join("Cargo.lock"), b"version = 4\n").unwrap();
+    std::fs::write(
+        o.join("layout/oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        o.join("layout/index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(o.join("image.tar"), b"").unwrap();
+    f
+}
+
+#[test]
+fn every_input_field_is_refused_outside_the_manifests_directory() {
+    let f = outside_fixture();
+    let cases: &[(&str, &str)] = &[
+        ("files[0].path", "files:\n  - path: ../outside/secret.txt\n"),
+        ("files[0].path", "files:\n  - path: docs/../../outside\n"),
+        (
+            "models[0].path",
+            "models:\n  - name: m\n    path: ../outside/model\n",
+        ),
+        ("sboms[0].path", "sboms:\n  - path: ../outside/sbom.json\n"),
+        (
+            "python[0].requirements",
+            "python:\n  - requirements: ../outside/requirements.txt\n    wheelhouse: docs\n",
+        ),
+        (
+            "python[0].wheelhouse",
+            "python:\n  - requirements: tool.sh\n    wheelhouse: ../outside/wheels\n",
+        ),
+        (
+            "python[0].lock",
+            "python:\n  - lock: ../outside/pylock.toml\n",
+        ),
+        (
+            "cargo[0].lockfile",
+            "cargo:\n  - lockfile: ../outside/Cargo.lock\n    vendor: docs\n",
+        ),
+        (
+            "cargo[0].vendor",
+            "cargo:\n  - lockfile: tool.sh\n    vendor: ../outside/vendor\n",
+        ),
+        (
+            "images[0].source",
+            "images:\n  - source: oci-layout:../outside/layout\n    name: x.example/a:1\n",
+        ),
+        (
+            "images[0].source",
+            "images:\n  - source: docker-archive:../outside/image.tar\n    name: x.example/a:1\n",
+        ),
+    ];
+    for (field, body) in cases {
+        let o = pack_manifest(&f, &format!("{HEAD}{body}"));
+        let outside = std::fs::canonicalize(f.path("outside")).unwrap();
+        assert_fails(
+            &o,
+            2,
+            &[
+                "airlock.yaml",
+                &format!("{field}: "),
+                &outside.display().to_string(),
+                "outside",
+                "--root",
+            ],
+        );
+        assert!(
+            std::fs::read_dir(f.path("dist")).map_or(true, |mut d| d.next().is_none()),
+            "nothing written for {field}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_directory_cannot_lead_outside_either() {
+    let f = outside_fixture();
+    std::os::unix::fs::symlink(f.path("outside"), f.path("src/docs/escape")).unwrap();
+    let o = pack_manifest(
+        &f,
+        &format!("{HEAD}files:\n  - path: docs/escape/secret.txt\n"),
+    );
+    assert_fails(
+        &o,
+        2,
+        &["files[0].path", "resolves to", "secret.txt", "outside"],
+    );
+    // An OCI layout whose blob folder is a link out of the root.
+    let layout = f.path("src/layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    std::fs::copy(
+        f.path("outside/layout/index.json"),
+        layout.join("index.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        f.path("outside/layout/oci-layout"),
+        layout.join("oci-layout"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(f.path("outside/layout/blobs"), layout.join("blobs")).unwrap();
+    let o = pack_manifest(
+        &f,
+        &format!("{HEAD}images:\n  - source: oci-layout:layout\n    name: x.example/a:1\n"),
+    );
+    assert_fails(&o, 2, &["images[0].source (blobs/sha256)", "outside"]);
+    // A symbolic link inside a packed directory is refused as before.
+    std::fs::remove_file(f.path("src/docs/escape")).unwrap();
+    std::os::unix::fs::symlink(f.path("outside/secret.txt"), f.path("src/docs/link.txt")).unwrap();
+    let o = pack_manifest(&f, &format!("{HEAD}files:\n  - path: docs\n"));
+    assert_fails(&o, 2, &["link.txt", "symbolic link"]);
+}
+
+#[test]
+fn a_root_in_the_manifest_or_on_the_command_line_widens_and_bounds() {
+    let f = outside_fixture();
+    // `root: ..` (relative to the manifest) lets it read ../outside.
+    let body = "files:\n  - path: tool.sh\n  - path: ../outside/secret.txt\n";
+    let o = pack_manifest(&f, &format!("{HEAD}root: ..\n{body}"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(f.path("dist")).unwrap();
+    // --root on the command line does the same without touching the manifest.
+    std::fs::write(f.path("src/airlock.yaml"), format!("{HEAD}{body}")).unwrap();
+    let o = f.pack_with("dir", "dist", &["--root", &f.s(".")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(f.path("dist")).unwrap();
+    // ... and bounds a manifest's own root: a manifest cannot widen past it.
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}root: ..\n{body}"),
+    )
+    .unwrap();
+    let o = f.pack_with("dir", "dist", &["--root", &f.s("src")]);
+    assert_fails(&o, 2, &["airlock.yaml", "root: ", "outside --root"]);
+    // --root src with no manifest root: ../outside is outside it.
+    std::fs::write(f.path("src/airlock.yaml"), format!("{HEAD}{body}")).unwrap();
+    let o = f.pack_with("dir", "dist", &["--root", &f.s("src")]);
+    assert_fails(&o, 2, &["files[1].path", "outside"]);
+    // An absolute or missing root is refused, naming the field.
+    let o = pack_manifest(&f, &format!("{HEAD}root: /\n{body}"));
+    assert_fails(&o, 2, &["root: \"/\"", "relative to the manifest"]);
+    let o = pack_manifest(&f, &format!("{HEAD}root: nothere\n{body}"));
+    assert_fails(&o, 2, &["airlock.yaml", "root: "]);
+}
+
+#[test]
+fn the_release_manifest_declares_its_root() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/airlock-release.yaml"),
+    )
+    .unwrap();
+    assert!(text.lines().any(|l| l == "root: .."), "{text}");
+}
+
+#[test]
+fn a_pylock_file_path_cannot_lead_outside() {
+    let f = outside_fixture();
+    let wheel = "tinypkg-0.1.0-py3-none-any.whl";
+    std::fs::write(f.path(&format!("outside/{wheel}")), b"PK\x05\x06").unwrap();
+    std::fs::write(
+        f.path("src/pylock.toml"),
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"tinypkg\"\nversion = \"0.1.0\"\nwheels = [{{ path = \"../outside/{wheel}\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let o = pack_manifest(&f, &format!("{HEAD}python:\n  - lock: pylock.toml\n"));
+    assert_fails(
+        &o,
+        2,
+        &["python[0].lock", "packages[0] path ../outside/", "outside"],
+    );
+}

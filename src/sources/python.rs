@@ -659,6 +659,9 @@ pub fn plan(
                 }
                 if let Some(p) = &f.path {
                     let abs = lock_dir.join(p);
+                    if abs.exists() {
+                        m.within_root(&format!("{label}.lock ({} path {p})", pin.origin), &abs)?;
+                    }
                     if abs.is_file() {
                         let (_, abs, mode) = walk(&abs)?.remove(0);
                         files_of[k].push(Found {

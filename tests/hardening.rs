@@ -573,3 +573,54 @@ fn a_pylock_file_path_cannot_lead_outside() {
         &["python[0].lock", "packages[0] path ../outside/", "outside"],
     );
 }
+
+// ---------------------------------------------------------------------------
+// 14.9: pack failures read as pack failures, each problem once
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_unhashed_requirement_is_reported_once_under_a_pack_heading() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("src/wheels")).unwrap();
+    std::fs::write(f.path("src/wheels/six-1.16.0-py2.py3-none-any.whl"), b"PK").unwrap();
+    std::fs::write(f.path("src/requirements.txt"), b"six==1.16.0\n").unwrap();
+    let manifest =
+        format!("{HEAD}python:\n  - requirements: requirements.txt\n    wheelhouse: wheels\n");
+    let o = pack_manifest(&f, &manifest);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.starts_with("airlock: cannot pack (1 problem):"),
+        "{err}"
+    );
+    assert!(!err.contains("verification failed"), "{err}");
+    assert_eq!(err.matches("six").count(), 2, "one finding: {err}");
+    assert!(err.contains("has no --hash=sha256:"), "{err}");
+    assert!(!err.contains("extra file"), "{err}");
+    // A hash that does not match: still a pack failure, with the digest.
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        format!("six==1.16.0 --hash=sha256:{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let o = pack_manifest(&f, &manifest);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.starts_with("airlock: cannot pack (1 problem):"),
+        "{err}"
+    );
+    assert!(err.contains("does not match"), "{err}");
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("dist"),
+        "--json",
+    ]);
+    let j = json(&o);
+    assert_eq!(j["exitCode"], 1);
+    assert_eq!(j["findings"][0]["subject"], "python[0] six==1.16.0");
+}

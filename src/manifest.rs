@@ -154,6 +154,44 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// True for a model's `name:`: the folder name it is exported under, as
+/// model hubs spell them (`all-MiniLM-L6-v2`, `Qwen2.5-0.5B`): ASCII
+/// letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+pub fn valid_model_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && name.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// The artifact name of a model (`all-minilm-l6-v2`): lowercased, with `.`
+/// and `_` as `-`, a [`valid_name`].
+pub fn model_artifact_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' | '_' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The folder export writes model artifact `a` into: the name the manifest
+/// gave it, recorded in the description's model facts, if it is a valid
+/// model name that normalizes to the artifact's name; else the artifact name.
+pub fn model_folder<'a>(
+    d: &'a crate::bundle::Description,
+    a: &'a crate::bundle::Artifact,
+) -> &'a str {
+    d.models
+        .iter()
+        .find(|m| m.artifact == a.reference)
+        .and_then(|m| m.folder.as_deref())
+        .filter(|f| valid_model_name(f) && model_artifact_name(f) == a.name)
+        .unwrap_or(&a.name)
+}
+
 /// A relative path that stays below its base: no root, no `..`, not empty.
 pub fn is_contained(path: &Path) -> bool {
     !path.as_os_str().is_empty()
@@ -260,12 +298,12 @@ impl LoadedManifest {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, model) in m.models.iter().enumerate() {
-            if !valid_name(&model.name) {
-                return Err(bad(format!("models[{i}].name: {:?} is not a valid name (lowercase letters, digits and '-')", model.name)));
+            if !valid_model_name(&model.name) {
+                return Err(bad(format!("models[{i}].name: {:?} is not a valid model name (letters, digits, '.', '_' and '-', starting with a letter or digit; it names the folder export writes)", model.name)));
             }
-            if !names.insert(&model.name) {
+            if !names.insert(model_artifact_name(&model.name)) {
                 return Err(bad(format!(
-                    "models[{i}].name: {:?} appears twice",
+                    "models[{i}].name: {:?} appears twice (model names are compared ignoring case, '.' and '_')",
                     model.name
                 )));
             }
@@ -498,6 +536,13 @@ mod tests {
         assert!(!valid_name("Sensor"));
         assert!(!valid_name(""));
         assert!(!valid_name("a_b"));
+        assert!(valid_model_name("all-MiniLM-L6-v2"));
+        assert!(valid_model_name("Qwen2.5-0.5B_x"));
+        assert!(!valid_model_name(".hidden"));
+        assert!(!valid_model_name("a/b"));
+        assert!(!valid_model_name(".."));
+        assert_eq!(model_artifact_name("Qwen2.5-0.5B_x"), "qwen2-5-0-5b-x");
+        assert!(valid_name(&model_artifact_name("all-MiniLM-L6-v2")));
     }
 
     #[test]

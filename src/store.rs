@@ -499,7 +499,7 @@ impl Store {
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         for a in &d.artifacts {
             let base = match a.kind {
-                ArtifactKind::Model => to.join("models").join(&a.name),
+                ArtifactKind::Model => to.join("models").join(crate::manifest::model_folder(&d, a)),
                 ArtifactKind::Files => to.join("files"),
                 ArtifactKind::Python => to.join("python"),
                 ArtifactKind::Cargo => to.join("cargo"),

@@ -332,6 +332,26 @@ fn check_description(d: &Description, report: &mut Report) {
             report.add(DESCRIPTION, format!("model name {:?} is not valid", a.name));
         }
     }
+    // A model's export folder must be its artifact's name as the manifest spelled it.
+    for m in &d.models {
+        if let Some(folder) = &m.folder {
+            let artifact = d.artifacts.iter().find(|a| a.reference == m.artifact);
+            if !crate::manifest::valid_model_name(folder)
+                || artifact.is_none_or(|a| {
+                    a.kind != ArtifactKind::Model
+                        || crate::manifest::model_artifact_name(folder) != a.name
+                })
+            {
+                report.add(
+                    DESCRIPTION,
+                    format!(
+                        "model {}: folder {folder:?} is not a valid model name that normalizes to the artifact's name",
+                        m.artifact
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// Cross-checks the payload manifest against the description and returns what

@@ -257,16 +257,22 @@ fn sha256_hex(b: &[u8]) -> String {
 /// signatures and custody and re-signs with the builder key: a consistent,
 /// signed bundle whose only fault is what `edit` did.
 fn resign_with_bag_info(f: &Fixture, b: &Path, edit: impl FnOnce(&str) -> String) {
-    let text = std::fs::read_to_string(b.join("bag-info.txt")).unwrap();
+    resign_with_tag_file(f, b, "bag-info.txt", edit)
+}
+
+/// Rewrites tag file `name` with `edit`, fixes the tag manifest, drops the
+/// old signatures and custody and re-signs with the builder key.
+fn resign_with_tag_file(f: &Fixture, b: &Path, name: &str, edit: impl FnOnce(&str) -> String) {
+    let text = std::fs::read_to_string(b.join(name)).unwrap();
     let edited = edit(&text);
     assert_ne!(edited, text);
-    std::fs::write(b.join("bag-info.txt"), &edited).unwrap();
+    std::fs::write(b.join(name), &edited).unwrap();
     let tm: String = std::fs::read_to_string(b.join("tagmanifest-sha256.txt"))
         .unwrap()
         .lines()
         .map(|l| {
-            if l.ends_with("  bag-info.txt") {
-                format!("{}  bag-info.txt\n", sha256_hex(edited.as_bytes()))
+            if l.ends_with(&format!("  {name}")) {
+                format!("{}  {name}\n", sha256_hex(edited.as_bytes()))
             } else {
                 format!("{l}\n")
             }
@@ -623,4 +629,84 @@ fn an_unhashed_requirement_is_reported_once_under_a_pack_heading() {
     let j = json(&o);
     assert_eq!(j["exitCode"], 1);
     assert_eq!(j["findings"][0]["subject"], "python[0] six==1.16.0");
+}
+
+// ---------------------------------------------------------------------------
+// 14.10: model folder names keep their case on export
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_mixed_case_model_name_is_the_export_folder() {
+    let f = Fixture::new();
+    f.write_manifest("");
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+        .unwrap()
+        .replace("  - name: minilm\n", "  - name: all-MiniLM-L6-v2\n");
+    std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    let b = f.pack("dir");
+    let desc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("airlock.json")).unwrap()).unwrap();
+    let model = desc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "model")
+        .unwrap();
+    assert_eq!(
+        model["name"], "all-minilm-l6-v2",
+        "the artifact name is normalized"
+    );
+    assert_eq!(model["reference"], "models/all-minilm-l6-v2");
+    assert_eq!(desc["models"][0]["folder"], "all-MiniLM-L6-v2");
+    assert_eq!(code(&f.verify(&b)), 0, "{}", stderr(&f.verify(&b)));
+    let o = f.import(&b, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let folders: Vec<String> = std::fs::read_dir(f.path("out/models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(folders, ["all-MiniLM-L6-v2"]);
+    assert_eq!(
+        std::fs::read(f.path("out/models/all-MiniLM-L6-v2/config.json")).unwrap(),
+        std::fs::read(f.path("src/models/minilm/config.json")).unwrap()
+    );
+    // Two names equal but for case are one model twice; a slash is no name.
+    let base = std::fs::read_to_string(f.path("src/airlock.yaml")).unwrap();
+    for (name, why) in [
+        ("MiniLM", "appears twice"),
+        ("a/b", "not a valid model name"),
+    ] {
+        let text = base.replace(
+            "  - name: all-MiniLM-L6-v2\n",
+            &format!("  - name: minilm\n    path: models/minilm\n  - name: {name}\n"),
+        );
+        std::fs::write(f.path("src/airlock.yaml"), &text).unwrap();
+        let o = f.pack_with("dir", "dist2", &[]);
+        assert_fails(&o, 2, &["models[1].name", why]);
+    }
+}
+
+#[test]
+fn a_model_folder_edited_into_a_resigned_description_is_refused() {
+    let f = Fixture::new();
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+        .unwrap()
+        .replace("  - name: minilm\n", "  - name: MiniLM\n");
+    std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    let b = f.pack("dir");
+    resign_with_tag_file(&f, &b, "airlock.json", |t| {
+        t.replace("\"folder\": \"MiniLM\"", "\"folder\": \"../../outside\"")
+    });
+    let o = f.verify(&b);
+    assert_fails(&o, 1, &["airlock.json", "folder \"../../outside\""]);
 }

@@ -23,6 +23,13 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Reads `path` (bounded), checks its nesting, and deserializes it.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    // Checked before opening: a FIFO would block the open or the read.
+    if !fs_err::metadata(path)?.is_file() {
+        return Err(Error::input(
+            path,
+            "not a regular file; give the manifest or trust policy file itself",
+        ));
+    }
     let file = fs_err::File::open(path)?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
@@ -205,6 +212,22 @@ mod tests {
         let doc = "apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: demo\n  description: |\n    a [ b { c\n      deeper\nfiles:\n  - path: docs # a [ comment\n    sha256: \"x [ y\"\nimages:\n  - source: docker://x\n    platforms: [linux/amd64, 'linux/arm64']\n";
         assert_eq!(too_deep(doc, 4), None);
         assert_eq!(too_deep(doc, 2), Some(9));
+    }
+
+    #[test]
+    fn the_repositorys_own_yaml_is_far_from_the_limit() {
+        // CI files included: deeper and richer YAML than any manifest.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in [
+            "manifests/airlock-release.yaml",
+            "examples/quickstart/airlock.yaml",
+            "examples/quickstart/docs/serving.yaml",
+            "examples/ci/gitlab-ci.yml",
+            "examples/ci/github-release-media.yml",
+        ] {
+            let text = std::fs::read_to_string(root.join(f)).unwrap();
+            assert_eq!(too_deep(&text, 12), None, "{f}");
+        }
     }
 
     #[test]

@@ -216,7 +216,18 @@ fn a_fifo_as_the_bundle_path_is_refused_without_reading() {
         let o = run_within(&args, Duration::from_secs(10));
         assert_fails(&o, 2, &[p, "is not a regular file or a directory (a FIFO"]);
     }
-    // A FIFO named like a volume, given with a real volume.
+    // A FIFO as the trust policy or the manifest: refused, not read.
+    let o = run_within(
+        &["verify", &f.s("src"), "--trust", p],
+        Duration::from_secs(10),
+    );
+    assert_fails(&o, 2, &[p, "not a regular file"]);
+    let o = run_within(
+        &["pack", p, "--key", &key, "--out", &f.s("dist")],
+        Duration::from_secs(10),
+    );
+    assert_fails(&o, 2, &[p, "not a regular file"]);
+    // A FIFO named like a volume.
     let vol = f.path("demo-1.0.0.vol001.tar");
     assert!(Command::new("mkfifo").arg(&vol).status().unwrap().success());
     let o = run_within(

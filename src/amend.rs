@@ -54,11 +54,24 @@ pub fn append_custody(
     key: &PrivateKey,
     event: &str,
     note: Option<&str>,
+    policy: Option<&crate::policy::TrustPolicy>,
 ) -> Result<Amended> {
     if !valid_event_name(event) {
         return Err(Error::Usage(format!(
             "--event {event:?}: use lowercase letters, digits and '-' (e.g. scanned, transferred)"
         )));
+    }
+    match policy {
+        Some(p) => crate::policy::check_event(
+            event,
+            &p.events,
+            &format!("the trust policy {}", p.path.display()),
+        )?,
+        None => crate::policy::check_event(
+            event,
+            &crate::policy::default_events(),
+            "airlock (without --trust, only the default vocabulary; a trust policy's custodyEvents: declares others)",
+        )?,
     }
     let form = Form::open(bundle)?;
     let (tags, id) = intact_tags(&form)?;
@@ -149,7 +162,11 @@ pub struct CustodyShow {
     pub events: Vec<EventView>,
 }
 
-pub fn show_custody(bundle: &Path) -> Result<CustodyShow> {
+/// The chain; with a trust policy, signers it lists are named.
+pub fn show_custody(
+    bundle: &Path,
+    policy: Option<&crate::policy::TrustPolicy>,
+) -> Result<CustodyShow> {
     let form = Form::open(bundle)?;
     let tags = crate::verify::read_tags(&form)?;
     let tm = tags
@@ -157,7 +174,17 @@ pub fn show_custody(bundle: &Path) -> Result<CustodyShow> {
         .get(TAGMANIFEST)
         .ok_or_else(|| crate::error::single(TAGMANIFEST, "missing: not an airlock bundle"))?;
     let id = Sha256Digest::of(tm);
-    let (events, report) = check_chain(&tags.custody, &id);
+    let (mut events, report) = check_chain(&tags.custody, &id);
+    if let Some(p) = policy {
+        for e in &mut events {
+            // By the key that signed the event, not the id it claims.
+            e.signer_name = e
+                .key
+                .as_ref()
+                .and_then(|k| p.key_name(k))
+                .map(str::to_owned);
+        }
+    }
     Ok(CustodyShow {
         id: id.hex(),
         intact: report.is_ok(),

@@ -363,6 +363,28 @@ pub fn parse_bag_info(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The `Payload-Oxum` of a `bag-info.txt` (`OCTETS.COUNT`: the payload's
+/// total size and file count). Exactly one is required: airlock writes one.
+pub fn payload_oxum(bag_info: &str) -> std::result::Result<(u64, u64), String> {
+    let values: Vec<String> = parse_bag_info(bag_info)
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Payload-Oxum"))
+        .map(|(_, v)| v)
+        .collect();
+    let [value] = values.as_slice() else {
+        return Err(format!(
+            "has {} Payload-Oxum lines; a bundle has exactly one (OCTETS.COUNT)",
+            values.len()
+        ));
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    value
+        .split_once('.')
+        .filter(|(a, b)| digits(a) && digits(b))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| format!("Payload-Oxum {value:?} is not OCTETS.COUNT (two whole numbers)"))
+}
+
 /// A file name usable as an OCI reference component: ASCII letters and digits
 /// joined by single separators (`.`, `_`, `-`).
 pub fn ref_component(raw: &str) -> String {

@@ -50,6 +50,9 @@ enum Command {
         /// Split into tar volumes no larger than SIZE (4.7GB, 25GB, 700MiB, or bytes; GB = 10^9, GiB = 2^30).
         #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
         volume_size: Option<u64>,
+        /// Every input must resolve (`..` and symbolic links included) below DIR; default: the manifest's `root:`, else its directory.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Show what a bundle holds without hashing its payload.
     Inspect { bundle: PathBuf },
@@ -145,9 +148,17 @@ enum CustodyCommand {
         event: String,
         #[arg(long)]
         note: Option<String>,
+        /// A trust policy whose `custodyEvents:` lists the event names allowed (default: packed, signed, imported, scanned, approved, transferred, received, released).
+        #[arg(long)]
+        trust: Option<PathBuf>,
     },
     /// Show the chain: who, what, when, and whether each signature and link checks.
-    Show { bundle: PathBuf },
+    Show {
+        bundle: PathBuf,
+        /// A trust policy: signers it lists are shown by their name in it.
+        #[arg(long)]
+        trust: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,7 +201,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if json {
                 let report = match &e {
-                    Error::Verification(r) => serde_json::to_value(r).ok(),
+                    Error::Verification(r) | Error::PackRefused(r) => serde_json::to_value(r).ok(),
                     _ => None,
                 };
                 println!(
@@ -226,10 +237,12 @@ fn run(cli: Cli) -> Result<()> {
             out,
             format,
             volume_size,
+            root,
         } => {
-            let m = LoadedManifest::load(&manifest)?;
+            let m = LoadedManifest::load_with_root(&manifest, root.as_deref())?;
             let key = PrivateKey::load(&key)?;
-            let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)?;
+            let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)
+                .map_err(Error::at_pack)?;
             emit(json, &packed, || {
                 let mut s = format!(
                     "packed {} {}: {} artifact(s), {} blob(s), {} bytes\nid   {}\npath {}",
@@ -402,9 +415,17 @@ fn run(cli: Cli) -> Result<()> {
             key,
             event,
             note,
+            trust,
         }) => {
+            let policy = trust.as_deref().map(TrustPolicy::load).transpose()?;
             let key = PrivateKey::load(&key)?;
-            let done = crate::amend::append_custody(&bundle, &key, &event, note.as_deref())?;
+            let done = crate::amend::append_custody(
+                &bundle,
+                &key,
+                &event,
+                note.as_deref(),
+                policy.as_ref(),
+            )?;
             emit(json, &done, || {
                 format!(
                     "recorded {event} for {} by key {}; wrote {}",
@@ -414,8 +435,9 @@ fn run(cli: Cli) -> Result<()> {
                 )
             })
         }
-        Command::Custody(CustodyCommand::Show { bundle }) => {
-            let shown = crate::amend::show_custody(&bundle)?;
+        Command::Custody(CustodyCommand::Show { bundle, trust }) => {
+            let policy = trust.as_deref().map(TrustPolicy::load).transpose()?;
+            let shown = crate::amend::show_custody(&bundle, policy.as_ref())?;
             emit(json, &shown, || {
                 let mut s = format!("custody of {}\n", shown.id);
                 s.push_str(&render_custody(&shown.events));
@@ -631,7 +653,7 @@ fn render_custody(events: &[crate::custody::EventView]) -> String {
                 r.sequence,
                 r.event,
                 r.time,
-                r.signer,
+                e.signer_name.as_deref().unwrap_or(&r.signer),
                 r.note
                     .as_ref()
                     .map(|n| format!(" — {n}"))

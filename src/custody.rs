@@ -54,10 +54,57 @@ pub struct EventView {
     pub problems: Vec<String>,
     #[serde(skip)]
     pub key: Option<PublicKey>,
+    /// The signer's name in the trust policy, when one was given and knows the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer_name: Option<String>,
 }
 
 pub fn valid_event_name(s: &str) -> bool {
     crate::manifest::valid_name(s) && s.len() <= 64
+}
+
+/// Events airlock records itself (pack, sign, import); always known.
+pub const BUILTIN_EVENTS: [&str; 3] = ["packed", "signed", "imported"];
+
+/// Events people record when the trust policy declares no `custodyEvents:`.
+pub const DEFAULT_EVENTS: [&str; 5] =
+    ["scanned", "approved", "transferred", "received", "released"];
+
+/// The known name closest to `name`, if it is a likely typo of it (at most
+/// two edits, or a third of its length for long names).
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    known
+        .into_iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 pub fn event_path(sequence: u32, event: &str) -> String {
@@ -153,6 +200,7 @@ pub fn check_chain(
             link_ok: false,
             problems: vec![],
             key: None,
+            signer_name: None,
         };
         match parse_event(bytes, bundle_id) {
             Ok((record, key, sig_ok)) => {
@@ -190,6 +238,15 @@ pub fn check_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_are_matched() {
+        let known = ["scanned", "transferred", "received"];
+        assert_eq!(did_you_mean("trasnferred", known), Some("transferred"));
+        assert_eq!(did_you_mean("scaned", known), Some("scanned"));
+        assert_eq!(did_you_mean("recieved", known), Some("received"));
+        assert_eq!(did_you_mean("deployed", known), None);
+    }
 
     fn chain(n: usize, key: &PrivateKey, id: &Sha256Digest) -> BTreeMap<String, Vec<u8>> {
         let mut m = BTreeMap::new();

@@ -21,6 +21,15 @@ pub enum Error {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
 
+    /// A manifest or trust policy is not the YAML expected, at a known place.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
     /// The command line or environment does not allow the operation.
     #[error("{0}")]
     Usage(String),
@@ -37,6 +46,12 @@ pub enum Error {
     #[error("{0}")]
     Verification(Report),
 
+    /// Pack refused its inputs (pins, packages, model content, image
+    /// digests); every finding is listed. Nothing was verified yet, so the
+    /// report is not headed "verification failed".
+    #[error("{}", .0.render("cannot pack"))]
+    PackRefused(Report),
+
     /// A policy or store rule refused the operation (downgrade, name not allowed, ...).
     #[error("{0}")]
     Refused(String),
@@ -50,11 +65,22 @@ impl Error {
         }
     }
 
+    /// A verification report raised while packing, headed as a pack failure.
+    pub fn at_pack(self) -> Self {
+        match self {
+            Error::Verification(r) => Error::PackRefused(r),
+            e => e,
+        }
+    }
+
     /// The process exit code the contract assigns to this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::PinMismatch { .. } | Error::Verification(_) | Error::Refused(_) => 1,
-            Error::Io(_) | Error::Input { .. } | Error::Usage(_) => 2,
+            Error::PinMismatch { .. }
+            | Error::Verification(_)
+            | Error::PackRefused(_)
+            | Error::Refused(_) => 1,
+            Error::Io(_) | Error::Input { .. } | Error::Yaml { .. } | Error::Usage(_) => 2,
         }
     }
 }
@@ -101,18 +127,24 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "verification failed ({} problem{}):",
+impl Report {
+    /// `HEAD (N problems):` and one finding a line.
+    pub fn render(&self, head: &str) -> String {
+        let mut s = format!(
+            "{head} ({} problem{}):",
             self.findings.len(),
             if self.findings.len() == 1 { "" } else { "s" }
-        )?;
+        );
         for x in &self.findings {
-            write!(f, "\n  {}: {}", x.subject, x.problem)?;
+            s.push_str(&format!("\n  {}: {}", x.subject, x.problem));
         }
-        Ok(())
+        s
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render("verification failed"))
     }
 }
 

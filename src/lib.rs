@@ -38,5 +38,6 @@ pub mod storedzip;
 pub mod tarball;
 pub mod verify;
 pub mod volumes;
+pub mod yaml;
 
 pub use error::{Error, Result};

@@ -28,6 +28,11 @@ pub struct Manifest {
     pub sboms: Vec<SbomEntry>,
     #[serde(default)]
     pub policy: BuildPolicy,
+    /// The directory every input path must stay below (after resolving `..`
+    /// and symbolic links), relative to this file. Default: this file's
+    /// directory. `pack --root DIR` bounds it further.
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +138,8 @@ pub struct BuildPolicy {
 pub struct LoadedManifest {
     pub path: PathBuf,
     pub base: PathBuf,
+    /// Canonical directory no input may resolve outside of.
+    pub root: PathBuf,
     pub manifest: Manifest,
     pub version: semver::Version,
 }
@@ -145,6 +152,44 @@ pub fn valid_name(name: &str) -> bool {
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// True for a model's `name:`: the folder name it is exported under, as
+/// model hubs spell them (`all-MiniLM-L6-v2`, `Qwen2.5-0.5B`): ASCII
+/// letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+pub fn valid_model_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && name.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// The artifact name of a model (`all-minilm-l6-v2`): lowercased, with `.`
+/// and `_` as `-`, a [`valid_name`].
+pub fn model_artifact_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' | '_' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The folder export writes model artifact `a` into: the name the manifest
+/// gave it, recorded in the description's model facts, if it is a valid
+/// model name that normalizes to the artifact's name; else the artifact name.
+pub fn model_folder<'a>(
+    d: &'a crate::bundle::Description,
+    a: &'a crate::bundle::Artifact,
+) -> &'a str {
+    d.models
+        .iter()
+        .find(|m| m.artifact == a.reference)
+        .and_then(|m| m.folder.as_deref())
+        .filter(|f| valid_model_name(f) && model_artifact_name(f) == a.name)
+        .unwrap_or(&a.name)
 }
 
 /// A relative path that stays below its base: no root, no `..`, not empty.
@@ -177,9 +222,16 @@ pub fn record_name(rel: &str) -> Option<String> {
 
 impl LoadedManifest {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        let manifest: Manifest =
-            serde_yaml::from_str(&text).map_err(|e| Error::input(path, format!("{e}")))?;
+        Self::load_with_root(path, None)
+    }
+
+    /// Loads a manifest whose inputs must all resolve below `root` (the
+    /// command line's `--root`); without one, below the manifest's `root:`,
+    /// else the manifest's directory. A manifest `root:` outside `root` is
+    /// refused, so a pipeline packing manifests it did not write bounds what
+    /// they can read.
+    pub fn load_with_root(path: &Path, root: Option<&Path>) -> Result<Self> {
+        let manifest: Manifest = crate::yaml::load(path)?;
         let bad = |msg: String| Error::input(path, msg);
         if manifest.api_version != "airlock/v1" {
             return Err(bad(format!(
@@ -216,9 +268,11 @@ impl LoadedManifest {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
+        let root = confinement(path, &base, manifest.root.as_deref(), root)?;
         let loaded = LoadedManifest {
             path: path.to_path_buf(),
             base,
+            root,
             manifest,
             version,
         };
@@ -244,12 +298,12 @@ impl LoadedManifest {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, model) in m.models.iter().enumerate() {
-            if !valid_name(&model.name) {
-                return Err(bad(format!("models[{i}].name: {:?} is not a valid name (lowercase letters, digits and '-')", model.name)));
+            if !valid_model_name(&model.name) {
+                return Err(bad(format!("models[{i}].name: {:?} is not a valid model name (letters, digits, '.', '_' and '-', starting with a letter or digit; it names the folder export writes)", model.name)));
             }
-            if !names.insert(&model.name) {
+            if !names.insert(model_artifact_name(&model.name)) {
                 return Err(bad(format!(
-                    "models[{i}].name: {:?} appears twice",
+                    "models[{i}].name: {:?} appears twice (model names are compared ignoring case, '.' and '_')",
                     model.name
                 )));
             }
@@ -358,6 +412,25 @@ impl LoadedManifest {
         self.base.join(rel)
     }
 
+    /// Refuses `path` (an input named by `field`) unless it resolves, `..`
+    /// and symbolic links included, below the root.
+    pub fn within_root(&self, field: &str, path: &Path) -> Result<()> {
+        let real = fs_err::canonicalize(path)
+            .map_err(|e| Error::input(&self.path, format!("{field}: {e}")))?;
+        if real.starts_with(&self.root) {
+            return Ok(());
+        }
+        Err(Error::input(
+            &self.path,
+            format!(
+                "{field}: {} resolves to {}, outside {}; airlock packs only what lies below the manifest's directory or its root: move the input below it, or set `root:` in the manifest (relative to it) or pass --root DIR",
+                path.display(),
+                real.display(),
+                self.root.display()
+            ),
+        ))
+    }
+
     fn existing(&self, field: &str, rel: &str) -> Result<PathBuf> {
         if record_name(rel).is_none() {
             return Err(Error::input(
@@ -371,12 +444,71 @@ impl LoadedManifest {
                 &self.path,
                 format!("{field}: {} is a symbolic link; airlock packs regular files and directories only", p.display()),
             )),
-            Ok(_) => Ok(p),
+            Ok(_) => {
+                self.within_root(field, &p)?;
+                Ok(p)
+            }
             Err(_) => Err(Error::input(
                 &self.path,
                 format!("{field}: {} does not exist", p.display()),
             )),
         }
+    }
+}
+
+/// The canonical directory a manifest's inputs must stay below: `cli`
+/// (`--root`), else the manifest's `root:` (relative to its directory),
+/// else its directory. A manifest `root:` must itself lie below `cli`.
+fn confinement(
+    path: &Path,
+    base: &Path,
+    declared: Option<&str>,
+    cli: Option<&Path>,
+) -> Result<PathBuf> {
+    let dir = |field: &str, p: &Path, origin: &Path| -> Result<PathBuf> {
+        let real =
+            fs_err::canonicalize(p).map_err(|e| Error::input(origin, format!("{field}: {e}")))?;
+        if !real.is_dir() {
+            return Err(Error::input(
+                origin,
+                format!("{field}: {} is not a directory", p.display()),
+            ));
+        }
+        Ok(real)
+    };
+    let cli = cli
+        .map(|r| {
+            dir("--root", r, r).map_err(|e| match e {
+                Error::Input { message, .. } => Error::Usage(message),
+                e => e,
+            })
+        })
+        .transpose()?;
+    let declared = declared
+        .map(|r| {
+            if r.is_empty() || Path::new(r).is_absolute() {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "root: {r:?} must be a directory relative to the manifest (such as ..)"
+                    ),
+                ));
+            }
+            dir("root", &base.join(r), path)
+        })
+        .transpose()?;
+    match (cli, declared) {
+        (Some(cli), Some(declared)) if !declared.starts_with(&cli) => Err(Error::input(
+            path,
+            format!(
+                "root: {} lies outside --root {}; the command line bounds what a manifest may read",
+                declared.display(),
+                cli.display()
+            ),
+        )),
+        (_, Some(declared)) => Ok(declared),
+        (Some(cli), None) => Ok(cli),
+        (None, None) => dir("the manifest's directory", base, path),
     }
 }
 
@@ -404,6 +536,13 @@ mod tests {
         assert!(!valid_name("Sensor"));
         assert!(!valid_name(""));
         assert!(!valid_name("a_b"));
+        assert!(valid_model_name("all-MiniLM-L6-v2"));
+        assert!(valid_model_name("Qwen2.5-0.5B_x"));
+        assert!(!valid_model_name(".hidden"));
+        assert!(!valid_model_name("a/b"));
+        assert!(!valid_model_name(".."));
+        assert_eq!(model_artifact_name("Qwen2.5-0.5B_x"), "qwen2-5-0-5b-x");
+        assert!(valid_name(&model_artifact_name("all-MiniLM-L6-v2")));
     }
 
     #[test]

@@ -957,6 +957,11 @@ pub struct ModelFacts {
     /// The weight files counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<String>,
+    /// The folder export writes the model into (`models/<folder>`): the
+    /// manifest's `name:` as written (`all-MiniLM-L6-v2`), when it differs
+    /// from the normalized artifact name. Absent: the artifact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
 }
 
 /// `22.7M`, `6.7B`: the ModelPack `paramSize` form; `None` below 50.

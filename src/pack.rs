@@ -186,7 +186,14 @@ pub fn pack(
                     .transpose()?;
                 let pairs: Vec<(String, Sha256Digest)> =
                     layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
-                let facts = crate::modelcheck::model_facts(a, &content, hf.as_deref());
+                let mut facts = crate::modelcheck::model_facts(a, &content, hf.as_deref());
+                facts.folder = m
+                    .manifest
+                    .models
+                    .iter()
+                    .map(|e| &e.name)
+                    .find(|n| crate::manifest::model_artifact_name(n) == a.name && **n != a.name)
+                    .cloned();
                 let blob =
                     sources::models::config_blob(&a.name, &meta.version, &created, &pairs, &facts);
                 models.push(facts);

@@ -24,6 +24,10 @@ struct RawPolicy {
     require: BTreeMap<String, u32>,
     #[serde(default)]
     custody: Vec<CustodyRequirement>,
+    /// The custody event names people may record (besides airlock's own
+    /// packed, signed, imported). Absent: the defaults in `custody`.
+    #[serde(default)]
+    custody_events: Option<Vec<String>>,
     /// Globs of bundle names allowed in; absent means any.
     #[serde(default)]
     bundles: Option<Vec<String>>,
@@ -67,8 +71,34 @@ pub struct TrustPolicy {
     pub revoked: BTreeSet<String>,
     pub require: BTreeMap<String, u32>,
     pub custody: Vec<CustodyRequirement>,
+    /// Custody event names `custody append` accepts (see [`event_vocabulary`]).
+    pub events: BTreeSet<String>,
     pub bundles: Option<Vec<String>>,
     pub pickle: PickleRules,
+}
+
+/// The custody events known without a trust policy: airlock's own and the defaults.
+pub fn default_events() -> BTreeSet<String> {
+    crate::custody::BUILTIN_EVENTS
+        .iter()
+        .chain(crate::custody::DEFAULT_EVENTS.iter())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Refuses an event name outside `known`, suggesting the closest.
+pub fn check_event(event: &str, known: &BTreeSet<String>, whence: &str) -> Result<()> {
+    if known.contains(event) {
+        return Ok(());
+    }
+    let hint = match crate::custody::did_you_mean(event, known.iter().map(String::as_str)) {
+        Some(k) => format!("did you mean {k:?}? "),
+        None => String::new(),
+    };
+    Err(Error::Usage(format!(
+        "--event {event:?} is not a custody event {whence} knows; {hint}known events: {}",
+        known.iter().cloned().collect::<Vec<_>>().join(", ")
+    )))
 }
 
 /// Why a key's signature does or does not count.
@@ -82,9 +112,7 @@ pub enum KeyStanding<'a> {
 
 impl TrustPolicy {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        let raw: RawPolicy =
-            serde_yaml::from_str(&text).map_err(|e| Error::input(path, e.to_string()))?;
+        let raw: RawPolicy = crate::yaml::load(path)?;
         let bad = |m: String| Error::input(path, m);
         if raw.api_version != "airlock/v1" {
             return Err(bad(format!(
@@ -148,7 +176,39 @@ impl TrustPolicy {
                 )));
             }
         }
+        let declared = raw.custody_events.is_some();
+        let mut events: BTreeSet<String> = crate::custody::BUILTIN_EVENTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match &raw.custody_events {
+            Some(list) => {
+                for (i, e) in list.iter().enumerate() {
+                    if !crate::custody::valid_event_name(e) {
+                        return Err(bad(format!(
+                            "custodyEvents[{i}]: {e:?} is not an event name (lowercase letters, digits and '-')"
+                        )));
+                    }
+                    events.insert(e.clone());
+                }
+            }
+            None => {
+                events.extend(crate::custody::DEFAULT_EVENTS.iter().map(|s| s.to_string()));
+                // Events the requirements name are known too.
+                events.extend(raw.custody.iter().map(|c| c.event.clone()));
+            }
+        }
         for (i, c) in raw.custody.iter().enumerate() {
+            if declared && !events.contains(&c.event) {
+                let hint =
+                    crate::custody::did_you_mean(&c.event, events.iter().map(String::as_str))
+                        .map(|k| format!(" (did you mean {k:?}?)"))
+                        .unwrap_or_default();
+                return Err(bad(format!(
+                    "custody[{i}].event: {:?} is not among custodyEvents{hint}; add it there or fix the name",
+                    c.event
+                )));
+            }
             if !holds(&c.role) {
                 return Err(bad(format!(
                     "custody[{i}]: event {:?} must be signed by role {:?}, which no unrevoked key holds; this policy can never be met",
@@ -163,9 +223,18 @@ impl TrustPolicy {
             revoked,
             require: raw.require,
             custody: raw.custody,
+            events,
             bundles: raw.bundles,
             pickle,
         })
+    }
+
+    /// The name this policy gives `key`, if it lists it.
+    pub fn key_name(&self, key: &PublicKey) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|k| k.key == *key)
+            .map(|k| k.name.as_str())
     }
 
     /// How the policy regards `key` at time `now`.

@@ -28,10 +28,32 @@ pub enum Form {
 
 impl Form {
     pub fn open(path: &Path) -> Result<Self> {
-        let md = fs_err::symlink_metadata(path)?;
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Usage(format!(
+                    "no such bundle: {} (give a bundle directory, a .tar or .tar.zst file, a folder of volumes or volume files)",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "cannot open bundle {}: {e}",
+                    path.display()
+                )));
+            }
+        };
         if md.file_type().is_symlink() {
             return Err(Error::Usage(format!(
                 "{} is a symbolic link; give the bundle's real path",
+                path.display()
+            )));
+        }
+        // Decided from the metadata alone, before a byte is read: opening a
+        // FIFO or a device to sniff its magic could block forever.
+        if !md.is_dir() && !md.is_file() {
+            return Err(Error::Usage(format!(
+                "{} is not a regular file or a directory (a FIFO, socket or device); give a bundle directory, a .tar or .tar.zst file, or volume files",
                 path.display()
             )));
         }

@@ -276,6 +276,26 @@ fn check_description(d: &Description, report: &mut Report) {
             report.add(DESCRIPTION, format!("model name {:?} is not valid", a.name));
         }
     }
+    // A model's export folder must be its artifact's name as the manifest spelled it.
+    for m in &d.models {
+        if let Some(folder) = &m.folder {
+            let artifact = d.artifacts.iter().find(|a| a.reference == m.artifact);
+            if !crate::manifest::valid_model_name(folder)
+                || artifact.is_none_or(|a| {
+                    a.kind != ArtifactKind::Model
+                        || crate::manifest::model_artifact_name(folder) != a.name
+                })
+            {
+                report.add(
+                    DESCRIPTION,
+                    format!(
+                        "model {}: folder {folder:?} is not a valid model name that normalizes to the artifact's name",
+                        m.artifact
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// Cross-checks the payload manifest against the description and returns what
@@ -459,6 +479,9 @@ pub fn verify(
         // The high side re-checks every python and cargo pin itself.
         crate::sources::packages::check_pins(d, &kept, &mut report);
     }
+    if let (true, Some(plan)) = (whole_payload, &check.plan) {
+        check_oxum(&check.tags, plan, &kept, &mut report);
+    }
     report.into_result()?;
     Ok(Verified {
         id: check.id,
@@ -469,6 +492,42 @@ pub fn verify(
         custody: check.custody,
         tags: check.tags,
     })
+}
+
+/// `Payload-Oxum` in bag-info.txt against the payload manifest: BagIt
+/// validators refuse a bag whose octet or file count differs, so airlock
+/// does too. Every listed file was checked to have its declared size; the
+/// two OCI layout files are sized by their verified bytes.
+fn check_oxum(
+    tags: &TagSet,
+    plan: &BTreeMap<String, Expected>,
+    kept: &HashMap<String, Vec<u8>>,
+    report: &mut Report,
+) {
+    let Some(bag_info) = tags.files.get(BAG_INFO) else {
+        return; // reported as missing with the tag files
+    };
+    let (octets, count) = match payload_oxum(&String::from_utf8_lossy(bag_info)) {
+        Ok(x) => x,
+        Err(e) => return report.add(BAG_INFO, e),
+    };
+    let mut total = 0u64;
+    for (path, exp) in plan {
+        match (exp.exact, kept.get(path)) {
+            (true, _) => total += exp.size,
+            (false, Some(bytes)) => total += bytes.len() as u64,
+            (false, None) => return, // unreadable; reported already
+        }
+    }
+    if (octets, count) != (total, plan.len() as u64) {
+        report.add(
+            BAG_INFO,
+            format!(
+                "Payload-Oxum {octets}.{count} does not match the payload: manifest-sha256.txt lists {} file(s) of {total} bytes in all",
+                plan.len()
+            ),
+        );
+    }
 }
 
 type Outcome = (TagCheck, Report, HashMap<String, Vec<u8>>);

@@ -506,3 +506,111 @@ fn bundle_names_outside_the_policy_globs_are_refused() {
     policy(&f, "require:\n  builder: 1\nbundles: [\"de*\"]\n");
     assert_eq!(code(&f.verify(&b)), 0);
 }
+
+fn custody_with(
+    f: &Fixture,
+    bundle: &Path,
+    key: &str,
+    event: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let (b, k) = (bundle.to_str().unwrap(), f.s(&format!("keys/{key}.key")));
+    let mut args = vec!["custody", "append", b, "--key", &k, "--event", event];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn a_mistyped_custody_event_is_refused_with_a_suggestion() {
+    let f = Fixture::new();
+    policy(&f, "require:\n  builder: 1\n");
+    let b = f.pack("dir");
+    // Without a policy: the default vocabulary.
+    let o = custody_with(&f, &b, "dto", "trasnferred", &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"trasnferred\"")
+            && stderr(&o).contains("did you mean \"transferred\"?"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!b.join("custody/0002-trasnferred.dsse.json").exists());
+    // A name far from every known one gets the list, no guess.
+    let o = custody_with(&f, &b, "dto", "deployed", &[]);
+    assert_eq!(code(&o), 2);
+    assert!(!stderr(&o).contains("did you mean"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("known events: "), "{}", stderr(&o));
+    assert_eq!(code(&custody_with(&f, &b, "dto", "transferred", &[])), 0);
+}
+
+#[test]
+fn the_trust_policy_declares_the_custody_vocabulary() {
+    let f = Fixture::new();
+    policy(
+        &f,
+        "require:\n  builder: 1\ncustodyEvents: [virus-scan, carried]\ncustody:\n  - event: virus-scan\n    role: transfer-officer\n",
+    );
+    let b = f.pack("dir");
+    let trust = f.s("policy.yaml");
+    // A declared name is accepted; a default one the policy did not declare is not.
+    let o = custody_with(&f, &b, "dto", "virus-scna", &["--trust", &trust]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("did you mean \"virus-scan\"?"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("policy.yaml"), "{}", stderr(&o));
+    let o = custody_with(&f, &b, "dto", "scanned", &["--trust", &trust]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = custody_with(&f, &b, "dto", "virus-scan", &["--trust", &trust]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(code(&f.verify(&b)), 0);
+    // A requirement naming an undeclared event makes the policy unusable.
+    policy(
+        &f,
+        "require:\n  builder: 1\ncustodyEvents: [virus-scan]\ncustody:\n  - event: virus-sacn\n    role: transfer-officer\n",
+    );
+    let o = f.verify(&b);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("custody[0].event")
+            && stderr(&o).contains("did you mean \"virus-scan\"?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn custody_show_with_a_policy_names_the_signers() {
+    let f = Fixture::new();
+    policy(&f, "require:\n  builder: 1\n");
+    let b = f.pack("dir");
+    assert_eq!(code(&custody(&f, &b, "dto", "scanned")), 0);
+    assert_eq!(code(&custody(&f, &b, "stranger", "received")), 0);
+    let bs = b.to_str().unwrap();
+    let plain = stdout(&run(&["custody", "show", bs]));
+    assert!(plain.contains(&key_id(&f, "dto")), "{plain}");
+    let o = run(&["custody", "show", bs, "--trust", &f.s("policy.yaml")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let named = stdout(&o);
+    assert!(
+        named.contains("packed") && named.contains(" by builder "),
+        "{named}"
+    );
+    assert!(named.contains(" by dto "), "{named}");
+    assert!(!named.contains(&key_id(&f, "dto")), "{named}");
+    // A key the policy does not list keeps its id.
+    assert!(named.contains(&key_id(&f, "stranger")), "{named}");
+    let j = json(&run(&[
+        "custody",
+        "show",
+        bs,
+        "--trust",
+        &f.s("policy.yaml"),
+        "--json",
+    ]));
+    assert_eq!(j["events"][1]["signerName"], "dto");
+    assert_eq!(j["events"][1]["signer"], key_id(&f, "dto"));
+    assert!(j["events"][2].get("signerName").is_none());
+}

@@ -133,14 +133,16 @@ fn bad_metadata_version() {
 
 #[test]
 fn dotdot_path_packs_under_its_name_without_the_parent_steps() {
-    // The builder may point outside the manifest's directory (the release
-    // manifest packs ../target/release/airlock); inside the bundle the path is
-    // recorded without the leading `..`, so export never escapes its target.
+    // With a declared root, the builder may point outside the manifest's
+    // directory (the release manifest packs ../target/release/airlock);
+    // inside the bundle the path is recorded without the leading `..`, so
+    // export never escapes its target. (Without `root:` it is refused: see
+    // tests/hardening.rs.)
     let f = Fixture::new();
     std::fs::write(f.path("secret.txt"), b"outside the manifest dir\n").unwrap();
     let o = pack_manifest(
         &f,
-        &format!("{HEAD}files:\n  - path: tool.sh\n  - path: ../secret.txt\n"),
+        &format!("{HEAD}root: ..\nfiles:\n  - path: tool.sh\n  - path: ../secret.txt\n"),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let desc: serde_json::Value =

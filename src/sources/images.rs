@@ -147,6 +147,14 @@ fn fetch_one(
     match src {
         ImageSource::Layout { dir, reference } => {
             let dir: PathBuf = m.resolve(&dir);
+            // What the layout reads beyond its directory: its index and blob
+            // folder must not be links out of the root either.
+            for inner in ["index.json", "blobs/sha256"] {
+                let p = dir.join(inner);
+                if p.exists() {
+                    m.within_root(&format!("images[{i}].source ({inner})"), &p)?;
+                }
+            }
             let (top, ref_name) = image::resolve_layout(&dir, reference.as_deref())?;
             let name = need_name(ref_name, "the layout's image has no ref.name")?;
             let bundle_ref = image::bundle_ref(&name, taken_refs);

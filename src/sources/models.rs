@@ -63,11 +63,14 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 pin: None,
             })
             .collect();
-        let reference = format!("models/{}", entry.name);
+        // The artifact is known by the normalized name; export keeps the
+        // manifest's spelling as the folder name (see pack, `folder`).
+        let name = crate::manifest::model_artifact_name(&entry.name);
+        let reference = format!("models/{name}");
         taken_refs.insert(reference.clone());
         out.push(PlannedArtifact {
             kind: ArtifactKind::Model,
-            name: entry.name.clone(),
+            name,
             reference,
             artifact_type: MODEL_ARTIFACT.to_string(),
             files,

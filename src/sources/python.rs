@@ -460,10 +460,19 @@ pub fn plan(
     for (i, entry) in m.manifest.python.iter().enumerate() {
         let label = format!("python[{i}]");
         let mut pins: Vec<Pin> = Vec::new();
+        // Packages a refused requirement names: their files are reported
+        // with that requirement, not again as extra files.
+        let mut refused: BTreeSet<String> = BTreeSet::new();
         let req_src = entry.requirements.as_deref().map(|r| m.resolve(r));
         if let Some(req_src) = &req_src {
             let text = fs_err::read_to_string(req_src)?;
             let (reqs, problems) = parse_requirements(&text);
+            refused.extend(
+                problems
+                    .iter()
+                    .filter_map(|p| p.name.as_deref())
+                    .map(normalize_name),
+            );
             for p in problems {
                 let subject = match &p.name {
                     Some(n) => format!("{label} {n}"),
@@ -482,6 +491,12 @@ pub fn plan(
             let text = fs_err::read_to_string(lock_src)?;
             let (locked, problems) = pylock::parse(&text, entry.only_binary)
                 .map_err(|e| crate::error::Error::input(lock_src, e))?;
+            refused.extend(
+                problems
+                    .iter()
+                    .filter_map(|p| p.name.as_deref())
+                    .map(normalize_name),
+            );
             for p in problems {
                 let subject = match &p.name {
                     Some(n) => format!("{label} {n}"),
@@ -580,6 +595,9 @@ pub fn plan(
                     continue;
                 };
                 let Some(&k) = index.get(&normalize_name(&dist.name)) else {
+                    if refused.contains(&normalize_name(&dist.name)) {
+                        continue;
+                    }
                     extra(
                         &mut report,
                         format!("{label} {}", dist.name),
@@ -659,6 +677,9 @@ pub fn plan(
                 }
                 if let Some(p) = &f.path {
                     let abs = lock_dir.join(p);
+                    if abs.exists() {
+                        m.within_root(&format!("{label}.lock ({} path {p})", pin.origin), &abs)?;
+                    }
                     if abs.is_file() {
                         let (_, abs, mode) = walk(&abs)?.remove(0);
                         files_of[k].push(Found {

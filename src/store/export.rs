@@ -182,7 +182,9 @@ impl Store {
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         for a in &d.artifacts {
             let base = match a.kind {
-                ArtifactKind::Model => PathBuf::from("models").join(&a.name),
+                ArtifactKind::Model => {
+                    PathBuf::from("models").join(crate::manifest::model_folder(&d, a))
+                }
                 ArtifactKind::Files => PathBuf::from("files"),
                 ArtifactKind::Python => PathBuf::from("python"),
                 ArtifactKind::Cargo => PathBuf::from("cargo"),

@@ -34,12 +34,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM), PATH.ssh.pub (OpenSSH).
+    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM),
+    /// PATH.ssh (the same private key in OpenSSH form, 0600) and PATH.ssh.pub (OpenSSH).
     Keygen { path: PathBuf },
     /// Pack a manifest into a signed bundle.
     Pack {
         manifest: PathBuf,
-        /// The builder's private key (PKCS#8 PEM).
+        /// The builder's private key (PKCS#8 PEM or unencrypted OpenSSH).
         #[arg(long)]
         key: PathBuf,
         /// Directory the bundle is written into.
@@ -204,6 +205,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Loads a `--key` file, warning on stderr (as ssh does) when others can read it.
+fn load_key(path: &std::path::Path) -> Result<PrivateKey> {
+    let key = PrivateKey::load(path)?;
+    if let Some(w) = crate::keys::exposure_warning(path) {
+        eprintln!("airlock: warning: {w}");
+    }
+    Ok(key)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     let bar = Bar::new();
@@ -212,9 +222,10 @@ fn run(cli: Cli) -> Result<()> {
             let files = PrivateKey::generate()?.write_files(&path)?;
             emit(json, &files, || {
                 format!(
-                    "{}\nwrote {} (private, keep secret), {}, {}",
+                    "{}\nwrote {} and {} (private, keep secret), {}, {}",
                     files.id,
                     files.private_key.display(),
+                    files.ssh_private_key.display(),
                     files.public_key.display(),
                     files.ssh_public_key.display()
                 )
@@ -228,7 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             volume_size,
         } => {
             let m = LoadedManifest::load(&manifest)?;
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)?;
             emit(json, &packed, || {
                 let mut s = format!(
@@ -317,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             receipt,
         } => {
             let policy = TrustPolicy::load(&trust)?;
-            let key = key.map(|k| PrivateKey::load(&k)).transpose()?;
+            let key = key.map(|k| load_key(&k)).transpose()?;
             let opts = crate::store::ImportOptions {
                 allow_downgrade,
                 key: key.as_ref(),
@@ -379,7 +390,7 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Sign { bundle, key } => {
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let done = crate::amend::sign(&bundle, &key)?;
             emit(json, &done, || {
                 if done.wrote.is_empty() {
@@ -403,7 +414,7 @@ fn run(cli: Cli) -> Result<()> {
             event,
             note,
         }) => {
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let done = crate::amend::append_custody(&bundle, &key, &event, note.as_deref())?;
             emit(json, &done, || {
                 format!(

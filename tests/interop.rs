@@ -157,3 +157,61 @@ fn verify_txt_names_the_stock_commands() {
         assert!(text.contains(needle), "VERIFY.txt lacks {needle:?}");
     }
 }
+
+#[test]
+fn modelpack_config_is_valid_against_model_spec_schema() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let desc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("airlock.json")).unwrap()).unwrap();
+    let model = desc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["reference"] == "models/minilm")
+        .unwrap();
+    assert_eq!(
+        model["config"]["mediaType"],
+        "application/vnd.cncf.model.config.v1+json"
+    );
+    let hex = model["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let bytes = std::fs::read(b.join("data/blobs/sha256").join(hex)).unwrap();
+    check_modelpack_config(&bytes).unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    // diffIds are the layers' digests (raw layers: uncompressed), in order.
+    let manifest_hex = model["manifest"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join("data/blobs/sha256").join(manifest_hex)).unwrap(),
+    )
+    .unwrap();
+    let layers: Vec<&serde_json::Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["digest"])
+        .collect();
+    let diff_ids: Vec<&serde_json::Value> = cfg["modelfs"]["diffIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(diff_ids, layers);
+    assert_eq!(cfg["config"]["precision"], "float32");
+
+    // The schema is a real check: the v0.0.6 form (`diff_ids`) is refused.
+    let mut old = cfg.clone();
+    let ids = old["modelfs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("diffIds")
+        .unwrap();
+    old["modelfs"]["diff_ids"] = ids;
+    let e = check_modelpack_config(&serde_json::to_vec(&old).unwrap()).unwrap_err();
+    assert!(e.contains("diffIds"), "{e}");
+}

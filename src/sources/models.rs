@@ -228,10 +228,11 @@ mod tests {
     use super::*;
 
     fn facts(dtypes: &[(&str, u64)], precision: Option<&str>) -> crate::modelcheck::ModelFacts {
-        let mut f = crate::modelcheck::ModelFacts::default();
-        f.dtypes = dtypes.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        f.precision = precision.map(str::to_string);
-        f
+        crate::modelcheck::ModelFacts {
+            dtypes: dtypes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            precision: precision.map(str::to_string),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub const PYTHON_ARTIFACT: &str = "application/vnd.airlock.python.v1+json";
 pub const PYTHON_REQUIREMENTS: &str = "application/vnd.airlock.python.requirements.v1.txt";
 pub const PYTHON_WHEEL: &str = "application/vnd.airlock.python.wheel.v1.raw";
 pub const PYTHON_SDIST: &str = "application/vnd.airlock.python.sdist.v1.raw";
+/// A `python:` entry's PEP 751 `pylock.toml`, carried byte for byte.
+pub const PYTHON_PYLOCK: &str = "application/vnd.airlock.python.pylock.v1.toml";
 pub const CARGO_ARTIFACT: &str = "application/vnd.airlock.cargo.v1+json";
 pub const CARGO_LOCK: &str = "application/vnd.airlock.cargo.lock.v1.toml";
 pub const CARGO_CHECKSUM: &str = "application/vnd.airlock.cargo.checksum.v1+json";

@@ -498,17 +498,6 @@ impl Store {
         // directory: a file two artifacts carry alike is written once.
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         for a in &d.artifacts {
-            let base = match a.kind {
-                ArtifactKind::Model => to.join("models").join(&a.name),
-                ArtifactKind::Files => to.join("files"),
-                ArtifactKind::Python => to.join("python"),
-                ArtifactKind::Cargo => to.join("cargo"),
-                // sbom/NAME-VERSION.cdx.json, .spdx.json (as stored, byte for
-                // byte) and sbom/carried/<path as in the manifest>.
-                ArtifactKind::Sbom => to.join("sbom"),
-                // Images are written as an OCI layout below, not as files.
-                ArtifactKind::Image => continue,
-            };
             for l in &a.layers {
                 if !safe_relative(&l.path) {
                     return Err(crate::error::single(
@@ -516,10 +505,13 @@ impl Store {
                         "unsafe path in the store's description",
                     ));
                 }
-                if crate::sources::packages::rendered_on_export(a.kind, &l.path) {
+                // Where the SBOM says it is (sources::packages::export_path):
+                // models/NAME/, files/, sbom/, python/, cargo/. Images are
+                // written as an OCI layout below, not as files.
+                let Some(rel) = crate::sources::packages::export_path(&d, a, l) else {
                     continue;
-                }
-                let dest = base.join(&l.path);
+                };
+                let dest = to.join(rel);
                 if exported.insert(dest.clone(), l.digest) == Some(l.digest) {
                     continue;
                 }

@@ -1190,3 +1190,110 @@ fn registry_credentials_from_the_environment_or_docker_config_never_land_in_the_
     }
     assert!(!stdout(&o).contains(pass) && !stderr(&o).contains(pass));
 }
+
+fn push_json(f: &Fixture, store: &str, registry: &str) -> std::process::Output {
+    run(&[
+        "push",
+        "--store",
+        &f.s(store),
+        "--bundle",
+        "demo",
+        "--registry",
+        registry,
+        "--insecure",
+        "--json",
+    ])
+}
+
+#[test]
+fn two_images_with_one_push_target_are_refused_and_pushed_refs_resolve_to_their_digests() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    // test/app:v1 in a registry, and another image whose docker-archive
+    // reference is test/app:v1 (docker.io/test/app:v1): both would push to
+    // REGISTRY/test/app:v1.
+    let v1 = image(vec![layer_tar("registry-app", 3000)], "amd64");
+    write_layout(&f.path("seed"), &image_blobs(&v1), &[("v1", &v1.manifest)]);
+    reg.seed(&f.path("seed"), "v1", "test/app:v1");
+    docker_archive(&f.path("src/app.tar"), "test/app:v1");
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/test/app:v1\n    insecure: true\n  - source: docker-archive:app.tar\n"
+    ));
+    let (o, _) = pack_json(&f, "dist-clash", "dir");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "images[0]",
+        "images[1]",
+        &format!("docker://{host}/test/app:v1"),
+        "docker-archive:app.tar",
+        "REGISTRY/test/app:v1",
+        "`name:`",
+        "name: test/app-1:v1",
+    ] {
+        assert!(e.contains(needle), "lacks {needle:?}: {e}");
+    }
+    assert!(entries_empty(&f.path("dist-clash")));
+
+    // With the suggested name both pack, and every reference push reports
+    // resolves, in the registry, to the digest it reports.
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/test/app:v1\n    insecure: true\n  - source: docker-archive:app.tar\n    name: test/app-1:v1\n"
+    ));
+    let (bundle, _) = packed(&f, "dist", "dir");
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let pushed = json(&o)["pushed"].as_array().unwrap().clone();
+    assert!(
+        pushed.len() >= 4,
+        "two images, a model, files and SBOMs: {pushed:?}"
+    );
+    let mut refs = std::collections::BTreeSet::new();
+    for p in &pushed {
+        let r = p["reference"].as_str().unwrap();
+        assert!(refs.insert(r.to_string()), "{r} reported twice");
+        let raw = skopeo_ok(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{r}"),
+        ]);
+        assert_eq!(
+            format!("sha256:{}", sha(&raw)),
+            p["digest"].as_str().unwrap(),
+            "{r} does not serve the digest push reported"
+        );
+    }
+    assert!(refs.contains(&format!("{host}/mirror/test/app:v1")));
+    assert!(refs.contains(&format!("{host}/mirror/test/app-1:v1")));
+    assert_eq!(reg.raw("mirror/test/app:v1"), v1.manifest.bytes);
+
+    // An image named like another artifact's push target (the model
+    // demo/models/minilm:1.0.0) packs, but push refuses it before sending
+    // anything, naming both (exit 1).
+    f.write_manifest(
+        "images:\n  - source: docker-archive:app.tar\n    name: demo/models/minilm:1.0.0\n",
+    );
+    let (bundle, _) = packed(&f, "dist-model-clash", "dir");
+    assert_eq!(code(&f.import(&bundle, "store2")), 0);
+    let o = push_json(&f, "store2", &format!("{host}/other"));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "image demo/models/minilm:1.0.0 (from docker-archive:app.tar)",
+        "artifact models/minilm",
+        &format!("{host}/other/demo/models/minilm:1.0.0"),
+        "nothing was pushed",
+        "`name:`",
+    ] {
+        assert!(e.contains(needle), "lacks {needle:?}: {e}");
+    }
+    let listed = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{host}/other/demo/models/minilm"),
+    ]);
+    assert!(!listed.status.success(), "nothing was pushed");
+}

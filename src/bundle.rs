@@ -57,6 +57,8 @@ pub const PYTHON_ARTIFACT: &str = "application/vnd.airlock.python.v1+json";
 pub const PYTHON_REQUIREMENTS: &str = "application/vnd.airlock.python.requirements.v1.txt";
 pub const PYTHON_WHEEL: &str = "application/vnd.airlock.python.wheel.v1.raw";
 pub const PYTHON_SDIST: &str = "application/vnd.airlock.python.sdist.v1.raw";
+/// A `python:` entry's PEP 751 `pylock.toml`, carried byte for byte.
+pub const PYTHON_PYLOCK: &str = "application/vnd.airlock.python.pylock.v1.toml";
 pub const CARGO_ARTIFACT: &str = "application/vnd.airlock.cargo.v1+json";
 pub const CARGO_LOCK: &str = "application/vnd.airlock.cargo.lock.v1.toml";
 pub const CARGO_CHECKSUM: &str = "application/vnd.airlock.cargo.checksum.v1+json";
@@ -414,7 +416,8 @@ pub fn verify_txt(name: &str, version: &str) -> String {
         "How to check bundle {name} {version} with stock tools only
 =================================================================
 
-Run these in this directory (the bundle root). Each must succeed.
+Run these in this directory (the bundle root). Each must succeed. A bundle
+that came as volumes ({name}-{version}.volNNN.tar): do step 6 first.
 
 1. The tag files and the payload are intact:
 
@@ -435,15 +438,44 @@ Run these in this directory (the bundle root). Each must succeed.
      ssh-keygen -Y verify -f allowed_signers -I builder -n airlock-bundle \\
          -s signatures/<key-id>.sshsig < tagmanifest-sha256.txt
 
-   signatures/<key-id>.dsse.json holds the same signer's DSSE envelope
-   (an in-toto Statement v1 whose subject is tagmanifest-sha256.txt).
+4. The same signer's DSSE envelope, signatures/<key-id>.dsse.json: an
+   in-toto Statement v1 (payloadType application/vnd.in-toto+json) whose
+   subject is tagmanifest-sha256.txt and its sha256, signed with Ed25519
+   over the DSSE v1 pre-authentication encoding (PAE) of the payload.
+   The key id (<key-id>, and \"keyid\" in the envelope) is the first 32 hex
+   digits of the sha256 of the signer's OpenSSH wire-form public key, which
+   is the base64 field of its .ssh.pub line:
 
-4. The payload is an OCI image layout; list and inspect its artifacts:
+     cut -d' ' -f2 builder.ssh.pub | base64 -d | sha256sum | cut -c1-32
+
+   Check the envelope with python3 and OpenSSL 3 (builder.pub: the signer's
+   SPKI PEM public key, from a trusted channel); the first command also
+   checks that the statement's subject is this tagmanifest-sha256.txt:
+
+     python3 -c 'import base64,hashlib,json,sys; e=json.load(open(sys.argv[1])); p=base64.b64decode(e[\"payload\"]); t=e[\"payloadType\"].encode(); s=json.loads(p)[\"subject\"][0]; assert s[\"name\"]==\"tagmanifest-sha256.txt\" and s[\"digest\"][\"sha256\"]==hashlib.sha256(open(s[\"name\"],\"rb\").read()).hexdigest(), \"subject is not this bundle\"; open(\"dsse-pae.bin\",\"wb\").write(b\"DSSEv1 %d %s %d %s\" % (len(t), t, len(p), p)); open(\"dsse-sig.bin\",\"wb\").write(base64.b64decode(e[\"signatures\"][0][\"sig\"]))' signatures/<key-id>.dsse.json
+     openssl pkeyutl -verify -pubin -inkey builder.pub -rawin -in dsse-pae.bin -sigfile dsse-sig.bin
+
+   DSSE libraries verify it too when given the key under this key id (a
+   library's own default key id differs), e.g. Python securesystemslib:
+
+     python3 -c 'import json; from cryptography.hazmat.primitives.serialization import load_pem_public_key as pem; from securesystemslib.signer import SSlibKey; from securesystemslib.dsse import Envelope; k=SSlibKey.from_crypto(pem(open(\"builder.pub\",\"rb\").read()), keyid=\"<key-id>\"); Envelope.from_dict(json.load(open(\"signatures/<key-id>.dsse.json\"))).verify([k], 1); print(\"DSSE signature OK\")'
+
+5. The payload is an OCI image layout; list and inspect its artifacts:
 
      cat data/index.json
      skopeo inspect --raw oci:data:<ref>
 
    where <ref> is an org.opencontainers.image.ref.name from data/index.json.
+
+6. Volumes. Set VOLS to the folder holding every volume, and run these in
+   an empty directory: they untar each volume, then join each blob that was
+   split across volumes (data/blobs/sha256/<hex>.part001, .part002, ...)
+   back into data/blobs/sha256/<hex>. Then run steps 1 to 5 there.
+
+     for v in \"$VOLS\"/{name}-{version}.vol*.tar*; do tar -xf \"$v\"; done
+     find data -name '*.part001' | while read -r p; do b=${{p%.part001}}; n=1; while f=$(printf '%s.part%03d' \"$b\" \"$n\"); [ -f \"$f\" ]; do cat \"$f\"; n=$((n+1)); done > \"$b\" && rm -f \"$b\".part*; done
+
+   (tar -xf reads .tar.zst volumes when zstd is installed.)
 
 Custody events (custody/) and signatures (signatures/) sit outside both
 manifests, so adding them never changes the bundle id. `airlock verify`

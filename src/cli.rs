@@ -34,12 +34,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM), PATH.ssh.pub (OpenSSH).
+    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM),
+    /// PATH.ssh (the same private key in OpenSSH form, 0600) and PATH.ssh.pub (OpenSSH).
     Keygen { path: PathBuf },
     /// Pack a manifest into a signed bundle.
     Pack {
         manifest: PathBuf,
-        /// The builder's private key (PKCS#8 PEM).
+        /// The builder's private key (PKCS#8 PEM or unencrypted OpenSSH).
         #[arg(long)]
         key: PathBuf,
         /// Directory the bundle is written into.
@@ -215,6 +216,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Loads a `--key` file, warning on stderr (as ssh does) when others can read it.
+fn load_key(path: &std::path::Path) -> Result<PrivateKey> {
+    let key = PrivateKey::load(path)?;
+    if let Some(w) = crate::keys::exposure_warning(path) {
+        eprintln!("airlock: warning: {w}");
+    }
+    Ok(key)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     let bar = Bar::new();
@@ -223,9 +233,10 @@ fn run(cli: Cli) -> Result<()> {
             let files = PrivateKey::generate()?.write_files(&path)?;
             emit(json, &files, || {
                 format!(
-                    "{}\nwrote {} (private, keep secret), {}, {}",
+                    "{}\nwrote {} and {} (private, keep secret), {}, {}",
                     files.id,
                     files.private_key.display(),
+                    files.ssh_private_key.display(),
                     files.public_key.display(),
                     files.ssh_public_key.display()
                 )
@@ -240,7 +251,7 @@ fn run(cli: Cli) -> Result<()> {
             root,
         } => {
             let m = LoadedManifest::load_with_root(&manifest, root.as_deref())?;
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)
                 .map_err(Error::at_pack)?;
             emit(json, &packed, || {
@@ -330,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             receipt,
         } => {
             let policy = TrustPolicy::load(&trust)?;
-            let key = key.map(|k| PrivateKey::load(&k)).transpose()?;
+            let key = key.map(|k| load_key(&k)).transpose()?;
             let opts = crate::store::ImportOptions {
                 allow_downgrade,
                 key: key.as_ref(),
@@ -392,7 +403,7 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Sign { bundle, key } => {
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let done = crate::amend::sign(&bundle, &key)?;
             emit(json, &done, || {
                 if done.wrote.is_empty() {
@@ -418,7 +429,7 @@ fn run(cli: Cli) -> Result<()> {
             trust,
         }) => {
             let policy = trust.as_deref().map(TrustPolicy::load).transpose()?;
-            let key = PrivateKey::load(&key)?;
+            let key = load_key(&key)?;
             let done = crate::amend::append_custody(
                 &bundle,
                 &key,

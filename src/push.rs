@@ -59,6 +59,16 @@ pub fn push(
     }
     let rec = store.find(spec)?;
     let d = store.description(&rec)?;
+    // Two artifacts pushed to one reference: the second would overwrite the
+    // first, and what push reports for the first would be false.
+    if let Some((x, y, to)) = collision(&d.artifacts, &d.name, &d.version) {
+        return Err(Error::Refused(format!(
+            "{} and {} would both be pushed to {target}/{to}, the second overwriting the first; nothing was pushed. \
+             Pack the bundle again with a distinct `name:` for one of the images",
+            describe(x),
+            describe(y)
+        )));
+    }
     let mut out = Pushed {
         name: rec.name.clone(),
         version: rec.version.clone(),
@@ -86,6 +96,11 @@ pub fn push(
                 reference,
                 digest: a.manifest.digest.oci(),
             });
+        }
+        // Every reference reported must still resolve to the digest reported.
+        for (p, a) in out.pushed.iter().zip(&d.artifacts) {
+            let reg = Registry::open(&p.reference, insecure)?;
+            confirm(&reg, reg.reference(), &a.manifest.digest)?;
         }
         Ok(())
     })();
@@ -142,6 +157,45 @@ enum Tag {
     Tag(String),
     /// Known by digest only.
     Digest,
+}
+
+/// The reference an artifact is pushed to below `HOST[/PREFIX]`: `REPO:TAG`,
+/// or `REPO@sha256:...` for an image known by digest only.
+pub fn push_target(a: &Artifact, bundle: &str, version: &str) -> String {
+    match target_of(a, bundle, version) {
+        (repo, Tag::Tag(t)) => format!("{repo}:{t}"),
+        (repo, Tag::Digest) => format!("{repo}@{}", a.manifest.digest.oci()),
+    }
+}
+
+/// The first two artifacts with different manifests that push to one
+/// reference, and that reference.
+pub fn collision<'a>(
+    artifacts: &'a [Artifact],
+    bundle: &str,
+    version: &str,
+) -> Option<(&'a Artifact, &'a Artifact, String)> {
+    let mut seen: std::collections::HashMap<String, &Artifact> = Default::default();
+    for a in artifacts {
+        let t = push_target(a, bundle, version);
+        match seen.get(&t) {
+            Some(prev) if prev.manifest.digest != a.manifest.digest => return Some((prev, a, t)),
+            Some(_) => {}
+            None => {
+                seen.insert(t, a);
+            }
+        }
+    }
+    None
+}
+
+/// `image test/app:v1 (from docker-archive:app.tar)`, `model models/minilm`.
+fn describe(a: &Artifact) -> String {
+    match (&a.kind, &a.source) {
+        (ArtifactKind::Image, Some(s)) => format!("image {} (from {s})", a.name),
+        (ArtifactKind::Image, None) => format!("image {}", a.name),
+        _ => format!("artifact {}", a.reference),
+    }
 }
 
 /// Repository path (below the target) and tag of an artifact.
@@ -300,5 +354,25 @@ mod tests {
         );
         assert_eq!(r, "a/b");
         assert!(matches!(t, Tag::Digest));
+    }
+
+    #[test]
+    fn collisions_ignore_the_source_registry_and_identical_content() {
+        let mut a = image("127.0.0.1:5000/test/app:v1");
+        let mut b = image("test/app:v1");
+        let same = [a.clone(), b.clone()];
+        assert!(
+            collision(&same, "x", "1.0.0").is_none(),
+            "same manifest: harmless"
+        );
+        b.manifest.digest = Sha256Digest::of(b"other");
+        let both = [a.clone(), b.clone()];
+        let (x, y, t) = collision(&both, "x", "1.0.0").unwrap();
+        assert_eq!(
+            (x.name.as_str(), y.name.as_str(), t.as_str()),
+            ("127.0.0.1:5000/test/app:v1", "test/app:v1", "test/app:v1")
+        );
+        a.name = "test/app-1:v1".into();
+        assert!(collision(&[a, b], "x", "1.0.0").is_none());
     }
 }

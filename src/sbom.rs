@@ -293,7 +293,8 @@ fn inventory(d: &Description) -> Inventory<'_> {
                     ));
                     carried.push(Carried {
                         bom_ref: it.bom_ref.clone(),
-                        export_path: format!("{}/{}", export_dir(a), l.path),
+                        export_path: crate::sources::packages::export_path(d, a, l)
+                            .unwrap_or_default(),
                         reference: a.reference.clone(),
                         digest: l.digest,
                         media_type: l.media_type.clone(),
@@ -312,19 +313,6 @@ fn oci_properties(a: &Artifact) -> Vec<(String, String)> {
         ("airlock:oci:manifest".into(), a.manifest.digest.oci()),
         ("airlock:oci:artifactType".into(), a.artifact_type.clone()),
     ]
-}
-
-/// Where `airlock export` writes an artifact's layers, relative to its
-/// target directory (as `Store::export` does).
-fn export_dir(a: &Artifact) -> String {
-    match a.kind {
-        ArtifactKind::Model => format!("models/{}", a.name),
-        ArtifactKind::Files => "files".into(),
-        ArtifactKind::Python => "python".into(),
-        ArtifactKind::Cargo => "cargo".into(),
-        ArtifactKind::Sbom => "sbom".into(),
-        ArtifactKind::Image => "images".into(),
-    }
 }
 
 /// A container image: a `container` component whose hash is its manifest's
@@ -361,10 +349,9 @@ fn image_item(a: &Artifact) -> Item {
 /// `pkg:generic/BUNDLE/EXPORT-PATH?checksum=sha256:HEX`, EXPORT-PATH being
 /// where `airlock export` writes it (`models/NAME/...`, `files/...`, ...).
 fn file_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
-    let dir = export_dir(a);
+    let path = crate::sources::packages::export_path(d, a, l).unwrap_or_default();
     let mut segments: Vec<&str> = vec![d.name.as_str()];
-    segments.extend(dir.split('/'));
-    segments.extend(l.path.split('/'));
+    segments.extend(path.split('/'));
     let purl = purl("generic", &segments, None, &[("checksum", l.digest.oci())]);
     let name = l.path.rsplit('/').next().unwrap_or(&l.path).to_string();
     let mut it = Item::new(

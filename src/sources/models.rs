@@ -108,13 +108,83 @@ struct ModelProps {
     param_size: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantization: Option<String>,
 }
 
+/// model-spec v0.0.7 and later: `diffIds` (v0.0.6 and earlier: `diff_ids`).
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ModelFs {
     #[serde(rename = "type")]
     kind: &'static str,
     diff_ids: Vec<String>,
+}
+
+/// model-spec's `precision` name for a tensor dtype (safetensors, GGUF or
+/// torch spelling, or airlock's short form); `None` for quantized block types
+/// and dtypes the spec does not list.
+fn spec_precision(dtype: &str) -> Option<&'static str> {
+    Some(match dtype.to_ascii_uppercase().as_str() {
+        "F64" | "FP64" | "FLOAT64" => "float64",
+        "F32" | "FP32" | "FLOAT32" => "float32",
+        "F16" | "FP16" | "FLOAT16" => "float16",
+        "BF16" | "BFLOAT16" => "bfloat16",
+        "F8_E4M3" | "FLOAT8_E4M3FN" | "FLOAT8_E4M3" => "float8_e4m3",
+        "F8_E5M2" | "FLOAT8_E5M2" => "float8_e5m2",
+        "C32" | "COMPLEX32" => "complex32",
+        "C64" | "COMPLEX64" => "complex64",
+        "C128" | "COMPLEX128" => "complex128",
+        "I8" | "INT8" => "int8",
+        "I16" | "INT16" => "int16",
+        "I32" | "INT32" => "int32",
+        "I64" | "INT64" => "int64",
+        "U8" | "UINT8" => "uint8",
+        "U16" | "UINT16" => "uint16",
+        "U32" | "UINT32" => "uint32",
+        "U64" | "UINT64" => "uint64",
+        "BOOL" => "bool",
+        _ => return None,
+    })
+}
+
+/// `precision` and `quantization` in model-spec's vocabulary: the floating
+/// point types of the weights, comma-separated when several (integer tensors
+/// count only when there is no float one: they are usually index buffers),
+/// and GGUF block quantizations (`q4_k`, `q8_0`, ...) as the quantization.
+/// Without weight headers, the `torch_dtype` pack read from config.json.
+fn spec_precision_and_quantization(
+    facts: &crate::modelcheck::ModelFacts,
+) -> (Option<String>, Option<String>) {
+    if facts.dtypes.is_empty() {
+        let p = facts.precision.as_deref().and_then(spec_precision);
+        return (p.map(str::to_string), None);
+    }
+    let named: BTreeSet<&str> = facts
+        .dtypes
+        .keys()
+        .filter_map(|d| spec_precision(d))
+        .collect();
+    let floats: Vec<&str> = named
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("float") || p.starts_with("bfloat") || p.starts_with("complex"))
+        .collect();
+    let quant: Vec<String> = facts
+        .dtypes
+        .keys()
+        .filter(|d| d.starts_with(['Q', 'q']) || d.starts_with("IQ") || d.starts_with("TQ"))
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    let precision = if !floats.is_empty() {
+        Some(floats.join(","))
+    } else if !named.is_empty() && quant.is_empty() {
+        Some(named.into_iter().collect::<Vec<_>>().join(","))
+    } else {
+        None
+    };
+    let quantization = (!quant.is_empty()).then(|| quant.join(","));
+    (precision, quantization)
 }
 
 /// Builds the ModelPack config blob from the model's summary (architecture,
@@ -128,8 +198,12 @@ pub fn config_blob(
     facts: &crate::modelcheck::ModelFacts,
 ) -> Vec<u8> {
     let architecture = facts.architecture.clone();
-    let format = facts.format.clone();
-    let precision = facts.precision.clone();
+    // model-spec names PyTorch's format "pt"; airlock's own records say "pytorch".
+    let format = facts.format.as_deref().map(|f| match f {
+        "pytorch" => "pt".to_string(),
+        other => other.to_string(),
+    });
+    let (precision, quantization) = spec_precision_and_quantization(facts);
     let param_size = facts.param_size.clone();
     let cfg = ModelConfig {
         descriptor: ModelDescriptor {
@@ -142,6 +216,7 @@ pub fn config_blob(
             format,
             param_size,
             precision,
+            quantization,
         },
         modelfs: ModelFs {
             kind: "layers",
@@ -154,6 +229,34 @@ pub fn config_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn facts(dtypes: &[(&str, u64)], precision: Option<&str>) -> crate::modelcheck::ModelFacts {
+        crate::modelcheck::ModelFacts {
+            dtypes: dtypes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            precision: precision.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn precision_and_quantization_follow_model_spec() {
+        let pq = |d: &[(&str, u64)], p: Option<&str>| spec_precision_and_quantization(&facts(d, p));
+        let s = |a: &str| Some(a.to_string());
+        assert_eq!(pq(&[("BF16", 9), ("I64", 1)], None), (s("bfloat16"), None));
+        assert_eq!(
+            pq(&[("F16", 9), ("F8_E4M3", 9)], None),
+            (s("float16,float8_e4m3"), None)
+        );
+        assert_eq!(pq(&[("I8", 9), ("U8", 1)], None), (s("int8,uint8"), None));
+        assert_eq!(
+            pq(&[("F32", 1), ("Q8_0", 9), ("Q4_K", 9)], None),
+            (s("float32"), s("q4_k,q8_0"))
+        );
+        assert_eq!(pq(&[("Q4_K", 9)], None), (None, s("q4_k")));
+        // From config.json's torch_dtype when no weight header was read.
+        assert_eq!(pq(&[], Some("bf16")), (s("bfloat16"), None));
+        assert_eq!(pq(&[], Some("weird")), (None, None));
+    }
 
     #[test]
     fn classifies_hugging_face_files() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::PlannedArtifact;
-use crate::bundle::{blob_path, ArtifactKind, Description, Layer, Package, PackageFile};
+use crate::bundle::{blob_path, Artifact, ArtifactKind, Description, Layer, Package, PackageFile};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
 
@@ -161,14 +161,42 @@ pub fn check_pins(d: &Description, kept: &HashMap<String, Vec<u8>>, report: &mut
     }
 }
 
-/// True for layers `export` does not copy as they are: their content is
-/// rendered into a file for the whole export instead.
-pub fn rendered_on_export(kind: ArtifactKind, path: &str) -> bool {
-    match kind {
-        ArtifactKind::Python => path == super::python::REQUIREMENTS_PATH,
-        ArtifactKind::Cargo => path == super::cargo::LOCK_PATH,
-        _ => false,
-    }
+/// Where `airlock export` writes a layer, relative to the export directory
+/// (`None` for image layers, which go into `images/` as an OCI layout). The
+/// SBOM names every file by this path, so the two always agree:
+///
+/// - `models/NAME/PATH`, `files/PATH`, `sbom/PATH`;
+/// - `python/FILE` for distributions (one wheelhouse for every entry), and
+///   each python entry's own `requirements.txt` and original `pylock.toml`,
+///   byte for byte, in `python/entries/N/` (N: the entry's place among the
+///   bundle's python entries, from 0); `python/requirements.txt` is rendered
+///   from all of them (`export_rendered`);
+/// - `cargo/vendor/...`, and the Cargo.lock at `cargo/Cargo.lock`, or at
+///   `cargo/entries/N/Cargo.lock` when the bundle has several cargo entries.
+pub fn export_path(d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+    let of_kind = || d.artifacts.iter().filter(|x| x.kind == a.kind);
+    let nth = || {
+        of_kind()
+            .position(|x| x.reference == a.reference)
+            .unwrap_or(0)
+    };
+    Some(match a.kind {
+        ArtifactKind::Model => format!("models/{}/{}", crate::manifest::model_folder(d, a), l.path),
+        ArtifactKind::Files => format!("files/{}", l.path),
+        ArtifactKind::Sbom => format!("sbom/{}", l.path),
+        ArtifactKind::Image => return None,
+        ArtifactKind::Python
+            if l.path == super::python::REQUIREMENTS_PATH
+                || l.path == super::python::PYLOCK_PATH =>
+        {
+            format!("python/entries/{}/{}", nth(), l.path)
+        }
+        ArtifactKind::Python => format!("python/{}", l.path),
+        ArtifactKind::Cargo if l.path == super::cargo::LOCK_PATH && of_kind().count() > 1 => {
+            format!("cargo/entries/{}/{}", nth(), l.path)
+        }
+        ArtifactKind::Cargo => format!("cargo/{}", l.path),
+    })
 }
 
 /// Writes what an export renders for python and cargo artifacts:

@@ -16,7 +16,7 @@ use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
     ref_component, Artifact, ArtifactKind, Description, Layer, MODE_FILE, PYTHON_ARTIFACT,
-    PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
+    PYTHON_PYLOCK, PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
@@ -24,6 +24,8 @@ use crate::manifest::{normalize, LoadedManifest};
 
 /// Where the requirements file lands inside a python artifact.
 pub const REQUIREMENTS_PATH: &str = "requirements.txt";
+/// The layer holding a `lock:` entry's original `pylock.toml`, byte for byte.
+pub const PYLOCK_PATH: &str = "pylock.toml";
 
 /// One `name==version` requirement with its sha256 pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -798,6 +800,16 @@ pub fn plan(
             media_type: PYTHON_REQUIREMENTS.to_string(),
             pin: None,
         }];
+        if let Some(lock) = &lock_src {
+            // The user's own lock crosses too, so a PEP 751 tool can install from it.
+            files.push(InputFile {
+                src: lock.clone(),
+                path: PYLOCK_PATH.to_string(),
+                mode: MODE_FILE,
+                media_type: PYTHON_PYLOCK.to_string(),
+                pin: None,
+            });
+        }
         let mut packages = Vec::new();
         for (pin, dists) in pins.iter().zip(files_of) {
             let r = &pin.req;
@@ -1004,10 +1016,18 @@ pub fn check_artifact<'k>(
     }
     let by_name: HashMap<String, &Requirement> =
         reqs.iter().map(|r| (normalize_name(&r.name), r)).collect();
+    if let Some(l) = a.layers.iter().find(|l| l.path == PYLOCK_PATH) {
+        if l.media_type != PYTHON_PYLOCK {
+            report.add(
+                subject(PYLOCK_PATH),
+                format!("has media type {}, not {PYTHON_PYLOCK}", l.media_type),
+            );
+        }
+    }
     let layers: HashMap<&str, &Layer> = a
         .layers
         .iter()
-        .filter(|l| l.path != REQUIREMENTS_PATH)
+        .filter(|l| l.path != REQUIREMENTS_PATH && l.path != PYLOCK_PATH)
         .map(|l| (l.path.as_str(), l))
         .collect();
     let mut claimed: HashSet<&str> = HashSet::new();

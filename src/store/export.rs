@@ -181,24 +181,14 @@ impl Store {
         // directory: a file two artifacts carry alike is written once.
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         for a in &d.artifacts {
-            let base = match a.kind {
-                ArtifactKind::Model => {
-                    PathBuf::from("models").join(crate::manifest::model_folder(&d, a))
-                }
-                ArtifactKind::Files => PathBuf::from("files"),
-                ArtifactKind::Python => PathBuf::from("python"),
-                ArtifactKind::Cargo => PathBuf::from("cargo"),
-                // sbom/NAME-VERSION.cdx.json, .spdx.json (as stored, byte for
-                // byte) and sbom/carried/<path as in the manifest>.
-                ArtifactKind::Sbom => PathBuf::from("sbom"),
-                // Images are written as an OCI layout below, not as files.
-                ArtifactKind::Image => continue,
-            };
             for l in &a.layers {
-                if crate::sources::packages::rendered_on_export(a.kind, &l.path) {
+                // Where the SBOM says it is (sources::packages::export_path):
+                // models/FOLDER/, files/, sbom/, python/, cargo/. Images are
+                // written as an OCI layout below, not as files.
+                let Some(rel) = crate::sources::packages::export_path(&d, a, l) else {
                     continue;
-                }
-                let rel = base.join(&l.path);
+                };
+                let rel = PathBuf::from(rel);
                 if exported.insert(rel.clone(), l.digest) == Some(l.digest) {
                     continue;
                 }

@@ -274,3 +274,50 @@ pub fn write_tar(path: &Path, entries: &[RawEntry]) {
     out.extend(std::iter::repeat_n(0u8, 1024));
     std::fs::write(path, out).unwrap();
 }
+
+/// Validates a ModelPack config blob against model-spec's published JSON
+/// schema (tests/fixtures/modelpack/config-schema.json) with Python
+/// `jsonschema`, formats checked; `Err` holds the validator's findings.
+pub fn check_modelpack_config(config: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/modelpack/config-schema.json");
+    let script = r#"
+import json, sys, datetime
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = json.load(sys.stdin)
+v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+errors = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in v.iter_errors(doc)]
+# RFC 3339 date-time even where jsonschema's optional format packages are absent.
+created = doc.get("descriptor", {}).get("createdAt")
+if created is not None:
+    try:
+        datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except Exception as e:
+        errors.append(f"descriptor/createdAt: {e}")
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+"#;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(config).unwrap();
+    let o = child.wait_with_output().unwrap();
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not valid against model-spec's config schema:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}

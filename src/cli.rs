@@ -45,7 +45,7 @@ Examples:
   airlock export demo@1.0.0 --store /srv/airlock --out /srv/models/demo";
 
 #[derive(Parser)]
-#[command(name = "airlock", version, about = ABOUT, after_help = MAIN_HELP)]
+#[command(name = "airlock", version, about = ABOUT, after_help = MAIN_HELP, max_term_width = 100)]
 struct Cli {
     /// Print one JSON object on stdout instead of text (errors too).
     #[arg(long, global = true)]
@@ -658,7 +658,9 @@ fn run(cli: Cli) -> CliResult {
                 version: packed.version.clone(),
                 path: packed.path.clone(),
                 paths: packed.paths.clone(),
-                format,
+                format: clap::ValueEnum::to_possible_value(&format)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default(),
                 artifact_count: packed.artifacts,
                 blob_count: packed.blobs,
                 size: packed.size,
@@ -959,7 +961,7 @@ fn run(cli: Cli) -> CliResult {
                 signer_name: r.signer.clone(),
                 public_key: p.public_key.clone(),
                 time: p.time.clone(),
-                blobs: p.blobs.iter().map(|b| b.to_string()).collect(),
+                blobs: p.blobs.iter().map(|b| b.oci()).collect(),
             };
             emit(json, j, || {
                 format!(

@@ -178,7 +178,8 @@ pub struct PackOut {
     pub path: PathBuf,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathBuf>,
-    pub format: crate::pack::Format,
+    /// `dir`, `tar` or `tar.zst`.
+    pub format: String,
     pub artifact_count: usize,
     pub blob_count: usize,
     pub size: u64,

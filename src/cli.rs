@@ -1593,3 +1593,42 @@ impl Progress for Bar {
         st.label.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command shows examples, and every option and argument says what it is.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(c: &clap::Command, path: &str) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    a.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "{path}: argument {id} has no description"
+                );
+            }
+            for sub in c.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.has_subcommands() {
+                    walk(sub, &p);
+                    continue;
+                }
+                assert!(
+                    sub.get_after_help()
+                        .is_some_and(|h| h.to_string().contains("Examples:\n  airlock ")),
+                    "{p}: no examples in its help"
+                );
+                walk(sub, &p);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "airlock");
+    }
+}

@@ -120,7 +120,7 @@ tr { break-inside: avoid; }
 .file td { color: #333; font-size: .92em; }
 .file td:first-child { padding-left: 1.6rem; }
 .ok { color: #0a5a1e; } .bad { color: #8a0b0b; font-weight: bold; } .warn { color: #7a5a00; }
-.timeline { width: 100%; }
+.timeline { display: block; max-width: 100%; height: auto; }
 footer { margin-top: 2rem; color: #555; font-size: .85em; border-top: 1px solid #ccc; padding-top: .4rem; }
 "#;
 
@@ -316,7 +316,10 @@ impl Page<'_> {
             .map(|p| {
                 p.keys
                     .iter()
-                    .map(|k| (k.key.id.clone(), k.name.clone()))
+                    .map(|k| {
+                        let roles = k.roles.iter().cloned().collect::<Vec<_>>().join(", ");
+                        (k.key.id.clone(), format!("{} ({roles})", k.name))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -497,7 +500,7 @@ fn timeline_svg(events: &[EventView], names: &BTreeMap<String, String>) -> Strin
             Some(r) => {
                 let who = names
                     .get(&r.signer)
-                    .map(|n| format!("{n} (key {})", r.signer))
+                    .map(|n| format!("{n}, key {}", r.signer))
                     .unwrap_or_else(|| format!("key {}", r.signer));
                 let mut l2 = format!("{} by {}", r.time, who);
                 if let Some(n) = &r.note {

@@ -91,20 +91,25 @@ pub fn short_digest(hex_or_oci: &str) -> String {
 /// Splits `text` into lines no wider than `width` columns (at spaces; a word
 /// longer than `width` stays whole), each after the first indented by `indent`.
 pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let rest = text.trim_start_matches(' ');
+    let mut line = text[..text.len() - rest.len()].to_string();
     let mut out = String::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let cols = line.chars().count();
-        if cols > 0 && cols + 1 + word.chars().count() > width {
-            out.push_str(&line);
+    let mut first = true;
+    for word in rest.split(' ') {
+        if !first && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
             out.push('\n');
             line = format!("{indent}{word}");
         } else {
-            if !line.is_empty() {
+            if !first {
                 line.push(' ');
             }
             line.push_str(word);
         }
+        first = false;
     }
     out.push_str(&line);
     out
@@ -496,5 +501,7 @@ mod tests {
     fn wraps_at_spaces() {
         assert_eq!(wrap("aaa bbb ccc", 7, "  "), "aaa bbb\n  ccc");
         assert_eq!(wrap("short", 80, "  "), "short");
+        assert_eq!(wrap("   1 a  b", 80, "  "), "   1 a  b");
+        assert_eq!(wrap("  xx yy zz", 8, "    "), "  xx yy\n    zz");
     }
 }

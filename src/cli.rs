@@ -1,93 +1,210 @@
 //! The command line: argument parsing, printing and progress bars. The only
 //! module that writes to stdout or stderr. Each command is a plain function
 //! that returns what to print; `main` maps errors to the contract's exit codes.
+//!
+//! Everything printed from a bundle or a store goes through `output::esc`;
+//! `--json` objects follow `schemas/*.schema.json` (see `output`). A closed
+//! stdout (`airlock inspect B | head -3`) ends output quietly.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::keys::PrivateKey;
 use crate::manifest::LoadedManifest;
+use crate::output::{self as out, esc, esc_lines, esc_path, size};
 use crate::pack::Format;
 use crate::policy::TrustPolicy;
 use crate::progress::Progress;
 use crate::source::Form;
 use crate::store::Store;
 
+const ABOUT: &str = "Carry software and AI models across an air gap: signed, content-addressed \
+bundles with chain of custody";
+
+const MAIN_HELP: &str = "\
+Exit codes: 0 success; 1 the bundle or an input failed verification or policy;
+2 usage, environment or I/O error. --json prints one object on stdout
+(schemas/*.schema.json), also for errors.
+
+Environment: AIRLOCK_STORE supplies --store. AIRLOCK_PROGRESS_INTERVAL (seconds,
+default 5) sets how often progress is logged when stderr is not a terminal.
+
+Examples:
+  airlock keygen keys/build-ci
+  airlock pack airlock.yaml --key keys/build-ci.key --out dist --format tar.zst
+  airlock verify dist/demo-1.0.0.tar.zst --trust policy.yaml
+  airlock import dist/demo-1.0.0.tar.zst --trust policy.yaml --store /srv/airlock
+  airlock export demo@1.0.0 --store /srv/airlock --out /srv/models/demo";
+
 #[derive(Parser)]
-#[command(
-    name = "airlock",
-    version,
-    about = "Carry software and AI models across an air gap: signed, content-addressed bundles with chain of custody"
-)]
+#[command(name = "airlock", version, about = ABOUT, after_help = MAIN_HELP, max_term_width = 100)]
 struct Cli {
-    /// Print one JSON object on stdout instead of text.
+    /// Print one JSON object on stdout instead of text (errors too).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+/// A store directory: `--store`, or the AIRLOCK_STORE environment variable.
+#[derive(clap::Args)]
+struct StoreArg {
+    /// The store directory (created by the first import).
+    #[arg(long, env = "AIRLOCK_STORE", value_name = "DIR")]
+    store: PathBuf,
+}
+
+/// A bundle in a store: positional, or the old `--bundle` spelling.
+#[derive(clap::Args)]
+struct StoredBundle {
+    /// The bundle in the store: NAME or NAME@VERSION (default: the newest version).
+    #[arg(value_name = "BUNDLE", required_unless_present = "bundle_flag")]
+    bundle: Option<String>,
+    #[arg(long = "bundle", hide = true, conflicts_with = "bundle")]
+    bundle_flag: Option<String>,
+}
+
+impl StoredBundle {
+    fn spec(&self) -> &str {
+        self.bundle
+            .as_deref()
+            .or(self.bundle_flag.as_deref())
+            .expect("clap requires one")
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Generate an Ed25519 key pair: PATH.key (PKCS#8 PEM, 0600), PATH.pub (SPKI PEM),
-    /// PATH.ssh (the same private key in OpenSSH form, 0600) and PATH.ssh.pub (OpenSSH).
-    Keygen { path: PathBuf },
+    /// Generate an Ed25519 key pair and print its key id.
+    #[command(after_help = "\
+Writes PATH.key (PKCS#8 PEM, mode 0600: keep it secret), PATH.pub (SPKI PEM) and
+PATH.ssh.pub (OpenSSH, for allowed_signers). Trust policies name the public file;
+`revoked:` lists key ids.
+
+Examples:
+  airlock keygen keys/build-ci
+  airlock keygen --json keys/reviewer-1")]
+    Keygen {
+        /// Path prefix of the three files written (PATH.key, PATH.pub, PATH.ssh.pub).
+        path: PathBuf,
+    },
+    /// Write a commented starter manifest and trust policy for the current directory.
+    #[command(after_help = "\
+Looks for model folders (config.json with weights, or weight files), requirements.txt
+with a wheelhouse/, pylock.toml, Cargo.lock with vendor/, and other files; writes
+airlock.yaml and trust-policy.yaml (refused if they exist, unless --force).
+
+Examples:
+  airlock init
+  airlock init --name sensor-classifier --version 1.4.0")]
+    Init {
+        /// Bundle name for the manifest (default: the directory's name, normalized).
+        #[arg(long)]
+        name: Option<String>,
+        /// Bundle version for the manifest.
+        #[arg(long, default_value = "0.1.0")]
+        version: String,
+        /// Overwrite airlock.yaml and trust-policy.yaml if they exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Pack a manifest into a signed bundle.
+    #[command(after_help = "\
+Examples:
+  airlock pack airlock.yaml --key keys/build-ci.key --out dist
+  airlock pack airlock.yaml --key keys/build-ci.key --out dist --format tar.zst
+  airlock pack airlock.yaml --key keys/build-ci.key --out media --volume-size 4.7GB")]
     Pack {
+        /// The manifest (YAML, `kind: Bundle`); its paths are relative to it.
         manifest: PathBuf,
-        /// The builder's private key (PKCS#8 PEM or unencrypted OpenSSH).
-        #[arg(long)]
+        /// The builder's private key (PKCS#8 PEM from `airlock keygen`, or unencrypted OpenSSH).
+        #[arg(long, value_name = "KEY")]
         key: PathBuf,
-        /// Directory the bundle is written into.
-        #[arg(long)]
+        /// Directory the bundle is written into (created if missing).
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// dir: a bundle directory; tar / tar.zst: one file.
         #[arg(long, value_enum, default_value = "dir")]
         format: Format,
         /// Split into tar volumes no larger than SIZE (4.7GB, 25GB, 700MiB, or bytes; GB = 10^9, GiB = 2^30).
         #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
         volume_size: Option<u64>,
-        /// Every input must resolve (`..` and symbolic links included) below DIR; default: the manifest's `root:`, else its directory.
+        /// Every input must resolve (`..` and symbolic links included) below DIR;
+        /// default: the manifest's `root:`, else its directory.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
-    /// Show what a bundle holds without hashing its payload.
-    Inspect { bundle: PathBuf },
+    /// Show what a bundle holds, from its tag files only (nothing is hashed or trusted).
+    #[command(after_help = "\
+Examples:
+  airlock inspect dist/demo-1.0.0.tar.zst
+  airlock inspect --json dist/demo-1.0.0 | jq .artifacts")]
+    Inspect {
+        /// A bundle directory or .tar/.tar.zst file, a folder of volumes, or a volume file.
+        bundle: PathBuf,
+    },
     /// Verify a bundle fully against a trust policy.
+    #[command(after_help = "\
+Hashes every blob against the signed manifests, checks the signatures against the
+policy's keys and roles, re-checks python and cargo pins, scans model weights and
+pickles, and checks the custody chain and the events the policy requires.
+
+Examples:
+  airlock verify dist/demo-1.0.0.tar.zst --trust policy.yaml
+  airlock verify media/ --trust policy.yaml
+  airlock verify media/demo-1.0.0.vol002.tar --trust policy.yaml   (one volume alone)")]
     Verify {
         /// A bundle directory or tar; a folder of volumes; or one or more volume files.
         #[arg(required = true, num_args = 1..)]
         bundle: Vec<PathBuf>,
-        #[arg(long)]
+        /// The trust policy (YAML, `kind: TrustPolicy`): keys, roles, required signers and custody events.
+        #[arg(long, value_name = "POLICY")]
         trust: PathBuf,
     },
     /// Verify a bundle, then import it atomically into a store.
+    #[command(after_help = "\
+Examples:
+  airlock import dist/demo-1.0.0.tar.zst --trust policy.yaml --store /srv/airlock
+  AIRLOCK_STORE=/srv/airlock airlock import media/ --trust policy.yaml \\
+      --key keys/high.key --receipt receipt.dsse.json")]
     Import {
         /// A bundle directory or tar; a folder of volumes; or all its volume files.
         #[arg(required = true, num_args = 1..)]
         bundle: Vec<PathBuf>,
-        #[arg(long)]
+        /// The trust policy the bundle must satisfy.
+        #[arg(long, value_name = "POLICY")]
         trust: PathBuf,
-        #[arg(long)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Import even if a newer version of the bundle is already in the store (recorded in the ledger).
         #[arg(long)]
         allow_downgrade: bool,
-        /// The high side's key: signs the `imported` custody event and the receipt.
-        #[arg(long)]
+        /// The high side's private key: signs the `imported` custody event and the receipt.
+        #[arg(long, value_name = "KEY")]
         key: Option<PathBuf>,
         /// Write a signed import receipt here, to carry back to the build side.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         receipt: Option<PathBuf>,
     },
     /// Add a co-signature; the bundle id does not change.
+    #[command(after_help = "\
+Checks the bundle's tag files first: whoever signs vouches for this bundle id.
+
+Examples:
+  airlock sign dist/demo-1.0.0.tar.zst --key keys/reviewer-1.key")]
     Sign {
+        /// A bundle directory or .tar/.tar.zst file, or a folder of volumes.
         bundle: PathBuf,
-        #[arg(long)]
+        /// The co-signer's private key (PKCS#8 PEM).
+        #[arg(long, value_name = "KEY")]
         key: PathBuf,
     },
     /// Signed, hash-chained custody events.
@@ -97,22 +214,35 @@ enum Command {
     #[command(subcommand)]
     Receipt(ReceiptCommand),
     /// Write a bundle's content from the store in usable form.
+    #[command(after_help = "\
+Writes model folders, a wheelhouse, a cargo vendor directory, an OCI layout of the
+images and the files, each blob re-hashed on the way out.
+
+Examples:
+  airlock export demo --store /srv/airlock --out /srv/demo
+  AIRLOCK_STORE=/srv/airlock airlock export demo@1.0.0 --out /srv/demo")]
     Export {
-        #[arg(long)]
-        store: PathBuf,
-        /// NAME or NAME@VERSION (default: the newest version).
-        #[arg(long)]
-        bundle: String,
-        #[arg(long)]
-        to: PathBuf,
+        #[command(flatten)]
+        bundle: StoredBundle,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Directory to write into (old spelling: --to).
+        #[arg(long, alias = "to", value_name = "DIR")]
+        out: PathBuf,
     },
     /// Push a bundle's images and artifacts to an OCI registry, digests unchanged.
+    #[command(after_help = "\
+Credentials come from REGISTRY_USERNAME/REGISTRY_PASSWORD or ~/.docker/config.json
+and are never written to the bundle or the output.
+
+Examples:
+  airlock push demo --store /srv/airlock --registry registry.internal:5000/airlock
+  airlock push demo@1.0.0 --registry 127.0.0.1:5000 --insecure")]
     Push {
-        #[arg(long)]
-        store: PathBuf,
-        /// NAME or NAME@VERSION (default: the newest version).
-        #[arg(long)]
-        bundle: String,
+        #[command(flatten)]
+        bundle: StoredBundle,
+        #[command(flatten)]
+        store: StoreArg,
         /// HOST[:PORT][/PREFIX]: images go to PREFIX/<their repository>, other artifacts to PREFIX/<bundle>/<ref>.
         #[arg(long)]
         registry: String,
@@ -124,40 +254,103 @@ enum Command {
     #[command(subcommand)]
     Store(StoreCommand),
     /// The bundle's SBOM (CycloneDX 1.6 or SPDX 2.3 JSON), naming the bundle by its id.
+    #[command(after_help = "\
+Without --out the document itself goes to stdout (with or without --json).
+
+Examples:
+  airlock sbom dist/demo-1.0.0.tar.zst --format cyclonedx > demo.cdx.json
+  airlock sbom dist/demo-1.0.0 --format spdx --out demo.spdx.json")]
     Sbom {
         /// A bundle directory or tar, a folder of volumes, or a volume file.
         bundle: PathBuf,
+        /// Which SBOM document.
         #[arg(long, value_enum)]
         format: crate::sbom::SbomFormat,
-        /// Write the document to FILE instead of printing it.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        /// Write the document to FILE instead of printing it (old spelling: --output).
+        #[arg(long, alias = "output", value_name = "FILE")]
+        out: Option<PathBuf>,
         /// The document exactly as stored in the bundle, which cannot contain the bundle id.
         #[arg(long)]
         stored: bool,
+    },
+    /// Write a printable HTML transfer report of a bundle (no script, no network).
+    #[command(after_help = "\
+The page shows the bundle id large enough to read aloud, the contents and sizes,
+the signers and their verdicts, the custody timeline, pickle findings and an SBOM
+summary. With --trust the bundle is verified in full first; the report is written
+either way, and a failed verification is shown on it (exit 1).
+
+Examples:
+  airlock report dist/demo-1.0.0.tar.zst --trust policy.yaml --out report.html
+  chromium --headless --print-to-pdf=report.pdf report.html")]
+    Report {
+        /// A bundle directory or tar; a folder of volumes; or all its volume files.
+        #[arg(required = true, num_args = 1..)]
+        bundle: Vec<PathBuf>,
+        /// Verify against this trust policy and name signers by it.
+        #[arg(long, value_name = "POLICY")]
+        trust: Option<PathBuf>,
+        /// The HTML file to write (old spelling: --output).
+        #[arg(long, alias = "output", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  airlock completions bash > /etc/bash_completion.d/airlock
+  airlock completions zsh > ~/.zfunc/_airlock")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "\
+Examples:
+  airlock man | man -l -
+  airlock man --out /usr/local/share/man/man1")]
+    Man {
+        /// Write airlock.1 and airlock-COMMAND.1 pages into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
 #[derive(Subcommand)]
 enum CustodyCommand {
     /// Append a signed event (e.g. scanned, transferred, received).
+    #[command(after_help = "\
+Examples:
+  airlock custody append dist/demo-1.0.0.tar.zst --key keys/officer.key --event scanned \\
+      --note \"ClamAV 1.3, clean\"")]
     Append {
+        /// A bundle directory or .tar/.tar.zst file, or a folder of volumes.
         bundle: PathBuf,
-        #[arg(long)]
+        /// The private key that signs the event.
+        #[arg(long, value_name = "KEY")]
         key: PathBuf,
+        /// What happened: a lowercase name (scanned, transferred, received, ...).
         #[arg(long)]
         event: String,
-        #[arg(long)]
+        /// Free text recorded in the signed event.
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
-        /// A trust policy whose `custodyEvents:` lists the event names allowed (default: packed, signed, imported, scanned, approved, transferred, received, released).
-        #[arg(long)]
+        /// A trust policy whose `custodyEvents:` lists the event names allowed
+        /// (default: packed, signed, imported, scanned, approved, transferred, received, released).
+        #[arg(long, value_name = "POLICY")]
         trust: Option<PathBuf>,
     },
     /// Show the chain: who, what, when, and whether each signature and link checks.
+    #[command(after_help = "\
+Exit 1 when a signature or a link is broken.
+
+Examples:
+  airlock custody show dist/demo-1.0.0.tar.zst")]
     Show {
+        /// A bundle directory or .tar/.tar.zst file, or a folder of volumes.
         bundle: PathBuf,
         /// A trust policy: signers it lists are shown by their name in it.
-        #[arg(long)]
+        #[arg(long, value_name = "POLICY")]
         trust: Option<PathBuf>,
     },
 }
@@ -165,9 +358,14 @@ enum CustodyCommand {
 #[derive(Subcommand)]
 enum ReceiptCommand {
     /// Check a receipt the high side signed, against a trust policy.
+    #[command(after_help = "\
+Examples:
+  airlock receipt verify receipt.dsse.json --trust high-side.yaml")]
     Verify {
+        /// The receipt file written by `airlock import --receipt`.
         receipt: PathBuf,
-        #[arg(long)]
+        /// A trust policy naming the high side's key.
+        #[arg(long, value_name = "POLICY")]
         trust: PathBuf,
     },
 }
@@ -175,45 +373,179 @@ enum ReceiptCommand {
 #[derive(Subcommand)]
 enum StoreCommand {
     /// List imported bundles.
+    #[command(after_help = "\
+Examples:
+  airlock store ls --store /srv/airlock
+  AIRLOCK_STORE=/srv/airlock airlock store ls --json")]
     Ls {
-        #[arg(long)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Show the ledger; with --verify, check its hash chain (exit 1 if broken).
+    #[command(after_help = "\
+Examples:
+  airlock store log --store /srv/airlock --verify")]
     Log {
-        #[arg(long)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Check the ledger's hash chain (exit 1 if broken).
         #[arg(long)]
         verify: bool,
     },
 }
 
+/// A failed command: the error, and for a failed verification which files
+/// each payload blob named in a finding holds.
+struct Failure {
+    error: Error,
+    holds: BTreeMap<String, Vec<String>>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            holds: BTreeMap::new(),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e).into()
+    }
+}
+
+type CliResult<T = ()> = std::result::Result<T, Failure>;
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let usage = e.use_stderr();
+            if usage && std::env::args_os().any(|a| a == "--json") {
+                let body = out::ErrorOut {
+                    error: out::ErrorBody {
+                        message: e.render().to_string().trim_end().to_string(),
+                        exit_code: 2,
+                        findings: vec![],
+                    },
+                };
+                print_json(&out::envelope(false, body));
+            }
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if usage { 2 } else { 0 });
         }
     };
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(f) => {
+            let code = f.error.exit_code();
             if json {
-                let report = match &e {
-                    Error::Verification(r) | Error::PackRefused(r) => serde_json::to_value(r).ok(),
-                    _ => None,
-                };
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "exitCode": e.exit_code(), "findings": report.map(|r| r["findings"].clone())})
-                );
+                print_json(&out::envelope(false, error_object(&f)));
             }
-            eprintln!("airlock: {e}");
-            ExitCode::from(e.exit_code())
+            eprint_line(&format!("airlock: {}", render_error(&f)));
+            ExitCode::from(code)
         }
     }
+}
+
+fn error_object(f: &Failure) -> out::ErrorOut {
+    let findings = match &f.error {
+        Error::Verification(r) | Error::PackRefused(r) => r
+            .findings
+            .iter()
+            .map(|x| out::FindingOut {
+                subject: x.subject.clone(),
+                problem: x.problem.clone(),
+                holds: f.holds.get(&x.subject).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        _ => vec![],
+    };
+    out::ErrorOut {
+        error: out::ErrorBody {
+            message: f.error.to_string(),
+            exit_code: f.error.exit_code(),
+            findings,
+        },
+    }
+}
+
+/// The error as text, untrusted parts escaped; a corrupt blob's finding is
+/// followed by the files it holds.
+fn render_error(f: &Failure) -> String {
+    let (head, r) = match &f.error {
+        Error::Verification(r) => ("verification failed", r),
+        Error::PackRefused(r) => ("cannot pack", r),
+        _ => return esc_lines(&f.error.to_string()),
+    };
+    let n = r.findings.len();
+    let mut s = format!("{head} ({n} problem{}):", if n == 1 { "" } else { "s" });
+    for x in &r.findings {
+        s.push_str(&format!("\n  {}: {}", esc(&x.subject), esc(&x.problem)));
+        for h in f.holds.get(&x.subject).into_iter().flatten() {
+            s.push_str(&format!("\n      holds {}", esc(h)));
+        }
+    }
+    s
+}
+
+/// Set once stdout is found closed (a pipe's reader exited): further output
+/// is dropped and the command finishes with its own exit code.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout; a closed pipe ends output quietly.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut o = std::io::stdout().lock();
+    match o.write_all(bytes).and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(Error::Usage(format!(
+            "cannot write to standard output: {e}"
+        ))),
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    let mut s = serde_json::to_string(v).expect("serializable");
+    s.push('\n');
+    let _ = write_stdout(s.as_bytes());
+}
+
+/// A line on stderr; a closed stderr is ignored.
+fn eprint_line(s: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{s}");
+}
+
+fn emit<T: Serialize>(json: bool, value: T, text: impl FnOnce() -> String) -> CliResult {
+    emit_ok(json, true, value, text)
+}
+
+fn emit_ok<T: Serialize>(
+    json: bool,
+    ok: bool,
+    value: T,
+    text: impl FnOnce() -> String,
+) -> CliResult {
+    if json {
+        let mut s = serde_json::to_string(&out::envelope(ok, value)).expect("serializable");
+        s.push('\n');
+        write_stdout(s.as_bytes())?;
+    } else {
+        let mut s = text();
+        s.push('\n');
+        write_stdout(s.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Loads a `--key` file, warning on stderr (as ssh does) when others can read it.
@@ -225,22 +557,106 @@ fn load_key(path: &std::path::Path) -> Result<PrivateKey> {
     Ok(key)
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Key id → the name a trust policy gives it.
+fn key_names(policy: Option<&TrustPolicy>) -> BTreeMap<String, String> {
+    policy
+        .map(|p| {
+            p.keys
+                .iter()
+                .map(|k| (k.key.id.clone(), k.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn custody_out(
+    events: &[crate::custody::EventView],
+    names: &BTreeMap<String, String>,
+) -> Vec<out::CustodyEventOut> {
+    events
+        .iter()
+        .map(|e| out::CustodyEventOut::new(e, names))
+        .collect()
+}
+
+fn run(cli: Cli) -> CliResult {
     let json = cli.json;
-    let bar = Bar::new();
+    let mut bar = Bar::new();
     match cli.command {
         Command::Keygen { path } => {
             let files = PrivateKey::generate()?.write_files(&path)?;
-            emit(json, &files, || {
-                format!(
-                    "{}\nwrote {} and {} (private, keep secret), {}, {}",
-                    files.id,
-                    files.private_key.display(),
-                    files.ssh_private_key.display(),
-                    files.public_key.display(),
-                    files.ssh_public_key.display()
-                )
-            })
+            emit(
+                json,
+                out::KeygenOut {
+                    key_id: files.id.clone(),
+                    private_key: files.private_key.clone(),
+                    ssh_private_key: files.ssh_private_key.clone(),
+                    public_key: files.public_key.clone(),
+                    ssh_public_key: files.ssh_public_key.clone(),
+                },
+                || {
+                    format!(
+                        "key id {}\nwrote  {} and {} (private, keep secret)\n       {}\n       {}",
+                        files.id,
+                        files.private_key.display(),
+                        files.ssh_private_key.display(),
+                        files.public_key.display(),
+                        files.ssh_public_key.display()
+                    )
+                },
+            )
+        }
+        Command::Init {
+            name,
+            version,
+            force,
+        } => {
+            let cwd = std::env::current_dir()?;
+            let done = crate::init::init(&cwd, name.as_deref(), &version, force)?;
+            let found = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            emit(
+                json,
+                out::InitOut {
+                    manifest: done.manifest.clone(),
+                    policy: done.policy.clone(),
+                    models: done.models.clone(),
+                    files: done.files.clone(),
+                    python: done.python.clone(),
+                    cargo: done.cargo.clone(),
+                },
+                || {
+                    let mut s = format!(
+                        "wrote {} and {}\n",
+                        done.manifest.display(),
+                        done.policy.display()
+                    );
+                    s.push_str(&out::wrap(
+                        &format!("models: {}", found(&done.models)),
+                        96,
+                        "    ",
+                    ));
+                    s.push('\n');
+                    s.push_str(&out::wrap(
+                        &format!("files:  {}", found(&done.files)),
+                        96,
+                        "    ",
+                    ));
+                    s.push_str(&format!(
+                        "\npython: {}\ncargo:  {}\nnext: review both files, then `airlock keygen keys/build-ci` and\n  \
+                         airlock pack {} --key keys/build-ci.key --out dist",
+                        found(&done.python),
+                        found(&done.cargo),
+                        done.manifest.display()
+                    ));
+                    s
+                },
+            )
         }
         Command::Pack {
             manifest,
@@ -252,23 +668,53 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let m = LoadedManifest::load_with_root(&manifest, root.as_deref())?;
             let key = load_key(&key)?;
+            bar.steps = if format == Format::Dir && volume_size.is_none() {
+                1
+            } else {
+                2
+            };
             let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)
                 .map_err(Error::at_pack)?;
-            emit(json, &packed, || {
+            let j = out::PackOut {
+                bundle_id: packed.id.clone(),
+                name: packed.name.clone(),
+                version: packed.version.clone(),
+                path: packed.path.clone(),
+                paths: packed.paths.clone(),
+                format: clap::ValueEnum::to_possible_value(&format)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default(),
+                artifact_count: packed.artifacts,
+                blob_count: packed.blobs,
+                size: packed.size,
+                images: packed
+                    .images
+                    .iter()
+                    .map(|i| out::ImageOut {
+                        name: i.name.clone(),
+                        source: i.source.clone(),
+                        digest: i.digest.clone(),
+                        reference: i.reference.clone(),
+                    })
+                    .collect(),
+            };
+            emit(json, j, || {
                 let mut s = format!(
-                    "packed {} {}: {} artifact(s), {} blob(s), {} bytes\nid   {}\npath {}",
-                    packed.name,
-                    packed.version,
+                    "packed {} {}: {} artifact(s), {} blob(s), {}\nbundle id  {}\npath       {}",
+                    esc(&packed.name),
+                    esc(&packed.version),
                     packed.artifacts,
                     packed.blobs,
-                    packed.size,
+                    size(packed.size),
                     packed.id,
                     packed.path.display()
                 );
                 for img in &packed.images {
                     s.push_str(&format!(
-                        "\nimage {} = {} (from {})",
-                        img.name, img.digest, img.source
+                        "\nimage {}\n    = {}\n    from {}",
+                        esc(&img.name),
+                        img.digest,
+                        esc(&img.source)
                     ));
                 }
                 for (i, p) in packed.paths.iter().enumerate() {
@@ -284,53 +730,53 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { bundle } => {
             let i = crate::inspect::inspect(&bundle)?;
-            emit(json, &i, || render_inspection(&i))
+            let d = &i.description;
+            let j = out::InspectOut {
+                bundle_id: &i.id,
+                path: &i.path,
+                description: d,
+                size: d.total_size(),
+                blob_count: d.blobs().len(),
+                signers: i
+                    .signers
+                    .iter()
+                    .map(|s| out::SignatureOut {
+                        key_id: s.key_id.clone(),
+                        signature_ok: s.signature_ok,
+                        problem: s.problem.clone(),
+                    })
+                    .collect(),
+                custody: custody_out(&i.custody, &BTreeMap::new()),
+            };
+            emit(json, j, || render_inspection(&i))
         }
         Command::Verify { bundle, trust } => {
             let policy = TrustPolicy::load(&trust)?;
-            let v = crate::verify::verify(&Form::open_all(&bundle)?, &policy, None, &bar)?;
-            #[derive(Serialize)]
-            struct Out<'a> {
-                ok: bool,
-                id: String,
-                name: &'a str,
-                version: &'a str,
-                signers: &'a crate::policy::Signers,
-                custody_events: usize,
-            }
-            let out = Out {
-                ok: true,
-                id: v.id.hex(),
-                name: &v.description.name,
-                version: &v.description.version,
-                signers: &v.signers,
-                custody_events: v.custody.len(),
-            };
-            emit(json, &out, || {
-                let roles: Vec<String> = v
+            let form = Form::open_all(&bundle)?;
+            let whole = !matches!(&form, Form::Volumes { files } if files.len() == 1);
+            let v = crate::verify::verify(&form, &policy, None, &bar)
+                .map_err(|e| with_holds(e, &bundle))?;
+            let names = key_names(Some(&policy));
+            let checked = checked(&v, whole);
+            let j = out::VerifyOut {
+                bundle_id: v.id.hex(),
+                name: v.description.name.clone(),
+                version: v.description.version.clone(),
+                roles: v.signers.counted.clone(),
+                signers: v
                     .signers
-                    .counted
+                    .keys
                     .iter()
-                    .map(|(r, n)| format!("{r}: {}", n.join(", ")))
-                    .collect();
-                let mut s = format!(
-                    "OK {} {}\nid       {}\nroles    {}\ncustody  {} event(s), chain intact\nsignatures:",
-                    out.name,
-                    out.version,
-                    out.id,
-                    roles.join("; "),
-                    out.custody_events
-                );
-                for k in &v.signers.keys {
-                    s.push_str(&format!(
-                        "\n  {} {}: {}",
-                        k.key_id,
-                        k.name.as_deref().unwrap_or("(unknown)"),
-                        k.status
-                    ));
-                }
-                s
-            })
+                    .map(|k| out::SignerOut {
+                        key_id: k.key_id.clone(),
+                        name: k.name.clone(),
+                        status: k.status.clone(),
+                    })
+                    .collect(),
+                checked: checked.clone(),
+                custody: custody_out(&v.custody, &names),
+            };
+            emit(json, j, || render_verified(&v, &checked, &names))
         }
         Command::Import {
             bundle,
@@ -340,6 +786,7 @@ fn run(cli: Cli) -> Result<()> {
             key,
             receipt,
         } => {
+            let store = store.store;
             let policy = TrustPolicy::load(&trust)?;
             let key = key.map(|k| load_key(&k)).transpose()?;
             let opts = crate::store::ImportOptions {
@@ -347,57 +794,99 @@ fn run(cli: Cli) -> Result<()> {
                 key: key.as_ref(),
                 receipt: receipt.clone(),
             };
-            let done = Store::new(&store).import(&bundle, &policy, &opts, &bar)?;
-            if let Some(r) = &receipt {
-                eprintln!("receipt written to {}", r.display());
+            let done = Store::new(&store)
+                .import(&bundle, &policy, &opts, &bar)
+                .map_err(|e| with_holds(e, &bundle))?;
+            if let (Some(r), false) = (&receipt, json) {
+                eprint_line(&format!("receipt written to {}", r.display()));
             }
-            emit(json, &done, || {
+            let j = out::ImportOut {
+                bundle_id: done.id.clone(),
+                name: done.name.clone(),
+                version: done.version.clone(),
+                store: store.clone(),
+                already_present: done.already_present,
+                blobs_written: done.blobs_written,
+                receipt: receipt.clone(),
+            };
+            emit(json, j, || {
                 if done.already_present {
                     format!(
-                        "{} {} ({}) is already in {}; nothing changed",
-                        done.name,
-                        done.version,
-                        done.id,
-                        store.display()
+                        "{} {} is already in {}; nothing changed\nbundle id  {}",
+                        esc(&done.name),
+                        esc(&done.version),
+                        store.display(),
+                        done.id
                     )
                 } else {
                     format!(
-                        "imported {} {} ({}) into {}: {} new blob(s)",
-                        done.name,
-                        done.version,
-                        done.id,
+                        "imported {} {} into {}: {} new blob(s)\nbundle id  {}",
+                        esc(&done.name),
+                        esc(&done.version),
                         store.display(),
-                        done.blobs_written
+                        done.blobs_written,
+                        done.id
                     )
                 }
             })
         }
-        Command::Export { store, bundle, to } => {
-            let done = Store::new(&store).export(&bundle, &to, &bar)?;
-            emit(json, &done, || {
+        Command::Export { bundle, store, out } => {
+            let st = Store::new(&store.store);
+            let done = st.export(bundle.spec(), &out, &bar)?;
+            let id = bundle_id_in(&st, &done.name, &done.version)?;
+            let j = out::ExportOut {
+                bundle_id: id,
+                name: done.name.clone(),
+                version: done.version.clone(),
+                path: done.to.clone(),
+                files: done.files.clone(),
+            };
+            emit(json, j, || {
                 format!(
                     "exported {} {} to {}: {} file(s)",
-                    done.name,
-                    done.version,
+                    esc(&done.name),
+                    esc(&done.version),
                     done.to.display(),
                     done.files.len()
                 )
             })
         }
         Command::Push {
-            store,
             bundle,
+            store,
             registry,
             insecure,
         } => {
-            let done = crate::push::push(&Store::new(&store), &bundle, &registry, insecure, &bar)?;
-            emit(json, &done, || {
+            let st = Store::new(&store.store);
+            let done = crate::push::push(&st, bundle.spec(), &registry, insecure, &bar)?;
+            let id = bundle_id_in(&st, &done.name, &done.version)?;
+            let j = out::PushOut {
+                bundle_id: id,
+                name: done.name.clone(),
+                version: done.version.clone(),
+                registry: done.registry.clone(),
+                pushed: done
+                    .pushed
+                    .iter()
+                    .map(|p| out::PushedOut {
+                        reference: p.reference.clone(),
+                        digest: p.digest.clone(),
+                    })
+                    .collect(),
+                blobs_sent: done.blobs_sent,
+                blobs_present: done.blobs_present,
+            };
+            emit(json, j, || {
                 let mut s = format!(
                     "pushed {} {} to {}: {} blob(s) sent, {} already there",
-                    done.name, done.version, done.registry, done.blobs_sent, done.blobs_present
+                    esc(&done.name),
+                    esc(&done.version),
+                    esc(&done.registry),
+                    done.blobs_sent,
+                    done.blobs_present
                 );
                 for p in &done.pushed {
-                    s.push_str(&format!("\n  {} = {}", p.reference, p.digest));
+                    s.push_str(&format!("\n  {}\n    = {}", esc(&p.reference), p.digest));
                 }
                 s
             })
@@ -405,17 +894,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sign { bundle, key } => {
             let key = load_key(&key)?;
             let done = crate::amend::sign(&bundle, &key)?;
-            emit(json, &done, || {
+            let j = out::AmendOut {
+                bundle_id: done.id.clone(),
+                key_id: done.key_id.clone(),
+                event: None,
+                wrote: done.wrote.clone(),
+            };
+            emit(json, j, || {
                 if done.wrote.is_empty() {
                     format!(
-                        "key {} has already signed {}; nothing changed",
+                        "key {} has already signed this bundle; nothing changed\nbundle id  {}",
                         done.key_id, done.id
                     )
                 } else {
                     format!(
-                        "signed {} with key {}; wrote {}",
-                        done.id,
+                        "signed with key {}\nbundle id  {}\nwrote      {}",
                         done.key_id,
+                        done.id,
                         list_paths(&done.wrote)
                     )
                 }
@@ -437,11 +932,18 @@ fn run(cli: Cli) -> Result<()> {
                 note.as_deref(),
                 policy.as_ref(),
             )?;
-            emit(json, &done, || {
+            let j = out::AmendOut {
+                bundle_id: done.id.clone(),
+                key_id: done.key_id.clone(),
+                event: Some(event.clone()),
+                wrote: done.wrote.clone(),
+            };
+            emit(json, j, || {
                 format!(
-                    "recorded {event} for {} by key {}; wrote {}",
-                    done.id,
+                    "recorded {} by key {}\nbundle id  {}\nwrote      {}",
+                    esc(&event),
                     done.key_id,
+                    done.id,
                     list_paths(&done.wrote)
                 )
             })
@@ -449,9 +951,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Custody(CustodyCommand::Show { bundle, trust }) => {
             let policy = trust.as_deref().map(TrustPolicy::load).transpose()?;
             let shown = crate::amend::show_custody(&bundle, policy.as_ref())?;
-            emit(json, &shown, || {
-                let mut s = format!("custody of {}\n", shown.id);
-                s.push_str(&render_custody(&shown.events));
+            let names = key_names(policy.as_ref());
+            let j = out::CustodyShowOut {
+                bundle_id: shown.id.clone(),
+                events: custody_out(&shown.events, &names),
+            };
+            emit_ok(json, shown.intact, j, || {
+                let mut s = format!("custody of bundle {}\n", shown.id);
+                s.push_str(&render_custody(&shown.events, &names));
                 s.push_str(if shown.intact {
                     "\nchain intact"
                 } else {
@@ -470,78 +977,117 @@ fn run(cli: Cli) -> Result<()> {
                         }
                     }
                     r
-                }))
+                })
+                .into())
             }
         }
         Command::Receipt(ReceiptCommand::Verify { receipt, trust }) => {
             let policy = TrustPolicy::load(&trust)?;
             let r = crate::receipt::verify(&receipt, &policy)?;
-            emit(json, &r, || {
+            let p = &r.receipt;
+            let j = out::ReceiptOut {
+                bundle_id: p.bundle_id.clone(),
+                name: p.bundle.clone(),
+                version: p.version.clone(),
+                key_id: p.store_key.clone(),
+                signer_name: r.signer.clone(),
+                public_key: p.public_key.clone(),
+                time: p.time.clone(),
+                blobs: p.blobs.iter().map(|b| b.oci()).collect(),
+            };
+            emit(json, j, || {
                 format!(
-                    "OK receipt: {} {} ({}) imported at {} by {} (key {}); the store holds {} blob(s) of it",
-                    r.receipt.bundle,
-                    r.receipt.version,
-                    r.receipt.bundle_id,
-                    r.receipt.time,
-                    r.signer,
-                    r.receipt.store_key,
-                    r.receipt.blobs.len()
+                    "OK receipt: {} {} imported at {}\nbundle id  {}\nsigned by  {} (key {})\n\
+                     the store holds {} blob(s) of it",
+                    esc(&p.bundle),
+                    esc(&p.version),
+                    esc(&p.time),
+                    esc(&p.bundle_id),
+                    esc(&r.signer),
+                    esc(&p.store_key),
+                    p.blobs.len()
                 )
             })
         }
         Command::Sbom {
             bundle,
             format,
-            output,
+            out,
             stored,
         } => {
             let doc = crate::sbom::document(&bundle, format, stored)?;
-            let Some(out) = output else {
+            let Some(out) = out else {
                 // The document is itself one JSON object, with or without --json;
                 // its bytes go out unchanged (`--stored | sha256sum` matches).
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                stdout.write_all(&doc.bytes)?;
-                stdout.flush()?;
+                write_stdout(&doc.bytes)?;
                 return Ok(());
             };
             fs_err::write(&out, &doc.bytes)?;
             let sha256 = crate::digest::Sha256Digest::of(&doc.bytes).hex();
-            let summary = serde_json::json!({
-                "path": out,
-                "format": doc.format,
-                "id": doc.id,
-                "stored": doc.stored,
-                "storedSha256": doc.stored_sha256,
-                "sha256": sha256,
-                "size": doc.bytes.len(),
-            });
-            emit(json, &summary, || {
+            let j = out::SbomOut {
+                bundle_id: doc.id.clone(),
+                path: out.clone(),
+                format: doc.format,
+                stored: doc.stored,
+                stored_sha256: doc.stored_sha256.clone(),
+                sha256: sha256.clone(),
+                size: doc.bytes.len() as u64,
+            };
+            emit(json, j, || {
                 format!(
-                    "wrote {} ({} SBOM of bundle {}, {}, {} bytes, sha256 {sha256})",
+                    "wrote {} ({} SBOM, {}, {})\nbundle id  {}\nsha256     {sha256}",
                     out.display(),
                     doc.format.label(),
-                    doc.id,
                     if doc.stored {
                         "as stored"
                     } else {
                         "with the bundle id"
                     },
-                    doc.bytes.len()
+                    size(doc.bytes.len() as u64),
+                    doc.id,
                 )
             })
         }
+        Command::Report { bundle, trust, out } => run_report(json, &bundle, trust, &out, &bar),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut buf);
+            write_stdout(&buf)?;
+            Ok(())
+        }
+        Command::Man { out } => run_man(json, out),
         Command::Store(StoreCommand::Ls { store }) => {
+            let store = store.store;
             let list = Store::new(&store).list()?;
-            emit(json, &serde_json::json!({ "bundles": list }), || {
+            let j = out::StoreLsOut {
+                store: store.clone(),
+                bundles: list
+                    .iter()
+                    .map(|r| out::StoredBundleOut {
+                        bundle_id: r.id.clone(),
+                        name: r.name.clone(),
+                        version: r.version.clone(),
+                        imported: r.imported.clone(),
+                        roles: r.signers.clone(),
+                        artifact_count: r.artifacts,
+                        size: r.size,
+                    })
+                    .collect(),
+            };
+            emit(json, j, || {
                 if list.is_empty() {
                     return "(store is empty)".to_string();
                 }
                 list.iter()
                     .map(|r| {
                         format!(
-                            "{}\t{}\t{}\t{} artifact(s)\t{} bytes\timported {}",
-                            r.name, r.version, r.id, r.artifacts, r.size, r.imported
+                            "{} {}  {} artifact(s), {}, imported {}\n    bundle id {}",
+                            esc(&r.name),
+                            esc(&r.version),
+                            r.artifacts,
+                            size(r.size),
+                            esc(&r.imported),
+                            esc(&r.id)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -549,136 +1095,400 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Store(StoreCommand::Log { store, verify }) => {
+            let store = store.store;
             let entries = Store::new(&store).log(verify)?;
-            emit(
-                json,
-                &serde_json::json!({ "entries": entries, "verified": verify }),
-                || {
-                    let mut s: Vec<String> = entries
-                        .iter()
-                        .map(|e| format!("{:>4} {} {:<16} {}", e.seq, e.time, e.action, e.detail))
-                        .collect();
-                    if verify {
-                        s.push(format!("ledger chain intact ({} entries)", entries.len()));
-                    }
-                    s.join("\n")
-                },
-            )
+            let j = out::StoreLogOut {
+                store: store.clone(),
+                chain_checked: verify,
+                entries: entries
+                    .iter()
+                    .map(|e| out::LedgerEntryOut {
+                        sequence: e.seq,
+                        time: e.time.clone(),
+                        action: e.action.clone(),
+                        bundle_id: e.bundle.clone(),
+                        name: e.name.clone(),
+                        version: e.version.clone(),
+                        detail: e.detail.clone(),
+                        previous: e.prev.clone(),
+                    })
+                    .collect(),
+            };
+            emit(json, j, || {
+                let mut s: Vec<String> = entries
+                    .iter()
+                    .map(|e| {
+                        out::wrap(
+                            &format!(
+                                "{:>4} {} {:<10} {}",
+                                e.seq,
+                                esc(&e.time),
+                                esc(&e.action),
+                                esc(&e.detail)
+                            ),
+                            98,
+                            "                                      ",
+                        )
+                    })
+                    .collect();
+                if verify {
+                    s.push(format!("ledger chain intact ({} entries)", entries.len()));
+                }
+                s.join("\n")
+            })
         }
     }
+}
+
+/// The bundle id the store records for NAME VERSION.
+fn bundle_id_in(store: &Store, name: &str, version: &str) -> Result<String> {
+    Ok(store
+        .record(name, version)?
+        .map(|r| r.id)
+        .unwrap_or_default())
+}
+
+/// What a successful verification covered, from the verified description.
+fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
+    let d = &v.description;
+    let mut c = out::CheckedOut {
+        custody_events: v.custody.len(),
+        whole_bundle: whole,
+        ..Default::default()
+    };
+    if whole {
+        c.blobs = d.blobs().len();
+        c.bytes = d.total_size();
+        c.pins = d
+            .artifacts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.kind,
+                    crate::bundle::ArtifactKind::Python | crate::bundle::ArtifactKind::Cargo
+                )
+            })
+            .map(|a| a.packages.len())
+            .sum();
+        c.models = d.content.len();
+    }
+    c
+}
+
+/// For each payload blob, the artifact files (or image) it holds, as
+/// `models/minilm: model.safetensors`.
+fn blob_holders(d: &crate::bundle::Description) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut add = |digest: &crate::digest::Sha256Digest, what: String| {
+        m.entry(crate::bundle::blob_path(digest))
+            .or_default()
+            .push(what);
+    };
+    for a in &d.artifacts {
+        add(
+            &a.manifest.digest,
+            format!("{}: its OCI manifest", a.reference),
+        );
+        add(&a.config.digest, format!("{}: its OCI config", a.reference));
+        for l in &a.layers {
+            add(&l.digest, format!("{}: {}", a.reference, l.path));
+        }
+        for b in &a.blobs {
+            add(
+                &b.digest,
+                format!("{}: image blob ({})", a.reference, b.media_type),
+            );
+        }
+    }
+    m
+}
+
+/// Adds, for a failed verification, what each blob named in a finding holds
+/// (read from the bundle's description, which tag files alone give).
+fn with_holds(error: Error, bundle: &[PathBuf]) -> Failure {
+    let mut f = Failure::from(error);
+    if let (Error::Verification(r), Some(first)) = (&f.error, bundle.first()) {
+        let names_blob = r
+            .findings
+            .iter()
+            .any(|x| x.subject.starts_with("data/blobs/"));
+        if names_blob {
+            if let Ok(i) = crate::inspect::inspect(first) {
+                let all = blob_holders(&i.description);
+                for x in &r.findings {
+                    if let Some(h) = all.get(&x.subject) {
+                        f.holds.insert(x.subject.clone(), h.clone());
+                    }
+                }
+            }
+        }
+    }
+    f
+}
+
+fn run_report(
+    json: bool,
+    bundle: &[PathBuf],
+    trust: Option<PathBuf>,
+    path: &Path,
+    bar: &Bar,
+) -> CliResult {
+    let policy = trust.as_deref().map(TrustPolicy::load).transpose()?;
+    let built = crate::report::build(bundle, policy.as_ref(), bar)?;
+    fs_err::write(path, built.html.as_bytes())?;
+    let failure = built.failure;
+    let j = out::ReportOut {
+        bundle_id: built.id.clone(),
+        name: built.name.clone(),
+        version: built.version.clone(),
+        path: path.to_path_buf(),
+        verified: policy.is_some() && failure.is_none(),
+        findings: failure
+            .iter()
+            .flat_map(|r| &r.findings)
+            .map(|x| out::FindingOut {
+                subject: x.subject.clone(),
+                problem: x.problem.clone(),
+                holds: vec![],
+            })
+            .collect(),
+    };
+    emit_ok(json, failure.is_none(), j, || {
+        format!(
+            "wrote {} ({})\nbundle id  {}\n{}",
+            path.display(),
+            size(built.html.len() as u64),
+            built.id,
+            match (&policy, &failure) {
+                (None, _) =>
+                    "not verified: give --trust POLICY to verify and judge the signers".to_string(),
+                (Some(_), None) => format!(
+                    "verified against {}",
+                    trust.as_deref().unwrap_or(Path::new("")).display()
+                ),
+                (Some(_), Some(r)) => format!(
+                    "VERIFICATION FAILED ({} problem(s)); the report shows them",
+                    r.findings.len()
+                ),
+            }
+        )
+    })?;
+    match failure {
+        Some(r) => Err(with_holds(Error::Verification(r), bundle)),
+        None => Ok(()),
+    }
+}
+
+fn run_man(json: bool, dir: Option<PathBuf>) -> CliResult {
+    let cmd = Cli::command();
+    let render = |c: clap::Command| -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c).render(&mut buf)?;
+        Ok(buf)
+    };
+    let Some(dir) = dir else {
+        write_stdout(&render(cmd)?)?;
+        return Ok(());
+    };
+    fs_err::create_dir_all(&dir)?;
+    let mut wrote = Vec::new();
+    let mut pages = vec![("airlock".to_string(), cmd.clone())];
+    // One page per command and per subcommand (airlock-store-ls.1).
+    fn walk(prefix: &str, c: &clap::Command, pages: &mut Vec<(String, clap::Command)>) {
+        for sub in c.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let name = format!("{prefix}-{}", sub.get_name());
+            pages.push((name.clone(), sub.clone().name(name.clone())));
+            walk(&name, sub, pages);
+        }
+    }
+    walk("airlock", &cmd, &mut pages);
+    for (name, c) in pages {
+        let p = dir.join(format!("{name}.1"));
+        fs_err::write(&p, render(c)?)?;
+        wrote.push(p);
+    }
+    #[derive(Serialize)]
+    struct ManOut {
+        wrote: Vec<PathBuf>,
+    }
+    let n = wrote.len();
+    emit(json, ManOut { wrote }, || {
+        format!("wrote {n} man page(s) into {}", dir.display())
+    })
 }
 
 fn parse_volume_size(s: &str) -> std::result::Result<u64, String> {
     crate::volumes::parse_size(s)
 }
 
-fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(value).expect("serializable"));
+fn render_verified(
+    v: &crate::verify::Verified,
+    c: &out::CheckedOut,
+    names: &BTreeMap<String, String>,
+) -> String {
+    let d = &v.description;
+    let mut s = format!(
+        "OK {} {}\nbundle id  {}\n",
+        esc(&d.name),
+        esc(&d.version),
+        v.id
+    );
+    if c.whole_bundle {
+        s.push_str(&format!(
+            "checked    {} blob(s), {}, hashed against the signed manifests\n\
+             \x20          {} pin(s) re-checked against the files carried\n\
+             \x20          {} model file(s) scanned (weights, shard indexes, pickles)\n",
+            c.blobs,
+            size(c.bytes),
+            c.pins,
+            c.models
+        ));
     } else {
-        println!("{}", text());
+        s.push_str(
+            "checked    this volume's pieces against the signed volume map only;\n\
+             \x20          verify the whole set for blobs, pins and models\n",
+        );
     }
-    Ok(())
+    s.push_str(&format!(
+        "\x20          {} custody event(s), chain intact\n",
+        c.custody_events
+    ));
+    let roles: Vec<String> = v
+        .signers
+        .counted
+        .iter()
+        .map(|(r, n)| format!("{} by {}", esc(r), esc(&n.join(", "))))
+        .collect();
+    if !roles.is_empty() {
+        s.push_str(&format!("roles      {}\n", roles.join("; ")));
+    }
+    s.push_str("signers:\n");
+    for k in &v.signers.keys {
+        s.push_str(&format!(
+            "  {} (key {})\n      {}\n",
+            esc(k.name.as_deref().unwrap_or("unknown signer")),
+            k.key_id,
+            esc(&k.status)
+        ));
+    }
+    s.push_str("custody:\n");
+    s.push_str(&render_custody(&v.custody, names));
+    s.trim_end().to_string()
 }
 
 fn render_inspection(i: &crate::inspect::Inspection) -> String {
     let d = &i.description;
     let mut s = format!(
-        "{} {}\nid       {}\npath     {}\ncreated  {}\n",
-        d.name,
-        d.version,
+        "{} {}\nbundle id  {}\npath       {}\ncreated    {}\n",
+        esc(&d.name),
+        esc(&d.version),
         i.id,
         i.path.display(),
-        d.created
+        esc(&d.created)
     );
     if let Some(desc) = &d.description {
-        s.push_str(&format!("about    {desc}\n"));
+        s.push_str(&format!("about      {}\n", esc(desc)));
     }
     s.push_str(&format!(
-        "size     {} bytes in {} blob(s)\n\nartifacts:\n",
-        d.total_size(),
+        "size       {} in {} blob(s)\n\nartifacts:\n",
+        size(d.total_size()),
         d.blobs().len()
     ));
     for a in &d.artifacts {
         if a.kind == crate::bundle::ArtifactKind::Image {
-            let size: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;
+            let total: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;
             s.push_str(&format!(
-                "  Image {} ({}), {} blob(s), {} bytes, {} {}\n      from {}\n",
-                a.name,
-                a.reference,
+                "  Image {} ({}), {} blob(s), {}\n      {} {}\n      from {}\n",
+                esc(&a.name),
+                esc(&a.reference),
                 a.blobs.len() + 1,
-                size,
+                size(total),
                 if crate::image::is_index(&a.manifest.media_type) {
                     "index"
                 } else {
                     "manifest"
                 },
                 a.manifest.digest.oci(),
-                a.source.as_deref().unwrap_or("(source not recorded)")
+                esc(a.source.as_deref().unwrap_or("(source not recorded)"))
             ));
             continue;
         }
-        let size: u64 = a.layers.iter().map(|l| l.size).sum();
+        let total: u64 = a.layers.iter().map(|l| l.size).sum();
         s.push_str(&format!(
-            "  {:?} {} ({}), {} file(s), {} bytes, manifest {}\n",
+            "  {:?} {} ({}), {} file(s), {}\n",
             a.kind,
-            a.name,
-            a.reference,
+            esc(&a.name),
+            esc(&a.reference),
             a.layers.len(),
-            size,
-            a.manifest.digest.oci()
+            size(total),
         ));
         for l in &a.layers {
             s.push_str(&format!(
-                "      {:>12}  {}  {}\n",
-                l.size,
-                l.digest.oci(),
-                l.path
+                "      {:>10}  {}  {}\n",
+                size(l.size),
+                out::short_digest(&l.digest.hex()),
+                esc(&l.path)
             ));
         }
     }
-    s.push_str(&crate::modelcheck::render(d));
+    s.push_str(&esc_lines(&crate::modelcheck::render(d)));
     s.push_str("\nsigners:\n");
     for sg in &i.signers {
         s.push_str(&format!(
-            "  {}  {}\n",
-            sg.key_id,
+            "  key {}  {}\n",
+            esc(&sg.key_id),
             if sg.signature_ok {
-                "signature intact".to_string()
+                "signature intact (trust not checked: use verify)".to_string()
             } else {
-                format!("BROKEN: {}", sg.problem.as_deref().unwrap_or(""))
+                format!("BROKEN: {}", esc(sg.problem.as_deref().unwrap_or("")))
             }
         ));
     }
     s.push_str("\ncustody:\n");
-    s.push_str(&render_custody(&i.custody));
+    s.push_str(&render_custody(&i.custody, &BTreeMap::new()));
     s.trim_end().to_string()
 }
 
-fn render_custody(events: &[crate::custody::EventView]) -> String {
+fn render_custody(
+    events: &[crate::custody::EventView],
+    names: &BTreeMap<String, String>,
+) -> String {
     let mut s = String::new();
     for e in events {
         match &e.record {
-            Some(r) => s.push_str(&format!(
-                "  {:>3} {:<12} {} by {}{}{}\n",
-                r.sequence,
-                r.event,
-                r.time,
-                e.signer_name.as_deref().unwrap_or(&r.signer),
-                r.note
-                    .as_ref()
-                    .map(|n| format!(" — {n}"))
-                    .unwrap_or_default(),
-                if e.signature_ok && e.link_ok {
-                    "  [signature ok, link ok]".to_string()
-                } else {
-                    format!("  [BROKEN: {}]", e.problems.join("; "))
+            Some(r) => {
+                let who = match names.get(&r.signer) {
+                    Some(n) => format!("{} (key {})", esc(n), esc(&r.signer)),
+                    None => format!("key {}", esc(&r.signer)),
+                };
+                s.push_str(&format!(
+                    "  {:>3} {:<12} {}  {}\n      by {}\n",
+                    r.sequence,
+                    esc(&r.event),
+                    esc(&r.time),
+                    if e.signature_ok && e.link_ok {
+                        "[signature ok, link ok]".to_string()
+                    } else {
+                        format!("[BROKEN: {}]", esc(&e.problems.join("; ")))
+                    },
+                    who,
+                ));
+                if let Some(n) = &r.note {
+                    s.push_str(&out::wrap(
+                        &format!("      note: {}", esc(n)),
+                        98,
+                        "            ",
+                    ));
+                    s.push('\n');
                 }
-            )),
+            }
             None => s.push_str(&format!(
                 "  {}  [UNREADABLE: {}]\n",
-                e.file,
-                e.problems.join("; ")
+                esc(&e.file),
+                esc(&e.problems.join("; "))
             )),
         }
     }
@@ -688,29 +1498,69 @@ fn render_custody(events: &[crate::custody::EventView]) -> String {
 fn list_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|p| esc_path(p))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("\n           ")
 }
 
-/// indicatif progress bars on stderr, drawn only when stderr is a terminal.
+/// Progress on stderr: indicatif bars when stderr is a terminal; otherwise
+/// (CI logs) one plain line every few seconds. Multi-step work is labelled
+/// `1/2 packing`, `2/2 writing tar`.
 struct Bar {
-    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
-    enabled: bool,
+    state: std::sync::Mutex<BarState>,
+    tty: bool,
+    /// How often a plain progress line is printed when stderr is not a terminal.
+    interval: Duration,
+    /// Phases this command runs (for the `N/M` label); 1 means no label.
+    steps: usize,
+}
+
+struct BarState {
+    pb: Option<indicatif::ProgressBar>,
+    step: usize,
+    label: String,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last_line: Instant,
 }
 
 impl Bar {
     fn new() -> Self {
+        let interval = std::env::var("AIRLOCK_PROGRESS_INTERVAL")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(5));
+        let now = Instant::now();
         Bar {
-            bar: std::sync::Mutex::new(None),
-            enabled: std::io::stderr().is_terminal(),
+            state: std::sync::Mutex::new(BarState {
+                pb: None,
+                step: 0,
+                label: String::new(),
+                total: 0,
+                done: 0,
+                start: now,
+                last_line: now,
+            }),
+            tty: std::io::stderr().is_terminal(),
+            interval,
+            steps: 1,
         }
     }
 }
 
 impl Progress for Bar {
     fn begin(&self, phase: &str, total: u64) {
-        if !self.enabled {
+        let mut st = self.state.lock().expect("not poisoned");
+        st.step += 1;
+        st.label = crate::progress::label(phase, st.step, self.steps);
+        st.total = total;
+        st.done = 0;
+        st.start = Instant::now();
+        st.last_line = st.start;
+        if !self.tty {
             return;
         }
         let pb = indicatif::ProgressBar::with_draw_target(
@@ -719,22 +1569,98 @@ impl Progress for Bar {
         );
         pb.set_style(
             indicatif::ProgressStyle::with_template(
-                "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {calm_eta}",
             )
             .expect("valid template")
+            .with_key(
+                "calm_eta",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    if let Some(t) =
+                        crate::progress::eta(s.elapsed(), s.pos(), s.len().unwrap_or(0))
+                    {
+                        let _ = write!(w, "{} left", crate::progress::duration(t));
+                    }
+                },
+            )
             .progress_chars("=> "),
         );
-        pb.set_message(phase.to_string());
-        *self.bar.lock().expect("not poisoned") = Some(pb);
+        pb.set_message(st.label.clone());
+        st.pb = Some(pb);
     }
     fn advance(&self, n: u64) {
-        if let Some(pb) = self.bar.lock().expect("not poisoned").as_ref() {
+        let mut st = self.state.lock().expect("not poisoned");
+        st.done += n;
+        if let Some(pb) = st.pb.as_ref() {
             pb.inc(n);
+            return;
+        }
+        if self.tty || st.label.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(st.last_line) >= self.interval {
+            st.last_line = now;
+            eprint_line(&format!(
+                "airlock: {}",
+                crate::progress::line(&st.label, st.done, st.total, now - st.start)
+            ));
         }
     }
     fn finish(&self) {
-        if let Some(pb) = self.bar.lock().expect("not poisoned").take() {
+        let mut st = self.state.lock().expect("not poisoned");
+        if let Some(pb) = st.pb.take() {
             pb.finish_and_clear();
+        } else if !self.tty && !st.label.is_empty() {
+            let elapsed = st.start.elapsed();
+            // A phase that logged progress also logs its end.
+            if st.last_line != st.start {
+                eprint_line(&format!(
+                    "airlock: {} done, {} in {}",
+                    st.label,
+                    size(st.done),
+                    crate::progress::duration(elapsed)
+                ));
+            }
         }
+        st.label.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command shows examples, and every option and argument says what it is.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(c: &clap::Command, path: &str) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    a.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "{path}: argument {id} has no description"
+                );
+            }
+            for sub in c.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.has_subcommands() {
+                    walk(sub, &p);
+                    continue;
+                }
+                assert!(
+                    sub.get_after_help()
+                        .is_some_and(|h| h.to_string().contains("Examples:\n  airlock ")),
+                    "{p}: no examples in its help"
+                );
+                walk(sub, &p);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "airlock");
     }
 }

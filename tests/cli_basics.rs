@@ -10,7 +10,7 @@ fn keygen_writes_three_files_and_prints_the_id() {
     let base = dir.path().join("k/builder");
     let o = run(&["keygen", base.to_str().unwrap(), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let id = json(&o)["id"].as_str().unwrap().to_string();
+    let id = json(&o)["keyId"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
     let key = std::fs::read_to_string(dir.path().join("k/builder.key")).unwrap();
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -53,7 +53,7 @@ fn every_form_has_the_same_id_and_verifies() {
             "--json",
         ]);
         assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
-        ids.push(json(&o)["id"].as_str().unwrap().to_string());
+        ids.push(json(&o)["bundleId"].as_str().unwrap().to_string());
     }
     assert_eq!(ids[0], ids[1]);
     assert_eq!(ids[1], ids[2]);
@@ -199,7 +199,7 @@ fn inspect_shows_artifacts_signers_and_custody_without_the_payload() {
     let v = json(&o);
     assert_eq!(v["name"], "demo");
     assert_eq!(v["version"], "1.0.0");
-    assert_eq!(v["id"].as_str().unwrap().len(), 64);
+    assert_eq!(v["bundleId"].as_str().unwrap().len(), 64);
     assert_eq!(v["artifacts"].as_array().unwrap().len(), 5, "3 + 2 SBOMs");
     assert_eq!(v["signers"][0]["signatureOk"], true);
     assert_eq!(v["custody"][0]["event"], "packed");
@@ -307,7 +307,7 @@ fn store_is_an_oci_layout_shared_by_bundles() {
         &f.s("store"),
         "--json",
     ]));
-    assert_eq!(v["already_present"], true);
+    assert_eq!(v["alreadyPresent"], true);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(f.path("store/oci/index.json")).unwrap()).unwrap();
     let refs: Vec<&str> = index["manifests"]

@@ -24,7 +24,7 @@ fn key_id(f: &Fixture, name: &str) -> String {
 }
 
 fn id_of(bundle: &Path) -> String {
-    json(&run(&["inspect", bundle.to_str().unwrap(), "--json"]))["id"]
+    json(&run(&["inspect", bundle.to_str().unwrap(), "--json"]))["bundleId"]
         .as_str()
         .unwrap()
         .to_string()
@@ -74,7 +74,7 @@ fn reviewer_threshold_unmet_then_met_by_cosigning() {
         "--json",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(json(&o)["signers"]["counted"]["reviewer"][0], "reviewer");
+    assert_eq!(json(&o)["roles"]["reviewer"][0], "reviewer");
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn required_custody_event_missing_then_present() {
         .collect();
     assert_eq!(events, ["packed", "scanned", "scanned"]);
     assert_eq!(shown["events"][2]["note"], "test note");
-    assert_eq!(shown["intact"], true);
+    assert_eq!(shown["ok"], true);
 }
 
 fn three_events(f: &Fixture) -> std::path::PathBuf {
@@ -462,7 +462,7 @@ fn receipt_verifies_and_a_tampered_one_does_not() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["bundleId"], id_of(&b));
-    assert_eq!(v["signer"], "high");
+    assert_eq!(v["signerName"], "high");
     assert!(!v["blobs"].as_array().unwrap().is_empty());
 
     let mut env: serde_json::Value =

@@ -83,7 +83,10 @@ fn export_never_writes_through_a_link_in_the_target() {
     std::os::unix::fs::symlink(&elsewhere, to.join("models")).unwrap();
     let o = export(&f, &to);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(json(&o)["error"].as_str().unwrap().contains("is not empty"));
+    assert!(json(&o)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is not empty"));
     assert!(
         leftovers(&elsewhere, &[]).is_empty(),
         "written through the link"
@@ -103,7 +106,7 @@ fn export_refuses_a_target_that_is_a_link() {
     let o = export(&f, &to);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
-        json(&o)["error"]
+        json(&o)["error"]["message"]
             .as_str()
             .unwrap()
             .contains("is a symbolic link"),
@@ -126,7 +129,7 @@ fn export_refuses_a_non_empty_target_and_leaves_it_alone() {
     let before = snapshot(&to);
     let o = export(&f, &to);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(json(&o)["error"]
+    assert!(json(&o)["error"]["message"]
         .as_str()
         .unwrap()
         .contains("is not empty; export into a new or empty directory"));
@@ -169,7 +172,7 @@ fn failed_export_leaves_no_partial_output() {
     let o = export(&f, &to);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(
-        json(&o)["findings"]
+        json(&o)["error"]["findings"]
             .to_string()
             .contains("store blob is corrupt"),
         "{}",
@@ -265,7 +268,7 @@ fn assert_export_refused(f: &Fixture, says: &str) {
     let o = export(f, &to);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(
-        json(&o)["findings"].to_string().contains(says),
+        json(&o)["error"]["findings"].to_string().contains(says),
         "{}",
         stdout(&o)
     );

@@ -639,7 +639,10 @@ fn an_unhashed_requirement_is_reported_once_under_a_pack_heading() {
     ]);
     let j = json(&o);
     assert_eq!(j["exitCode"], 1);
-    assert_eq!(j["findings"][0]["subject"], "python[0] six==1.16.0");
+    assert_eq!(
+        j["error"]["findings"][0]["subject"],
+        "python[0] six==1.16.0"
+    );
 }
 
 // ---------------------------------------------------------------------------

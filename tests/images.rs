@@ -615,7 +615,10 @@ fn docker_archive_is_converted_to_oci_deterministically_and_round_trips() {
     f.write_manifest("images:\n  - source: docker-archive:app.tar\n");
     let (bundle, j) = packed(&f, "dist", "dir");
     let (again, j2) = packed(&f, "dist-again", "dir");
-    assert_eq!(j["id"], j2["id"], "the conversion is deterministic");
+    assert_eq!(
+        j["bundleId"], j2["bundleId"],
+        "the conversion is deterministic"
+    );
     assert_eq!(j["images"][0]["name"], "demo/app:2.0");
     let d = description(&bundle);
     let img = &images_of(&d)[0];
@@ -836,8 +839,9 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
         assert_eq!(code(&o), 0, "push: {}", stderr(&o));
         let j = json(&o);
         if expect_sent {
-            assert!(j["blobs_sent"].as_u64().unwrap() > 0, "{j}");
+            assert!(j["blobsSent"].as_u64().unwrap() > 0, "{j}");
         }
+        assert_schemas(&[("push", j.clone())]);
         j
     };
     let first = push(true);
@@ -870,7 +874,7 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
     );
     let second = push(false);
     assert_eq!(
-        second["blobs_sent"], 0,
+        second["blobsSent"], 0,
         "a second push sends nothing: {second}"
     );
     let log = run(&[
@@ -939,8 +943,8 @@ fn registry_pull_resolves_tags_checks_pins_and_push_keeps_digests() {
     assert_eq!(code(&o), 0, "resumed push: {}", stderr(&o));
     let resumed = json(&o);
     assert!(
-        resumed["blobs_present"].as_u64().unwrap() > 0
-            && resumed["blobs_sent"].as_u64().unwrap() < first["blobs_sent"].as_u64().unwrap(),
+        resumed["blobsPresent"].as_u64().unwrap() > 0
+            && resumed["blobsSent"].as_u64().unwrap() < first["blobsSent"].as_u64().unwrap(),
         "the resumed push skips what the interrupted one sent: {resumed} vs {first}"
     );
     assert_eq!(reg.raw("mirror2/ml/infer:1.0"), v1.manifest.bytes);

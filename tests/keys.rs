@@ -62,7 +62,7 @@ fn keygen_writes_keys_openssl_and_python_cryptography_read() {
     let o = run(&["keygen", &f.s("k/alice"), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let j = json(&o);
-    assert_eq!(j["ssh_private_key"], f.s("k/alice.ssh"));
+    assert_eq!(j["sshPrivateKey"], f.s("k/alice.ssh"));
     for (file, want) in [
         ("k/alice.key", 0o600),
         ("k/alice.ssh", 0o600),
@@ -111,7 +111,7 @@ print(type(pem).__name__)
     assert!(out.contains("Ed25519PrivateKey"), "{out}");
 
     // airlock itself signs with both files under the same key id.
-    let id = j["id"].as_str().unwrap().to_string();
+    let id = j["keyId"].as_str().unwrap().to_string();
     for (file, out) in [("k/alice.key", "d1"), ("k/alice.ssh", "d2")] {
         let o = pack_with_key(&f, &f.path(file), out);
         assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));

@@ -288,7 +288,7 @@ fn policy_whose_only_builder_is_revoked() {
         "keygen",
         f.path("keys/other").to_str().unwrap(),
         "--json",
-    ]))["id"]
+    ]))["keyId"]
         .as_str()
         .unwrap()
         .to_string();

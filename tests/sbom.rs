@@ -611,7 +611,7 @@ fn output_writes_the_file_and_every_form_gives_the_same_document() {
     let written = std::fs::read(&out).unwrap();
     assert_eq!(written, sbom(&dir, "cyclonedx", &[]));
     let j = json(&o);
-    assert_eq!(j["id"], id.as_str());
+    assert_eq!(j["bundleId"], id.as_str());
     assert_eq!(j["format"], "cyclonedx");
     assert_eq!(j["sha256"], sha256_hex(&written).as_str());
     assert_eq!(j["stored"], false);

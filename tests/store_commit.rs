@@ -112,13 +112,13 @@ fn consistent(f: &Fixture) -> bool {
         "ls, ledger, record and index disagree (ls {in_ls}, ledger {in_ledger}, record {has_record}, index {in_index})"
     );
     if in_ls {
-        let id = listed[0]["id"].as_str().unwrap();
-        assert_eq!(imports[0]["bundle"], id);
+        let id = listed[0]["bundleId"].as_str().unwrap();
+        assert_eq!(imports[0]["bundleId"], id);
         assert!(index_ids.iter().all(|i| i == id), "{index_ids:?}");
         let rec: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
         if !rec["commit"].is_null() {
-            assert_eq!(rec["commit"]["seq"], imports[0]["seq"]);
+            assert_eq!(rec["commit"]["seq"], imports[0]["sequence"]);
         }
     }
     in_ls
@@ -470,7 +470,7 @@ fn every_store_command_gives_the_same_error_for_a_missing_or_file_store() {
             let o = run(&args);
             assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
             let message = if args.contains(&"--json") {
-                json(&o)["error"].as_str().unwrap().to_string()
+                json(&o)["error"]["message"].as_str().unwrap().to_string()
             } else {
                 assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
                 stderr(&o)

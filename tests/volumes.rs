@@ -32,7 +32,7 @@ fn volumes(f: &Fixture, format: &str, out: &str) -> (String, Vec<PathBuf>) {
         .iter()
         .map(|p| PathBuf::from(p.as_str().unwrap()))
         .collect();
-    (v["id"].as_str().unwrap().to_string(), paths)
+    (v["bundleId"].as_str().unwrap().to_string(), paths)
 }
 
 fn verify_args(f: &Fixture, paths: &[&Path]) -> std::process::Output {
@@ -91,7 +91,7 @@ fn volumes_fit_the_size_carry_tags_and_verify_alone() {
     // Same id as the other forms.
     let dir = f.pack("dir");
     assert_eq!(
-        json(&run(&["inspect", dir.to_str().unwrap(), "--json"]))["id"],
+        json(&run(&["inspect", dir.to_str().unwrap(), "--json"]))["bundleId"],
         id
     );
     let o = run(&[
@@ -102,7 +102,7 @@ fn volumes_fit_the_size_carry_tags_and_verify_alone() {
         "--json",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(json(&o)["id"], id);
+    assert_eq!(json(&o)["bundleId"], id);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn import_reads_volumes_in_place_and_exports_identical_content() {
         "--json",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(json(&o)["id"], id);
+    assert_eq!(json(&o)["bundleId"], id);
     assert_eq!(
         snapshot(&f.path("vols")),
         before,

@@ -321,3 +321,53 @@ if errors:
         ))
     }
 }
+
+/// Validates `--json` outputs against the repository's JSON Schemas
+/// (`schemas/NAME.schema.json`, draft 2020-12) with Python's `jsonschema`
+/// (installed by scripts/test). Each item is (schema name, output).
+#[track_caller]
+pub fn assert_schemas(items: &[(&str, serde_json::Value)]) {
+    const CHECK: &str = r#"
+import json, pathlib, sys
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+d = pathlib.Path(sys.argv[1])
+schemas = {p.name[:-len(".schema.json")]: json.loads(p.read_text()) for p in d.glob("*.schema.json")}
+for s in schemas.values():
+    Draft202012Validator.check_schema(s)
+reg = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in schemas.values()])
+bad = 0
+for name, inst in json.load(sys.stdin):
+    if name not in schemas:
+        print(f"{name}: no schemas/{name}.schema.json"); bad += 1; continue
+    for e in sorted(Draft202012Validator(schemas[name], registry=reg).iter_errors(inst), key=str):
+        print(f"{name}: at {list(e.absolute_path)}: {e.message}"); bad += 1
+sys.exit(1 if bad else 0)
+"#;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let input = serde_json::to_vec(
+        &items
+            .iter()
+            .map(|(n, v)| serde_json::json!([n, v]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", CHECK, dir.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs jsonschema)");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "--json output does not match the schemas:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -595,13 +595,16 @@ fn custody_show_with_a_policy_names_the_signers() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let named = stdout(&o);
     assert!(
-        named.contains("packed") && named.contains(" by builder "),
+        named.contains("packed") && named.contains(" by builder (key "),
         "{named}"
     );
-    assert!(named.contains(" by dto "), "{named}");
-    assert!(!named.contains(&key_id(&f, "dto")), "{named}");
-    // A key the policy does not list keeps its id.
-    assert!(named.contains(&key_id(&f, "stranger")), "{named}");
+    assert!(named.contains(" by dto (key "), "{named}");
+    assert!(!plain.contains(" by dto "), "{plain}");
+    // A key the policy does not list is shown by its id alone.
+    assert!(
+        named.contains(&format!(" by key {}", key_id(&f, "stranger"))),
+        "{named}"
+    );
     let j = json(&run(&[
         "custody",
         "show",
@@ -611,6 +614,6 @@ fn custody_show_with_a_policy_names_the_signers() {
         "--json",
     ]));
     assert_eq!(j["events"][1]["signerName"], "dto");
-    assert_eq!(j["events"][1]["signer"], key_id(&f, "dto"));
+    assert_eq!(j["events"][1]["keyId"], key_id(&f, "dto"));
     assert!(j["events"][2].get("signerName").is_none());
 }

@@ -638,7 +638,7 @@ fn an_unhashed_requirement_is_reported_once_under_a_pack_heading() {
         "--json",
     ]);
     let j = json(&o);
-    assert_eq!(j["exitCode"], 1);
+    assert_eq!(j["error"]["exitCode"], 1);
     assert_eq!(
         j["error"]["findings"][0]["subject"],
         "python[0] six==1.16.0"

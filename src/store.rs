@@ -608,6 +608,8 @@ impl Store {
                 self.copy_blob_checked(b, &blobs.join(b.digest.hex()), progress)?;
             }
             entries.push(index_entry(a, a.name.clone(), None));
+            // A Docker schema 2 image is also named `<name>-oci-index`, which skopeo can address.
+            entries.extend(crate::image::write_oci_alias(a, &blobs, &|d| self.blob(d))?);
         }
         let index = ImageIndexBuilder::default()
             .schema_version(2u32)

@@ -1393,3 +1393,124 @@ fn syft_reads_one_image_copied_out_of_the_bundle_store_and_export_layouts() {
         assert_eq!(idx["manifests"][0]["digest"], img.manifest.digest());
     }
 }
+
+const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A Docker schema 2 image (Docker media types, gzip layer) with its layout
+/// entry, as `skopeo copy --preserve-digests docker://... oci:` stores one.
+fn docker_schema2_image(arch: &str) -> Image {
+    let raw = python_site_layer();
+    let mut gz = Command::new("gzip")
+        .args(["-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gz.stdin.take().unwrap().write_all(&raw).unwrap();
+    let gz = gz.wait_with_output().unwrap().stdout;
+    let layer = Blob::new("application/vnd.docker.image.rootfs.diff.tar.gzip", gz);
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&raw))]},
+    });
+    let config = Blob::new(
+        "application/vnd.docker.container.image.v1+json",
+        serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_DOCKER_MANIFEST,
+        "config": config.desc(),
+        "layers": [layer.desc()],
+    });
+    let manifest = Blob::new(
+        MT_DOCKER_MANIFEST,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    );
+    Image {
+        config,
+        layers: vec![layer],
+        manifest,
+    }
+}
+
+#[test]
+fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = docker_schema2_image("arm64");
+    write_layout(
+        &f.path("src/seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    f.write_manifest("images:\n  - source: oci-layout:seed:1.0\n    name: demo/app:1.0\n");
+    let (bundle, _) = packed(&f, "dist", "dir");
+    assert_eq!(
+        images_of(&description(&bundle))[0]["manifest"]["mediaType"],
+        MT_DOCKER_MANIFEST
+    );
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let layout = f.path("out/images");
+
+    // The original entry keeps its Docker media type and digest.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let by_name = |n: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no entry {n}: {index}"))
+    };
+    assert_eq!(by_name("demo/app:1.0")["digest"], img.manifest.digest());
+    assert_eq!(by_name("demo/app:1.0")["mediaType"], MT_DOCKER_MANIFEST);
+    assert_eq!(by_name("demo/app:1.0-oci-index")["mediaType"], MT_INDEX);
+
+    // skopeo addresses the alias; copying it keeps the original digest, into
+    // a layout and into a registry.
+    let alias = format!("oci:{}:demo/app:1.0-oci-index", layout.display());
+    let raw = skopeo_ok(&["inspect", "--raw", &alias]);
+    let wrapper: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(wrapper["manifests"][0]["digest"], img.manifest.digest());
+    assert_eq!(wrapper["manifests"][0]["platform"]["architecture"], "arm64");
+    let one = f.path("one");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        &alias,
+        &format!("oci:{}:image", one.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], img.manifest.digest());
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        "--dest-tls-verify=false",
+        &alias,
+        &format!("docker://{host}/test/app:1.0"),
+    ]);
+    assert_eq!(reg.raw("test/app:1.0"), img.manifest.bytes);
+}

@@ -1513,4 +1513,59 @@ fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
         &format!("docker://{host}/test/app:1.0"),
     ]);
     assert_eq!(reg.raw("test/app:1.0"), img.manifest.bytes);
+
+    // A Docker manifest list: the alias lists its manifests with their
+    // platforms, so skopeo picks one by platform, digest kept.
+    let amd = docker_schema2_image("amd64");
+    let arm = docker_schema2_image("arm64");
+    let mut d_amd = amd.manifest.desc();
+    d_amd["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+    let mut d_arm = arm.manifest.desc();
+    d_arm["platform"] = serde_json::json!({"architecture": "arm64", "os": "linux"});
+    let list = Blob::new(
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": [d_amd, d_arm],
+        }))
+        .unwrap(),
+    );
+    let mut blobs = image_blobs(&amd);
+    blobs.extend(image_blobs(&arm));
+    blobs.push(&list);
+    write_layout(&f.path("src/multi"), &blobs, &[("2.0", &list)]);
+    f.write_manifest("images:\n  - source: oci-layout:multi:2.0\n    name: demo/multi:2.0\n");
+    let (bundle, _) = packed(&f, "dist-list", "dir");
+    assert_eq!(code(&f.import(&bundle, "store-list")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store-list"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out-list"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let alias = format!(
+        "oci:{}:demo/multi:2.0-oci-index",
+        f.path("out-list/images").display()
+    );
+    let wrapper: serde_json::Value =
+        serde_json::from_slice(&skopeo_ok(&["inspect", "--raw", &alias])).unwrap();
+    assert_eq!(wrapper["manifests"].as_array().unwrap().len(), 2);
+    let two = f.path("two");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        &alias,
+        &format!("oci:{}:image", two.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], arm.manifest.digest());
 }

@@ -1569,3 +1569,135 @@ fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
         serde_json::from_slice(&std::fs::read(two.join("index.json")).unwrap()).unwrap();
     assert_eq!(copied["manifests"][0]["digest"], arm.manifest.digest());
 }
+
+/// Pushes to `repo` of a plain-HTTP registry an SBOM artifact manifest whose
+/// `subject` is `subject` (an OCI 1.1 referrer), and the referrers tag
+/// schema's fallback index at tag `sha256-<hex of subject>` listing it, as
+/// an OCI 1.1 client does on a registry without the referrers API. Returns
+/// the referrer manifest's digest.
+fn push_referrer(host: &str, repo: &str, subject: &Blob) -> String {
+    let script = r#"
+import hashlib, json, sys, urllib.request
+host, repo, sd, ss, smt = sys.argv[1:6]
+def req(url, data=None, method="GET", mt=None):
+    h = {"Content-Type": mt} if mt else {}
+    return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
+def put_blob(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    loc = req(f"http://{host}/v2/{repo}/blobs/uploads/", method="POST").headers["Location"]
+    if loc.startswith("/"):
+        loc = f"http://{host}" + loc
+    req(loc + ("&" if "?" in loc else "?") + "digest=" + d, data, "PUT", "application/octet-stream")
+    return d
+def put_manifest(ref, body, mt):
+    req(f"http://{host}/v2/{repo}/manifests/{ref}", body, "PUT", mt)
+empty = b"{}"
+sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":1}'
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "artifactType": "application/vnd.cyclonedx+json",
+    "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put_blob(empty), "size": 2},
+    "layers": [{"mediaType": "application/vnd.cyclonedx+json", "digest": put_blob(sbom), "size": len(sbom)}],
+    "subject": {"mediaType": smt, "digest": sd, "size": int(ss)}}).encode()
+md = "sha256:" + hashlib.sha256(m).hexdigest()
+put_manifest(md, m, "application/vnd.oci.image.manifest.v1+json")
+idx = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
+                   "size": len(m), "artifactType": "application/vnd.cyclonedx+json"}]}).encode()
+put_manifest("sha256-" + sd.split(":")[1], idx, "application/vnd.oci.image.index.v1+json")
+print(md)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, host, repo])
+        .arg(subject.digest())
+        .arg(subject.size.to_string())
+        .arg(&subject.media_type)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// The referrers an OCI 1.1 client finds for `digest` in `repo` of a
+/// registry without the referrers API: the manifests the fallback tag's
+/// index lists, read with oras-py (PyPI `oras`), each with its subject.
+fn oras_referrers(host: &str, repo: &str, digest: &str) -> Vec<(String, String, String)> {
+    let script = r#"
+import json, sys
+import oras.client
+host, repo, digest = sys.argv[1:4]
+c = oras.client.OrasClient(hostname=host, insecure=True)
+idx = c.get_manifest(f"{host}/{repo}:sha256-{digest.split(':')[1]}",
+                     allowed_media_type=["application/vnd.oci.image.index.v1+json"])
+out = []
+for d in idx["manifests"]:
+    m = c.get_manifest(f"{host}/{repo}@{d['digest']}")
+    out.append([d["digest"], m.get("artifactType", ""), m["subject"]["digest"]])
+print(json.dumps(out))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, host, repo, digest])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oras-py (scripts/test installs PyPI oras): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Vec<(String, String, String)> = serde_json::from_slice(&o.stdout).unwrap();
+    v
+}
+
+#[test]
+fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = image(vec![layer_tar("app", 5000)], "amd64");
+    write_layout(
+        &f.path("seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
+    let referrer = push_referrer(&host, "ml/app", &img.manifest);
+    let found = oras_referrers(&host, "ml/app", &img.manifest.digest());
+    assert_eq!(
+        found,
+        vec![(
+            referrer.clone(),
+            "application/vnd.cyclonedx+json".to_string(),
+            img.manifest.digest()
+        )],
+        "the source has the referrer"
+    );
+
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let names: Vec<&str> = j["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let fallback = format!("{host}/ml/app:sha256-{}", img.manifest.hex);
+    assert!(names.contains(&fallback.as_str()), "{names:?}");
+    // The referrer manifest itself crossed, byte for byte.
+    let hex = referrer.trim_start_matches("sha256:");
+    assert!(bundle.join("data/blobs/sha256").join(hex).is_file());
+    assert_eq!(code(&f.verify(&bundle)), 0);
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // At the destination an OCI 1.1 client finds the same referrer.
+    let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(
+        found,
+        vec![(
+            referrer,
+            "application/vnd.cyclonedx+json".to_string(),
+            img.manifest.digest()
+        )]
+    );
+}

@@ -466,6 +466,10 @@ that came as volumes ({name}-{version}.volNNN.tar): do step 6 first.
      skopeo inspect --raw oci:data:<ref>
 
    where <ref> is an org.opencontainers.image.ref.name from data/index.json.
+   skopeo skips entries with Docker media types (application/vnd.docker.*,
+   Docker schema 2 images kept with their original digest); read those with
+   cat data/blobs/sha256/<hex>, or use `airlock export`, whose images/
+   layout adds for each an entry <image name>-oci-index that skopeo can copy.
 
 6. Volumes. Set VOLS to the folder holding every volume, and run these in
    an empty directory: they untar each volume, then join each blob that was

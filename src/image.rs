@@ -952,6 +952,92 @@ fn join_relative(parent: &str, target: &str) -> String {
     parts.join("/")
 }
 
+/// Suffix of the OCI index alias `export` adds for a Docker schema 2 image.
+pub const OCI_ALIAS_SUFFIX: &str = "-oci-index";
+
+/// skopeo's `oci:` transport (1.9, and later releases still) skips
+/// index.json entries with Docker media types ("no descriptor found for
+/// reference"). For a Docker schema 2 manifest or manifest list, this writes
+/// an OCI image index into `blobs` that names the original manifest(s),
+/// digests unchanged, with their platforms, and returns its index.json
+/// entry, named `<reference>-oci-index`. `None` for OCI images. `blob` gives
+/// the store path of a blob; what is read is checked against its digest.
+pub fn write_oci_alias(
+    a: &crate::bundle::Artifact,
+    blobs: &Path,
+    blob: &dyn Fn(&Sha256Digest) -> PathBuf,
+) -> Result<Option<oci_spec::image::Descriptor>> {
+    use oci_spec::image::{Descriptor, MediaType};
+    let mt = a.manifest.media_type.as_str();
+    if mt != MT_DOCKER_MANIFEST && mt != MT_DOCKER_LIST {
+        return Ok(None);
+    }
+    let read = |digest: &Sha256Digest| -> Result<serde_json::Value> {
+        let path = blob(digest);
+        let mut bytes = Vec::new();
+        fs_err::File::open(&path)?
+            .take(MAX_JSON_BLOB + 1)
+            .read_to_end(&mut bytes)?;
+        if Sha256Digest::of(&bytes) != *digest {
+            return Err(crate::error::single(
+                path.display().to_string(),
+                format!("store blob is corrupt: expected {digest}"),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| crate::error::single(path.display().to_string(), format!("not JSON: {e}")))
+    };
+    let top = read(&a.manifest.digest)?;
+    let children: Vec<serde_json::Value> = if mt == MT_DOCKER_LIST {
+        top["manifests"].as_array().cloned().unwrap_or_default()
+    } else {
+        let mut platform = serde_json::Map::new();
+        if let Some(cfg) = top["config"]["digest"]
+            .as_str()
+            .and_then(|d| d.strip_prefix("sha256:"))
+            .and_then(|h| h.parse::<Sha256Digest>().ok())
+        {
+            let cfg = read(&cfg)?;
+            for k in ["architecture", "os", "variant"] {
+                if let Some(v) = cfg[k].as_str().filter(|v| !v.is_empty()) {
+                    platform.insert(k.into(), v.into());
+                }
+            }
+        }
+        let mut d = serde_json::json!({
+            "mediaType": mt,
+            "digest": a.manifest.digest.oci(),
+            "size": a.manifest.size,
+        });
+        if platform.contains_key("architecture") && platform.contains_key("os") {
+            d["platform"] = platform.into();
+        }
+        vec![d]
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_INDEX,
+        "manifests": children,
+        "annotations": {"dev.airlock.image.digest": a.manifest.digest.oci()},
+    });
+    let bytes = crate::bundle::canonical_json(&index);
+    let digest = Sha256Digest::of(&bytes);
+    let dest = blobs.join(digest.hex());
+    if !dest.exists() {
+        fs_err::write(&dest, &bytes)?;
+    }
+    let mut desc = Descriptor::new(
+        MediaType::ImageIndex,
+        bytes.len() as u64,
+        crate::pack::oci_digest(&digest),
+    );
+    desc.set_annotations(Some(HashMap::from([(
+        "org.opencontainers.image.ref.name".to_string(),
+        format!("{}{OCI_ALIAS_SUFFIX}", a.name),
+    )])));
+    Ok(Some(desc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,7 @@ pub fn collision<'a>(
     None
 }
 
-/// `image test/app:v1 (from docker-archive:app.tar)`, `model models/minilm`.
+/// `image test/app:v1 (from docker-archive:app.tar)`, `artifact models/minilm`.
 fn describe(a: &Artifact) -> String {
     match (&a.kind, &a.source) {
         (ArtifactKind::Image, Some(s)) => format!("image {} (from {s})", a.name),

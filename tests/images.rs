@@ -1397,3 +1397,311 @@ fn syft_reads_one_image_copied_out_of_the_bundle_store_and_export_layouts() {
         assert_eq!(idx["manifests"][0]["digest"], img.manifest.digest());
     }
 }
+
+const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A Docker schema 2 image (Docker media types, gzip layer) with its layout
+/// entry, as `skopeo copy --preserve-digests docker://... oci:` stores one.
+fn docker_schema2_image(arch: &str) -> Image {
+    let raw = python_site_layer();
+    let mut gz = Command::new("gzip")
+        .args(["-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gz.stdin.take().unwrap().write_all(&raw).unwrap();
+    let gz = gz.wait_with_output().unwrap().stdout;
+    let layer = Blob::new("application/vnd.docker.image.rootfs.diff.tar.gzip", gz);
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&raw))]},
+    });
+    let config = Blob::new(
+        "application/vnd.docker.container.image.v1+json",
+        serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_DOCKER_MANIFEST,
+        "config": config.desc(),
+        "layers": [layer.desc()],
+    });
+    let manifest = Blob::new(
+        MT_DOCKER_MANIFEST,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    );
+    Image {
+        config,
+        layers: vec![layer],
+        manifest,
+    }
+}
+
+#[test]
+fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = docker_schema2_image("arm64");
+    write_layout(
+        &f.path("src/seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    f.write_manifest("images:\n  - source: oci-layout:seed:1.0\n    name: demo/app:1.0\n");
+    let (bundle, _) = packed(&f, "dist", "dir");
+    assert_eq!(
+        images_of(&description(&bundle))[0]["manifest"]["mediaType"],
+        MT_DOCKER_MANIFEST
+    );
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let layout = f.path("out/images");
+
+    // The original entry keeps its Docker media type and digest.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let by_name = |n: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no entry {n}: {index}"))
+    };
+    assert_eq!(by_name("demo/app:1.0")["digest"], img.manifest.digest());
+    assert_eq!(by_name("demo/app:1.0")["mediaType"], MT_DOCKER_MANIFEST);
+    assert_eq!(by_name("demo/app:1.0-oci-index")["mediaType"], MT_INDEX);
+
+    // skopeo addresses the alias; copying it keeps the original digest, into
+    // a layout and into a registry.
+    let alias = format!("oci:{}:demo/app:1.0-oci-index", layout.display());
+    let raw = skopeo_ok(&["inspect", "--raw", &alias]);
+    let wrapper: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(wrapper["manifests"][0]["digest"], img.manifest.digest());
+    assert_eq!(wrapper["manifests"][0]["platform"]["architecture"], "arm64");
+    let one = f.path("one");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        &alias,
+        &format!("oci:{}:image", one.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], img.manifest.digest());
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        "--dest-tls-verify=false",
+        &alias,
+        &format!("docker://{host}/test/app:1.0"),
+    ]);
+    assert_eq!(reg.raw("test/app:1.0"), img.manifest.bytes);
+
+    // A Docker manifest list: the alias lists its manifests with their
+    // platforms, so skopeo picks one by platform, digest kept.
+    let amd = docker_schema2_image("amd64");
+    let arm = docker_schema2_image("arm64");
+    let mut d_amd = amd.manifest.desc();
+    d_amd["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+    let mut d_arm = arm.manifest.desc();
+    d_arm["platform"] = serde_json::json!({"architecture": "arm64", "os": "linux"});
+    let list = Blob::new(
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": [d_amd, d_arm],
+        }))
+        .unwrap(),
+    );
+    let mut blobs = image_blobs(&amd);
+    blobs.extend(image_blobs(&arm));
+    blobs.push(&list);
+    write_layout(&f.path("src/multi"), &blobs, &[("2.0", &list)]);
+    f.write_manifest("images:\n  - source: oci-layout:multi:2.0\n    name: demo/multi:2.0\n");
+    let (bundle, _) = packed(&f, "dist-list", "dir");
+    assert_eq!(code(&f.import(&bundle, "store-list")), 0);
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store-list"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out-list"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let alias = format!(
+        "oci:{}:demo/multi:2.0-oci-index",
+        f.path("out-list/images").display()
+    );
+    let wrapper: serde_json::Value =
+        serde_json::from_slice(&skopeo_ok(&["inspect", "--raw", &alias])).unwrap();
+    assert_eq!(wrapper["manifests"].as_array().unwrap().len(), 2);
+    let two = f.path("two");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        &alias,
+        &format!("oci:{}:image", two.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], arm.manifest.digest());
+}
+
+/// Pushes to `repo` of a plain-HTTP registry an SBOM artifact manifest whose
+/// `subject` is `subject` (an OCI 1.1 referrer), and the referrers tag
+/// schema's fallback index at tag `sha256-<hex of subject>` listing it, as
+/// an OCI 1.1 client does on a registry without the referrers API. Returns
+/// the referrer manifest's digest.
+fn push_referrer(host: &str, repo: &str, subject: &Blob) -> String {
+    let script = r#"
+import hashlib, json, sys, urllib.request
+host, repo, sd, ss, smt = sys.argv[1:6]
+def req(url, data=None, method="GET", mt=None):
+    h = {"Content-Type": mt} if mt else {}
+    return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
+def put_blob(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    loc = req(f"http://{host}/v2/{repo}/blobs/uploads/", method="POST").headers["Location"]
+    if loc.startswith("/"):
+        loc = f"http://{host}" + loc
+    req(loc + ("&" if "?" in loc else "?") + "digest=" + d, data, "PUT", "application/octet-stream")
+    return d
+def put_manifest(ref, body, mt):
+    req(f"http://{host}/v2/{repo}/manifests/{ref}", body, "PUT", mt)
+empty = b"{}"
+sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":1}'
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "artifactType": "application/vnd.cyclonedx+json",
+    "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put_blob(empty), "size": 2},
+    "layers": [{"mediaType": "application/vnd.cyclonedx+json", "digest": put_blob(sbom), "size": len(sbom)}],
+    "subject": {"mediaType": smt, "digest": sd, "size": int(ss)}}).encode()
+md = "sha256:" + hashlib.sha256(m).hexdigest()
+put_manifest(md, m, "application/vnd.oci.image.manifest.v1+json")
+idx = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
+                   "size": len(m), "artifactType": "application/vnd.cyclonedx+json"}]}).encode()
+put_manifest("sha256-" + sd.split(":")[1], idx, "application/vnd.oci.image.index.v1+json")
+print(md)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, host, repo])
+        .arg(subject.digest())
+        .arg(subject.size.to_string())
+        .arg(&subject.media_type)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// The referrers an OCI 1.1 client finds for `digest` in `repo` of a
+/// registry without the referrers API: the manifests the fallback tag's
+/// index lists, read with oras-py (PyPI `oras`), each with its subject.
+fn oras_referrers(host: &str, repo: &str, digest: &str) -> Vec<(String, String, String)> {
+    let script = r#"
+import json, sys
+import oras.client
+host, repo, digest = sys.argv[1:4]
+c = oras.client.OrasClient(hostname=host, insecure=True)
+idx = c.get_manifest(f"{host}/{repo}:sha256-{digest.split(':')[1]}",
+                     allowed_media_type=["application/vnd.oci.image.index.v1+json"])
+out = []
+for d in idx["manifests"]:
+    m = c.get_manifest(f"{host}/{repo}@{d['digest']}")
+    out.append([d["digest"], m.get("artifactType", ""), m["subject"]["digest"]])
+print(json.dumps(out))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, host, repo, digest])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oras-py (scripts/test installs PyPI oras): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Vec<(String, String, String)> = serde_json::from_slice(&o.stdout).unwrap();
+    v
+}
+
+#[test]
+fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = image(vec![layer_tar("app", 5000)], "amd64");
+    write_layout(
+        &f.path("seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
+    let referrer = push_referrer(&host, "ml/app", &img.manifest);
+    let found = oras_referrers(&host, "ml/app", &img.manifest.digest());
+    assert_eq!(
+        found,
+        vec![(
+            referrer.clone(),
+            "application/vnd.cyclonedx+json".to_string(),
+            img.manifest.digest()
+        )],
+        "the source has the referrer"
+    );
+
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let names: Vec<&str> = j["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let fallback = format!("{host}/ml/app:sha256-{}", img.manifest.hex);
+    assert!(names.contains(&fallback.as_str()), "{names:?}");
+    // The referrer manifest itself crossed, byte for byte.
+    let hex = referrer.trim_start_matches("sha256:");
+    assert!(bundle.join("data/blobs/sha256").join(hex).is_file());
+    assert_eq!(code(&f.verify(&bundle)), 0);
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // At the destination an OCI 1.1 client finds the same referrer.
+    let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(
+        found,
+        vec![(
+            referrer,
+            "application/vnd.cyclonedx+json".to_string(),
+            img.manifest.digest()
+        )]
+    );
+}

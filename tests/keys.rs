@@ -230,6 +230,28 @@ fn encrypted_openssh_key_is_refused_clearly() {
     );
     assert!(e.contains("aes256-ctr"), "names the cipher: {e}");
     assert!(!f.path("dist").join("demo-1.0.0").exists());
+
+    // The same for a passphrase-protected PKCS#8 key from OpenSSL.
+    let p8 = f.path("keys/locked.p8");
+    ok(tool("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "ED25519",
+            "-aes256",
+            "-pass",
+            "pass:correct-horse",
+            "-out",
+        ])
+        .arg(&p8));
+    let o = pack_with_key(&f, &p8, "dist");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("encrypted (passphrase-protected) PKCS#8 private key"),
+        "{e}"
+    );
+    assert!(e.contains(p8.to_str().unwrap()), "{e}");
 }
 
 #[test]

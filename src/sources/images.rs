@@ -246,8 +246,10 @@ fn fetch_one(
                 bundle_ref,
             )?;
             // Signatures, attestations and SBOMs stored beside the image
-            // under cosign's tags (`sha256-<hex>.sig`, `.att`, `.sbom`), for
-            // the digest the reference resolved to and the one kept.
+            // under cosign's tags (`sha256-<hex>.sig`, `.att`, `.sbom`) and
+            // OCI 1.1 referrers under the referrers tag schema's fallback tag
+            // (`sha256-<hex>`, an index of the referrer manifests), for the
+            // digest the reference resolved to and the one kept.
             let mut out = Vec::new();
             let repo = repository_of(&name);
             let mut digests = vec![resolved];
@@ -256,8 +258,11 @@ fn fetch_one(
             }
             out.push(main);
             for d in digests {
-                for suffix in ["sig", "att", "sbom"] {
-                    let tag = format!("sha256-{}.{suffix}", d.hex());
+                for suffix in ["sig", "att", "sbom", ""] {
+                    let tag = match suffix {
+                        "" => format!("sha256-{}", d.hex()),
+                        s => format!("sha256-{}.{s}", d.hex()),
+                    };
                     let Some((_, desc)) = reg.manifest(&reg.by_tag(&tag))? else {
                         continue;
                     };

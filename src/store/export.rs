@@ -267,6 +267,11 @@ impl Store {
                 )?;
             }
             entries.push(index_entry(a, a.name.clone(), None));
+            // A Docker schema 2 image is also named `<name>-oci-index`, which
+            // skopeo can address; read from the blobs just copied and checked.
+            entries.extend(crate::image::write_oci_alias(a, &blobs, &|d| {
+                blobs.join(d.hex())
+            })?);
         }
         let index = ImageIndexBuilder::default()
             .schema_version(2u32)

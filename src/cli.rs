@@ -388,6 +388,8 @@ Examples:
 struct Failure {
     error: Error,
     holds: BTreeMap<String, Vec<String>>,
+    /// The command already printed its own `--json` object (with `ok: false`).
+    printed: bool,
 }
 
 impl From<Error> for Failure {
@@ -395,6 +397,7 @@ impl From<Error> for Failure {
         Failure {
             error,
             holds: BTreeMap::new(),
+            printed: false,
         }
     }
 }
@@ -431,7 +434,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             let code = f.error.exit_code();
-            if json {
+            if json && !f.printed {
                 print_json(&out::envelope(false, error_object(&f)));
             }
             eprint_line(&format!("airlock: {}", render_error(&f)));
@@ -937,7 +940,7 @@ fn run(cli: Cli) -> CliResult {
             if shown.intact {
                 Ok(())
             } else {
-                Err(Error::Verification({
+                let mut f = Failure::from(Error::Verification({
                     let mut r = crate::error::Report::default();
                     for e in &shown.events {
                         for p in &e.problems {
@@ -945,8 +948,9 @@ fn run(cli: Cli) -> CliResult {
                         }
                     }
                     r
-                })
-                .into())
+                }));
+                f.printed = true;
+                Err(f)
             }
         }
         Command::Receipt(ReceiptCommand::Verify { receipt, trust }) => {
@@ -1242,7 +1246,11 @@ fn run_report(
         )
     })?;
     match failure {
-        Some(r) => Err(with_holds(Error::Verification(r), bundle)),
+        Some(r) => {
+            let mut f = with_holds(Error::Verification(r), bundle);
+            f.printed = true;
+            Err(f)
+        }
         None => Ok(()),
     }
 }

@@ -1336,7 +1336,7 @@ fn render_verified(
         .signers
         .counted
         .iter()
-        .map(|(r, n)| format!("{} by {}", esc(r), esc(&n.join(", "))))
+        .map(|(r, n)| format!("{}: {}", esc(r), esc(&n.join(", "))))
         .collect();
     if !roles.is_empty() {
         s.push_str(&format!("roles      {}\n", roles.join("; ")));

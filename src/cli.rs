@@ -399,6 +399,8 @@ Examples:
 struct Failure {
     error: Error,
     holds: BTreeMap<String, Vec<String>>,
+    /// The command already printed its own `--json` object (with `ok: false`).
+    printed: bool,
 }
 
 impl From<Error> for Failure {
@@ -406,6 +408,7 @@ impl From<Error> for Failure {
         Failure {
             error,
             holds: BTreeMap::new(),
+            printed: false,
         }
     }
 }
@@ -442,7 +445,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             let code = f.error.exit_code();
-            if json {
+            if json && !f.printed {
                 print_json(&out::envelope(false, error_object(&f)));
             }
             eprint_line(&format!("airlock: {}", render_error(&f)));
@@ -969,7 +972,7 @@ fn run(cli: Cli) -> CliResult {
             if shown.intact {
                 Ok(())
             } else {
-                Err(Error::Verification({
+                let mut f = Failure::from(Error::Verification({
                     let mut r = crate::error::Report::default();
                     for e in &shown.events {
                         for p in &e.problems {
@@ -977,8 +980,9 @@ fn run(cli: Cli) -> CliResult {
                         }
                     }
                     r
-                })
-                .into())
+                }));
+                f.printed = true;
+                Err(f)
             }
         }
         Command::Receipt(ReceiptCommand::Verify { receipt, trust }) => {
@@ -1274,7 +1278,11 @@ fn run_report(
         )
     })?;
     match failure {
-        Some(r) => Err(with_holds(Error::Verification(r), bundle)),
+        Some(r) => {
+            let mut f = with_holds(Error::Verification(r), bundle);
+            f.printed = true;
+            Err(f)
+        }
         None => Ok(()),
     }
 }
@@ -1360,7 +1368,7 @@ fn render_verified(
         .signers
         .counted
         .iter()
-        .map(|(r, n)| format!("{} by {}", esc(r), esc(&n.join(", "))))
+        .map(|(r, n)| format!("{}: {}", esc(r), esc(&n.join(", "))))
         .collect();
     if !roles.is_empty() {
         s.push_str(&format!("roles      {}\n", roles.join("; ")));

@@ -382,6 +382,46 @@ mod tests {
         assert_eq!(to_name("___"), "bundle");
     }
 
+    /// Lockfiles with their folders become entries; a loose weight file is a
+    /// model; the manifest loads (schema and field checks) as written.
+    #[test]
+    fn finds_lockfiles_and_weights() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        for dir in ["vendor/serde", "wheelhouse", "docs", "keys", ".git"] {
+            std::fs::create_dir_all(d.join(dir)).unwrap();
+        }
+        for f in [
+            "Cargo.lock",
+            "pylock.toml",
+            "tiny-Q4.gguf",
+            "docs/a.md",
+            "it's.txt",
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let done = init(d, Some("demo"), "2.0.0", false).unwrap();
+        assert_eq!(done.models, ["tiny-Q4.gguf"]);
+        assert_eq!(done.files, ["docs", "it's.txt"]);
+        assert_eq!(done.python, ["pylock.toml", "wheelhouse"]);
+        assert_eq!(done.cargo, ["Cargo.lock", "vendor"]);
+        let m = crate::manifest::LoadedManifest::load(&done.manifest).unwrap();
+        assert_eq!(m.manifest.metadata.name, "demo");
+        assert_eq!(m.manifest.models[0].name, "tiny-q4");
+        assert_eq!(m.manifest.python[0].lock.as_deref(), Some("pylock.toml"));
+        assert_eq!(m.manifest.cargo[0].vendor, "vendor");
+        assert_eq!(m.manifest.files[1].path, "it's.txt");
+        crate::keys::PrivateKey::generate()
+            .unwrap()
+            .write_files(&d.join("keys/build-ci"))
+            .unwrap();
+        let p = crate::policy::TrustPolicy::load(&done.policy).unwrap();
+        assert_eq!(p.keys[0].name, "build-ci");
+        assert_eq!(p.require.get("builder"), Some(&1));
+        assert!(init(d, None, "1", false).is_err(), "refuses to overwrite");
+        assert!(init(d, None, "1", true).is_ok(), "unless forced");
+    }
+
     #[test]
     fn quotes_yaml() {
         assert_eq!(q("it's"), "'it''s'");

@@ -218,6 +218,46 @@ fn every_command_json_matches_its_schema() {
     assert_schemas(&outs);
 }
 
+#[test]
+fn a_failed_check_prints_one_json_object() {
+    let f = Fixture::new();
+    let b = f.pack("dir");
+    let o = run(&[
+        "custody",
+        "append",
+        s(&b),
+        "--key",
+        &f.s("keys/stranger.key"),
+        "--event",
+        "scanned",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let first = std::fs::read_dir(b.join("custody"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("0001-"))
+        .unwrap();
+    std::fs::remove_file(first).unwrap();
+    // custody show: its own object, ok false, exit 1.
+    let (c, shown) = j(&["custody", "show", s(&b)]);
+    assert_eq!(c, 1);
+    assert_eq!(shown["ok"], false);
+    // report: written, ok false, the findings, exit 1.
+    let (c, rep) = j(&[
+        "report",
+        s(&b),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--out",
+        &f.s("r.html"),
+    ]);
+    assert_eq!(c, 1);
+    assert_eq!(rep["ok"], false);
+    assert!(!rep["findings"].as_array().unwrap().is_empty(), "{rep}");
+    assert!(f.path("r.html").is_file());
+    assert_schemas(&[("custody-show", shown), ("report", rep)]);
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -235,3 +235,32 @@ fn report_shows_a_failed_verification_and_an_unverified_bundle() {
         "the page names the failing blob: {text}"
     );
 }
+
+#[test]
+fn report_shows_pickle_findings() {
+    let f = Fixture::new();
+    let model = f.path("src/models/minilm/pytorch_model.bin");
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, pickle, sys\n\
+             class Evil:\n    def __reduce__(self):\n        return (os.system, ('echo pwned',))\n\
+             pickle.dump({'weight': Evil()}, open(sys.argv[1], 'wb'), protocol=2)\n",
+            s(&model),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    f.write_manifest("policy:\n  pickle: allow\n");
+    let b = f.pack("tar");
+    // The policy denies pickles (the default): verification fails, the page says why.
+    let (o, page) = report(&f, &b, true, "pickle.html");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let text = dom_text(&page);
+    assert!(text.contains("Builder policy: pickle allow"), "{text}");
+    assert!(
+        text.contains("models/minilm/pytorch_model.bin pickle UNSAFE imports: posix.system"),
+        "{text}"
+    );
+    assert!(text.contains("VERIFICATION FAILED"), "{text}");
+}

@@ -1,46 +1,32 @@
 //! airlock: carry software and AI models across an air gap in signed,
 //! content-addressed bundles with a chain of custody.
 //!
-//! The library holds the domain; `cli` is the only module that prints.
-//! See ARCHITECTURE.md for the data flow and the invariants.
+//! The crate is layered; each layer uses only the layers before it
+//! (enforced by `tests/layers.rs`, drawn in ARCHITECTURE.md):
+//!
+//! `format` → `trust` → `reader` → `checks` → `sources` → `sbom` → `store` →
+//! `commands` → `cli`.
+//!
+//! `cli` is the only layer that prints.
 
-pub mod additions;
-pub mod amend;
-pub mod bundle;
+pub mod checks;
 pub mod cli;
-pub mod clock;
-pub mod custody;
-pub mod digest;
-pub mod dsse;
-pub mod error;
-pub mod fetch;
-pub mod gguf;
-pub mod image;
-pub mod init;
-pub mod inspect;
-pub mod keys;
-pub mod manifest;
-pub mod modelcheck;
-pub mod output;
-pub mod pack;
-pub mod pickle;
-pub mod policy;
-pub mod progress;
-pub mod push;
-pub mod receipt;
-pub mod registry;
-pub mod report;
-pub mod safetensors;
+pub mod commands;
+pub mod format;
+pub mod reader;
 pub mod sbom;
-pub mod signing;
-pub mod source;
 pub mod sources;
-pub mod sshsig;
 pub mod store;
-pub mod storedzip;
-pub mod tarball;
-pub mod verify;
-pub mod volumes;
-pub mod yaml;
+pub mod trust;
+
+// Each module is also reachable by its own name (`crate::bundle`,
+// `airlock::verify`): the layer is where it lives, not part of its name.
+pub use checks::{gguf, image, modelcheck, pickle, safetensors, storedzip};
+pub use cli::{output, report};
+pub use commands::{amend, init, inspect, pack, push, verify, volumes};
+pub use format::{bundle, clock, digest, error, progress, tarball, yaml};
+pub use reader::{additions, source};
+pub use sources::{fetch, manifest, registry};
+pub use trust::{custody, dsse, keys, policy, receipt, signing, sshsig};
 
 pub use error::{Error, Result};

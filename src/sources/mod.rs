@@ -3,11 +3,14 @@
 //! directory listings (and small model metadata); `pack` hashes and copies.
 
 pub mod cargo;
+pub mod fetch;
 pub mod files;
 pub mod images;
+pub mod manifest;
 pub mod models;
 pub mod packages;
 pub mod python;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 

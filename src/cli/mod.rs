@@ -6,6 +6,9 @@
 //! `--json` objects follow `schemas/*.schema.json` (see `output`). A closed
 //! stdout (`airlock inspect B | head -3`) ends output quietly.
 
+pub mod output;
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

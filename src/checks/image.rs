@@ -1029,7 +1029,7 @@ pub fn write_oci_alias(
     let mut desc = Descriptor::new(
         MediaType::ImageIndex,
         bytes.len() as u64,
-        crate::pack::oci_digest(&digest),
+        crate::bundle::oci_digest(&digest),
     );
     desc.set_annotations(Some(HashMap::from([(
         "org.opencontainers.image.ref.name".to_string(),

@@ -61,25 +61,7 @@ pub fn esc_path(p: &std::path::Path) -> String {
 }
 
 /// Bytes in IEC units: `812 B`, `1.5 KiB`, `287.4 MiB`, `4.38 GiB`.
-pub fn size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v < 10.0 {
-        format!("{v:.2} {}", UNITS[unit])
-    } else if v < 100.0 {
-        format!("{v:.1} {}", UNITS[unit])
-    } else {
-        format!("{v:.0} {}", UNITS[unit])
-    }
-}
+pub use crate::progress::size;
 
 /// `sha256:0123456789ab…`: a digest short enough for a line of text
 /// (the full digest is in `--json` and in the bundle).

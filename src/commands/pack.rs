@@ -408,11 +408,7 @@ pub fn pack(
     })
 }
 
-pub(crate) fn oci_digest(d: &Sha256Digest) -> oci_spec::image::Digest {
-    d.oci()
-        .parse()
-        .expect("sha256 digests are valid OCI digests")
-}
+pub(crate) use crate::bundle::oci_digest;
 
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
     let config_desc = Descriptor::new(

@@ -11,7 +11,9 @@
 
 use serde::Serialize;
 
-use crate::bundle::{ref_component, Artifact, ArtifactKind, Blob};
+pub use crate::bundle::{push_collision as collision, push_target};
+use crate::bundle::{push_target_of as target_of, PushTag as Tag};
+use crate::bundle::{Artifact, ArtifactKind, Blob};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::image::{is_index, is_manifest};
@@ -153,70 +155,12 @@ pub fn push(
     }
 }
 
-enum Tag {
-    Tag(String),
-    /// Known by digest only.
-    Digest,
-}
-
-/// The reference an artifact is pushed to below `HOST[/PREFIX]`: `REPO:TAG`,
-/// or `REPO@sha256:...` for an image known by digest only.
-pub fn push_target(a: &Artifact, bundle: &str, version: &str) -> String {
-    match target_of(a, bundle, version) {
-        (repo, Tag::Tag(t)) => format!("{repo}:{t}"),
-        (repo, Tag::Digest) => format!("{repo}@{}", a.manifest.digest.oci()),
-    }
-}
-
-/// The first two artifacts with different manifests that push to one
-/// reference, and that reference.
-pub fn collision<'a>(
-    artifacts: &'a [Artifact],
-    bundle: &str,
-    version: &str,
-) -> Option<(&'a Artifact, &'a Artifact, String)> {
-    let mut seen: std::collections::HashMap<String, &Artifact> = Default::default();
-    for a in artifacts {
-        let t = push_target(a, bundle, version);
-        match seen.get(&t) {
-            Some(prev) if prev.manifest.digest != a.manifest.digest => return Some((prev, a, t)),
-            Some(_) => {}
-            None => {
-                seen.insert(t, a);
-            }
-        }
-    }
-    None
-}
-
 /// `image test/app:v1 (from docker-archive:app.tar)`, `artifact models/minilm`.
 fn describe(a: &Artifact) -> String {
     match (&a.kind, &a.source) {
         (ArtifactKind::Image, Some(s)) => format!("image {} (from {s})", a.name),
         (ArtifactKind::Image, None) => format!("image {}", a.name),
         _ => format!("artifact {}", a.reference),
-    }
-}
-
-/// Repository path (below the target) and tag of an artifact.
-fn target_of(a: &Artifact, bundle: &str, version: &str) -> (String, Tag) {
-    if a.kind == ArtifactKind::Image {
-        let name = a.name.split('@').next().unwrap_or(&a.name);
-        // Drop the source registry: a first component with '.' or ':' or
-        // `localhost` names a host.
-        let path = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
-            _ => name,
-        };
-        let (repo, tag) = match path.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, Tag::Tag(t.to_string())),
-            _ if a.name.contains('@') => (path, Tag::Digest),
-            _ => (path, Tag::Tag("latest".into())),
-        };
-        (repo.to_ascii_lowercase(), tag)
-    } else {
-        let repo = format!("{bundle}/{}", a.reference).to_ascii_lowercase();
-        (ref_component(&repo), Tag::Tag(ref_component(version)))
     }
 }
 

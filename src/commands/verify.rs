@@ -65,15 +65,7 @@ pub struct Staging<'a> {
 /// Reads the tag files of any form (for a tar: only the entries before the
 /// payload; for volumes: the lowest-numbered volume's), with the additions
 /// beside a bundle file, through the one reader (`source`).
-pub fn read_tags(form: &Form) -> Result<TagSet> {
-    let mut tags = match form {
-        Form::Dir(dir) => return TagSet::read_dir(dir),
-        Form::Volumes { files } => crate::volumes::head_tags(files)?,
-        Form::Tar { path, .. } => crate::source::read_tar_tags(path, false)?,
-    };
-    tags.merge_additions(form)?;
-    Ok(tags)
-}
+pub use crate::source::read_tags;
 
 /// Checks tag files, signatures, custody and policy.
 pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck {

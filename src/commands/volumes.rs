@@ -24,7 +24,7 @@ use crate::error::{Error, Report, Result};
 use crate::keys::PrivateKey;
 use crate::policy::{KeyStanding, TrustPolicy};
 use crate::progress::Progress;
-use crate::source::{Flow, Item, TagSet};
+use crate::source::{Flow, Item};
 use crate::verify::{self, tap, Expected, Staging, TagCheck};
 
 pub use crate::bundle::{parse_volume_name, VOLUME_MAP as MAP_FILE, VOLUME_MARKER as MARKER_FILE};
@@ -64,13 +64,7 @@ impl Piece {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Marker {
-    pub bundle_id: String,
-    pub number: u32,
-    pub of: u32,
-}
+pub use crate::bundle::VolumeMarker as Marker;
 
 /// Parses `4.7GB`, `25GB`, `700MiB`, `1048576`: GB = 10^9, GiB = 2^30.
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
@@ -343,65 +337,7 @@ fn sign_map(key: &PrivateKey, id: &Sha256Digest, map: &VolumeMap) -> Vec<u8> {
     Envelope::sign(key, INTOTO_PAYLOAD_TYPE, &canonical_json(&st)).to_json()
 }
 
-/// One volume's head: its tag files, map and marker.
-struct Head {
-    file: PathBuf,
-    tags: TagSet,
-    map: Option<Vec<u8>>,
-    marker: Option<Marker>,
-    problems: Report,
-}
-
-/// Reads one volume's head through the one reader: its tag files, map and
-/// marker (every rule of `source::walk_tar` applies: duplicates, unsafe names,
-/// bounds, order).
-fn read_head(path: &Path) -> Result<Head> {
-    let name = path.display().to_string();
-    let mut tags = crate::source::read_tar_tags(path, true)?;
-    let mut problems = Report::default();
-    let map = tags.volume.remove(MAP_FILE);
-    let marker = match tags.volume.remove(MARKER_FILE) {
-        Some(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problems.add(format!("{name}: {MARKER_FILE}"), format!("unreadable: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
-    // Findings name the volume they were met in.
-    for f in std::mem::take(&mut tags.report).findings {
-        problems.add(format!("{name}: {}", f.subject), f.problem);
-    }
-    Ok(Head {
-        file: path.to_path_buf(),
-        tags,
-        map,
-        marker,
-        problems,
-    })
-}
-
-/// The tag files of the lowest-numbered volume given (additions not merged).
-pub fn head_tags(files: &[PathBuf]) -> Result<TagSet> {
-    let mut heads = files
-        .iter()
-        .map(|f| read_head(f))
-        .collect::<Result<Vec<_>>>()?;
-    heads.sort_by_key(|h| h.marker.as_ref().map_or(u32::MAX, |m| m.number));
-    let mut heads = heads.into_iter();
-    let mut head = heads
-        .next()
-        .ok_or_else(|| Error::Usage("no volumes given".into()))?;
-    head.tags.report.merge(head.problems);
-    // Signatures and custody events added since pack are in every volume file.
-    for other in heads {
-        let origin = other.file.display().to_string();
-        crate::additions::merge(&mut head.tags, other.tags, &origin);
-    }
-    Ok(head.tags)
-}
+use crate::source::read_volume_head as read_head;
 
 /// The checked map, if its signer is a key the policy trusts.
 fn check_map(

@@ -77,6 +77,15 @@ pub const MAX_TAG_ENTRIES: usize = 4096;
 pub const VOLUME_MAP: &str = "volumes.dsse.json";
 pub const VOLUME_MARKER: &str = "volume.json";
 
+/// Which volume of how many a volume file is (`volume.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeMarker {
+    pub bundle_id: String,
+    pub number: u32,
+    pub of: u32,
+}
+
 /// `name-1.0.0.vol003.tar[.zst]` → Some(("name-1.0.0", 3)).
 pub fn parse_volume_name(file: &str) -> Option<(&str, u32)> {
     let base = file
@@ -298,6 +307,23 @@ fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A digest in oci-spec's type.
+pub fn oci_digest(d: &Sha256Digest) -> oci_spec::image::Digest {
+    d.oci()
+        .parse()
+        .expect("sha256 digests are valid OCI digests")
+}
+
+/// True for names the contract allows: `[a-z0-9][a-z0-9-]*`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && name.len() <= 128
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
 /// Renders a BagIt manifest: `<hex>  <path>` lines, sorted by path.
 pub fn render_manifest(entries: &BTreeMap<String, Sha256Digest>) -> String {
     let mut s = String::new();
@@ -486,6 +512,67 @@ manifests, so adding them never changes the bundle id. `airlock verify`
 checks all of the above against a trust policy in one step.
 "
     )
+}
+
+// ---------------------------------------------------------------- push targets
+
+/// The tag an artifact is pushed under.
+pub enum PushTag {
+    Tag(String),
+    /// Known by digest only.
+    Digest,
+}
+
+/// The reference an artifact is pushed to below `HOST[/PREFIX]`: `REPO:TAG`,
+/// or `REPO@sha256:...` for an image known by digest only.
+pub fn push_target(a: &Artifact, bundle: &str, version: &str) -> String {
+    match push_target_of(a, bundle, version) {
+        (repo, PushTag::Tag(t)) => format!("{repo}:{t}"),
+        (repo, PushTag::Digest) => format!("{repo}@{}", a.manifest.digest.oci()),
+    }
+}
+
+/// The first two artifacts with different manifests that push to one
+/// reference, and that reference.
+pub fn push_collision<'a>(
+    artifacts: &'a [Artifact],
+    bundle: &str,
+    version: &str,
+) -> Option<(&'a Artifact, &'a Artifact, String)> {
+    let mut seen: std::collections::HashMap<String, &Artifact> = Default::default();
+    for a in artifacts {
+        let t = push_target(a, bundle, version);
+        match seen.get(&t) {
+            Some(prev) if prev.manifest.digest != a.manifest.digest => return Some((prev, a, t)),
+            Some(_) => {}
+            None => {
+                seen.insert(t, a);
+            }
+        }
+    }
+    None
+}
+
+/// Repository path (below the target) and tag of an artifact.
+pub fn push_target_of(a: &Artifact, bundle: &str, version: &str) -> (String, PushTag) {
+    if a.kind == ArtifactKind::Image {
+        let name = a.name.split('@').next().unwrap_or(&a.name);
+        // Drop the source registry: a first component with '.' or ':' or
+        // `localhost` names a host.
+        let path = match name.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+            _ => name,
+        };
+        let (repo, tag) = match path.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, PushTag::Tag(t.to_string())),
+            _ if a.name.contains('@') => (path, PushTag::Digest),
+            _ => (path, PushTag::Tag("latest".into())),
+        };
+        (repo.to_ascii_lowercase(), tag)
+    } else {
+        let repo = format!("{bundle}/{}", a.reference).to_ascii_lowercase();
+        (ref_component(&repo), PushTag::Tag(ref_component(version)))
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,6 @@ pub fn duration(d: std::time::Duration) -> String {
 /// One progress line for a log (stderr not a terminal):
 /// `1/2 packing 45% 120 MiB of 270 MiB, 30.0 MiB/s, 5s left`.
 pub fn line(label: &str, done: u64, total: u64, elapsed: std::time::Duration) -> String {
-    use crate::output::size;
     let pct = if total == 0 {
         100
     } else {
@@ -69,6 +68,27 @@ pub fn line(label: &str, done: u64, total: u64, elapsed: std::time::Duration) ->
         s.push_str(&format!(", {} left", duration(left)));
     }
     s
+}
+
+/// A byte count in binary units for people: `812 B`, `1.50 KiB`, `43.2 MiB`.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.2} {}", UNITS[unit])
+    } else if v < 100.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::bundle::VolumeMarker;
 use crate::bundle::{
     safe_relative, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL,
     SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
@@ -675,6 +676,82 @@ pub fn tar_entry_path(raw: &[u8]) -> std::result::Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// Reads the tag files of any form (for a tar: every entry but the payload;
+/// for volumes: the lowest-numbered volume's, with the additions every volume
+/// file carries), with the additions beside a bundle file.
+pub fn read_tags(form: &Form) -> Result<TagSet> {
+    let mut tags = match form {
+        Form::Dir(dir) => return TagSet::read_dir(dir),
+        Form::Volumes { files } => volume_head_tags(files)?,
+        Form::Tar { path, .. } => read_tar_tags(path, false)?,
+    };
+    tags.merge_additions(form)?;
+    Ok(tags)
+}
+
+/// One volume's head: its tag files, map and marker.
+pub struct VolumeHead {
+    pub file: PathBuf,
+    pub tags: TagSet,
+    pub map: Option<Vec<u8>>,
+    pub marker: Option<VolumeMarker>,
+    pub problems: Report,
+}
+
+/// Reads one volume's head through the one reader: its tag files, map and
+/// marker (every rule of `source::walk_tar` applies: duplicates, unsafe names,
+/// bounds, order).
+pub fn read_volume_head(path: &Path) -> Result<VolumeHead> {
+    let name = path.display().to_string();
+    let mut tags = read_tar_tags(path, true)?;
+    let mut problems = Report::default();
+    let map = tags.volume.remove(VOLUME_MAP);
+    let marker = match tags.volume.remove(VOLUME_MARKER) {
+        Some(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problems.add(
+                    format!("{name}: {VOLUME_MARKER}"),
+                    format!("unreadable: {e}"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    // Findings name the volume they were met in.
+    for f in std::mem::take(&mut tags.report).findings {
+        problems.add(format!("{name}: {}", f.subject), f.problem);
+    }
+    Ok(VolumeHead {
+        file: path.to_path_buf(),
+        tags,
+        map,
+        marker,
+        problems,
+    })
+}
+
+/// The tag files of the lowest-numbered volume given (additions not merged).
+pub fn volume_head_tags(files: &[PathBuf]) -> Result<TagSet> {
+    let mut heads = files
+        .iter()
+        .map(|f| read_volume_head(f))
+        .collect::<Result<Vec<_>>>()?;
+    heads.sort_by_key(|h| h.marker.as_ref().map_or(u32::MAX, |m| m.number));
+    let mut heads = heads.into_iter();
+    let mut head = heads
+        .next()
+        .ok_or_else(|| Error::Usage("no volumes given".into()))?;
+    head.tags.report.merge(head.problems);
+    // Signatures and custody events added since pack are in every volume file.
+    for other in heads {
+        let origin = other.file.display().to_string();
+        crate::additions::merge(&mut head.tags, other.tags, &origin);
+    }
+    Ok(head.tags)
 }
 
 #[cfg(test)]

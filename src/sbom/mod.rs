@@ -1268,7 +1268,7 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
         let mut entry = Descriptor::new(
             MediaType::ImageManifest,
             manifest.size,
-            crate::pack::oci_digest(&manifest.digest),
+            crate::bundle::oci_digest(&manifest.digest),
         );
         entry.set_artifact_type(Some(MediaType::Other(format.media_type().into())));
         entry.set_annotations(Some(HashMap::from([(
@@ -1298,12 +1298,12 @@ fn sbom_manifest(artifact_type: &str, config: &Blob, layer: &Layer) -> Result<Ve
     let config_desc = Descriptor::new(
         MediaType::from(config.media_type.as_str()),
         config.size,
-        crate::pack::oci_digest(&config.digest),
+        crate::bundle::oci_digest(&config.digest),
     );
     let mut layer_desc = Descriptor::new(
         MediaType::Other(layer.media_type.clone()),
         layer.size,
-        crate::pack::oci_digest(&layer.digest),
+        crate::bundle::oci_digest(&layer.digest),
     );
     layer_desc.set_annotations(Some(HashMap::from([(
         TITLE.to_string(),
@@ -1345,7 +1345,7 @@ pub struct Document {
 /// Signatures are not checked here: `airlock verify` does that.
 pub fn document(path: &Path, format: SbomFormat, stored: bool) -> Result<Document> {
     let form = Form::open(path)?;
-    let tags = crate::verify::read_tags(&form)?;
+    let tags = crate::source::read_tags(&form)?;
     let tm = tags.files.get(TAGMANIFEST).ok_or_else(|| {
         single(
             path.display().to_string(),

@@ -125,10 +125,10 @@ pub fn fetch_all(
             }
             // `airlock push` drops an image's source registry: two images
             // whose names differ only there would overwrite each other.
-            let target = crate::push::push_target(&a, &m.manifest.metadata.name, "");
+            let target = crate::bundle::push_target(&a, &m.manifest.metadata.name, "");
             if let Some(j) = out.iter().position(|p| {
                 p.manifest.digest != a.manifest.digest
-                    && crate::push::push_target(p, &m.manifest.metadata.name, "") == target
+                    && crate::bundle::push_target(p, &m.manifest.metadata.name, "") == target
             }) {
                 let prev = &out[j];
                 return Err(Error::input(

@@ -144,15 +144,7 @@ pub struct LoadedManifest {
     pub version: semver::Version,
 }
 
-/// True for names the contract allows: `[a-z0-9][a-z0-9-]*`.
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && name.len() <= 128
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
+pub use crate::bundle::valid_name;
 
 /// True for a model's `name:`: the folder name it is exported under, as
 /// model hubs spell them (`all-MiniLM-L6-v2`, `Qwen2.5-0.5B`): ASCII

@@ -980,13 +980,13 @@ fn index_entry(a: &Artifact, reference: String, bundle: Option<&Sha256Digest>) -
         Descriptor::new(
             MediaType::from(a.manifest.media_type.as_str()),
             a.manifest.size,
-            crate::pack::oci_digest(&a.manifest.digest),
+            crate::bundle::oci_digest(&a.manifest.digest),
         )
     } else {
         let mut d = Descriptor::new(
             MediaType::ImageManifest,
             a.manifest.size,
-            crate::pack::oci_digest(&a.manifest.digest),
+            crate::bundle::oci_digest(&a.manifest.digest),
         );
         d.set_artifact_type(Some(MediaType::Other(a.artifact_type.clone())));
         d

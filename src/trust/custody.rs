@@ -60,7 +60,7 @@ pub struct EventView {
 }
 
 pub fn valid_event_name(s: &str) -> bool {
-    crate::manifest::valid_name(s) && s.len() <= 64
+    crate::bundle::valid_name(s) && s.len() <= 64
 }
 
 /// Events airlock records itself (pack, sign, import); always known.

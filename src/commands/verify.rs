@@ -387,7 +387,9 @@ pub(crate) fn take_payload(
     if let (Some(f), Some(p)) = (file, &stage_to) {
         let f = f.into_inner().map_err(|e| e.into_error())?;
         if h.digest == exp.digest && h.size <= exp.size {
-            f.sync_all()?;
+            // Not synced one by one: the store syncs the staged set once
+            // before its commit (`store::sync_staged`).
+            drop(f);
             fs_err::rename(p, p.with_extension(""))?;
         } else {
             drop(f);

@@ -673,7 +673,7 @@ pub fn verify_volumes(
                     done_paths.insert(piece.path.clone());
                     if let Some((p, f)) = o.stage {
                         let f = f.into_inner().map_err(|e| e.into_error())?;
-                        f.sync_all()?;
+                        drop(f);
                         fs_err::rename(&p, p.with_extension(""))?;
                     }
                     if let (Some(c), Some(p)) = (&content, o.content) {

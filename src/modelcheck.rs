@@ -75,7 +75,10 @@ pub struct ContentEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Facts {
     /// `safetensors`, `gguf`, `shard-index`, `pickle`, `pytorch-legacy`,
-    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl` members).
+    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl`
+    /// members), `npz` (object arrays in a NumPy archive), `npy-pickle` (an
+    /// object array), `pickle+gzip` / `+zlib` / `+bz2` / `+xz` / `+lzma`
+    /// (a compressed pickle, as joblib writes them).
     pub format: String,
     /// GGUF version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,10 +111,12 @@ pub struct Facts {
 
 impl Facts {
     fn is_pickle(&self) -> bool {
-        matches!(
-            self.format.as_str(),
-            "pickle" | "pytorch-legacy" | "pytorch-zip" | "zip"
-        ) || !self.imports.is_empty()
+        self.format.starts_with("pickle")
+            || matches!(
+                self.format.as_str(),
+                "pytorch-legacy" | "pytorch-zip" | "zip" | "npz" | "npy-pickle"
+            )
+            || !self.imports.is_empty()
             || self.malformed.is_some()
     }
 }
@@ -194,6 +199,48 @@ enum Format {
     Gguf,
     Zip,
     Index,
+    /// A gzip, zlib, bzip2, xz or lzma stream (joblib's compressors).
+    Compressed(Codec),
+    /// A NumPy `.npy` file.
+    Npy,
+}
+
+/// A compressed stream's format, by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zlib,
+    Bzip2,
+    Xz,
+    Lzma,
+}
+
+impl Codec {
+    fn of(head: &[u8]) -> Option<Codec> {
+        match head {
+            [0x1f, 0x8b, 8, ..] => Some(Codec::Gzip),
+            [0x78, flg, ..]
+                if (0x7800u16 | u16::from(*flg)).is_multiple_of(31) && flg & 0x20 == 0 =>
+            {
+                Some(Codec::Zlib)
+            }
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Some(Codec::Xz),
+            // LZMA "alone": properties 0x5d, a dictionary size, a length.
+            [0x5d, 0, _, _, _, ..] if head.len() >= 13 => Some(Codec::Lzma),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zlib => "zlib",
+            Codec::Bzip2 => "bz2",
+            Codec::Xz => "xz",
+            Codec::Lzma => "lzma",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +277,10 @@ fn classify(head: &[u8], size: u64, uses: &[Use]) -> Plan {
         Some(Format::Index)
     } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Some(Format::Zip)
+    } else if head.starts_with(b"\x93NUMPY") {
+        Some(Format::Npy)
+    } else if let Some(c) = Codec::of(head) {
+        Some(Format::Compressed(c))
     } else if looks_like_safetensors(head, size) {
         Some(Format::Safetensors { strict: false })
     } else {
@@ -342,6 +393,17 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
                 }
             }
         }
+        Some(Format::Npy) => {
+            if let Some(f) = scan_npy(r, &head)? {
+                out.facts = Some(f);
+            }
+        }
+        Some(Format::Compressed(codec)) => {
+            let named = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
+            if let Some(f) = scan_compressed(r, size, codec, named)? {
+                out.facts = Some(f);
+            }
+        }
         Some(Format::Zip) => {
             let named_pickle = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
             match scan_zip(r, size)? {
@@ -425,30 +487,67 @@ fn merge_scan(f: &mut Facts, scan: &pickle::Scan, malformed: Option<String>) {
     }
 }
 
-/// Scans every `*.pkl` member of a zip; `None` when it holds none (or is
-/// not a readable zip, which no loader could unpickle from either).
+/// Scans every `*.pkl` member of a zip (stored or deflated), and every
+/// `*.npy` member whose dtype holds objects (an `.npz`); `None` when it
+/// holds neither (or is not a readable zip, which no loader could unpickle
+/// from either).
 fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
     let members = match storedzip::members(r, size) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
+    let lower = |m: &storedzip::Member| m.name.to_ascii_lowercase();
     let pickles: Vec<_> = members
         .iter()
-        .filter(|m| m.name.to_ascii_lowercase().ends_with(".pkl"))
+        .filter(|m| lower(m).ends_with(".pkl"))
         .collect();
-    if pickles.is_empty() {
+    let npys: Vec<_> = members
+        .iter()
+        .filter(|m| lower(m).ends_with(".npy"))
+        .collect();
+    let mut f = Facts {
+        format: "zip".into(),
+        ..Facts::default()
+    };
+    for m in npys {
+        match storedzip::open_member(r, size, m) {
+            Ok(mut member) => {
+                let head = read_up_to(&mut member, SNIFF_LEN)?;
+                match npy_header(&head) {
+                    Some((start, true)) => {
+                        let mut rest =
+                            io::Cursor::new(head.get(start as usize..).unwrap_or_default())
+                                .chain(member);
+                        f.pickles.push(m.name.clone());
+                        match pickle::scan(&mut rest) {
+                            Ok(s) => merge_scan(&mut f, &s, None),
+                            Err(e) => merge_scan(
+                                &mut f,
+                                &e.partial,
+                                Some(format!("{} (object array): {e}", m.name)),
+                            ),
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            Err(e) => merge_scan(&mut f, &pickle::Scan::default(), Some(e)),
+        }
+    }
+    if pickles.is_empty() && f.pickles.is_empty() {
         return Ok(None);
     }
     let torch = pickles
         .iter()
         .any(|m| m.name == "data.pkl" || m.name.ends_with("/data.pkl"));
-    let mut f = Facts {
-        format: if torch { "pytorch-zip" } else { "zip" }.into(),
-        pickles: pickles.iter().map(|m| m.name.clone()).collect(),
-        ..Facts::default()
-    };
+    if torch {
+        f.format = "pytorch-zip".into();
+    } else if !f.pickles.is_empty() && pickles.is_empty() {
+        f.format = "npz".into();
+    }
     for m in pickles {
-        match storedzip::open_stored(r, size, m) {
+        f.pickles.push(m.name.clone());
+        match storedzip::open_member(r, size, m) {
             Ok(mut member) => match pickle::scan(&mut member) {
                 Ok(s) => merge_scan(&mut f, &s, None),
                 Err(e) => merge_scan(&mut f, &e.partial, Some(format!("{}: {e}", m.name))),
@@ -457,6 +556,281 @@ fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
         }
     }
     Ok(Some(f))
+}
+
+/// Where an NPY file's data starts, and whether its dtype holds Python
+/// objects (then the data is a pickle, which `numpy.load(allow_pickle=True)`
+/// unpickles). A header longer than `head` counts as holding objects.
+fn npy_header(head: &[u8]) -> Option<(u64, bool)> {
+    if !head.starts_with(b"\x93NUMPY") || head.len() < 10 {
+        return None;
+    }
+    let (len, start) = match head[6] {
+        1 => (u64::from(u16::from_le_bytes([head[8], head[9]])), 10u64),
+        2 | 3 if head.len() >= 12 => (
+            u64::from(u32::from_le_bytes(head[8..12].try_into().ok()?)),
+            12,
+        ),
+        _ => return None,
+    };
+    let end = start + len;
+    let Some(text) = head.get(start as usize..end as usize) else {
+        return Some((end, true));
+    };
+    // `descr` of an object dtype is '|O' (alone or as a field's type): any O
+    // right after a quote or byte-order mark counts, conservatively.
+    let object = text
+        .windows(2)
+        .any(|w| w[1] == b'O' && b"'\"|<>=".contains(&w[0]));
+    Some((end, object))
+}
+
+/// Scans an `.npy` file whose dtype holds objects: the pickle after its header.
+fn scan_npy<R: Read + Seek>(r: &mut R, head: &[u8]) -> io::Result<Option<Facts>> {
+    let Some((start, true)) = npy_header(head) else {
+        return Ok(None);
+    };
+    r.seek(SeekFrom::Start(start))?;
+    let mut f = Facts {
+        format: "npy-pickle".into(),
+        ..Facts::default()
+    };
+    match pickle::scan(r) {
+        Ok(s) => merge_scan(&mut f, &s, None),
+        Err(e) => merge_scan(&mut f, &e.partial, Some(format!("object array: {e}"))),
+    }
+    Ok(Some(f))
+}
+
+/// Counts the compressed bytes a decoder consumed, to find data after its stream.
+struct Counting<R> {
+    inner: R,
+    used: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: io::BufRead> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.used.set(self.used.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: io::BufRead> io::BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.used.set(self.used.get() + n as u64);
+        self.inner.consume(n);
+    }
+}
+
+/// A writer that keeps at most `cap` bytes, then fails (to stop a decoder).
+struct Capped {
+    out: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.cap - self.out.len();
+        if room == 0 {
+            return Err(io::Error::other("enough"));
+        }
+        let n = room.min(buf.len());
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The decompressed stream of a file: read as it inflates (gzip, zlib,
+/// bzip2), or, for xz and lzma (whose decoder writes), inflated into a
+/// temporary file first; bounded by [`storedzip::inflate_bound`]. `head`:
+/// only the first [`SNIFF_LEN`] bytes are wanted. The counter tells how
+/// many compressed bytes the decoder used (zlib, xz, lzma).
+fn decompressed<'a, R: Read + Seek>(
+    r: &'a mut R,
+    size: u64,
+    codec: Codec,
+    head: bool,
+    used: &std::rc::Rc<std::cell::Cell<u64>>,
+) -> io::Result<Box<dyn Read + 'a>> {
+    r.seek(SeekFrom::Start(0))?;
+    let bound = storedzip::inflate_bound(size);
+    let what = format!("the {} stream", codec.name());
+    let input = Counting {
+        inner: io::BufReader::new(r),
+        used: used.clone(),
+    };
+    Ok(match codec {
+        Codec::Gzip => Box::new(storedzip::Bounded::new(
+            flate2::bufread::MultiGzDecoder::new(input),
+            bound,
+            what,
+        )),
+        Codec::Zlib => Box::new(storedzip::Bounded::new(
+            flate2::bufread::ZlibDecoder::new(input),
+            bound,
+            what,
+        )),
+        Codec::Bzip2 => Box::new(storedzip::Bounded::new(
+            bzip2_rs::DecoderReader::new(input),
+            bound,
+            what,
+        )),
+        Codec::Xz | Codec::Lzma => {
+            let mut input = input;
+            let run = |input: &mut Counting<_>, w: &mut dyn Write| {
+                let mut w = w;
+                if codec == Codec::Xz {
+                    lzma_rs::xz_decompress(input, &mut w)
+                } else {
+                    lzma_rs::lzma_decompress(input, &mut w)
+                }
+                .map_err(|e| io::Error::other(format!("{e:?}")))
+            };
+            if head {
+                let mut c = Capped {
+                    out: Vec::new(),
+                    cap: SNIFF_LEN as usize,
+                };
+                let _ = run(&mut input, &mut c);
+                Box::new(io::Cursor::new(c.out))
+            } else {
+                let mut tmp = tempfile::tempfile()?;
+                let mut w = BoundedWriter {
+                    inner: io::BufWriter::new(&mut tmp),
+                    left: bound,
+                    bound,
+                    what,
+                };
+                let res = run(&mut input, &mut w);
+                w.inner.flush()?;
+                drop(w);
+                if let Err(e) = res {
+                    return Err(io::Error::other(format!("{e}")));
+                }
+                tmp.seek(SeekFrom::Start(0))?;
+                Box::new(io::BufReader::new(tmp))
+            }
+        }
+    })
+}
+
+struct BoundedWriter<W> {
+    inner: W,
+    left: u64,
+    bound: u64,
+    what: String,
+}
+
+impl<W: Write> Write for BoundedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(format!(
+                "{} inflates past {} bytes, airlock's bound for it",
+                self.what, self.bound
+            )));
+        }
+        self.left -= buf.len() as u64;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A compressed file (joblib's `compress=` formats, `model.pkl.gz`, ...):
+/// when what it inflates to starts like a pickle (or it is named like one),
+/// the whole stream is inflated within the bound and scanned.
+fn scan_compressed<R: Read + Seek>(
+    r: &mut R,
+    size: u64,
+    codec: Codec,
+    named: bool,
+) -> io::Result<Option<Facts>> {
+    let used = std::rc::Rc::new(std::cell::Cell::new(0));
+    let inner_head = match decompressed(r, size, codec, true, &used) {
+        Ok(mut d) => read_up_to(&mut d, SNIFF_LEN).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let proto = inner_head.first() == Some(&0x80) && inner_head.get(1).is_some_and(|v| *v <= 5);
+    let complete = (inner_head.len() as u64) < SNIFF_LEN;
+    let sniffed = pickle::sniff(&inner_head, complete);
+    if !named && !proto && sniffed == Sniff::NotPickle {
+        return Ok(None);
+    }
+    let mut f = Facts {
+        format: format!("pickle+{}", codec.name()),
+        ..Facts::default()
+    };
+    let result = match decompressed(r, size, codec, false, &used) {
+        Ok(mut d) => pickle::scan(&mut d),
+        Err(e) => {
+            merge_scan(
+                &mut f,
+                &pickle::Scan::default(),
+                Some(format!("unscannable {} stream: {e}", codec.name())),
+            );
+            return Ok(Some(f));
+        }
+    };
+    if !named {
+        match &result {
+            _ if !proto && !pickle::acts(&result) => return Ok(None),
+            Err(m) if !m.is_threat() => return Ok(None),
+            _ => {}
+        }
+    }
+    match result {
+        Ok(s) => {
+            let mut malformed = None;
+            // Data after the compressed stream: loaders that read several
+            // streams would go on into it.
+            let trailing = match codec {
+                Codec::Zlib | Codec::Xz | Codec::Lzma => used.get() < size,
+                Codec::Bzip2 => has_second_bzip2_stream(r, size)?,
+                Codec::Gzip => false,
+            };
+            if trailing {
+                malformed = Some(format!(
+                    "unscannable: data follows the {} stream, which airlock does not read",
+                    codec.name()
+                ));
+            }
+            merge_scan(&mut f, &s, malformed)
+        }
+        Err(e) => merge_scan(&mut f, &e.partial, Some(e.to_string())),
+    }
+    Ok(Some(f))
+}
+
+/// Whether a bzip2 stream header (`BZh` + level + the block magic) appears
+/// after the start: Python's bz2 reads every stream of a file.
+fn has_second_bzip2_stream<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<bool> {
+    r.seek(SeekFrom::Start(1))?;
+    let mut rd = io::BufReader::with_capacity(1 << 16, r.take(size.saturating_sub(1)));
+    let mut window: Vec<u8> = Vec::with_capacity(10);
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let n = rd.read(&mut buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        window.extend_from_slice(&buf[..n]);
+        if window
+            .windows(10)
+            .any(|w| w.starts_with(b"BZh") && (b'1'..=b'9').contains(&w[3]) && &w[4..] == b"1AY&SY")
+        {
+            return Ok(true);
+        }
+        let keep = window.len().saturating_sub(9);
+        window.drain(..keep);
+    }
 }
 
 /// Checks a shard index: every shard it names is a file of the same artifact.
@@ -541,7 +915,11 @@ impl Probe {
 
     fn decide(&mut self) {
         let plan = self.with_uses(|u| classify(&self.head, self.size, u));
-        let spool = plan.pickle != PickleRule::No || plan.format == Some(Format::Zip);
+        let spool = plan.pickle != PickleRule::No
+            || matches!(
+                plan.format,
+                Some(Format::Zip | Format::Compressed(_) | Format::Npy)
+            );
         self.mode = if spool {
             let file = match &self.spool_dir {
                 Some(d) => tempfile::tempfile_in(d),

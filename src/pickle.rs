@@ -462,7 +462,9 @@ impl<'r> Input<'r> {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err((format!("read error: {e}"), Fault::Bad)),
+                // The file cannot be read to its end (an I/O error, or a
+                // compressed stream past its bound): never waved through.
+                Err(e) => return Err((format!("cannot read on: {e}"), Fault::Unscannable)),
             }
         }
     }

@@ -114,7 +114,12 @@ impl Facts {
         self.format.starts_with("pickle")
             || matches!(
                 self.format.as_str(),
-                "pytorch-legacy" | "pytorch-zip" | "zip" | "npz" | "npy-pickle"
+                "pytorch-legacy"
+                    | "pytorch-legacy-tar"
+                    | "pytorch-zip"
+                    | "zip"
+                    | "npz"
+                    | "npy-pickle"
             )
             || !self.imports.is_empty()
             || self.malformed.is_some()
@@ -203,6 +208,8 @@ enum Format {
     Compressed(Codec),
     /// A NumPy `.npy` file.
     Npy,
+    /// A tar archive (the legacy `torch.save` tar: `storages`, `tensors`, `pickle`).
+    Tar,
 }
 
 /// A compressed stream's format, by its magic bytes.
@@ -281,6 +288,8 @@ fn classify(head: &[u8], size: u64, uses: &[Use]) -> Plan {
         Some(Format::Npy)
     } else if let Some(c) = Codec::of(head) {
         Some(Format::Compressed(c))
+    } else if is_tar_header(head) {
+        Some(Format::Tar)
     } else if looks_like_safetensors(head, size) {
         Some(Format::Safetensors { strict: false })
     } else {
@@ -391,6 +400,11 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
                     }
                     Err(e) => out.invalid = Some(format!("invalid shard index: {e}")),
                 }
+            }
+        }
+        Some(Format::Tar) => {
+            if let Some(f) = scan_legacy_tar(r)? {
+                out.facts = Some(f);
             }
         }
         Some(Format::Npy) => {
@@ -556,6 +570,164 @@ fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
         }
     }
     Ok(Some(f))
+}
+
+/// A valid first tar header (its checksum matches), as Python's tarfile
+/// (and so `torch.load`) accepts one.
+fn is_tar_header(head: &[u8]) -> bool {
+    if head.len() < 512 || head[0] == 0 {
+        return false;
+    }
+    let h = &head[..512];
+    let field = std::str::from_utf8(&h[148..156]).unwrap_or("");
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
+}
+
+/// The legacy `torch.save` tar format, which `torch.load` tries first on
+/// any file: `storages` (a count, then per storage a pickle of
+/// `(key, location, storage type)`, an int64 element count and the raw
+/// elements; then a pickle of storage views), `tensors` (a count, then per
+/// tensor a pickle of `(key, storage id, type)` and its dimensions, sizes,
+/// strides and offset) and `pickle` (the object). Every pickle in them is
+/// scanned; the raw data between is skipped by its declared size. `None`
+/// when the tar holds none of those members.
+fn scan_legacy_tar<R: Read + Seek>(r: &mut R) -> io::Result<Option<Facts>> {
+    r.seek(SeekFrom::Start(0))?;
+    let mut ar = tar::Archive::new(&mut *r);
+    let Ok(entries) = ar.entries_with_seek() else {
+        return Ok(None);
+    };
+    let mut f = Facts {
+        format: "pytorch-legacy-tar".into(),
+        ..Facts::default()
+    };
+    let mut scans = Vec::new();
+    for entry in entries {
+        let Ok(mut e) = entry else {
+            break;
+        };
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let res = match name.as_str() {
+            "storages" => legacy_storages(&mut e, &mut scans),
+            "tensors" => legacy_tensors(&mut e, &mut scans),
+            "pickle" => pickle::scan(&mut e).map_err(|m| m.to_string()).map(|s| {
+                merge_scan(&mut f, &s, None);
+            }),
+            _ => continue,
+        };
+        f.pickles.push(name.clone());
+        match res {
+            Ok(()) => {}
+            Err(msg) => merge_scan(
+                &mut f,
+                &pickle::Scan::default(),
+                Some(format!("{name}: {msg}")),
+            ),
+        }
+        for s in scans.drain(..) {
+            merge_scan(&mut f, &s, None);
+        }
+    }
+    Ok((!f.pickles.is_empty()).then_some(f))
+}
+
+/// Scans one pickle of a legacy tar member; its scan (or what was seen
+/// before it failed) goes to `scans`.
+fn legacy_pickle(
+    r: &mut dyn Read,
+    scans: &mut Vec<pickle::Scan>,
+) -> Result<pickle::OneValue, String> {
+    match pickle::scan_one(r) {
+        Ok((scan, value)) => {
+            scans.push(scan);
+            Ok(value)
+        }
+        Err(m) => {
+            let msg = m.to_string();
+            scans.push(m.partial);
+            Err(msg)
+        }
+    }
+}
+
+fn legacy_count(
+    r: &mut dyn Read,
+    scans: &mut Vec<pickle::Scan>,
+    what: &str,
+) -> Result<u64, String> {
+    match legacy_pickle(r, scans)?.int {
+        Some(n) if n >= 0 => Ok(n as u64),
+        _ => Err(format!("the {what} count is not a non-negative integer")),
+    }
+}
+
+fn skip(r: &mut dyn Read, n: u64, what: &str) -> Result<(), String> {
+    let got = io::copy(&mut r.take(n), &mut io::sink()).map_err(|e| e.to_string())?;
+    if got < n {
+        return Err(format!("truncated: {what} runs past the end of the member"));
+    }
+    Ok(())
+}
+
+fn read_i64(r: &mut dyn Read, what: &str) -> Result<i64, String> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)
+        .map_err(|_| format!("truncated: {what} runs past the end of the member"))?;
+    Ok(i64::from_le_bytes(b))
+}
+
+fn legacy_storages(r: &mut dyn Read, scans: &mut Vec<pickle::Scan>) -> Result<(), String> {
+    let n = legacy_count(r, scans, "storage")?;
+    for i in 0..n {
+        let args = legacy_pickle(r, scans)?;
+        let size = args
+            .imports
+            .iter()
+            .find_map(|t| pickle::storage_element_size(t))
+            .ok_or_else(|| {
+                format!("unscannable: storage {i} has no torch storage type airlock can size")
+            })?;
+        let numel = read_i64(r, "a storage's size")?;
+        let bytes = u64::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(size))
+            .ok_or_else(|| format!("unscannable: storage {i} has size {numel}"))?;
+        skip(r, bytes, "a storage's data")?;
+    }
+    // The storage views.
+    legacy_pickle(r, scans)?;
+    Ok(())
+}
+
+fn legacy_tensors(r: &mut dyn Read, scans: &mut Vec<pickle::Scan>) -> Result<(), String> {
+    let n = legacy_count(r, scans, "tensor")?;
+    for i in 0..n {
+        legacy_pickle(r, scans)?;
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b)
+            .map_err(|_| "truncated: a tensor's dimensions run past the end".to_string())?;
+        let ndim = i32::from_le_bytes(b);
+        if !(0..=64).contains(&ndim) {
+            return Err(format!("unscannable: tensor {i} has {ndim} dimensions"));
+        }
+        skip(r, 4 + 16 * ndim as u64 + 8, "a tensor's sizes and strides")?;
+    }
+    Ok(())
 }
 
 /// Where an NPY file's data starts, and whether its dtype holds Python
@@ -918,7 +1090,7 @@ impl Probe {
         let spool = plan.pickle != PickleRule::No
             || matches!(
                 plan.format,
-                Some(Format::Zip | Format::Compressed(_) | Format::Npy)
+                Some(Format::Zip | Format::Compressed(_) | Format::Npy | Format::Tar)
             );
         self.mode = if spool {
             let file = match &self.spool_dir {
@@ -1450,7 +1622,12 @@ pub fn summarize(
     };
     let safetensors = of(&["safetensors"]);
     let gguf = of(&["gguf"]);
-    let torch = of(&["pytorch-zip", "pytorch-legacy", "pickle"]);
+    let torch = of(&[
+        "pytorch-zip",
+        "pytorch-legacy",
+        "pytorch-legacy-tar",
+        "pickle",
+    ]);
     let counted: Vec<&&ContentEntry> = if !safetensors.is_empty() {
         m.format = Some("safetensors".into());
         safetensors

@@ -1423,28 +1423,42 @@ pub fn scan(r: &mut dyn Read) -> Result<Scan, Malformed> {
     }
 }
 
+/// One pickle's value, as far as the legacy torch tar format needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OneValue {
+    /// An integer value (a count).
+    pub int: Option<i64>,
+    /// The imports a small tuple value holds, in order (a storage's type).
+    pub imports: Vec<String>,
+}
+
 /// Scans exactly one pickle from `r`, leaving `r` just past its `STOP` (it
 /// reads byte by byte: for streams that mix pickles and raw data, as the
-/// legacy torch tar's `storages` and `tensors` members do). Returns the scan
-/// and, when the pickle's value is a small tuple, the imports it holds in
-/// order (a storage's type).
-pub fn scan_one(r: &mut dyn Read) -> Result<(Scan, Vec<String>), Malformed> {
+/// legacy torch tar's `storages` and `tensors` members do).
+pub fn scan_one(r: &mut dyn Read) -> Result<(Scan, OneValue), Malformed> {
     let mut one = ByteAtATime(r);
     let mut input = Input::with_buffer(&mut one, 1);
     let mut s = Scanner::new(&mut input);
     s.joblib = false;
     let v = s.one().map_err(|e| s.fail(e))?;
-    let imports = match v {
-        Val::Tuple(t) => t
-            .iter()
-            .filter_map(|x| match x {
-                Val::Import(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+    let value = match v {
+        Val::Int(n) => OneValue {
+            int: Some(n),
+            imports: Vec::new(),
+        },
+        Val::Tuple(t) => OneValue {
+            int: None,
+            imports: t
+                .iter()
+                .filter_map(|x| match x {
+                    Val::Import(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        },
+        _ => OneValue::default(),
     };
-    Ok((s.scan, imports))
+    Ok((s.scan, value))
 }
 
 struct ByteAtATime<'a>(&'a mut dyn Read);

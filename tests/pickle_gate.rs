@@ -446,3 +446,71 @@ with zipfile.ZipFile(f"{d}/../evil/evil.pt") as src, zipfile.ZipFile(f"{d}/../ev
     let o = f.pack_with("dir", "evil", &[]);
     assert_refused(&o, "evil.bin", "posix.system");
 }
+
+/// The legacy torch tar format, written member by member as old
+/// `torch.save` did; torch 1.13's `torch.load` reads it back.
+const LEGACY_TAR: &str = r#"
+import io, os, pickle, struct, sys, tarfile, torch
+evil = sys.argv[2] == "evil"
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+def member(tar, name, data):
+    info = tarfile.TarInfo(name); info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+st = io.BytesIO()
+pickle.dump(1, st, protocol=2)
+pickle.dump((0, "cpu", Evil() if evil else torch.FloatStorage), st, protocol=2)
+st.write(struct.pack("<q", 4)); st.write(struct.pack("<4f", 1, 2, 3, 4))
+pickle.dump([], st, protocol=2)
+te = io.BytesIO()
+pickle.dump(1, te, protocol=2)
+pickle.dump((1, 0, torch.FloatTensor), te, protocol=2)
+te.write(struct.pack("<i", 1) + b"\0" * 4 + struct.pack("<q", 4) + struct.pack("<q", 1) + struct.pack("<q", 0))
+class Ref:
+    pass
+class P(pickle.Pickler):
+    def persistent_id(self, obj):
+        return "1" if isinstance(obj, Ref) else None
+pk = io.BytesIO(); P(pk, protocol=2).dump({"w": Ref()})
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
+    member(tar, "sys_info", pickle.dumps({"little_endian": True}, protocol=2))
+    member(tar, "storages", st.getvalue())
+    member(tar, "tensors", te.getvalue())
+    member(tar, "pickle", pk.getvalue())
+if not evil:
+    assert torch.load(sys.argv[1])["w"].tolist() == [1, 2, 3, 4]
+"#;
+
+#[test]
+fn the_legacy_torch_tar_format_is_scanned() {
+    let f = Fixture::new();
+    let model = f.path("src/models/minilm");
+    let good = model.join("old.bin");
+    let evil = f.path("src/evil.bin");
+    let o = Command::new(DEBIAN_PY)
+        .args(["-c", LEGACY_TAR, good.to_str().unwrap(), "good"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(DEBIAN_PY)
+        .args(["-c", LEGACY_TAR, evil.to_str().unwrap(), "evil"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = f.pack_to("tar.zst", "good");
+    assert_eq!(code(&f.verify(&b)), 0);
+    let text = stdout(&run(&["inspect", b.to_str().unwrap()]));
+    assert!(
+        text.contains("minilm/old.bin: pytorch-legacy-tar"),
+        "{text}"
+    );
+    std::fs::rename(&evil, model.join("old.bin")).unwrap();
+    let o = f.pack_with("dir", "evil", &[]);
+    assert_refused(&o, "old.bin", "posix.system");
+    f.write_manifest("policy:\n  pickle: allow\n");
+    for format in ["dir", "tar"] {
+        let b = f.pack_to(format, &format!("allowed-{format}"));
+        assert_refused(&f.verify(&b), "minilm/old.bin", "posix.system");
+    }
+}

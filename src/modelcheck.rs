@@ -9,7 +9,10 @@
 //! | GGUF | `.gguf`, or the `GGUF` magic | magic, version 1–3, header and tensor bounds ([`crate::gguf`]) |
 //! | shard index | `*.safetensors.index.json`, `*.bin.index.json` | JSON `weight_map` whose shards are files of the same model |
 //! | pickle | starts with `PROTO` (0x80, protocol ≤ 5) unless it is safetensors; or it parses as a pickle that imports and calls (a file whose first 64 KiB are all valid opcodes is scanned to its end to tell); or named `.pt .pth .ckpt .pkl .joblib` and nothing else | opcode scan ([`crate::pickle`]) |
-//! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) is scanned; members must be stored |
+//! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) and every `*.npy` member holding objects (`.npz`) is scanned; members stored or deflated (inflated within [`storedzip::inflate_bound`]) |
+//! | npy | `\x93NUMPY` | an object dtype's pickle after the header is scanned |
+//! | compressed | gzip, zlib, bz2, xz, lzma magic | inflated (bounded); scanned when it inflates to something pickle-like or is named like a pickle |
+//! | tar | a valid first tar header | the legacy `torch.save` tar: every pickle of `storages`, `tensors`, `pickle` |
 //!
 //! `.bin` files are classified by content alone: a `.bin` that is neither a
 //! pickle, a zip, safetensors nor GGUF (GGML, ONNX external data, ...) is
@@ -18,7 +21,10 @@
 //!
 //! Format problems (invalid safetensors, GGUF, index) always refuse. Pickle
 //! problems (an import off the allowlist, a malformed or unscannable pickle)
-//! refuse under `pickle: deny` and are recorded under `pickle: allow`.
+//! refuse under `pickle: deny` and are recorded under `pickle: allow`; a
+//! trust policy's `pickle: {allow: [...]}` adds imports to the allowlist. A
+//! file recognised by content alone whose parse fails before any import or
+//! call took effect is data ([`pickle::Malformed::is_threat`]).
 //!
 //! Pack runs [`check`] on each packed blob; verify and import run it on the
 //! blob file (directory bundles, staged blobs) or, for a tar streamed without

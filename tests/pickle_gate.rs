@@ -306,3 +306,211 @@ fn a_trust_policy_extends_the_allowlist() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("pickle.allow[0]"), "{}", stderr(&o));
 }
+
+#[test]
+fn compressed_joblib_files_are_inflated_and_scanned_under_any_name() {
+    let f = Fixture::new();
+    python_with(
+        "python3",
+        r#"
+import os, sys, joblib, numpy as np
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+d = sys.argv[1]
+for codec in ("zlib", "gzip", "bz2", "lzma", "xz"):
+    joblib.dump({"w": np.arange(100.0), "n": 1}, f"{d}/good-{codec}.bin", compress=(codec, 3))
+    os.makedirs(f"{d}/../evil-{codec}", exist_ok=True)
+    joblib.dump({"w": np.arange(10.0), "x": Evil()}, f"{d}/../evil-{codec}/model.pkl.{codec}", compress=(codec, 3))
+"#,
+        &[&f.path("src/docs")],
+    );
+    // The benign ones pass, in every form.
+    for format in ["dir", "tar.zst"] {
+        let b = f.pack_to(format, &format!("good-{format}"));
+        let o = f.verify(&b);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let d = run(&["inspect", b.to_str().unwrap()]);
+        assert!(stdout(&d).contains("pickle+bz2"), "{}", stdout(&d));
+    }
+    // Each evil one is refused at pack and on the high side.
+    for codec in ["zlib", "gzip", "bz2", "lzma", "xz"] {
+        let from = f.path(&format!("src/evil-{codec}/model.pkl.{codec}"));
+        let to = f.path(&format!("src/docs/model.pkl.{codec}"));
+        std::fs::rename(&from, &to).unwrap();
+        let o = f.pack_with("dir", &format!("evil-{codec}"), &[]);
+        assert_refused(&o, &format!("model.pkl.{codec}"), "posix.system");
+        std::fs::rename(&to, f.path(&format!("src/docs/model-{codec}.bin"))).unwrap();
+    }
+    f.write_manifest("policy:\n  pickle: allow\n");
+    for format in ["dir", "tar", "tar.zst"] {
+        let b = f.pack_to(format, &format!("allowed-{format}"));
+        let o = f.verify(&b);
+        for codec in ["zlib", "gzip", "bz2", "lzma", "xz"] {
+            assert_refused(&o, &format!("model-{codec}.bin"), "posix.system");
+        }
+    }
+}
+
+#[test]
+fn a_compressed_pickle_past_the_inflate_bound_is_refused() {
+    let f = Fixture::new();
+    // 100 MiB of zeros in a BINBYTES8: bz2 shrinks it far past the ratio bound.
+    python_with(
+        "python3",
+        r#"
+import bz2, struct, sys
+n = 100 << 20
+body = b"\x80\x04\x8e" + struct.pack("<Q", n) + bytes(n) + b"."
+open(sys.argv[1], "wb").write(bz2.compress(body, 9))
+"#,
+        &[&f.path("src/docs/zeros.bin")],
+    );
+    let o = f.pack_with("dir", "out", &[]);
+    assert_refused(&o, "zeros.bin", "inflates past");
+}
+
+#[test]
+fn npy_object_arrays_and_npz_archives_are_scanned() {
+    let f = Fixture::new();
+    python_with(
+        "python3",
+        r#"
+import os, sys, numpy as np
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+d = sys.argv[1]
+np.save(f"{d}/good.npy", np.arange(10.0))
+np.save(f"{d}/good-objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+np.savez(f"{d}/good.npz", a=np.arange(4), b=np.array([1, "x"], dtype=object))
+np.savez_compressed(f"{d}/good-deflated.npz", a=np.arange(4))
+os.makedirs(f"{d}/../evil", exist_ok=True)
+a = np.empty(1, dtype=object); a[0] = Evil()
+np.save(f"{d}/../evil/arr.bin", a, allow_pickle=True)
+os.rename(f"{d}/../evil/arr.bin.npy", f"{d}/../evil/arr.bin")
+np.savez_compressed(f"{d}/../evil/bundle.zip", w=np.arange(3), x=a)
+os.rename(f"{d}/../evil/bundle.zip.npz", f"{d}/../evil/bundle.zip")
+"#,
+        &[&f.path("src/docs")],
+    );
+    let b = f.pack_to("tar", "good");
+    assert_eq!(code(&f.verify(&b)), 0);
+    for name in ["arr.bin", "bundle.zip"] {
+        let to = f.path("src/docs").join(name);
+        std::fs::rename(f.path("src/evil").join(name), &to).unwrap();
+        let o = f.pack_with("dir", &format!("evil-{name}"), &[]);
+        assert_refused(&o, name, "posix.system");
+        std::fs::remove_file(&to).unwrap();
+    }
+}
+
+#[test]
+fn real_torch_checkpoints_pass_stored_deflated_and_legacy() {
+    let f = Fixture::new();
+    let model = f.path("src/models/minilm");
+    python_with(
+        DEBIAN_PY,
+        r#"
+import os, sys, zipfile, torch
+d = sys.argv[1]
+sd = {"layer.weight": torch.arange(12.0).reshape(3, 4), "layer.bias": torch.zeros(3, dtype=torch.bfloat16)}
+torch.save(sd, f"{d}/stored.pt")
+torch.save(sd, f"{d}/legacy.bin", _use_new_zipfile_serialization=False)
+with zipfile.ZipFile(f"{d}/stored.pt") as src, zipfile.ZipFile(f"{d}/deflated.bin", "w", zipfile.ZIP_DEFLATED) as dst:
+    for i in src.infolist():
+        dst.writestr(i.filename, src.read(i.filename))
+# torch.load reads the deflated copy too.
+assert torch.equal(torch.load(f"{d}/deflated.bin")["layer.weight"], sd["layer.weight"])
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+os.makedirs(f"{d}/../evil", exist_ok=True)
+torch.save({"w": sd["layer.weight"], "x": Evil()}, f"{d}/../evil/evil.pt")
+with zipfile.ZipFile(f"{d}/../evil/evil.pt") as src, zipfile.ZipFile(f"{d}/../evil/evil.bin", "w", zipfile.ZIP_DEFLATED) as dst:
+    for i in src.infolist():
+        dst.writestr(i.filename, src.read(i.filename))
+"#,
+        &[&model],
+    );
+    for format in ["dir", "tar"] {
+        let b = f.pack_to(format, &format!("out-{format}"));
+        let o = f.verify(&b);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let d = run(&["inspect", b.to_str().unwrap()]);
+        let text = stdout(&d);
+        assert!(text.contains("minilm/legacy.bin: pytorch-legacy"), "{text}");
+        assert!(text.contains("minilm/deflated.bin: pytorch-zip"), "{text}");
+    }
+    std::fs::rename(f.path("src/models/evil/evil.bin"), model.join("evil.bin")).unwrap();
+    let o = f.pack_with("dir", "evil", &[]);
+    assert_refused(&o, "evil.bin", "posix.system");
+}
+
+/// The legacy torch tar format, written member by member as old
+/// `torch.save` did; torch 1.13's `torch.load` reads it back.
+const LEGACY_TAR: &str = r#"
+import io, os, pickle, struct, sys, tarfile, torch
+evil = sys.argv[2] == "evil"
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+def member(tar, name, data):
+    info = tarfile.TarInfo(name); info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+st = io.BytesIO()
+pickle.dump(1, st, protocol=2)
+pickle.dump((0, "cpu", Evil() if evil else torch.FloatStorage), st, protocol=2)
+st.write(struct.pack("<q", 4)); st.write(struct.pack("<4f", 1, 2, 3, 4))
+pickle.dump([], st, protocol=2)
+te = io.BytesIO()
+pickle.dump(1, te, protocol=2)
+pickle.dump((1, 0, torch.FloatTensor), te, protocol=2)
+te.write(struct.pack("<i", 1) + b"\0" * 4 + struct.pack("<q", 4) + struct.pack("<q", 1) + struct.pack("<q", 0))
+class Ref:
+    pass
+class P(pickle.Pickler):
+    def persistent_id(self, obj):
+        return "1" if isinstance(obj, Ref) else None
+pk = io.BytesIO(); P(pk, protocol=2).dump({"w": Ref()})
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
+    member(tar, "sys_info", pickle.dumps({"little_endian": True}, protocol=2))
+    member(tar, "storages", st.getvalue())
+    member(tar, "tensors", te.getvalue())
+    member(tar, "pickle", pk.getvalue())
+if not evil:
+    assert torch.load(sys.argv[1])["w"].tolist() == [1, 2, 3, 4]
+"#;
+
+#[test]
+fn the_legacy_torch_tar_format_is_scanned() {
+    let f = Fixture::new();
+    let model = f.path("src/models/minilm");
+    let good = model.join("old.bin");
+    let evil = f.path("src/evil.bin");
+    let o = Command::new(DEBIAN_PY)
+        .args(["-c", LEGACY_TAR, good.to_str().unwrap(), "good"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(DEBIAN_PY)
+        .args(["-c", LEGACY_TAR, evil.to_str().unwrap(), "evil"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = f.pack_to("tar.zst", "good");
+    assert_eq!(code(&f.verify(&b)), 0);
+    let text = stdout(&run(&["inspect", b.to_str().unwrap()]));
+    assert!(
+        text.contains("minilm/old.bin: pytorch-legacy-tar"),
+        "{text}"
+    );
+    std::fs::rename(&evil, model.join("old.bin")).unwrap();
+    let o = f.pack_with("dir", "evil", &[]);
+    assert_refused(&o, "old.bin", "posix.system");
+    f.write_manifest("policy:\n  pickle: allow\n");
+    for format in ["dir", "tar"] {
+        let b = f.pack_to(format, &format!("allowed-{format}"));
+        assert_refused(&f.verify(&b), "minilm/old.bin", "posix.system");
+    }
+}

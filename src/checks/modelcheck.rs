@@ -9,7 +9,10 @@
 //! | GGUF | `.gguf`, or the `GGUF` magic | magic, version 1–3, header and tensor bounds ([`crate::gguf`]) |
 //! | shard index | `*.safetensors.index.json`, `*.bin.index.json` | JSON `weight_map` whose shards are files of the same model |
 //! | pickle | starts with `PROTO` (0x80, protocol ≤ 5) unless it is safetensors; or it parses as a pickle that imports and calls (a file whose first 64 KiB are all valid opcodes is scanned to its end to tell); or named `.pt .pth .ckpt .pkl .joblib` and nothing else | opcode scan ([`crate::pickle`]) |
-//! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) is scanned; members must be stored |
+//! | zip | `PK\x03\x04` | every `*.pkl` member (a PyTorch checkpoint's `*/data.pkl`) and every `*.npy` member holding objects (`.npz`) is scanned; members stored or deflated (inflated within [`storedzip::inflate_bound`]) |
+//! | npy | `\x93NUMPY` | an object dtype's pickle after the header is scanned |
+//! | compressed | gzip, zlib, bz2, xz, lzma magic | inflated (bounded); scanned when it inflates to something pickle-like or is named like a pickle |
+//! | tar | a valid first tar header | the legacy `torch.save` tar: every pickle of `storages`, `tensors`, `pickle` |
 //!
 //! `.bin` files are classified by content alone: a `.bin` that is neither a
 //! pickle, a zip, safetensors nor GGUF (GGML, ONNX external data, ...) is
@@ -18,7 +21,10 @@
 //!
 //! Format problems (invalid safetensors, GGUF, index) always refuse. Pickle
 //! problems (an import off the allowlist, a malformed or unscannable pickle)
-//! refuse under `pickle: deny` and are recorded under `pickle: allow`.
+//! refuse under `pickle: deny` and are recorded under `pickle: allow`; a
+//! trust policy's `pickle: {allow: [...]}` adds imports to the allowlist. A
+//! file recognised by content alone whose parse fails before any import or
+//! call took effect is data ([`pickle::Malformed::is_threat`]).
 //!
 //! Pack runs [`check`] on each packed blob; verify and import run it on the
 //! blob file (directory bundles, staged blobs) or, for a tar streamed without
@@ -75,7 +81,10 @@ pub struct ContentEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Facts {
     /// `safetensors`, `gguf`, `shard-index`, `pickle`, `pytorch-legacy`,
-    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl` members).
+    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl`
+    /// members), `npz` (object arrays in a NumPy archive), `npy-pickle` (an
+    /// object array), `pickle+gzip` / `+zlib` / `+bz2` / `+xz` / `+lzma`
+    /// (a compressed pickle, as joblib writes them).
     pub format: String,
     /// GGUF version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,10 +117,17 @@ pub struct Facts {
 
 impl Facts {
     fn is_pickle(&self) -> bool {
-        matches!(
-            self.format.as_str(),
-            "pickle" | "pytorch-legacy" | "pytorch-zip" | "zip"
-        ) || !self.imports.is_empty()
+        self.format.starts_with("pickle")
+            || matches!(
+                self.format.as_str(),
+                "pytorch-legacy"
+                    | "pytorch-legacy-tar"
+                    | "pytorch-zip"
+                    | "zip"
+                    | "npz"
+                    | "npy-pickle"
+            )
+            || !self.imports.is_empty()
             || self.malformed.is_some()
     }
 }
@@ -194,6 +210,50 @@ enum Format {
     Gguf,
     Zip,
     Index,
+    /// A gzip, zlib, bzip2, xz or lzma stream (joblib's compressors).
+    Compressed(Codec),
+    /// A NumPy `.npy` file.
+    Npy,
+    /// A tar archive (the legacy `torch.save` tar: `storages`, `tensors`, `pickle`).
+    Tar,
+}
+
+/// A compressed stream's format, by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zlib,
+    Bzip2,
+    Xz,
+    Lzma,
+}
+
+impl Codec {
+    fn of(head: &[u8]) -> Option<Codec> {
+        match head {
+            [0x1f, 0x8b, 8, ..] => Some(Codec::Gzip),
+            [0x78, flg, ..]
+                if (0x7800u16 | u16::from(*flg)).is_multiple_of(31) && flg & 0x20 == 0 =>
+            {
+                Some(Codec::Zlib)
+            }
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Some(Codec::Xz),
+            // LZMA "alone": properties 0x5d, a dictionary size, a length.
+            [0x5d, 0, _, _, _, ..] if head.len() >= 13 => Some(Codec::Lzma),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zlib => "zlib",
+            Codec::Bzip2 => "bz2",
+            Codec::Xz => "xz",
+            Codec::Lzma => "lzma",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +290,12 @@ fn classify(head: &[u8], size: u64, uses: &[Use]) -> Plan {
         Some(Format::Index)
     } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Some(Format::Zip)
+    } else if head.starts_with(b"\x93NUMPY") {
+        Some(Format::Npy)
+    } else if let Some(c) = Codec::of(head) {
+        Some(Format::Compressed(c))
+    } else if is_tar_header(head) {
+        Some(Format::Tar)
     } else if looks_like_safetensors(head, size) {
         Some(Format::Safetensors { strict: false })
     } else {
@@ -342,6 +408,22 @@ pub fn check<R: Read + Seek>(r: &mut R, size: u64, uses: &[Use]) -> io::Result<C
                 }
             }
         }
+        Some(Format::Tar) => {
+            if let Some(f) = scan_legacy_tar(r)? {
+                out.facts = Some(f);
+            }
+        }
+        Some(Format::Npy) => {
+            if let Some(f) = scan_npy(r, &head)? {
+                out.facts = Some(f);
+            }
+        }
+        Some(Format::Compressed(codec)) => {
+            let named = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
+            if let Some(f) = scan_compressed(r, size, codec, named)? {
+                out.facts = Some(f);
+            }
+        }
         Some(Format::Zip) => {
             let named_pickle = uses.iter().any(|u| ends_with_any(u.path, PICKLE_EXT));
             match scan_zip(r, size)? {
@@ -425,30 +507,67 @@ fn merge_scan(f: &mut Facts, scan: &pickle::Scan, malformed: Option<String>) {
     }
 }
 
-/// Scans every `*.pkl` member of a zip; `None` when it holds none (or is
-/// not a readable zip, which no loader could unpickle from either).
+/// Scans every `*.pkl` member of a zip (stored or deflated), and every
+/// `*.npy` member whose dtype holds objects (an `.npz`); `None` when it
+/// holds neither (or is not a readable zip, which no loader could unpickle
+/// from either).
 fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
     let members = match storedzip::members(r, size) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
+    let lower = |m: &storedzip::Member| m.name.to_ascii_lowercase();
     let pickles: Vec<_> = members
         .iter()
-        .filter(|m| m.name.to_ascii_lowercase().ends_with(".pkl"))
+        .filter(|m| lower(m).ends_with(".pkl"))
         .collect();
-    if pickles.is_empty() {
+    let npys: Vec<_> = members
+        .iter()
+        .filter(|m| lower(m).ends_with(".npy"))
+        .collect();
+    let mut f = Facts {
+        format: "zip".into(),
+        ..Facts::default()
+    };
+    for m in npys {
+        match storedzip::open_member(r, size, m) {
+            Ok(mut member) => {
+                let head = read_up_to(&mut member, SNIFF_LEN)?;
+                match npy_header(&head) {
+                    Some((start, true)) => {
+                        let mut rest =
+                            io::Cursor::new(head.get(start as usize..).unwrap_or_default())
+                                .chain(member);
+                        f.pickles.push(m.name.clone());
+                        match pickle::scan(&mut rest) {
+                            Ok(s) => merge_scan(&mut f, &s, None),
+                            Err(e) => merge_scan(
+                                &mut f,
+                                &e.partial,
+                                Some(format!("{} (object array): {e}", m.name)),
+                            ),
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            Err(e) => merge_scan(&mut f, &pickle::Scan::default(), Some(e)),
+        }
+    }
+    if pickles.is_empty() && f.pickles.is_empty() {
         return Ok(None);
     }
     let torch = pickles
         .iter()
         .any(|m| m.name == "data.pkl" || m.name.ends_with("/data.pkl"));
-    let mut f = Facts {
-        format: if torch { "pytorch-zip" } else { "zip" }.into(),
-        pickles: pickles.iter().map(|m| m.name.clone()).collect(),
-        ..Facts::default()
-    };
+    if torch {
+        f.format = "pytorch-zip".into();
+    } else if !f.pickles.is_empty() && pickles.is_empty() {
+        f.format = "npz".into();
+    }
     for m in pickles {
-        match storedzip::open_stored(r, size, m) {
+        f.pickles.push(m.name.clone());
+        match storedzip::open_member(r, size, m) {
             Ok(mut member) => match pickle::scan(&mut member) {
                 Ok(s) => merge_scan(&mut f, &s, None),
                 Err(e) => merge_scan(&mut f, &e.partial, Some(format!("{}: {e}", m.name))),
@@ -457,6 +576,439 @@ fn scan_zip<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<Option<Facts>> {
         }
     }
     Ok(Some(f))
+}
+
+/// A valid first tar header (its checksum matches), as Python's tarfile
+/// (and so `torch.load`) accepts one.
+fn is_tar_header(head: &[u8]) -> bool {
+    if head.len() < 512 || head[0] == 0 {
+        return false;
+    }
+    let h = &head[..512];
+    let field = std::str::from_utf8(&h[148..156]).unwrap_or("");
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
+}
+
+/// The legacy `torch.save` tar format, which `torch.load` tries first on
+/// any file: `storages` (a count, then per storage a pickle of
+/// `(key, location, storage type)`, an int64 element count and the raw
+/// elements; then a pickle of storage views), `tensors` (a count, then per
+/// tensor a pickle of `(key, storage id, type)` and its dimensions, sizes,
+/// strides and offset) and `pickle` (the object). Every pickle in them is
+/// scanned; the raw data between is skipped by its declared size. `None`
+/// when the tar holds none of those members.
+fn scan_legacy_tar<R: Read + Seek>(r: &mut R) -> io::Result<Option<Facts>> {
+    r.seek(SeekFrom::Start(0))?;
+    let mut ar = tar::Archive::new(&mut *r);
+    let Ok(entries) = ar.entries_with_seek() else {
+        return Ok(None);
+    };
+    let mut f = Facts {
+        format: "pytorch-legacy-tar".into(),
+        ..Facts::default()
+    };
+    let mut scans = Vec::new();
+    for entry in entries {
+        let Ok(mut e) = entry else {
+            break;
+        };
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let res = match name.as_str() {
+            "storages" => legacy_storages(&mut e, &mut scans),
+            "tensors" => legacy_tensors(&mut e, &mut scans),
+            "pickle" => pickle::scan(&mut e).map_err(|m| m.to_string()).map(|s| {
+                merge_scan(&mut f, &s, None);
+            }),
+            _ => continue,
+        };
+        f.pickles.push(name.clone());
+        match res {
+            Ok(()) => {}
+            Err(msg) => merge_scan(
+                &mut f,
+                &pickle::Scan::default(),
+                Some(format!("{name}: {msg}")),
+            ),
+        }
+        for s in scans.drain(..) {
+            merge_scan(&mut f, &s, None);
+        }
+    }
+    Ok((!f.pickles.is_empty()).then_some(f))
+}
+
+/// Scans one pickle of a legacy tar member; its scan (or what was seen
+/// before it failed) goes to `scans`.
+fn legacy_pickle(
+    r: &mut dyn Read,
+    scans: &mut Vec<pickle::Scan>,
+) -> Result<pickle::OneValue, String> {
+    match pickle::scan_one(r) {
+        Ok((scan, value)) => {
+            scans.push(scan);
+            Ok(value)
+        }
+        Err(m) => {
+            let msg = m.to_string();
+            scans.push(m.partial);
+            Err(msg)
+        }
+    }
+}
+
+fn legacy_count(
+    r: &mut dyn Read,
+    scans: &mut Vec<pickle::Scan>,
+    what: &str,
+) -> Result<u64, String> {
+    match legacy_pickle(r, scans)?.int {
+        Some(n) if n >= 0 => Ok(n as u64),
+        _ => Err(format!("the {what} count is not a non-negative integer")),
+    }
+}
+
+fn skip(r: &mut dyn Read, n: u64, what: &str) -> Result<(), String> {
+    let got = io::copy(&mut r.take(n), &mut io::sink()).map_err(|e| e.to_string())?;
+    if got < n {
+        return Err(format!("truncated: {what} runs past the end of the member"));
+    }
+    Ok(())
+}
+
+fn read_i64(r: &mut dyn Read, what: &str) -> Result<i64, String> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)
+        .map_err(|_| format!("truncated: {what} runs past the end of the member"))?;
+    Ok(i64::from_le_bytes(b))
+}
+
+fn legacy_storages(r: &mut dyn Read, scans: &mut Vec<pickle::Scan>) -> Result<(), String> {
+    let n = legacy_count(r, scans, "storage")?;
+    for i in 0..n {
+        let args = legacy_pickle(r, scans)?;
+        let size = args
+            .imports
+            .iter()
+            .find_map(|t| pickle::storage_element_size(t))
+            .ok_or_else(|| {
+                format!("unscannable: storage {i} has no torch storage type airlock can size")
+            })?;
+        let numel = read_i64(r, "a storage's size")?;
+        let bytes = u64::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(size))
+            .ok_or_else(|| format!("unscannable: storage {i} has size {numel}"))?;
+        skip(r, bytes, "a storage's data")?;
+    }
+    // The storage views.
+    legacy_pickle(r, scans)?;
+    Ok(())
+}
+
+fn legacy_tensors(r: &mut dyn Read, scans: &mut Vec<pickle::Scan>) -> Result<(), String> {
+    let n = legacy_count(r, scans, "tensor")?;
+    for i in 0..n {
+        legacy_pickle(r, scans)?;
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b)
+            .map_err(|_| "truncated: a tensor's dimensions run past the end".to_string())?;
+        let ndim = i32::from_le_bytes(b);
+        if !(0..=64).contains(&ndim) {
+            return Err(format!("unscannable: tensor {i} has {ndim} dimensions"));
+        }
+        skip(r, 4 + 16 * ndim as u64 + 8, "a tensor's sizes and strides")?;
+    }
+    Ok(())
+}
+
+/// Where an NPY file's data starts, and whether its dtype holds Python
+/// objects (then the data is a pickle, which `numpy.load(allow_pickle=True)`
+/// unpickles). A header longer than `head` counts as holding objects.
+fn npy_header(head: &[u8]) -> Option<(u64, bool)> {
+    if !head.starts_with(b"\x93NUMPY") || head.len() < 10 {
+        return None;
+    }
+    let (len, start) = match head[6] {
+        1 => (u64::from(u16::from_le_bytes([head[8], head[9]])), 10u64),
+        2 | 3 if head.len() >= 12 => (
+            u64::from(u32::from_le_bytes(head[8..12].try_into().ok()?)),
+            12,
+        ),
+        _ => return None,
+    };
+    let end = start + len;
+    let Some(text) = head.get(start as usize..end as usize) else {
+        return Some((end, true));
+    };
+    // `descr` of an object dtype is '|O' (alone or as a field's type): any O
+    // right after a quote or byte-order mark counts, conservatively.
+    let object = text
+        .windows(2)
+        .any(|w| w[1] == b'O' && b"'\"|<>=".contains(&w[0]));
+    Some((end, object))
+}
+
+/// Scans an `.npy` file whose dtype holds objects: the pickle after its header.
+fn scan_npy<R: Read + Seek>(r: &mut R, head: &[u8]) -> io::Result<Option<Facts>> {
+    let Some((start, true)) = npy_header(head) else {
+        return Ok(None);
+    };
+    r.seek(SeekFrom::Start(start))?;
+    let mut f = Facts {
+        format: "npy-pickle".into(),
+        ..Facts::default()
+    };
+    match pickle::scan(r) {
+        Ok(s) => merge_scan(&mut f, &s, None),
+        Err(e) => merge_scan(&mut f, &e.partial, Some(format!("object array: {e}"))),
+    }
+    Ok(Some(f))
+}
+
+/// Counts the compressed bytes a decoder consumed, to find data after its stream.
+struct Counting<R> {
+    inner: R,
+    used: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: io::BufRead> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.used.set(self.used.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: io::BufRead> io::BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.used.set(self.used.get() + n as u64);
+        self.inner.consume(n);
+    }
+}
+
+/// A writer that keeps at most `cap` bytes, then fails (to stop a decoder).
+struct Capped {
+    out: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.cap - self.out.len();
+        if room == 0 {
+            return Err(io::Error::other("enough"));
+        }
+        let n = room.min(buf.len());
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The decompressed stream of a file: read as it inflates (gzip, zlib,
+/// bzip2), or, for xz and lzma (whose decoder writes), inflated into a
+/// temporary file first; bounded by [`storedzip::inflate_bound`]. `head`:
+/// only the first [`SNIFF_LEN`] bytes are wanted. The counter tells how
+/// many compressed bytes the decoder used (zlib, xz, lzma).
+fn decompressed<'a, R: Read + Seek>(
+    r: &'a mut R,
+    size: u64,
+    codec: Codec,
+    head: bool,
+    used: &std::rc::Rc<std::cell::Cell<u64>>,
+) -> io::Result<Box<dyn Read + 'a>> {
+    r.seek(SeekFrom::Start(0))?;
+    let bound = storedzip::inflate_bound(size);
+    let what = format!("the {} stream", codec.name());
+    let input = Counting {
+        inner: io::BufReader::new(r),
+        used: used.clone(),
+    };
+    Ok(match codec {
+        Codec::Gzip => Box::new(storedzip::Bounded::new(
+            flate2::bufread::MultiGzDecoder::new(input),
+            bound,
+            what,
+        )),
+        Codec::Zlib => Box::new(storedzip::Bounded::new(
+            flate2::bufread::ZlibDecoder::new(input),
+            bound,
+            what,
+        )),
+        Codec::Bzip2 => Box::new(storedzip::Bounded::new(
+            bzip2_rs::DecoderReader::new(input),
+            bound,
+            what,
+        )),
+        Codec::Xz | Codec::Lzma => {
+            let mut input = input;
+            let run = |input: &mut Counting<_>, w: &mut dyn Write| {
+                let mut w = w;
+                if codec == Codec::Xz {
+                    lzma_rs::xz_decompress(input, &mut w)
+                } else {
+                    lzma_rs::lzma_decompress(input, &mut w)
+                }
+                .map_err(|e| io::Error::other(format!("{e:?}")))
+            };
+            if head {
+                let mut c = Capped {
+                    out: Vec::new(),
+                    cap: SNIFF_LEN as usize,
+                };
+                let _ = run(&mut input, &mut c);
+                Box::new(io::Cursor::new(c.out))
+            } else {
+                let mut tmp = tempfile::tempfile()?;
+                let mut w = BoundedWriter {
+                    inner: io::BufWriter::new(&mut tmp),
+                    left: bound,
+                    bound,
+                    what,
+                };
+                let res = run(&mut input, &mut w);
+                w.inner.flush()?;
+                drop(w);
+                if let Err(e) = res {
+                    return Err(io::Error::other(format!("{e}")));
+                }
+                tmp.seek(SeekFrom::Start(0))?;
+                Box::new(io::BufReader::new(tmp))
+            }
+        }
+    })
+}
+
+struct BoundedWriter<W> {
+    inner: W,
+    left: u64,
+    bound: u64,
+    what: String,
+}
+
+impl<W: Write> Write for BoundedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(format!(
+                "{} inflates past {} bytes, airlock's bound for it",
+                self.what, self.bound
+            )));
+        }
+        self.left -= buf.len() as u64;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A compressed file (joblib's `compress=` formats, `model.pkl.gz`, ...):
+/// when what it inflates to starts like a pickle (or it is named like one),
+/// the whole stream is inflated within the bound and scanned.
+fn scan_compressed<R: Read + Seek>(
+    r: &mut R,
+    size: u64,
+    codec: Codec,
+    named: bool,
+) -> io::Result<Option<Facts>> {
+    let used = std::rc::Rc::new(std::cell::Cell::new(0));
+    let inner_head = match decompressed(r, size, codec, true, &used) {
+        Ok(mut d) => read_up_to(&mut d, SNIFF_LEN).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let proto = inner_head.first() == Some(&0x80) && inner_head.get(1).is_some_and(|v| *v <= 5);
+    let complete = (inner_head.len() as u64) < SNIFF_LEN;
+    let sniffed = pickle::sniff(&inner_head, complete);
+    if !named && !proto && sniffed == Sniff::NotPickle {
+        return Ok(None);
+    }
+    let mut f = Facts {
+        format: format!("pickle+{}", codec.name()),
+        ..Facts::default()
+    };
+    let result = match decompressed(r, size, codec, false, &used) {
+        Ok(mut d) => pickle::scan(&mut d),
+        Err(e) => {
+            merge_scan(
+                &mut f,
+                &pickle::Scan::default(),
+                Some(format!("unscannable {} stream: {e}", codec.name())),
+            );
+            return Ok(Some(f));
+        }
+    };
+    if !named {
+        match &result {
+            _ if !proto && !pickle::acts(&result) => return Ok(None),
+            Err(m) if !m.is_threat() => return Ok(None),
+            _ => {}
+        }
+    }
+    match result {
+        Ok(s) => {
+            let mut malformed = None;
+            // Data after the compressed stream: loaders that read several
+            // streams would go on into it.
+            let trailing = match codec {
+                Codec::Zlib | Codec::Xz | Codec::Lzma => used.get() < size,
+                Codec::Bzip2 => has_second_bzip2_stream(r, size)?,
+                Codec::Gzip => false,
+            };
+            if trailing {
+                malformed = Some(format!(
+                    "unscannable: data follows the {} stream, which airlock does not read",
+                    codec.name()
+                ));
+            }
+            merge_scan(&mut f, &s, malformed)
+        }
+        Err(e) => merge_scan(&mut f, &e.partial, Some(e.to_string())),
+    }
+    Ok(Some(f))
+}
+
+/// Whether a bzip2 stream header (`BZh` + level + the block magic) appears
+/// after the start: Python's bz2 reads every stream of a file.
+fn has_second_bzip2_stream<R: Read + Seek>(r: &mut R, size: u64) -> io::Result<bool> {
+    r.seek(SeekFrom::Start(1))?;
+    let mut rd = io::BufReader::with_capacity(1 << 16, r.take(size.saturating_sub(1)));
+    let mut window: Vec<u8> = Vec::with_capacity(10);
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let n = rd.read(&mut buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        window.extend_from_slice(&buf[..n]);
+        if window
+            .windows(10)
+            .any(|w| w.starts_with(b"BZh") && (b'1'..=b'9').contains(&w[3]) && &w[4..] == b"1AY&SY")
+        {
+            return Ok(true);
+        }
+        let keep = window.len().saturating_sub(9);
+        window.drain(..keep);
+    }
 }
 
 /// Checks a shard index: every shard it names is a file of the same artifact.
@@ -541,7 +1093,11 @@ impl Probe {
 
     fn decide(&mut self) {
         let plan = self.with_uses(|u| classify(&self.head, self.size, u));
-        let spool = plan.pickle != PickleRule::No || plan.format == Some(Format::Zip);
+        let spool = plan.pickle != PickleRule::No
+            || matches!(
+                plan.format,
+                Some(Format::Zip | Format::Compressed(_) | Format::Npy | Format::Tar)
+            );
         self.mode = if spool {
             let file = match &self.spool_dir {
                 Some(d) => tempfile::tempfile_in(d),
@@ -1055,7 +1611,12 @@ pub fn summarize(
     };
     let safetensors = of(&["safetensors"]);
     let gguf = of(&["gguf"]);
-    let torch = of(&["pytorch-zip", "pytorch-legacy", "pickle"]);
+    let torch = of(&[
+        "pytorch-zip",
+        "pytorch-legacy",
+        "pytorch-legacy-tar",
+        "pickle",
+    ]);
     let counted: Vec<&&ContentEntry> = if !safetensors.is_empty() {
         m.format = Some("safetensors".into());
         safetensors

@@ -1,8 +1,10 @@
 //! A minimal zip reader: lists members from the central directory (zip64
-//! included) and opens *stored* (uncompressed) members for reading, which is
-//! how `torch.save` writes its archives. It exists to reach a PyTorch
-//! checkpoint's `data.pkl` without a general zip dependency; a compressed or
-//! encrypted member is reported, never inflated. Member data is located the
+//! included) and opens *stored* members (how `torch.save` writes its
+//! archives) and *deflated* ones (which `torch.load` reads too) for reading.
+//! It exists to reach a PyTorch checkpoint's `data.pkl` without a general
+//! zip dependency. A deflated member is inflated as it is read, within
+//! [`inflate_bound`]: past it the read fails. Other methods and encrypted
+//! members are reported, never read. Member data is located the
 //! way zip loaders (miniz, Python's zipfile) locate it: central directory
 //! offset → local header → data, so the scanner reads the bytes a loader
 //! would unpickle.
@@ -205,7 +207,7 @@ pub fn open_stored<'f, R: Read + Seek>(
     }
     if m.method != 0 {
         return Err(format!(
-            "{}: compressed member (method {}); airlock reads stored members only, as torch.save writes them",
+            "{}: compressed member (method {}); airlock reads stored and deflated members only",
             m.name, m.method
         ));
     }
@@ -219,6 +221,91 @@ pub fn open_stored<'f, R: Read + Seek>(
     f.seek(SeekFrom::Start(start))
         .map_err(|e| format!("cannot seek to byte {start}: {e}"))?;
     Ok(f.take(m.size))
+}
+
+/// Most bytes any compressed stream may inflate to.
+pub const MAX_INFLATED: u64 = 16 << 30;
+/// Most a compressed stream may grow (inflated / compressed bytes) beyond
+/// [`RATIO_FLOOR`]: deflate's own maximum is about 1032.
+pub const MAX_RATIO: u64 = 1100;
+/// Inflated size allowed whatever the ratio.
+pub const RATIO_FLOOR: u64 = 64 << 20;
+
+/// How many bytes `compressed` bytes may inflate to: `MAX_RATIO` times
+/// their size, at least `RATIO_FLOOR`, at most `MAX_INFLATED`.
+pub fn inflate_bound(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(MAX_RATIO)
+        .clamp(RATIO_FLOOR, MAX_INFLATED)
+}
+
+/// A reader that fails once more than its bound came through.
+pub struct Bounded<R> {
+    inner: R,
+    left: u64,
+    bound: u64,
+    what: String,
+}
+
+impl<R> Bounded<R> {
+    pub fn new(inner: R, bound: u64, what: impl Into<String>) -> Self {
+        Bounded {
+            inner,
+            left: bound,
+            bound,
+            what: what.into(),
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(format!(
+                "{} inflates past {} bytes, airlock's bound for it ({}x its compressed size, at least {} MiB, at most {} GiB)",
+                self.what,
+                self.bound,
+                MAX_RATIO,
+                RATIO_FLOOR >> 20,
+                MAX_INFLATED >> 30
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens a stored or deflated member for reading: its uncompressed bytes,
+/// bounded by its declared size and [`inflate_bound`].
+pub fn open_member<'f, R: Read + Seek>(
+    f: &'f mut R,
+    size: u64,
+    m: &Member,
+) -> Result<Box<dyn Read + 'f>, String> {
+    if m.method != 8 {
+        return Ok(Box::new(open_stored(f, size, m)?));
+    }
+    if m.encrypted() {
+        return Err(format!("{}: encrypted member", m.name));
+    }
+    let bound = inflate_bound(m.compressed_size);
+    if m.size > bound {
+        return Err(format!(
+            "{}: deflated member declares {} bytes, past airlock's bound of {bound} for {} compressed bytes",
+            m.name, m.size, m.compressed_size
+        ));
+    }
+    let start = data_offset(f, size, m)?;
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| format!("cannot seek to byte {start}: {e}"))?;
+    let raw = f.take(m.compressed_size);
+    let inflated = flate2::read::DeflateDecoder::new(std::io::BufReader::new(raw));
+    // A loader reads the declared size: no more is scanned, and a stream
+    // that inflates past it is cut there.
+    Ok(Box::new(
+        Bounded::new(inflated, bound, m.name.clone()).take(m.size),
+    ))
 }
 
 /// Writes a zip archive of stored members; for tests and fixtures.

@@ -95,6 +95,13 @@ pub fn parse_requirements(text: &str) -> (Vec<Requirement>, Vec<Problem>) {
     (reqs, problems)
 }
 
+/// Parses a PEP 751 `pylock.toml` as `plan` does: the number of packages
+/// read and of problems found. For the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn parse_pylock(text: &str, only_binary: bool) -> std::result::Result<(usize, usize), String> {
+    pylock::parse(text, only_binary).map(|(packages, problems)| (packages.len(), problems.len()))
+}
+
 /// Cuts a comment: `#` at the start or after whitespace, as pip does.
 fn strip_comment(s: &str) -> &str {
     let b = s.as_bytes();

@@ -303,7 +303,8 @@ fn parse_inner(head: &[u8], size: u64) -> Result<Info, Problem> {
             ranges.push((*offset, offset + len, name.as_str()));
         }
         info.parameters = info.parameters.saturating_add(numel);
-        *info.dtypes.entry(tname).or_default() += numel;
+        let per_dtype = info.dtypes.entry(tname).or_default();
+        *per_dtype = per_dtype.saturating_add(numel);
     }
     ranges.sort();
     for w in ranges.windows(2) {
@@ -397,6 +398,29 @@ mod tests {
         );
         // Header cut off.
         assert!(matches!(parse(&f[..30], 30), Err(Problem::Invalid(m)) if m.contains("truncated")));
+    }
+
+    /// Found while fuzzing (fuzz/README.md): two tensors of a type without a
+    /// known size (IQ2_XXS) whose element counts sum past u64 overflowed the
+    /// per-dtype count (a panic where overflow checks are on).
+    #[test]
+    fn huge_element_counts_of_unsized_types_saturate() {
+        let file = hex(concat!(
+            "474755460300000002000000000000000000000000000000",
+            "010000000000000061010000000000000000000080100000000000000000000000",
+            "010000000000000062010000000000000000000080100000000000000000000000",
+            "000000000000",
+        ));
+        let info = parse(&file, file.len() as u64).unwrap();
+        assert_eq!(info.dtypes["IQ2_XXS"], u64::MAX);
+        assert_eq!(info.parameters, u64::MAX);
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     proptest! {

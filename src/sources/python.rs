@@ -97,6 +97,13 @@ pub fn parse_requirements(text: &str) -> (Vec<Requirement>, Vec<Problem>) {
     (reqs, problems)
 }
 
+/// Parses a PEP 751 `pylock.toml` as `plan` does: the number of packages
+/// read and of problems found. For the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn parse_pylock(text: &str, only_binary: bool) -> std::result::Result<(usize, usize), String> {
+    pylock::parse(text, only_binary).map(|(packages, problems)| (packages.len(), problems.len()))
+}
+
 /// Cuts a comment: `#` at the start or after whitespace, as pip does.
 fn strip_comment(s: &str) -> &str {
     let b = s.as_bytes();
@@ -140,7 +147,9 @@ fn parse_logical(line: usize, text: &str, reqs: &mut Vec<Requirement>, out: &mut
         let key = if first.starts_with("--") {
             first.split('=').next().unwrap_or(first)
         } else {
-            &first[..first.len().min(2)]
+            // Its first two characters (`-rfile.txt` is `-r file.txt`); not
+            // two bytes, which may cut a character.
+            &first[..first.char_indices().nth(2).map_or(first.len(), |(i, _)| i)]
         };
         let why = match key {
             "-r" | "--requirement" | "-c" | "--constraint" => format!(
@@ -1253,6 +1262,27 @@ mod tests {
         let (_, p) = parse_requirements("tinypkg>=0.1\n");
         assert_eq!(p[0].name.as_deref(), Some("tinypkg"));
         assert_eq!(p[0].line, 1);
+    }
+
+    /// Found by fuzzing (fuzz/README.md): an option line whose second
+    /// character is not ASCII was cut inside that character (a panic).
+    #[test]
+    fn option_with_a_non_ascii_character_is_an_unknown_option() {
+        for text in [
+            "-\u{fffd}\n",
+            "-\u{c1}s://example.invalid/simple\n",
+            "-é -r x\n",
+        ] {
+            let (reqs, problems) = parse_requirements(text);
+            assert!(reqs.is_empty());
+            assert_eq!(problems.len(), 1, "{text:?}: {problems:?}");
+            assert!(
+                problems[0].problem.contains("unknown option -"),
+                "{text:?}: {problems:?}"
+            );
+        }
+        let (_, problems) = parse_requirements("-rother.txt\n");
+        assert!(problems[0].problem.contains("includes another file"));
     }
 
     fn layer(path: &str, bytes: &[u8], media_type: &str) -> Layer {

@@ -33,21 +33,18 @@
 //! zips, which need the whole file (a zip is read from its end), a spool file
 //! in the store's staging directory or the system temporary directory.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bundle::{safe_relative, ArtifactKind, Description, BLOBS_PREFIX};
-use rayon::prelude::*;
 
-use crate::digest::{Hashed, Sha256Digest};
+pub use crate::bundle::{ContentEntry, Facts, ModelFacts, PicklePolicy};
+use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
-use crate::manifest::PicklePolicy;
 use crate::pickle::{self, Sniff};
-use crate::sources::PlannedArtifact;
+pub use crate::policy::PickleRules;
 use crate::{gguf, safetensors, storedzip};
 
 /// Bytes of a file's start used to classify it.
@@ -65,56 +62,6 @@ pub struct Use<'a> {
     pub siblings: &'a BTreeSet<String>,
 }
 
-/// What airlock found inside one file of an artifact (`airlock.json` `content`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ContentEntry {
-    /// The artifact's reference (`models/NAME`, `files/...`).
-    pub artifact: String,
-    /// The file's path in the artifact.
-    pub path: String,
-    pub facts: Facts,
-}
-
-/// Facts read from a file's header or opcode stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Facts {
-    /// `safetensors`, `gguf`, `shard-index`, `pickle`, `pytorch-legacy`,
-    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl`
-    /// members), `npz` (object arrays in a NumPy archive), `npy-pickle` (an
-    /// object array), `pickle+gzip` / `+zlib` / `+bz2` / `+xz` / `+lzma`
-    /// (a compressed pickle, as joblib writes them).
-    pub format: String,
-    /// GGUF version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tensors: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<u64>,
-    /// dtype (as the format names it) → parameters of that dtype.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub dtypes: BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<String>,
-    /// Shards a shard index names (paths in the artifact).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shards: Vec<String>,
-    /// Zip members scanned as pickles.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pickles: Vec<String>,
-    /// Every import the pickle(s) perform.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub imports: Vec<String>,
-    /// The imports not on the allowlist.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unsafe_imports: Vec<String>,
-    /// Why the pickle could not be scanned completely.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub malformed: Option<String>,
-}
-
 impl Facts {
     fn is_pickle(&self) -> bool {
         self.format.starts_with("pickle")
@@ -129,24 +76,6 @@ impl Facts {
             )
             || !self.imports.is_empty()
             || self.malformed.is_some()
-    }
-}
-
-/// The pickle rules in force on one side: the policy, and the imports a
-/// trust policy adds to the built-in allowlist (`pickle: {allow: [...]}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PickleRules {
-    pub policy: PicklePolicy,
-    /// `module.name` or `module.*` entries.
-    pub allow: Vec<String>,
-}
-
-impl From<PicklePolicy> for PickleRules {
-    fn from(policy: PicklePolicy) -> Self {
-        PickleRules {
-            policy,
-            allow: Vec::new(),
-        }
     }
 }
 
@@ -1357,85 +1286,6 @@ impl Pending {
     }
 }
 
-/// The build side: checks every distinct packed blob of the model and
-/// file-set artifacts (read back from `blobs_dir`, so what is checked is
-/// exactly what was packed) and returns what was found, per file. Problems
-/// refuse the pack, each naming the input file.
-pub fn check_packed(
-    planned: &[PlannedArtifact],
-    hashed: &HashMap<&Path, Hashed>,
-    blobs_dir: &Path,
-    pickle: PicklePolicy,
-) -> Result<Vec<ContentEntry>> {
-    let mut siblings: Vec<BTreeSet<String>> = Vec::new();
-    let mut by_digest: BTreeMap<Sha256Digest, Vec<(usize, usize)>> = BTreeMap::new();
-    for (ai, a) in planned.iter().enumerate() {
-        siblings.push(a.files.iter().map(|f| f.path.clone()).collect());
-        if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
-            continue;
-        }
-        for (fi, f) in a.files.iter().enumerate() {
-            if let Some(h) = hashed.get(f.src.as_path()) {
-                by_digest.entry(h.digest).or_default().push((ai, fi));
-            }
-        }
-    }
-    let jobs: Vec<(&Sha256Digest, &Vec<(usize, usize)>)> = by_digest.iter().collect();
-    let results: Vec<(Sha256Digest, &Vec<(usize, usize)>, Checked)> = jobs
-        .par_iter()
-        .map(|(d, users)| {
-            let uses: Vec<Use> = users
-                .iter()
-                .map(|(ai, fi)| Use {
-                    path: &planned[*ai].files[*fi].path,
-                    siblings: &siblings[*ai],
-                })
-                .collect();
-            let size = hashed[planned[users[0].0].files[users[0].1].src.as_path()].size;
-            let checked = check_path(&blobs_dir.join(d.hex()), size, &uses)?;
-            Ok((**d, *users, checked))
-        })
-        .collect::<Result<_>>()?;
-    let mut report = Report::default();
-    let mut entries = Vec::new();
-    for (_, users, checked) in results {
-        let problems = checked.problems(
-            &pickle.into(),
-            "set policy: {pickle: allow} in the manifest to pack it anyway",
-        );
-        for (ai, fi) in users {
-            let (a, f) = (&planned[*ai], &planned[*ai].files[*fi]);
-            for p in &problems {
-                report.add(f.src.display().to_string(), p.clone());
-            }
-            if let Some(facts) = &checked.facts {
-                entries.push(ContentEntry {
-                    artifact: a.reference.clone(),
-                    path: f.path.clone(),
-                    facts: facts.clone(),
-                });
-            }
-        }
-    }
-    report.into_result()?;
-    entries.sort_by(|x, y| (&x.artifact, &x.path).cmp(&(&y.artifact, &y.path)));
-    Ok(entries)
-}
-
-/// A planned model's summary from the content found in its files.
-pub fn model_facts(
-    a: &PlannedArtifact,
-    content: &[ContentEntry],
-    hf_config: Option<&[u8]>,
-) -> ModelFacts {
-    let mine: Vec<&ContentEntry> = content
-        .iter()
-        .filter(|c| c.artifact == a.reference)
-        .collect();
-    let paths: Vec<String> = a.files.iter().map(|f| f.path.clone()).collect();
-    summarize(&a.reference, &a.name, &paths, &mine, hf_config)
-}
-
 /// What `inspect` shows about models and pickles, from the description
 /// (what pack found; `verify` re-checks the files themselves).
 pub fn render(d: &Description) -> String {
@@ -1485,39 +1335,6 @@ pub fn render(d: &Description) -> String {
         }
     }
     s
-}
-
-/// A model's summary for its ModelPack config and SBOM model card.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ModelFacts {
-    /// The model artifact's reference.
-    pub artifact: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<String>,
-    /// `safetensors`, `gguf`, `pytorch`, `onnx`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<u64>,
-    /// ModelPack `paramSize`: `<count><K|M|B|T|Q>`, one decimal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub param_size: Option<String>,
-    /// ModelPack `precision`: `fp32`, `bf16`, `int8`, ..., or `mixed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub precision: Option<String>,
-    /// dtype → parameters, over the weight files of `format`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub dtypes: BTreeMap<String, u64>,
-    /// The weight files counted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub weights: Vec<String>,
-    /// The folder export writes the model into (`models/<folder>`): the
-    /// manifest's `name:` as written (`all-MiniLM-L6-v2`), when it differs
-    /// from the normalized artifact name. Absent: the artifact name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub folder: Option<String>,
 }
 
 /// `22.7M`, `6.7B`: the ModelPack `paramSize` form; `None` below 50.

@@ -343,8 +343,8 @@ impl Page<'_> {
         let mut s = format!(
             "<h2>Pickle findings</h2>\n<p>Builder policy: pickle {}.</p>\n",
             match d.pickle {
-                crate::manifest::PicklePolicy::Allow => "allow",
-                crate::manifest::PicklePolicy::Deny => "deny",
+                crate::bundle::PicklePolicy::Allow => "allow",
+                crate::bundle::PicklePolicy::Deny => "deny",
             }
         );
         if pickles.is_empty() {

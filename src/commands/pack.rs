@@ -148,8 +148,12 @@ pub fn pack(
     let mut packages = sources::packages::finish(&planned, &|p| hashed[p].digest)?;
     // Weights and pickles, by content (see modelcheck): invalid safetensors,
     // GGUF or shard indexes refuse; pickles are scanned against the allowlist.
-    let content =
-        crate::modelcheck::check_packed(&planned, &hashed, &blobs_dir, m.manifest.policy.pickle)?;
+    let content = crate::sources::content::check_packed(
+        &planned,
+        &hashed,
+        &blobs_dir,
+        m.manifest.policy.pickle,
+    )?;
     let mut models = Vec::new();
 
     let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
@@ -186,7 +190,7 @@ pub fn pack(
                     .transpose()?;
                 let pairs: Vec<(String, Sha256Digest)> =
                     layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
-                let mut facts = crate::modelcheck::model_facts(a, &content, hf.as_deref());
+                let mut facts = crate::sources::content::model_facts(a, &content, hf.as_deref());
                 facts.folder = m
                     .manifest
                     .models

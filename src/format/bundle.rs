@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
-use crate::manifest::PicklePolicy;
 
 pub const BAGIT_TXT: &str = "bagit.txt";
 pub const BAG_INFO: &str = "bag-info.txt";
@@ -118,12 +117,12 @@ pub struct Description {
     /// Each model's summary (format, parameter count, precision, dtypes) as
     /// read from its headers at pack time; for the SBOM's model card.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<crate::modelcheck::ModelFacts>,
+    pub models: Vec<ModelFacts>,
     /// What pack found inside weight, shard-index and pickle files (formats,
     /// tensor counts, dtypes, pickle imports). The high side re-checks the
     /// files themselves and does not rely on this record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content: Vec<crate::modelcheck::ContentEntry>,
+    pub content: Vec<ContentEntry>,
 }
 
 pub const DESCRIPTION_KIND: &str = "BundleDescription";
@@ -512,6 +511,100 @@ manifests, so adding them never changes the bundle id. `airlock verify`
 checks all of the above against a trust policy in one step.
 "
     )
+}
+
+// ---------------------------------------------------------------- what pack found
+
+/// Whether pickles with imports outside the allowlists are let through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PicklePolicy {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// What airlock found inside one file of an artifact (`airlock.json` `content`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContentEntry {
+    /// The artifact's reference (`models/NAME`, `files/...`).
+    pub artifact: String,
+    /// The file's path in the artifact.
+    pub path: String,
+    pub facts: Facts,
+}
+
+/// Facts read from a file's header or opcode stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Facts {
+    /// `safetensors`, `gguf`, `shard-index`, `pickle`, `pytorch-legacy`,
+    /// `pytorch-zip` (a zip with `*/data.pkl`), `zip` (other `*.pkl`
+    /// members), `npz` (object arrays in a NumPy archive), `npy-pickle` (an
+    /// object array), `pickle+gzip` / `+zlib` / `+bz2` / `+xz` / `+lzma`
+    /// (a compressed pickle, as joblib writes them).
+    pub format: String,
+    /// GGUF version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
+    /// dtype (as the format names it) → parameters of that dtype.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dtypes: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Shards a shard index names (paths in the artifact).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
+    /// Zip members scanned as pickles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickles: Vec<String>,
+    /// Every import the pickle(s) perform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// The imports not on the allowlist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsafe_imports: Vec<String>,
+    /// Why the pickle could not be scanned completely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
+}
+
+/// A model's summary for its ModelPack config and SBOM model card.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelFacts {
+    /// The model artifact's reference.
+    pub artifact: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// `safetensors`, `gguf`, `pytorch`, `onnx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
+    /// ModelPack `paramSize`: `<count><K|M|B|T|Q>`, one decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_size: Option<String>,
+    /// ModelPack `precision`: `fp32`, `bf16`, `int8`, ..., or `mixed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// dtype → parameters, over the weight files of `format`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dtypes: BTreeMap<String, u64>,
+    /// The weight files counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<String>,
+    /// The folder export writes the model into (`models/<folder>`): the
+    /// manifest's `name:` as written (`all-MiniLM-L6-v2`), when it differs
+    /// from the normalized artifact name. Absent: the artifact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
 }
 
 // ---------------------------------------------------------------- push targets

@@ -118,13 +118,7 @@ pub struct SbomEntry {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PicklePolicy {
-    #[default]
-    Deny,
-    Allow,
-}
+pub use crate::bundle::PicklePolicy;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

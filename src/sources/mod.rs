@@ -3,6 +3,7 @@
 //! directory listings (and small model metadata); `pack` hashes and copies.
 
 pub mod cargo;
+pub mod content;
 pub mod fetch;
 pub mod files;
 pub mod images;

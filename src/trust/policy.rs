@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::bundle::PicklePolicy;
 use crate::error::{Error, Report, Result};
 use crate::keys::PublicKey;
-use crate::manifest::PicklePolicy;
-use crate::modelcheck::PickleRules;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -458,6 +457,24 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// The pickle rules in force on one side: the policy, and the imports a
+/// trust policy adds to the built-in allowlist (`pickle: {allow: [...]}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PickleRules {
+    pub policy: PicklePolicy,
+    /// `module.name` or `module.*` entries.
+    pub allow: Vec<String>,
+}
+
+impl From<PicklePolicy> for PickleRules {
+    fn from(policy: PicklePolicy) -> Self {
+        PickleRules {
+            policy,
+            allow: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -344,7 +344,7 @@ fn downgrade_refused_then_allowed_and_recorded() {
     let o = f.import(&v1, "store");
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("downgrade"), "{}", stderr(&o));
-    assert!(f.path("store/bundles/demo/1.10.0").exists() == false);
+    assert!(!f.path("store/bundles/demo/1.10.0").exists());
     let o = run(&[
         "import",
         v1.to_str().unwrap(),

@@ -118,7 +118,7 @@ fn safetensors(tensors: &[(&str, &str, &[u64])]) -> Vec<u8> {
 /// A safetensors file with this exact header (padded) and `data` data bytes.
 fn raw_safetensors(header: &str, data: usize) -> Vec<u8> {
     let mut h = header.to_string();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(' ');
     }
     let mut v = (h.len() as u64).to_le_bytes().to_vec();

@@ -344,12 +344,12 @@ pub fn build(arch: &str, tensors: &[(&str, &[u64])]) -> Vec<u8> {
         let len = shape.iter().product::<u64>() * 4;
         data.extend((0..len).map(|i| i as u8));
         offset += len;
-        while offset % DEFAULT_ALIGNMENT != 0 {
+        while !offset.is_multiple_of(DEFAULT_ALIGNMENT) {
             data.push(0);
             offset += 1;
         }
     }
-    while h.len() as u64 % DEFAULT_ALIGNMENT != 0 {
+    while !(h.len() as u64).is_multiple_of(DEFAULT_ALIGNMENT) {
         h.push(0);
     }
     h.extend(data);

@@ -253,7 +253,7 @@ pub fn build(tensors: &[(&str, &str, &[u64])], fill: impl Fn(usize) -> u8) -> Ve
         offset += len;
     }
     let mut h = serde_json::to_vec(&header).expect("serializes");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset as usize);

@@ -329,7 +329,7 @@ fn make_plan(
             let keep = (media_type == MT_MANIFEST
                 || media_type == MT_INDEX
                 || pin_blobs.contains(digest)
-                || media_type.ends_with("+json") && *size <= MAX_JSON_BLOB)
+                || media_type.ends_with("+json"))
                 && *size <= MAX_JSON_BLOB;
             Expected {
                 digest: *digest,
@@ -572,7 +572,9 @@ fn verify_dir(
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
-    let results: Vec<Result<(String, Report, Option<Vec<u8>>)>> = present
+    // Per file: its path, its findings, its bytes when kept.
+    type FileOutcome = (String, Report, Option<Vec<u8>>);
+    let results: Vec<Result<FileOutcome>> = present
         .par_iter()
         .map(|(rel, abs, len)| {
             let exp = &plan[rel];

@@ -588,7 +588,12 @@ pub fn verify_volumes(
                 );
                 return Ok(Flow::Stop);
             }
-            let exp: Expected = plan[&piece.path];
+            // The signed map may name a path the payload manifest lacks
+            // (reported above); never index the plan blindly.
+            let Some(exp) = plan.get(&piece.path).copied() else {
+                report.add(&name, "in the volume map but not in manifest-sha256.txt");
+                return Ok(Flow::Continue);
+            };
             if piece.part == 0 {
                 let mut pending = start_content(&piece.path, &exp);
                 let (hsh, bytes) = verify::take_payload(

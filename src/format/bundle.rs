@@ -226,7 +226,10 @@ pub struct Layer {
 
 impl Description {
     pub fn total_size(&self) -> u64 {
-        self.blobs().values().map(|b| b.1).sum()
+        // Sizes come from an untrusted description: never overflow.
+        self.blobs()
+            .values()
+            .fold(0u64, |sum, b| sum.saturating_add(b.1))
     }
 
     /// Every distinct blob the description declares: digest → (media type, size).

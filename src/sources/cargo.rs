@@ -423,7 +423,7 @@ pub fn check_artifact<'k>(
         .layers
         .iter()
         .find(|l| l.path == LOCK_PATH)
-        .and_then(|l| bytes_of(l))
+        .and_then(bytes_of)
         .and_then(|b| std::str::from_utf8(b).ok())
     else {
         report.add(

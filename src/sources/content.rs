@@ -38,7 +38,8 @@ pub fn check_packed(
         }
     }
     let jobs: Vec<(&Sha256Digest, &Vec<(usize, usize)>)> = by_digest.iter().collect();
-    let results: Vec<(Sha256Digest, &Vec<(usize, usize)>, Checked)> = jobs
+    type Job<'a> = (Sha256Digest, &'a Vec<(usize, usize)>, Checked);
+    let results: Vec<Job> = jobs
         .par_iter()
         .map(|(d, users)| {
             let uses: Vec<Use> = users

@@ -320,16 +320,16 @@ impl LoadedManifest {
                 }
             }
             match &p.wheelhouse {
-                Some(wh) => {
+                Some(wh)
                     if !self
                         .existing(&format!("python[{i}].wheelhouse"), wh)?
-                        .is_dir()
-                    {
-                        return Err(bad(format!(
-                            "python[{i}].wheelhouse: {wh} is not a directory"
-                        )));
-                    }
+                        .is_dir() =>
+                {
+                    return Err(bad(format!(
+                        "python[{i}].wheelhouse: {wh} is not a directory"
+                    )));
                 }
+                Some(_) => {}
                 None if p.requirements.is_some() => {
                     return Err(bad(format!(
                         "python[{i}].wheelhouse: missing; name the folder holding the files the requirements pin (`pip download` output)"

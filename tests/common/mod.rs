@@ -166,7 +166,7 @@ impl Fixture {
 /// `weight`, F32 when the length allows, else U8. pack validates
 /// safetensors headers, so test weights must be real safetensors files.
 pub fn safetensors_wrap(data: &[u8]) -> Vec<u8> {
-    let (dtype, n) = if data.len() % 4 == 0 {
+    let (dtype, n) = if data.len().is_multiple_of(4) {
         ("F32", data.len() / 4)
     } else {
         ("U8", data.len())

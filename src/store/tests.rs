@@ -20,6 +20,7 @@ struct Inner {
     ledger: Vec<String>,
     head: Option<Vec<u8>>,
     index: Option<Vec<u8>>,
+    id: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -136,6 +137,17 @@ impl MetaStore for Mem {
     }
     fn put_index(&self, bytes: &[u8]) -> Result<()> {
         self.0.lock().unwrap().index = Some(bytes.to_vec());
+        Ok(())
+    }
+    fn store_id(&self) -> Result<Option<String>> {
+        Ok(self.0.lock().unwrap().id.clone())
+    }
+    fn put_store_id(&self, id: &str) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        if inner.id.is_some() {
+            return Err(Error::Usage("store id exists".into()));
+        }
+        inner.id = Some(id.to_string());
         Ok(())
     }
 }

@@ -421,7 +421,7 @@ fn kept_for_checks(
     (media_type == MT_MANIFEST
         || media_type == MT_INDEX
         || pin_blobs.contains(digest)
-        || media_type.ends_with("+json") && size <= MAX_JSON_BLOB)
+        || media_type.ends_with("+json"))
         && size <= MAX_JSON_BLOB
 }
 

@@ -512,3 +512,133 @@ fn omitted_blobs_are_content_checked_from_the_store_at_import() {
     assert!(stderr(&o).contains("sha256 mismatch"), "{}", stderr(&o));
     assert_eq!(records, records_in(&f.path("store")));
 }
+
+// ------------------------------------------------------------ images
+
+fn sha_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let d: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A layer tar holding one file `name` of `size` bytes derived from `seed`.
+fn layer_tar(name: &str, size: usize, seed: u32) -> Vec<u8> {
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, name, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Writes an OCI layout at `dir` holding one image of `layers`, tagged 1.0;
+/// returns the manifest digest.
+fn write_image(dir: &Path, layers: &[Vec<u8>]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |bytes: &[u8], mt: &str| {
+        let hex = sha_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        serde_json::json!({"mediaType": mt, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    let descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| put(l, "application/vnd.oci.image.layer.v1.tar"))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": descs.iter().map(|d| d["digest"].clone()).collect::<Vec<_>>()},
+    });
+    let config = put(
+        &serde_json::to_vec(&config).unwrap(),
+        "application/vnd.oci.image.config.v1+json",
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config, "layers": descs,
+    });
+    let mut m = put(
+        &serde_json::to_vec(&manifest).unwrap(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let digest = m["digest"].as_str().unwrap().to_string();
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "1.0"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [m]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+#[test]
+fn an_image_delta_leaves_out_the_shared_layer_and_imports_complete() {
+    let f = Fixture::new();
+    let o = run(&["keygen", &f.s("keys/high")]);
+    assert_eq!(code(&o), 0);
+    write_base_policy(&f, "high", "[store]");
+    let base_layer = layer_tar("base.bin", 400_000, 1);
+    write_image(
+        &f.path("src/layout1"),
+        &[base_layer.clone(), layer_tar("app.bin", 2_000, 2)],
+    );
+    f.write_manifest(
+        "images:\n  - source: oci-layout:layout1:1.0\n    name: registry.example/ml/infer:1.0\n",
+    );
+    let v1 = f.pack("dir");
+    let o = f.import(&v1, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    receipt(&f, "store", "have.json");
+
+    // 1.1.0: the app layer changes, the base layer is shared.
+    let digest2 = write_image(
+        &f.path("src/layout2"),
+        &[base_layer.clone(), layer_tar("app.bin", 2_000, 3)],
+    );
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        std::fs::read_to_string(f.path("src/airlock.yaml"))
+            .unwrap()
+            .replace("version: 1.0.0", "version: 1.1.0")
+            .replace("layout1", "layout2"),
+    )
+    .unwrap();
+    let o = pack_delta(&f, "tar.zst", "d", "have.json");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let p = json(&o);
+    assert!(
+        p["delta"]["size"].as_u64().unwrap() > 400_000 + 300_000,
+        "the base layer and the weights are provided by the base: {p}"
+    );
+    let bundle = PathBuf::from(p["path"].as_str().unwrap());
+    assert!(size_of(&bundle) < 100_000, "{} bytes", size_of(&bundle));
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&[
+        "export",
+        "demo@1.1.0",
+        "--store",
+        &f.s("store"),
+        "--out",
+        &f.s("exported"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The exported image layout holds the shared layer, by its digest.
+    let layer =
+        walk_find(&f.path("exported"), &sha_hex(&base_layer)).expect("shared layer exported");
+    assert_eq!(std::fs::read(layer).unwrap(), base_layer);
+    let index = walk_find(&f.path("exported"), "index.json").expect("an OCI index exported");
+    assert!(std::fs::read_to_string(index).unwrap().contains(&digest2));
+}

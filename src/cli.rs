@@ -1287,7 +1287,25 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
             })
             .map(|a| a.packages.len())
             .sum();
+        if !v.base.structure {
+            c.pins = 0; // a delta verified without the store it needs
+        }
         c.models = d.content.len();
+        if v.base.store.is_none() && !v.base.omitted.is_empty() {
+            // Model files the delta leaves out were not scanned.
+            c.models = d
+                .content
+                .iter()
+                .filter(|e| {
+                    d.artifacts
+                        .iter()
+                        .filter(|a| a.reference == e.artifact)
+                        .flat_map(|a| &a.layers)
+                        .find(|l| l.path == e.path)
+                        .is_none_or(|l| !v.base.omitted.contains_key(&l.digest))
+                })
+                .count();
+        }
     }
     c
 }

@@ -240,6 +240,8 @@ fn a_delta_in_every_format_carries_only_the_change_and_imports_complete() {
             v["checked"]["delta"]["unchecked"].as_array().unwrap().len() as u64,
             delta["blobs"].as_u64().unwrap()
         );
+        // The weights are left out: not scanned without the store.
+        assert_eq!(v["checked"]["models"], 0, "{v}");
         // verify --store: complete against the store.
         let o = run(&[
             "verify",
@@ -641,4 +643,91 @@ fn an_image_delta_leaves_out_the_shared_layer_and_imports_complete() {
     assert_eq!(std::fs::read(layer).unwrap(), base_layer);
     let index = walk_find(&f.path("exported"), "index.json").expect("an OCI index exported");
     assert!(std::fs::read_to_string(index).unwrap().contains(&digest2));
+}
+
+#[test]
+fn a_python_delta_rechecks_pins_from_the_store() {
+    let f = Fixture::new();
+    let o = run(&["keygen", &f.s("keys/high")]);
+    assert_eq!(code(&o), 0);
+    write_base_policy(&f, "high", "[store]");
+    // A wheelhouse of one wheel (airlock reads wheels by name and pin only).
+    let wheel: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 >> 5) as u8).collect();
+    std::fs::create_dir_all(f.path("src/wheelhouse")).unwrap();
+    std::fs::write(
+        f.path("src/wheelhouse/tinypkg-0.1.0-py3-none-any.whl"),
+        &wheel,
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("src/requirements.txt"),
+        format!("tinypkg==0.1.0 --hash=sha256:{}\n", sha_hex(&wheel)),
+    )
+    .unwrap();
+    f.write_manifest("python:\n  - requirements: requirements.txt\n    wheelhouse: wheelhouse\n");
+    let v1 = f.pack("dir");
+    let o = f.import(&v1, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    receipt(&f, "store", "have.json");
+    change_one_file(&f);
+    let o = pack_delta(&f, "tar", "d", "have.json");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bundle = PathBuf::from(json(&o)["path"].as_str().unwrap());
+    // The wheel and requirements.txt are left out: without a store the pins
+    // cannot be re-checked, and verify says so.
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["checked"]["delta"]["structureChecked"], false, "{v}");
+    assert_eq!(
+        v["checked"]["pins"], 0,
+        "no pin re-checked without the store: {v}"
+    );
+    let unchecked = v["checked"]["delta"]["unchecked"].as_array().unwrap();
+    assert!(unchecked.contains(&format!("sha256:{}", sha_hex(&wheel)).into()));
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+    ]);
+    assert!(
+        stdout(&o).contains("nor the OCI structure and pins"),
+        "{}",
+        stdout(&o)
+    );
+    // With the store, the pins are re-checked against its copies.
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["checked"]["delta"]["structureChecked"], true, "{v}");
+    assert!(v["checked"]["pins"].as_u64().unwrap() >= 1, "{v}");
+    let o = f.import(&bundle, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&[
+        "export",
+        "demo@1.1.0",
+        "--store",
+        &f.s("store"),
+        "--out",
+        &f.s("exported"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let w =
+        walk_find(&f.path("exported"), "tinypkg-0.1.0-py3-none-any.whl").expect("wheel exported");
+    assert_eq!(std::fs::read(w).unwrap(), wheel);
 }

@@ -652,7 +652,7 @@ fn a_python_delta_rechecks_pins_from_the_store() {
     assert_eq!(code(&o), 0);
     write_base_policy(&f, "high", "[store]");
     // A wheelhouse of one wheel (airlock reads wheels by name and pin only).
-    let wheel: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 >> 5) as u8).collect();
+    let wheel: Vec<u8> = (0..50_000u32).map(|i| ((i * 7919) >> 5) as u8).collect();
     std::fs::create_dir_all(f.path("src/wheelhouse")).unwrap();
     std::fs::write(
         f.path("src/wheelhouse/tinypkg-0.1.0-py3-none-any.whl"),

@@ -883,6 +883,7 @@ fn run(cli: Cli) -> CliResult {
                 store: store.clone(),
                 already_present: done.already_present,
                 blobs_written: done.blobs_written,
+                blobs_from_base: done.from_base,
                 receipt: receipt.clone(),
             };
             emit(json, j, || {
@@ -896,11 +897,14 @@ fn run(cli: Cli) -> CliResult {
                     )
                 } else {
                     format!(
-                        "imported {} {} into {}: {} new blob(s)\nbundle id  {}",
+                        "imported {} {} into {}: {} new blob(s){}\nbundle id  {}",
                         esc(&done.name),
                         esc(&done.version),
                         store.display(),
                         done.blobs_written,
+                        done.from_base.map_or(String::new(), |n| format!(
+                            ", {n} provided by the store (a delta, now complete)"
+                        )),
                         done.id
                     )
                 }

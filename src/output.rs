@@ -364,6 +364,9 @@ pub struct ImportOut {
     pub store: PathBuf,
     pub already_present: bool,
     pub blobs_written: usize,
+    /// A delta: the blobs it left out, which the store already held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs_from_base: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<PathBuf>,
 }

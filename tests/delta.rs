@@ -280,6 +280,9 @@ fn a_delta_in_every_format_carries_only_the_change_and_imports_complete() {
         "--json",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let imp = json(&o);
+    assert_schemas(&[("import", imp.clone())]);
+    assert!(imp["blobsFromBase"].as_u64().unwrap() >= 3, "{imp}");
     let o = run(&[
         "export",
         "demo@1.1.0",

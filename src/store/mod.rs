@@ -149,6 +149,8 @@ pub struct Imported {
     pub version: String,
     pub already_present: bool,
     pub blobs_written: usize,
+    /// A delta: how many blobs it left out to the store (`None`: a full bundle).
+    pub from_base: Option<usize>,
     pub store: PathBuf,
 }
 
@@ -541,6 +543,7 @@ impl Store {
                     version: existing.version,
                     already_present: true,
                     blobs_written: 0,
+                    from_base: d.delta.as_ref().map(|_| pre.omitted.len()),
                     store: self.root.clone(),
                 });
             }
@@ -720,6 +723,7 @@ impl Store {
             version: record.version,
             already_present: false,
             blobs_written: written,
+            from_base: d.delta.as_ref().map(|_| verified.base.omitted.len()),
             store: self.root.clone(),
         })
     }

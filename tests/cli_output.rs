@@ -465,6 +465,7 @@ fn help_has_examples_and_consistent_names() {
         vec!["push"],
         vec!["store", "ls"],
         vec!["store", "log"],
+        vec!["store", "receipt"],
         vec!["sbom"],
         vec!["report"],
         vec!["completions"],

@@ -144,6 +144,13 @@ Examples:
         /// default: the manifest's `root:`, else its directory.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+        /// Cut a delta: leave out every blob this receipt (`airlock store receipt`,
+        /// or an import receipt) says the high side's store holds.
+        #[arg(long, value_name = "RECEIPT", requires = "base_trust")]
+        base: Option<PathBuf>,
+        /// The trust policy the base receipt's signer must be trusted by, for role `store`.
+        #[arg(long, value_name = "POLICY", requires = "base")]
+        base_trust: Option<PathBuf>,
     },
     /// Show what a bundle holds, from its tag files only (nothing is hashed or trusted).
     #[command(after_help = "\
@@ -171,6 +178,13 @@ Examples:
         /// The trust policy (YAML, `kind: TrustPolicy`): keys, roles, required signers and custody events.
         #[arg(long, value_name = "POLICY")]
         trust: PathBuf,
+        /// For a delta: check the blobs it leaves out against this store (they must
+        /// all be there; content, structure and pins are checked on the store's copies).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// With --store: re-hash every blob the store provides.
+        #[arg(long, requires = "store")]
+        recheck: bool,
     },
     /// Verify a bundle, then import it atomically into a store.
     #[command(after_help = "\
@@ -196,6 +210,10 @@ Examples:
         /// Write a signed import receipt here, to carry back to the build side.
         #[arg(long, value_name = "FILE")]
         receipt: Option<PathBuf>,
+        /// For a delta: re-hash every blob the store provides, not only those
+        /// read for content, structure and pin checks.
+        #[arg(long)]
+        recheck: bool,
     },
     /// Add a co-signature; the bundle id does not change.
     #[command(after_help = "\
@@ -394,6 +412,25 @@ Examples:
         /// Check the ledger's hash chain (exit 1 if broken).
         #[arg(long)]
         verify: bool,
+    },
+    /// Write a signed statement of every blob the store holds: the base of a delta.
+    #[command(after_help = "\
+The receipt (DSSE, in-toto Statement v1) names the store's identity (created by the
+first receipt and kept in STORE/store-id), the time, and every blob that an imported
+bundle declares, as sorted sha256 digests. Carry it to the build side and pass it to
+`airlock pack --base`; the key needs role `store` in the build side's --base-trust policy.
+
+Examples:
+  airlock store receipt --store /srv/airlock --key keys/high.key --out have.json")]
+    Receipt {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The high side's private key, which signs the receipt.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The receipt file to write (old spelling: --output).
+        #[arg(long, alias = "output", value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -671,16 +708,23 @@ fn run(cli: Cli) -> CliResult {
             format,
             volume_size,
             root,
+            base,
+            base_trust,
         } => {
             let m = LoadedManifest::load_with_root(&manifest, root.as_deref())?;
             let key = load_key(&key)?;
+            let base = match (&base, &base_trust) {
+                (Some(b), Some(t)) => Some(crate::receipt::load_base(b, &TrustPolicy::load(t)?)?),
+                _ => None,
+            };
             bar.steps = if format == Format::Dir && volume_size.is_none() {
                 1
             } else {
                 2
             };
-            let packed = crate::pack::pack(&m, &key, &out, format, volume_size, &bar)
-                .map_err(Error::at_pack)?;
+            let packed =
+                crate::pack::pack_delta(&m, &key, &out, format, volume_size, base.as_ref(), &bar)
+                    .map_err(Error::at_pack)?;
             let j = out::PackOut {
                 bundle_id: packed.id.clone(),
                 name: packed.name.clone(),
@@ -703,6 +747,12 @@ fn run(cli: Cli) -> CliResult {
                         reference: i.reference.clone(),
                     })
                     .collect(),
+                delta: base.as_ref().map(|b| out::DeltaOut {
+                    receipt: b.digest.oci(),
+                    store_id: b.store_id.clone(),
+                    blobs: packed.omitted,
+                    size: packed.omitted_size,
+                }),
             };
             emit(json, j, || {
                 let mut s = format!(
@@ -715,6 +765,18 @@ fn run(cli: Cli) -> CliResult {
                     packed.id,
                     packed.path.display()
                 );
+                if let Some(b) = &base {
+                    s.push_str(&format!(
+                        "\ndelta: {} blob(s) ({}) provided by the base\n    receipt {} from {} (key {})",
+                        packed.omitted,
+                        size(packed.omitted_size),
+                        b.digest.oci(),
+                        b.store_id
+                            .as_deref()
+                            .map_or("an import receipt".to_string(), |i| format!("store {i}")),
+                        esc(&b.store_key)
+                    ));
+                }
                 for img in &packed.images {
                     s.push_str(&format!(
                         "\nimage {}\n    = {}\n    from {}",
@@ -756,11 +818,23 @@ fn run(cli: Cli) -> CliResult {
             };
             emit(json, j, || render_inspection(&i))
         }
-        Command::Verify { bundle, trust } => {
+        Command::Verify {
+            bundle,
+            trust,
+            store,
+            recheck,
+        } => {
             let policy = TrustPolicy::load(&trust)?;
             let form = Form::open_all(&bundle)?;
             let whole = !matches!(&form, Form::Volumes { files } if files.len() == 1);
-            let v = crate::verify::verify(&form, &policy, None, &bar)
+            let st = store.as_deref().map(Store::new);
+            if let Some(st) = &st {
+                st.check_exists()?;
+            }
+            let base = st
+                .as_ref()
+                .map(|store| crate::verify::Base { store, recheck });
+            let v = crate::verify::verify_with_base(&form, &policy, None, base.as_ref(), &bar)
                 .map_err(|e| with_holds(e, &bundle))?;
             let names = key_names(Some(&policy));
             let checked = checked(&v, whole);
@@ -791,6 +865,7 @@ fn run(cli: Cli) -> CliResult {
             allow_downgrade,
             key,
             receipt,
+            recheck,
         } => {
             let store = store.store;
             let policy = TrustPolicy::load(&trust)?;
@@ -799,6 +874,7 @@ fn run(cli: Cli) -> CliResult {
                 allow_downgrade,
                 key: key.as_ref(),
                 receipt: receipt.clone(),
+                recheck,
             };
             let done = Store::new(&store)
                 .import(&bundle, &policy, &opts, &bar)
@@ -813,6 +889,7 @@ fn run(cli: Cli) -> CliResult {
                 store: store.clone(),
                 already_present: done.already_present,
                 blobs_written: done.blobs_written,
+                blobs_from_base: done.from_base,
                 receipt: receipt.clone(),
             };
             emit(json, j, || {
@@ -826,11 +903,14 @@ fn run(cli: Cli) -> CliResult {
                     )
                 } else {
                     format!(
-                        "imported {} {} into {}: {} new blob(s)\nbundle id  {}",
+                        "imported {} {} into {}: {} new blob(s){}\nbundle id  {}",
                         esc(&done.name),
                         esc(&done.version),
                         store.display(),
                         done.blobs_written,
+                        done.from_base.map_or(String::new(), |n| format!(
+                            ", {n} provided by the store (a delta, now complete)"
+                        )),
                         done.id
                     )
                 }
@@ -1101,6 +1181,30 @@ fn run(cli: Cli) -> CliResult {
                     .join("\n")
             })
         }
+        Command::Store(StoreCommand::Receipt { store, key, out }) => {
+            let store = store.store;
+            let key = load_key(&key)?;
+            let h = Store::new(&store).holdings_receipt(&key)?;
+            crate::store::write_atomic(&out, &h.bytes)?;
+            let j = out::StoreReceiptOut {
+                store: store.clone(),
+                store_id: h.store_id.clone(),
+                key_id: key.public.id.clone(),
+                blob_count: h.blobs,
+                path: out.clone(),
+                size: h.bytes.len() as u64,
+            };
+            emit(json, j, || {
+                format!(
+                    "receipt of {} blob(s) held by store {} ({})\nsigned by  key {}\nwritten to {}",
+                    h.blobs,
+                    h.store_id,
+                    store.display(),
+                    key.public.id,
+                    out.display()
+                )
+            })
+        }
         Command::Store(StoreCommand::Log { store, verify }) => {
             let store = store.store;
             let entries = Store::new(&store).log(verify)?;
@@ -1164,8 +1268,25 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
         ..Default::default()
     };
     if whole {
-        c.blobs = d.blobs().len();
-        c.bytes = d.total_size();
+        let b = &v.base;
+        c.blobs = d.blobs().len() - b.omitted.len();
+        c.bytes = d.total_size() - b.omitted.values().sum::<u64>();
+        if let Some(delta) = &d.delta {
+            c.delta = Some(out::DeltaCheckOut {
+                receipt: delta.receipt.oci(),
+                store_id: delta.store_id.clone(),
+                blobs: b.omitted.len(),
+                bytes: b.omitted.values().sum(),
+                store: b.store.clone(),
+                rehashed: b.rehashed,
+                structure_checked: b.structure,
+                unchecked: if b.store.is_none() {
+                    b.omitted.keys().map(|d| d.oci()).collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
         c.pins = d
             .artifacts
             .iter()
@@ -1177,7 +1298,25 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
             })
             .map(|a| a.packages.len())
             .sum();
+        if !v.base.structure {
+            c.pins = 0; // a delta verified without the store it needs
+        }
         c.models = d.content.len();
+        if v.base.store.is_none() && !v.base.omitted.is_empty() {
+            // Model files the delta leaves out were not scanned.
+            c.models = d
+                .content
+                .iter()
+                .filter(|e| {
+                    d.artifacts
+                        .iter()
+                        .filter(|a| a.reference == e.artifact)
+                        .flat_map(|a| &a.layers)
+                        .find(|l| l.path == e.path)
+                        .is_none_or(|l| !v.base.omitted.contains_key(&l.digest))
+                })
+                .count();
+        }
     }
     c
 }
@@ -1357,6 +1496,44 @@ fn render_verified(
             c.pins,
             c.models
         ));
+        if let Some(dc) = &c.delta {
+            s.push_str(&format!(
+                "delta      {} blob(s) ({}) provided by the base (receipt {})\n",
+                dc.blobs,
+                size(dc.bytes),
+                dc.receipt
+            ));
+            match &dc.store {
+                Some(st) => s.push_str(&format!(
+                    "\x20          all present in store {}{}\n",
+                    st.display(),
+                    if dc.rehashed {
+                        ", re-hashed"
+                    } else {
+                        "; models, structure and pins checked on its copies (--recheck re-hashes every one)"
+                    }
+                )),
+                None => {
+                    s.push_str(&format!(
+                        "NOT CHECKED {} blob(s) the delta leaves out (pass --store to check them against a store){}:\n",
+                        dc.unchecked.len(),
+                        if dc.structure_checked {
+                            ""
+                        } else {
+                            "; nor the OCI structure and pins, which need some of them"
+                        }
+                    ));
+                    let holders = blob_holders(&v.description);
+                    for dg in &dc.unchecked {
+                        let what = crate::digest::Sha256Digest::parse_oci(dg)
+                            .and_then(|x| holders.get(&crate::bundle::blob_path(&x)))
+                            .map(|h| h.join("; "))
+                            .unwrap_or_default();
+                        s.push_str(&format!("  {dg}  {}\n", esc(&what)));
+                    }
+                }
+            }
+        }
     } else {
         s.push_str(
             "checked    this volume's pieces against the signed volume map only;\n\
@@ -1404,10 +1581,27 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
         s.push_str(&format!("about      {}\n", esc(desc)));
     }
     s.push_str(&format!(
-        "size       {} in {} blob(s)\n\nartifacts:\n",
+        "size       {} in {} blob(s)\n",
         size(d.total_size()),
         d.blobs().len()
     ));
+    if let Some(b) = &d.delta {
+        s.push_str(&format!(
+            "delta: {} blob(s) ({}) provided by the base\n    receipt {} from {} (key {}, {})\n",
+            b.omitted,
+            size(b.omitted_size),
+            b.receipt.oci(),
+            b.store_id
+                .as_deref()
+                .map_or("an import receipt".to_string(), |i| format!(
+                    "store {}",
+                    esc(i)
+                )),
+            esc(&b.store_key),
+            esc(&b.time)
+        ));
+    }
+    s.push_str("\nartifacts:\n");
     for a in &d.artifacts {
         if a.kind == crate::bundle::ArtifactKind::Image {
             let total: u64 = a.blobs.iter().map(|b| b.size).sum::<u64>() + a.manifest.size;

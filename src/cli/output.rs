@@ -173,6 +173,22 @@ pub struct PackOut {
     pub blob_count: usize,
     pub size: u64,
     pub images: Vec<ImageOut>,
+    /// Set for a delta: what the base receipt provides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaOut>,
+}
+
+/// A delta bundle: the receipt it was cut against and what it leaves out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaOut {
+    /// sha256 of the receipt file.
+    pub receipt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// Blobs provided by the base (not carried), and their bytes.
+    pub blobs: usize,
+    pub size: u64,
 }
 
 #[derive(Serialize)]
@@ -295,6 +311,30 @@ pub struct CheckedOut {
     pub custody_events: usize,
     /// False when one volume of several was checked alone (its pieces only).
     pub whole_bundle: bool,
+    /// A delta: the blobs its base provides (not counted in `blobs`/`bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaCheckOut>,
+}
+
+/// What `verify` made of the blobs a delta leaves out.
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaCheckOut {
+    /// sha256 of the receipt the delta was cut against.
+    pub receipt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    pub blobs: usize,
+    pub bytes: u64,
+    /// The store they were checked against (`--store`); absent: not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
+    /// Every one re-hashed from the store (`--recheck`).
+    pub rehashed: bool,
+    /// The OCI structure and pins were checked.
+    pub structure_checked: bool,
+    /// Without a store: each blob left out, which was not checked.
+    pub unchecked: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -306,6 +346,9 @@ pub struct ImportOut {
     pub store: PathBuf,
     pub already_present: bool,
     pub blobs_written: usize,
+    /// A delta: the blobs it left out, which the store already held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs_from_base: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<PathBuf>,
 }
@@ -400,6 +443,19 @@ pub struct StoredBundleOut {
     /// role → names of the signers counted at import.
     pub roles: BTreeMap<String, Vec<String>>,
     pub artifact_count: usize,
+    pub size: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreReceiptOut {
+    pub store: PathBuf,
+    pub store_id: String,
+    pub key_id: String,
+    /// Blobs the receipt states the store holds.
+    pub blob_count: usize,
+    /// The receipt file written, and its size in bytes.
+    pub path: PathBuf,
     pub size: u64,
 }
 

@@ -41,7 +41,11 @@ pub struct Packed {
     pub version: String,
     pub artifacts: usize,
     pub blobs: usize,
+    /// Bytes carried (for a delta: without the blobs the base provides).
     pub size: u64,
+    /// Blobs left out because the base receipt says the high side holds them.
+    pub omitted: usize,
+    pub omitted_size: u64,
     /// Each image: its name, where it came from and the digest it resolved to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<sources::images::PackedImage>,
@@ -53,6 +57,21 @@ pub fn pack(
     out: &Path,
     format: Format,
     volume_size: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<Packed> {
+    pack_delta(m, key, out, format, volume_size, None, progress)
+}
+
+/// `pack`, leaving out every blob `base` (a receipt from the high side) says
+/// the high side's store holds. The description still declares every blob;
+/// `airlock.json` records the receipt the delta was cut against.
+pub fn pack_delta(
+    m: &LoadedManifest,
+    key: &PrivateKey,
+    out: &Path,
+    format: Format,
+    volume_size: Option<u64>,
+    base: Option<&crate::receipt::Base>,
     progress: &dyn Progress,
 ) -> Result<Packed> {
     let time = crate::clock::build_time()?;
@@ -282,11 +301,29 @@ pub fn pack(
         artifacts,
         models,
         content,
+        delta: None,
     };
     // The SBOMs (CycloneDX, SPDX) of everything above, as two more artifacts.
     index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
-    for d in description.blobs().keys() {
-        payload.insert(blob_path(d), *d);
+    let mut omitted = (0usize, 0u64);
+    for (d, (_, size)) in description.blobs() {
+        if base.is_some_and(|b| b.blobs.contains(&d)) {
+            // Provided by the high side's store: declared, not carried.
+            fs_err::remove_file(blobs_dir.join(d.hex()))?;
+            omitted = (omitted.0 + 1, omitted.1 + size);
+        } else {
+            payload.insert(blob_path(&d), d);
+        }
+    }
+    if let Some(b) = base {
+        description.delta = Some(DeltaBase {
+            receipt: b.digest,
+            store_id: b.store_id.clone(),
+            store_key: b.store_key.clone(),
+            time: b.time.clone(),
+            omitted: omitted.0,
+            omitted_size: omitted.1,
+        });
     }
 
     let index = ImageIndexBuilder::default()
@@ -305,8 +342,9 @@ pub fn pack(
     );
 
     // Tag files.
-    let oxum_bytes: u64 =
-        description.total_size() + index_bytes.len() as u64 + OCI_LAYOUT_CONTENT.len() as u64;
+    let oxum_bytes: u64 = description.total_size() - omitted.1
+        + index_bytes.len() as u64
+        + OCI_LAYOUT_CONTENT.len() as u64;
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
         (
@@ -350,7 +388,7 @@ pub fn pack(
     let (path, bytes) = crate::custody::new_event(&BTreeMap::new(), key, "packed", None, &id, time);
     fs_err::write(root.join(path), bytes)?;
 
-    let size = description.total_size();
+    let size = description.total_size() - omitted.1;
     let mut paths = Vec::new();
     match (format, volume_size) {
         (_, Some(capacity)) => {
@@ -398,6 +436,8 @@ pub fn pack(
         artifacts: description.artifacts.len(),
         blobs: description.blobs().len(),
         size,
+        omitted: omitted.0,
+        omitted_size: omitted.1,
         images: description
             .artifacts
             .iter()

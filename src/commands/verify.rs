@@ -34,6 +34,8 @@ pub struct TagCheck {
     pub custody: Vec<EventView>,
     pub report: Report,
     pub tags: TagSet,
+    /// A delta's declared blobs that it does not carry: digest → (media type, size).
+    pub omitted: BTreeMap<Sha256Digest, (String, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +55,30 @@ pub struct Verified {
     pub signers: Signers,
     pub custody: Vec<EventView>,
     pub tags: TagSet,
+    /// A delta's blobs provided by the base, and how far they were checked.
+    pub base: BaseCheck,
+}
+
+/// What became of the blobs a delta leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct BaseCheck {
+    /// Digest → size of every blob the delta leaves out.
+    pub omitted: BTreeMap<Sha256Digest, u64>,
+    /// Checked against this store (present, content and structure checks
+    /// run on its copies); `None`: not checked at all.
+    pub store: Option<PathBuf>,
+    /// Re-hashed from the store (`--recheck`).
+    pub rehashed: bool,
+    /// The OCI structure and the pins were checked (false when a delta
+    /// verified without a store leaves out a manifest or pin file).
+    pub structure: bool,
+}
+
+/// The store a delta's omitted blobs are read from.
+pub struct Base<'a> {
+    pub store: &'a crate::store::Store,
+    /// Re-hash every omitted blob, not only those read for content checks.
+    pub recheck: bool,
 }
 
 /// Where verified blobs are written during import.
@@ -140,6 +166,22 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         (Some(d), Some(m)) => Some(make_plan(d, m, &mut report)),
         _ => None,
     };
+    let omitted = match (&description, &manifest) {
+        (Some(d), Some(m)) => d.omitted(m),
+        _ => BTreeMap::new(),
+    };
+    if let Some(delta) = description.as_ref().and_then(|d| d.delta.as_ref()) {
+        let size: u64 = omitted.values().map(|x| x.1).sum();
+        if (delta.omitted, delta.omitted_size) != (omitted.len(), size) {
+            report.add(
+                DESCRIPTION,
+                format!(
+                    "delta states {} blob(s) of {} bytes provided by the base, but manifest-sha256.txt leaves out {} of {size} bytes",
+                    delta.omitted, delta.omitted_size, omitted.len()
+                ),
+            );
+        }
+    }
 
     // Signatures.
     let mut valid: Vec<PublicKey> = Vec::new();
@@ -205,6 +247,7 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         custody,
         report,
         tags,
+        omitted,
     }
 }
 
@@ -326,11 +369,7 @@ fn make_plan(
                 );
                 continue;
             };
-            let keep = (media_type == MT_MANIFEST
-                || media_type == MT_INDEX
-                || pin_blobs.contains(digest)
-                || media_type.ends_with("+json"))
-                && *size <= MAX_JSON_BLOB;
+            let keep = kept_for_checks(digest, media_type, *size, &pin_blobs);
             Expected {
                 digest: *digest,
                 size: *size,
@@ -351,8 +390,10 @@ fn make_plan(
             report.add(MANIFEST, format!("does not list {required}"));
         }
     }
+    let delta = d.delta.is_some();
     for d in declared.keys() {
-        if !m.contains_key(&blob_path(d)) {
+        // A delta leaves out what its base provides (`Description::omitted`).
+        if !delta && !m.contains_key(&blob_path(d)) {
             report.add(
                 MANIFEST,
                 format!("does not list blob {d:?} that airlock.json declares"),
@@ -360,6 +401,20 @@ fn make_plan(
         }
     }
     plan
+}
+
+/// Whether a blob's bytes are kept for the structure and pin checks.
+fn kept_for_checks(
+    digest: &Sha256Digest,
+    media_type: &str,
+    size: u64,
+    pin_blobs: &BTreeSet<Sha256Digest>,
+) -> bool {
+    (media_type == MT_MANIFEST
+        || media_type == MT_INDEX
+        || pin_blobs.contains(digest)
+        || media_type.ends_with("+json"))
+        && size <= MAX_JSON_BLOB
 }
 
 /// Hashes (and, when staging, copies) one payload file. Returns its digest and,
@@ -456,11 +511,26 @@ pub fn verify(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Verified> {
+    verify_with_base(form, policy, staging, None, progress)
+}
+
+/// `verify`, with a store that provides the blobs a delta leaves out: each
+/// must be there, and is read from there for the content, structure and pin
+/// checks (every one re-hashed with `recheck`). Without a store, a delta's
+/// omitted blobs are listed as not checked, and the structure and pins are
+/// checked only if no manifest or pin file is among them.
+pub fn verify_with_base(
+    form: &Form,
+    policy: &TrustPolicy,
+    staging: Option<&Staging>,
+    base: Option<&Base>,
+    progress: &dyn Progress,
+) -> Result<Verified> {
     let now = crate::clock::now();
     // One volume given alone is checked alone: its pieces against the signed
     // volume map. The OCI structure and the package pins need the whole set.
     let mut whole_payload = true;
-    let (check, mut report, kept) = match form {
+    let (check, mut report, mut kept) = match form {
         Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress)?,
         Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
         Form::Volumes { files } => {
@@ -468,7 +538,37 @@ pub fn verify(
             crate::volumes::verify_volumes(files, whole_payload, policy, now, staging, progress)?
         }
     };
-    if let (true, Some(d), Some(index)) = (whole_payload, &check.description, kept.get(OCI_INDEX)) {
+    let mut base_check = BaseCheck {
+        omitted: check.omitted.iter().map(|(d, x)| (*d, x.1)).collect(),
+        structure: true,
+        ..Default::default()
+    };
+    if let (false, Some(d)) = (check.omitted.is_empty(), &check.description) {
+        let pin_blobs = crate::sources::packages::pin_blobs(d);
+        let needed = check
+            .omitted
+            .iter()
+            .any(|(dg, (mt, size))| kept_for_checks(dg, mt, *size, &pin_blobs));
+        match base {
+            Some(b) if report.is_ok() => {
+                base_check.store = Some(b.store.root.clone());
+                base_check.rehashed = b.recheck;
+                let content = crate::modelcheck::ContentPlan::new(d, policy.pickle.clone());
+                for (dg, (mt, size)) in &check.omitted {
+                    check_from_store(b, d, dg, mt, *size, &pin_blobs, &content, &mut kept)
+                        .map(|r| report.merge(r))?;
+                }
+            }
+            Some(_) => {}
+            None => base_check.structure = !needed,
+        }
+    }
+    if let (true, true, Some(d), Some(index)) = (
+        whole_payload,
+        base_check.structure,
+        &check.description,
+        kept.get(OCI_INDEX),
+    ) {
         check_oci(d, index, &kept, &mut report);
         // The high side re-checks every python and cargo pin itself.
         crate::sources::packages::check_pins(d, &kept, &mut report);
@@ -485,7 +585,67 @@ pub fn verify(
         signers: check.signers,
         custody: check.custody,
         tags: check.tags,
+        base: base_check,
     })
+}
+
+/// One blob a delta leaves out, from the store: present, and (when a
+/// content check wants it, its bytes are kept for the structure and pin
+/// checks, or `recheck`) read, hashed and checked like a carried blob.
+#[allow(clippy::too_many_arguments)]
+fn check_from_store(
+    b: &Base,
+    d: &Description,
+    digest: &Sha256Digest,
+    media_type: &str,
+    size: u64,
+    pin_blobs: &BTreeSet<Sha256Digest>,
+    content: &crate::modelcheck::ContentPlan,
+    kept: &mut HashMap<String, Vec<u8>>,
+) -> Result<Report> {
+    let path = blob_path(digest);
+    let mut r = Report::default();
+    if !b.store.has_blob(digest)? {
+        r.add(
+            &path,
+            format!(
+                "provided by the base (receipt {}), but store {} does not hold it",
+                d.delta.as_ref().map_or(String::new(), |x| x.receipt.oci()),
+                b.store.root.display()
+            ),
+        );
+        return Ok(r);
+    }
+    let keep = kept_for_checks(digest, media_type, size, pin_blobs);
+    let wanted = content.wants(&path);
+    if !(keep || wanted || b.recheck) {
+        return Ok(r);
+    }
+    let exp = Expected {
+        digest: *digest,
+        size,
+        exact: true,
+        keep,
+    };
+    let mut pending = content.start(&path, size, None, None);
+    let mut reader = b.store.open_blob(digest)?;
+    let (h, bytes) = take_payload(
+        &path,
+        &mut tap(&mut reader, pending.as_mut().and_then(|p| p.probe())),
+        &exp,
+        None,
+        &crate::progress::Silent,
+    )?;
+    let at = b.store.locate_blob(digest);
+    if judge(&at, &exp, &h, &mut r) {
+        if let Some(bytes) = bytes {
+            kept.insert(path, bytes);
+        }
+        if let Some(p) = pending {
+            r.merge(p.finish(content)?);
+        }
+    }
+    Ok(r)
 }
 
 /// `Payload-Oxum` in bag-info.txt against the payload manifest: BagIt

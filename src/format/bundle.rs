@@ -123,6 +123,31 @@ pub struct Description {
     /// files themselves and does not rely on this record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<ContentEntry>,
+    /// Set when the bundle is a delta: the blobs declared above but not
+    /// listed in manifest-sha256.txt are provided by the high side's store,
+    /// as the receipt named here stated it held them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaBase>,
+}
+
+/// The receipt a delta bundle was cut against (inside `airlock.json`, so the
+/// bundle's signatures cover it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeltaBase {
+    /// sha256 of the receipt file, as read.
+    pub receipt: Sha256Digest,
+    /// The store the receipt describes; absent when the base is an import
+    /// receipt (those name no store id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// The key id that signed the receipt.
+    pub store_key: String,
+    /// When the receipt was issued.
+    pub time: String,
+    /// How many of the declared blobs the bundle leaves out, and their bytes.
+    pub omitted: usize,
+    pub omitted_size: u64,
 }
 
 pub const DESCRIPTION_KIND: &str = "BundleDescription";
@@ -254,6 +279,21 @@ impl Description {
             }
         }
         out
+    }
+
+    /// The declared blobs a delta leaves out: those not in `listed` (the
+    /// payload manifest). Empty for a full bundle.
+    pub fn omitted(
+        &self,
+        listed: &BTreeMap<String, Sha256Digest>,
+    ) -> BTreeMap<Sha256Digest, (String, u64)> {
+        if self.delta.is_none() {
+            return BTreeMap::new();
+        }
+        self.blobs()
+            .into_iter()
+            .filter(|(d, _)| !listed.contains_key(&blob_path(d)))
+            .collect()
     }
 
     /// `name-version`, the directory and file stem of the bundle.

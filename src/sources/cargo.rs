@@ -719,6 +719,7 @@ mod tests {
             artifacts: vec![],
             models: vec![],
             content: vec![],
+            delta: None,
         };
         let pkg = |source: &str| crate::bundle::Package {
             name: "x".into(),

@@ -95,4 +95,9 @@ pub trait MetaStore {
     fn index(&self) -> Result<Option<Vec<u8>>>;
     /// Replaces the OCI index atomically.
     fn put_index(&self, bytes: &[u8]) -> Result<()>;
+
+    /// The store's identity (written once by `put_store_id`), if it has one.
+    fn store_id(&self) -> Result<Option<String>>;
+    /// Records the store's identity; fails if it already has one.
+    fn put_store_id(&self, id: &str) -> Result<()>;
 }

@@ -7,6 +7,7 @@
 //! STORE/bundles/<name>/<version>/    a record: record.json + verified tag files
 //! STORE/ledger.jsonl                 the hash-chained ledger
 //! STORE/ledger.head                  count and hash of the last committed entry
+//! STORE/store-id                     the store's random identity (first `store receipt`)
 //! STORE/.staging-*                   staging of a running (or killed) import
 //! ```
 
@@ -402,6 +403,25 @@ impl MetaStore for LocalDir {
 
     fn put_index(&self, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.oci().join("index.json"), bytes)
+    }
+
+    fn store_id(&self) -> Result<Option<String>> {
+        match fs_err::read_to_string(self.root.join("store-id")) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn put_store_id(&self, id: &str) -> Result<()> {
+        let path = self.root.join("store-id");
+        if path.exists() {
+            return Err(Error::Usage(format!(
+                "{}: the store already has an identity",
+                path.display()
+            )));
+        }
+        write_atomic(&path, format!("{id}\n").as_bytes())
     }
 }
 

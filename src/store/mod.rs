@@ -61,6 +61,8 @@ pub struct ImportOptions<'a> {
     pub allow_downgrade: bool,
     pub key: Option<&'a crate::keys::PrivateKey>,
     pub receipt: Option<PathBuf>,
+    /// For a delta: re-hash every blob the base provides from the store.
+    pub recheck: bool,
 }
 
 pub struct Store {
@@ -147,7 +149,16 @@ pub struct Imported {
     pub version: String,
     pub already_present: bool,
     pub blobs_written: usize,
+    /// A delta: how many blobs it left out to the store (`None`: a full bundle).
+    pub from_base: Option<usize>,
     pub store: PathBuf,
+}
+
+/// A signed holdings receipt, ready to write.
+pub struct Holdings {
+    pub store_id: String,
+    pub blobs: usize,
+    pub bytes: Vec<u8>,
 }
 
 /// Test-only failure injection: `AIRLOCK_FAILPOINT=<step>` aborts the
@@ -388,6 +399,60 @@ impl Store {
         self.commit_line(l, seq, &line)
     }
 
+    // ------------------------------------------------------------ receipts
+
+    /// The store's identity, if it has been given one.
+    pub fn id(&self) -> Result<Option<String>> {
+        self.meta.store_id()
+    }
+
+    /// Writes a signed statement of every blob the store holds (see
+    /// [`crate::receipt::make_holdings`]). The first one gives the store its
+    /// random identity (`store-id`, recorded in the ledger); each is
+    /// recorded in the ledger with its blob count.
+    pub fn holdings_receipt(&self, key: &crate::keys::PrivateKey) -> Result<Holdings> {
+        self.meta.check_exists()?;
+        let (_guard, l) = self.open_write()?;
+        let id = match self.meta.store_id()? {
+            Some(id) => id,
+            None => {
+                let mut raw = [0u8; 16];
+                getrandom::fill(&mut raw).map_err(|e| {
+                    Error::Usage(format!("no system randomness for the store id: {e}"))
+                })?;
+                let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                self.meta.put_store_id(&id)?;
+                self.append_locked(&l, "store-id", None, None, &format!("store id {id}"))?;
+                id
+            }
+        };
+        let l = self.read_ledger()?;
+        // Only blobs some committed record declares: a blob left by an
+        // import cut short is not vouched for.
+        let mut blobs = std::collections::BTreeSet::new();
+        for r in self.records_committed(&l)? {
+            for d in self.description(&r)?.blobs().into_keys() {
+                if self.blobs.has(&d)? {
+                    blobs.insert(d);
+                }
+            }
+        }
+        let blobs: Vec<Sha256Digest> = blobs.into_iter().collect();
+        let detail = format!(
+            "receipt of {} blob(s) signed by key {}",
+            blobs.len(),
+            key.public.id
+        );
+        self.append_locked(&l, "receipt", None, None, &detail)?;
+        let time = crate::clock::now();
+        let bytes = crate::receipt::make_holdings(key, &id, l.committed + 1, blobs.clone(), time);
+        Ok(Holdings {
+            store_id: id,
+            blobs: blobs.len(),
+            bytes,
+        })
+    }
+
     // ------------------------------------------------------------ import
 
     /// Verifies `bundle` against `policy` and imports it.
@@ -478,6 +543,7 @@ impl Store {
                     version: existing.version,
                     already_present: true,
                     blobs_written: 0,
+                    from_base: d.delta.as_ref().map(|_| pre.omitted.len()),
                     store: self.root.clone(),
                 });
             }
@@ -485,6 +551,38 @@ impl Store {
                 "{} {} is already imported with a different id ({}); a version is imported once — publish a new version",
                 d.name, d.version, existing.id
             )));
+        }
+        // A delta: cut against this store's receipt, and everything it
+        // leaves out must be here; else refuse before anything is written.
+        if let Some(delta) = &d.delta {
+            if let Some(want) = &delta.store_id {
+                let ours = self.meta.store_id()?;
+                if ours.as_deref() != Some(want.as_str()) {
+                    return Err(Error::Refused(format!(
+                        "{} {} is a delta cut against a receipt of store {want}, but this store is {}; \
+                         import it into that store, or pack a full bundle (or a delta against `airlock store receipt --store {}`)",
+                        d.name,
+                        d.version,
+                        ours.map_or("without an identity (it never issued a receipt)".to_string(), |o| format!("store {o}")),
+                        self.root.display()
+                    )));
+                }
+            }
+            let mut report = crate::error::Report::default();
+            for (digest, (_, size)) in &pre.omitted {
+                if !self.blobs.has(digest)? {
+                    report.add(
+                        blob_path(digest),
+                        format!(
+                            "missing from store {}: the delta leaves it ({size} bytes) to the base (receipt {}), \
+                             but the store does not hold it; pack a full bundle, or a delta against a fresh `airlock store receipt`",
+                            self.root.display(),
+                            delta.receipt.oci()
+                        ),
+                    );
+                }
+            }
+            report.into_result()?;
         }
         let version = semver::Version::parse(&d.version).expect("checked");
         let newest = self
@@ -510,12 +608,16 @@ impl Store {
                 have.insert(*b);
             }
         }
-        let verified: Verified = verify::verify(
+        let verified: Verified = verify::verify_with_base(
             form,
             policy,
             Some(&Staging {
                 dir: staging.path(),
                 have: &have,
+            }),
+            Some(&verify::Base {
+                store: self,
+                recheck: opts.recheck,
             }),
             progress,
         )?;
@@ -623,6 +725,7 @@ impl Store {
             version: record.version,
             already_present: false,
             blobs_written: written,
+            from_base: d.delta.as_ref().map(|_| verified.base.omitted.len()),
             store: self.root.clone(),
         })
     }
@@ -821,6 +924,16 @@ impl Store {
     /// Opens a blob for reading (push and export re-hash what they read).
     pub fn open_blob(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>> {
         self.blobs.open(d)
+    }
+
+    /// Fails with a clear usage error unless a store exists here.
+    pub fn check_exists(&self) -> Result<()> {
+        self.meta.check_exists()
+    }
+
+    /// Whether the store holds blob `d`.
+    pub fn has_blob(&self, d: &Sha256Digest) -> Result<bool> {
+        self.blobs.has(d)
     }
 
     /// Where a blob is, for messages.

@@ -20,6 +20,7 @@ struct Inner {
     ledger: Vec<String>,
     head: Option<Vec<u8>>,
     index: Option<Vec<u8>>,
+    id: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -138,6 +139,17 @@ impl MetaStore for Mem {
         self.0.lock().unwrap().index = Some(bytes.to_vec());
         Ok(())
     }
+    fn store_id(&self) -> Result<Option<String>> {
+        Ok(self.0.lock().unwrap().id.clone())
+    }
+    fn put_store_id(&self, id: &str) -> Result<()> {
+        let mut inner = self.0.lock().unwrap();
+        if inner.id.is_some() {
+            return Err(Error::Usage("store id exists".into()));
+        }
+        inner.id = Some(id.to_string());
+        Ok(())
+    }
 }
 
 #[test]
@@ -223,5 +235,36 @@ fn a_second_backend_needs_nothing_but_the_seam() {
         br#"{"architectures":["X"]}"#
     );
     assert_eq!(store.log(true).unwrap().len(), 2);
+
+    // A holdings receipt through the seam: the id kept by the backend,
+    // every blob of the bundle listed, the ledger still intact.
+    let high = crate::keys::PrivateKey::generate().unwrap();
+    high.write_files(&root.join("high")).unwrap();
+    let h = store.holdings_receipt(&high).unwrap();
+    assert_eq!(
+        mem.0.lock().unwrap().id.as_deref(),
+        Some(h.store_id.as_str())
+    );
+    assert_eq!(h.blobs, done.blobs_written);
+    assert_eq!(store.holdings_receipt(&high).unwrap().store_id, h.store_id);
+    assert_eq!(
+        store.log(true).unwrap().len(),
+        5,
+        "store-id and two receipts"
+    );
+    fs_err::write(root.join("have.json"), &h.bytes).unwrap();
+    fs_err::write(
+        root.join("base.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: high\n    publicKey: high.pub\n    roles: [store]\n",
+    )
+    .unwrap();
+    let base = crate::receipt::load_base(
+        &root.join("have.json"),
+        &TrustPolicy::load(&root.join("base.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(base.store_id.as_deref(), Some(h.store_id.as_str()));
+    let held: std::collections::HashSet<_> = mem.0.lock().unwrap().blobs.keys().copied().collect();
+    assert_eq!(base.blobs, held);
     assert!(!nowhere.exists(), "nothing was written outside the backend");
 }

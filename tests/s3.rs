@@ -536,3 +536,128 @@ fn missing_bucket_and_wrong_credentials_are_exit_2() {
         assert!(!stderr(&o).contains(key) && !stderr(&o).contains(wrong));
     }
 }
+
+/// Debian's docker-registry on a loopback port (as in tests/images.rs).
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (scripts/test installs it)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "registry down");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn push_streams_from_the_bucket_to_a_registry() {
+    let m = Moto::start();
+    m.make_bucket("high");
+    let reg = Registry::start();
+    let f = big_fixture();
+    let bundle = f.pack("tar");
+    let store = "s3://high/hs";
+    let o = import(&m, &f, &bundle, store);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let host = format!("127.0.0.1:{}", reg.port);
+    let o = m.run(&[
+        "push",
+        "--store",
+        store,
+        "--bundle",
+        "demo@1.0.0",
+        "--registry",
+        &format!("{host}/mirror"),
+        "--insecure",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "push: {}", stderr(&o));
+    let j = json(&o);
+    assert!(j["blobsSent"].as_u64().unwrap() > 0, "{j}");
+    let model = j["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["reference"].as_str().unwrap().contains("/models/minilm:"))
+        .unwrap_or_else(|| panic!("model pushed: {j}"))
+        .clone();
+    // The registry serves the manifest under the reported digest and the
+    // weights byte for byte.
+    let weights = std::fs::read(f.path("src/models/minilm/model.safetensors")).unwrap();
+    let checked = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, hashlib, urllib.request as u
+host, digest, size, want = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+req = u.Request(f'http://{host}/v2/mirror/demo/models/minilm/manifests/{digest}', headers={'Accept': 'application/vnd.oci.image.manifest.v1+json'})
+raw = u.urlopen(req).read()
+assert 'sha256:' + hashlib.sha256(raw).hexdigest() == digest
+layers = [l for l in json.loads(raw)['layers'] if l['size'] == size]
+assert layers, 'no layer of the weights size'
+blob = u.urlopen(f'http://{host}/v2/mirror/demo/models/minilm/blobs/' + layers[0]['digest']).read()
+assert hashlib.sha256(blob).hexdigest() == want, 'weights differ'
+print('ok')",
+            &host,
+            model["digest"].as_str().unwrap(),
+            &weights.len().to_string(),
+            &sha256_hex(&weights),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let log = log_verified(&m, store);
+    assert_eq!(log.last().unwrap()["action"], "push");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)[..64].to_string()
+}

@@ -909,3 +909,55 @@ impl MetaStore for S3 {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_masked_in_messages() {
+        let secrets = vec!["AKIAEXAMPLE".to_string(), "s3cr3t/value".to_string()];
+        assert_eq!(
+            mask(
+                "<AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId> key s3cr3t/value",
+                &secrets
+            ),
+            "<AWSAccessKeyId>***</AWSAccessKeyId> key ***"
+        );
+    }
+
+    #[test]
+    fn a_lease_is_stale_when_expired_or_its_local_process_is_gone() {
+        let lease = |host: String, pid: u32, expires: u64| {
+            serde_json::to_vec(&Lease {
+                owner: "o".into(),
+                host,
+                pid,
+                expires,
+            })
+            .unwrap()
+        };
+        let later = now_secs() + 60;
+        assert!(!stale(&lease(hostname(), std::process::id(), later)));
+        assert!(stale(&lease(
+            hostname(),
+            std::process::id(),
+            now_secs() - 1
+        )));
+        // pid_max is below 2^22 on Linux: no such process.
+        assert!(stale(&lease(hostname(), 4_194_305, later)));
+        assert!(!stale(&lease("elsewhere".into(), 4_194_305, later)));
+        assert!(stale(b"not json"));
+    }
+
+    #[test]
+    fn urls_and_record_names() {
+        let s = S3::new("s3://bucket/a/b/");
+        assert_eq!(s.shown, "s3://bucket/a/b");
+        assert!(S3::new("s3:///x").inner.is_err());
+        assert!(record_rel("..", "1").is_err());
+        assert!(record_rel("a/b", "1").is_err());
+        assert_eq!(record_rel("demo", "1.0.0").unwrap(), "bundles/demo/1.0.0");
+        assert_eq!(ledger_rel(7), "ledger/00000000000000000007");
+    }
+}

@@ -30,6 +30,7 @@
 pub mod backend;
 mod export;
 pub mod local;
+pub mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -53,7 +54,7 @@ pub use export::Exported;
 pub use local::write_atomic;
 
 pub const BUNDLE_ID: &str = "dev.airlock.bundle.id";
-const RECORD: &str = "record.json";
+pub(crate) const RECORD: &str = "record.json";
 
 /// How to import: downgrade permission, the high side's signing key, and where to write a receipt.
 #[derive(Default)]
@@ -184,8 +185,17 @@ pub(crate) fn failpoint(step: &str) -> Result<()> {
 }
 
 impl Store {
-    /// The store in directory `root` (the local backend).
+    /// The store in directory `root` (the local backend), or at
+    /// `s3://BUCKET/PREFIX` (an S3-compatible object store).
     pub fn new(root: &Path) -> Self {
+        if let Some(url) = root.to_str().filter(|s| s3::is_url(s)) {
+            let s3 = s3::S3::new(url);
+            return Store {
+                root: root.to_path_buf(),
+                blobs: Box::new(s3.clone()),
+                meta: Box::new(s3),
+            };
+        }
         Store {
             root: root.to_path_buf(),
             blobs: Box::new(local::LocalDir::new(root)),

@@ -4,6 +4,7 @@
 //! `tests/layers.rs` enforces that.
 
 pub mod amend;
+pub mod import;
 pub mod init;
 pub mod inspect;
 pub mod pack;

@@ -3,7 +3,7 @@
 //! used, every size is bounded, links and special files are refused.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::bundle::VolumeMarker;
@@ -644,7 +644,7 @@ pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
         Item::Payload { .. } => Ok(Flow::Continue),
     })?;
     if zstd {
-        crate::additions::read_zstd_frames(path, &mut tags, &mut report)?;
+        read_zstd_frames(path, &mut tags, &mut report)?;
     }
     tags.report.merge(report);
     Ok(tags)
@@ -749,9 +749,123 @@ pub fn volume_head_tags(files: &[PathBuf]) -> Result<TagSet> {
     // Signatures and custody events added since pack are in every volume file.
     for other in heads {
         let origin = other.file.display().to_string();
-        crate::additions::merge(&mut head.tags, other.tags, &origin);
+        merge_additions_of(&mut head.tags, other.tags, &origin);
     }
     Ok(head.tags)
+}
+
+// ---------------------------------------------------------------- additions carried in the file
+// (written by `additions`; read here)
+
+/// The skippable-frame magic airlock uses (0x184D2A50..5F are skippable).
+pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5A;
+/// The last 8 bytes of a tar.zst that carries additions.
+pub const TRAILER_MAGIC: &[u8; 8] = b"AIRLOCK+";
+/// The frame length and the magic that end an additions frame.
+pub const TRAILER: u64 = 16;
+
+/// Reads the additions frames at the end of a tar.zst, newest last, into
+/// `tags` (bounded like every tag entry). Problems are findings in `report`.
+pub fn read_zstd_frames(path: &Path, tags: &mut TagSet, report: &mut Report) -> Result<()> {
+    let mut f = fs_err::File::open(path)?;
+    let mut end = f.metadata()?.len();
+    let mut frames = Vec::new();
+    let name = path.display().to_string();
+    while end >= TRAILER + 8 {
+        let mut trailer = [0u8; 16];
+        f.seek(SeekFrom::Start(end - TRAILER))?;
+        f.read_exact(&mut trailer)?;
+        if &trailer[8..] != TRAILER_MAGIC {
+            break;
+        }
+        let total = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
+        if total < 8 + TRAILER || total > end || total > MAX_TAG_TOTAL {
+            report.add(&name, "damaged additions frame at the end of the file");
+            return Ok(());
+        }
+        let start = end - total;
+        let mut head = [0u8; 8];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut head)?;
+        let magic = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        let size = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as u64;
+        if magic != SKIPPABLE_MAGIC || size + 8 != total {
+            report.add(&name, "damaged additions frame at the end of the file");
+            return Ok(());
+        }
+        frames.push((start + 8, size - TRAILER));
+        end = start;
+    }
+    frames.reverse();
+    for (at, len) in frames {
+        f.seek(SeekFrom::Start(at))?;
+        let mut tar_bytes = Vec::with_capacity(len as usize);
+        (&mut f).take(len).read_to_end(&mut tar_bytes)?;
+        read_fragment(&tar_bytes, &name, tags, report);
+    }
+    Ok(())
+}
+
+/// Reads a tar of additions: signatures and custody events only.
+fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Report) {
+    let mut archive = tar::Archive::new(bytes);
+    let Ok(entries) = archive.entries() else {
+        return report.add(origin, "unreadable additions frame");
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => return report.add(origin, format!("corrupt additions frame: {e}")),
+        };
+        let path = match tar_entry_path(&entry.path_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                continue;
+            }
+        };
+        let place = place_of(&path);
+        if !entry.header().entry_type().is_file()
+            || !matches!(place, Place::Signature | Place::Custody)
+        {
+            report.add(
+                &path,
+                "not a signature or custody event; only those can be added to a bundle",
+            );
+            continue;
+        }
+        if let Err(e) = tags.admit(place, entry.size()) {
+            return report.add(&path, e);
+        }
+        let size = entry.size();
+        let mut data = Vec::new();
+        if (&mut entry).take(size).read_to_end(&mut data).is_err() || data.len() as u64 != size {
+            return report.add(&path, "truncated additions frame");
+        }
+        tags.take(&path, data);
+    }
+}
+
+/// Merges additions found in another volume file into `tags`: the same name
+/// must carry the same bytes.
+pub fn merge_additions_of(tags: &mut TagSet, other: TagSet, origin: &str) {
+    for (path, bytes) in other.signatures.into_iter().chain(other.custody) {
+        let slot = if path.starts_with(crate::bundle::SIGNATURES_DIR) {
+            &mut tags.signatures
+        } else {
+            &mut tags.custody
+        };
+        match slot.get(&path) {
+            Some(b) if *b != bytes => tags.report.add(
+                format!("{origin}: {path}"),
+                "differs from the same file in another volume",
+            ),
+            Some(_) => {}
+            None => {
+                slot.insert(path, bytes);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -360,16 +360,16 @@ impl LoadedManifest {
         }
         let mut image_names = std::collections::BTreeSet::new();
         for (i, img) in m.images.iter().enumerate() {
-            let src = crate::sources::images::ImageSource::parse(&img.source)
+            let src = ImageSource::parse(&img.source)
                 .map_err(|e| bad(format!("images[{i}].source: {e}")))?;
             match &src {
-                crate::sources::images::ImageSource::Layout { dir, .. } => {
+                ImageSource::Layout { dir, .. } => {
                     self.existing(&format!("images[{i}].source"), dir)?;
                 }
-                crate::sources::images::ImageSource::Archive { file } => {
+                ImageSource::Archive { file } => {
                     self.existing(&format!("images[{i}].source"), file)?;
                 }
-                crate::sources::images::ImageSource::Registry { .. } => {}
+                ImageSource::Registry { .. } => {}
             }
             for p in &img.platforms {
                 let parts: Vec<&str> = p.split('/').collect();
@@ -380,7 +380,7 @@ impl LoadedManifest {
                 }
             }
             if let Some(n) = &img.name {
-                if !crate::sources::images::valid_reference(n) {
+                if !valid_reference(n) {
                     return Err(bad(format!(
                         "images[{i}].name: {n:?} is not an image reference such as registry.example/ml/infer:1.4.0"
                     )));
@@ -508,6 +508,82 @@ pub fn normalize(rel: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+// ---------------------------------------------------------------- image sources
+
+/// Where an image comes from, as `source:` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `docker://HOST/REPO:TAG` or `docker://HOST/REPO[:TAG]@sha256:...`.
+    Registry { reference: String },
+    /// `oci-layout:DIR[:REF]` (DIR relative to the manifest).
+    Layout {
+        dir: String,
+        reference: Option<String>,
+    },
+    /// `docker-archive:FILE` (relative to the manifest).
+    Archive { file: String },
+}
+
+impl ImageSource {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if let Some(r) = s.strip_prefix("docker://") {
+            if !valid_reference(r) || !r.contains('/') {
+                return Err(format!(
+                    "{s:?}: expected docker://HOST/REPO:TAG or docker://HOST/REPO@sha256:<64 hex>"
+                ));
+            }
+            if let Some((_, d)) = r.split_once('@') {
+                if d.strip_prefix("sha256:")
+                    .and_then(|h| h.parse::<crate::digest::Sha256Digest>().ok())
+                    .is_none()
+                {
+                    return Err(format!("{s:?}: the pin must be @sha256:<64 lowercase hex>"));
+                }
+            }
+            Ok(ImageSource::Registry {
+                reference: r.to_string(),
+            })
+        } else if let Some(rest) = s.strip_prefix("oci-layout:") {
+            let (dir, reference) = match rest.split_once(':') {
+                Some((d, r)) if !r.is_empty() => (d, Some(r.to_string())),
+                Some((d, _)) => (d, None),
+                None => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(format!("{s:?}: expected oci-layout:DIR[:REF]"));
+            }
+            Ok(ImageSource::Layout {
+                dir: dir.to_string(),
+                reference,
+            })
+        } else if let Some(file) = s.strip_prefix("docker-archive:") {
+            if file.is_empty() {
+                return Err(format!("{s:?}: expected docker-archive:FILE"));
+            }
+            Ok(ImageSource::Archive {
+                file: file.to_string(),
+            })
+        } else {
+            Err(format!(
+                "{s:?}: expected docker://HOST/REPO:TAG, docker://HOST/REPO@sha256:..., oci-layout:DIR[:REF] or docker-archive:FILE"
+            ))
+        }
+    }
+}
+
+/// A plausible image reference: `[HOST[:PORT]/]PATH[:TAG][@sha256:HEX]`
+/// in the characters references use.
+pub fn valid_reference(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 512
+        && !r.starts_with(['/', ':', '@', '.', '-'])
+        && !r.ends_with(['/', ':', '@'])
+        && !r.contains("//")
+        && !r.contains("..")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
 }
 
 #[cfg(test)]

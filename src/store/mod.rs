@@ -34,7 +34,7 @@ pub mod s3;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -44,10 +44,6 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::*;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
-use crate::policy::TrustPolicy;
-use crate::progress::Progress;
-use crate::source::Form;
-use crate::verify::{self, Staging, Verified};
 
 use backend::{BlobStore, Guard, MetaStore};
 pub use export::Exported;
@@ -69,8 +65,8 @@ pub struct ImportOptions<'a> {
 pub struct Store {
     /// Where the store is (shown in output and messages).
     pub root: PathBuf,
-    blobs: Box<dyn BlobStore>,
-    meta: Box<dyn MetaStore>,
+    pub(crate) blobs: Box<dyn BlobStore>,
+    pub(crate) meta: Box<dyn MetaStore>,
 }
 
 /// What the store keeps about an imported bundle.
@@ -120,14 +116,14 @@ pub struct LedgerEntry {
 /// `ledger.head`: how many entries are committed and the sha256 of the last.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Head {
+pub(crate) struct Head {
     count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last: Option<String>,
 }
 
 /// The ledger as read, and how much of it is committed.
-struct Ledger {
+pub(crate) struct Ledger {
     lines: Vec<String>,
     head_raw: Option<Vec<u8>>,
     /// Lines committed by the head (all of them in a store without a head).
@@ -137,7 +133,7 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn last_hash(&self) -> Option<String> {
+    pub(crate) fn last_hash(&self) -> Option<String> {
         (self.committed > 0)
             .then(|| Sha256Digest::of(self.lines[self.committed as usize - 1].as_bytes()).hex())
     }
@@ -214,7 +210,7 @@ impl Store {
 
     // ------------------------------------------------------------ ledger
 
-    fn read_ledger(&self) -> Result<Ledger> {
+    pub(crate) fn read_ledger(&self) -> Result<Ledger> {
         let lines = self.meta.ledger_lines()?;
         let head_raw = self.meta.head()?;
         let (ledger_at, head_at) = self.meta.locate_ledger();
@@ -260,7 +256,7 @@ impl Store {
     /// Under the lock: repairs what a killed writer left (an uncommitted
     /// ledger tail, uncommitted records, a stale index, staging), and
     /// gives a store without a head one. Leaves a damaged ledger alone.
-    fn recover(&self) -> Result<Ledger> {
+    pub(crate) fn recover(&self) -> Result<Ledger> {
         self.meta.clean_staging()?;
         let l = self.read_ledger()?;
         if l.problem.is_some() {
@@ -309,7 +305,7 @@ impl Store {
 
     /// Opens the store for writing: creates it if needed, takes the lock,
     /// recovers. Refuses a store whose ledger does not match its head.
-    fn open_write(&self) -> Result<(Box<dyn Guard>, Ledger)> {
+    pub(crate) fn open_write(&self) -> Result<(Box<dyn Guard>, Ledger)> {
         self.meta.create()?;
         let guard = self.meta.lock(true)?.expect("waited for the lock");
         let l = self.recover()?;
@@ -324,7 +320,7 @@ impl Store {
 
     /// Opens an existing store for reading: recovers when the lock is free,
     /// else (a writer is running) reads what is committed.
-    fn open_read(&self) -> Result<(Option<Box<dyn Guard>>, Ledger)> {
+    pub(crate) fn open_read(&self) -> Result<(Option<Box<dyn Guard>>, Ledger)> {
         self.meta.check_exists()?;
         match self.meta.lock(false)? {
             Some(g) => {
@@ -336,7 +332,7 @@ impl Store {
     }
 
     /// The next entry's line after the committed ones.
-    fn entry_line(
+    pub(crate) fn entry_line(
         &self,
         l: &Ledger,
         action: &str,
@@ -362,7 +358,7 @@ impl Store {
 
     /// Appends `line` as entry `seq` and swaps the head to it (the commit
     /// point); on an error the ledger is as it was.
-    fn commit_line(&self, l: &Ledger, seq: u64, line: &str) -> Result<()> {
+    pub(crate) fn commit_line(&self, l: &Ledger, seq: u64, line: &str) -> Result<()> {
         let head = Head {
             count: seq,
             last: Some(Sha256Digest::of(line.as_bytes()).hex()),
@@ -397,7 +393,7 @@ impl Store {
         self.append_locked(&l, action, bundle, nv, detail)
     }
 
-    fn append_locked(
+    pub(crate) fn append_locked(
         &self,
         l: &Ledger,
         action: &str,
@@ -463,288 +459,11 @@ impl Store {
         })
     }
 
-    // ------------------------------------------------------------ import
-
-    /// Verifies `bundle` against `policy` and imports it.
-    pub fn import(
-        &self,
-        bundle: &[PathBuf],
-        policy: &TrustPolicy,
-        opts: &ImportOptions,
-        progress: &dyn Progress,
-    ) -> Result<Imported> {
-        if opts.receipt.is_some() && opts.key.is_none() {
-            return Err(Error::Usage(
-                "--receipt needs --key: a receipt is signed by the high side's key".into(),
-            ));
-        }
-        let form = Form::open_all(bundle)?;
-        let (_lock, l) = self.open_write()?;
-        match self.import_locked(&form, &l, policy, opts, progress) {
-            Ok(done) => {
-                if let (Some(key), Some(path)) = (opts.key, &opts.receipt) {
-                    let rec = self
-                        .record(&done.name, &done.version)?
-                        .expect("just imported");
-                    let d = self.description(&rec)?;
-                    let id: Sha256Digest = rec.id.parse().expect("ids are digests");
-                    let blobs = d.blobs().into_keys().collect();
-                    let bytes = crate::receipt::make(
-                        key,
-                        &d.name,
-                        &d.version,
-                        &id,
-                        blobs,
-                        crate::clock::now(),
-                    );
-                    fs_err::write(path, bytes)?;
-                }
-                Ok(done)
-            }
-            Err(e) if e.exit_code() == 1 => {
-                let tags = verify::read_tags(&form).ok();
-                let desc = tags
-                    .as_ref()
-                    .and_then(|t| t.files.get(DESCRIPTION))
-                    .and_then(|b| serde_json::from_slice::<Description>(b).ok());
-                let id = tags
-                    .as_ref()
-                    .and_then(|t| t.files.get(TAGMANIFEST))
-                    .map(|b| Sha256Digest::of(b).hex());
-                let detail = format!("refused {}: {}", form.path().display(), e);
-                let l = self.read_ledger()?;
-                self.append_locked(
-                    &l,
-                    "refuse",
-                    id,
-                    desc.as_ref().map(|d| (d.name.clone(), d.version.clone())),
-                    &detail,
-                )?;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn import_locked(
-        &self,
-        form: &Form,
-        l: &Ledger,
-        policy: &TrustPolicy,
-        opts: &ImportOptions,
-        progress: &dyn Progress,
-    ) -> Result<Imported> {
-        let allow_downgrade = opts.allow_downgrade;
-        // Tag files first: nothing is written unless they verify.
-        let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
-        pre.report.clone().into_result()?;
-        let d = pre
-            .description
-            .as_ref()
-            .expect("verified tags have a description");
-        if let Some(existing) = self.record(&d.name, &d.version)? {
-            if existing.id == pre.id.hex() {
-                // Nothing to write, but this copy must still verify in full:
-                // a damaged or tampered copy is refused, never reported imported.
-                verify::verify(form, policy, None, progress)?;
-                return Ok(Imported {
-                    id: existing.id,
-                    name: existing.name,
-                    version: existing.version,
-                    already_present: true,
-                    blobs_written: 0,
-                    from_base: d.delta.as_ref().map(|_| pre.omitted.len()),
-                    store: self.root.clone(),
-                });
-            }
-            return Err(Error::Refused(format!(
-                "{} {} is already imported with a different id ({}); a version is imported once — publish a new version",
-                d.name, d.version, existing.id
-            )));
-        }
-        // A delta: cut against this store's receipt, and everything it
-        // leaves out must be here; else refuse before anything is written.
-        if let Some(delta) = &d.delta {
-            if let Some(want) = &delta.store_id {
-                let ours = self.meta.store_id()?;
-                if ours.as_deref() != Some(want.as_str()) {
-                    return Err(Error::Refused(format!(
-                        "{} {} is a delta cut against a receipt of store {want}, but this store is {}; \
-                         import it into that store, or pack a full bundle (or a delta against `airlock store receipt --store {}`)",
-                        d.name,
-                        d.version,
-                        ours.map_or("without an identity (it never issued a receipt)".to_string(), |o| format!("store {o}")),
-                        self.root.display()
-                    )));
-                }
-            }
-            let mut report = crate::error::Report::default();
-            for (digest, (_, size)) in &pre.omitted {
-                if !self.blobs.has(digest)? {
-                    report.add(
-                        blob_path(digest),
-                        format!(
-                            "missing from store {}: the delta leaves it ({size} bytes) to the base (receipt {}), \
-                             but the store does not hold it; pack a full bundle, or a delta against a fresh `airlock store receipt`",
-                            self.root.display(),
-                            delta.receipt.oci()
-                        ),
-                    );
-                }
-            }
-            report.into_result()?;
-        }
-        let version = semver::Version::parse(&d.version).expect("checked");
-        let newest = self
-            .records_committed(l)?
-            .into_iter()
-            .filter(|r| r.name == d.name)
-            .filter_map(|r| semver::Version::parse(&r.version).ok())
-            .max();
-        let downgrade = newest.as_ref().is_some_and(|n| version < *n);
-        if downgrade && !allow_downgrade {
-            return Err(Error::Refused(format!(
-                "{} {} is older than {} already imported; refusing a downgrade (pass --allow-downgrade to import it anyway)",
-                d.name,
-                d.version,
-                newest.expect("set")
-            )));
-        }
-
-        let staging = self.meta.staging()?;
-        let mut have = HashSet::new();
-        for b in d.blobs().keys() {
-            if self.blobs.has(b)? {
-                have.insert(*b);
-            }
-        }
-        let verified: Verified = verify::verify_with_base(
-            form,
-            policy,
-            Some(&Staging {
-                dir: staging.path(),
-                have: &have,
-            }),
-            Some(&verify::Base {
-                store: self,
-                recheck: opts.recheck,
-            }),
-            progress,
-        )?;
-        if verified.id != pre.id {
-            return Err(crate::error::single(
-                form.path().display().to_string(),
-                "the bundle changed while it was being imported",
-            ));
-        }
-        let d = &verified.description;
-
-        // 1. Blobs (content-addressed: an orphan is harmless). The staged
-        // set is made durable with one filesystem sync, not one per file.
-        sync_staged(staging.path())?;
-        failpoint("blobs")?;
-        let mut written = 0;
-        for digest in d.blobs().keys() {
-            let staged = staging.path().join(digest.hex());
-            if staged.exists() && self.blobs.put_verified(digest, &staged)? {
-                written += 1;
-            }
-        }
-        self.blobs.sync()?;
-
-        // 2. The record, naming the ledger entry that will commit it.
-        let detail = format!(
-            "imported {} {} ({} blob(s) new){}",
-            d.name,
-            d.version,
-            written,
-            if downgrade {
-                "; DOWNGRADE allowed by --allow-downgrade"
-            } else {
-                ""
-            }
-        );
-        let (seq, line) = self.entry_line(
-            l,
-            if downgrade {
-                "import-downgrade"
-            } else {
-                "import"
-            },
-            Some(verified.id.hex()),
-            Some((d.name.clone(), d.version.clone())),
-            &detail,
-        );
-        let mut files: Vec<(String, Vec<u8>)> = verified
-            .tags
-            .files
-            .iter()
-            .chain(&verified.tags.signatures)
-            .chain(&verified.tags.custody)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(key) = opts.key {
-            let note = format!("imported into store {}", self.root.display());
-            let (rel, bytes) = crate::custody::new_event(
-                &verified.tags.custody,
-                key,
-                "imported",
-                Some(&note),
-                &verified.id,
-                crate::clock::now(),
-            );
-            files.push((rel, bytes));
-        }
-        let record = BundleRecord {
-            id: verified.id.hex(),
-            name: d.name.clone(),
-            version: d.version.clone(),
-            imported: crate::clock::rfc3339(crate::clock::now()),
-            signers: verified.signers.counted.clone(),
-            artifacts: d.artifacts.len(),
-            size: d.total_size(),
-            commit: Some(Commit {
-                seq,
-                entry: Sha256Digest::of(line.as_bytes()).hex(),
-            }),
-        };
-        files.push((
-            RECORD.to_string(),
-            serde_json::to_vec_pretty(&record).expect("serializes"),
-        ));
-        failpoint("record")?;
-        self.meta.put_record(&d.name, &d.version, &files)?;
-
-        // 3. and 4. The ledger entry, then the head: the commit point.
-        if let Err(e) = self.commit_line(l, seq, &line) {
-            let _ = self.meta.remove_record(&d.name, &d.version);
-            return Err(e);
-        }
-        drop(staging);
-
-        // 5. The index, derived from the committed records.
-        if let Err(e) = failpoint("index").and_then(|()| self.rebuild_index(seq)) {
-            return Err(Error::Usage(format!(
-                "{} {} is imported (ledger entry {seq}), but the store's OCI index could not be written: {e}; the next store command rebuilds it",
-                d.name, d.version
-            )));
-        }
-        Ok(Imported {
-            id: record.id,
-            name: record.name,
-            version: record.version,
-            already_present: false,
-            blobs_written: written,
-            from_base: d.delta.as_ref().map(|_| verified.base.omitted.len()),
-            store: self.root.clone(),
-        })
-    }
-
     /// Writes the OCI index derived from the records committed by the
     /// first `committed` ledger entries, when it differs from the stored one.
     /// Records are applied in commit order, so the latest import of an
     /// image reference names it, as a push to a tag would.
-    fn rebuild_index(&self, committed: u64) -> Result<()> {
+    pub(crate) fn rebuild_index(&self, committed: u64) -> Result<()> {
         let mut records: Vec<BundleRecord> = self
             .all_records()?
             .into_iter()
@@ -814,7 +533,7 @@ impl Store {
     }
 
     /// Every record present, committed or not.
-    fn all_records(&self) -> Result<Vec<BundleRecord>> {
+    pub(crate) fn all_records(&self) -> Result<Vec<BundleRecord>> {
         let mut out = Vec::new();
         for (n, v) in self.meta.record_names()? {
             if let Some(r) = self.record(&n, &v)? {
@@ -825,7 +544,7 @@ impl Store {
     }
 
     /// Records committed by the ledger, sorted by name then version.
-    fn records_committed(&self, l: &Ledger) -> Result<Vec<BundleRecord>> {
+    pub(crate) fn records_committed(&self, l: &Ledger) -> Result<Vec<BundleRecord>> {
         let mut out: Vec<BundleRecord> = self
             .all_records()?
             .into_iter()
@@ -857,7 +576,7 @@ impl Store {
         self.find_in(&l, spec)
     }
 
-    fn find_in(&self, l: &Ledger, spec: &str) -> Result<BundleRecord> {
+    pub(crate) fn find_in(&self, l: &Ledger, spec: &str) -> Result<BundleRecord> {
         let (name, version) = match spec.split_once('@') {
             Some((n, v)) => (n, Some(v)),
             None => (spec, None),
@@ -890,7 +609,7 @@ impl Store {
 
     /// The record's tag files checked against its id: the tag manifest
     /// must hash to the id and list the description's sha256.
-    fn record_problems(&self, r: &BundleRecord) -> Result<Vec<(String, String)>> {
+    pub(crate) fn record_problems(&self, r: &BundleRecord) -> Result<Vec<(String, String)>> {
         let at = self.meta.locate_record(&r.name, &r.version);
         let mut out = Vec::new();
         let Some(tm) = self.meta.record_file(&r.name, &r.version, TAGMANIFEST)? else {
@@ -917,7 +636,7 @@ impl Store {
     }
 
     /// The description of a record whose tag files check against its id.
-    fn checked_description(&self, r: &BundleRecord) -> Result<Description> {
+    pub(crate) fn checked_description(&self, r: &BundleRecord) -> Result<Description> {
         let problems = self.record_problems(r)?;
         if !problems.is_empty() {
             let mut report = crate::error::Report::default();
@@ -1005,7 +724,7 @@ impl Store {
     /// Records against the ledger: each committed record is named by an
     /// import entry that its commit hash matches, and each import entry
     /// has its record.
-    fn cross_check(
+    pub(crate) fn cross_check(
         &self,
         l: &Ledger,
         locked: bool,
@@ -1085,13 +804,18 @@ impl Store {
 /// Makes every staged file durable at once: one `syncfs(2)` of the filesystem
 /// holding the staging directory (verification writes the staged blobs
 /// without an fsync each; 10k small blobs cost one sync, not 10k).
-fn sync_staged(dir: &Path) -> Result<()> {
+pub(crate) fn sync_staged(dir: &Path) -> Result<()> {
     let d = fs_err::File::open(dir)?;
     rustix::fs::syncfs(&d).map_err(|e| Error::Io(std::io::Error::from(e)))?;
     Ok(())
 }
 
-fn corrupt_blob(at: &str, d: &Sha256Digest, size: u64, h: &crate::digest::Hashed) -> Error {
+pub(crate) fn corrupt_blob(
+    at: &str,
+    d: &Sha256Digest,
+    size: u64,
+    h: &crate::digest::Hashed,
+) -> Error {
     crate::error::single(
         at.to_string(),
         format!(
@@ -1103,7 +827,11 @@ fn corrupt_blob(at: &str, d: &Sha256Digest, size: u64, h: &crate::digest::Hashed
 
 /// An index entry for artifact `a` named `reference`; images keep their
 /// own media type and get no artifactType.
-fn index_entry(a: &Artifact, reference: String, bundle: Option<&Sha256Digest>) -> Descriptor {
+pub(crate) fn index_entry(
+    a: &Artifact,
+    reference: String,
+    bundle: Option<&Sha256Digest>,
+) -> Descriptor {
     let mut annotations = HashMap::from([(REF_NAME.to_string(), reference)]);
     if let Some(id) = bundle {
         annotations.insert(BUNDLE_ID.to_string(), id.hex());

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::backend::{BlobStore, Guard, MetaStore};
 use super::*;
+use crate::policy::TrustPolicy;
 use crate::progress::Silent;
 
 #[derive(Default)]

@@ -7,6 +7,8 @@
 //! followed or executed. Directory bundles are hashed in parallel; tar
 //! bundles are streamed once, never extracted to a temporary copy.
 
+mod split;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -535,7 +537,7 @@ pub fn verify_with_base(
         Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
         Form::Volumes { files } => {
             whole_payload = files.len() > 1 || staging.is_some();
-            crate::volumes::verify_volumes(files, whole_payload, policy, now, staging, progress)?
+            split::verify_volumes(files, whole_payload, policy, now, staging, progress)?
         }
     };
     let mut base_check = BaseCheck {

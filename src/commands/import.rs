@@ -51,7 +51,7 @@ impl Store {
                 }
                 Ok(done)
             }
-            Err(e) if e.exit_code() == 1 => {
+            Err(e) if e.is_refusal() => {
                 let tags = verify::read_tags(&form).ok();
                 let desc = tags
                     .as_ref()

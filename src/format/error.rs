@@ -73,14 +73,24 @@ impl Error {
         }
     }
 
-    /// The process exit code the contract assigns to this error.
-    pub fn exit_code(&self) -> u8 {
+    /// True when the input was judged and refused (verification, policy,
+    /// pins), as opposed to the command being unable to run (usage, I/O).
+    pub fn is_refusal(&self) -> bool {
         match self {
             Error::PinMismatch { .. }
             | Error::Verification(_)
             | Error::PackRefused(_)
-            | Error::Refused(_) => 1,
-            Error::Io(_) | Error::Input { .. } | Error::Yaml { .. } | Error::Usage(_) => 2,
+            | Error::Refused(_) => true,
+            Error::Io(_) | Error::Input { .. } | Error::Yaml { .. } | Error::Usage(_) => false,
+        }
+    }
+
+    /// The process exit code the contract assigns to this error.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_refusal() {
+            1
+        } else {
+            2
         }
     }
 }

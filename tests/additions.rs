@@ -34,11 +34,7 @@ fn amend(f: &Fixture, bundle: &[&Path]) {
 }
 
 fn verify_paths(f: &Fixture, paths: &[PathBuf]) -> std::process::Output {
-    let mut args = vec!["verify".to_string()];
-    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
-    args.extend(["--trust".to_string(), f.s("policy.yaml")]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&refs)
+    f.verify_paths(paths)
 }
 
 /// Copies `files` alone into a fresh directory, as an officer would.
@@ -127,31 +123,7 @@ fn a_directory_carries_its_additions() {
 fn volume_files_carry_their_additions_each() {
     let f = Fixture::new();
     strict_policy(&f);
-    // 1.2 MB of incompressible weights: split across several volumes.
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    let big: Vec<u8> = (0..1_200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(
-        f.path("src/models/minilm/model-00002.safetensors"),
-        safetensors_wrap(&big),
-    )
-    .unwrap();
-    let o = f.pack_with("tar.zst", "vols", &["--volume-size", "400000"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut vols: Vec<PathBuf> = json(&o)["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PathBuf::from(p.as_str().unwrap()))
-        .collect();
-    vols.sort();
-    assert!(vols.len() >= 2, "{vols:?}");
+    let vols = f.pack_volumes("tar.zst");
     // `sign` and `custody append` take the folder of volumes.
     amend(&f, &[&f.path("vols")]);
     let carried = carry(&f, &vols);

@@ -38,42 +38,15 @@ fn regular(path: &str, data: &[u8]) -> RawEntry {
     }
 }
 
-/// Packs the fixture into plain-tar volumes of 400 kB (with a 1.2 MB weights
-/// file, so there are several) and returns their paths in order.
+/// The fixture as plain-tar volumes of 400 kB (at least three).
 fn volumes(f: &Fixture) -> Vec<PathBuf> {
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    let big: Vec<u8> = (0..1_200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(
-        f.path("src/models/minilm/model-00002.safetensors"),
-        safetensors_wrap(&big),
-    )
-    .unwrap();
-    let o = f.pack_with("tar", "vols", &["--volume-size", "400000"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut paths: Vec<PathBuf> = json(&o)["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PathBuf::from(p.as_str().unwrap()))
-        .collect();
-    paths.sort();
+    let paths = f.pack_volumes("tar");
     assert!(paths.len() >= 3, "{paths:?}");
     paths
 }
 
 fn verify_all(f: &Fixture, paths: &[PathBuf]) -> Output {
-    let mut args = vec!["verify".to_string()];
-    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
-    args.extend(["--trust".to_string(), f.s("policy.yaml")]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&refs)
+    f.verify_paths(paths)
 }
 
 fn import_all(f: &Fixture, paths: &[PathBuf], store: &str) -> Output {

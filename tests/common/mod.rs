@@ -141,6 +141,46 @@ impl Fixture {
         PathBuf::from(json(&o)["path"].as_str().unwrap())
     }
 
+    /// Adds 1.2 MB of incompressible weights to the model (so the bundle
+    /// needs several 400 kB volumes), packs it in `format` as volumes into
+    /// `vols/` and returns the volume files in order.
+    pub fn pack_volumes(&self, format: &str) -> Vec<PathBuf> {
+        let mut x: u64 = 0x9E3779B97F4A7C15;
+        let big: Vec<u8> = (0..1_200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(
+            self.path("src/models/minilm/model-00002.safetensors"),
+            safetensors_wrap(&big),
+        )
+        .unwrap();
+        let o = self.pack_with(format, "vols", &["--volume-size", "400000"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let mut paths: Vec<PathBuf> = json(&o)["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| PathBuf::from(p.as_str().unwrap()))
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 2, "{paths:?}");
+        paths
+    }
+
+    /// `verify` of several paths (volume files) against `policy.yaml`.
+    pub fn verify_paths(&self, paths: &[PathBuf]) -> Output {
+        let mut args = vec!["verify".to_string()];
+        args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
+        args.extend(["--trust".to_string(), self.s("policy.yaml")]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    }
+
     pub fn verify(&self, bundle: &Path) -> Output {
         run(&[
             "verify",

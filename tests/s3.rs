@@ -324,6 +324,35 @@ fn import_export_ls_log_and_no_credential_anywhere() {
     // The export is in the ledger too.
     assert_eq!(log_verified(&m, store).len(), 2);
 
+    // The store states what it holds (a base for delta bundles): its id is
+    // created once in the bucket and kept.
+    let key = f.s("keys/builder.key");
+    let mut ids = Vec::new();
+    for out in ["have.json", "have2.json"] {
+        let o = m.run(&[
+            "store",
+            "receipt",
+            "--store",
+            store,
+            "--key",
+            &key,
+            "--out",
+            f.path(out).to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code(&o), 0, "store receipt: {}", stderr(&o));
+        assert_clean(&o);
+        let j = json(&o);
+        assert_eq!(j["blobCount"].as_u64().unwrap(), written);
+        ids.push(j["storeId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1], "the store id is kept");
+    assert!(m.keys("high").iter().any(|k| k == "site/a/store-id"));
+    assert!(
+        log_verified(&m, store).len() >= 4,
+        "receipts are in the ledger"
+    );
+
     // No credential in any object the store wrote (ledger, records, index).
     let all = m.all_bytes("high");
     let text = String::from_utf8_lossy(&all);

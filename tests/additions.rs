@@ -33,10 +33,6 @@ fn amend(f: &Fixture, bundle: &[&Path]) {
     assert_eq!(code(&o), 0, "custody append: {}", stderr(&o));
 }
 
-fn verify_paths(f: &Fixture, paths: &[PathBuf]) -> std::process::Output {
-    f.verify_paths(paths)
-}
-
 /// Copies `files` alone into a fresh directory, as an officer would.
 fn carry(f: &Fixture, files: &[PathBuf]) -> Vec<PathBuf> {
     let to = f.path("media");
@@ -65,7 +61,7 @@ fn only_the_file_carries_everything(format: &str) {
     } else {
         carry(&f, std::slice::from_ref(&b))
     };
-    let o = verify_paths(&f, &carried);
+    let o = f.verify_paths(&carried);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = f.import(&carried[0], "store");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -127,11 +123,11 @@ fn volume_files_carry_their_additions_each() {
     // `sign` and `custody append` take the folder of volumes.
     amend(&f, &[&f.path("vols")]);
     let carried = carry(&f, &vols);
-    let o = verify_paths(&f, &carried);
+    let o = f.verify_paths(&carried);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // Each volume alone carries them too.
     for v in &carried {
-        let o = verify_paths(&f, std::slice::from_ref(v));
+        let o = f.verify_paths(std::slice::from_ref(v));
         assert_eq!(code(&o), 0, "{}: {}", v.display(), stderr(&o));
     }
 }

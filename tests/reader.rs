@@ -45,10 +45,6 @@ fn volumes(f: &Fixture) -> Vec<PathBuf> {
     paths
 }
 
-fn verify_all(f: &Fixture, paths: &[PathBuf]) -> Output {
-    f.verify_paths(paths)
-}
-
 fn import_all(f: &Fixture, paths: &[PathBuf], store: &str) -> Output {
     let mut args = vec!["import".to_string()];
     args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
@@ -75,20 +71,20 @@ fn edit_volume(path: &Path, edit: impl FnOnce(&mut Vec<RawEntry>)) {
 fn files_appended_after_a_volumes_payload_are_refused() {
     let f = Fixture::new();
     let paths = volumes(&f);
-    let o = verify_all(&f, &paths);
+    let o = f.verify_paths(&paths);
     assert_eq!(code(&o), 0, "untouched volumes verify: {}", stderr(&o));
     let third = paths[2].clone();
     edit_volume(&third, |e| {
         e.push(regular("evil.sh", b"#!/bin/sh\nrm -rf /\n"));
         e.push(regular("custody/9999-evil.dsse.json", b"{}"));
     });
-    let o = verify_all(&f, &paths);
+    let o = f.verify_paths(&paths);
     assert_refused(&o, "evil.sh", "unexpected file");
     // A custody event after the payload is an addition: it must be a signed
     // link of the chain, and this one is not.
     assert_refused(&o, "custody/9999-evil.dsse.json", "");
     // The volume alone is refused the same way.
-    let o = verify_all(&f, std::slice::from_ref(&third));
+    let o = f.verify_paths(std::slice::from_ref(&third));
     assert_refused(&o, "evil.sh", "unexpected file");
     // And import writes nothing.
     let o = import_all(&f, &paths, "store");
@@ -111,7 +107,7 @@ fn a_duplicated_tag_entry_in_a_volume_head_is_refused() {
         dup.data = b"BagIt-Version: 0.97\n".to_vec();
         e.insert(at + 1, dup);
     });
-    let o = verify_all(&f, &paths);
+    let o = f.verify_paths(&paths);
     assert_refused(&o, "bag-info.txt", "appears twice");
 }
 
@@ -122,7 +118,7 @@ fn an_unsafe_path_in_a_volume_head_is_refused_not_skipped() {
     edit_volume(&paths[0], |e| {
         e.insert(1, regular("../../etc/cron.d/evil", b"* * * * * root sh\n"));
     });
-    let o = verify_all(&f, &paths);
+    let o = f.verify_paths(&paths);
     assert_refused(&o, "../../etc/cron.d/evil", "unsafe path");
 }
 
@@ -281,7 +277,7 @@ fn unsigned_volumes_are_refused_before_their_payload_is_hashed() {
     for p in &paths {
         edit_volume(p, |e| e.retain(|x| !x.path.starts_with("signatures/")));
     }
-    let o = verify_all(&f, &paths);
+    let o = f.verify_paths(&paths);
     let err = stderr(&o);
     assert_eq!(code(&o), 1, "{err}");
     assert!(!err.contains("sha256 mismatch"), "{err}");

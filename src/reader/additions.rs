@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::MAX_TAG_TOTAL;
 use crate::error::{Error, Result};
-use crate::source::{place_of, Form, Place, SKIPPABLE_MAGIC, TRAILER, TRAILER_MAGIC};
+use crate::source::{is_zstd, place_of, Form, Place, SKIPPABLE_MAGIC, TRAILER, TRAILER_MAGIC};
 
 /// Adds `entries` (`signatures/...` or `custody/...`, with their bytes) to the
 /// bundle at `form`. Returns the files written to.
@@ -66,12 +66,6 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(path.to_path_buf())
-}
-
-fn is_zstd(path: &Path) -> Result<bool> {
-    let mut magic = [0u8; 4];
-    let n = fs_err::File::open(path)?.read(&mut magic)?;
-    Ok(n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd])
 }
 
 /// The entries as a tar fragment (no end-of-archive blocks), deterministic headers.

@@ -155,7 +155,8 @@ impl Form {
     }
 }
 
-fn is_zstd(path: &Path) -> Result<bool> {
+/// Whether a file starts with the zstd frame magic.
+pub(crate) fn is_zstd(path: &Path) -> Result<bool> {
     let mut magic = [0u8; 4];
     let n = fs_err::File::open(path)?.read(&mut magic)?;
     Ok(n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd])

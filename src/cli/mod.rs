@@ -1290,12 +1290,7 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
         c.pins = d
             .artifacts
             .iter()
-            .filter(|a| {
-                matches!(
-                    a.kind,
-                    crate::bundle::ArtifactKind::Python | crate::bundle::ArtifactKind::Cargo
-                )
-            })
+            .filter(|a| crate::sources::kind::of(a.kind).carries_packages())
             .map(|a| a.packages.len())
             .sum();
         if !v.base.structure {

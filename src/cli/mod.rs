@@ -488,7 +488,7 @@ pub fn main() -> ExitCode {
             if json && !f.printed {
                 print_json(&out::envelope(false, error_object(&f)));
             }
-            eprint_line(&format!("airlock: {}", render_error(&f)));
+            eprint_line(&wrap_lines(&format!("airlock: {}", render_error(&f))));
             ExitCode::from(code)
         }
     }
@@ -564,6 +564,19 @@ fn print_json<T: Serialize>(v: &T) {
 }
 
 /// A line on stderr; a closed stderr is ignored.
+/// Human error text at most [`ERROR_WIDTH`] columns wide: each longer line
+/// is split at spaces, its continuation lines indented by four spaces (a
+/// digest or path longer than that stays whole).
+fn wrap_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| out::wrap(l, ERROR_WIDTH, "    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The width of human error output.
+const ERROR_WIDTH: usize = 100;
+
 fn eprint_line(s: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{s}");

@@ -42,6 +42,8 @@ fn every_command_json_matches_its_schema() {
     };
     let key = ok("keygen", &["keygen", &f.s("keys/high")], &mut outs);
     assert_eq!(key["keyId"].as_str().unwrap().len(), 32);
+    // PRODUCT.md names the key id and the bundle id `id`.
+    assert_eq!(key["id"], key["keyId"]);
     let packed = ok(
         "pack",
         &[
@@ -58,6 +60,7 @@ fn every_command_json_matches_its_schema() {
     );
     let b = packed["path"].as_str().unwrap().to_string();
     let id = packed["bundleId"].as_str().unwrap().to_string();
+    assert_eq!(packed["id"].as_str(), Some(id.as_str()));
     ok(
         "pack",
         &[

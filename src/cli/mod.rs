@@ -644,6 +644,7 @@ fn run(cli: Cli) -> CliResult {
             emit(
                 json,
                 out::KeygenOut {
+                    id: files.id.clone(),
                     key_id: files.id.clone(),
                     private_key: files.private_key.clone(),
                     ssh_private_key: files.ssh_private_key.clone(),
@@ -739,6 +740,7 @@ fn run(cli: Cli) -> CliResult {
                 crate::pack::pack_delta(&m, &key, &out, format, volume_size, base.as_ref(), &bar)
                     .map_err(Error::at_pack)?;
             let j = out::PackOut {
+                id: packed.id.clone(),
                 bundle_id: packed.id.clone(),
                 name: packed.name.clone(),
                 version: packed.version.clone(),

@@ -551,3 +551,110 @@ fn npm_bundle_packs_as_volumes_and_imports() {
     ok("export", &o);
     assert!(f.path("out/npm/package-lock.json").is_file());
 }
+
+#[test]
+fn npm_delta_leaves_out_the_tarballs_and_rechecks_them_from_the_store() {
+    let f = npm_fixture();
+    let o = run(&["keygen", &f.s("keys/high")]);
+    ok("keygen", &o);
+    std::fs::write(
+        f.path("base.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: high\n    publicKey: keys/high.pub\n    roles: [store]\n",
+    )
+    .unwrap();
+    std::fs::write(f.path("src/notes.txt"), b"v1\n").unwrap();
+    let manifest = |version: &str| {
+        format!("apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: deps\n  version: {version}\nfiles:\n  - path: notes.txt\nnpm:\n  - lockfile: app/package-lock.json\n    tarballs: app/npm-tarballs\n")
+    };
+    std::fs::write(f.path("src/airlock.yaml"), manifest("1.0.0")).unwrap();
+    let v1 = f.pack("dir");
+    ok("import v1", &f.import(&v1, "store"));
+    let o = run(&[
+        "store",
+        "receipt",
+        "--store",
+        &f.s("store"),
+        "--key",
+        &f.s("keys/high.key"),
+        "--out",
+        &f.s("have.json"),
+    ]);
+    ok("store receipt", &o);
+
+    // 1.1.0 changes only notes.txt: the lock and tarballs are left out.
+    std::fs::write(f.path("src/notes.txt"), b"v2\n").unwrap();
+    std::fs::write(f.path("src/airlock.yaml"), manifest("1.1.0")).unwrap();
+    let o = f.pack_with(
+        "tar",
+        "delta",
+        &[
+            "--base",
+            &f.s("have.json"),
+            "--base-trust",
+            &f.s("base.yaml"),
+        ],
+    );
+    ok("pack --base", &o);
+    let bundle = PathBuf::from(json(&o)["path"].as_str().unwrap());
+    let tarball = std::fs::read(f.path("src/app/npm-tarballs/is-odd-3.0.1.tgz")).unwrap();
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--json",
+    ]);
+    ok("verify the delta alone", &o);
+    let v = json(&o);
+    assert!(
+        v["checked"]["delta"]["unchecked"]
+            .as_array()
+            .unwrap()
+            .contains(&format!("sha256:{}", sha256_hex(&tarball)).into()),
+        "{v}"
+    );
+    // With the store, the integrity is re-checked from its copies.
+    let o = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+        "--json",
+    ]);
+    ok("verify the delta with the store", &o);
+    let v = json(&o);
+    assert_eq!(v["checked"]["delta"]["structureChecked"], true, "{v}");
+    assert!(v["checked"]["pins"].as_u64().unwrap() >= 1, "{v}");
+    ok("import the delta", &f.import(&bundle, "store"));
+    let o = run(&[
+        "export",
+        "deps@1.1.0",
+        "--store",
+        &f.s("store"),
+        "--out",
+        &f.s("out"),
+    ]);
+    ok("export 1.1.0", &o);
+    assert_eq!(
+        std::fs::read(f.path("out/files/notes.txt")).unwrap(),
+        b"v2\n"
+    );
+    let lock = read_lock(&f);
+    let integrity = lock["packages"]["node_modules/is-odd"]["integrity"]
+        .as_str()
+        .unwrap();
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(integrity.trim_start_matches("sha512-"))
+        .unwrap();
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let cached = f.path(&format!(
+        "out/npm/cache/_cacache/content-v2/sha512/{}/{}/{}",
+        &hex[..2],
+        &hex[2..4],
+        &hex[4..]
+    ));
+    assert_eq!(std::fs::read(cached).unwrap(), tarball);
+}

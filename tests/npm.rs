@@ -204,6 +204,9 @@ fn npm_project_installs_offline_from_the_export() {
     // The description records every package with the lock's integrity.
     let dir_bundle = f.pack_to("dir", "dist-dir");
     let d = description(&dir_bundle);
+    let o = run(&["inspect", dir_bundle.to_str().unwrap(), "--json"]);
+    ok("inspect", &o);
+    assert_schemas(&[("inspect", json(&o))]);
     let a = &d["artifacts"][0];
     assert_eq!(a["kind"], "npm");
     assert_eq!(a["artifactType"], "application/vnd.airlock.npm.v1+json");

@@ -661,3 +661,13 @@ fn npm_delta_leaves_out_the_tarballs_and_rechecks_them_from_the_store() {
     ));
     assert_eq!(std::fs::read(cached).unwrap(), tarball);
 }
+
+#[cfg(unix)]
+#[test]
+fn npm_refuses_a_symlinked_package_json() {
+    let f = npm_fixture();
+    let pj = f.path("src/app/package.json");
+    std::fs::rename(&pj, f.path("src/real-package.json")).unwrap();
+    std::os::unix::fs::symlink("../real-package.json", &pj).unwrap();
+    assert_refused(&f, &["npm[0]", "package.json", "symbolic link"]);
+}

@@ -32,7 +32,7 @@ use crate::bundle::{
     NPM_ARTIFACT, NPM_LOCK, NPM_PACKAGE_JSON, NPM_TARBALL,
 };
 use crate::digest::Sha256Digest;
-use crate::error::{Report, Result};
+use crate::error::{Error, Report, Result};
 use crate::manifest::{normalize, LoadedManifest};
 
 /// Where the lockfile lands inside an npm artifact.
@@ -352,15 +352,27 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             pin: None,
         }];
         let package_json = lock_src.with_file_name(PACKAGE_JSON_PATH);
-        if fs_err::symlink_metadata(&package_json).is_ok_and(|md| md.is_file()) {
-            m.within_root(&format!("npm[{i}] package.json"), &package_json)?;
-            files.push(InputFile {
-                src: package_json,
-                path: PACKAGE_JSON_PATH.to_string(),
-                mode: MODE_FILE,
-                media_type: NPM_PACKAGE_JSON.to_string(),
-                pin: None,
-            });
+        // `npm ci` needs the project's package.json: carried when it is there.
+        match std::fs::symlink_metadata(&package_json) {
+            Ok(md) if md.is_file() => {
+                m.within_root(&format!("npm[{i}] package.json"), &package_json)?;
+                files.push(InputFile {
+                    src: package_json,
+                    path: PACKAGE_JSON_PATH.to_string(),
+                    mode: MODE_FILE,
+                    media_type: NPM_PACKAGE_JSON.to_string(),
+                    pin: None,
+                });
+            }
+            Ok(_) => report.add(
+                &label,
+                format!(
+                    "{} is a symbolic link or not a file; airlock packs regular files only (copy the target in its place)",
+                    package_json.display()
+                ),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::input(&package_json, e.to_string())),
         }
         // The folder's files by name (walk refuses links and special files).
         let mut found: BTreeMap<String, (PathBuf, u32)> = walk(&dir)?
@@ -780,5 +792,112 @@ mod tests {
         assert!(safe_name("@a/b") && safe_name("is-odd"));
         assert!(!safe_name("../x") && !safe_name("@a/../b") && !safe_name("a/b"));
         assert!(!safe_version("1/../2") && safe_version("1.0.0-rc.1+b"));
+    }
+
+    #[test]
+    fn high_side_check_of_an_npm_artifact() {
+        let tgz = b"a tarball".as_slice();
+        let digest: [u8; 64] = Sha512::digest(tgz).into();
+        let lock = format!(
+            r#"{{"lockfileVersion": 3, "packages": {{"": {{}}, "node_modules/@s/x": {{"version": "1.0.0", "resolved": "https://r.example/x.tgz", "integrity": "{}"}}}}}}"#,
+            sri(&digest)
+        );
+        let layer = |path: &str, bytes: &[u8]| Layer {
+            media_type: NPM_TARBALL.into(),
+            digest: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+            path: path.into(),
+            mode: MODE_FILE,
+        };
+        let blob = crate::bundle::Blob {
+            media_type: "x".into(),
+            digest: Sha256Digest::of(b""),
+            size: 0,
+        };
+        let good = Artifact {
+            kind: ArtifactKind::Npm,
+            name: "package-lock.json".into(),
+            reference: "npm/package-lock.json".into(),
+            artifact_type: NPM_ARTIFACT.into(),
+            manifest: blob.clone(),
+            config: blob,
+            layers: vec![
+                layer(LOCK_PATH, lock.as_bytes()),
+                layer("tarballs/s-x-1.0.0.tgz", tgz),
+            ],
+            packages: vec![crate::bundle::Package {
+                name: "@s/x".into(),
+                version: "1.0.0".into(),
+                source: Some("https://r.example/x.tgz".into()),
+                checksum: None,
+                integrity: Some(sri(&digest)),
+                path: None,
+                hashes: vec![],
+                files: vec![crate::bundle::PackageFile {
+                    path: "tarballs/s-x-1.0.0.tgz".into(),
+                    sha256: Sha256Digest::of(tgz),
+                }],
+            }],
+            source: None,
+            blobs: vec![],
+        };
+        let run = |a: &Artifact, tarball: Option<&[u8]>| {
+            let mut report = Report::default();
+            check_artifact(
+                a,
+                &|l: &Layer| match l.path.as_str() {
+                    LOCK_PATH => Some(lock.as_bytes()),
+                    _ => tarball,
+                },
+                &mut report,
+            );
+            report
+                .findings
+                .into_iter()
+                .map(|f| format!("{}: {}", f.subject, f.problem))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            run(&good, Some(tgz)).is_empty(),
+            "{:?}",
+            run(&good, Some(tgz))
+        );
+
+        let f = run(&good, Some(b"another tarball"));
+        assert!(
+            f.iter()
+                .any(|x| x.contains("@s/x@1.0.0") && x.contains("was modified")),
+            "{f:?}"
+        );
+        let f = run(&good, None);
+        assert!(f.iter().any(|x| x.contains("could not be read")), "{f:?}");
+
+        let mut extra = good.clone();
+        extra.layers.push(layer("run.sh", b"#!/bin/sh"));
+        let f = run(&extra, Some(tgz));
+        assert!(
+            f.iter()
+                .any(|x| x.contains("run.sh") && x.contains("no package")),
+            "{f:?}"
+        );
+
+        let mut forged = good.clone();
+        let other: [u8; 64] = Sha512::digest(b"other").into();
+        forged.packages[0].integrity = Some(sri(&other));
+        let f = run(&forged, Some(tgz));
+        assert!(
+            f.iter()
+                .any(|x| x.contains("the carried package-lock.json pins")),
+            "{f:?}"
+        );
+
+        let mut dropped = good.clone();
+        dropped.packages.clear();
+        let f = run(&dropped, Some(tgz));
+        assert!(
+            f.iter()
+                .any(|x| x.contains("pins @s/x@1.0.0, which the artifact does not carry")),
+            "{f:?}"
+        );
     }
 }

@@ -236,8 +236,8 @@ Examples:
     Receipt(ReceiptCommand),
     /// Write a bundle's content from the store in usable form.
     #[command(after_help = "\
-Writes model folders, a wheelhouse, a cargo vendor directory, an OCI layout of the
-images and the files, each blob re-hashed on the way out.
+Writes model folders, a wheelhouse, a cargo vendor directory, an npm cache, an OCI
+layout of the images and the files, each blob re-hashed on the way out.
 
 Examples:
   airlock export demo --store /srv/airlock --out /srv/demo

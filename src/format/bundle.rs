@@ -62,6 +62,10 @@ pub const CARGO_ARTIFACT: &str = "application/vnd.airlock.cargo.v1+json";
 pub const CARGO_LOCK: &str = "application/vnd.airlock.cargo.lock.v1.toml";
 pub const CARGO_CHECKSUM: &str = "application/vnd.airlock.cargo.checksum.v1+json";
 pub const CARGO_FILE: &str = "application/vnd.airlock.cargo.file.v1.raw";
+pub const NPM_ARTIFACT: &str = "application/vnd.airlock.npm.v1+json";
+pub const NPM_LOCK: &str = "application/vnd.airlock.npm.lock.v1+json";
+pub const NPM_PACKAGE_JSON: &str = "application/vnd.airlock.npm.package.v1+json";
+pub const NPM_TARBALL: &str = "application/vnd.airlock.npm.tarball.v1.tar+gzip";
 
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
@@ -161,6 +165,8 @@ pub enum ArtifactKind {
     Python,
     /// A `cargo vendor` directory and the Cargo.lock that pins it.
     Cargo,
+    /// npm package tarballs pinned by a package-lock.json's sha512 integrity.
+    Npm,
     /// An SBOM: one airlock generated (`sbom/cyclonedx`, `sbom/spdx`) or
     /// one carried from the manifest's `sboms:` (`sbom/carried/...`).
     Sbom,
@@ -171,11 +177,12 @@ pub enum ArtifactKind {
 
 impl ArtifactKind {
     /// Every kind (a new kind is added here too).
-    pub const ALL: [ArtifactKind; 6] = [
+    pub const ALL: [ArtifactKind; 7] = [
         ArtifactKind::Model,
         ArtifactKind::Files,
         ArtifactKind::Python,
         ArtifactKind::Cargo,
+        ArtifactKind::Npm,
         ArtifactKind::Sbom,
         ArtifactKind::Image,
     ];
@@ -187,6 +194,7 @@ impl ArtifactKind {
             ArtifactKind::Files => "files",
             ArtifactKind::Python => "python",
             ArtifactKind::Cargo => "cargo",
+            ArtifactKind::Npm => "npm",
             ArtifactKind::Sbom => "sbom",
             ArtifactKind::Image => "image",
         }
@@ -235,6 +243,10 @@ pub struct Package {
     /// Cargo.lock's `checksum`: the sha256 of the crate's `.crate` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Sha256Digest>,
+    /// package-lock.json's `integrity`: the sha512 of an npm tarball
+    /// (`sha512-BASE64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
     /// The directory holding the crate's files inside the artifact (`vendor/<dir>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

@@ -25,6 +25,8 @@ pub struct Manifest {
     #[serde(default)]
     pub cargo: Vec<CargoEntry>,
     #[serde(default)]
+    pub npm: Vec<NpmEntry>,
+    #[serde(default)]
     pub sboms: Vec<SbomEntry>,
     #[serde(default)]
     pub policy: BuildPolicy,
@@ -110,6 +112,15 @@ fn yes() -> bool {
 pub struct CargoEntry {
     pub lockfile: String,
     pub vendor: String,
+}
+
+/// An npm project: its `package-lock.json` (the `package.json` beside it
+/// is carried too) and the folder of the tarballs it pins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpmEntry {
+    pub lockfile: String,
+    pub tarballs: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -355,6 +366,26 @@ impl LoadedManifest {
                 return Err(bad(format!(
                     "cargo[{i}].vendor: {} is not a directory (the output of `cargo vendor`)",
                     c.vendor
+                )));
+            }
+        }
+        for (i, n) in m.npm.iter().enumerate() {
+            if !self
+                .existing(&format!("npm[{i}].lockfile"), &n.lockfile)?
+                .is_file()
+            {
+                return Err(bad(format!(
+                    "npm[{i}].lockfile: {} is not a file (a package-lock.json)",
+                    n.lockfile
+                )));
+            }
+            if !self
+                .existing(&format!("npm[{i}].tarballs"), &n.tarballs)?
+                .is_dir()
+            {
+                return Err(bad(format!(
+                    "npm[{i}].tarballs: {} is not a directory (the tarballs `npm pack` writes)",
+                    n.tarballs
                 )));
             }
         }

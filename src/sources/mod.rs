@@ -10,6 +10,7 @@ pub mod images;
 pub mod kind;
 pub mod manifest;
 pub mod models;
+pub mod npm;
 pub mod packages;
 pub mod python;
 pub mod registry;

@@ -21,6 +21,8 @@ pub struct PlannedPackage {
     pub version: String,
     pub source: Option<String>,
     pub checksum: Option<Sha256Digest>,
+    /// An npm tarball's sha512 (`sha512-BASE64`).
+    pub integrity: Option<String>,
     pub path: Option<String>,
     pub hashes: Vec<Sha256Digest>,
     /// Artifact paths of the files recorded with their digests (python distributions).
@@ -107,6 +109,7 @@ pub fn finish(
                 version: p.version.clone(),
                 source: p.source.clone(),
                 checksum: p.checksum,
+                integrity: p.integrity.clone(),
                 path: p.path.clone(),
                 hashes: p.hashes.clone(),
                 files,

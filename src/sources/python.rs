@@ -893,6 +893,7 @@ pub fn plan(
                 version: r.version.clone(),
                 source: None,
                 checksum: None,
+                integrity: None,
                 path: None,
                 hashes: r.hashes.clone(),
                 files: names,
@@ -1432,6 +1433,7 @@ mod tests {
                 version: "0.1.0".into(),
                 source: None,
                 checksum: None,
+                integrity: None,
                 path: None,
                 hashes: vec![d],
                 files: vec![crate::bundle::PackageFile {

@@ -101,7 +101,7 @@ pub enum SigProblem {
     Certificate { file: String, what: String },
     #[error("{why}; airlock verifies OpenSSF model-signing v1.0 signatures of the `files` kind with sha256 digests (`model_signing sign key`)")]
     Unsupported { file: String, why: String },
-    #[error("signed by another key: its key hint is {hint}, key {fingerprint} has {ours}")]
+    #[error("signed by another key: the signature names key hint {hint}, but key {fingerprint} has hint {ours}")]
     OtherKey {
         file: String,
         hint: String,
@@ -110,7 +110,7 @@ pub enum SigProblem {
     },
     #[error("the signature does not verify with key {fingerprint}: the signature was changed after signing, or another key made it")]
     BadSignature { file: String, fingerprint: String },
-    #[error("sha256 {actual}, but the signature signs {signed}: the file changed after signing")]
+    #[error("sha256 {actual}, but the signature signs {signed}: the file changed after signing (restore it, or sign the model again)")]
     Changed {
         file: String,
         signed: Sha256Digest,
@@ -415,6 +415,31 @@ fn verify_envelope(sig_path: &str, sig: &[u8], key: &SignerKey) -> Result<Signed
         .filter(|p| safe_name(p))
         .collect();
     Ok((st.predicate_type, resources, ignore.into_iter().collect()))
+}
+
+/// The signature in one line, for people (inspect, the transfer report).
+pub fn summary(s: &ModelSignature) -> String {
+    match s.status {
+        SignatureStatus::Unverified => format!(
+            "{} (OpenSSF model-signing) carried, NOT verified: the manifest named no key",
+            s.path
+        ),
+        SignatureStatus::Verified => {
+            let mut line = format!(
+                "{} (OpenSSF model-signing) verified with key {}: {} file(s) signed",
+                s.path,
+                s.key_fingerprint.as_deref().unwrap_or("?"),
+                s.files.unwrap_or(0)
+            );
+            if !s.unsigned.is_empty() {
+                line.push_str(&format!(
+                    "; not covering {} (ignored by the signer)",
+                    s.unsigned.join(", ")
+                ));
+            }
+            line
+        }
+    }
 }
 
 /// The blobs of the signature files `airlock.json` records as verified at

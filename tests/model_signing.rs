@@ -228,6 +228,15 @@ fn signed_model_is_verified_at_pack_recorded_and_verified_again_on_import() {
     assert!(has("airlock:model:signature:unsigned", ".gitattributes"));
     let o = run(&["sbom", b.to_str().unwrap(), "--format", "spdx"]);
     let spdx = json(&o);
+    // Both stay valid for the real validators.
+    std::fs::write(f.path("sbom.cdx.json"), cdx.to_string()).unwrap();
+    std::fs::write(f.path("sbom.spdx.json"), spdx.to_string()).unwrap();
+    ok(tool("python3").args([
+        "-c",
+        "import sys\nfrom cyclonedx.schema import SchemaVersion\nfrom cyclonedx.validation.json import JsonStrictValidator\ne = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\nsys.exit(str(e) if e else 0)",
+        &f.s("sbom.cdx.json"),
+    ]));
+    ok(tool("pyspdxtools").args(["-i", &f.s("sbom.spdx.json")]));
     let pkg = spdx["packages"]
         .as_array()
         .unwrap()
@@ -281,6 +290,40 @@ fn signed_model_is_verified_at_pack_recorded_and_verified_again_on_import() {
         &f.path("src/keys/model-signer.pub"),
     );
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // Volumes: the set checks it again; model.sig is read from its volume.
+    // 1.2 MB more weights (signed too) make several 400 kB volumes.
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    let big: Vec<u8> = (0..1_200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(
+        f.path(MODEL).join("model-00002.safetensors"),
+        safetensors_wrap(&big),
+    )
+    .unwrap();
+    model_sign(&f.path(MODEL), &f.path("src/keys/model-signer.key"));
+    let o = f.pack_with("tar", "vols", &["--volume-size", "400000"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let vols: Vec<std::path::PathBuf> = json(&o)["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().into())
+        .collect();
+    assert!(vols.len() >= 2, "{vols:?}");
+    let o = f.verify_paths(&vols);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 model signature(s) (OpenSSF model-signing) verified again"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

@@ -511,6 +511,17 @@ fn a_named_key_without_model_sig_or_with_a_certificate_is_refused() {
         "{}",
         stderr(&o)
     );
+    // A signature covers a directory, not a single-file model.
+    f.write_manifest(
+        "  - name: single\n    path: models/minilm/config.json\n    signature:\n      publicKey: keys/model-signer.pub\n",
+    );
+    let o = f.pack_with("dir", "dist", &[]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("models[1].signature: a model signature (model.sig) covers a model directory, but models[1].path is a single file"),
+        "{}",
+        stderr(&o)
+    );
     // Unknown fields stay errors.
     f.write_manifest("    signature:\n      key: keys/model-signer.pub\n");
     let o = f.pack_with("dir", "dist", &[]);

@@ -584,6 +584,90 @@ mod tests {
         ));
     }
 
+    /// A model_signing-shaped signature over `files` (name, bytes), with
+    /// `ignore` as its ignore_paths and `subject` overriding the root digest.
+    fn signed(
+        sk: &p256::ecdsa::SigningKey,
+        files: &[(&str, &[u8])],
+        ignore: &[&str],
+        subject: Option<&str>,
+    ) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer as _;
+        let mut root = Vec::new();
+        let resources: Vec<serde_json::Value> = files
+            .iter()
+            .map(|(n, b)| {
+                root.extend_from_slice(Sha256Digest::of(b).as_bytes());
+                serde_json::json!({"name": n, "algorithm": "sha256", "digest": Sha256Digest::of(b).hex()})
+            })
+            .collect();
+        let st = serde_json::json!({
+            "_type": STATEMENT_V1,
+            "subject": [{"name": "m", "digest": {"sha256": subject.map_or_else(|| Sha256Digest::of(&root).hex(), str::to_string)}}],
+            "predicateType": MODEL_SIGNING_PREDICATE,
+            "predicate": {"serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": false, "ignore_paths": ignore}, "resources": resources},
+        });
+        let payload = serde_json::to_vec(&st).unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign(&pae(INTOTO_PAYLOAD_TYPE, &payload));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        serde_json::to_vec(&serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": []},
+            "dsseEnvelope": {"payload": b64.encode(&payload), "payloadType": INTOTO_PAYLOAD_TYPE,
+                "signatures": [{"sig": b64.encode(sig.to_der().as_bytes()), "keyid": ""}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn files_are_matched_and_ignore_paths_cover_whole_components() {
+        let sk = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let pem = p256::PublicKey::from(sk.verifying_key())
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let key = SignerKey::from_pem(&pem).unwrap();
+        let files = [
+            ("a.bin", b"aa".as_slice()),
+            ("sub/b.json", b"{}".as_slice()),
+        ];
+        let have = |extra: &[&str]| -> BTreeMap<String, Sha256Digest> {
+            files
+                .iter()
+                .map(|(n, b)| (n.to_string(), Sha256Digest::of(b)))
+                .chain(
+                    extra
+                        .iter()
+                        .map(|n| (n.to_string(), Sha256Digest::of(n.as_bytes()))),
+                )
+                .collect()
+        };
+        let sig = signed(&sk, &files, &[".git", "model.sig"], None);
+        let ok = check("model.sig", &sig, &key, &have(&[".git/config"])).unwrap();
+        assert_eq!(ok.files, Some(2));
+        assert_eq!(ok.unsigned, [".git/config"]);
+        // `.git` ignores `.git/...`, not `.gitfoo`.
+        let err = check("model.sig", &sig, &key, &have(&[".gitfoo"])).unwrap_err();
+        assert!(
+            matches!(&err[..], [SigProblem::Unsigned { file, .. }] if file == ".gitfoo"),
+            "{err:?}"
+        );
+        // A root digest that is not that of the resources.
+        let bad = signed(&sk, &files, &[], Some(&"0".repeat(64)));
+        let err = check("model.sig", &bad, &key, &have(&[])).unwrap_err();
+        assert!(
+            err[0].to_string().contains("the subject's sha256"),
+            "{err:?}"
+        );
+        // Another key, without a hint: the signature fails.
+        let other = p256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
+        let sig = signed(&other, &files, &[], None);
+        let err = check("model.sig", &sig, &key, &have(&[])).unwrap_err();
+        assert!(
+            matches!(&err[..], [SigProblem::BadSignature { .. }]),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn safe_names() {
         assert!(safe_name("a/b.txt"));

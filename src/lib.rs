@@ -21,7 +21,7 @@ pub mod trust;
 
 // Each module is also reachable by its own name (`crate::bundle`,
 // `airlock::verify`): the layer is where it lives, not part of its name.
-pub use checks::{gguf, image, modelcheck, pickle, safetensors, storedzip};
+pub use checks::{gguf, image, modelcheck, modelsig, pickle, safetensors, storedzip};
 pub use cli::{output, report};
 pub use commands::{amend, init, inspect, pack, push, verify, volumes};
 pub use format::{bundle, clock, digest, error, progress, purl, tarball, yaml};

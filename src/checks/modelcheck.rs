@@ -1306,6 +1306,9 @@ pub fn render(d: &Description) -> String {
                 m.artifact,
                 parts.join(", ")
             ));
+            if let Some(sig) = &m.signature {
+                s.push_str(&format!("      {}\n", crate::modelsig::summary(sig)));
+            }
         }
     }
     let pickles: Vec<&ContentEntry> = d.content.iter().filter(|c| is_pickle(c)).collect();

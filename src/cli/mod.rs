@@ -1310,6 +1310,13 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
             .sum();
         if !v.base.structure {
             c.pins = 0; // a delta verified without the store it needs
+        } else {
+            c.model_signatures = d
+                .models
+                .iter()
+                .filter_map(|m| m.signature.as_ref())
+                .filter(|s| s.status == crate::bundle::SignatureStatus::Verified)
+                .count();
         }
         c.models = d.content.len();
         if v.base.store.is_none() && !v.base.omitted.is_empty() {
@@ -1506,6 +1513,12 @@ fn render_verified(
             c.pins,
             c.models
         ));
+        if c.model_signatures > 0 {
+            s.push_str(&format!(
+                "\x20          {} model signature(s) (OpenSSF model-signing) verified again\n",
+                c.model_signatures
+            ));
+        }
         if let Some(dc) = &c.delta {
             s.push_str(&format!(
                 "delta      {} blob(s) ({}) provided by the base (receipt {})\n",

@@ -312,6 +312,9 @@ pub struct CheckedOut {
     pub pins: usize,
     /// Weight and pickle files whose content was scanned.
     pub models: usize,
+    /// Models whose OpenSSF model-signing signature (`model.sig`) was
+    /// verified again against the key recorded at pack.
+    pub model_signatures: usize,
     pub custody_events: usize,
     /// False when one volume of several was checked alone (its pieces only).
     pub whole_bundle: bool,

@@ -391,6 +391,7 @@ impl Page<'_> {
             }
             parts.extend(m.precision.clone());
             parts.extend(m.architecture.clone());
+            parts.extend(m.signature.as_ref().map(crate::modelsig::summary));
             let _ = writeln!(
                 s,
                 "<tr><td>model {}</td><td>{}</td></tr>",

@@ -173,6 +173,8 @@ pub fn pack_delta(
         &blobs_dir,
         m.manifest.policy.pickle,
     )?;
+    // OpenSSF model-signing signatures (model.sig), against the manifest's keys.
+    let signatures = sources::models::check_signatures(m, &planned, &hashed, &blobs_dir)?;
     let mut models = Vec::new();
 
     let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
@@ -217,6 +219,7 @@ pub fn pack_delta(
                     .map(|e| &e.name)
                     .find(|n| crate::manifest::model_artifact_name(n) == a.name && **n != a.name)
                     .cloned();
+                facts.signature = signatures.get(&a.reference).cloned();
                 let blob =
                     sources::models::config_blob(&a.name, &meta.version, &created, &pairs, &facts);
                 models.push(facts);

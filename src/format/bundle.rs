@@ -684,6 +684,59 @@ pub struct ModelFacts {
     /// from the normalized artifact name. Absent: the artifact name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<String>,
+    /// The OpenSSF model-signing signature the model directory carries
+    /// (`model.sig`), and what pack found when it checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ModelSignature>,
+}
+
+/// The file name OpenSSF model-signing (`model_signing sign`) writes its
+/// signature to, at the top of the model directory.
+pub const MODEL_SIGNATURE_FILE: &str = "model.sig";
+
+/// The in-toto predicate type of OpenSSF model-signing v1.0 signatures.
+pub const MODEL_SIGNING_PREDICATE: &str = "https://model_signing/signature/v1.0";
+
+/// What became of a model's OpenSSF model-signing signature at pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureStatus {
+    /// Checked at pack against `publicKey` (the manifest's
+    /// `models[].signature.publicKey`); the high side checks it again.
+    Verified,
+    /// Carried as it is: the manifest names no key to check it with.
+    Unverified,
+}
+
+/// A model's OpenSSF model-signing signature (`airlock.json` `models[].signature`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelSignature {
+    /// The signature file's path in the model (`model.sig`).
+    pub path: String,
+    pub status: SignatureStatus,
+    /// Verified: the signer's public key (SubjectPublicKeyInfo, PEM), the
+    /// high side checks the signature against it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Verified: `sha256:` and the hex sha256 of the key's DER
+    /// SubjectPublicKeyInfo (`openssl pkey -pubin -outform DER | sha256sum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// Verified: the signature algorithm (`ecdsa-p256-sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Verified: the signed in-toto statement's predicate type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    /// Verified: how many of the model's files the signature covers (each
+    /// one's sha256 matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Verified: files of the model the signature does not cover because the
+    /// signed statement lists them among its `ignore_paths` (`.gitattributes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsigned: Vec<String>,
 }
 
 // ---------------------------------------------------------------- push targets

@@ -394,11 +394,51 @@ fn model_item(d: &Description, a: &Artifact) -> Item {
         a.name
     ));
     it.properties = oci_properties(a);
+    it.properties.extend(signature_properties(d, a));
     let (card, architecture) = model_card(d, a);
     it.model_card = card;
     it.architecture = architecture;
     it.children = a.layers.iter().map(|l| file_item(d, a, l)).collect();
     it
+}
+
+/// The model's OpenSSF model-signing signature, as `airlock:model:signature*`
+/// properties (CycloneDX component properties; in SPDX, the package's
+/// comment): `verified` or `unverified`, and for a verified one the signer
+/// key's fingerprint, the algorithm, the predicate type, the files signed
+/// and those the signature leaves out.
+fn signature_properties(d: &Description, a: &Artifact) -> Vec<(String, String)> {
+    let Some(s) = d
+        .models
+        .iter()
+        .find(|m| m.artifact == a.reference)
+        .and_then(|m| m.signature.as_ref())
+    else {
+        return Vec::new();
+    };
+    let status = match s.status {
+        crate::bundle::SignatureStatus::Verified => "verified",
+        crate::bundle::SignatureStatus::Unverified => "unverified",
+    };
+    let mut p = vec![
+        ("airlock:model:signature".to_string(), status.to_string()),
+        ("airlock:model:signature:file".to_string(), s.path.clone()),
+    ];
+    let fields = [
+        ("keyFingerprint", s.key_fingerprint.clone()),
+        ("algorithm", s.algorithm.clone()),
+        ("predicateType", s.predicate_type.clone()),
+        ("files", s.files.map(|n| n.to_string())),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            p.push((format!("airlock:model:signature:{k}"), v));
+        }
+    }
+    for u in &s.unsigned {
+        p.push(("airlock:model:signature:unsigned".to_string(), u.clone()));
+    }
+    p
 }
 
 /// Model-card facts (as `airlock:model:*` properties) and the architecture:

@@ -59,6 +59,23 @@ pub struct FileEntry {
 pub struct ModelEntry {
     pub name: String,
     pub path: String,
+    /// Check the model's OpenSSF model-signing signature (`model.sig`) at
+    /// pack against this key. Without it, a `model.sig` is carried unverified.
+    #[serde(default)]
+    pub signature: Option<ModelSignatureEntry>,
+}
+
+/// `models[].signature`: what a model's `model.sig` is checked against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelSignatureEntry {
+    /// The signer's EC P-256 public key (PEM), relative to the manifest.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// A signing certificate: named only to be refused with a reason
+    /// (certificate chains and Sigstore keyless signatures are not verified).
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,7 +321,10 @@ impl LoadedManifest {
                     model.name
                 )));
             }
-            self.existing(&format!("models[{i}].path"), &model.path)?;
+            let dir = self.existing(&format!("models[{i}].path"), &model.path)?;
+            if let Some(sig) = &model.signature {
+                self.signature_key(i, sig, &dir)?;
+            }
         }
         let mut paths = std::collections::BTreeSet::new();
         for (i, f) in m.files.iter().enumerate() {
@@ -446,6 +466,56 @@ impl LoadedManifest {
                 self.root.display()
             ),
         ))
+    }
+
+    /// `models[i].signature`: the public key a model's `model.sig` is
+    /// checked against, read and parsed (an EC P-256 key, PEM).
+    pub fn signature_key(
+        &self,
+        i: usize,
+        sig: &ModelSignatureEntry,
+        model_dir: &Path,
+    ) -> Result<crate::modelsig::SignerKey> {
+        let bad = |msg: String| Error::input(&self.path, msg);
+        let field = format!("models[{i}].signature");
+        if !model_dir.is_dir() {
+            return Err(bad(format!(
+                "{field}: a model signature (model.sig) covers a model directory, but models[{i}].path is a single file"
+            )));
+        }
+        let key = match (&sig.public_key, &sig.certificate) {
+            (Some(k), None) => k,
+            (None, Some(c)) => {
+                return Err(bad(format!(
+                    "{field}.certificate: {c}: airlock does not verify certificate-based model signatures (x509 chains, Sigstore keyless): it has no trust root or transparency log to check them against. Sign with a key (`model_signing sign key`) and name its public key as {field}.publicKey, or drop {field} to carry model.sig unverified"
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad(format!(
+                    "{field}: name publicKey or certificate, not both"
+                )));
+            }
+            (None, None) => {
+                return Err(bad(format!(
+                    "{field}: missing publicKey (the signer's EC P-256 public key, PEM)"
+                )));
+            }
+        };
+        let p = self.existing(&format!("{field}.publicKey"), key)?;
+        if !p.is_file() {
+            return Err(bad(format!("{field}.publicKey: {key} is not a file")));
+        }
+        let md = fs_err::metadata(&p)?;
+        if md.len() > 64 << 10 {
+            return Err(bad(format!(
+                "{field}.publicKey: {key} is {} bytes; a public key is a few hundred",
+                md.len()
+            )));
+        }
+        let text = String::from_utf8(fs_err::read(&p)?)
+            .map_err(|_| bad(format!("{field}.publicKey: {key} is not text (PEM)")))?;
+        crate::modelsig::SignerKey::from_pem(&text)
+            .map_err(|e| bad(format!("{field}.publicKey: {key} {e}")))
     }
 
     fn existing(&self, field: &str, rel: &str) -> Result<PathBuf> {

@@ -1,16 +1,18 @@
 //! `models:` entries: a Hugging Face style directory or a single weights file,
 //! carried as one CNCF ModelPack artifact with raw layers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    ArtifactKind, MODEL_ARTIFACT, MODEL_CODE, MODEL_DOC, MODEL_WEIGHT, MODEL_WEIGHT_CONFIG,
+    ArtifactKind, ModelSignature, SignatureStatus, MAX_JSON_BLOB, MODEL_ARTIFACT, MODEL_CODE,
+    MODEL_DOC, MODEL_SIGNATURE_FILE, MODEL_WEIGHT, MODEL_WEIGHT_CONFIG,
 };
-use crate::digest::Sha256Digest;
-use crate::error::Result;
+use crate::digest::{Hashed, Sha256Digest};
+use crate::error::{Report, Result};
 use crate::manifest::LoadedManifest;
 
 const WEIGHT_EXT: &[&str] = &[
@@ -77,6 +79,99 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             packages: Vec::new(),
         });
     }
+    Ok(out)
+}
+
+/// Each model directory's OpenSSF model-signing signature (`model.sig`),
+/// from the bytes packed: checked against the key `models[].signature`
+/// names (refused, naming the model and the file, when it is missing or does
+/// not verify, or when a model file is not the one signed), or recorded as
+/// unverified when the manifest names no key. Artifact reference → record.
+pub fn check_signatures(
+    m: &LoadedManifest,
+    planned: &[PlannedArtifact],
+    hashed: &HashMap<&Path, Hashed>,
+    blobs_dir: &Path,
+) -> Result<BTreeMap<String, ModelSignature>> {
+    let mut out = BTreeMap::new();
+    let mut report = Report::default();
+    for (i, entry) in m.manifest.models.iter().enumerate() {
+        let reference = format!(
+            "models/{}",
+            crate::manifest::model_artifact_name(&entry.name)
+        );
+        let Some(a) = planned.iter().find(|a| a.reference == reference) else {
+            continue;
+        };
+        let dir = m.resolve(&entry.path);
+        let sig = a.files.iter().find(|f| f.path == MODEL_SIGNATURE_FILE);
+        let key = entry
+            .signature
+            .as_ref()
+            .map(|s| m.signature_key(i, s, &dir))
+            .transpose()?;
+        match (key, sig) {
+            (None, None) => {}
+            (None, Some(f)) => {
+                out.insert(
+                    reference,
+                    ModelSignature {
+                        path: f.path.clone(),
+                        status: SignatureStatus::Unverified,
+                        public_key: None,
+                        key_fingerprint: None,
+                        algorithm: None,
+                        predicate_type: None,
+                        files: None,
+                        unsigned: Vec::new(),
+                    },
+                );
+            }
+            (Some(_), None) => {
+                let p = crate::modelsig::SigProblem::NoSignature {
+                    file: MODEL_SIGNATURE_FILE.to_string(),
+                };
+                report.add(
+                    dir.join(MODEL_SIGNATURE_FILE).display().to_string(),
+                    format!("model {}: {p}", entry.name),
+                );
+            }
+            (Some(key), Some(f)) => {
+                let h = hashed[f.src.as_path()];
+                if h.size > MAX_JSON_BLOB {
+                    report.add(
+                        f.src.display().to_string(),
+                        format!(
+                            "model {}: {} bytes, more than the {MAX_JSON_BLOB} a model signature may have",
+                            entry.name, h.size
+                        ),
+                    );
+                    continue;
+                }
+                let bytes = fs_err::read(blobs_dir.join(h.digest.hex()))?;
+                let files: BTreeMap<String, Sha256Digest> = a
+                    .files
+                    .iter()
+                    .filter(|x| x.path != f.path)
+                    .map(|x| (x.path.clone(), hashed[x.src.as_path()].digest))
+                    .collect();
+                match crate::modelsig::check(&f.path, &bytes, &key, &files) {
+                    Ok(s) => {
+                        out.insert(reference, s);
+                    }
+                    Err(problems) => {
+                        for p in problems {
+                            report.add(
+                                dir.join(p.file()).display().to_string(),
+                                format!("model {}: {p}", entry.name),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report.into_result()?;
     Ok(out)
 }
 

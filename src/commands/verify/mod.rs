@@ -344,8 +344,10 @@ fn make_plan(
 ) -> BTreeMap<String, Expected> {
     let mut plan = BTreeMap::new();
     let declared = d.blobs();
-    // Requirements files, Cargo.lock and .cargo-checksum.json: read for the pin re-check.
-    let pin_blobs = crate::sources::packages::pin_blobs(d);
+    // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
+    // pin re-check; model signatures (model.sig): for their re-check.
+    let mut pin_blobs = crate::sources::packages::pin_blobs(d);
+    pin_blobs.extend(crate::modelsig::signature_blobs(d));
     for (path, digest) in m {
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
@@ -546,7 +548,8 @@ pub fn verify_with_base(
         ..Default::default()
     };
     if let (false, Some(d)) = (check.omitted.is_empty(), &check.description) {
-        let pin_blobs = crate::sources::packages::pin_blobs(d);
+        let mut pin_blobs = crate::sources::packages::pin_blobs(d);
+        pin_blobs.extend(crate::modelsig::signature_blobs(d));
         let needed = check
             .omitted
             .iter()
@@ -574,6 +577,8 @@ pub fn verify_with_base(
         check_oci(d, index, &kept, &mut report);
         // The high side re-checks every python and cargo pin itself.
         crate::sources::packages::check_pins(d, &kept, &mut report);
+        // And every model signature pack verified (OpenSSF model-signing).
+        crate::modelsig::check_bundle(d, &kept, &mut report);
     }
     if let (true, Some(plan)) = (whole_payload, &check.plan) {
         check_oxum(&check.tags, plan, &kept, &mut report);

@@ -62,6 +62,9 @@ pub const CARGO_ARTIFACT: &str = "application/vnd.airlock.cargo.v1+json";
 pub const CARGO_LOCK: &str = "application/vnd.airlock.cargo.lock.v1.toml";
 pub const CARGO_CHECKSUM: &str = "application/vnd.airlock.cargo.checksum.v1+json";
 pub const CARGO_FILE: &str = "application/vnd.airlock.cargo.file.v1.raw";
+pub const APT_ARTIFACT: &str = "application/vnd.airlock.apt.v1+json";
+pub const APT_LOCK: &str = "application/vnd.airlock.apt.lock.v1.txt";
+pub const APT_DEB: &str = "application/vnd.airlock.apt.deb.v1.raw";
 
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
@@ -167,17 +170,20 @@ pub enum ArtifactKind {
     /// A container image: its own manifest or index, byte for byte, and every
     /// blob it references (`Artifact::blobs`); it has no file layers.
     Image,
+    /// Debian packages (.deb files) pinned by an `apt-cache show` lock.
+    Apt,
 }
 
 impl ArtifactKind {
     /// Every kind (a new kind is added here too).
-    pub const ALL: [ArtifactKind; 6] = [
+    pub const ALL: [ArtifactKind; 7] = [
         ArtifactKind::Model,
         ArtifactKind::Files,
         ArtifactKind::Python,
         ArtifactKind::Cargo,
         ArtifactKind::Sbom,
         ArtifactKind::Image,
+        ArtifactKind::Apt,
     ];
 
     /// The kind as the description writes it (`model`, `python`, ...).
@@ -189,6 +195,7 @@ impl ArtifactKind {
             ArtifactKind::Cargo => "cargo",
             ArtifactKind::Sbom => "sbom",
             ArtifactKind::Image => "image",
+            ArtifactKind::Apt => "apt",
         }
     }
 }

@@ -115,6 +115,7 @@ pub static KINDS: &[&dyn SourceKind] = &[
     &super::files::Files,
     &super::python::Python,
     &super::cargo::Cargo,
+    &super::apt::Apt,
     &Sboms,
     &super::images::Images,
 ];

@@ -25,6 +25,8 @@ pub struct Manifest {
     #[serde(default)]
     pub cargo: Vec<CargoEntry>,
     #[serde(default)]
+    pub apt: Vec<AptEntry>,
+    #[serde(default)]
     pub sboms: Vec<SbomEntry>,
     #[serde(default)]
     pub policy: BuildPolicy,
@@ -110,6 +112,19 @@ fn yes() -> bool {
 pub struct CargoEntry {
     pub lockfile: String,
     pub vendor: String,
+}
+
+/// Debian packages: `apt-get download PKG...` output and the lock
+/// `apt-cache show --no-all-versions PKG... > LOCK` prints for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptEntry {
+    pub lock: String,
+    pub debs: String,
+    /// The distribution the packages come from: the purl namespace
+    /// (`pkg:deb/DISTRO/...`). Default `debian`.
+    #[serde(default)]
+    pub distro: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +371,27 @@ impl LoadedManifest {
                     "cargo[{i}].vendor: {} is not a directory (the output of `cargo vendor`)",
                     c.vendor
                 )));
+            }
+        }
+        for (i, a) in m.apt.iter().enumerate() {
+            if !self.existing(&format!("apt[{i}].lock"), &a.lock)?.is_file() {
+                return Err(bad(format!(
+                    "apt[{i}].lock: {} is not a file (the output of `apt-cache show --no-all-versions PKG...`)",
+                    a.lock
+                )));
+            }
+            if !self.existing(&format!("apt[{i}].debs"), &a.debs)?.is_dir() {
+                return Err(bad(format!(
+                    "apt[{i}].debs: {} is not a directory (where `apt-get download PKG...` wrote the .deb files)",
+                    a.debs
+                )));
+            }
+            if let Some(d) = &a.distro {
+                if !super::apt::valid_distro(d) {
+                    return Err(bad(format!(
+                        "apt[{i}].distro: {d:?} is not a distribution name such as debian or ubuntu (lowercase letters, digits, '.' and '-')"
+                    )));
+                }
             }
         }
         let mut image_names = std::collections::BTreeSet::new();

@@ -57,9 +57,21 @@ fn native_arch() -> String {
 fn build_deb(
     out: &Path,
     file: &str,
+    package: (&str, &str, &str),
+    depends: Option<&str>,
+    payload: &str,
+) -> PathBuf {
+    build_deb_z(out, file, package, depends, payload, "xz")
+}
+
+/// As `build_deb`, compressing the members with `compressor` (`dpkg-deb -Z`).
+fn build_deb_z(
+    out: &Path,
+    file: &str,
     (name, version, arch): (&str, &str, &str),
     depends: Option<&str>,
     payload: &str,
+    compressor: &str,
 ) -> PathBuf {
     let tree = tempfile::tempdir().unwrap();
     let root = tree.path().join("p");
@@ -80,7 +92,7 @@ fn build_deb(
     let dest = out.join(file);
     let o = Command::new("dpkg-deb")
         .env("SOURCE_DATE_EPOCH", EPOCH)
-        .args(["--root-owner-group", "--build"])
+        .args(["--root-owner-group", &format!("-Z{compressor}"), "--build"])
         .arg(&root)
         .arg(&dest)
         .output()
@@ -526,6 +538,63 @@ fn apt_refuses_a_deb_whose_control_differs_from_the_lock() {
             "its control says Version \"1.1-1\"",
         ],
     );
+}
+
+#[test]
+fn apt_reads_the_control_of_debs_in_every_compression() {
+    let f = Fixture::new();
+    let debs = f.path("src/debs");
+    let kinds = ["xz", "gzip", "zstd", "none"];
+    for z in kinds {
+        let name = format!("airlock-z-{z}");
+        build_deb_z(
+            &debs,
+            &format!("{name}_1.0_all.deb"),
+            (&name, "1.0", "all"),
+            None,
+            z,
+            z,
+        );
+    }
+    let lock = scan_lock(&debs);
+    f.write_manifest(MANIFEST);
+    // A lock that says 1.5 for each, the files renamed to match: only the
+    // control inside each .deb tells.
+    std::fs::write(
+        f.path("src/apt.lock"),
+        lock.replace("Version: 1.0", "Version: 1.5"),
+    )
+    .unwrap();
+    for z in kinds {
+        std::fs::rename(
+            debs.join(format!("airlock-z-{z}_1.0_all.deb")),
+            debs.join(format!("airlock-z-{z}_1.5_all.deb")),
+        )
+        .unwrap();
+    }
+    let needles: Vec<String> = kinds
+        .iter()
+        .map(|z| format!("apt[0] airlock-z-{z}:all=1.5: "))
+        .collect();
+    let mut all: Vec<&str> = needles.iter().map(String::as_str).collect();
+    all.push("its control says Version \"1.0\"");
+    assert_refused(&f, &all);
+    assert_eq!(
+        stderr(&pack_output(&f))
+            .matches("its control says Version")
+            .count(),
+        kinds.len()
+    );
+    // The true lock and names pack.
+    std::fs::write(f.path("src/apt.lock"), lock).unwrap();
+    for z in kinds {
+        std::fs::rename(
+            debs.join(format!("airlock-z-{z}_1.5_all.deb")),
+            debs.join(format!("airlock-z-{z}_1.0_all.deb")),
+        )
+        .unwrap();
+    }
+    ok("pack", &pack_output(&f));
 }
 
 #[test]

@@ -542,10 +542,11 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
     Ok(out)
 }
 
+/// A parsed lock: its paragraphs, entries and problems (what, problem).
+type ParsedLock = (Vec<Stanza>, Vec<LockEntry>, Vec<(String, String)>);
+
 /// The carried lock of an apt artifact, parsed: its paragraphs and entries.
-fn carried_lock(
-    text: &str,
-) -> std::result::Result<(Vec<Stanza>, Vec<LockEntry>, Vec<(String, String)>), String> {
+fn carried_lock(text: &str) -> std::result::Result<ParsedLock, String> {
     let stanzas = parse_deb822(text)?;
     let (entries, problems) = lock_entries(&stanzas);
     Ok((stanzas, entries, problems))

@@ -699,3 +699,88 @@ fn apt_bundle_packs_as_volumes() {
     );
     assert!(f.path("out/apt/Packages").is_file());
 }
+
+#[test]
+fn apt_bundle_goes_as_a_delta() {
+    let (f, arch) = apt_fixture();
+    ok("keygen", &run(&["keygen", &f.s("keys/high")]));
+    std::fs::write(
+        f.path("base.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: high\n    publicKey: keys/high.pub\n    roles: [store]\n",
+    )
+    .unwrap();
+    let v1 = f.pack("dir");
+    ok("import 1.0.0", &f.import(&v1, "store"));
+    ok(
+        "store receipt",
+        &run(&[
+            "store",
+            "receipt",
+            "--store",
+            &f.s("store"),
+            "--key",
+            &f.s("keys/high.key"),
+            "--out",
+            &f.s("have.json"),
+        ]),
+    );
+    // 1.1.0: a file changes; the .deb files and the lock do not, so the
+    // delta leaves them out and the high side takes them from its store.
+    let text = std::fs::read_to_string(f.path("src/airlock.yaml")).unwrap();
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        text.replace("version: 1.0.0", "version: 1.1.0"),
+    )
+    .unwrap();
+    std::fs::write(f.path("src/docs/runbook.txt"), "step three\n").unwrap();
+    let o = f.pack_with(
+        "tar",
+        "delta",
+        &[
+            "--base",
+            &f.s("have.json"),
+            "--base-trust",
+            &f.s("base.yaml"),
+        ],
+    );
+    ok("pack --base", &o);
+    let bundle = PathBuf::from(json(&o)["path"].as_str().unwrap());
+    let lib = std::fs::read(f.path(&format!("src/debs/{LIB}_2.0-1_{arch}.deb"))).unwrap();
+    let d = run(&["inspect", bundle.to_str().unwrap(), "--json"]);
+    ok("inspect", &d);
+    assert!(
+        json(&d)["delta"]["omitted"].as_u64().unwrap() >= 3,
+        "{}",
+        stdout(&d)
+    );
+    ok(
+        "verify --store",
+        &run(&[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trust",
+            &f.s("policy.yaml"),
+            "--store",
+            &f.s("store"),
+        ]),
+    );
+    ok("import the delta", &f.import(&bundle, "store"));
+    ok(
+        "export 1.1.0",
+        &run(&[
+            "export",
+            "--store",
+            &f.s("store"),
+            "--bundle",
+            "demo@1.1.0",
+            "--to",
+            &f.s("out"),
+        ]),
+    );
+    assert_eq!(
+        std::fs::read(f.path(&format!("out/apt/{LIB}_2.0-1_{arch}.deb"))).unwrap(),
+        lib
+    );
+    let packages = std::fs::read_to_string(f.path("out/apt/Packages")).unwrap();
+    assert!(packages.contains(&format!("SHA256: {}", sha256_hex(&lib))));
+}

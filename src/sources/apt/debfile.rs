@@ -276,6 +276,26 @@ mod tests {
     }
 
     #[test]
+    fn xz_walk_refuses_a_stream_declaring_more_than_the_bound() {
+        // Stream header (CRC64 check), one LZMA2 block whose chunks each
+        // declare 2 MiB from 7 bytes: read as headers only, never inflated.
+        let mut b = vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4, 0, 0, 0, 0];
+        b.extend([0x02, 0x00, 0x21, 0x01, 0x16, 0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..40 {
+            b.extend([0xff, 0xff, 0xff, 0x00, 0x00, 0x5d, 0x00]);
+        }
+        b.push(0);
+        let declared = xz_unpacked_size(&b).unwrap();
+        assert!(declared > MAX_CONTROL_TAR, "{declared}");
+        // Two filters (a chain that could inflate twice) are refused.
+        let mut two = b.clone();
+        two[13] = 0x01;
+        assert!(xz_unpacked_size(&two)
+            .unwrap_err()
+            .contains("more than one filter"));
+    }
+
+    #[test]
     fn xz_walk_sums_what_lzma_rs_inflates() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut xz = Vec::new();

@@ -313,6 +313,9 @@ fn apt_installs_from_the_exported_repository() {
     assert_eq!(names, [APP, LIB]);
     assert_eq!(a["packages"][1]["version"], LIB_V);
     assert_eq!(a["packages"][1]["source"], "debian");
+    let o = run(&["inspect", bundle.to_str().unwrap(), "--json"]);
+    ok("inspect --json", &o);
+    assert_schemas(&[("inspect", json(&o))]);
 
     // SBOMs name each package by its deb purl and pass the validators.
     let o = run(&["sbom", bundle.to_str().unwrap(), "--format", "cyclonedx"]);
@@ -451,21 +454,26 @@ if errors:
 #[test]
 fn apt_refuses_a_deb_whose_hash_differs_from_the_lock() {
     let (f, arch) = apt_fixture();
-    // Rebuilt with other content after the lock was written.
-    build_deb(
-        &f.path("src/debs"),
-        &format!("{LIB}_2.0-1_{arch}.deb"),
-        (LIB, LIB_V, &arch),
-        None,
-        "LIB\n",
-    );
+    // One byte of the data member changed after the lock was written: same
+    // size, same control; only the hash pack computes while copying tells.
+    let p = f.path(&format!("src/debs/{LIB}_2.0-1_{arch}.deb"));
+    let mut bytes = std::fs::read(&p).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&p, bytes).unwrap();
     assert_refused(
         &f,
         &[
             &format!("apt[0] {LIB}:{arch}={LIB_V}"),
+            "which does not match the SHA256",
             "not the .deb the archive published",
         ],
     );
+    // A byte more: refused on its size before anything is copied.
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes.push(0);
+    std::fs::write(&p, bytes).unwrap();
+    assert_refused(&f, &[&format!("apt[0] {LIB}:{arch}={LIB_V}"), "gives Size"]);
 }
 
 #[test]
@@ -600,6 +608,11 @@ fn apt_reads_the_control_of_debs_in_every_compression() {
 #[test]
 fn apt_refuses_a_malformed_lock_naming_the_line() {
     let (f, _) = apt_fixture();
+    f.write_manifest("apt:\n  - lock: apt.lock\n    debs: debs\n    distro: Debian/x\n");
+    let o = pack_output(&f);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("apt[0].distro"), "{}", stderr(&o));
+    f.write_manifest(MANIFEST);
     std::fs::write(f.path("src/apt.lock"), " stray continuation\n").unwrap();
     let o = pack_output(&f);
     assert_eq!(code(&o), 2, "{}", stderr(&o));

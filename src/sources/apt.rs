@@ -729,6 +729,39 @@ fn release_date(created: &str) -> Option<String> {
     ))
 }
 
+/// One `Packages` paragraph: the lock's stanza without its file fields, then
+/// `Filename`, `Size` and `SHA256` of the verified layer. `apt-cache show`
+/// prints the English long description as `Description-en` (from the
+/// archive's Translation-en); with no `Description` it is written as
+/// `Description`, as a Packages file holds it.
+fn packages_stanza(stanza: &Stanza, l: &Layer) -> String {
+    let plain = stanza.get("Description").is_some();
+    let mut out = String::new();
+    for (k, v) in &stanza.fields {
+        if FILE_FIELDS.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        let k = if !plain && k.eq_ignore_ascii_case("Description-en") {
+            "Description"
+        } else {
+            k
+        };
+        let sep = if v.is_empty() || v.starts_with('\n') {
+            ""
+        } else {
+            " "
+        };
+        out.push_str(&format!("{k}:{sep}{v}\n"));
+    }
+    out.push_str(&format!(
+        "Filename: ./{}\nSize: {}\nSHA256: {}\n\n",
+        l.path,
+        l.size,
+        l.digest.hex()
+    ));
+    out
+}
+
 /// `apt/Packages` of an export: every carried package's lock stanza, with
 /// `Filename`, `Size` and `SHA256` set from its verified layer; a `.deb`
 /// two entries carry alike is listed once.
@@ -764,23 +797,7 @@ pub fn render_packages(
             if !seen.insert(l.path.as_str()) {
                 continue;
             }
-            for (k, v) in &stanzas[e.stanza].fields {
-                if FILE_FIELDS.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                    continue;
-                }
-                let sep = if v.is_empty() || v.starts_with('\n') {
-                    ""
-                } else {
-                    " "
-                };
-                out.push_str(&format!("{k}:{sep}{v}\n"));
-            }
-            out.push_str(&format!(
-                "Filename: ./{}\nSize: {}\nSHA256: {}\n\n",
-                l.path,
-                l.size,
-                l.digest.hex()
-            ));
+            out.push_str(&packages_stanza(&stanzas[e.stanza], l));
         }
     }
     Ok(out)
@@ -997,6 +1014,29 @@ mod tests {
                 let _ = lock_entries(&st);
             }
         }
+    }
+
+    #[test]
+    fn packages_stanzas_take_file_fields_from_the_layer() {
+        let text = "Package: zstd\nVersion: 1.5\nArchitecture: amd64\nDepends: libc6\nDescription-en: fast\n compression\nDescription-md5: 0a\nFilename: pool/z.deb\nSize: 9\nMD5sum: ab\nSHA256: 11\nSHA512: 22\n";
+        let s = &parse_deb822(text).unwrap()[0];
+        let l = Layer {
+            media_type: APT_DEB.into(),
+            digest: Sha256Digest::of(b"x"),
+            size: 1,
+            path: "zstd_1.5_amd64.deb".into(),
+            mode: MODE_FILE,
+        };
+        assert_eq!(
+            packages_stanza(s, &l),
+            format!(
+                "Package: zstd\nVersion: 1.5\nArchitecture: amd64\nDepends: libc6\nDescription: fast\n compression\nDescription-md5: 0a\nFilename: ./zstd_1.5_amd64.deb\nSize: 1\nSHA256: {}\n\n",
+                Sha256Digest::of(b"x").hex()
+            )
+        );
+        // Beside a plain Description, Description-en stays as it is.
+        let s = &parse_deb822("Package: a1\nDescription: x\nDescription-en: y\n").unwrap()[0];
+        assert!(packages_stanza(s, &l).contains("Description: x\nDescription-en: y\n"));
     }
 
     #[test]

@@ -797,3 +797,62 @@ fn apt_bundle_goes_as_a_delta() {
     let packages = std::fs::read_to_string(f.path("out/apt/Packages")).unwrap();
     assert!(packages.contains(&format!("SHA256: {}", sha256_hex(&lib))));
 }
+
+#[test]
+fn apt_entries_merge_into_one_repository_and_conflicting_files_are_refused() {
+    let (f, arch) = apt_fixture();
+    // A second entry carrying the same lib, byte for byte.
+    let lib = format!("{LIB}_2.0-1_{arch}.deb");
+    std::fs::create_dir_all(f.path("src/more")).unwrap();
+    std::fs::copy(
+        f.path(&format!("src/debs/{lib}")),
+        f.path(&format!("src/more/{lib}")),
+    )
+    .unwrap();
+    std::fs::write(f.path("src/more.lock"), scan_lock(&f.path("src/more"))).unwrap();
+    f.write_manifest(&format!("{MANIFEST}  - lock: more.lock\n    debs: more\n"));
+    let bundle = f.pack("dir");
+    ok("import", &f.import(&bundle, "store"));
+    ok(
+        "export",
+        &run(&[
+            "export",
+            "--store",
+            &f.s("store"),
+            "--bundle",
+            "demo",
+            "--to",
+            &f.s("out"),
+        ]),
+    );
+    let packages = std::fs::read_to_string(f.path("out/apt/Packages")).unwrap();
+    assert_eq!(
+        packages.matches(&format!("Package: {LIB}\n")).count(),
+        1,
+        "{packages}"
+    );
+    assert_eq!(
+        packages.matches(&format!("Package: {APP}\n")).count(),
+        1,
+        "{packages}"
+    );
+    assert!(f.path("out/apt/entries/1/apt.lock").is_file());
+
+    // Another lib under the same name: one repository cannot hold both.
+    std::fs::remove_dir_all(f.path("dist")).unwrap();
+    build_deb(
+        &f.path("src/more"),
+        &lib,
+        (LIB, LIB_V, &arch),
+        None,
+        "another lib\n",
+    );
+    std::fs::write(f.path("src/more.lock"), scan_lock(&f.path("src/more"))).unwrap();
+    assert_refused(
+        &f,
+        &[
+            &format!("apt[1] {LIB}:{arch}={LIB_V}"),
+            "one export repository cannot hold both",
+        ],
+    );
+}

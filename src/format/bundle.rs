@@ -237,6 +237,7 @@ pub struct Package {
     pub version: String,
     /// Cargo.lock's `source`; absent for local crates (workspace members and
     /// path dependencies, which are not carried) and for Python packages.
+    /// Debian packages: the distribution (`debian`; the purl namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Cargo.lock's `checksum`: the sha256 of the crate's `.crate` file.

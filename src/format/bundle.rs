@@ -66,6 +66,9 @@ pub const NPM_ARTIFACT: &str = "application/vnd.airlock.npm.v1+json";
 pub const NPM_LOCK: &str = "application/vnd.airlock.npm.lock.v1+json";
 pub const NPM_PACKAGE_JSON: &str = "application/vnd.airlock.npm.package.v1+json";
 pub const NPM_TARBALL: &str = "application/vnd.airlock.npm.tarball.v1.tar+gzip";
+pub const APT_ARTIFACT: &str = "application/vnd.airlock.apt.v1+json";
+pub const APT_LOCK: &str = "application/vnd.airlock.apt.lock.v1.txt";
+pub const APT_DEB: &str = "application/vnd.airlock.apt.deb.v1.raw";
 
 /// Largest tag file, signature or custody event accepted from a bundle.
 pub const MAX_TAG_FILE: u64 = 64 << 20;
@@ -167,6 +170,8 @@ pub enum ArtifactKind {
     Cargo,
     /// npm package tarballs pinned by a package-lock.json's sha512 integrity.
     Npm,
+    /// Debian packages (.deb files) pinned by an `apt-cache show` lock.
+    Apt,
     /// An SBOM: one airlock generated (`sbom/cyclonedx`, `sbom/spdx`) or
     /// one carried from the manifest's `sboms:` (`sbom/carried/...`).
     Sbom,
@@ -177,12 +182,13 @@ pub enum ArtifactKind {
 
 impl ArtifactKind {
     /// Every kind (a new kind is added here too).
-    pub const ALL: [ArtifactKind; 7] = [
+    pub const ALL: [ArtifactKind; 8] = [
         ArtifactKind::Model,
         ArtifactKind::Files,
         ArtifactKind::Python,
         ArtifactKind::Cargo,
         ArtifactKind::Npm,
+        ArtifactKind::Apt,
         ArtifactKind::Sbom,
         ArtifactKind::Image,
     ];
@@ -197,6 +203,7 @@ impl ArtifactKind {
             ArtifactKind::Npm => "npm",
             ArtifactKind::Sbom => "sbom",
             ArtifactKind::Image => "image",
+            ArtifactKind::Apt => "apt",
         }
     }
 }
@@ -238,6 +245,7 @@ pub struct Package {
     pub version: String,
     /// Cargo.lock's `source`; absent for local crates (workspace members and
     /// path dependencies, which are not carried) and for Python packages.
+    /// Debian packages: the distribution (`debian`; the purl namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Cargo.lock's `checksum`: the sha256 of the crate's `.crate` file.

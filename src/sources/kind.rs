@@ -116,6 +116,7 @@ pub static KINDS: &[&dyn SourceKind] = &[
     &super::python::Python,
     &super::cargo::Cargo,
     &super::npm::Npm,
+    &super::apt::Apt,
     &Sboms,
     &super::images::Images,
 ];

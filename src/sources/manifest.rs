@@ -26,6 +26,7 @@ pub struct Manifest {
     pub cargo: Vec<CargoEntry>,
     #[serde(default)]
     pub npm: Vec<NpmEntry>,
+    pub apt: Vec<AptEntry>,
     #[serde(default)]
     pub sboms: Vec<SbomEntry>,
     #[serde(default)]
@@ -138,6 +139,19 @@ pub struct CargoEntry {
 pub struct NpmEntry {
     pub lockfile: String,
     pub tarballs: String,
+}
+
+/// Debian packages: `apt-get download PKG...` output and the lock
+/// `apt-cache show --no-all-versions PKG... > LOCK` prints for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptEntry {
+    pub lock: String,
+    pub debs: String,
+    /// The distribution the packages come from: the purl namespace
+    /// (`pkg:deb/DISTRO/...`). Default `debian`.
+    #[serde(default)]
+    pub distro: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -407,6 +421,27 @@ impl LoadedManifest {
                     "npm[{i}].tarballs: {} is not a directory (the tarballs `npm pack` writes)",
                     n.tarballs
                 )));
+            }
+        }
+        for (i, a) in m.apt.iter().enumerate() {
+            if !self.existing(&format!("apt[{i}].lock"), &a.lock)?.is_file() {
+                return Err(bad(format!(
+                    "apt[{i}].lock: {} is not a file (the output of `apt-cache show --no-all-versions PKG...`)",
+                    a.lock
+                )));
+            }
+            if !self.existing(&format!("apt[{i}].debs"), &a.debs)?.is_dir() {
+                return Err(bad(format!(
+                    "apt[{i}].debs: {} is not a directory (where `apt-get download PKG...` wrote the .deb files)",
+                    a.debs
+                )));
+            }
+            if let Some(d) = &a.distro {
+                if !super::apt::valid_distro(d) {
+                    return Err(bad(format!(
+                        "apt[{i}].distro: {d:?} is not a distribution name such as debian or ubuntu (lowercase letters, digits, '.' and '-')"
+                    )));
+                }
             }
         }
         let mut image_names = std::collections::BTreeSet::new();

@@ -2,6 +2,7 @@
 //! lists of input files with where they go. Nothing is read here beyond
 //! directory listings (and small model metadata); `pack` hashes and copies.
 
+pub mod apt;
 pub mod cargo;
 pub mod content;
 pub mod fetch;

@@ -26,6 +26,7 @@ pub struct Manifest {
     pub cargo: Vec<CargoEntry>,
     #[serde(default)]
     pub npm: Vec<NpmEntry>,
+    #[serde(default)]
     pub apt: Vec<AptEntry>,
     #[serde(default)]
     pub sboms: Vec<SbomEntry>,

@@ -217,6 +217,7 @@ pub fn pack_delta(
                     .map(|e| &e.name)
                     .find(|n| crate::manifest::model_artifact_name(n) == a.name && **n != a.name)
                     .cloned();
+                facts.huggingface = sources::huggingface::origin(m, &a.name);
                 let blob =
                     sources::models::config_blob(&a.name, &meta.version, &created, &pairs, &facts);
                 models.push(facts);

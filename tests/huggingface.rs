@@ -98,11 +98,10 @@ fn hf_entry(name: &str, path: &str, repo: &str, rev: &str) -> String {
 fn export(f: &Fixture, store: &str, to: &Path) -> Output {
     run(&[
         "export",
+        "demo",
         "--store",
         &f.s(store),
-        "--bundle",
-        "demo",
-        "--to",
+        "--out",
         to.to_str().unwrap(),
         "--json",
     ])
@@ -287,6 +286,13 @@ fn a_real_model_with_a_hub_origin_is_packed_verified_exported_and_read_offline_b
         .output()
         .expect("pyspdxtools (scripts/test installs spdx-tools)");
     assert!(v.status.success(), "SPDX: {v:?}");
+
+    // `inspect --json` shows it, as its schema says.
+    let o = run(&["inspect", b.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let inspected = json(&o);
+    assert!(inspected["models"].to_string().contains(REV), "{inspected}");
+    assert_schemas(&[("inspect", inspected)]);
 
     // High side: verify, import, export with the Hub cache.
     let o = f.verify(&b);

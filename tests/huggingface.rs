@@ -294,6 +294,21 @@ fn a_real_model_with_a_hub_origin_is_packed_verified_exported_and_read_offline_b
     assert!(inspected["models"].to_string().contains(REV), "{inspected}");
     assert_schemas(&[("inspect", inspected)]);
 
+    // The transfer report names it too.
+    let html = f.path("report.html");
+    let o = run(&[
+        "report",
+        b.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains(&format!("Hugging Face {REPO}@{REV}")));
+
     // High side: verify, import, export with the Hub cache.
     let o = f.verify(&b);
     assert_eq!(code(&o), 0, "{}", stderr(&o));

@@ -391,6 +391,9 @@ impl Page<'_> {
             }
             parts.extend(m.precision.clone());
             parts.extend(m.architecture.clone());
+            if let Some(o) = &m.huggingface {
+                parts.push(format!("Hugging Face {}@{}", o.repo, o.revision));
+            }
             let _ = writeln!(
                 s,
                 "<tr><td>model {}</td><td>{}</td></tr>",

@@ -629,3 +629,89 @@ fn a_description_without_origins_still_parses_and_exports_no_cache() {
     assert!(out.join("models/minilm/config.json").is_file());
     assert!(!out.join("huggingface").exists());
 }
+
+#[test]
+fn a_delta_carries_a_new_revision_and_its_import_exports_the_cache_from_the_store() {
+    let f = Fixture::new();
+    let manifest = |version: &str, rev: &str| {
+        f.write_manifest("");
+        let text = std::fs::read_to_string(f.path("src/airlock.yaml"))
+            .unwrap()
+            .replace("version: 1.0.0", &format!("version: {version}"))
+            .replace(
+                "  - name: minilm\n    path: models/minilm\n",
+                &hf_entry("minilm", "models/minilm", "org/tiny", rev),
+            );
+        std::fs::write(f.path("src/airlock.yaml"), text).unwrap();
+    };
+    manifest("1.0.0", REV);
+    let v1 = f.pack("dir");
+    let o = f.import(&v1, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["keygen", &f.s("keys/high")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::write(
+        f.path("base.yaml"),
+        "apiVersion: airlock/v1\nkind: TrustPolicy\nkeys:\n  - name: high\n    publicKey: keys/high.pub\n    roles: [store]\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "store",
+        "receipt",
+        "--store",
+        &f.s("store"),
+        "--key",
+        &f.s("keys/high.key"),
+        "--out",
+        &f.s("receipt.json"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // The next commit changes the README only; the weights come from the store.
+    let rev2 = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::write(f.path("src/models/minilm/README.md"), b"# minilm, v2\n").unwrap();
+    manifest("1.1.0", rev2);
+    let (base, trust) = (f.s("receipt.json"), f.s("base.yaml"));
+    let o = f.pack_with("tar", "delta", &["--base", &base, "--base-trust", &trust]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let delta = PathBuf::from(json(&o)["path"].as_str().unwrap());
+    let weights = std::fs::read(f.path("src/models/minilm/model.safetensors")).unwrap();
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&delta)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !listed.contains(&sha256_hex(&weights)),
+        "the weights travel again: {listed}"
+    );
+    assert!(
+        listed.contains(&sha256_hex(b"# minilm, v2\n")),
+        "the new README is in the delta: {listed}"
+    );
+    let o = f.import(&delta, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let out = f.path("out");
+    let o = run(&[
+        "export",
+        "demo@1.1.0",
+        "--store",
+        &f.s("store"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let repo_dir = out.join("huggingface/hub/models--org--tiny");
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
+        rev2
+    );
+    let snap = repo_dir.join("snapshots").join(rev2);
+    assert_eq!(files(&snap), files(&f.path("src/models/minilm")));
+    assert_eq!(
+        std::fs::read_link(snap.join("model.safetensors")).unwrap(),
+        PathBuf::from(format!("../../blobs/{}", sha256_hex(&weights)))
+    );
+}

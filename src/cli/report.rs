@@ -392,6 +392,9 @@ impl Page<'_> {
             parts.extend(m.precision.clone());
             parts.extend(m.architecture.clone());
             parts.extend(m.signature.as_ref().map(crate::modelsig::summary));
+            if let Some(o) = &m.huggingface {
+                parts.push(format!("Hugging Face {}@{}", o.repo, o.revision));
+            }
             let _ = writeln!(
                 s,
                 "<tr><td>model {}</td><td>{}</td></tr>",

@@ -220,6 +220,7 @@ pub fn pack_delta(
                     .find(|n| crate::manifest::model_artifact_name(n) == a.name && **n != a.name)
                     .cloned();
                 facts.signature = signatures.get(&a.reference).cloned();
+                facts.huggingface = sources::huggingface::origin(m, &a.name);
                 let blob =
                     sources::models::config_blob(&a.name, &meta.version, &created, &pairs, &facts);
                 models.push(facts);

@@ -692,6 +692,10 @@ pub struct ModelFacts {
     /// from the normalized artifact name. Absent: the artifact name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<String>,
+    /// Where the model comes from on the Hugging Face Hub (manifest
+    /// `huggingface:`); absent when the manifest names no origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub huggingface: Option<HfOrigin>,
     /// The OpenSSF model-signing signature the model directory carries
     /// (`model.sig`), and what pack found when it checked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -745,6 +749,91 @@ pub struct ModelSignature {
     /// signed statement lists them among its `ignore_paths` (`.gitattributes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsigned: Vec<String>,
+}
+
+/// A model's origin on the Hugging Face Hub: repository `ORG/NAME` at a
+/// commit. Checked when the manifest is read and again from the
+/// description on the high side ([`HfOrigin::problem`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HfOrigin {
+    /// `ORG/NAME`, as the Hub spells it.
+    pub repo: String,
+    /// The commit: 40 lowercase hex digits.
+    pub revision: String,
+}
+
+/// Longest repository id the Hub accepts (`ORG/NAME`).
+pub const HF_REPO_MAX: usize = 96;
+
+impl HfOrigin {
+    /// What is wrong with `repo`, by the Hub's rules for a repository id:
+    /// `ORG/NAME`, each part ASCII letters, digits, `.`, `_` and `-`,
+    /// starting and ending with a letter, digit or `_`, no `--` or `..`,
+    /// 96 characters at most. `--` is the cache's separator, so an id that
+    /// passes names one folder `models--ORG--NAME` and nothing else.
+    pub fn repo_problem(repo: &str) -> Option<String> {
+        let part_ok = |p: &str| {
+            let b = p.as_bytes();
+            let edge = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+            !b.is_empty()
+                && edge(b[0])
+                && edge(b[b.len() - 1])
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        };
+        let shown = repo.escape_debug();
+        if repo.len() > HF_REPO_MAX {
+            return Some(format!(
+                "\"{shown}\" is longer than the Hub's {HF_REPO_MAX} characters for a repository id"
+            ));
+        }
+        match repo.split_once('/') {
+            Some((org, name))
+                if part_ok(org)
+                    && part_ok(name)
+                    && !repo.contains("--")
+                    && !repo.contains("..") =>
+            {
+                None
+            }
+            _ => Some(format!(
+                "\"{shown}\" is not a Hugging Face repository id ORG/NAME (letters, digits, '.', '_' and '-'; each part starting and ending with a letter, digit or '_'; no \"--\" or \"..\")"
+            )),
+        }
+    }
+
+    /// What is wrong with `revision`: a commit is 40 lowercase hex digits.
+    pub fn revision_problem(revision: &str) -> Option<String> {
+        let ok = revision.len() == 40
+            && revision
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        (!ok).then(|| {
+            format!(
+                "\"{}\" is not a commit: give the 40 lowercase hex digits of the Hub commit (a branch or tag name can move)",
+                revision.escape_debug()
+            )
+        })
+    }
+
+    /// The first problem with this origin, naming the field (`repo` or `revision`).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        Self::repo_problem(&self.repo)
+            .map(|p| ("repo", p))
+            .or_else(|| Self::revision_problem(&self.revision).map(|p| ("revision", p)))
+    }
+
+    /// `ORG` and `NAME`.
+    pub fn parts(&self) -> (&str, &str) {
+        self.repo.split_once('/').unwrap_or(("", &self.repo))
+    }
+
+    /// The Hub cache's folder for the repository: `models--ORG--NAME`.
+    pub fn cache_folder(&self) -> String {
+        let (org, name) = self.parts();
+        format!("models--{org}--{name}")
+    }
 }
 
 // ---------------------------------------------------------------- push targets

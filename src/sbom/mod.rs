@@ -10,8 +10,9 @@
 //! Every payload item is a component (CycloneDX) and a package (SPDX) with
 //! its sha256 and a package URL: `pkg:generic/BUNDLE/PATH?checksum=...`
 //! for files (PATH where `airlock export` writes the file), models as ML
-//! components (`pkg:generic/BUNDLE/MODEL@VERSION`, the OCI manifest's digest
-//! as their hash: no model origin is recorded, so no `pkg:huggingface`) with
+//! components (the OCI manifest's digest as their hash; purl
+//! `pkg:huggingface/ORG/NAME@REVISION` for a model whose manifest entry
+//! names its Hub origin, else `pkg:generic/BUNDLE/MODEL@VERSION`) with
 //! their files nested, `pkg:pypi/...` distributions and `pkg:cargo/...`
 //! crates with their files nested.
 //!
@@ -234,6 +235,10 @@ struct Item {
     /// Model-card facts (name, value), for models.
     model_card: Vec<(String, String)>,
     architecture: Option<String>,
+    /// CycloneDX external references: (type, url, comment).
+    external_refs: Vec<(&'static str, String, Option<String>)>,
+    /// SPDX `downloadLocation`, when known.
+    download: Option<String>,
     children: Vec<Item>,
 }
 
@@ -251,6 +256,8 @@ impl Item {
             properties: Vec::new(),
             model_card: Vec::new(),
             architecture: None,
+            external_refs: Vec::new(),
+            download: None,
             children: Vec::new(),
         }
     }
@@ -376,16 +383,21 @@ fn file_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
 
 /// A model: a `machine-learning-model` component whose hash is its OCI
 /// manifest's, with a model card and its files nested. Its purl is
-/// `pkg:generic/BUNDLE/MODEL@VERSION`: a `pkg:huggingface/ORG/NAME@REVISION`
-/// needs the model's origin, which neither the manifest (`name`, `path`) nor
-/// the description records, and a guessed origin would be a false claim.
+/// `pkg:huggingface/ORG/NAME@REVISION` when the manifest named the model's
+/// Hub origin (with the repository as `vcs` and `distribution` references
+/// and the SPDX download location), else `pkg:generic/BUNDLE/MODEL@VERSION`:
+/// an origin airlock guessed would be a false claim.
 fn model_item(d: &Description, a: &Artifact) -> Item {
-    let purl = purl(
-        "generic",
-        &[d.name.as_str(), a.name.as_str()],
-        Some(&d.version),
-        &[],
-    );
+    let hf = crate::sources::huggingface::origin_of(d, a);
+    let purl = match hf {
+        Some(o) => crate::sources::huggingface::purl(o),
+        None => purl(
+            "generic",
+            &[d.name.as_str(), a.name.as_str()],
+            Some(&d.version),
+            &[],
+        ),
+    };
     let mut it = Item::new(a.reference.clone(), Role::Model, a.name.clone(), purl);
     it.version = Some(d.version.clone());
     it.sha256 = Some(a.manifest.digest);
@@ -395,6 +407,34 @@ fn model_item(d: &Description, a: &Artifact) -> Item {
     ));
     it.properties = oci_properties(a);
     it.properties.extend(signature_properties(d, a));
+    if let Some(o) = hf {
+        use crate::sources::huggingface::{repo_url, tree_url};
+        it.properties.extend([
+            ("airlock:huggingface:repo".to_string(), o.repo.clone()),
+            (
+                "airlock:huggingface:revision".to_string(),
+                o.revision.clone(),
+            ),
+        ]);
+        it.external_refs = vec![
+            (
+                "vcs",
+                repo_url(o),
+                Some(format!(
+                    "Hugging Face Hub repository, commit {}",
+                    o.revision
+                )),
+            ),
+            (
+                "distribution",
+                tree_url(o),
+                Some("the model's files at that commit on the Hugging Face Hub".into()),
+            ),
+        ];
+        it.download = Some(format!("git+{}@{}", repo_url(o), o.revision));
+        // The purl's version: the commit, not the bundle's version.
+        it.version = Some(o.revision.clone());
+    }
     let (card, architecture) = model_card(d, a);
     it.model_card = card;
     it.architecture = architecture;
@@ -668,7 +708,16 @@ fn component(it: &Item) -> Component {
         description: it.description.clone(),
         hashes: it.sha256.iter().map(sha256_hash).collect(),
         purl: Some(it.purl.clone()),
-        external_references: Vec::new(),
+        external_references: it
+            .external_refs
+            .iter()
+            .map(|(kind, url, comment)| ExternalReference {
+                kind,
+                url: url.clone(),
+                comment: comment.clone(),
+                hashes: Vec::new(),
+            })
+            .collect(),
         model_card: (it.role == Role::Model).then(|| ModelCard {
             model_parameters: it.architecture.clone().map(|a| ModelParameters {
                 model_architecture: a,
@@ -829,7 +878,7 @@ struct SpdxPackage {
     spdx_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     version_info: Option<String>,
-    download_location: &'static str,
+    download_location: String,
     files_analyzed: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checksums: Vec<Checksum>,
@@ -877,7 +926,7 @@ fn spdx(inv: &Inventory) -> Value {
         name: d.name.clone(),
         spdx_id: SPDX_BUNDLE.into(),
         version_info: Some(d.version.clone()),
-        download_location: NOASSERTION,
+        download_location: NOASSERTION.into(),
         files_analyzed: false,
         checksums: Vec::new(),
         license_concluded: NOASSERTION,
@@ -932,7 +981,7 @@ fn spdx(inv: &Inventory) -> Value {
             name: it.name.clone(),
             spdx_id: id.clone(),
             version_info: it.version.clone(),
-            download_location: NOASSERTION,
+            download_location: it.download.clone().unwrap_or_else(|| NOASSERTION.into()),
             files_analyzed: false,
             checksums: it
                 .sha256

@@ -61,6 +61,11 @@ pub struct FileEntry {
 pub struct ModelEntry {
     pub name: String,
     pub path: String,
+    /// The model's origin on the Hugging Face Hub (`{repo: ORG/NAME,
+    /// revision: COMMIT}`): recorded in the description and the SBOMs, and
+    /// export writes a Hub cache for it. Nothing is downloaded.
+    #[serde(default)]
+    pub huggingface: Option<HfOrigin>,
     /// Check the model's OpenSSF model-signing signature (`model.sig`) at
     /// pack against this key. Without it, a `model.sig` is carried unverified.
     #[serde(default)]
@@ -79,6 +84,8 @@ pub struct ModelSignatureEntry {
     #[serde(default)]
     pub certificate: Option<String>,
 }
+
+pub use crate::bundle::HfOrigin;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +346,24 @@ impl LoadedManifest {
             let dir = self.existing(&format!("models[{i}].path"), &model.path)?;
             if let Some(sig) = &model.signature {
                 self.signature_key(i, sig, &dir)?;
+            }
+            if let Some(hf) = &model.huggingface {
+                if let Some((field, problem)) = hf.problem() {
+                    return Err(bad(format!(
+                        "models[{i}].huggingface.{field} (model {:?}): {problem}",
+                        model.name
+                    )));
+                }
+                if let Some(j) = m.models[..i].iter().position(|o| {
+                    o.huggingface
+                        .as_ref()
+                        .is_some_and(|o| o.repo.eq_ignore_ascii_case(&hf.repo))
+                }) {
+                    return Err(bad(format!(
+                        "models[{i}].huggingface.repo (model {:?}): {:?} is also models[{j}]'s origin; a bundle carries one snapshot of a Hub repository (export writes one Hub cache entry for it)",
+                        model.name, hf.repo
+                    )));
+                }
             }
         }
         let mut paths = std::collections::BTreeSet::new();

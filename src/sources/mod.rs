@@ -7,6 +7,7 @@ pub mod cargo;
 pub mod content;
 pub mod fetch;
 pub mod files;
+pub mod huggingface;
 pub mod images;
 pub mod kind;
 pub mod manifest;

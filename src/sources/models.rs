@@ -189,6 +189,11 @@ struct ModelDescriptor {
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
     created_at: String,
+    /// The Hugging Face repository the model comes from, and its commit.
+    #[serde(rename = "sourceURL", skip_serializing_if = "Option::is_none")]
+    source_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -305,6 +310,8 @@ pub fn config_blob(
             name: name.to_string(),
             version: Some(version.to_string()),
             created_at: created.to_string(),
+            source_url: facts.huggingface.as_ref().map(super::huggingface::repo_url),
+            revision: facts.huggingface.as_ref().map(|o| o.revision.clone()),
         },
         config: ModelProps {
             architecture,
@@ -347,6 +354,21 @@ impl super::kind::SourceKind for Models {
             crate::manifest::model_folder(d, a),
             l.path
         ))
+    }
+    /// The Hugging Face Hub cache of the models with a Hub origin
+    /// (`huggingface/hub/models--ORG--NAME/`), its blobs hard links to the
+    /// files just exported below `models/`.
+    fn export_rendered(
+        &self,
+        d: &crate::bundle::Description,
+        artifacts: &[&crate::bundle::Artifact],
+        to: &std::path::Path,
+        _final_to: &std::path::Path,
+        read: super::kind::ReadLayer<'_>,
+    ) -> Result<Vec<std::path::PathBuf>> {
+        let path =
+            |a: &crate::bundle::Artifact, l: &crate::bundle::Layer| self.export_path(d, a, l);
+        super::huggingface::write_cache(d, artifacts, to, &path, read)
     }
 }
 

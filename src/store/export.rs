@@ -147,6 +147,8 @@ fn check_names(d: &Description, at: &str) -> Result<()> {
             }
         }
     }
+    // A Hub origin names the cache folder export writes.
+    crate::sources::huggingface::check_origins(d, at, &mut report);
     report.into_result()
 }
 

@@ -333,6 +333,8 @@ fn check_description(d: &Description, report: &mut Report) {
             }
         }
     }
+    // Hub origins become a cache folder on export: re-checked here.
+    crate::sources::huggingface::check_origins(d, DESCRIPTION, report);
 }
 
 /// Cross-checks the payload manifest against the description and returns what

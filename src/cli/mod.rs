@@ -959,6 +959,24 @@ fn run(cli: Cli) -> CliResult {
                         digest: p.digest.clone(),
                     })
                     .collect(),
+                referrers: done
+                    .referrers
+                    .iter()
+                    .map(|r| out::ReferrerOut {
+                        subject: r.subject.clone(),
+                        reference: r.reference.clone(),
+                        digest: r.digest.clone(),
+                        artifact_type: r.artifact_type.clone(),
+                    })
+                    .collect(),
+                referrer_indexes: done
+                    .referrer_indexes
+                    .iter()
+                    .map(|p| out::PushedOut {
+                        reference: p.reference.clone(),
+                        digest: p.digest.clone(),
+                    })
+                    .collect(),
                 blobs_sent: done.blobs_sent,
                 blobs_present: done.blobs_present,
             };
@@ -973,6 +991,27 @@ fn run(cli: Cli) -> CliResult {
                 );
                 for p in &done.pushed {
                     s.push_str(&format!("\n  {}\n    = {}", esc(&p.reference), p.digest));
+                }
+                if !done.referrers.is_empty() {
+                    s.push_str(&format!(
+                        "\nreferrers ({}: SBOMs, signatures, custody record):",
+                        done.referrers.len()
+                    ));
+                    let mut subject = "";
+                    for r in &done.referrers {
+                        if r.subject != subject {
+                            subject = &r.subject;
+                            s.push_str(&format!("\n  of {}", esc(subject)));
+                        }
+                        s.push_str(&format!("\n    {} {}", r.digest, esc(&r.artifact_type)));
+                    }
+                }
+                for t in &done.referrer_indexes {
+                    s.push_str(&format!(
+                        "\n  listed under {}\n    = {}",
+                        esc(&t.reference),
+                        t.digest
+                    ));
                 }
                 s
             })

@@ -8,16 +8,23 @@
 //! one is never completed, and is exit 1); after each
 //! manifest is pushed the registry is asked for it and must return the same
 //! digest. Each push is recorded in the store's ledger.
+//!
+//! Then each pushed image, model, file set and package gets the bundle's
+//! SBOMs, signatures and custody record as OCI 1.1 referrers (artifacts
+//! whose `subject` is its manifest; see [`crate::referrers`]), listed by the
+//! registry's referrers API or, on a registry without one, under the
+//! referrers tag schema's fallback tag `sha256-<hex>`.
 
 use serde::Serialize;
 
 pub use crate::bundle::{push_collision as collision, push_target};
 use crate::bundle::{push_target_of as target_of, PushTag as Tag};
-use crate::bundle::{Artifact, ArtifactKind, Blob};
+use crate::bundle::{Artifact, ArtifactKind, Blob, Description, EMPTY_JSON, MT_INDEX, MT_MANIFEST};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::image::{is_index, is_manifest};
 use crate::progress::Progress;
+use crate::referrers::{self, Planned};
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -27,8 +34,25 @@ pub struct Pushed {
     pub version: String,
     pub registry: String,
     pub pushed: Vec<PushedRef>,
+    /// The SBOMs, signatures and custody record pushed as OCI 1.1
+    /// referrers of what was pushed.
+    pub referrers: Vec<PushedReferrer>,
+    /// The referrers tag schema's indexes (`REPO:sha256-<hex>`) that list
+    /// them on a registry without the referrers API, and the digest each
+    /// tag serves now.
+    pub referrer_indexes: Vec<PushedRef>,
     pub blobs_sent: usize,
     pub blobs_present: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedReferrer {
+    /// What it describes: `HOST/REPO@sha256:...`.
+    pub subject: String,
+    /// The referrer's manifest: `HOST/REPO@sha256:...`.
+    pub reference: String,
+    pub digest: String,
+    pub artifact_type: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,38 +95,92 @@ pub fn push(
             describe(y)
         )));
     }
+    // The referrers' content, read (and checked against the record's id)
+    // before anything is pushed.
+    let planned = referrers::plan(store, &rec, &d)?;
     let mut out = Pushed {
         name: rec.name.clone(),
         version: rec.version.clone(),
         registry: target.to_string(),
         pushed: Vec::new(),
+        referrers: Vec::new(),
+        referrer_indexes: Vec::new(),
         blobs_sent: 0,
         blobs_present: 0,
     };
     let total: u64 = d.total_size();
     progress.begin("pushing", total);
     let res = (|| -> Result<()> {
-        for a in &d.artifacts {
-            let (repo, tag) = target_of(a, &d.name, &d.version);
-            let repo = match prefix {
-                Some(p) => format!("{host}/{p}/{repo}"),
-                None => format!("{host}/{repo}"),
-            };
-            let reference = match &tag {
+        let targets: Vec<(String, Tag)> = d
+            .artifacts
+            .iter()
+            .map(|a| {
+                let (repo, tag) = target_of(a, &d.name, &d.version);
+                let repo = match prefix {
+                    Some(p) => format!("{host}/{p}/{repo}"),
+                    None => format!("{host}/{repo}"),
+                };
+                (repo, tag)
+            })
+            .collect();
+        for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
+            let reference = match tag {
                 Tag::Tag(t) => format!("{repo}:{t}"),
                 Tag::Digest => format!("{repo}@{}", a.manifest.digest.oci()),
             };
             let reg = Registry::open(&reference, insecure)?;
-            push_artifact(store, &reg, a, &tag, &mut out, progress)?;
+            push_artifact(store, &reg, a, tag, &mut out, progress)?;
             out.pushed.push(PushedRef {
                 reference,
                 digest: a.manifest.digest.oci(),
             });
         }
+        // Referrers, once what they describe is in place.
+        let mut done = std::collections::BTreeSet::new();
+        for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
+            let tag = match tag {
+                Tag::Tag(t) => Some(t.as_str()),
+                Tag::Digest => None,
+            };
+            if planned.is_empty()
+                || !referrers::is_subject(a, tag)
+                || !done.insert((repo.clone(), a.manifest.digest))
+            {
+                continue;
+            }
+            let reg = Registry::open(&format!("{repo}@{}", a.manifest.digest.oci()), insecure)?;
+            attach(
+                store,
+                &reg,
+                repo,
+                &a.manifest,
+                &planned,
+                &d,
+                &rec.id,
+                &mut out,
+            )?;
+        }
+        // A referrers index carried from the source was pushed under the
+        // fallback tag that now lists ours too: it is reported by digest.
+        for p in &mut out.pushed {
+            if let Some(t) = out
+                .referrer_indexes
+                .iter()
+                .find(|t| t.reference == p.reference && t.digest != p.digest)
+            {
+                let repo = t.reference.rsplit_once(':').map_or("", |(r, _)| r);
+                p.reference = format!("{repo}@{}", p.digest);
+            }
+        }
         // Every reference reported must still resolve to the digest reported.
         for (p, a) in out.pushed.iter().zip(&d.artifacts) {
             let reg = Registry::open(&p.reference, insecure)?;
             confirm(&reg, reg.reference(), &a.manifest.digest)?;
+        }
+        for t in &out.referrer_indexes {
+            let reg = Registry::open(&t.reference, insecure)?;
+            let want = Sha256Digest::parse_oci(&t.digest).expect("made from a digest");
+            confirm(&reg, reg.reference(), &want)?;
         }
         Ok(())
     })();
@@ -125,11 +203,12 @@ pub fn push(
                 Some(rec.id.clone()),
                 Some((rec.name.clone(), rec.version.clone())),
                 &format!(
-                    "pushed {} {} to {}: {} ({} blob(s) sent, {} already there)",
+                    "pushed {} {} to {}: {} ({} referrer(s); {} blob(s) sent, {} already there)",
                     rec.name,
                     rec.version,
                     target,
                     refs.join(", "),
+                    out.referrers.len(),
                     out.blobs_sent,
                     out.blobs_present
                 ),
@@ -228,6 +307,96 @@ fn push_artifact(
     };
     reg.push_manifest(&r, &bytes, &a.manifest.media_type)?;
     confirm(reg, &r, &a.manifest.digest)
+}
+
+/// Pushes the referrers `planned` of `subject` (in `repo`, `HOST/REPO`) and
+/// makes them discoverable: by the registry's referrers API where it lists
+/// them, else under the referrers tag schema's fallback tag, merged into
+/// the index already there.
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    store: &Store,
+    reg: &Registry,
+    repo: &str,
+    subject: &Blob,
+    planned: &[Planned],
+    d: &Description,
+    id: &str,
+    out: &mut Pushed,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for p in planned {
+        for l in &p.layers {
+            let sent = match &l.bytes {
+                Some(bytes) => reg.push_bytes(bytes, &l.title)?,
+                None if reg.has_blob(&l.digest)? => false,
+                None => {
+                    let open = || {
+                        store
+                            .open_blob(&l.digest)
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    };
+                    reg.push_blob(&open, &store.locate_blob(&l.digest), &l.digest, l.size)?;
+                    true
+                }
+            };
+            count(out, sent);
+        }
+        let sent = reg.push_bytes(EMPTY_JSON, "the OCI empty config")?;
+        count(out, sent);
+        let bytes = referrers::manifest(p, subject, d, id);
+        let digest = Sha256Digest::of(&bytes);
+        let r = reg.by_digest(&digest);
+        reg.push_manifest(&r, &bytes, MT_MANIFEST)?;
+        confirm(reg, &r, &digest)?;
+        entries.push(referrers::index_entry(&bytes));
+        digests.push(digest);
+        out.referrers.push(PushedReferrer {
+            subject: format!("{repo}@{}", subject.digest.oci()),
+            reference: format!("{repo}@{}", digest.oci()),
+            digest: digest.oci(),
+            artifact_type: p.artifact_type.clone(),
+        });
+    }
+    let tag = referrers::fallback_tag(&subject.digest);
+    let tr = reg.by_tag(&tag);
+    let existing = reg.manifest(&tr)?;
+    let listed = reg.referrers(&subject.digest).unwrap_or_default();
+    if existing.is_none() && digests.iter().all(|x| listed.contains(x)) {
+        // The registry's referrers API lists them.
+        return Ok(());
+    }
+    let served = match referrers::merged_index(existing.as_ref().map(|(b, _)| b.as_slice()), &entries)
+    {
+        Ok(None) => existing.expect("merging into nothing writes").1.digest,
+        Ok(Some(bytes)) => {
+            reg.push_manifest(&tr, &bytes, MT_INDEX)?;
+            let digest = Sha256Digest::of(&bytes);
+            confirm(reg, &tr, &digest)?;
+            digest
+        }
+        Err(why) => {
+            return Err(Error::Usage(format!(
+                "{}: {why}; the referrers of {} cannot be listed there. Remove or move that tag, then push again",
+                tr.whole(),
+                subject.digest.oci()
+            )))
+        }
+    };
+    out.referrer_indexes.push(PushedRef {
+        reference: format!("{repo}:{tag}"),
+        digest: served.oci(),
+    });
+    Ok(())
+}
+
+fn count(out: &mut Pushed, sent: bool) {
+    if sent {
+        out.blobs_sent += 1;
+    } else {
+        out.blobs_present += 1;
+    }
 }
 
 /// Asks the registry for what it now serves under `r`: it must be `digest`.

@@ -260,6 +260,31 @@ impl MetaStore for LocalDir {
         }
     }
 
+    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>> {
+        let p = self
+            .record_path(Self::component(name)?, Self::component(version)?)
+            .join(Self::component(dir)?);
+        let entries = match std::fs::read_dir(&p) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                )))
+            }
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                out.push(format!("{dir}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
         let dest = self.record_path(Self::component(name)?, Self::component(version)?);
         if dest.exists() {

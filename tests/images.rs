@@ -1694,15 +1694,47 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
     assert_eq!(code(&f.import(&bundle, "store")), 0);
     let o = push_json(&f, "store", &format!("{host}/mirror"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // At the destination an OCI 1.1 client finds the same referrer.
+    let j = json(&o);
+    // At the destination an OCI 1.1 client finds the same referrer, first,
+    // and after it those push adds (the bundle's SBOMs, signatures, custody).
     let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
     assert_eq!(
-        found,
-        vec![(
+        found[0],
+        (
             referrer,
             "application/vnd.cyclonedx+json".to_string(),
             img.manifest.digest()
-        )]
+        )
+    );
+    let types: Vec<&str> = found[1..].iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(types, [CDX, SPDX, SIGNATURES, CUSTODY], "{found:?}");
+    // The carried index is reported by its digest, which still resolves;
+    // the tag now serves the merged index push reports beside it.
+    let carried = j["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            let r = p["reference"].as_str().unwrap();
+            r.starts_with(&format!("{host}/mirror/ml/app@"))
+                && r.ends_with(p["digest"].as_str().unwrap())
+                && p["digest"] != img.manifest.digest().as_str()
+        })
+        .unwrap_or_else(|| panic!("carried index not reported by digest: {j}"));
+    let tag = format!("{host}/mirror/ml/app:sha256-{}", img.manifest.hex);
+    let index = j["referrerIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["reference"] == tag.as_str())
+        .unwrap();
+    assert_ne!(index["digest"], carried["digest"]);
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            sha(&reg.raw(&format!("mirror/ml/app:sha256-{}", img.manifest.hex)))
+        ),
+        index["digest"].as_str().unwrap()
     );
 }
 
@@ -1856,7 +1888,12 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
         .find(|p| p["reference"].as_str().unwrap().contains("models/minilm"))
         .unwrap()
         .clone();
-    let model_repo = model["reference"].as_str().unwrap().rsplit_once(':').unwrap().0;
+    let model_repo = model["reference"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0;
     let model_repo = model_repo.trim_start_matches(&format!("{host}/"));
     let found = oras_discover(&host, model_repo, model["digest"].as_str().unwrap());
     let mut types: Vec<&str> = found["manifests"]
@@ -1886,10 +1923,7 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
         .unwrap()
     };
     let by_type = |t: &str| {
-        of_image
-            .iter()
-            .find(|r| r["artifactType"] == t)
-            .unwrap()["reference"]
+        of_image.iter().find(|r| r["artifactType"] == t).unwrap()["reference"]
             .as_str()
             .unwrap()
             .to_string()
@@ -1921,7 +1955,10 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
         );
     }
     let tm = std::fs::read(dir.join("tagmanifest-sha256.txt")).unwrap();
-    assert_eq!(tm, std::fs::read(bundle.join("tagmanifest-sha256.txt")).unwrap());
+    assert_eq!(
+        tm,
+        std::fs::read(bundle.join("tagmanifest-sha256.txt")).unwrap()
+    );
     let id = sha(&tm);
     assert_eq!(first["bundleId"], id.as_str());
     let listing = std::fs::read_to_string(dir.join("manifest-sha256.txt")).unwrap();

@@ -253,8 +253,13 @@ Examples:
     },
     /// Push a bundle's images and artifacts to an OCI registry, digests unchanged.
     #[command(after_help = "\
-Credentials come from REGISTRY_USERNAME/REGISTRY_PASSWORD or ~/.docker/config.json
-and are never written to the bundle or the output.
+Each image, model, file set and package pushed gets the bundle's SBOMs (CycloneDX,
+SPDX), signatures and custody record as OCI 1.1 referrers: `oras discover` lists
+them. On a registry without the referrers API they are listed under the tag
+sha256-<hex of the image's digest>, merged with what that tag already lists.
+
+Credentials come from AIRLOCK_REGISTRY_USERNAME/AIRLOCK_REGISTRY_PASSWORD or
+~/.docker/config.json and are never written to the bundle or the output.
 
 Examples:
   airlock push demo --store /srv/airlock --registry registry.internal:5000/airlock

@@ -2009,4 +2009,40 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let third = oras_discover(&host, "mirror/ml/app", &img.manifest.digest());
     assert_eq!(third["manifests"].as_array().unwrap().len(), 5, "{third}");
+
+    // A fallback tag holding something other than an index is left alone:
+    // exit 2, naming the tag.
+    let fallback = format!("sha256-{}", img.manifest.hex);
+    let put = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request as u
+host, repo, tag, mt, path = sys.argv[1:6]
+u.urlopen(u.Request(f'http://{host}/v2/{repo}/manifests/{tag}', data=open(path, 'rb').read(), method='PUT', headers={'Content-Type': mt}))",
+            &host,
+            "mirror/ml/app",
+            &fallback,
+            MT_MANIFEST,
+        ])
+        .arg(f.path("seed/blobs/sha256").join(&img.manifest.hex))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "mirror/ml/app:{fallback}: holds something other than an OCI image index"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        reg.raw(&format!("mirror/ml/app:{fallback}")),
+        img.manifest.bytes
+    );
 }

@@ -649,7 +649,12 @@ fn push_streams_from_the_bucket_to_a_registry() {
     // bucket's record holds.
     let subject = format!(
         "{}@{}",
-        model["reference"].as_str().unwrap().rsplit_once(':').unwrap().0,
+        model["reference"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0,
         model["digest"].as_str().unwrap()
     );
     let mut types: Vec<&str> = j["referrers"]

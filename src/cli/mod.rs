@@ -1002,21 +1002,27 @@ fn run(cli: Cli) -> CliResult {
                         "\nreferrers ({}: SBOMs, signatures, custody record):",
                         done.referrers.len()
                     ));
-                    let mut subject = "";
+                    let mut subjects: Vec<&str> = Vec::new();
                     for r in &done.referrers {
-                        if r.subject != subject {
-                            subject = &r.subject;
-                            s.push_str(&format!("\n  of {}", esc(subject)));
+                        if !subjects.contains(&r.subject.as_str()) {
+                            subjects.push(&r.subject);
                         }
-                        s.push_str(&format!("\n    {} {}", r.digest, esc(&r.artifact_type)));
                     }
-                }
-                for t in &done.referrer_indexes {
-                    s.push_str(&format!(
-                        "\n  listed under {}\n    = {}",
-                        esc(&t.reference),
-                        t.digest
-                    ));
+                    for subject in subjects {
+                        s.push_str(&format!("\n  of {}", esc(subject)));
+                        for r in done.referrers.iter().filter(|r| r.subject == subject) {
+                            s.push_str(&format!("\n    {} {}", r.digest, esc(&r.artifact_type)));
+                        }
+                        // `HOST/REPO@sha256:HEX` → its fallback tag `HOST/REPO:sha256-HEX`.
+                        let tag = subject.replacen("@sha256:", ":sha256-", 1);
+                        if let Some(t) = done.referrer_indexes.iter().find(|t| t.reference == tag) {
+                            s.push_str(&format!(
+                                "\n    listed under tag {} = {}",
+                                esc(tag.rsplit(':').next().unwrap_or("")),
+                                t.digest
+                            ));
+                        }
+                    }
                 }
                 s
             })

@@ -511,6 +511,15 @@ mod tests {
             b"e"
         );
         assert!(s.record_file("..", "x", "record.json").is_err());
+        assert_eq!(
+            s.record_dir("demo", "1.0.0", "custody").unwrap(),
+            ["custody/0001-packed.dsse.json"]
+        );
+        assert!(s
+            .record_dir("demo", "1.0.0", "signatures")
+            .unwrap()
+            .is_empty());
+        assert!(s.record_dir("demo", "1.0.0", "..").is_err());
         assert_eq!(s.record_names().unwrap(), [("demo".into(), "1.0.0".into())]);
         s.remove_record("demo", "1.0.0").unwrap();
         assert!(!dir.path().join("bundles/demo").exists());

@@ -24,7 +24,7 @@ pub mod trust;
 pub use checks::{gguf, image, modelcheck, pickle, safetensors, storedzip};
 pub use cli::{output, report};
 pub use commands::{amend, init, inspect, pack, push, referrers, verify, volumes};
-pub use format::{bundle, clock, digest, error, progress, tarball, yaml};
+pub use format::{bundle, clock, digest, error, progress, purl, tarball, yaml};
 pub use reader::{additions, source};
 pub use sources::{fetch, manifest, registry};
 pub use trust::{custody, dsse, keys, policy, receipt, signing, sshsig};

@@ -42,6 +42,8 @@ fn every_command_json_matches_its_schema() {
     };
     let key = ok("keygen", &["keygen", &f.s("keys/high")], &mut outs);
     assert_eq!(key["keyId"].as_str().unwrap().len(), 32);
+    // PRODUCT.md names the key id and the bundle id `id`.
+    assert_eq!(key["id"], key["keyId"]);
     let packed = ok(
         "pack",
         &[
@@ -58,6 +60,7 @@ fn every_command_json_matches_its_schema() {
     );
     let b = packed["path"].as_str().unwrap().to_string();
     let id = packed["bundleId"].as_str().unwrap().to_string();
+    assert_eq!(packed["id"].as_str(), Some(id.as_str()));
     ok(
         "pack",
         &[
@@ -683,6 +686,15 @@ fn human_output_is_readable() {
     std::fs::write(dir.join(&blob), bytes).unwrap();
     let o = f.verify(&dir);
     assert_eq!(code(&o), 1);
+    // Errors are wrapped at 100 columns, however long the finding (a blob
+    // path and two digests run to about 270).
+    let raw = String::from_utf8_lossy(&o.stderr).into_owned();
+    for line in raw.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "stderr line over 100 columns: {line:?}"
+        );
+    }
     let err = stderr(&o);
     let at = err
         .find(&format!("  {blob}: "))
@@ -691,4 +703,20 @@ fn human_output_is_readable() {
         err[at..].lines().nth(1).unwrap().trim() == "holds models/minilm: model.safetensors",
         "{err}"
     );
+    // A file that is not there is named as such, not as raw OS text.
+    let manifest = f.s("src/airlock.yaml");
+    for (args, says) in [
+        (
+            vec!["pack", "no-such.yaml", "--key", "k", "--out", "o"],
+            "no-such.yaml: no such manifest or trust policy file",
+        ),
+        (
+            vec!["pack", &manifest, "--key", "no-such.key", "--out", "o"],
+            "no-such.key: no such private key file",
+        ),
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
 }

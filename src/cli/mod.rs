@@ -493,7 +493,7 @@ pub fn main() -> ExitCode {
             if json && !f.printed {
                 print_json(&out::envelope(false, error_object(&f)));
             }
-            eprint_line(&format!("airlock: {}", render_error(&f)));
+            eprint_line(&wrap_lines(&format!("airlock: {}", render_error(&f))));
             ExitCode::from(code)
         }
     }
@@ -569,6 +569,19 @@ fn print_json<T: Serialize>(v: &T) {
 }
 
 /// A line on stderr; a closed stderr is ignored.
+/// Human error text at most [`ERROR_WIDTH`] columns wide: each longer line
+/// is split at spaces, its continuation lines indented by four spaces (a
+/// digest or path longer than that stays whole).
+fn wrap_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| out::wrap(l, ERROR_WIDTH, "    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The width of human error output.
+const ERROR_WIDTH: usize = 100;
+
 fn eprint_line(s: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{s}");
@@ -636,6 +649,7 @@ fn run(cli: Cli) -> CliResult {
             emit(
                 json,
                 out::KeygenOut {
+                    id: files.id.clone(),
                     key_id: files.id.clone(),
                     private_key: files.private_key.clone(),
                     ssh_private_key: files.ssh_private_key.clone(),
@@ -731,6 +745,7 @@ fn run(cli: Cli) -> CliResult {
                 crate::pack::pack_delta(&m, &key, &out, format, volume_size, base.as_ref(), &bar)
                     .map_err(Error::at_pack)?;
             let j = out::PackOut {
+                id: packed.id.clone(),
                 bundle_id: packed.id.clone(),
                 name: packed.name.clone(),
                 version: packed.version.clone(),
@@ -1340,12 +1355,7 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
         c.pins = d
             .artifacts
             .iter()
-            .filter(|a| {
-                matches!(
-                    a.kind,
-                    crate::bundle::ArtifactKind::Python | crate::bundle::ArtifactKind::Cargo
-                )
-            })
+            .filter(|a| crate::sources::kind::of(a.kind).carries_packages())
             .map(|a| a.packages.len())
             .sum();
         if !v.base.structure {

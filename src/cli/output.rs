@@ -150,6 +150,8 @@ pub struct FindingOut {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeygenOut {
+    /// The name PRODUCT.md gives the key id (`id`); the same as `keyId`.
+    pub id: String,
     pub key_id: String,
     pub private_key: PathBuf,
     /// The same private key in OpenSSH form (for `ssh-keygen -Y sign`).
@@ -161,6 +163,8 @@ pub struct KeygenOut {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackOut {
+    /// The name PRODUCT.md gives the bundle id (`id`); the same as `bundleId`.
+    pub id: String,
     pub bundle_id: String,
     pub name: String,
     pub version: String,

@@ -225,7 +225,7 @@ impl Page<'_> {
                 s,
                 "<tr><td><b>{}</b> {}</td><td class=\"mono\">{}</td><td class=\"num\">{count}</td>\
                  <td class=\"num\">{}</td></tr>",
-                kind_name(a.kind),
+                a.kind.name(),
                 h(&a.name),
                 h(&a.reference),
                 size(total)
@@ -401,12 +401,7 @@ impl Page<'_> {
         }
         for a in &d.artifacts {
             let detail = match a.kind {
-                ArtifactKind::Python | ArtifactKind::Cargo => a
-                    .packages
-                    .iter()
-                    .map(|p| format!("{} {}", p.name, p.version))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                ArtifactKind::Model | ArtifactKind::Files => continue,
                 ArtifactKind::Image => format!(
                     "{} {}",
                     a.source.as_deref().unwrap_or(""),
@@ -417,13 +412,23 @@ impl Page<'_> {
                     a.artifact_type,
                     size(a.layers.iter().map(|l| l.size).sum())
                 ),
-                ArtifactKind::Model | ArtifactKind::Files => continue,
+                // Package kinds (python, cargo ...).
+                _ => a
+                    .packages
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.version))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             };
             let what = match a.kind {
-                ArtifactKind::Python => format!("python: {} package(s)", a.packages.len()),
-                ArtifactKind::Cargo => format!("cargo: {} crate(s)", a.packages.len()),
                 ArtifactKind::Image => format!("image {}", a.name),
-                _ => format!("SBOM {}", a.reference),
+                ArtifactKind::Sbom => format!("SBOM {}", a.reference),
+                k => format!(
+                    "{}: {} {}",
+                    k.name(),
+                    a.packages.len(),
+                    crate::sources::kind::of(k).package_noun()
+                ),
             };
             let _ = writeln!(
                 s,
@@ -438,17 +443,6 @@ impl Page<'_> {
         }
         s.push_str("</table>\n");
         s
-    }
-}
-
-fn kind_name(k: ArtifactKind) -> &'static str {
-    match k {
-        ArtifactKind::Model => "model",
-        ArtifactKind::Files => "files",
-        ArtifactKind::Python => "python",
-        ArtifactKind::Cargo => "cargo",
-        ArtifactKind::Sbom => "sbom",
-        ArtifactKind::Image => "image",
     }
 }
 

@@ -97,10 +97,10 @@ pub fn pack_delta(
         .prefix(&format!(".{stem}."))
         .tempdir_in(out)?;
     let mut refs = BTreeSet::new();
-    let mut planned: Vec<PlannedArtifact> = sources::models::plan(m, &mut refs)?;
-    planned.extend(sources::files::plan(m, &mut refs)?);
-    planned.extend(sources::python::plan(m, &mut refs, staging.path())?);
-    planned.extend(sources::cargo::plan(m, &mut refs)?);
+    let mut planned: Vec<PlannedArtifact> = Vec::new();
+    for kind in sources::kind::KINDS {
+        planned.extend(kind.plan(m, &mut refs, staging.path())?);
+    }
     planned.extend(crate::sbom::plan_carried(m, &mut refs)?);
 
     let root = staging.path().join(&stem);
@@ -222,23 +222,17 @@ pub fn pack_delta(
                 models.push(facts);
                 blob
             }
-            ArtifactKind::Files
-            | ArtifactKind::Python
-            | ArtifactKind::Cargo
-            | ArtifactKind::Sbom => EMPTY_JSON.to_vec(),
             ArtifactKind::Image => {
                 unreachable!("images are fetched by sources::images, never planned")
             }
+            _ => EMPTY_JSON.to_vec(),
         };
         let config_type = match a.kind {
             ArtifactKind::Model => MODEL_CONFIG,
-            ArtifactKind::Files
-            | ArtifactKind::Python
-            | ArtifactKind::Cargo
-            | ArtifactKind::Sbom => MT_EMPTY,
             ArtifactKind::Image => {
                 unreachable!("images are fetched by sources::images, never planned")
             }
+            _ => MT_EMPTY,
         };
         let config = Blob {
             media_type: config_type.into(),
@@ -473,11 +467,11 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
                 ArtifactKind::Model => {
                     ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
                 }
-                ArtifactKind::Files | ArtifactKind::Python | ArtifactKind::Cargo => {
+                ArtifactKind::Sbom | ArtifactKind::Image => {}
+                // Files and packages: exported with their mode.
+                _ => {
                     ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
                 }
-                ArtifactKind::Sbom => {}
-                ArtifactKind::Image => {}
             }
             d.set_annotations(Some(ann));
             d

@@ -169,6 +169,30 @@ pub enum ArtifactKind {
     Image,
 }
 
+impl ArtifactKind {
+    /// Every kind (a new kind is added here too).
+    pub const ALL: [ArtifactKind; 6] = [
+        ArtifactKind::Model,
+        ArtifactKind::Files,
+        ArtifactKind::Python,
+        ArtifactKind::Cargo,
+        ArtifactKind::Sbom,
+        ArtifactKind::Image,
+    ];
+
+    /// The kind as the description writes it (`model`, `python`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactKind::Model => "model",
+            ArtifactKind::Files => "files",
+            ArtifactKind::Python => "python",
+            ArtifactKind::Cargo => "cargo",
+            ArtifactKind::Sbom => "sbom",
+            ArtifactKind::Image => "image",
+        }
+    }
+}
+
 /// One OCI artifact in the bundle: its manifest, config and layers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

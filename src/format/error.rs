@@ -65,6 +65,19 @@ impl Error {
         }
     }
 
+    /// Why a file the user named cannot be opened: "no such WHAT file" when
+    /// it is missing, else the OS's reason; names the path.
+    pub fn cannot_open(path: &std::path::Path, what: &str, e: &std::io::Error) -> Self {
+        Error::input(
+            path,
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!("no such {what} file; check the path")
+            } else {
+                format!("cannot read this {what} file: {e}")
+            },
+        )
+    }
+
     /// A verification report raised while packing, headed as a pack failure.
     pub fn at_pack(self) -> Self {
         match self {

@@ -8,5 +8,6 @@ pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod progress;
+pub mod purl;
 pub mod tarball;
 pub mod yaml;

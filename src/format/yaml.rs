@@ -24,7 +24,9 @@ pub const MAX_DEPTH: usize = 64;
 /// Reads `path` (bounded), checks its nesting, and deserializes it.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
     // Checked before opening: a FIFO would block the open or the read.
-    if !fs_err::metadata(path)?.is_file() {
+    let md = std::fs::metadata(path)
+        .map_err(|e| Error::cannot_open(path, "manifest or trust policy", &e))?;
+    if !md.is_file() {
         return Err(Error::input(
             path,
             "not a regular file; give the manifest or trust policy file itself",

@@ -51,6 +51,7 @@ use crate::bundle::*;
 use crate::digest::{copy_hashed, Sha256Digest};
 use crate::error::{single, Error, Result};
 use crate::manifest::{record_name, LoadedManifest};
+use crate::purl::{pct, purl};
 use crate::source::{Flow, Form, Item as Entry};
 use crate::sources::{InputFile, PlannedArtifact};
 
@@ -280,7 +281,6 @@ fn inventory(d: &Description) -> Inventory<'_> {
         match a.kind {
             ArtifactKind::Model => items.push(model_item(d, a)),
             ArtifactKind::Files => items.extend(a.layers.iter().map(|l| file_item(d, a, l))),
-            ArtifactKind::Python | ArtifactKind::Cargo => items.extend(package_items(d, a)),
             ArtifactKind::Image => items.push(image_item(a)),
             ArtifactKind::Sbom => {
                 for l in &a.layers {
@@ -302,6 +302,8 @@ fn inventory(d: &Description) -> Inventory<'_> {
                     items.push(it);
                 }
             }
+            // Package kinds (python, cargo ...): each names its packages.
+            _ => items.extend(package_items(d, a)),
         }
     }
     Inventory { d, items, carried }
@@ -460,73 +462,29 @@ fn model_card(d: &Description, a: &Artifact) -> (Vec<(String, String)>, Option<S
 /// package with its files nested; the artifact's other files (the
 /// requirements file, Cargo.lock) as file components.
 fn package_items(d: &Description, a: &Artifact) -> Vec<Item> {
+    let kind = crate::sources::kind::of(a.kind);
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut out = Vec::new();
-    let layers: HashMap<&str, &Layer> = a.layers.iter().map(|l| (l.path.as_str(), l)).collect();
     for p in &a.packages {
-        if p.path.is_none() && p.files.is_empty() {
-            // Listed by Cargo.lock but not carried (a workspace member or a
-            // path dependency): not a payload item.
+        let Some(sp) = kind.sbom_package(a, p) else {
             continue;
-        }
-        let (mut it, mine): (Item, Vec<&Layer>) = match a.kind {
-            ArtifactKind::Python => {
-                let name = pep503(&p.name);
-                let it = Item::new(
-                    format!("{}#pkg:pypi/{name}@{}", a.reference, p.version),
-                    Role::Library,
-                    p.name.clone(),
-                    purl("pypi", &[name.as_str()], Some(&p.version), &[]),
-                );
-                let mine = p
-                    .files
-                    .iter()
-                    .filter_map(|f| layers.get(f.path.as_str()).copied())
-                    .collect();
-                (it, mine)
-            }
-            _ => {
-                let mut it = Item::new(
-                    format!("{}#pkg:cargo/{}@{}", a.reference, p.name, p.version),
-                    Role::Library,
-                    p.name.clone(),
-                    cargo_purl(&p.name, &p.version, p.source.as_deref()),
-                );
-                // The sha256 of the `.crate` file, which Cargo.lock pins.
-                it.sha256 = p.checksum;
-                if let Some(s) = &p.source {
-                    it.properties
-                        .push(("airlock:cargo:source".into(), s.clone()));
-                }
-                let mine = match &p.path {
-                    Some(dir) => a
-                        .layers
-                        .iter()
-                        .filter(|l| {
-                            l.path
-                                .strip_prefix(dir.as_str())
-                                .is_some_and(|r| r.starts_with('/'))
-                        })
-                        .collect(),
-                    None => Vec::new(),
-                };
-                (it, mine)
-            }
         };
+        let mut it = Item::new(
+            format!("{}#{}", a.reference, sp.id),
+            Role::Library,
+            p.name.clone(),
+            sp.purl,
+        );
+        it.sha256 = sp.sha256;
+        it.properties.extend(sp.properties);
         it.version = Some(p.version.clone());
         it.properties
             .push(("airlock:oci:reference".into(), a.reference.clone()));
-        for l in mine {
+        for (l, file_purl) in sp.files {
             claimed.insert(l.path.as_str());
             let mut f = file_item(d, a, l);
-            if a.kind == ArtifactKind::Python {
-                // A distribution file: its purl names the package and the file.
-                f.purl = purl(
-                    "pypi",
-                    &[pep503(&p.name).as_str()],
-                    Some(&p.version),
-                    &[("file_name", f.name.clone())],
-                );
+            if let Some(purl) = file_purl {
+                f.purl = purl;
             }
             it.children.push(f);
         }
@@ -539,88 +497,6 @@ fn package_items(d: &Description, a: &Artifact) -> Vec<Item> {
         .map(|l| file_item(d, a, l));
     // Files of no package (requirements, Cargo.lock) first, then the packages.
     rest.chain(out).collect()
-}
-
-/// `pkg:cargo/NAME@VERSION`, qualified with the registry or git repository
-/// when the crate is not from crates.io.
-fn cargo_purl(name: &str, version: &str, source: Option<&str>) -> String {
-    let crates_io = [
-        "registry+https://github.com/rust-lang/crates.io-index",
-        "sparse+https://index.crates.io/",
-    ];
-    let q: Vec<(&str, String)> = match source {
-        Some(s) if !crates_io.contains(&s) => {
-            if let Some(git) = s.strip_prefix("git+") {
-                vec![("vcs_url", format!("git+{}", git))]
-            } else {
-                let url = s
-                    .strip_prefix("registry+")
-                    .or_else(|| s.strip_prefix("sparse+"))
-                    .unwrap_or(s);
-                vec![("repository_url", url.to_string())]
-            }
-        }
-        _ => Vec::new(),
-    };
-    purl("cargo", &[name], Some(version), &q)
-}
-
-/// PEP 503 normalized project name (what `pkg:pypi` names use).
-fn pep503(name: &str) -> String {
-    let mut out = String::new();
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
-/// A package URL: `pkg:TYPE/SEG/.../NAME[@VERSION][?k=v&...]`, every part
-/// percent-encoded, qualifiers sorted by key.
-fn purl(
-    ty: &str,
-    segments: &[&str],
-    version: Option<&str>,
-    qualifiers: &[(&str, String)],
-) -> String {
-    let mut s = format!("pkg:{ty}");
-    for seg in segments.iter().filter(|s| !s.is_empty()) {
-        s.push('/');
-        s.push_str(&pct(seg, b""));
-    }
-    if let Some(v) = version {
-        s.push('@');
-        s.push_str(&pct(v, b":"));
-    }
-    let mut q: Vec<&(&str, String)> = qualifiers.iter().collect();
-    q.sort();
-    for (i, (k, v)) in q.iter().enumerate() {
-        s.push(if i == 0 { '?' } else { '&' });
-        s.push_str(k);
-        s.push('=');
-        s.push_str(&pct(v, b":/"));
-    }
-    s
-}
-
-fn pct(s: &str, keep: &[u8]) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -1569,44 +1445,6 @@ fn find_in_tar(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn purls_are_encoded_and_qualifiers_sorted() {
-        assert_eq!(
-            purl(
-                "generic",
-                &["demo", "files", "docs", "run book.txt"],
-                None,
-                &[("checksum", "sha256:ab".into())]
-            ),
-            "pkg:generic/demo/files/docs/run%20book.txt?checksum=sha256:ab"
-        );
-        assert_eq!(
-            purl("pypi", &[pep503("Foo_Bar.baz").as_str()], Some("1.0"), &[]),
-            "pkg:pypi/foo-bar-baz@1.0"
-        );
-        assert_eq!(
-            purl(
-                "x",
-                &["n"],
-                Some("1"),
-                &[("z", "1".into()), ("a", "b c".into())]
-            ),
-            "pkg:x/n@1?a=b%20c&z=1"
-        );
-        assert_eq!(
-            cargo_purl(
-                "itoa",
-                "1.0.0",
-                Some("registry+https://github.com/rust-lang/crates.io-index")
-            ),
-            "pkg:cargo/itoa@1.0.0"
-        );
-        assert_eq!(
-            cargo_purl("x", "0.1.0", Some("registry+https://example.org/index")),
-            "pkg:cargo/x@0.1.0?repository_url=https://example.org/index"
-        );
-    }
 
     /// A tar of `(path, bytes)` entries.
     fn tar_of(path: &Path, entries: &[(String, &[u8])]) {

@@ -587,6 +587,98 @@ pub fn render_config(d: &Description, artifacts: &[&Artifact], vendor: &Path) ->
     Ok(s)
 }
 
+/// `cargo:` entries.
+pub struct Cargo;
+
+impl super::kind::SourceKind for Cargo {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Cargo
+    }
+    fn plan(
+        &self,
+        m: &LoadedManifest,
+        taken_refs: &mut BTreeSet<String>,
+        _staging: &Path,
+    ) -> Result<Vec<PlannedArtifact>> {
+        plan(m, taken_refs)
+    }
+    fn carries_packages(&self) -> bool {
+        true
+    }
+    fn pin_layer(&self, l: &Layer) -> bool {
+        l.path == LOCK_PATH || l.path.rsplit('/').next() == Some(CHECKSUM_FILE)
+    }
+    fn check_artifact(
+        &self,
+        a: &Artifact,
+        bytes_of: super::kind::KeptBytes<'_, '_>,
+        report: &mut Report,
+    ) {
+        check_artifact(a, bytes_of, report)
+    }
+    /// `cargo/vendor/...`, and the Cargo.lock at `cargo/Cargo.lock`, or at
+    /// `cargo/entries/N/Cargo.lock` when the bundle has several cargo entries.
+    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+        Some(
+            if l.path == LOCK_PATH && super::kind::count_of_kind(d, a.kind) > 1 {
+                format!(
+                    "cargo/entries/{}/{}",
+                    super::kind::nth_of_kind(d, a),
+                    l.path
+                )
+            } else {
+                format!("cargo/{}", l.path)
+            },
+        )
+    }
+    /// `cargo/config.toml`: vendored sources replacing the registries.
+    fn export_rendered(
+        &self,
+        d: &Description,
+        artifacts: &[&Artifact],
+        to: &Path,
+        final_to: &Path,
+        _read: super::kind::ReadLayer<'_>,
+    ) -> Result<Vec<PathBuf>> {
+        fs_err::create_dir_all(to.join("cargo/vendor"))?;
+        let text = render_config(d, artifacts, &final_to.join("cargo/vendor"))?;
+        Ok(vec![super::packages::write_new(
+            &to.join("cargo/config.toml"),
+            text.as_bytes(),
+        )?])
+    }
+    fn sbom_package<'a>(
+        &self,
+        a: &'a Artifact,
+        p: &'a crate::bundle::Package,
+    ) -> Option<super::kind::SbomPackage<'a>> {
+        // Listed by Cargo.lock but not carried (a workspace member or a path
+        // dependency): not a payload item.
+        let dir = p.path.as_deref()?;
+        let files = a
+            .layers
+            .iter()
+            .filter(|l| l.path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+            .map(|l| (l, None))
+            .collect();
+        Some(super::kind::SbomPackage {
+            purl: crate::purl::cargo_purl(&p.name, &p.version, p.source.as_deref()),
+            id: format!("pkg:cargo/{}@{}", p.name, p.version),
+            // The sha256 of the `.crate` file, which Cargo.lock pins.
+            sha256: p.checksum,
+            properties: p
+                .source
+                .iter()
+                .map(|s| ("airlock:cargo:source".to_string(), s.clone()))
+                .collect(),
+            files,
+        })
+    }
+    fn package_noun(&self) -> &'static str {
+        "crate(s)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

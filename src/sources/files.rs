@@ -49,3 +49,28 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
     }
     Ok(out)
 }
+
+/// `files:` entries.
+pub struct Files;
+
+impl super::kind::SourceKind for Files {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Files
+    }
+    fn plan(
+        &self,
+        m: &LoadedManifest,
+        taken_refs: &mut BTreeSet<String>,
+        _staging: &std::path::Path,
+    ) -> Result<Vec<PlannedArtifact>> {
+        plan(m, taken_refs)
+    }
+    fn export_path(
+        &self,
+        _d: &crate::bundle::Description,
+        _a: &crate::bundle::Artifact,
+        l: &crate::bundle::Layer,
+    ) -> Option<String> {
+        Some(format!("files/{}", l.path))
+    }
+}

@@ -294,6 +294,24 @@ fn resolve_registry(
     Ok(found)
 }
 
+/// `images:` entries: fetched by `fetch_all` rather than planned, and
+/// exported as an OCI layout (`images/`), not file by file.
+pub struct Images;
+
+impl super::kind::SourceKind for Images {
+    fn kind(&self) -> crate::bundle::ArtifactKind {
+        crate::bundle::ArtifactKind::Image
+    }
+    fn export_path(
+        &self,
+        _d: &crate::bundle::Description,
+        _a: &crate::bundle::Artifact,
+        _l: &crate::bundle::Layer,
+    ) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

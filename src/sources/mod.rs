@@ -7,6 +7,7 @@ pub mod content;
 pub mod fetch;
 pub mod files;
 pub mod images;
+pub mod kind;
 pub mod manifest;
 pub mod models;
 pub mod packages;

@@ -226,6 +226,35 @@ pub fn config_blob(
     crate::bundle::canonical_json(&cfg)
 }
 
+/// `models:` entries.
+pub struct Models;
+
+impl super::kind::SourceKind for Models {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Model
+    }
+    fn plan(
+        &self,
+        m: &LoadedManifest,
+        taken_refs: &mut BTreeSet<String>,
+        _staging: &std::path::Path,
+    ) -> Result<Vec<PlannedArtifact>> {
+        plan(m, taken_refs)
+    }
+    fn export_path(
+        &self,
+        d: &crate::bundle::Description,
+        a: &crate::bundle::Artifact,
+        l: &crate::bundle::Layer,
+    ) -> Option<String> {
+        Some(format!(
+            "models/{}/{}",
+            crate::manifest::model_folder(d, a),
+            l.path
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::kind::{of, KINDS};
 use super::PlannedArtifact;
 use crate::bundle::{blob_path, Artifact, ArtifactKind, Description, Layer, Package, PackageFile};
 use crate::digest::Sha256Digest;
@@ -117,94 +118,57 @@ pub fn finish(
     Ok(out)
 }
 
-/// Layers whose bytes the high side needs to re-check pins: requirements
-/// files, Cargo.lock files and `.cargo-checksum.json` files.
+/// Layers whose bytes the high side needs to re-check pins (each kind's
+/// `SourceKind::pin_layer`: requirements files, Cargo.lock files,
+/// `.cargo-checksum.json` files ...).
 pub fn pin_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
     d.artifacts
         .iter()
         .flat_map(|a| {
-            a.layers.iter().filter(move |l| match a.kind {
-                ArtifactKind::Python => l.path == super::python::REQUIREMENTS_PATH,
-                ArtifactKind::Cargo => {
-                    l.path == super::cargo::LOCK_PATH
-                        || l.path.rsplit('/').next() == Some(super::cargo::CHECKSUM_FILE)
-                }
-                _ => false,
-            })
+            let kind = of(a.kind);
+            a.layers.iter().filter(move |l| kind.pin_layer(l))
         })
         .map(|l| l.digest)
         .collect()
 }
 
-/// The high side's own check of every python and cargo pin, from the
-/// verified description and the kept bytes of the layers `pin_blobs` names
+/// The high side's own check of every package pin, from the verified
+/// description and the kept bytes of the layers `pin_blobs` names
 /// (payload path → bytes). Runs after the payload pass.
 pub fn check_pins(d: &Description, kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
     for a in &d.artifacts {
         let bytes_of =
             |l: &Layer| -> Option<&[u8]> { kept.get(&blob_path(&l.digest)).map(Vec::as_slice) };
-        match a.kind {
-            ArtifactKind::Python => super::python::check_artifact(a, &bytes_of, report),
-            ArtifactKind::Cargo => super::cargo::check_artifact(a, &bytes_of, report),
-            _ => {
-                if !a.packages.is_empty() {
-                    report.add(
-                        crate::bundle::DESCRIPTION,
-                        format!(
-                            "artifact {:?} lists packages, which only python and cargo artifacts carry",
-                            a.reference
-                        ),
-                    );
-                }
-            }
+        let kind = of(a.kind);
+        if kind.carries_packages() {
+            kind.check_artifact(a, &bytes_of, report);
+        } else if !a.packages.is_empty() {
+            report.add(
+                crate::bundle::DESCRIPTION,
+                format!(
+                    "artifact {:?} lists packages, which {} artifacts do not carry",
+                    a.reference,
+                    a.kind.name()
+                ),
+            );
         }
     }
 }
 
 /// Where `airlock export` writes a layer, relative to the export directory
-/// (`None` for image layers, which go into `images/` as an OCI layout). The
-/// SBOM names every file by this path, so the two always agree:
-///
-/// - `models/NAME/PATH`, `files/PATH`, `sbom/PATH`;
-/// - `python/FILE` for distributions (one wheelhouse for every entry), and
-///   each python entry's own `requirements.txt` and original `pylock.toml`,
-///   byte for byte, in `python/entries/N/` (N: the entry's place among the
-///   bundle's python entries, from 0); `python/requirements.txt` is rendered
-///   from all of them (`export_rendered`);
-/// - `cargo/vendor/...`, and the Cargo.lock at `cargo/Cargo.lock`, or at
-///   `cargo/entries/N/Cargo.lock` when the bundle has several cargo entries.
+/// (`None` for image layers, which go into `images/` as an OCI layout): each
+/// kind's `SourceKind::export_path` (`models/NAME/PATH`, `files/PATH`,
+/// `sbom/PATH`, `python/...`, `cargo/...`). The SBOM names every file by
+/// this path, so the two always agree.
 pub fn export_path(d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
-    let of_kind = || d.artifacts.iter().filter(|x| x.kind == a.kind);
-    let nth = || {
-        of_kind()
-            .position(|x| x.reference == a.reference)
-            .unwrap_or(0)
-    };
-    Some(match a.kind {
-        ArtifactKind::Model => format!("models/{}/{}", crate::manifest::model_folder(d, a), l.path),
-        ArtifactKind::Files => format!("files/{}", l.path),
-        ArtifactKind::Sbom => format!("sbom/{}", l.path),
-        ArtifactKind::Image => return None,
-        ArtifactKind::Python
-            if l.path == super::python::REQUIREMENTS_PATH
-                || l.path == super::python::PYLOCK_PATH =>
-        {
-            format!("python/entries/{}/{}", nth(), l.path)
-        }
-        ArtifactKind::Python => format!("python/{}", l.path),
-        ArtifactKind::Cargo if l.path == super::cargo::LOCK_PATH && of_kind().count() > 1 => {
-            format!("cargo/entries/{}/{}", nth(), l.path)
-        }
-        ArtifactKind::Cargo => format!("cargo/{}", l.path),
-    })
+    of(a.kind).export_path(d, a, l)
 }
 
-/// Writes what an export renders for python and cargo artifacts:
-/// `DIR/python/requirements.txt` (every artifact's pins merged) and
-/// `DIR/cargo/config.toml` (vendored sources replacing the registries).
-/// Files are written below `to`; config.toml names the vendor directory
-/// below `final_to`, where the export will be once renamed into place.
-/// `read` reads a layer from the store, re-hashed.
+/// Writes what an export renders beyond the layers, kind by kind, for the
+/// kinds the bundle holds (`python/requirements.txt` merging every python
+/// entry's pins, cargo's `config.toml` ...). Files are written below `to`;
+/// paths inside them name the export's final place, `final_to`. `read`
+/// reads a layer from the store, re-hashed.
 pub fn export_rendered(
     d: &Description,
     to: &Path,
@@ -212,32 +176,22 @@ pub fn export_rendered(
     read: &dyn Fn(&Layer) -> Result<Vec<u8>>,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let python: Vec<_> = d
-        .artifacts
-        .iter()
-        .filter(|a| a.kind == ArtifactKind::Python)
-        .collect();
-    if !python.is_empty() {
-        let text = super::python::render_export(d, &python, read)?;
-        written.push(write_new(
-            &to.join("python/requirements.txt"),
-            text.as_bytes(),
-        )?);
-    }
-    let cargo: Vec<_> = d
-        .artifacts
-        .iter()
-        .filter(|a| a.kind == ArtifactKind::Cargo)
-        .collect();
-    if !cargo.is_empty() {
-        fs_err::create_dir_all(to.join("cargo/vendor"))?;
-        let text = super::cargo::render_config(d, &cargo, &final_to.join("cargo/vendor"))?;
-        written.push(write_new(&to.join("cargo/config.toml"), text.as_bytes())?);
+    for kind in KINDS {
+        let artifacts: Vec<&Artifact> = d
+            .artifacts
+            .iter()
+            .filter(|a| a.kind == kind.kind())
+            .collect();
+        if !artifacts.is_empty() {
+            written.extend(kind.export_rendered(d, &artifacts, to, final_to, read)?);
+        }
     }
     Ok(written)
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+/// Creates `path` (and its parents) with `bytes`; an existing file is an
+/// error (exports go into an empty directory).
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent)?;
     }

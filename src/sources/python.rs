@@ -1192,6 +1192,101 @@ pub fn render_export(
     ))
 }
 
+/// `python:` entries.
+pub struct Python;
+
+impl super::kind::SourceKind for Python {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Python
+    }
+    fn plan(
+        &self,
+        m: &LoadedManifest,
+        taken_refs: &mut BTreeSet<String>,
+        staging: &Path,
+    ) -> Result<Vec<PlannedArtifact>> {
+        plan(m, taken_refs, staging)
+    }
+    fn carries_packages(&self) -> bool {
+        true
+    }
+    fn pin_layer(&self, l: &Layer) -> bool {
+        l.path == REQUIREMENTS_PATH
+    }
+    fn check_artifact(
+        &self,
+        a: &Artifact,
+        bytes_of: super::kind::KeptBytes<'_, '_>,
+        report: &mut Report,
+    ) {
+        check_artifact(a, bytes_of, report)
+    }
+    /// `python/FILE` for distributions (one wheelhouse for every entry), and
+    /// each entry's own `requirements.txt` and original `pylock.toml`, byte
+    /// for byte, in `python/entries/N/` (N: the entry's place among the
+    /// bundle's python entries, from 0).
+    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+        Some(if l.path == REQUIREMENTS_PATH || l.path == PYLOCK_PATH {
+            format!(
+                "python/entries/{}/{}",
+                super::kind::nth_of_kind(d, a),
+                l.path
+            )
+        } else {
+            format!("python/{}", l.path)
+        })
+    }
+    /// `python/requirements.txt`, rendered from every entry's pins.
+    fn export_rendered(
+        &self,
+        d: &Description,
+        artifacts: &[&Artifact],
+        to: &Path,
+        _final_to: &Path,
+        read: super::kind::ReadLayer<'_>,
+    ) -> Result<Vec<PathBuf>> {
+        let text = render_export(d, artifacts, read)?;
+        Ok(vec![super::packages::write_new(
+            &to.join("python/requirements.txt"),
+            text.as_bytes(),
+        )?])
+    }
+    fn sbom_package<'a>(
+        &self,
+        a: &'a Artifact,
+        p: &'a crate::bundle::Package,
+    ) -> Option<super::kind::SbomPackage<'a>> {
+        use crate::purl::{pep503, purl};
+        if p.files.is_empty() {
+            return None;
+        }
+        let name = pep503(&p.name);
+        let files = p
+            .files
+            .iter()
+            .filter_map(|f| a.layers.iter().find(|l| l.path == f.path))
+            .map(|l| {
+                // A distribution file: its purl names the package and the file.
+                let file_name = l.path.rsplit('/').next().unwrap_or(&l.path).to_string();
+                let purl = purl(
+                    "pypi",
+                    &[name.as_str()],
+                    Some(&p.version),
+                    &[("file_name", file_name)],
+                );
+                (l, Some(purl))
+            })
+            .collect();
+        Some(super::kind::SbomPackage {
+            purl: purl("pypi", &[name.as_str()], Some(&p.version), &[]),
+            id: format!("pkg:pypi/{name}@{}", p.version),
+            sha256: None,
+            properties: Vec::new(),
+            files,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,8 @@ impl PrivateKey {
     pub fn load(path: &Path) -> Result<Self> {
         use std::io::Read as _;
         let mut bytes = Vec::new();
-        fs_err::File::open(path)?
+        std::fs::File::open(path)
+            .map_err(|e| Error::cannot_open(path, "private key", &e))?
             .take(MAX_KEY_FILE + 1)
             .read_to_end(&mut bytes)?;
         if bytes.len() as u64 > MAX_KEY_FILE {

@@ -66,7 +66,8 @@ pub struct CheckedReceipt {
 /// Checks a receipt's signature and that the policy trusts its signer.
 pub fn verify(path: &std::path::Path, policy: &TrustPolicy) -> Result<CheckedReceipt> {
     let bad = |m: String| crate::error::single(path.display().to_string(), m);
-    let bytes = fs_err::read(path)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::error::Error::cannot_open(path, "receipt", &e))?;
     let env: Envelope =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a DSSE envelope: {e}")))?;
     let payload = env.payload_bytes().map_err(bad)?;
@@ -230,7 +231,8 @@ pub const STORE_ROLE: &str = "store";
 pub fn load_base(path: &std::path::Path, policy: &TrustPolicy) -> Result<Base> {
     use base64::Engine;
     let bad = |m: String| crate::error::single(path.display().to_string(), m);
-    let bytes = fs_err::read(path)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::error::Error::cannot_open(path, "receipt", &e))?;
     let digest = Sha256Digest::of(&bytes);
     let env: Envelope =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a DSSE envelope: {e}")))?;

@@ -26,8 +26,30 @@ pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// stderr with airlock's wrapped lines joined again: a continuation line is
+/// indented by exactly four spaces (findings are indented by two, the files a
+/// blob holds by six), so assertions match a message whatever its width.
 pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    unwrap_lines(&String::from_utf8_lossy(&o.stderr))
+}
+
+pub fn unwrap_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split('\n') {
+        match line.strip_prefix("    ") {
+            Some(rest) if !rest.starts_with(' ') && !out.is_empty() => {
+                out.push(' ');
+                out.push_str(rest);
+            }
+            _ => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(line);
+            }
+        }
+    }
+    out
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1577,12 +1577,13 @@ fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
 /// Pushes to `repo` of a plain-HTTP registry an SBOM artifact manifest whose
 /// `subject` is `subject` (an OCI 1.1 referrer), and the referrers tag
 /// schema's fallback index at tag `sha256-<hex of subject>` listing it, as
-/// an OCI 1.1 client does on a registry without the referrers API. Returns
+/// an OCI 1.1 client does on a registry without the referrers API (the
+/// SBOM's `version` is `n`, so each `n` is a different referrer). Returns
 /// the referrer manifest's digest.
-fn push_referrer(host: &str, repo: &str, subject: &Blob) -> String {
+fn push_referrer(host: &str, repo: &str, subject: &Blob, n: u32) -> String {
     let script = r#"
 import hashlib, json, sys, urllib.request
-host, repo, sd, ss, smt = sys.argv[1:6]
+host, repo, sd, ss, smt, n = sys.argv[1:7]
 def req(url, data=None, method="GET", mt=None):
     h = {"Content-Type": mt} if mt else {}
     return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
@@ -1596,7 +1597,7 @@ def put_blob(data):
 def put_manifest(ref, body, mt):
     req(f"http://{host}/v2/{repo}/manifests/{ref}", body, "PUT", mt)
 empty = b"{}"
-sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":1}'
+sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":' + n.encode() + b'}'
 m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
     "artifactType": "application/vnd.cyclonedx+json",
     "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put_blob(empty), "size": 2},
@@ -1615,6 +1616,7 @@ print(md)
         .arg(subject.digest())
         .arg(subject.size.to_string())
         .arg(&subject.media_type)
+        .arg(n.to_string())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -1663,7 +1665,7 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
         &[("1.0", &img.manifest)],
     );
     reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
-    let referrer = push_referrer(&host, "ml/app", &img.manifest);
+    let referrer = push_referrer(&host, "ml/app", &img.manifest, 1);
     let found = oras_referrers(&host, "ml/app", &img.manifest.digest());
     assert_eq!(
         found,
@@ -1701,7 +1703,7 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
     assert_eq!(
         found[0],
         (
-            referrer,
+            referrer.clone(),
             "application/vnd.cyclonedx+json".to_string(),
             img.manifest.digest()
         )
@@ -1736,6 +1738,16 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
         ),
         index["digest"].as_str().unwrap()
     );
+    // Another tool lists its referrer under the tag (writing the index
+    // with its entry only); pushing again merges the carried and our
+    // referrers back in, the other tool's kept.
+    let other = push_referrer(&host, "mirror/ml/app", &img.manifest, 2);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found[0].0, other);
+    assert!(found.iter().any(|r| r.0 == referrer), "{found:?}");
 }
 
 /// What an OCI 1.1 client (oras-py, PyPI `oras`) discovers as referrers of
@@ -1835,7 +1847,7 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
 
     // Another tool's referrer of the same image is already at the
     // destination: it must survive airlock's push.
-    let foreign = push_referrer(&host, "mirror/ml/app", &img.manifest);
+    let foreign = push_referrer(&host, "mirror/ml/app", &img.manifest, 2);
 
     let o = push_json(&f, "store", &format!("{host}/mirror"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -1997,7 +2009,7 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
 
     // A tool that rewrote the fallback tag with its own referrer only: the
     // next push lists ours there again, the other kept.
-    push_referrer(&host, "mirror/ml/app", &img.manifest);
+    let rewriter = push_referrer(&host, "mirror/ml/app", &img.manifest, 3);
     assert_eq!(
         oras_discover(&host, "mirror/ml/app", &img.manifest.digest())["manifests"]
             .as_array()
@@ -2008,7 +2020,9 @@ fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers()
     let o = push_json(&f, "store", &format!("{host}/mirror"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let third = oras_discover(&host, "mirror/ml/app", &img.manifest.digest());
-    assert_eq!(third["manifests"].as_array().unwrap().len(), 5, "{third}");
+    let third = third["manifests"].as_array().unwrap();
+    assert_eq!(third.len(), 5, "{third:?}");
+    assert_eq!(third[0]["digest"], rewriter.as_str());
 
     // A fallback tag holding something other than an index is left alone:
     // exit 2, naming the tag.

@@ -124,12 +124,47 @@ pub fn push(
             })
             .collect();
         for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
-            let reference = match tag {
-                Tag::Tag(t) => format!("{repo}:{t}"),
-                Tag::Digest => format!("{repo}@{}", a.manifest.digest.oci()),
+            // A referrers index carried from the source (tag `sha256-<hex>`)
+            // is pushed by digest, and its entries merged into what that tag
+            // lists at the destination: pushed under the tag it would drop
+            // referrers others (or an earlier push) listed there.
+            let carried_index = match tag {
+                Tag::Tag(t)
+                    if a.kind == ArtifactKind::Image
+                        && referrers::is_fallback_tag(t)
+                        && a.manifest.media_type == MT_INDEX =>
+                {
+                    Some(t.as_str())
+                }
+                _ => None,
+            };
+            let reference = match (tag, carried_index) {
+                (Tag::Tag(t), None) => format!("{repo}:{t}"),
+                _ => format!("{repo}@{}", a.manifest.digest.oci()),
             };
             let reg = Registry::open(&reference, insecure)?;
-            push_artifact(store, &reg, a, tag, &mut out, progress)?;
+            let by = if carried_index.is_some() {
+                &Tag::Digest
+            } else {
+                tag
+            };
+            push_artifact(store, &reg, a, by, &mut out, progress)?;
+            if let Some(t) = carried_index {
+                let bytes = read_checked(store, &a.manifest)?;
+                let entries = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+                    .unwrap_or_default();
+                list_under(
+                    &reg,
+                    repo,
+                    t,
+                    Some(&bytes),
+                    &entries,
+                    &a.manifest.digest,
+                    &mut out,
+                )?;
+            }
             out.pushed.push(PushedRef {
                 reference,
                 digest: a.manifest.digest.oci(),
@@ -159,18 +194,6 @@ pub fn push(
                 &rec.id,
                 &mut out,
             )?;
-        }
-        // A referrers index carried from the source was pushed under the
-        // fallback tag that now lists ours too: it is reported by digest.
-        for p in &mut out.pushed {
-            if let Some(t) = out
-                .referrer_indexes
-                .iter()
-                .find(|t| t.reference == p.reference && t.digest != p.digest)
-            {
-                let repo = t.reference.rsplit_once(':').map_or("", |(r, _)| r);
-                p.reference = format!("{repo}@{}", p.digest);
-            }
         }
         // Every reference reported must still resolve to the digest reported.
         for (p, a) in out.pushed.iter().zip(&d.artifacts) {
@@ -360,32 +383,54 @@ fn attach(
         });
     }
     let tag = referrers::fallback_tag(&subject.digest);
-    let tr = reg.by_tag(&tag);
-    let existing = reg.manifest(&tr)?;
     let listed = reg.referrers(&subject.digest).unwrap_or_default();
-    if existing.is_none() && digests.iter().all(|x| listed.contains(x)) {
+    if reg.manifest(&reg.by_tag(&tag))?.is_none() && digests.iter().all(|x| listed.contains(x)) {
         // The registry's referrers API lists them.
         return Ok(());
     }
-    let served = match referrers::merged_index(existing.as_ref().map(|(b, _)| b.as_slice()), &entries)
-    {
-        Ok(None) => existing.expect("merging into nothing writes").1.digest,
-        Ok(Some(bytes)) => {
+    list_under(reg, repo, &tag, None, &entries, &subject.digest, out)
+}
+
+/// Lists `entries` under the referrers tag schema's fallback tag `tag` of
+/// `repo`: merged into the index the tag serves (every entry kept, none
+/// twice; written only if something was added), or, where the tag serves
+/// nothing, `whole` as it is when given (a carried index, byte for byte).
+fn list_under(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    whole: Option<&[u8]>,
+    entries: &[serde_json::Value],
+    subject: &Sha256Digest,
+    out: &mut Pushed,
+) -> Result<()> {
+    let tr = reg.by_tag(tag);
+    let existing = reg.manifest(&tr)?;
+    let write = match (&existing, whole) {
+        (None, Some(bytes)) => Some(bytes.to_vec()),
+        _ => referrers::merged_index(existing.as_ref().map(|(b, _)| b.as_slice()), entries)
+            .map_err(|why| {
+                Error::Usage(format!(
+                    "{}: {why}; the referrers of {} cannot be listed there. Remove or move that tag, then push again",
+                    tr.whole(),
+                    subject.oci()
+                ))
+            })?,
+    };
+    let served = match (write, existing) {
+        (Some(bytes), _) => {
             reg.push_manifest(&tr, &bytes, MT_INDEX)?;
             let digest = Sha256Digest::of(&bytes);
             confirm(reg, &tr, &digest)?;
             digest
         }
-        Err(why) => {
-            return Err(Error::Usage(format!(
-                "{}: {why}; the referrers of {} cannot be listed there. Remove or move that tag, then push again",
-                tr.whole(),
-                subject.digest.oci()
-            )))
-        }
+        (None, Some((_, d))) => d.digest,
+        (None, None) => unreachable!("nothing under the tag: an index is written"),
     };
+    let reference = format!("{repo}:{tag}");
+    out.referrer_indexes.retain(|t| t.reference != reference);
     out.referrer_indexes.push(PushedRef {
-        reference: format!("{repo}:{tag}"),
+        reference,
         digest: served.oci(),
     });
     Ok(())

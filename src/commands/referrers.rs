@@ -96,6 +96,11 @@ pub fn is_digest_tag(tag: &str) -> bool {
     hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// `sha256-<64 hex>`: a referrers tag schema fallback tag.
+pub fn is_fallback_tag(tag: &str) -> bool {
+    is_digest_tag(tag) && !tag.contains('.')
+}
+
 /// The fallback tag of the referrers tag schema for `subject`.
 pub fn fallback_tag(subject: &Sha256Digest) -> String {
     format!("sha256-{}", subject.hex())
@@ -304,6 +309,8 @@ mod tests {
         let hex = Sha256Digest::of(b"x").hex();
         assert!(is_digest_tag(&format!("sha256-{hex}")));
         assert!(is_digest_tag(&format!("sha256-{hex}.sig")));
+        assert!(is_fallback_tag(&format!("sha256-{hex}")));
+        assert!(!is_fallback_tag(&format!("sha256-{hex}.sig")));
         assert!(!is_digest_tag("sha256-abc"));
         assert!(!is_digest_tag("1.0"));
         assert!(!is_digest_tag(&format!("sha256-{}", &hex[..63])));

@@ -23,7 +23,7 @@ pub mod trust;
 // `airlock::verify`): the layer is where it lives, not part of its name.
 pub use checks::{gguf, image, modelcheck, modelsig, pickle, safetensors, storedzip};
 pub use cli::{output, report};
-pub use commands::{amend, init, inspect, pack, push, verify, volumes};
+pub use commands::{amend, init, inspect, pack, push, referrers, verify, volumes};
 pub use format::{bundle, clock, digest, error, progress, purl, tarball, yaml};
 pub use reader::{additions, source};
 pub use sources::{fetch, manifest, registry};

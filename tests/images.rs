@@ -1577,12 +1577,13 @@ fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
 /// Pushes to `repo` of a plain-HTTP registry an SBOM artifact manifest whose
 /// `subject` is `subject` (an OCI 1.1 referrer), and the referrers tag
 /// schema's fallback index at tag `sha256-<hex of subject>` listing it, as
-/// an OCI 1.1 client does on a registry without the referrers API. Returns
+/// an OCI 1.1 client does on a registry without the referrers API (the
+/// SBOM's `version` is `n`, so each `n` is a different referrer). Returns
 /// the referrer manifest's digest.
-fn push_referrer(host: &str, repo: &str, subject: &Blob) -> String {
+fn push_referrer(host: &str, repo: &str, subject: &Blob, n: u32) -> String {
     let script = r#"
 import hashlib, json, sys, urllib.request
-host, repo, sd, ss, smt = sys.argv[1:6]
+host, repo, sd, ss, smt, n = sys.argv[1:7]
 def req(url, data=None, method="GET", mt=None):
     h = {"Content-Type": mt} if mt else {}
     return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
@@ -1596,7 +1597,7 @@ def put_blob(data):
 def put_manifest(ref, body, mt):
     req(f"http://{host}/v2/{repo}/manifests/{ref}", body, "PUT", mt)
 empty = b"{}"
-sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":1}'
+sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":' + n.encode() + b'}'
 m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
     "artifactType": "application/vnd.cyclonedx+json",
     "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put_blob(empty), "size": 2},
@@ -1615,6 +1616,7 @@ print(md)
         .arg(subject.digest())
         .arg(subject.size.to_string())
         .arg(&subject.media_type)
+        .arg(n.to_string())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -1663,7 +1665,7 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
         &[("1.0", &img.manifest)],
     );
     reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
-    let referrer = push_referrer(&host, "ml/app", &img.manifest);
+    let referrer = push_referrer(&host, "ml/app", &img.manifest, 1);
     let found = oras_referrers(&host, "ml/app", &img.manifest.digest());
     assert_eq!(
         found,
@@ -1694,14 +1696,367 @@ fn referrers_under_the_tag_schema_fallback_are_carried_and_pushed() {
     assert_eq!(code(&f.import(&bundle, "store")), 0);
     let o = push_json(&f, "store", &format!("{host}/mirror"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // At the destination an OCI 1.1 client finds the same referrer.
+    let j = json(&o);
+    // At the destination an OCI 1.1 client finds the same referrer, first,
+    // and after it those push adds (the bundle's SBOMs, signatures, custody).
     let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
     assert_eq!(
-        found,
-        vec![(
-            referrer,
+        found[0],
+        (
+            referrer.clone(),
             "application/vnd.cyclonedx+json".to_string(),
             img.manifest.digest()
-        )]
+        )
+    );
+    let types: Vec<&str> = found[1..].iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(types, [CDX, SPDX, SIGNATURES, CUSTODY], "{found:?}");
+    // The carried index is reported by its digest, which still resolves;
+    // the tag now serves the merged index push reports beside it.
+    let carried = j["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            let r = p["reference"].as_str().unwrap();
+            r.starts_with(&format!("{host}/mirror/ml/app@"))
+                && r.ends_with(p["digest"].as_str().unwrap())
+                && p["digest"] != img.manifest.digest().as_str()
+        })
+        .unwrap_or_else(|| panic!("carried index not reported by digest: {j}"));
+    let tag = format!("{host}/mirror/ml/app:sha256-{}", img.manifest.hex);
+    let index = j["referrerIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["reference"] == tag.as_str())
+        .unwrap();
+    assert_ne!(index["digest"], carried["digest"]);
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            sha(&reg.raw(&format!("mirror/ml/app:sha256-{}", img.manifest.hex)))
+        ),
+        index["digest"].as_str().unwrap()
+    );
+    // Another tool lists its referrer under the tag (writing the index
+    // with its entry only); pushing again merges the carried and our
+    // referrers back in, the other tool's kept.
+    let other = push_referrer(&host, "mirror/ml/app", &img.manifest, 2);
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let found = oras_referrers(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found[0].0, other);
+    assert!(found.iter().any(|r| r.0 == referrer), "{found:?}");
+}
+
+/// What an OCI 1.1 client (oras-py, PyPI `oras`) discovers as referrers of
+/// `digest` in `repo`, the way `oras discover` does: the registry's
+/// referrers API first, and on its 404 (a registry without the API) the
+/// referrers tag schema's index under `sha256-<hex>`. Returns how it found
+/// them (`api` or `tag`) and, per referrer, its digest, the artifactType
+/// listed, and the artifactType and subject of the manifest itself.
+fn oras_discover(host: &str, repo: &str, digest: &str) -> serde_json::Value {
+    let script = r#"
+import json, sys
+import oras.client
+host, repo, digest = sys.argv[1:4]
+c = oras.client.OrasClient(hostname=host, insecure=True)
+r = c.do_request(f"http://{host}/v2/{repo}/referrers/{digest}", "GET",
+                 headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+if r.status_code == 200:
+    via, idx = "api", r.json()
+elif r.status_code == 404:
+    via = "tag"
+    idx = c.get_manifest(f"{host}/{repo}:sha256-{digest.split(':')[1]}",
+                         allowed_media_type=["application/vnd.oci.image.index.v1+json"])
+else:
+    sys.exit(f"referrers API answered {r.status_code}")
+out = []
+for d in idx["manifests"]:
+    m = c.get_manifest(f"{host}/{repo}@{d['digest']}")
+    out.append({"digest": d["digest"], "artifactType": d.get("artifactType"),
+                "manifestArtifactType": m.get("artifactType"),
+                "subject": m["subject"]["digest"]})
+print(json.dumps({"via": via, "manifests": out}))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, host, repo, digest])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oras-py (scripts/test installs PyPI oras): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Pulls `reference` with oras-py into `dir` (files named by their
+/// `org.opencontainers.image.title`); returns the file names pulled.
+fn oras_pull(reference: &str, dir: &Path) -> Vec<String> {
+    let script = r#"
+import json, os, sys
+import oras.client
+ref, out = sys.argv[1:3]
+c = oras.client.OrasClient(hostname=ref.split("/")[0], insecure=True)
+files = c.pull(target=ref, outdir=out)
+print(json.dumps(sorted(os.path.basename(f) for f in files)))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, reference, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+const CDX: &str = "application/vnd.cyclonedx+json";
+const SPDX: &str = "application/spdx+json";
+const SIGNATURES: &str = "application/vnd.airlock.signatures.v1+json";
+const CUSTODY: &str = "application/vnd.airlock.custody.v1+json";
+
+#[test]
+fn push_attaches_sboms_signatures_and_custody_as_referrers_that_oras_discovers() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = image(vec![layer_tar("app", 4000)], "amd64");
+    write_layout(
+        &f.path("seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, _) = packed(&f, "dist", "dir");
+    // Imported with the high side's key: the record gains an `imported` event.
+    let o = run(&[
+        "import",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        &f.s("store"),
+        "--key",
+        &f.s("keys/stranger.key"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Another tool's referrer of the same image is already at the
+    // destination: it must survive airlock's push.
+    let foreign = push_referrer(&host, "mirror/ml/app", &img.manifest, 2);
+
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let first = json(&o);
+    assert_schemas(&[("push", first.clone())]);
+    let subject = format!("{host}/mirror/ml/app@{}", img.manifest.digest());
+    let of_image: Vec<&serde_json::Value> = first["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["subject"] == subject.as_str())
+        .collect();
+    let mut types: Vec<&str> = of_image
+        .iter()
+        .map(|r| r["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, [SPDX, CUSTODY, SIGNATURES, CDX], "{first}");
+    let tag = format!("{host}/mirror/ml/app:sha256-{}", img.manifest.hex);
+    assert!(
+        first["referrerIndexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["reference"] == tag.as_str()),
+        "{first}"
+    );
+
+    // oras finds them through the tag schema (registry 2.8 has no referrers
+    // API), with the foreign one kept.
+    let found = oras_discover(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(found["via"], "tag", "{found}");
+    let listed = found["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 5, "{found}");
+    assert!(listed.iter().any(|m| m["digest"] == foreign.as_str()));
+    for r in &of_image {
+        let m = listed
+            .iter()
+            .find(|m| m["digest"] == r["digest"])
+            .unwrap_or_else(|| panic!("{r} not discovered: {found}"));
+        assert_eq!(m["artifactType"], r["artifactType"]);
+        assert_eq!(m["manifestArtifactType"], r["artifactType"]);
+        assert_eq!(m["subject"], img.manifest.digest().as_str());
+    }
+    // The model pushed beside it has its referrers too.
+    let model = first["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["reference"].as_str().unwrap().contains("models/minilm"))
+        .unwrap()
+        .clone();
+    let model_repo = model["reference"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0;
+    let model_repo = model_repo.trim_start_matches(&format!("{host}/"));
+    let found = oras_discover(&host, model_repo, model["digest"].as_str().unwrap());
+    let mut types: Vec<&str> = found["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, [SPDX, CUSTODY, SIGNATURES, CDX], "{found}");
+
+    // What oras pulls is the bundle's own bytes.
+    let d = description(&bundle);
+    let sbom_blob = |reference: &str| -> Vec<u8> {
+        let a = d["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["reference"] == reference)
+            .unwrap();
+        let digest = a["layers"][0]["digest"].as_str().unwrap();
+        std::fs::read(
+            bundle
+                .join("data/blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let by_type = |t: &str| {
+        of_image.iter().find(|r| r["artifactType"] == t).unwrap()["reference"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (t, reference) in [(CDX, "sbom/cyclonedx"), (SPDX, "sbom/spdx")] {
+        let dir = f.path(&format!("pulled-{}", reference.replace('/', "-")));
+        let files = oras_pull(&by_type(t), &dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(
+            std::fs::read(dir.join(&files[0])).unwrap(),
+            sbom_blob(reference),
+            "{t}: the SBOM pulled is the bundle's"
+        );
+    }
+    // The signatures, with what they sign: ssh-keygen verifies the SSHSIG
+    // over the tag manifest, which hashes to the bundle id and lists the
+    // manifest that lists the image's manifest.
+    let dir = f.path("pulled-signatures");
+    let files = oras_pull(&by_type(SIGNATURES), &dir);
+    let sigs: Vec<String> = std::fs::read_dir(bundle.join("signatures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for s in &sigs {
+        assert!(files.contains(s), "{s} not pulled: {files:?}");
+        assert_eq!(
+            std::fs::read(dir.join(s)).unwrap(),
+            std::fs::read(bundle.join("signatures").join(s)).unwrap()
+        );
+    }
+    let tm = std::fs::read(dir.join("tagmanifest-sha256.txt")).unwrap();
+    assert_eq!(
+        tm,
+        std::fs::read(bundle.join("tagmanifest-sha256.txt")).unwrap()
+    );
+    let id = sha(&tm);
+    assert_eq!(first["bundleId"], id.as_str());
+    let listing = std::fs::read_to_string(dir.join("manifest-sha256.txt")).unwrap();
+    assert!(listing.contains(&format!("data/blobs/sha256/{}", img.manifest.hex)));
+    let ssh_pub = std::fs::read_to_string(f.path("keys/builder.ssh.pub")).unwrap();
+    std::fs::write(dir.join("allowed_signers"), format!("builder {ssh_pub}")).unwrap();
+    let sshsig = sigs.iter().find(|s| s.ends_with(".sshsig")).unwrap();
+    let o = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f", "allowed_signers", "-I", "builder"])
+        .args(["-n", "airlock-bundle", "-s", sshsig])
+        .current_dir(&dir)
+        .stdin(std::fs::File::open(dir.join("tagmanifest-sha256.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The custody record: the bundle's events and the high side's `imported`.
+    let dir = f.path("pulled-custody");
+    let files = oras_pull(&by_type(CUSTODY), &dir);
+    let events: Vec<&String> = files.iter().filter(|f| f.ends_with(".dsse.json")).collect();
+    assert_eq!(events.len(), 2, "{files:?}");
+    assert!(events[0].ends_with("-packed.dsse.json") && events[1].ends_with("-imported.dsse.json"));
+    assert_eq!(
+        std::fs::read(dir.join(events[0])).unwrap(),
+        std::fs::read(bundle.join("custody").join(events[0])).unwrap()
+    );
+
+    // Again: the same referrers, nothing sent, no entry twice.
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let second = json(&o);
+    assert_eq!(second["blobsSent"], 0, "{second}");
+    assert_eq!(second["referrers"], first["referrers"]);
+    assert_eq!(second["referrerIndexes"], first["referrerIndexes"]);
+    let again = oras_discover(&host, "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(again["manifests"].as_array().unwrap().len(), 5, "{again}");
+
+    // A tool that rewrote the fallback tag with its own referrer only: the
+    // next push lists ours there again, the other kept.
+    let rewriter = push_referrer(&host, "mirror/ml/app", &img.manifest, 3);
+    assert_eq!(
+        oras_discover(&host, "mirror/ml/app", &img.manifest.digest())["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let third = oras_discover(&host, "mirror/ml/app", &img.manifest.digest());
+    let third = third["manifests"].as_array().unwrap();
+    assert_eq!(third.len(), 5, "{third:?}");
+    assert_eq!(third[0]["digest"], rewriter.as_str());
+
+    // A fallback tag holding something other than an index is left alone:
+    // exit 2, naming the tag.
+    let fallback = format!("sha256-{}", img.manifest.hex);
+    let put = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request as u
+host, repo, tag, mt, path = sys.argv[1:6]
+u.urlopen(u.Request(f'http://{host}/v2/{repo}/manifests/{tag}', data=open(path, 'rb').read(), method='PUT', headers={'Content-Type': mt}))",
+            &host,
+            "mirror/ml/app",
+            &fallback,
+            MT_MANIFEST,
+        ])
+        .arg(f.path("seed/blobs/sha256").join(&img.manifest.hex))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let o = push_json(&f, "store", &format!("{host}/mirror"));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "mirror/ml/app:{fallback}: holds something other than an OCI image index"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        reg.raw(&format!("mirror/ml/app:{fallback}")),
+        img.manifest.bytes
     );
 }

@@ -645,6 +645,36 @@ fn push_streams_from_the_bucket_to_a_registry() {
         .find(|p| p["reference"].as_str().unwrap().contains("/models/minilm:"))
         .unwrap_or_else(|| panic!("model pushed: {j}"))
         .clone();
+    // Its referrers: the SBOMs, and the signatures and custody events the
+    // bucket's record holds.
+    let subject = format!(
+        "{}@{}",
+        model["reference"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0,
+        model["digest"].as_str().unwrap()
+    );
+    let mut types: Vec<&str> = j["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["subject"] == subject.as_str())
+        .map(|r| r["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/spdx+json",
+            "application/vnd.airlock.custody.v1+json",
+            "application/vnd.airlock.signatures.v1+json",
+            "application/vnd.cyclonedx+json"
+        ],
+        "{j}"
+    );
     // The registry serves the manifest under the reported digest and the
     // weights byte for byte.
     let weights = std::fs::read(f.path("src/models/minilm/model.safetensors")).unwrap();

@@ -253,8 +253,13 @@ Examples:
     },
     /// Push a bundle's images and artifacts to an OCI registry, digests unchanged.
     #[command(after_help = "\
-Credentials come from REGISTRY_USERNAME/REGISTRY_PASSWORD or ~/.docker/config.json
-and are never written to the bundle or the output.
+Each image, model, file set and package pushed gets the bundle's SBOMs (CycloneDX,
+SPDX), signatures and custody record as OCI 1.1 referrers: `oras discover` lists
+them. On a registry without the referrers API they are listed under the tag
+sha256-<hex of the image's digest>, merged with what that tag already lists.
+
+Credentials come from AIRLOCK_REGISTRY_USERNAME/AIRLOCK_REGISTRY_PASSWORD or
+~/.docker/config.json and are never written to the bundle or the output.
 
 Examples:
   airlock push demo --store /srv/airlock --registry registry.internal:5000/airlock
@@ -974,6 +979,24 @@ fn run(cli: Cli) -> CliResult {
                         digest: p.digest.clone(),
                     })
                     .collect(),
+                referrers: done
+                    .referrers
+                    .iter()
+                    .map(|r| out::ReferrerOut {
+                        subject: r.subject.clone(),
+                        reference: r.reference.clone(),
+                        digest: r.digest.clone(),
+                        artifact_type: r.artifact_type.clone(),
+                    })
+                    .collect(),
+                referrer_indexes: done
+                    .referrer_indexes
+                    .iter()
+                    .map(|p| out::PushedOut {
+                        reference: p.reference.clone(),
+                        digest: p.digest.clone(),
+                    })
+                    .collect(),
                 blobs_sent: done.blobs_sent,
                 blobs_present: done.blobs_present,
             };
@@ -988,6 +1011,33 @@ fn run(cli: Cli) -> CliResult {
                 );
                 for p in &done.pushed {
                     s.push_str(&format!("\n  {}\n    = {}", esc(&p.reference), p.digest));
+                }
+                if !done.referrers.is_empty() {
+                    s.push_str(&format!(
+                        "\nreferrers ({}: SBOMs, signatures, custody record):",
+                        done.referrers.len()
+                    ));
+                    let mut subjects: Vec<&str> = Vec::new();
+                    for r in &done.referrers {
+                        if !subjects.contains(&r.subject.as_str()) {
+                            subjects.push(&r.subject);
+                        }
+                    }
+                    for subject in subjects {
+                        s.push_str(&format!("\n  of {}", esc(subject)));
+                        for r in done.referrers.iter().filter(|r| r.subject == subject) {
+                            s.push_str(&format!("\n    {} {}", r.digest, esc(&r.artifact_type)));
+                        }
+                        // `HOST/REPO@sha256:HEX` → its fallback tag `HOST/REPO:sha256-HEX`.
+                        let tag = subject.replacen("@sha256:", ":sha256-", 1);
+                        if let Some(t) = done.referrer_indexes.iter().find(|t| t.reference == tag) {
+                            s.push_str(&format!(
+                                "\n    listed under tag {} = {}",
+                                esc(tag.rsplit(':').next().unwrap_or("")),
+                                t.digest
+                            ));
+                        }
+                    }
                 }
                 s
             })

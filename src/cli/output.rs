@@ -378,8 +378,19 @@ pub struct PushOut {
     pub version: String,
     pub registry: String,
     pub pushed: Vec<PushedOut>,
+    pub referrers: Vec<ReferrerOut>,
+    pub referrer_indexes: Vec<PushedOut>,
     pub blobs_sent: usize,
     pub blobs_present: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerOut {
+    pub subject: String,
+    pub reference: String,
+    pub digest: String,
+    pub artifact_type: String,
 }
 
 #[derive(Serialize)]

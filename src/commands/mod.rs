@@ -9,5 +9,6 @@ pub mod init;
 pub mod inspect;
 pub mod pack;
 pub mod push;
+pub mod referrers;
 pub mod verify;
 pub mod volumes;

@@ -8,16 +8,23 @@
 //! one is never completed, and is exit 1); after each
 //! manifest is pushed the registry is asked for it and must return the same
 //! digest. Each push is recorded in the store's ledger.
+//!
+//! Then each pushed image, model, file set and package gets the bundle's
+//! SBOMs, signatures and custody record as OCI 1.1 referrers (artifacts
+//! whose `subject` is its manifest; see [`crate::referrers`]), listed by the
+//! registry's referrers API or, on a registry without one, under the
+//! referrers tag schema's fallback tag `sha256-<hex>`.
 
 use serde::Serialize;
 
 pub use crate::bundle::{push_collision as collision, push_target};
 use crate::bundle::{push_target_of as target_of, PushTag as Tag};
-use crate::bundle::{Artifact, ArtifactKind, Blob};
+use crate::bundle::{Artifact, ArtifactKind, Blob, Description, EMPTY_JSON, MT_INDEX, MT_MANIFEST};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::image::{is_index, is_manifest};
 use crate::progress::Progress;
+use crate::referrers::{self, Planned};
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -27,8 +34,25 @@ pub struct Pushed {
     pub version: String,
     pub registry: String,
     pub pushed: Vec<PushedRef>,
+    /// The SBOMs, signatures and custody record pushed as OCI 1.1
+    /// referrers of what was pushed.
+    pub referrers: Vec<PushedReferrer>,
+    /// The referrers tag schema's indexes (`REPO:sha256-<hex>`) that list
+    /// them on a registry without the referrers API, and the digest each
+    /// tag serves now.
+    pub referrer_indexes: Vec<PushedRef>,
     pub blobs_sent: usize,
     pub blobs_present: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedReferrer {
+    /// What it describes: `HOST/REPO@sha256:...`.
+    pub subject: String,
+    /// The referrer's manifest: `HOST/REPO@sha256:...`.
+    pub reference: String,
+    pub digest: String,
+    pub artifact_type: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,38 +95,115 @@ pub fn push(
             describe(y)
         )));
     }
+    // The referrers' content, read (and checked against the record's id)
+    // before anything is pushed.
+    let planned = referrers::plan(store, &rec, &d)?;
     let mut out = Pushed {
         name: rec.name.clone(),
         version: rec.version.clone(),
         registry: target.to_string(),
         pushed: Vec::new(),
+        referrers: Vec::new(),
+        referrer_indexes: Vec::new(),
         blobs_sent: 0,
         blobs_present: 0,
     };
     let total: u64 = d.total_size();
     progress.begin("pushing", total);
     let res = (|| -> Result<()> {
-        for a in &d.artifacts {
-            let (repo, tag) = target_of(a, &d.name, &d.version);
-            let repo = match prefix {
-                Some(p) => format!("{host}/{p}/{repo}"),
-                None => format!("{host}/{repo}"),
+        let targets: Vec<(String, Tag)> = d
+            .artifacts
+            .iter()
+            .map(|a| {
+                let (repo, tag) = target_of(a, &d.name, &d.version);
+                let repo = match prefix {
+                    Some(p) => format!("{host}/{p}/{repo}"),
+                    None => format!("{host}/{repo}"),
+                };
+                (repo, tag)
+            })
+            .collect();
+        for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
+            // A referrers index carried from the source (tag `sha256-<hex>`)
+            // is pushed by digest, and its entries merged into what that tag
+            // lists at the destination: pushed under the tag it would drop
+            // referrers others (or an earlier push) listed there.
+            let carried_index = match tag {
+                Tag::Tag(t)
+                    if a.kind == ArtifactKind::Image
+                        && referrers::is_fallback_tag(t)
+                        && a.manifest.media_type == MT_INDEX =>
+                {
+                    Some(t.as_str())
+                }
+                _ => None,
             };
-            let reference = match &tag {
-                Tag::Tag(t) => format!("{repo}:{t}"),
-                Tag::Digest => format!("{repo}@{}", a.manifest.digest.oci()),
+            let reference = match (tag, carried_index) {
+                (Tag::Tag(t), None) => format!("{repo}:{t}"),
+                _ => format!("{repo}@{}", a.manifest.digest.oci()),
             };
             let reg = Registry::open(&reference, insecure)?;
-            push_artifact(store, &reg, a, &tag, &mut out, progress)?;
+            let by = if carried_index.is_some() {
+                &Tag::Digest
+            } else {
+                tag
+            };
+            push_artifact(store, &reg, a, by, &mut out, progress)?;
+            if let Some(t) = carried_index {
+                let bytes = read_checked(store, &a.manifest)?;
+                let entries = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+                    .unwrap_or_default();
+                list_under(
+                    &reg,
+                    repo,
+                    t,
+                    Some(&bytes),
+                    &entries,
+                    &a.manifest.digest,
+                    &mut out,
+                )?;
+            }
             out.pushed.push(PushedRef {
                 reference,
                 digest: a.manifest.digest.oci(),
             });
         }
+        // Referrers, once what they describe is in place.
+        let mut done = std::collections::BTreeSet::new();
+        for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
+            let tag = match tag {
+                Tag::Tag(t) => Some(t.as_str()),
+                Tag::Digest => None,
+            };
+            if planned.is_empty()
+                || !referrers::is_subject(a, tag)
+                || !done.insert((repo.clone(), a.manifest.digest))
+            {
+                continue;
+            }
+            let reg = Registry::open(&format!("{repo}@{}", a.manifest.digest.oci()), insecure)?;
+            attach(
+                store,
+                &reg,
+                repo,
+                &a.manifest,
+                &planned,
+                &d,
+                &rec.id,
+                &mut out,
+            )?;
+        }
         // Every reference reported must still resolve to the digest reported.
         for (p, a) in out.pushed.iter().zip(&d.artifacts) {
             let reg = Registry::open(&p.reference, insecure)?;
             confirm(&reg, reg.reference(), &a.manifest.digest)?;
+        }
+        for t in &out.referrer_indexes {
+            let reg = Registry::open(&t.reference, insecure)?;
+            let want = Sha256Digest::parse_oci(&t.digest).expect("made from a digest");
+            confirm(&reg, reg.reference(), &want)?;
         }
         Ok(())
     })();
@@ -125,11 +226,12 @@ pub fn push(
                 Some(rec.id.clone()),
                 Some((rec.name.clone(), rec.version.clone())),
                 &format!(
-                    "pushed {} {} to {}: {} ({} blob(s) sent, {} already there)",
+                    "pushed {} {} to {}: {} ({} referrer(s); {} blob(s) sent, {} already there)",
                     rec.name,
                     rec.version,
                     target,
                     refs.join(", "),
+                    out.referrers.len(),
                     out.blobs_sent,
                     out.blobs_present
                 ),
@@ -228,6 +330,118 @@ fn push_artifact(
     };
     reg.push_manifest(&r, &bytes, &a.manifest.media_type)?;
     confirm(reg, &r, &a.manifest.digest)
+}
+
+/// Pushes the referrers `planned` of `subject` (in `repo`, `HOST/REPO`) and
+/// makes them discoverable: by the registry's referrers API where it lists
+/// them, else under the referrers tag schema's fallback tag, merged into
+/// the index already there.
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    store: &Store,
+    reg: &Registry,
+    repo: &str,
+    subject: &Blob,
+    planned: &[Planned],
+    d: &Description,
+    id: &str,
+    out: &mut Pushed,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for p in planned {
+        for l in &p.layers {
+            let sent = match &l.bytes {
+                Some(bytes) => reg.push_bytes(bytes, &l.title)?,
+                None if reg.has_blob(&l.digest)? => false,
+                None => {
+                    let open = || {
+                        store
+                            .open_blob(&l.digest)
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    };
+                    reg.push_blob(&open, &store.locate_blob(&l.digest), &l.digest, l.size)?;
+                    true
+                }
+            };
+            count(out, sent);
+        }
+        let sent = reg.push_bytes(EMPTY_JSON, "the OCI empty config")?;
+        count(out, sent);
+        let bytes = referrers::manifest(p, subject, d, id);
+        let digest = Sha256Digest::of(&bytes);
+        let r = reg.by_digest(&digest);
+        reg.push_manifest(&r, &bytes, MT_MANIFEST)?;
+        confirm(reg, &r, &digest)?;
+        entries.push(referrers::index_entry(&bytes));
+        digests.push(digest);
+        out.referrers.push(PushedReferrer {
+            subject: format!("{repo}@{}", subject.digest.oci()),
+            reference: format!("{repo}@{}", digest.oci()),
+            digest: digest.oci(),
+            artifact_type: p.artifact_type.clone(),
+        });
+    }
+    let tag = referrers::fallback_tag(&subject.digest);
+    let listed = reg.referrers(&subject.digest).unwrap_or_default();
+    if reg.manifest(&reg.by_tag(&tag))?.is_none() && digests.iter().all(|x| listed.contains(x)) {
+        // The registry's referrers API lists them.
+        return Ok(());
+    }
+    list_under(reg, repo, &tag, None, &entries, &subject.digest, out)
+}
+
+/// Lists `entries` under the referrers tag schema's fallback tag `tag` of
+/// `repo`: merged into the index the tag serves (every entry kept, none
+/// twice; written only if something was added), or, where the tag serves
+/// nothing, `whole` as it is when given (a carried index, byte for byte).
+fn list_under(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    whole: Option<&[u8]>,
+    entries: &[serde_json::Value],
+    subject: &Sha256Digest,
+    out: &mut Pushed,
+) -> Result<()> {
+    let tr = reg.by_tag(tag);
+    let existing = reg.manifest(&tr)?;
+    let write = match (&existing, whole) {
+        (None, Some(bytes)) => Some(bytes.to_vec()),
+        _ => referrers::merged_index(existing.as_ref().map(|(b, _)| b.as_slice()), entries)
+            .map_err(|why| {
+                Error::Usage(format!(
+                    "{}: {why}; the referrers of {} cannot be listed there. Remove or move that tag, then push again",
+                    tr.whole(),
+                    subject.oci()
+                ))
+            })?,
+    };
+    let served = match (write, existing) {
+        (Some(bytes), _) => {
+            reg.push_manifest(&tr, &bytes, MT_INDEX)?;
+            let digest = Sha256Digest::of(&bytes);
+            confirm(reg, &tr, &digest)?;
+            digest
+        }
+        (None, Some((_, d))) => d.digest,
+        (None, None) => unreachable!("nothing under the tag: an index is written"),
+    };
+    let reference = format!("{repo}:{tag}");
+    out.referrer_indexes.retain(|t| t.reference != reference);
+    out.referrer_indexes.push(PushedRef {
+        reference,
+        digest: served.oci(),
+    });
+    Ok(())
+}
+
+fn count(out: &mut Pushed, sent: bool) {
+    if sent {
+        out.blobs_sent += 1;
+    } else {
+        out.blobs_present += 1;
+    }
 }
 
 /// Asks the registry for what it now serves under `r`: it must be `digest`.

@@ -345,6 +345,40 @@ impl Registry {
         .map_err(|e| net(&what, e))
     }
 
+    /// Uploads `bytes` (a small blob made in memory) unless the repository
+    /// already has it. Returns whether it was sent.
+    pub fn push_bytes(&self, bytes: &[u8], shown: &str) -> Result<bool> {
+        let d = Sha256Digest::of(bytes);
+        if self.has_blob(&d)? {
+            return Ok(false);
+        }
+        let owned = bytes.to_vec();
+        let open = move || -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(owned.clone())))
+        };
+        self.push_blob(&open, shown, &d, bytes.len() as u64)?;
+        Ok(true)
+    }
+
+    /// The manifests the registry lists as referrers of `subject` in this
+    /// repository: from its referrers API (`/v2/<name>/referrers/<digest>`),
+    /// or, where it has none (404, as Debian's registry 2.8), from the
+    /// referrers tag schema's fallback index (tag `sha256-<hex>`). `None`
+    /// when neither can be read.
+    pub fn referrers(&self, subject: &Sha256Digest) -> Option<Vec<Sha256Digest>> {
+        let r = self.by_digest(subject);
+        let what = format!("referrers of {}", r.whole());
+        self.client_auth(RegistryOperation::Pull, &what).ok()?;
+        let index = self.retry(|| self.client.pull_referrers(&r, None)).ok()?;
+        Some(
+            index
+                .manifests
+                .iter()
+                .filter_map(|m| Sha256Digest::parse_oci(&m.digest))
+                .collect(),
+        )
+    }
+
     fn client_auth(&self, op: RegistryOperation, what: &str) -> Result<()> {
         self.retry(|| self.client.auth(&self.reference, &self.auth, op))
             .map(|_| ())

@@ -68,6 +68,9 @@ pub trait MetaStore {
     /// One file of a record (`record.json`, a tag file, `signatures/…`,
     /// `custody/…`), or `None` if the record or file does not exist.
     fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>>;
+    /// The files of a record's folder `dir` (`signatures`, `custody`), as
+    /// `dir/NAME`, sorted; empty if the record has none.
+    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>>;
     /// Creates a record from `files` if none exists for `name`/`version`;
     /// `record.json` (which must be among them) becomes visible last, so a
     /// record exists exactly when its `record.json` does.

@@ -260,6 +260,31 @@ impl MetaStore for LocalDir {
         }
     }
 
+    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>> {
+        let p = self
+            .record_path(Self::component(name)?, Self::component(version)?)
+            .join(Self::component(dir)?);
+        let entries = match std::fs::read_dir(&p) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                )))
+            }
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                out.push(format!("{dir}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
         let dest = self.record_path(Self::component(name)?, Self::component(version)?);
         if dest.exists() {
@@ -486,6 +511,15 @@ mod tests {
             b"e"
         );
         assert!(s.record_file("..", "x", "record.json").is_err());
+        assert_eq!(
+            s.record_dir("demo", "1.0.0", "custody").unwrap(),
+            ["custody/0001-packed.dsse.json"]
+        );
+        assert!(s
+            .record_dir("demo", "1.0.0", "signatures")
+            .unwrap()
+            .is_empty());
+        assert!(s.record_dir("demo", "1.0.0", "..").is_err());
         assert_eq!(s.record_names().unwrap(), [("demo".into(), "1.0.0".into())]);
         s.remove_record("demo", "1.0.0").unwrap();
         assert!(!dir.path().join("bundles/demo").exists());

@@ -607,6 +607,30 @@ impl Store {
             .map_err(|e| Error::Usage(format!("{at}: corrupt description: {e}")))
     }
 
+    /// One file of the record (a tag file, `signatures/…`, `custody/…`),
+    /// as imported; missing is an error naming where it should be.
+    pub fn record_file(&self, r: &BundleRecord, file: &str) -> Result<Vec<u8>> {
+        self.meta
+            .record_file(&r.name, &r.version, file)?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}/{file}: missing from the store's record",
+                    self.meta.locate_record(&r.name, &r.version)
+                ))
+            })
+    }
+
+    /// The files of the record's `signatures/` or `custody/` folder, as
+    /// `(signatures/NAME, bytes)`, in name order.
+    pub fn record_dir(&self, r: &BundleRecord, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for f in self.meta.record_dir(&r.name, &r.version, dir)? {
+            let bytes = self.record_file(r, &f)?;
+            out.push((f, bytes));
+        }
+        Ok(out)
+    }
+
     /// The record's tag files checked against its id: the tag manifest
     /// must hash to the id and list the description's sha256.
     pub(crate) fn record_problems(&self, r: &BundleRecord) -> Result<Vec<(String, String)>> {

@@ -763,6 +763,19 @@ impl MetaStore for S3 {
         Ok(self.inner()?.get(&rel)?.map(|(b, _)| b))
     }
 
+    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>> {
+        let rec = record_rel(name, version)?;
+        let under = format!("{rec}/{dir}/");
+        Ok(self
+            .inner()?
+            .list(&format!("{rec}/{dir}"))?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&under))
+            .filter(|f| !f.is_empty() && !f.contains('/'))
+            .map(|f| format!("{dir}/{f}"))
+            .collect())
+    }
+
     fn store_id(&self) -> Result<Option<String>> {
         Ok(self
             .inner()?

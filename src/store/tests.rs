@@ -85,6 +85,22 @@ impl MetaStore for Mem {
             .get(&(name.to_string(), version.to_string()))
             .and_then(|r| r.get(file).cloned()))
     }
+    fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>> {
+        let inner = self.0.lock().unwrap();
+        let prefix = format!("{dir}/");
+        let mut out: Vec<String> = inner
+            .records
+            .get(&(name.to_string(), version.to_string()))
+            .map(|r| {
+                r.keys()
+                    .filter(|k| k.strip_prefix(&prefix).is_some_and(|f| !f.contains('/')))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        Ok(out)
+    }
     fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
         let mut inner = self.0.lock().unwrap();
         let key = (name.to_string(), version.to_string());

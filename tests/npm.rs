@@ -671,3 +671,164 @@ fn npm_refuses_a_symlinked_package_json() {
     std::os::unix::fs::symlink("../real-package.json", &pj).unwrap();
     assert_refused(&f, &["npm[0]", "package.json", "symbolic link"]);
 }
+
+/// Runs airlock with `args`, sampling its peak resident set (`VmHWM` in
+/// `/proc/PID/status`, a high-water mark) until it exits. Returns the
+/// output and the largest peak sampled, in bytes.
+#[cfg(target_os = "linux")]
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("airlock runs");
+    // Drained on threads so a full pipe never blocks the child.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).unwrap();
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let o = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (o, peak)
+}
+
+/// A real npm tarball (`package/package.json` and an incompressible
+/// `package/blob.bin` of `size` bytes, gzip with stored blocks) for
+/// `name@version`.
+fn big_tarball(name: &str, version: &str, size: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut blob = Vec::with_capacity(size);
+    while blob.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        blob.extend_from_slice(&x.to_le_bytes());
+    }
+    blob.truncate(size);
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    let mut t = tar::Builder::new(gz);
+    for (path, bytes) in [
+        (
+            "package/package.json",
+            format!(r#"{{"name": "{name}", "version": "{version}"}}"#).into_bytes(),
+        ),
+        ("package/blob.bin", blob),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        t.append_data(&mut h, path, bytes.as_slice()).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+/// A tarball larger than the 32 MiB a kept blob may have: its bytes are
+/// not kept on the high side, its sha512 is computed as its parts stream
+/// by across volumes, and `verify` stays within the product's 64 MiB of
+/// resident memory.
+#[test]
+fn npm_tarball_over_32_mib_is_rechecked_without_keeping_its_bytes() {
+    use base64::Engine;
+    let f = Fixture::new();
+    let app = f.path("src/big");
+    std::fs::create_dir_all(app.join("tarballs")).unwrap();
+    let tgz = big_tarball("airlock-big", "1.0.0", 33 << 20);
+    assert!(tgz.len() > 33 << 20);
+    std::fs::write(app.join("tarballs/airlock-big-1.0.0.tgz"), &tgz).unwrap();
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&tgz))
+    );
+    drop(tgz);
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name": "big-app", "version": "1.0.0", "dependencies": {"airlock-big": "1.0.0"}}"#,
+    )
+    .unwrap();
+    let lock = serde_json::json!({
+        "name": "big-app",
+        "version": "1.0.0",
+        "lockfileVersion": 3,
+        "requires": true,
+        "packages": {
+            "": {"name": "big-app", "version": "1.0.0", "dependencies": {"airlock-big": "1.0.0"}},
+            "node_modules/airlock-big": {
+                "version": "1.0.0",
+                "resolved": "https://registry.npmjs.org/airlock-big/-/airlock-big-1.0.0.tgz",
+                "integrity": integrity,
+            }
+        }
+    });
+    std::fs::write(
+        app.join("package-lock.json"),
+        serde_json::to_vec_pretty(&lock).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        format!("{HEAD}npm:\n  - lockfile: big/package-lock.json\n    tarballs: big/tarballs\n"),
+    )
+    .unwrap();
+
+    // As 16 MB volumes the tarball is split: its sha512 is computed over
+    // its parts as they are joined.
+    let o = f.pack_with("tar", "vols", &["--volume-size", "16000000"]);
+    ok("pack into volumes", &o);
+    let mut paths: Vec<PathBuf> = json(&o)["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 3, "{paths:?}");
+    let mut args = vec!["verify".to_string()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
+    args.extend(["--trust", &f.s("policy.yaml"), "--json"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    #[cfg(target_os = "linux")]
+    {
+        let (o, peak) = run_measured(&args);
+        ok("verify the volumes", &o);
+        eprintln!("verify peaked at {} KiB of resident memory", peak >> 10);
+        assert!(json(&o)["checked"]["pins"].as_u64().unwrap() >= 1);
+        assert!(
+            peak > 0 && peak < 64 << 20,
+            "verify peaked at {peak} bytes of resident memory"
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    ok("verify the volumes", &run(&args));
+    ok("import the volumes", &f.import(&f.path("vols"), "store"));
+}

@@ -849,13 +849,8 @@ impl super::kind::SourceKind for Apt {
     fn pin_layer(&self, l: &Layer) -> bool {
         l.path == LOCK_PATH
     }
-    fn check_artifact(
-        &self,
-        a: &Artifact,
-        bytes_of: super::kind::KeptBytes<'_, '_>,
-        report: &mut Report,
-    ) {
-        check_artifact(a, bytes_of, report)
+    fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
+        check_artifact(a, &|l| kept.bytes(l), report)
     }
     /// `apt/FILE.deb` (one flat repository for every entry), and each
     /// entry's lock, byte for byte, at `apt/entries/N/apt.lock`.

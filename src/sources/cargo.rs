@@ -610,13 +610,8 @@ impl super::kind::SourceKind for Cargo {
     fn pin_layer(&self, l: &Layer) -> bool {
         l.path == LOCK_PATH || l.path.rsplit('/').next() == Some(CHECKSUM_FILE)
     }
-    fn check_artifact(
-        &self,
-        a: &Artifact,
-        bytes_of: super::kind::KeptBytes<'_, '_>,
-        report: &mut Report,
-    ) {
-        check_artifact(a, bytes_of, report)
+    fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
+        check_artifact(a, &|l| kept.bytes(l), report)
     }
     /// `cargo/vendor/...`, and the Cargo.lock at `cargo/Cargo.lock`, or at
     /// `cargo/entries/N/Cargo.lock` when the bundle has several cargo entries.

@@ -3,8 +3,9 @@
 //!
 //! - build side: `plan` turns the manifest's entries into planned artifacts
 //!   (pins are checked by `packages::finish` once `pack` has hashed the files);
-//! - high side: `pin_layer` keeps the bytes the re-check needs and
-//!   `check_artifact` re-checks the pins from them;
+//! - high side: `pin_layer` keeps the bytes the re-check needs,
+//!   `sha512_layer` asks for a layer's sha512 (computed as it streams by,
+//!   its bytes not kept) and `check_artifact` re-checks the pins from them;
 //! - export: `export_path` says where each layer goes and `export_rendered`
 //!   writes what the kind's installer reads (`requirements.txt`, cargo's
 //!   `config.toml`, ...);
@@ -26,8 +27,14 @@ use crate::manifest::LoadedManifest;
 /// Reads a layer's bytes from the store, re-hashed (for export rendering).
 pub type ReadLayer<'a> = &'a dyn Fn(&Layer) -> Result<Vec<u8>>;
 
-/// A kept layer's bytes on the high side, if the layer was kept.
-pub type KeptBytes<'a, 'k> = &'a dyn Fn(&Layer) -> Option<&'k [u8]>;
+/// What the high side read of an artifact's layers for `check_artifact`,
+/// for the layers that verified.
+pub trait Kept {
+    /// The layer's bytes, if `pin_layer` asked for them.
+    fn bytes(&self, l: &Layer) -> Option<&[u8]>;
+    /// The layer's sha512, if `sha512_layer` asked for it.
+    fn sha512(&self, l: &Layer) -> Option<[u8; 64]>;
+}
 
 /// How the SBOM names one carried package.
 #[derive(Debug, Clone)]
@@ -68,14 +75,22 @@ pub trait SourceKind: Sync {
         false
     }
 
-    /// Whether the high side keeps this layer's bytes for `check_artifact`.
+    /// Whether the high side keeps this layer's bytes for `check_artifact`
+    /// (small files only: the kept bytes are held in memory).
     fn pin_layer(&self, _l: &Layer) -> bool {
         false
     }
 
+    /// Whether the high side computes this layer's sha512 for
+    /// `check_artifact`, while the layer is hashed (its bytes are not kept,
+    /// so the layer may be of any size).
+    fn sha512_layer(&self, _l: &Layer) -> bool {
+        false
+    }
+
     /// The high side's re-check of an artifact's pins from the verified
-    /// description and the kept bytes.
-    fn check_artifact(&self, _a: &Artifact, _bytes_of: KeptBytes<'_, '_>, _report: &mut Report) {}
+    /// description and what was kept (`pin_layer`, `sha512_layer`).
+    fn check_artifact(&self, _a: &Artifact, _kept: &dyn Kept, _report: &mut Report) {}
 
     /// Where `airlock export` writes a layer, relative to the export
     /// directory; `None` when the kind is exported otherwise (images).

@@ -12,7 +12,9 @@
 //! the same pass pins the copy (`packages::finish`), so the bytes carried are
 //! the bytes checked.
 //! High side: the same checks again, from the description, the carried
-//! `package-lock.json` and the kept tarball bytes (re-hashed with sha512).
+//! `package-lock.json` and the sha512 of each tarball, computed while the
+//! payload is hashed (the tarballs' bytes are not kept, so a tarball may be
+//! of any size).
 //! Export writes an npm cache (`npm/cache/_cacache/content-v2/sha512/...`,
 //! content-addressed by the integrity) that `npm ci --offline --cache
 //! npm/cache` installs from with no network.
@@ -25,11 +27,12 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha512};
 
+use super::kind::Kept;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    ref_component, Artifact, ArtifactKind, Description, Layer, MAX_JSON_BLOB, MODE_FILE,
-    NPM_ARTIFACT, NPM_LOCK, NPM_PACKAGE_JSON, NPM_TARBALL,
+    ref_component, Artifact, ArtifactKind, Description, Layer, MODE_FILE, NPM_ARTIFACT, NPM_LOCK,
+    NPM_PACKAGE_JSON, NPM_TARBALL,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -41,10 +44,6 @@ pub const LOCK_PATH: &str = "package-lock.json";
 pub const PACKAGE_JSON_PATH: &str = "package.json";
 /// The directory holding the tarballs inside an npm artifact.
 pub const TARBALL_DIR: &str = "tarballs";
-/// The largest tarball carried: the high side keeps each tarball's bytes to
-/// re-hash it with sha512.
-pub const MAX_TARBALL: u64 = MAX_JSON_BLOB;
-
 /// The export's npm cache directory (`npm ci --cache`), below the export.
 pub const EXPORT_CACHE: &str = "npm/cache";
 
@@ -415,17 +414,6 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 );
                 continue;
             };
-            let size = fs_err::metadata(&abs)?.len();
-            if size > MAX_TARBALL {
-                report.add(
-                    subject,
-                    format!(
-                        "{} is {size} bytes; airlock carries npm tarballs up to {MAX_TARBALL} bytes (the high side re-hashes each in memory)",
-                        abs.display()
-                    ),
-                );
-                continue;
-            }
             let (s512, s256) = hash_file(&abs)?;
             if !l.sha512.contains(&s512) {
                 report.add(
@@ -499,18 +487,14 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
 }
 
 /// The high side's check of one npm artifact, from the description, the
-/// kept `package-lock.json` and the kept tarball bytes.
-pub fn check_artifact<'k>(
-    a: &Artifact,
-    bytes_of: &dyn Fn(&Layer) -> Option<&'k [u8]>,
-    report: &mut Report,
-) {
+/// kept `package-lock.json` and the sha512 of each tarball.
+pub fn check_artifact(a: &Artifact, kept: &dyn Kept, report: &mut Report) {
     let subject = |what: &str| format!("{} {what}", a.reference);
     let Some(lock_bytes) = a
         .layers
         .iter()
         .find(|l| l.path == LOCK_PATH)
-        .and_then(bytes_of)
+        .and_then(|l| kept.bytes(l))
     else {
         report.add(
             subject(LOCK_PATH),
@@ -594,13 +578,12 @@ pub fn check_artifact<'k>(
                 ),
             );
         }
-        match bytes_of(l) {
+        match kept.sha512(l) {
             None => report.add(
                 &s,
                 format!("{expected} could not be read to re-check its integrity"),
             ),
-            Some(b) => {
-                let actual: [u8; 64] = Sha512::digest(b).into();
+            Some(actual) => {
                 if actual != recorded {
                     report.add(
                         &s,
@@ -662,17 +645,16 @@ impl super::kind::SourceKind for Npm {
     fn carries_packages(&self) -> bool {
         true
     }
-    /// The lock and every tarball (re-hashed with sha512).
+    /// The lock.
     fn pin_layer(&self, l: &Layer) -> bool {
-        l.path == LOCK_PATH || l.path.starts_with(&format!("{TARBALL_DIR}/"))
+        l.path == LOCK_PATH
     }
-    fn check_artifact(
-        &self,
-        a: &Artifact,
-        bytes_of: super::kind::KeptBytes<'_, '_>,
-        report: &mut Report,
-    ) {
-        check_artifact(a, bytes_of, report)
+    /// Every tarball (its sha512, against the lock's integrity).
+    fn sha512_layer(&self, l: &Layer) -> bool {
+        l.path.starts_with(&format!("{TARBALL_DIR}/"))
+    }
+    fn check_artifact(&self, a: &Artifact, kept: &dyn Kept, report: &mut Report) {
+        check_artifact(a, kept, report)
     }
     /// Tarballs into one npm cache, `npm/cache/_cacache/content-v2/sha512/...`
     /// by their recorded integrity (shared by every npm entry); the lock and
@@ -841,16 +823,20 @@ mod tests {
             source: None,
             blobs: vec![],
         };
+        // The lock's bytes; every other layer's sha512 is that of `tarball`.
+        struct Read<'a>(&'a [u8], Option<&'a [u8]>);
+        impl Kept for Read<'_> {
+            fn bytes(&self, l: &Layer) -> Option<&[u8]> {
+                (l.path == LOCK_PATH).then_some(self.0)
+            }
+            fn sha512(&self, l: &Layer) -> Option<[u8; 64]> {
+                let b = self.1.filter(|_| l.path != LOCK_PATH)?;
+                Some(Sha512::digest(b).into())
+            }
+        }
         let run = |a: &Artifact, tarball: Option<&[u8]>| {
             let mut report = Report::default();
-            check_artifact(
-                a,
-                &|l: &Layer| match l.path.as_str() {
-                    LOCK_PATH => Some(lock.as_bytes()),
-                    _ => tarball,
-                },
-                &mut report,
-            );
+            check_artifact(a, &Read(lock.as_bytes(), tarball), &mut report);
             report
                 .findings
                 .into_iter()

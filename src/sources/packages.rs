@@ -135,16 +135,43 @@ pub fn pin_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
         .collect()
 }
 
+/// Layers whose sha512 the high side computes while it hashes them (each
+/// kind's `SourceKind::sha512_layer`: npm tarballs), their bytes not kept.
+pub fn sha512_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
+    d.artifacts
+        .iter()
+        .flat_map(|a| {
+            let kind = of(a.kind);
+            a.layers.iter().filter(move |l| kind.sha512_layer(l))
+        })
+        .map(|l| l.digest)
+        .collect()
+}
+
+/// What the payload pass kept for the pin re-check: the bytes of the layers
+/// `pin_blobs` names (payload path → bytes) and the sha512 of those
+/// `sha512_blobs` names (blob → sha512).
+pub struct KeptPins<'k> {
+    pub bytes: &'k HashMap<String, Vec<u8>>,
+    pub sha512: &'k HashMap<Sha256Digest, [u8; 64]>,
+}
+
+impl super::kind::Kept for KeptPins<'_> {
+    fn bytes(&self, l: &Layer) -> Option<&[u8]> {
+        self.bytes.get(&blob_path(&l.digest)).map(Vec::as_slice)
+    }
+    fn sha512(&self, l: &Layer) -> Option<[u8; 64]> {
+        self.sha512.get(&l.digest).copied()
+    }
+}
+
 /// The high side's own check of every package pin, from the verified
-/// description and the kept bytes of the layers `pin_blobs` names
-/// (payload path → bytes). Runs after the payload pass.
-pub fn check_pins(d: &Description, kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
+/// description and what the payload pass kept. Runs after the payload pass.
+pub fn check_pins(d: &Description, kept: &KeptPins<'_>, report: &mut Report) {
     for a in &d.artifacts {
-        let bytes_of =
-            |l: &Layer| -> Option<&[u8]> { kept.get(&blob_path(&l.digest)).map(Vec::as_slice) };
         let kind = of(a.kind);
         if kind.carries_packages() {
-            kind.check_artifact(a, &bytes_of, report);
+            kind.check_artifact(a, kept, report);
         } else if !a.packages.is_empty() {
             report.add(
                 crate::bundle::DESCRIPTION,

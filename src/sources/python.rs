@@ -1214,13 +1214,8 @@ impl super::kind::SourceKind for Python {
     fn pin_layer(&self, l: &Layer) -> bool {
         l.path == REQUIREMENTS_PATH
     }
-    fn check_artifact(
-        &self,
-        a: &Artifact,
-        bytes_of: super::kind::KeptBytes<'_, '_>,
-        report: &mut Report,
-    ) {
-        check_artifact(a, bytes_of, report)
+    fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
+        check_artifact(a, &|l| kept.bytes(l), report)
     }
     /// `python/FILE` for distributions (one wheelhouse for every entry), and
     /// each entry's own `requirements.txt` and original `pylock.toml`, byte

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 use rayon::prelude::*;
+use sha2::{Digest as _, Sha512};
 
 use crate::bundle::*;
 use crate::custody::{check_chain, EventView};
@@ -47,6 +48,40 @@ pub struct Expected {
     pub size: u64,
     pub exact: bool,
     pub keep: bool,
+    /// Whether its sha512 is computed as it is hashed (npm tarballs).
+    pub sha512: bool,
+}
+
+/// What the payload pass keeps for the structure and pin checks.
+#[derive(Default)]
+pub(crate) struct Kept {
+    /// Payload path → bytes: manifests, indexes, pin files (each at most
+    /// `MAX_JSON_BLOB`).
+    pub bytes: HashMap<String, Vec<u8>>,
+    /// Blob → sha512, for the layers a kind re-checks by sha512; their
+    /// bytes are not kept.
+    pub sha512: HashMap<Sha256Digest, [u8; 64]>,
+}
+
+impl Kept {
+    /// Keeps what `take_payload` took of a verified payload file.
+    pub(crate) fn add(&mut self, path: &str, exp: &Expected, taken: Taken) {
+        if let Some(b) = taken.bytes {
+            self.bytes.insert(path.to_string(), b);
+        }
+        if let Some(s) = taken.sha512 {
+            self.sha512.insert(exp.digest, s);
+        }
+    }
+}
+
+/// What `take_payload` took of one payload file besides its digest.
+#[derive(Default)]
+pub(crate) struct Taken {
+    /// Its bytes, when `Expected::keep`.
+    pub bytes: Option<Vec<u8>>,
+    /// Its sha512, when `Expected::sha512`.
+    pub sha512: Option<[u8; 64]>,
 }
 
 /// A fully verified bundle.
@@ -350,6 +385,8 @@ fn make_plan(
     // pin re-check; model signatures (model.sig): for their re-check.
     let mut pin_blobs = crate::sources::packages::pin_blobs(d);
     pin_blobs.extend(crate::modelsig::signature_blobs(d));
+    // npm tarballs: their sha512 computed as they are hashed.
+    let sha512_blobs = crate::sources::packages::sha512_blobs(d);
     for (path, digest) in m {
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
@@ -357,6 +394,7 @@ fn make_plan(
                 size: MAX_JSON_BLOB,
                 exact: false,
                 keep: true,
+                sha512: false,
             }
         } else if let Some(hex) = path.strip_prefix(BLOBS_PREFIX) {
             if hex != digest.hex() {
@@ -381,6 +419,7 @@ fn make_plan(
                 size: *size,
                 exact: true,
                 keep,
+                sha512: sha512_blobs.contains(digest),
             }
         } else {
             report.add(
@@ -424,15 +463,16 @@ fn kept_for_checks(
 }
 
 /// Hashes (and, when staging, copies) one payload file. Returns its digest and,
-/// when asked to keep it, its bytes.
+/// when asked, its bytes and its sha512.
 pub(crate) fn take_payload(
     path: &str,
     reader: &mut dyn Read,
     exp: &Expected,
     staging: Option<&Staging>,
     progress: &dyn Progress,
-) -> Result<(Hashed, Option<Vec<u8>>)> {
+) -> Result<(Hashed, Taken)> {
     let mut kept = exp.keep.then(Vec::new);
+    let mut sha512 = exp.sha512.then(Sha512::new);
     let stage_to = staging
         .filter(|s| path.starts_with(BLOBS_PREFIX) && !s.have.contains(&exp.digest))
         .map(|s| s.dir.join(format!("{}.part", exp.digest.hex())));
@@ -443,7 +483,7 @@ pub(crate) fn take_payload(
         )),
         None => None,
     };
-    let mut tee = Tee(file.as_mut(), kept.as_mut());
+    let mut tee = Tee(file.as_mut(), Some(Tee(kept.as_mut(), sha512.as_mut())));
     let h = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n))?;
     if let (Some(f), Some(p)) = (file, &stage_to) {
         let f = f.into_inner().map_err(|e| e.into_error())?;
@@ -457,7 +497,13 @@ pub(crate) fn take_payload(
             fs_err::remove_file(p)?;
         }
     }
-    Ok((h, kept))
+    Ok((
+        h,
+        Taken {
+            bytes: kept,
+            sha512: sha512.map(|s| s.finalize().into()),
+        },
+    ))
 }
 
 /// A reader that shows every byte it yields to a content probe, if any.
@@ -552,17 +598,18 @@ pub fn verify_with_base(
     if let (false, Some(d)) = (check.omitted.is_empty(), &check.description) {
         let mut pin_blobs = crate::sources::packages::pin_blobs(d);
         pin_blobs.extend(crate::modelsig::signature_blobs(d));
-        let needed = check
-            .omitted
-            .iter()
-            .any(|(dg, (mt, size))| kept_for_checks(dg, mt, *size, &pin_blobs));
+        let sha512_blobs = crate::sources::packages::sha512_blobs(d);
+        let needed = check.omitted.iter().any(|(dg, (mt, size))| {
+            kept_for_checks(dg, mt, *size, &pin_blobs) || sha512_blobs.contains(dg)
+        });
         match base {
             Some(b) if report.is_ok() => {
                 base_check.store = Some(b.store.root.clone());
                 base_check.rehashed = b.recheck;
                 let content = crate::modelcheck::ContentPlan::new(d, policy.pickle.clone());
                 for (dg, (mt, size)) in &check.omitted {
-                    check_from_store(b, d, dg, mt, *size, &pin_blobs, &content, &mut kept)
+                    let sha512 = sha512_blobs.contains(dg);
+                    check_from_store(b, d, dg, mt, *size, &pin_blobs, sha512, &content, &mut kept)
                         .map(|r| report.merge(r))?;
                 }
             }
@@ -574,16 +621,20 @@ pub fn verify_with_base(
         whole_payload,
         base_check.structure,
         &check.description,
-        kept.get(OCI_INDEX),
+        kept.bytes.get(OCI_INDEX),
     ) {
-        check_oci(d, index, &kept, &mut report);
-        // The high side re-checks every python and cargo pin itself.
-        crate::sources::packages::check_pins(d, &kept, &mut report);
+        check_oci(d, index, &kept.bytes, &mut report);
+        // The high side re-checks every package pin itself.
+        let pins = crate::sources::packages::KeptPins {
+            bytes: &kept.bytes,
+            sha512: &kept.sha512,
+        };
+        crate::sources::packages::check_pins(d, &pins, &mut report);
         // And every model signature pack verified (OpenSSF model-signing).
-        crate::modelsig::check_bundle(d, &kept, &mut report);
+        crate::modelsig::check_bundle(d, &kept.bytes, &mut report);
     }
     if let (true, Some(plan)) = (whole_payload, &check.plan) {
-        check_oxum(&check.tags, plan, &kept, &mut report);
+        check_oxum(&check.tags, plan, &kept.bytes, &mut report);
     }
     report.into_result()?;
     Ok(Verified {
@@ -609,8 +660,9 @@ fn check_from_store(
     media_type: &str,
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
+    sha512: bool,
     content: &crate::modelcheck::ContentPlan,
-    kept: &mut HashMap<String, Vec<u8>>,
+    kept: &mut Kept,
 ) -> Result<Report> {
     let path = blob_path(digest);
     let mut r = Report::default();
@@ -627,7 +679,7 @@ fn check_from_store(
     }
     let keep = kept_for_checks(digest, media_type, size, pin_blobs);
     let wanted = content.wants(&path);
-    if !(keep || wanted || b.recheck) {
+    if !(keep || sha512 || wanted || b.recheck) {
         return Ok(r);
     }
     let exp = Expected {
@@ -635,10 +687,11 @@ fn check_from_store(
         size,
         exact: true,
         keep,
+        sha512,
     };
     let mut pending = content.start(&path, size, None, None);
     let mut reader = b.store.open_blob(digest)?;
-    let (h, bytes) = take_payload(
+    let (h, taken) = take_payload(
         &path,
         &mut tap(&mut reader, pending.as_mut().and_then(|p| p.probe())),
         &exp,
@@ -647,9 +700,7 @@ fn check_from_store(
     )?;
     let at = b.store.locate_blob(digest);
     if judge(&at, &exp, &h, &mut r) {
-        if let Some(bytes) = bytes {
-            kept.insert(path, bytes);
-        }
+        kept.add(&path, &exp, taken);
         if let Some(p) = pending {
             r.merge(p.finish(content)?);
         }
@@ -693,7 +744,7 @@ fn check_oxum(
     }
 }
 
-type Outcome = (TagCheck, Report, HashMap<String, Vec<u8>>);
+type Outcome = (TagCheck, Report, Kept);
 
 fn verify_dir(
     dir: &Path,
@@ -706,7 +757,7 @@ fn verify_dir(
     let present = crate::source::walk_dir(dir, &mut tags)?;
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
-    let mut kept = HashMap::new();
+    let mut kept = Kept::default();
     let Some(plan) = check.plan.clone() else {
         return Ok((check, report, kept));
     };
@@ -742,7 +793,7 @@ fn verify_dir(
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
     // Per file: its path, its findings, its bytes when kept.
-    type FileOutcome = (String, Report, Option<Vec<u8>>);
+    type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
         .map(|(rel, abs, len)| {
@@ -756,7 +807,7 @@ fn verify_dir(
                 return Ok((rel.clone(), r, None));
             }
             let mut f = fs_err::File::open(abs)?;
-            let (h, bytes) = take_payload(rel, &mut f, exp, staging, progress)?;
+            let (h, taken) = take_payload(rel, &mut f, exp, staging, progress)?;
             let ok = judge(rel, exp, &h, &mut r);
             if let (true, Some(c)) = (ok, &content) {
                 let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
@@ -764,15 +815,15 @@ fn verify_dir(
                     r.merge(pending.finish(c)?);
                 }
             }
-            Ok((rel.clone(), r, bytes.filter(|_| ok)))
+            Ok((rel.clone(), r, Some(taken).filter(|_| ok)))
         })
         .collect();
     progress.finish();
     for res in results {
-        let (rel, r, bytes) = res?;
+        let (rel, r, taken) = res?;
         report.merge(r);
-        if let Some(b) = bytes {
-            kept.insert(rel, b);
+        if let Some(t) = taken {
+            kept.add(&rel, &plan[&rel], t);
         }
     }
     Ok((check, report, kept))
@@ -789,7 +840,7 @@ fn verify_tar(
     // before any payload byte is read.
     let check = check_tags(read_tags(form)?, policy, now);
     let mut report = check.report.clone();
-    let mut kept = HashMap::new();
+    let mut kept = Kept::default();
     let (true, Some(plan)) = (report.is_ok(), check.plan.as_ref()) else {
         return Ok((check, report, kept));
     };
@@ -845,7 +896,7 @@ fn verify_tar(
                 staging.map(|s| s.dir),
             )
         });
-        let (h, bytes) = take_payload(
+        let (h, taken) = take_payload(
             &path,
             &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
             exp,
@@ -853,9 +904,7 @@ fn verify_tar(
             progress,
         )?;
         if judge(&path, exp, &h, report) {
-            if let Some(b) = bytes {
-                kept.insert(path.clone(), b);
-            }
+            kept.add(&path, exp, taken);
             if let (Some(c), Some(p)) = (&content, pending) {
                 report.merge(p.finish(c)?);
             }

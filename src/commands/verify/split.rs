@@ -2,15 +2,15 @@
 //! volume map, then every piece hashed alone and split blobs joined in volume
 //! order (part of `verify`; `volumes` writes them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
-use super::{judge, staged_path, take_payload, tap, Expected, Staging, TagCheck};
+use super::{judge, staged_path, take_payload, tap, Expected, Kept, Staging, TagCheck};
 use crate::bundle::*;
-use crate::digest::{copy_hashed, HashingWriter, Sha256Digest};
+use crate::digest::{copy_hashed, HashingWriter, Sha256Digest, Tee};
 use crate::dsse::{Envelope, Statement, Subject};
 use crate::error::{Error, Report, Result};
 use crate::policy::{KeyStanding, TrustPolicy};
@@ -56,6 +56,8 @@ struct Open {
     path: String,
     next_part: u32,
     hasher: Sha256,
+    /// The joined blob's sha512, when asked (`Expected::sha512`).
+    sha512: Option<Sha512>,
     read: u64,
     stage: Option<(PathBuf, io::BufWriter<fs_err::File>)>,
     /// The blob's content check (modelcheck), fed as its parts stream by.
@@ -72,7 +74,7 @@ pub fn verify_volumes(
     now: i64,
     staging: Option<&Staging>,
     progress: &dyn Progress,
-) -> Result<(TagCheck, Report, HashMap<String, Vec<u8>>)> {
+) -> Result<(TagCheck, Report, Kept)> {
     let mut report = Report::default();
     let mut heads = Vec::new();
     for f in files {
@@ -168,7 +170,7 @@ pub fn verify_volumes(
             }
         }
     }
-    let mut kept = HashMap::new();
+    let mut kept = Kept::default();
     let (Some(map), Some(plan)) = (map, check.plan.clone()) else {
         return Ok((check, report, kept));
     };
@@ -277,7 +279,7 @@ pub fn verify_volumes(
             };
             if piece.part == 0 {
                 let mut pending = start_content(&piece.path, &exp);
-                let (hsh, bytes) = take_payload(
+                let (hsh, taken) = take_payload(
                     &piece.path,
                     &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
                     &exp,
@@ -286,9 +288,7 @@ pub fn verify_volumes(
                 )?;
                 if judge(&piece.path, &exp, &hsh, report) {
                     done_paths.insert(piece.path.clone());
-                    if let Some(b) = bytes {
-                        kept.insert(piece.path.clone(), b);
-                    }
+                    kept.add(&piece.path, &exp, taken);
                     if let (Some(c), Some(p)) = (&content, pending) {
                         report.merge(p.finish(c)?);
                     }
@@ -311,6 +311,7 @@ pub fn verify_volumes(
                     path: piece.path.clone(),
                     next_part: 1,
                     hasher: Sha256::new(),
+                    sha512: exp.sha512.then(Sha512::new),
                     read: 0,
                     stage,
                     content: start_content(&piece.path, &exp),
@@ -324,11 +325,13 @@ pub fn verify_volumes(
                 let mut tap = tap(entry, o.content.as_mut().and_then(|p| p.probe()));
                 let hsh = match o.stage.as_mut() {
                     Some(s) => {
-                        let mut w = HashingWriter::new(&mut s.1, &mut o.hasher);
+                        let w = HashingWriter::new(&mut s.1, &mut o.hasher);
+                        let mut w = Tee(Some(w), o.sha512.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                     None => {
-                        let mut w = HashingWriter::new(io::sink(), &mut o.hasher);
+                        let w = HashingWriter::new(io::sink(), &mut o.hasher);
+                        let mut w = Tee(Some(w), o.sha512.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                 };
@@ -357,6 +360,9 @@ pub fn verify_volumes(
                     report.add(&piece.path, format!("sha256 mismatch after joining its parts: manifest says {}, parts give {whole}", exp.digest));
                 } else {
                     done_paths.insert(piece.path.clone());
+                    if let Some(s) = o.sha512 {
+                        kept.sha512.insert(exp.digest, s.finalize().into());
+                    }
                     if let Some((p, f)) = o.stage {
                         let f = f.into_inner().map_err(|e| e.into_error())?;
                         drop(f);

@@ -1242,6 +1242,12 @@ pub fn render(d: &Description) -> String {
                 m.artifact,
                 parts.join(", ")
             ));
+            if let Some(o) = &m.huggingface {
+                s.push_str(&format!(
+                    "      Hugging Face {}@{} (export writes a Hub cache)\n",
+                    o.repo, o.revision
+                ));
+            }
             if let Some(sig) = &m.signature {
                 s.push_str(&format!("      {}\n", crate::modelsig::summary(sig)));
             }

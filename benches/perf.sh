@@ -14,7 +14,9 @@
 #   pack dir / tar             vs  openssl dgst -sha256
 #   pack tar.zst               vs  max(openssl dgst, tar -c | zstd -T0 -3)
 #   import, export             vs  max(cp -r, openssl dgst)
-# Every airlock row also shows its peak RSS (GNU time's maximum resident set).
+# Every row shows wall seconds and CPU seconds (user + system); airlock rows
+# also their peak RSS (GNU time's maximum resident set). On a shared machine
+# the CPU seconds are the steadier figure.
 #
 # Usage: benches/perf.sh [--huge] [small|large]...
 #   --huge   adds the 200k-file tree (minutes, several GiB of metadata churn)
@@ -38,8 +40,8 @@ for a in "$@"; do
   esac
 done
 [ ${#parts[@]} -gt 0 ] || parts=(small large)
-for tool in /usr/bin/time openssl zstd tar python3; do
-  command -v "$tool" >/dev/null || { echo "perf: needs $tool (apt-get install time openssl zstd tar python3)" >&2; exit 2; }
+for tool in /usr/bin/time openssl zstd tar python3 bc; do
+  command -v "$tool" >/dev/null || { echo "perf: needs $tool (apt-get install time openssl zstd tar python3 bc)" >&2; exit 2; }
 done
 if [ -n "${AIRLOCK:-}" ]; then
   airlock=$(realpath "$AIRLOCK")
@@ -98,14 +100,15 @@ PY
 results=$dir/results.txt
 : > "$results"
 # run SET ROUND NAME CMD...: times CMD (stdout/stderr to a log), appends
-# "SET ROUND NAME seconds maxrss_kib" to the results.
+# "SET ROUND NAME seconds maxrss_kib cpu_seconds" to the results.
 run() {
   local set=$1 round=$2 name=$3; shift 3
   local t=$dir/time.txt
-  if ! /usr/bin/time -o "$t" -f '%e %M' "$@" > "$dir/last.log" 2>&1; then
+  if ! /usr/bin/time -o "$t" -f '%e %M %U %S' "$@" > "$dir/last.log" 2>&1; then
     echo "perf: $set $name failed:" >&2; tail -5 "$dir/last.log" >&2; exit 1
   fi
-  echo "$set $round $name $(tail -1 "$t")" >> "$results"
+  read -r secs rss user sys < <(tail -1 "$t")
+  echo "$set $round $name $secs $rss $(echo "$user + $sys" | bc -l)" >> "$results"
   printf '  %-14s %s\n' "$name" "$(tail -1 "$t")" >&2
 }
 hash_tree() { find "$1" -type f -print0 | xargs -0 -P1 openssl dgst -sha256 > /dev/null; }
@@ -145,8 +148,8 @@ bench_set() {
     fi
     run "$set" "$r" import "$airlock" import "$out/$name" --trust "$trust" --store "$store"
     run "$set" "$r" export "$airlock" export "$kind@1.0.0" --store "$store" --out "$exp"
-    echo "$set $r size-bundle $(stat -c %s "$out/$name.tar.zst") 0" >> "$results"
-    echo "$set $r size-diy $(stat -c %s "$dir/diy.tar.zst") 0" >> "$results"
+    echo "$set $r size-bundle $(stat -c %s "$out/$name.tar.zst") 0 0" >> "$results"
+    echo "$set $r size-diy $(stat -c %s "$dir/diy.tar.zst") 0 0" >> "$results"
   done
   rm -rf "$out" "$store" "$exp" "$cp" "$dir/diy.tar.zst"
 }
@@ -164,8 +167,8 @@ import statistics, sys
 from collections import defaultdict
 rows = defaultdict(lambda: defaultdict(dict))   # set -> name -> round -> (s, rss)
 for line in open(sys.argv[1]):
-    s, r, name, t, rss = line.split()
-    rows[s][name][int(r)] = (float(t), int(rss))
+    s, r, name, t, rss, cpu = line.split()
+    rows[s][name][int(r)] = (float(t), int(rss), float(cpu))
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 for s, by in rows.items():
@@ -188,17 +191,18 @@ for s, by in rows.items():
                 return max(t(a, r), t(b, r), 1e-3)
             return max(t(ref, r), 1e-3)
     print(f"\n== {s} ({len(rounds)} rounds, medians)")
-    print(f"{'command':<16}{'seconds':>9}{'peak RSS MiB':>14}   {'ratio':>6}  reference")
+    print(f"{'command':<16}{'seconds':>9}{'cpu s':>8}{'peak RSS MiB':>14}   {'ratio':>6}  reference")
     for name in by:
         if name.startswith("size-"):
             continue
         secs = med([by[name][r][0] for r in rounds])
+        cpu = med([by[name][r][2] for r in rounds])
         rss = max(by[name][r][1] for r in rounds) / 1024
         if name in refs:
             ratio = med([t(name, r) / refv(refs[name], r) for r in rounds])
-            print(f"{name:<16}{secs:>9.2f}{rss:>14.1f}   {ratio:>5.2f}x  {refs[name]}")
+            print(f"{name:<16}{secs:>9.2f}{cpu:>8.2f}{rss:>14.1f}   {ratio:>5.2f}x  {refs[name]}")
         else:
-            print(f"{name:<16}{secs:>9.2f}{'':>14}")
+            print(f"{name:<16}{secs:>9.2f}{cpu:>8.2f}")
     b, d = by["size-bundle"][rounds[0]][0], by["size-diy"][rounds[0]][0]
     print(f"tar.zst size: bundle {b / 2**20:.1f} MiB, tar | zstd -3 {d / 2**20:.1f} MiB: {b / d:.3f}x")
 PY

@@ -1,9 +1,12 @@
 //! `airlock pack`: manifest → signed bundle.
 //!
-//! Every input file is read once: hashed while it is copied into the bundle's
-//! blob store, in parallel across files. Identical files become one blob.
-//! The bundle is built in a hidden staging directory beside the output and
-//! renamed into place only when complete, so a failed pack leaves nothing.
+//! A directory bundle (or volumes): every input file is copied into the
+//! bundle's blob store and the copy hashed, in parallel across files. A single
+//! tar or tar.zst: every input is hashed in place, then read again (from the
+//! page cache) straight into the tar after the tag files, hashed again on the
+//! way; nothing is staged. Identical files become one blob. The bundle is
+//! built in a hidden staging directory beside the output and renamed into
+//! place only when complete, so a failed pack leaves nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -179,7 +179,6 @@ pub fn append_input<W: Write>(
             },
         );
         append(b, path, expected.size, MODE_FILE, mtime, &mut r)?;
-        drop(r);
         (Sha256Digest::of_raw(h.finalize().into()), n)
     };
     let longer = f.read(&mut [0u8; 1])? != 0;

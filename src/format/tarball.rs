@@ -244,13 +244,21 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// The size of each multi-threaded zstd job. zstd's default for level 3
+/// (8 MiB jobs) holds about 70 MiB of job buffers on two workers; 2 MiB jobs
+/// hold a quarter of that and compress as well (`zstd -T2 -3 -B2MiB` of a
+/// source tree: 0.1% smaller than without `-B`).
+pub const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
 /// The zstd encoder every tar.zst is written with: level 3, compressed on
-/// every core. zstd's multi-threaded output is the same for any number of
-/// workers, so a bundle's bytes do not depend on the machine that packed it.
+/// every core, in [`ZSTD_JOB_SIZE`] jobs. zstd's multi-threaded output is
+/// the same for any number of workers, so a bundle's bytes do not depend on
+/// the machine that packed it.
 pub fn zstd_encoder<W: std::io::Write>(w: W) -> std::io::Result<zstd::Encoder<'static, W>> {
     let mut enc = zstd::Encoder::new(w, 3)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     enc.multithread(workers.max(1))?;
+    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     Ok(enc)
 }
 
@@ -261,6 +269,8 @@ mod zstd_tests {
     fn compress(workers: u32, data: &[u8]) -> Vec<u8> {
         let mut enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
         enc.multithread(workers).unwrap();
+        enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(super::ZSTD_JOB_SIZE))
+            .unwrap();
         enc.write_all(data).unwrap();
         enc.finish().unwrap()
     }

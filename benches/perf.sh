@@ -23,7 +23,10 @@
 #   small / large: run only that part (default: both)
 # Env: PERF_DIR (default target/perf), PERF_FILES (default "10000 50000"),
 #      PERF_LARGE_MIB (total of the 4 large files, default 1024),
-#      PERF_ROUNDS (default 3), AIRLOCK (binary; default: a release build).
+#      PERF_ROUNDS (default 3), AIRLOCK (binary; default: a release build),
+#      AIRLOCK_BASE (a second binary, e.g. one built from main: every airlock
+#      command also runs with it in the same round, rows marked @base, and an
+#      after/before column compares the two).
 # A tool, not a test: it prints figures and never fails on a slow ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +51,10 @@ if [ -n "${AIRLOCK:-}" ]; then
 else
   cargo build --locked --release --quiet
   airlock=$repo/target/release/airlock
+fi
+base=""
+if [ -n "${AIRLOCK_BASE:-}" ]; then
+  base=$(realpath "$AIRLOCK_BASE")
 fi
 dir=${PERF_DIR:-target/perf}
 mkdir -p "$dir"
@@ -114,44 +121,55 @@ run() {
 hash_tree() { find "$1" -type f -print0 | xargs -0 -P1 openssl dgst -sha256 > /dev/null; }
 export -f hash_tree
 
+# airlock_rows SET ROUND BIN SUFFIX: every airlock command of a round with
+# binary BIN, rows named with SUFFIX ("" or "@base").
+airlock_rows() {
+  local set=$1 r=$2 bin=$3 sfx=$4
+  local out=$dir/out$sfx store=$dir/store$sfx exp=$dir/export$sfx
+  rm -rf "$out" "$store" "$exp"
+  mkdir -p "$out"
+  run "$set" "$r" "pack-dir$sfx" "$bin" pack "$src/airlock.yaml" --key "$key" --out "$out"
+  run "$set" "$r" "pack-tar$sfx" "$bin" pack "$src/airlock.yaml" --key "$key" --out "$out" --format tar
+  run "$set" "$r" "pack-tar.zst$sfx" "$bin" pack "$src/airlock.yaml" --key "$key" --out "$out" --format tar.zst
+  run "$set" "$r" "verify-dir$sfx" "$bin" verify "$out/$name" --trust "$trust"
+  run "$set" "$r" "verify-tar$sfx" "$bin" verify "$out/$name.tar" --trust "$trust"
+  run "$set" "$r" "verify-tar.zst$sfx" "$bin" verify "$out/$name.tar.zst" --trust "$trust"
+  run "$set" "$r" "import$sfx" "$bin" import "$out/$name" --trust "$trust" --store "$store"
+  run "$set" "$r" "export$sfx" "$bin" export "$kind@1.0.0" --store "$store" --out "$exp"
+  echo "$set $r size-bundle$sfx $(stat -c %s "$out/$name.tar.zst") 0 0" >> "$results"
+  rm -rf "$out" "$store" "$exp"
+}
+
 bench_set() {
-  local set=$1 kind=$2 n=$3
-  local src=$dir/$set
+  set=$1 kind=$2
+  local n=$3
+  src=$dir/$set
   if [ ! -f "$src/airlock.yaml" ]; then
     echo "perf: generating $set" >&2
     rm -rf "$src"
     python3 "$dir/gen.py" "$kind" "$src" "$n"
   fi
-  local out=$dir/out store=$dir/store exp=$dir/export cp=$dir/cp
-  local name=$kind-1.0.0
+  local cp=$dir/cp
+  name=$kind-1.0.0
   find "$src/tree" -type f -print0 | xargs -0 cat > /dev/null
   for r in $(seq 1 "$rounds"); do
     echo "perf: $set round $r/$rounds" >&2
-    rm -rf "$out" "$store" "$exp" "$cp" "$dir/diy.tar.zst"
-    mkdir -p "$out"
+    rm -rf "$cp" "$dir/diy.tar.zst"
     if [ "$kind" = small ]; then
       run "$set" "$r" diy sh -c "tar -C '$src' -cf - tree | zstd -T0 -3 -q -f -o '$dir/diy.tar.zst' && find '$src/tree' -type f -print0 | xargs -0 sha256sum > /dev/null"
-    else
-      run "$set" "$r" zstd sh -c "tar -C '$src' -cf - tree | zstd -T0 -3 -q -f -o '$dir/diy.tar.zst'"
-    fi
-    run "$set" "$r" openssl bash -c "hash_tree '$src/tree'"
-    run "$set" "$r" pack-dir "$airlock" pack "$src/airlock.yaml" --key "$key" --out "$out"
-    run "$set" "$r" pack-tar "$airlock" pack "$src/airlock.yaml" --key "$key" --out "$out" --format tar
-    run "$set" "$r" pack-tar.zst "$airlock" pack "$src/airlock.yaml" --key "$key" --out "$out" --format tar.zst
-    run "$set" "$r" verify-dir "$airlock" verify "$out/$name" --trust "$trust"
-    run "$set" "$r" verify-tar "$airlock" verify "$out/$name.tar" --trust "$trust"
-    run "$set" "$r" verify-tar.zst "$airlock" verify "$out/$name.tar.zst" --trust "$trust"
-    if [ "$kind" = small ]; then
       run "$set" "$r" cp+openssl bash -c "cp -r '$src/tree' '$cp' && hash_tree '$cp'"
     else
+      run "$set" "$r" zstd sh -c "tar -C '$src' -cf - tree | zstd -T0 -3 -q -f -o '$dir/diy.tar.zst'"
       run "$set" "$r" cp cp -r "$src/tree" "$cp"
     fi
-    run "$set" "$r" import "$airlock" import "$out/$name" --trust "$trust" --store "$store"
-    run "$set" "$r" export "$airlock" export "$kind@1.0.0" --store "$store" --out "$exp"
-    echo "$set $r size-bundle $(stat -c %s "$out/$name.tar.zst") 0 0" >> "$results"
+    run "$set" "$r" openssl bash -c "hash_tree '$src/tree'"
     echo "$set $r size-diy $(stat -c %s "$dir/diy.tar.zst") 0 0" >> "$results"
+    rm -rf "$cp" "$dir/diy.tar.zst"
+    airlock_rows "$set" "$r" "$airlock" ""
+    if [ -n "$base" ]; then
+      airlock_rows "$set" "$r" "$base" "@base"
+    fi
   done
-  rm -rf "$out" "$store" "$exp" "$cp" "$dir/diy.tar.zst"
 }
 
 for part in "${parts[@]}"; do
@@ -191,18 +209,29 @@ for s, by in rows.items():
                 return max(t(a, r), t(b, r), 1e-3)
             return max(t(ref, r), 1e-3)
     print(f"\n== {s} ({len(rounds)} rounds, medians)")
-    print(f"{'command':<16}{'seconds':>9}{'cpu s':>8}{'peak RSS MiB':>14}   {'ratio':>6}  reference")
-    for name in by:
-        if name.startswith("size-"):
-            continue
+    base = any(n.endswith("@base") for n in by)
+    head = "   after/before" if base else ""
+    print(f"{'command':<20}{'seconds':>9}{'cpu s':>8}{'peak RSS MiB':>14}   {'ratio':>6}  {'reference':<18}{head}")
+    # References first, then each command followed by its @base row.
+    order = []
+    for n in by:
+        if not n.endswith("@base") and not n.startswith("size-"):
+            order += [n] + ([n + "@base"] if n + "@base" in by else [])
+    for name in order:
         secs = med([by[name][r][0] for r in rounds])
         cpu = med([by[name][r][2] for r in rounds])
         rss = max(by[name][r][1] for r in rounds) / 1024
-        if name in refs:
-            ratio = med([t(name, r) / refv(refs[name], r) for r in rounds])
-            print(f"{name:<16}{secs:>9.2f}{cpu:>8.2f}{rss:>14.1f}   {ratio:>5.2f}x  {refs[name]}")
+        plain = name.removesuffix("@base")
+        if plain in refs:
+            ratio = med([t(name, r) / refv(refs[plain], r) for r in rounds])
+            line = f"{name:<20}{secs:>9.2f}{cpu:>8.2f}{rss:>14.1f}   {ratio:>5.2f}x  {refs[plain]:<18}"
+            if base and not name.endswith("@base") and name + "@base" in by:
+                line += f"{med([t(name, r) / max(t(name + '@base', r), 1e-3) for r in rounds]):>6.2f}x"
+            print(line)
         else:
-            print(f"{name:<16}{secs:>9.2f}{cpu:>8.2f}")
-    b, d = by["size-bundle"][rounds[0]][0], by["size-diy"][rounds[0]][0]
-    print(f"tar.zst size: bundle {b / 2**20:.1f} MiB, tar | zstd -3 {d / 2**20:.1f} MiB: {b / d:.3f}x")
+            print(f"{name:<20}{secs:>9.2f}{cpu:>8.2f}")
+    d = by["size-diy"][rounds[0]][0]
+    for k in sorted(n for n in by if n.startswith("size-bundle")):
+        b = by[k][rounds[0]][0]
+        print(f"tar.zst size ({k[5:]}): {b / 2**20:.1f} MiB, tar | zstd -3 {d / 2**20:.1f} MiB: {b / d:.3f}x")
 PY

@@ -159,7 +159,10 @@ pub fn check_signatures(
                 if Sha256Digest::of(&bytes) != h.digest {
                     report.add(
                         f.src.display().to_string(),
-                        format!("model {}: changed while being packed; pack again", entry.name),
+                        format!(
+                            "model {}: changed while being packed; pack again",
+                            entry.name
+                        ),
                     );
                     continue;
                 }

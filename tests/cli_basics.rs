@@ -187,6 +187,79 @@ fn packing_twice_is_byte_identical() {
 }
 
 #[test]
+fn a_tar_holds_the_directory_bundle_with_blobs_in_path_order() {
+    // The tar forms are written straight from the inputs; they must hold
+    // exactly the files of the directory form, tag files first, and the
+    // blobs in the order of the files they hold (not by digest), so that
+    // neighbouring files compress together.
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("src/docs/many")).unwrap();
+    for i in 0..40 {
+        let text = format!("file {i}\n").repeat(i + 1);
+        std::fs::write(f.path(&format!("src/docs/many/f{i:02}.txt")), text).unwrap();
+    }
+    let dir = f.pack("dir");
+    let files: std::collections::BTreeMap<String, Vec<u8>> = snapshot(&dir)
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with('/'))
+        .map(|(p, (bytes, _))| (p, bytes))
+        .collect();
+    let description: serde_json::Value = serde_json::from_slice(&files["airlock.json"]).unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    for a in description["artifacts"].as_array().unwrap() {
+        for l in a["layers"].as_array().unwrap() {
+            let p = format!("data/blobs/sha256/{}", &l["digest"].as_str().unwrap()[7..]);
+            if files.contains_key(&p) && !expected.contains(&p) {
+                expected.push(p);
+            }
+        }
+    }
+    let layer_blobs = expected.len();
+    assert!(layer_blobs > 40, "{layer_blobs}");
+    let mut rest: Vec<String> = files
+        .keys()
+        .filter(|p| p.starts_with("data/blobs/") && !expected.contains(p))
+        .cloned()
+        .collect();
+    rest.sort();
+    expected.extend(rest);
+    for format in ["tar", "tar.zst"] {
+        let bundle = f.pack(format);
+        let plain = f.path("plain.tar");
+        if format == "tar.zst" {
+            let bytes = zstd::decode_all(&std::fs::read(&bundle).unwrap()[..]).unwrap();
+            std::fs::write(&plain, bytes).unwrap();
+        } else {
+            std::fs::copy(&bundle, &plain).unwrap();
+        }
+        let entries = read_tar(&plain);
+        let in_tar: std::collections::BTreeMap<String, Vec<u8>> = entries
+            .iter()
+            .map(|e| (e.path.clone(), e.data.clone()))
+            .collect();
+        assert_eq!(in_tar.len(), entries.len(), "{format}: a name twice");
+        assert_eq!(in_tar, files, "{format}: not the directory's files");
+        assert_eq!(entries[0].path, "bagit.txt", "{format}");
+        let blobs: Vec<String> = entries
+            .iter()
+            .map(|e| e.path.clone())
+            .filter(|p| p.starts_with("data/blobs/"))
+            .collect();
+        assert_eq!(blobs, expected, "{format}: blobs not in path order");
+        let first_blob = entries
+            .iter()
+            .position(|e| e.path.starts_with("data/"))
+            .unwrap();
+        assert!(
+            entries[first_blob..]
+                .iter()
+                .all(|e| e.path.starts_with("data/")),
+            "{format}: everything after the first blob is a blob"
+        );
+    }
+}
+
+#[test]
 fn inspect_shows_artifacts_signers_and_custody_without_the_payload() {
     let f = Fixture::new();
     let b = f.pack("dir");

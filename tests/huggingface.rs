@@ -293,6 +293,12 @@ fn a_real_model_with_a_hub_origin_is_packed_verified_exported_and_read_offline_b
     let inspected = json(&o);
     assert!(inspected["models"].to_string().contains(REV), "{inspected}");
     assert_schemas(&[("inspect", inspected)]);
+    let o = run(&["inspect", b.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains(&format!("Hugging Face {REPO}@{REV}")),
+        "{}",
+        stdout(&o)
+    );
 
     // The transfer report names it too.
     let html = f.path("report.html");

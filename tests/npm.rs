@@ -672,55 +672,6 @@ fn npm_refuses_a_symlinked_package_json() {
     assert_refused(&f, &["npm[0]", "package.json", "symbolic link"]);
 }
 
-/// Runs airlock with `args`, sampling its peak resident set (`VmHWM` in
-/// `/proc/PID/status`, a high-water mark) until it exits. Returns the
-/// output and the largest peak sampled, in bytes.
-#[cfg(target_os = "linux")]
-fn run_measured(args: &[&str]) -> (Output, u64) {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .args(args)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("airlock runs");
-    // Drained on threads so a full pipe never blocks the child.
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v).unwrap();
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let status = loop {
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
-            if let Some(kb) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    let o = Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    (o, peak)
-}
-
 /// A real npm tarball (`package/package.json` and an incompressible
 /// `package/blob.bin` of `size` bytes, gzip with stored blocks) for
 /// `name@version`.

@@ -514,3 +514,48 @@ fn the_legacy_torch_tar_format_is_scanned() {
         assert_refused(&f.verify(&b), "minilm/old.bin", "posix.system");
     }
 }
+
+/// A compressed stream is read as it inflates: an xz of 512 MiB of zeros
+/// (about 80 KiB) in a model directory, sniffed (`blob.xz`) and scanned as a
+/// pickle (`weights.joblib`), costs pack no more than a few tens of MiB.
+/// (lzma-rs held a whole xz block in memory: 3.9 GiB for 2 GB of zeros.)
+#[cfg(target_os = "linux")]
+#[test]
+fn an_xz_bomb_is_read_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("m")).unwrap();
+    let xz = Command::new("sh")
+        .arg("-c")
+        .arg("head -c 536870912 /dev/zero | xz -1 -T1 > m/blob.xz && head -c 536870913 /dev/zero | xz -1 -T1 > m/weights.joblib")
+        .current_dir(root)
+        .status()
+        .expect("xz runs");
+    assert!(xz.success());
+    std::fs::write(root.join("m/config.json"), b"{}").unwrap();
+    std::fs::write(
+        root.join("airlock.yaml"),
+        "apiVersion: airlock/v1\nkind: Bundle\nmetadata:\n  name: bomb\n  version: 1.0.0\nmodels:\n  - name: m\n    path: m\n",
+    )
+    .unwrap();
+    let key = root.join("k");
+    assert!(run(&["keygen", key.to_str().unwrap()]).status.success());
+    let (o, peak) = run_measured(&[
+        "pack",
+        root.join("airlock.yaml").to_str().unwrap(),
+        "--key",
+        root.join("k.key").to_str().unwrap(),
+        "--out",
+        root.join("out").to_str().unwrap(),
+    ]);
+    // The pickle-named stream inflates to zeros, not a pickle: refused as
+    // unscannable, naming it; the other one is sniffed and carried.
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("weights.joblib"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("blob.xz:"), "{}", stderr(&o));
+    assert!(
+        peak < 128 << 20,
+        "pack peaked at {} MiB on an 80 KiB xz",
+        peak >> 20
+    );
+}

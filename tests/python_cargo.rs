@@ -1180,6 +1180,64 @@ fn each_volume_of_a_python_bundle_verifies_alone() {
     );
 }
 
+#[test]
+fn a_pin_file_split_across_volumes_is_rechecked() {
+    // A requirements file over 1 MiB is split like any large blob; the high
+    // side joins its parts and re-checks the pins from the joined bytes
+    // (regression: the joined bytes were not kept, so the pins of a split
+    // lock read as "missing").
+    let (tiny, other) = wheels();
+    let f = python_fixture(&[tiny, other], "");
+    let mut req = pin_line("tinypkg", "0.1.0", tiny) + &pin_line("otherpkg", "0.2.0", other);
+    for i in 0..30_000 {
+        req.push_str(&format!(
+            "# padding line {i:06} keeps this requirements file over a MiB\n"
+        ));
+    }
+    assert!(req.len() > 3 << 19);
+    std::fs::write(f.path("src/requirements.txt"), &req).unwrap();
+    let o = run(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s("vols"),
+        "--volume-size",
+        "1MB",
+        "--json",
+    ]);
+    ok("pack into volumes", &o);
+    let paths = json(&o)["paths"].as_array().unwrap().clone();
+    assert!(paths.len() >= 2, "{paths:?}");
+    // The requirements blob is carried in parts.
+    let digest = sha256_hex(req.as_bytes());
+    let parts = paths
+        .iter()
+        .flat_map(|p| common::read_tar(Path::new(p.as_str().unwrap())))
+        .filter(|e| e.path.contains(&digest) && e.path.contains(".part"))
+        .count();
+    assert!(
+        parts >= 2,
+        "the requirements file was not split ({parts} parts)"
+    );
+    ok(
+        "verify the set",
+        &run(&["verify", &f.s("vols"), "--trust", &f.s("policy.yaml")]),
+    );
+    ok(
+        "import the set",
+        &run(&[
+            "import",
+            &f.s("vols"),
+            "--trust",
+            &f.s("policy.yaml"),
+            "--store",
+            &f.s("store"),
+        ]),
+    );
+}
+
 // ------------------------------------------------- SBOM paths = export
 
 /// Every component of a CycloneDX document, nested ones included.

@@ -733,37 +733,19 @@ impl<R: io::BufRead> io::BufRead for Counting<R> {
     }
 }
 
-/// A writer that keeps at most `cap` bytes, then fails (to stop a decoder).
-struct Capped {
-    out: Vec<u8>,
-    cap: usize,
-}
+/// The most memory an xz or lzma decoder may use (KiB): a 64 MiB dictionary
+/// (`xz -9`) and the decoder's own state. A stream that declares more is
+/// unscannable, so refused.
+const LZMA_MEM_LIMIT_KB: u32 = 72 * 1024;
 
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self.cap - self.out.len();
-        if room == 0 {
-            return Err(io::Error::other("enough"));
-        }
-        let n = room.min(buf.len());
-        self.out.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The decompressed stream of a file: read as it inflates (gzip, zlib,
-/// bzip2), or, for xz and lzma (whose decoder writes), inflated into a
-/// temporary file first; bounded by [`storedzip::inflate_bound`]. `head`:
-/// only the first [`SNIFF_LEN`] bytes are wanted. The counter tells how
-/// many compressed bytes the decoder used (zlib, xz, lzma).
+/// The decompressed stream of a file, read as it inflates and bounded by
+/// [`storedzip::inflate_bound`]; memory stays bounded whatever the stream
+/// declares. The counter tells how many compressed bytes the decoder used
+/// (zlib, xz, lzma).
 fn decompressed<'a, R: Read + Seek>(
     r: &'a mut R,
     size: u64,
     codec: Codec,
-    head: bool,
     used: &std::rc::Rc<std::cell::Cell<u64>>,
 ) -> io::Result<Box<dyn Read + 'a>> {
     r.seek(SeekFrom::Start(0))?;
@@ -789,66 +771,20 @@ fn decompressed<'a, R: Read + Seek>(
             bound,
             what,
         )),
-        Codec::Xz | Codec::Lzma => {
-            let mut input = input;
-            let run = |input: &mut Counting<_>, w: &mut dyn Write| {
-                let mut w = w;
-                if codec == Codec::Xz {
-                    lzma_rs::xz_decompress(input, &mut w)
-                } else {
-                    lzma_rs::lzma_decompress(input, &mut w)
-                }
-                .map_err(|e| io::Error::other(format!("{e:?}")))
-            };
-            if head {
-                let mut c = Capped {
-                    out: Vec::new(),
-                    cap: SNIFF_LEN as usize,
-                };
-                let _ = run(&mut input, &mut c);
-                Box::new(io::Cursor::new(c.out))
-            } else {
-                let mut tmp = tempfile::tempfile()?;
-                let mut w = BoundedWriter {
-                    inner: io::BufWriter::new(&mut tmp),
-                    left: bound,
-                    bound,
-                    what,
-                };
-                let res = run(&mut input, &mut w);
-                w.inner.flush()?;
-                drop(w);
-                if let Err(e) = res {
-                    return Err(io::Error::other(format!("{e}")));
-                }
-                tmp.seek(SeekFrom::Start(0))?;
-                Box::new(io::BufReader::new(tmp))
-            }
-        }
+        // Streaming decoders whose memory is the dictionary the stream
+        // declares, refused past `LZMA_MEM_LIMIT_KB` (lzma-rs held a whole
+        // xz block in memory: a 291 KiB xz of zeros took 3.9 GiB).
+        Codec::Xz => Box::new(storedzip::Bounded::new(
+            lzma_rust2::XzReader::new_mem_limit(input, false, LZMA_MEM_LIMIT_KB),
+            bound,
+            what,
+        )),
+        Codec::Lzma => Box::new(storedzip::Bounded::new(
+            lzma_rust2::LzmaReader::new_mem_limit(input, LZMA_MEM_LIMIT_KB, None)?,
+            bound,
+            what,
+        )),
     })
-}
-
-struct BoundedWriter<W> {
-    inner: W,
-    left: u64,
-    bound: u64,
-    what: String,
-}
-
-impl<W: Write> Write for BoundedWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() as u64 > self.left {
-            return Err(io::Error::other(format!(
-                "{} inflates past {} bytes, airlock's bound for it",
-                self.what, self.bound
-            )));
-        }
-        self.left -= buf.len() as u64;
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A compressed file (joblib's `compress=` formats, `model.pkl.gz`, ...):
@@ -861,7 +797,7 @@ fn scan_compressed<R: Read + Seek>(
     named: bool,
 ) -> io::Result<Option<Facts>> {
     let used = std::rc::Rc::new(std::cell::Cell::new(0));
-    let inner_head = match decompressed(r, size, codec, true, &used) {
+    let inner_head = match decompressed(r, size, codec, &used) {
         Ok(mut d) => read_up_to(&mut d, SNIFF_LEN).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
@@ -875,7 +811,7 @@ fn scan_compressed<R: Read + Seek>(
         format: format!("pickle+{}", codec.name()),
         ..Facts::default()
     };
-    let result = match decompressed(r, size, codec, false, &used) {
+    let result = match decompressed(r, size, codec, &used) {
         Ok(mut d) => pickle::scan(&mut d),
         Err(e) => {
             merge_scan(
@@ -1306,6 +1242,12 @@ pub fn render(d: &Description) -> String {
                 m.artifact,
                 parts.join(", ")
             ));
+            if let Some(o) = &m.huggingface {
+                s.push_str(&format!(
+                    "      Hugging Face {}@{} (export writes a Hub cache)\n",
+                    o.repo, o.revision
+                ));
+            }
             if let Some(sig) = &m.signature {
                 s.push_str(&format!("      {}\n", crate::modelsig::summary(sig)));
             }

@@ -1783,7 +1783,7 @@ fn list_paths(paths: &[PathBuf]) -> String {
 
 /// Progress on stderr: indicatif bars when stderr is a terminal; otherwise
 /// (CI logs) one plain line every few seconds. Multi-step work is labelled
-/// `1/2 packing`, `2/2 writing tar`.
+/// `1/2 hashing`, `2/2 writing tar`.
 struct Bar {
     state: std::sync::Mutex<BarState>,
     tty: bool,

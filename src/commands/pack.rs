@@ -1,9 +1,12 @@
 //! `airlock pack`: manifest → signed bundle.
 //!
-//! Every input file is read once: hashed while it is copied into the bundle's
-//! blob store, in parallel across files. Identical files become one blob.
-//! The bundle is built in a hidden staging directory beside the output and
-//! renamed into place only when complete, so a failed pack leaves nothing.
+//! A directory bundle (or volumes): every input file is copied into the
+//! bundle's blob store and the copy hashed, in parallel across files. A single
+//! tar or tar.zst: every input is hashed in place, then read again (from the
+//! page cache) straight into the tar after the tag files, hashed again on the
+//! way; nothing is staged. Identical files become one blob. The bundle is
+//! built in a hidden staging directory beside the output and renamed into
+//! place only when complete, so a failed pack leaves nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -121,11 +124,23 @@ pub fn pack_delta(
         .iter()
         .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    progress.begin("packing", total);
+    // A tar (not split into volumes) is written straight from the inputs:
+    // its tag files, which carry every digest, come before the payload, so
+    // the inputs are hashed (and checked) in place first, then read again,
+    // from the page cache, into the tar and hashed again on the way (see
+    // `tarball::append_input`). One write per byte, no staged copy.
+    let stream = volume_size.is_none() && format != Format::Dir;
+    progress.begin(if stream { "hashing" } else { "packing" }, total);
     let hashed: HashMap<&Path, Hashed> = sources
         .par_iter()
         .enumerate()
         .map(|(i, src)| {
+            if stream {
+                let h = crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
+                    progress.advance(n)
+                })?;
+                return Ok((*src, h));
+            }
             let tmp = blobs_dir.join(format!(".in-{i}"));
             // The kernel copies the input once (copy_file_range; a clone on
             // filesystems that support it), then the staged copy, which
@@ -170,7 +185,7 @@ pub fn pack_delta(
     let content = crate::sources::content::check_packed(
         &planned,
         &hashed,
-        &blobs_dir,
+        (!stream).then_some(blobs_dir.as_path()),
         m.manifest.policy.pickle,
     )?;
     // OpenSSF model-signing signatures (model.sig), against the manifest's keys.
@@ -307,7 +322,11 @@ pub fn pack_delta(
     for (d, (_, size)) in description.blobs() {
         if base.is_some_and(|b| b.blobs.contains(&d)) {
             // Provided by the high side's store: declared, not carried.
-            fs_err::remove_file(blobs_dir.join(d.hex()))?;
+            // (Streamed inputs were never staged.)
+            let staged = blobs_dir.join(d.hex());
+            if !stream || staged.exists() {
+                fs_err::remove_file(staged)?;
+            }
             omitted = (omitted.0 + 1, omitted.1 + size);
         } else {
             payload.insert(blob_path(&d), d);
@@ -405,16 +424,34 @@ pub fn pack_delta(
         }
         (Format::Dir, None) => fs_err::rename(&root, &final_path)?,
         (Format::Tar | Format::TarZst, None) => {
-            let order = crate::tarball::canonical_order(&root)?;
+            // Blobs in path order (each artifact's files as listed, then the
+            // rest by digest): neighbouring files compress together.
+            let mut order = crate::tarball::head_order(&root)?;
+            let mut placed = BTreeSet::new();
+            let layers = description.artifacts.iter().flat_map(|a| &a.layers);
+            for d in layers.map(|l| l.digest).chain(payload.values().copied()) {
+                let p = blob_path(&d);
+                if payload.contains_key(&p) && placed.insert(d) {
+                    order.push(p);
+                }
+            }
+            // Which blobs come straight from an input file.
+            let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
+            for (src, h) in &hashed {
+                let p = blob_path(&h.digest);
+                if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
+                    inputs.entry(p).or_insert((*src, *h));
+                }
+            }
             let tmp = staging.path().join("out.tar");
             let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
             progress.begin("writing tar", size);
+            let mtime = time.max(0) as u64;
             let file = if format == Format::Tar {
-                crate::tarball::write_tar(&root, &order, file, time.max(0) as u64, progress)?
+                crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?
             } else {
                 let enc = crate::tarball::zstd_encoder(file)?;
-                crate::tarball::write_tar(&root, &order, enc, time.max(0) as u64, progress)?
-                    .finish()?
+                crate::tarball::write_tar(&root, &order, &inputs, enc, mtime, progress)?.finish()?
             };
             progress.finish();
             file.into_inner().map_err(|e| e.into_error())?;

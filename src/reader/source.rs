@@ -475,9 +475,33 @@ pub fn walk_tar(
         walk_entries(entries, path, volume, report, visit)
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-        let mut archive = tar::Archive::new(f);
+        let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?;
         walk_entries(entries, path, volume, report, visit)
+    }
+}
+
+/// A buffered reader whose relative seeks stay inside its buffer when they
+/// can. The tar walker skips each payload entry it does not read with a
+/// relative seek; `BufReader::seek` would drop its whole 1 MiB buffer and
+/// read it again every time (10,000 small files: 10 GB copied).
+struct SeekInBuffer<R>(std::io::BufReader<R>);
+
+impl<R: Read> Read for SeekInBuffer<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + std::io::Seek> std::io::Seek for SeekInBuffer<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        match pos {
+            std::io::SeekFrom::Current(n) => {
+                self.0.seek_relative(n)?;
+                self.0.stream_position()
+            }
+            other => self.0.seek(other),
+        }
     }
 }
 
@@ -918,5 +942,32 @@ mod tests {
         t.take("bag-info.txt", b"b".to_vec());
         assert_eq!(t.files["bag-info.txt"], b"a");
         assert!(!t.report.is_ok());
+    }
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[test]
+    fn relative_seeks_inside_and_past_the_buffer_land_where_asked() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = super::SeekInBuffer(std::io::BufReader::with_capacity(
+            1000,
+            std::io::Cursor::new(data.clone()),
+        ));
+        let mut at = 0u64;
+        let mut byte = [0u8; 1];
+        // Inside the buffer, past it, backwards, and from the start.
+        for step in [10i64, 500, 2500, -300, 0, 6000] {
+            at = (at as i64 + step) as u64;
+            assert_eq!(r.seek(SeekFrom::Current(step)).unwrap(), at, "{step}");
+            r.read_exact(&mut byte).unwrap();
+            assert_eq!(byte[0], data[at as usize], "{step}");
+            at += 1;
+        }
+        assert_eq!(r.seek(SeekFrom::Start(3)).unwrap(), 3);
+        r.read_exact(&mut byte).unwrap();
+        assert_eq!(byte[0], data[3]);
     }
 }

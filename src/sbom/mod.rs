@@ -1093,22 +1093,39 @@ pub fn uuid_from(d: &Sha256Digest) -> String {
 }
 
 fn pretty(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).expect("serializable");
-    out.push(b'\n');
+    let mut out = Vec::new();
+    pretty_to(v, &mut out).expect("writing to memory");
     out
+}
+
+/// Renders `v` as [`pretty`] does, into `w`: a large document is never held
+/// in memory as text.
+fn pretty_to(v: &Value, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, v)?;
+    w.write_all(b"\n")
 }
 
 /// Sets the serial number (CycloneDX) or document namespace (SPDX) from the
 /// sha256 of the document with that field empty, and renders it.
-fn seal(format: SbomFormat, mut v: Value) -> Vec<u8> {
+fn seal(format: SbomFormat, v: Value) -> Vec<u8> {
+    pretty(&sealed(format, v))
+}
+
+fn sealed(format: SbomFormat, mut v: Value) -> Value {
+    use sha2::Digest as _;
     let (field, domain) = match format {
         SbomFormat::Cyclonedx => ("serialNumber", "airlock cyclonedx serial\n"),
         SbomFormat::Spdx => ("documentNamespace", "airlock spdx namespace\n"),
     };
     v[field] = Value::String(String::new());
-    let mut input = domain.as_bytes().to_vec();
-    input.extend(pretty(&v));
-    let uuid = uuid_from(&Sha256Digest::of(&input));
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(domain.as_bytes());
+    pretty_to(
+        &v,
+        &mut crate::digest::HashingWriter::new(std::io::sink(), &mut hasher),
+    )
+    .expect("writing to a hasher");
+    let uuid = uuid_from(&Sha256Digest::of_raw(hasher.finalize().into()));
     v[field] = Value::String(match format {
         SbomFormat::Cyclonedx => format!("urn:uuid:{uuid}"),
         SbomFormat::Spdx => {
@@ -1119,20 +1136,23 @@ fn seal(format: SbomFormat, mut v: Value) -> Vec<u8> {
             )
         }
     });
-    pretty(&v)
+    v
 }
 
 /// The document `pack` stores for `d` (whose generated SBOM artifacts, if
 /// any, are left out).
 pub fn generate(d: &Description, format: SbomFormat) -> Vec<u8> {
+    pretty(&generate_value(d, format))
+}
+
+fn generate_value(d: &Description, format: SbomFormat) -> Value {
     let inv = inventory(d);
-    seal(
-        format,
-        match format {
-            SbomFormat::Cyclonedx => cyclonedx(&inv),
-            SbomFormat::Spdx => spdx(&inv),
-        },
-    )
+    let v = match format {
+        SbomFormat::Cyclonedx => cyclonedx(&inv),
+        SbomFormat::Spdx => spdx(&inv),
+    };
+    drop(inv);
+    sealed(format, v)
 }
 
 /// The stored document with the bundle id added as its subject's hash, and
@@ -1207,13 +1227,38 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             size: bytes.len() as u64,
         })
     };
-    let docs: Vec<(SbomFormat, Vec<u8>)> = [SbomFormat::Cyclonedx, SbomFormat::Spdx]
+    // One document at a time, rendered straight into its blob file (hashed
+    // on the way): neither is ever held in memory as text.
+    let write_doc = |format: SbomFormat, d: &Description| -> Result<Blob> {
+        use sha2::Digest as _;
+        let v = generate_value(d, format);
+        let tmp = blobs_dir.join(format!(".sbom-{}", format.label()));
+        let mut hasher = sha2::Sha256::new();
+        let mut file = std::io::BufWriter::with_capacity(1 << 16, fs_err::File::create(&tmp)?);
+        pretty_to(
+            &v,
+            &mut crate::digest::HashingWriter::new(&mut file, &mut hasher),
+        )?;
+        drop(v);
+        let size = file
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .metadata()?
+            .len();
+        let digest = Sha256Digest::of_raw(hasher.finalize().into());
+        fs_err::rename(&tmp, blobs_dir.join(digest.hex()))?;
+        Ok(Blob {
+            media_type: String::new(),
+            digest,
+            size,
+        })
+    };
+    let docs: Vec<(SbomFormat, Blob)> = [SbomFormat::Cyclonedx, SbomFormat::Spdx]
         .into_iter()
-        .map(|f| (f, generate(d, f)))
-        .collect();
+        .map(|f| Ok((f, write_doc(f, d)?)))
+        .collect::<Result<_>>()?;
     let mut entries = Vec::new();
-    for (format, bytes) in docs {
-        let doc = write(&bytes)?;
+    for (format, doc) in docs {
         let layer = Layer {
             media_type: format.media_type().into(),
             digest: doc.digest,

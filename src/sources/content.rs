@@ -15,13 +15,14 @@ use crate::error::{Report, Result};
 use crate::modelcheck::{check_path, summarize, Checked, Use};
 
 /// The build side: checks every distinct packed blob of the model and
-/// file-set artifacts (read back from `blobs_dir`, so what is checked is
-/// exactly what was packed) and returns what was found, per file. Problems
-/// refuse the pack, each naming the input file.
+/// file-set artifacts (read back from `blobs_dir` when the blobs are staged
+/// there, so what is checked is exactly what was packed; otherwise from the
+/// input, which the tar writer hashes again as it packs it) and returns what
+/// was found, per file. Problems refuse the pack, each naming the input file.
 pub fn check_packed(
     planned: &[PlannedArtifact],
     hashed: &HashMap<&Path, Hashed>,
-    blobs_dir: &Path,
+    blobs_dir: Option<&Path>,
     pickle: PicklePolicy,
 ) -> Result<Vec<ContentEntry>> {
     let mut siblings: Vec<BTreeSet<String>> = Vec::new();
@@ -49,8 +50,10 @@ pub fn check_packed(
                     siblings: &siblings[*ai],
                 })
                 .collect();
-            let size = hashed[planned[users[0].0].files[users[0].1].src.as_path()].size;
-            let checked = check_path(&blobs_dir.join(d.hex()), size, &uses)?;
+            let src = planned[users[0].0].files[users[0].1].src.as_path();
+            let size = hashed[src].size;
+            let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
+            let checked = check_path(&at, size, &uses)?;
             Ok((**d, *users, checked))
         })
         .collect::<Result<_>>()?;

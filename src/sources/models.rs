@@ -148,7 +148,21 @@ pub fn check_signatures(
                     );
                     continue;
                 }
-                let bytes = fs_err::read(blobs_dir.join(h.digest.hex()))?;
+                // The staged copy, or (a tar written straight from the
+                // inputs) the input itself, as hashed.
+                let staged = blobs_dir.join(h.digest.hex());
+                let bytes = if staged.is_file() {
+                    fs_err::read(&staged)?
+                } else {
+                    fs_err::read(&f.src)?
+                };
+                if Sha256Digest::of(&bytes) != h.digest {
+                    report.add(
+                        f.src.display().to_string(),
+                        format!("model {}: changed while being packed; pack again", entry.name),
+                    );
+                    continue;
+                }
                 let files: BTreeMap<String, Sha256Digest> = a
                     .files
                     .iter()

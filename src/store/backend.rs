@@ -30,7 +30,7 @@ use crate::error::Result;
 pub trait Guard {}
 
 /// Content-addressed blobs. A blob is either absent or complete.
-pub trait BlobStore {
+pub trait BlobStore: Sync {
     /// Does the store hold blob `d`?
     fn has(&self, d: &Sha256Digest) -> Result<bool>;
     /// Takes the staged file `staged`, already verified to hash to `d`, into

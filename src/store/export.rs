@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{ImageIndexBuilder, MediaType};
 use serde::Serialize;
 
+use super::backend::BlobStore;
 use super::{corrupt_blob, failpoint, index_entry, Store};
 use crate::bundle::*;
 use crate::digest::{copy_hashed, Sha256Digest};
@@ -182,6 +183,9 @@ impl Store {
         // Python wheels and vendored crates of several artifacts share one
         // directory: a file two artifacts carry alike is written once.
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
+        // What to copy, planned in order; then copied (each blob hashed as it
+        // is copied) in parallel across files.
+        let mut jobs: Vec<(&Layer, PathBuf, u32)> = Vec::new();
         for a in &d.artifacts {
             for l in &a.layers {
                 // Where the SBOM says it is (sources::packages::export_path):
@@ -203,9 +207,16 @@ impl Store {
                 } else {
                     MODE_FILE
                 };
-                self.copy_blob_checked(&l.digest, l.size, &dest, Some(mode), progress)?;
+                jobs.push((l, dest, mode));
                 files.push(to.join(rel));
             }
+        }
+        {
+            use rayon::prelude::*;
+            let blobs = &*self.blobs;
+            jobs.par_iter().try_for_each(|(l, dest, mode)| {
+                copy_blob_checked(blobs, &l.digest, l.size, dest, Some(*mode), progress)
+            })?;
         }
         if let Some(dir) = self.export_images(&d, &root.join("images"), progress)? {
             files.push(to.join(dir));
@@ -260,7 +271,8 @@ impl Store {
                 if !written.insert(b.digest) {
                     continue;
                 }
-                self.copy_blob_checked(
+                copy_blob_checked(
+                    &*self.blobs,
                     &b.digest,
                     b.size,
                     &blobs.join(b.digest.hex()),
@@ -285,32 +297,32 @@ impl Store {
         fs_err::write(dir.join("index.json"), canonical_json(&index))?;
         Ok(Some(PathBuf::from("images")))
     }
+}
 
-    /// Copies store blob `d` to the new file `dest`, checking its digest and size.
-    fn copy_blob_checked(
-        &self,
-        d: &Sha256Digest,
-        size: u64,
-        dest: &Path,
-        mode: Option<u32>,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        let mut out = fs_err::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)?;
-        let mut src = self.open_blob(d)?;
-        let h = copy_hashed(&mut src, &mut out, Some(size), &|n| progress.advance(n))?;
-        if h.digest != *d || h.size != size {
-            return Err(corrupt_blob(&self.locate_blob(d), d, size, &h));
-        }
-        #[cfg(unix)]
-        if let Some(mode) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            out.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        Ok(())
+/// Copies store blob `d` to the new file `dest`, checking its digest and size.
+fn copy_blob_checked(
+    blobs: &dyn BlobStore,
+    d: &Sha256Digest,
+    size: u64,
+    dest: &Path,
+    mode: Option<u32>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut out = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)?;
+    let mut src = blobs.open(d)?;
+    let h = copy_hashed(&mut src, &mut out, Some(size), &|n| progress.advance(n))?;
+    if h.digest != *d || h.size != size {
+        return Err(corrupt_blob(&blobs.locate(d), d, size, &h));
     }
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(())
 }

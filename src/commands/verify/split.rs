@@ -58,6 +58,10 @@ struct Open {
     hasher: Sha256,
     /// The joined blob's sha512, when asked (`Expected::sha512`).
     sha512: Option<Sha512>,
+    /// The joined blob's bytes, when asked (`Expected::keep`: a pin file or
+    /// manifest, at most `MAX_JSON_BLOB`): a lock split across volumes is
+    /// re-checked like a whole one.
+    bytes: Option<Vec<u8>>,
     read: u64,
     stage: Option<(PathBuf, io::BufWriter<fs_err::File>)>,
     /// The blob's content check (modelcheck), fed as its parts stream by.
@@ -312,6 +316,7 @@ pub fn verify_volumes(
                     next_part: 1,
                     hasher: Sha256::new(),
                     sha512: exp.sha512.then(Sha512::new),
+                    bytes: exp.keep.then(Vec::new),
                     read: 0,
                     stage,
                     content: start_content(&piece.path, &exp),
@@ -326,12 +331,12 @@ pub fn verify_volumes(
                 let hsh = match o.stage.as_mut() {
                     Some(s) => {
                         let w = HashingWriter::new(&mut s.1, &mut o.hasher);
-                        let mut w = Tee(Some(w), o.sha512.as_mut());
+                        let mut w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                     None => {
                         let w = HashingWriter::new(io::sink(), &mut o.hasher);
-                        let mut w = Tee(Some(w), o.sha512.as_mut());
+                        let mut w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                 };
@@ -362,6 +367,9 @@ pub fn verify_volumes(
                     done_paths.insert(piece.path.clone());
                     if let Some(s) = o.sha512 {
                         kept.sha512.insert(exp.digest, s.finalize().into());
+                    }
+                    if let Some(b) = o.bytes {
+                        kept.bytes.insert(piece.path.clone(), b);
                     }
                     if let Some((p, f)) = o.stage {
                         let f = f.into_inner().map_err(|e| e.into_error())?;

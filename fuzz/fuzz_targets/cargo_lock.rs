@@ -61,6 +61,7 @@ fn artifact() -> Artifact {
             version: "1.0.0".into(),
             source: Some(REGISTRY.into()),
             checksum: Some(digest('d')),
+            integrity: None,
             path: Some("vendor/itoa".into()),
             hashes: vec![],
             files: vec![],

@@ -52,6 +52,7 @@ fn artifact() -> Artifact {
             version: "0.1.0".into(),
             source: None,
             checksum: None,
+            integrity: None,
             path: None,
             hashes: vec![digest('a')],
             files: vec![PackageFile {

@@ -75,3 +75,56 @@ pub fn read_bundle_file(name: &str, bytes: &[u8]) {
     let _ = airlock::inspect::inspect(&path);
     let _ = airlock::verify::verify(&form, policy(), None, &airlock::progress::Silent);
 }
+
+/// A layer of a hand-built artifact (for the high side's re-checks).
+pub fn layer(
+    path: &str,
+    media_type: &str,
+    digest: airlock::digest::Sha256Digest,
+    size: u64,
+) -> airlock::bundle::Layer {
+    airlock::bundle::Layer {
+        media_type: media_type.into(),
+        digest,
+        size,
+        path: path.into(),
+        mode: 0o644,
+    }
+}
+
+/// A hand-built artifact of `kind` with `layers` and `packages` (its
+/// manifest and config blobs are placeholders: the re-checks do not read them).
+pub fn artifact(
+    kind: airlock::bundle::ArtifactKind,
+    reference: &str,
+    artifact_type: &str,
+    layers: Vec<airlock::bundle::Layer>,
+    packages: Vec<airlock::bundle::Package>,
+) -> airlock::bundle::Artifact {
+    let blob = airlock::bundle::Blob {
+        media_type: "application/json".into(),
+        digest: airlock::digest::Sha256Digest::of(b"{}"),
+        size: 2,
+    };
+    airlock::bundle::Artifact {
+        kind,
+        name: reference.into(),
+        reference: reference.into(),
+        artifact_type: artifact_type.into(),
+        manifest: blob.clone(),
+        config: blob,
+        layers,
+        packages,
+        source: None,
+        blobs: vec![],
+    }
+}
+
+/// A seed file of another target (`seeds/TARGET/NAME`), for fixtures.
+pub fn seed(target: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

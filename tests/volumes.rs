@@ -268,3 +268,26 @@ fn too_small_a_volume_size_is_a_usage_error() {
     ]);
     assert_eq!(code(&o), 2);
 }
+
+/// Fuzz finding 3 (fuzz/README.md): one volume whose `manifest-sha256.txt`
+/// has one byte changed in a path (the signatures and the signed volume map
+/// still verify) made `verify` panic (exit 101). It is refused, naming what
+/// is wrong.
+#[test]
+fn a_volume_with_a_damaged_payload_manifest_is_refused_not_a_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = run(&[
+        "verify",
+        root.join("fuzz/artifacts-found/volume-plan-panic/tiny-1.0.0.vol001.tar")
+            .to_str()
+            .unwrap(),
+        "--trust",
+        root.join("keys/demo-trust-policy.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("manifest-sha256.txt: sha256 mismatch"),
+        "{}",
+        stderr(&o)
+    );
+}

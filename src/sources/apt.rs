@@ -644,22 +644,9 @@ pub fn check_artifact<'k>(
                 ),
             );
         }
-        let Some(l) = layers.get(f.path.as_str()) else {
-            report.add(&s, format!("{} is not a layer of the artifact", f.path));
+        let Some(l) = super::packages::claim_layer(f, &layers, &mut claimed, &s, report) else {
             continue;
         };
-        if !claimed.insert(f.path.as_str()) {
-            report.add(&s, format!("{} is claimed by two packages", f.path));
-        }
-        if l.digest != f.sha256 {
-            report.add(
-                &s,
-                format!(
-                    "airlock.json records sha256 {} for {} but its layer is {}",
-                    f.sha256, f.path, l.digest
-                ),
-            );
-        }
         if l.digest != e.sha256 {
             report.add(
                 &s,

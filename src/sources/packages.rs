@@ -121,6 +121,38 @@ pub fn finish(
     Ok(out)
 }
 
+/// The high side's check of one file a package records: it is a layer of
+/// the artifact, no other package claims it, and the description gives it
+/// its layer's digest. Returns the layer when there is one.
+pub(crate) fn claim_layer<'a>(
+    f: &'a PackageFile,
+    layers: &HashMap<&str, &'a Layer>,
+    claimed: &mut BTreeSet<&'a str>,
+    subject: &str,
+    report: &mut Report,
+) -> Option<&'a Layer> {
+    let Some(l) = layers.get(f.path.as_str()).copied() else {
+        report.add(
+            subject,
+            format!("{} is not a layer of the artifact", f.path),
+        );
+        return None;
+    };
+    if !claimed.insert(f.path.as_str()) {
+        report.add(subject, format!("{} is claimed by two packages", f.path));
+    }
+    if l.digest != f.sha256 {
+        report.add(
+            subject,
+            format!(
+                "airlock.json records sha256 {} for {} but its layer is {}",
+                f.sha256, f.path, l.digest
+            ),
+        );
+    }
+    Some(l)
+}
+
 /// Layers whose bytes the high side needs to re-check pins (each kind's
 /// `SourceKind::pin_layer`: requirements files, Cargo.lock files,
 /// `.cargo-checksum.json` files ...).

@@ -1040,7 +1040,7 @@ pub fn check_artifact<'k>(
         .filter(|l| l.path != REQUIREMENTS_PATH && l.path != PYLOCK_PATH)
         .map(|l| (l.path.as_str(), l))
         .collect();
-    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut carried: HashSet<String> = HashSet::new();
     for p in &a.packages {
         let s = subject(&format!("{}=={}", p.name, p.version));
@@ -1070,22 +1070,9 @@ pub fn check_artifact<'k>(
             report.add(&s, "has cargo fields (source, checksum, path)");
         }
         for f in &p.files {
-            let Some(l) = layers.get(f.path.as_str()) else {
-                report.add(&s, format!("{} is not a layer of the artifact", f.path));
+            let Some(l) = super::packages::claim_layer(f, &layers, &mut claimed, &s, report) else {
                 continue;
             };
-            if !claimed.insert(f.path.as_str()) {
-                report.add(&s, format!("{} is claimed by two packages", f.path));
-            }
-            if l.digest != f.sha256 {
-                report.add(
-                    &s,
-                    format!(
-                        "airlock.json records sha256 {} for {} but its layer is {}",
-                        f.sha256, f.path, l.digest
-                    ),
-                );
-            }
             if !r.hashes.contains(&l.digest) {
                 report.add(
                     &s,

@@ -623,39 +623,6 @@ fn apt_refuses_a_malformed_lock_naming_the_line() {
     );
 }
 
-/// Rewrites a directory bundle's `airlock.json` with `edit`, fixes the tag
-/// manifest and re-signs it with the builder key.
-fn alter_description(f: &Fixture, bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut d: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("airlock.json")).unwrap()).unwrap();
-    edit(&mut d);
-    let bytes = serde_json::to_vec_pretty(&d).unwrap();
-    std::fs::write(bundle.join("airlock.json"), &bytes).unwrap();
-    let tm = std::fs::read_to_string(bundle.join("tagmanifest-sha256.txt")).unwrap();
-    let tm: String = tm
-        .lines()
-        .map(|l| {
-            if l.ends_with("  airlock.json") {
-                format!("{}  airlock.json\n", sha256_hex(&bytes))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(bundle.join("tagmanifest-sha256.txt"), tm).unwrap();
-    std::fs::remove_dir_all(bundle.join("signatures")).unwrap();
-    std::fs::remove_dir_all(bundle.join("custody")).unwrap();
-    ok(
-        "sign",
-        &run(&[
-            "sign",
-            bundle.to_str().unwrap(),
-            "--key",
-            &f.s("keys/builder.key"),
-        ]),
-    );
-}
-
 #[test]
 fn high_side_rechecks_apt_pins_itself() {
     let (f, arch) = apt_fixture();

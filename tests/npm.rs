@@ -431,37 +431,6 @@ fn npm_refuses_lockfile_version_1_with_a_hint() {
     );
 }
 
-/// Rewrites a directory bundle's `airlock.json` with `edit`, fixes the tag
-/// manifest and re-signs it with the builder key: a bundle whose build side
-/// recorded something its own pins do not support.
-fn alter_description(f: &Fixture, bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut d = description(bundle);
-    edit(&mut d);
-    let bytes = serde_json::to_vec_pretty(&d).unwrap();
-    std::fs::write(bundle.join("airlock.json"), &bytes).unwrap();
-    let tm = std::fs::read_to_string(bundle.join("tagmanifest-sha256.txt")).unwrap();
-    let tm: String = tm
-        .lines()
-        .map(|l| {
-            if l.ends_with("  airlock.json") {
-                format!("{}  airlock.json\n", sha256_hex(&bytes))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(bundle.join("tagmanifest-sha256.txt"), tm).unwrap();
-    std::fs::remove_dir_all(bundle.join("signatures")).unwrap();
-    std::fs::remove_dir_all(bundle.join("custody")).unwrap();
-    let o = run(&[
-        "sign",
-        bundle.to_str().unwrap(),
-        "--key",
-        &f.s("keys/builder.key"),
-    ]);
-    ok("sign", &o);
-}
-
 #[test]
 fn high_side_rechecks_npm_integrity_itself() {
     let f = npm_fixture();

@@ -482,3 +482,40 @@ pub fn run_measured(args: &[&str]) -> (std::process::Output, u64) {
     };
     (o, peak)
 }
+
+/// Edits a directory bundle's `airlock.json`, makes the tag manifest agree
+/// and signs the result again with the fixture's builder key, as a
+/// compromised build host could: the high side must catch the edit itself.
+pub fn alter_description(f: &Fixture, bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use sha2::Digest as _;
+    let mut d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("airlock.json")).unwrap()).unwrap();
+    edit(&mut d);
+    let bytes = serde_json::to_vec_pretty(&d).unwrap();
+    std::fs::write(bundle.join("airlock.json"), &bytes).unwrap();
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tm = std::fs::read_to_string(bundle.join("tagmanifest-sha256.txt")).unwrap();
+    let tm: String = tm
+        .lines()
+        .map(|l| {
+            if l.ends_with("  airlock.json") {
+                format!("{hex}  airlock.json\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(bundle.join("tagmanifest-sha256.txt"), tm).unwrap();
+    std::fs::remove_dir_all(bundle.join("signatures")).unwrap();
+    std::fs::remove_dir_all(bundle.join("custody")).unwrap();
+    let o = run(&[
+        "sign",
+        bundle.to_str().unwrap(),
+        "--key",
+        &f.s("keys/builder.key"),
+    ]);
+    assert!(o.status.success(), "sign: {}", stderr(&o));
+}

@@ -406,3 +406,139 @@ fn store_is_an_oci_layout_shared_by_bundles() {
         .count();
     assert!(blobs_in_store < 2 * blobs_in_bundle);
 }
+
+/// Small inputs are written straight to their blob name, large ones copied
+/// by the kernel then renamed: either way every blob is named by its sha256,
+/// duplicates (small or large) are one blob, every blob is 0644 whatever the
+/// input's mode or the umask, and nothing else is left in the bundle or
+/// beside it.
+#[cfg(unix)]
+#[test]
+fn small_and_large_inputs_are_blobs_named_by_content_with_mode_0644() {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let docs = f.path("src/docs");
+    let noise = |n: usize, seed: u64| -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    // Around the 1 MiB threshold, duplicated on both sides of it.
+    for (name, bytes) in [
+        ("small-a.txt", b"same small bytes\n".to_vec()),
+        ("small-b.txt", b"same small bytes\n".to_vec()),
+        ("empty.txt", Vec::new()),
+        ("at-limit.bin", noise(1 << 20, 1)),
+        ("at-limit-copy.bin", noise(1 << 20, 1)),
+        ("over-limit.bin", noise((1 << 20) + 1, 2)),
+        ("big-a.bin", noise(3 << 20, 3)),
+        ("big-b.bin", noise(3 << 20, 3)),
+    ] {
+        std::fs::write(docs.join(name), bytes).unwrap();
+    }
+    std::fs::set_permissions(
+        docs.join("small-a.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        docs.join("big-a.bin"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let sha = |bytes: &[u8]| -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let inputs: std::collections::BTreeSet<String> = walkdir::WalkDir::new(f.path("src"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file() && e.file_name() != "airlock.yaml")
+        .map(|e| sha(&std::fs::read(e.path()).unwrap()))
+        .collect();
+    let bin = airlock().get_program().to_owned();
+    let mut bundles = Vec::new();
+    for (umask, out) in [("077", "strict"), ("022", "usual")] {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(&bin)
+            .args([
+                "pack",
+                &f.s("src/airlock.yaml"),
+                "--key",
+                &f.s("keys/builder.key"),
+                "--out",
+                &f.s(out),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "umask {umask}: {}", stderr(&o));
+        let b = std::path::PathBuf::from(json(&o)["path"].as_str().unwrap());
+        let beside: Vec<_> = std::fs::read_dir(f.path(out)).unwrap().collect();
+        assert_eq!(beside.len(), 1, "only the bundle is left in --out");
+        let v = f.verify(&b);
+        assert_eq!(code(&v), 0, "{}", stderr(&v));
+        let listed: std::collections::BTreeSet<String> =
+            std::fs::read_to_string(b.join("manifest-sha256.txt"))
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once("  "))
+                .filter(|(_, p)| p.starts_with("data/blobs/"))
+                .map(|(d, _)| d.to_string())
+                .collect();
+        let mut names = std::collections::BTreeSet::new();
+        for e in std::fs::read_dir(b.join("data/blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            assert_eq!(
+                name,
+                sha(&std::fs::read(e.path()).unwrap()),
+                "a blob is named by its content"
+            );
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            if inputs.contains(&name) {
+                assert_eq!(mode, 0o644, "umask {umask}: {name} has mode {mode:o}");
+            }
+            names.insert(name);
+        }
+        assert!(
+            inputs.iter().all(|d| names.contains(d)),
+            "every input is a blob"
+        );
+        assert_eq!(names, listed, "exactly the listed blobs, each once");
+        for (a, b) in [
+            ("small-a.txt", "small-b.txt"),
+            ("at-limit.bin", "at-limit-copy.bin"),
+            ("big-a.bin", "big-b.bin"),
+        ] {
+            let a = std::fs::read(docs.join(a)).unwrap();
+            assert_eq!(a, std::fs::read(docs.join(b)).unwrap());
+            assert!(
+                names.contains(&sha(&a)),
+                "duplicate pair stored as one blob"
+            );
+        }
+        bundles.push(b);
+    }
+    let input_blobs = |b: &std::path::Path| {
+        let mut s = snapshot(&b.join("data/blobs/sha256"));
+        s.retain(|name, _| inputs.contains(name));
+        s
+    };
+    assert_eq!(
+        input_blobs(&bundles[0]),
+        input_blobs(&bundles[1]),
+        "the umask changes no input blob"
+    );
+}

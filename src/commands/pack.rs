@@ -120,10 +120,11 @@ pub fn pack_delta(
         .collect();
     sources.sort();
     sources.dedup();
-    let total: u64 = sources
+    let sizes: Vec<u64> = sources
         .iter()
         .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+        .collect();
+    let total: u64 = sizes.iter().sum();
     // A tar (not split into volumes) is written straight from the inputs:
     // its tag files, which carry every digest, come before the payload, so
     // the inputs are hashed (and checked) in place first, then read again,
@@ -131,6 +132,7 @@ pub fn pack_delta(
     // `tarball::append_input`). One write per byte, no staged copy.
     let stream = volume_size.is_none() && format != Format::Dir;
     progress.begin(if stream { "hashing" } else { "packing" }, total);
+    let chmod_needed = !umask_keeps(0o644);
     let hashed: HashMap<&Path, Hashed> = sources
         .par_iter()
         .enumerate()
@@ -140,6 +142,12 @@ pub fn pack_delta(
                     progress.advance(n)
                 })?;
                 return Ok((*src, h));
+            }
+            if sizes[i] <= SMALL_INPUT {
+                if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
+                    progress.advance(h.size);
+                    return Ok((*src, h));
+                }
             }
             let tmp = blobs_dir.join(format!(".in-{i}"));
             // The kernel copies the input once (copy_file_range; a clone on
@@ -488,6 +496,85 @@ pub fn pack_delta(
 }
 
 pub(crate) use crate::bundle::oci_digest;
+
+/// Inputs up to this size are packed by `pack_small`.
+const SMALL_INPUT: u64 = crate::digest::COPY_BUFFER as u64;
+
+thread_local! {
+    static SMALL_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Packs a small input: read once into memory, hashed, and written straight
+/// to its blob name in the bundle's staging directory, created with its
+/// mode (0644). Nothing else in the directory is renamed or probed: the
+/// whole bundle is renamed into place only when complete, so a blob cut
+/// short by a failure is never seen under a final path. An input whose
+/// content is already there (the same bytes from another path) is not
+/// written again. `None` when the input has grown past `SMALL_INPUT` since
+/// it was measured: the caller copies it as a large one.
+fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed>> {
+    use std::io::{Read, Write};
+    SMALL_BUFFER.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(SMALL_INPUT as usize + 1, 0);
+        }
+        let mut f = fs_err::File::open(src)?;
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if n as u64 > SMALL_INPUT {
+            return Ok(None);
+        }
+        let bytes = &buf[..n];
+        let digest = Sha256Digest::of(bytes);
+        let dest = blobs_dir.join(digest.hex());
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o644);
+        let mut out = match fs_err::OpenOptions::from_options(open).open(&dest) {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(Some(Hashed {
+                    digest,
+                    size: n as u64,
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        out.write_all(bytes)?;
+        #[cfg(unix)]
+        if chmod {
+            use std::os::unix::fs::PermissionsExt;
+            out.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        let _ = chmod;
+        Ok(Some(Hashed {
+            digest,
+            size: n as u64,
+        }))
+    })
+}
+
+/// Whether the process umask leaves every bit of `mode` to a new file (read
+/// from /proc, since umask(2) cannot be read without changing it).
+fn umask_keeps(mode: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .is_some_and(|umask| umask & mode == 0)
+}
 
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
     let config_desc = Descriptor::new(

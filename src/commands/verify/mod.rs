@@ -473,30 +473,36 @@ pub(crate) fn take_payload(
 ) -> Result<(Hashed, Taken)> {
     let mut kept = exp.keep.then(Vec::new);
     let mut sha512 = exp.sha512.then(Sha512::new);
-    let stage_to = staging
-        .filter(|s| path.starts_with(BLOBS_PREFIX) && !s.have.contains(&exp.digest))
-        .map(|s| s.dir.join(format!("{}.part", exp.digest.hex())));
+    // Staged straight under its digest: the staging directory is private
+    // to this import and only a fully verified bundle's staged blobs are
+    // moved into the store (a failed one's are removed with the directory),
+    // so a staged file cut short is never taken for a blob. One that does
+    // not match is removed at once.
+    let stage_to = staged_path(path, exp, staging);
     let mut file = match &stage_to {
         Some(p) => Some(io::BufWriter::with_capacity(
-            1 << 20,
+            (exp.size as usize).clamp(8 << 10, 1 << 20),
             fs_err::File::create(p)?,
         )),
         None => None,
     };
     let mut tee = Tee(file.as_mut(), Some(Tee(kept.as_mut(), sha512.as_mut())));
-    let h = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n))?;
-    if let (Some(f), Some(p)) = (file, &stage_to) {
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        if h.digest == exp.digest && h.size <= exp.size {
-            // Not synced one by one: the store syncs the staged set once
-            // before its commit (`store::sync_staged`).
-            drop(f);
-            fs_err::rename(p, p.with_extension(""))?;
-        } else {
-            drop(f);
-            fs_err::remove_file(p)?;
+    let copied = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n));
+    let flushed = match file {
+        Some(f) => f.into_inner().map(drop).map_err(|e| e.into_error()),
+        None => Ok(()),
+    };
+    let h = match (copied, flushed) {
+        (Ok(h), Ok(())) if h.digest == exp.digest && h.size <= exp.size => h,
+        (copied, flushed) => {
+            if let Some(p) = &stage_to {
+                let _ = fs_err::remove_file(p);
+            }
+            let h = copied?;
+            flushed?;
+            h
         }
-    }
+    };
     Ok((
         h,
         Taken {

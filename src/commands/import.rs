@@ -195,6 +195,9 @@ impl Store {
         failpoint("blobs")?;
         let mut written = 0;
         for digest in d.blobs().keys() {
+            if have.contains(digest) {
+                continue;
+            }
             let staged = staging.path().join(digest.hex());
             if staged.exists() && self.blobs.put_verified(digest, &staged)? {
                 written += 1;

@@ -813,11 +813,24 @@ fn verify_dir(
                 return Ok((rel.clone(), r, None));
             }
             let mut f = fs_err::File::open(abs)?;
-            let (h, taken) = take_payload(rel, &mut f, exp, staging, progress)?;
+            // A small file is probed as it is read (one open, one read, and
+            // the probe sees exactly the bytes hashed and staged); a larger
+            // one is read back once verified, from the staged copy if any.
+            let mut pending = match &content {
+                Some(c) if *len <= crate::digest::COPY_BUFFER as u64 => {
+                    c.start(rel, exp.size, None, staging.map(|s| s.dir))
+                }
+                _ => None,
+            };
+            let probe = pending.as_mut().and_then(|p| p.probe());
+            let (h, taken) = take_payload(rel, &mut tap(&mut f, probe), exp, staging, progress)?;
             let ok = judge(rel, exp, &h, &mut r);
             if let (true, Some(c)) = (ok, &content) {
-                let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
-                if let Some(pending) = c.start(rel, exp.size, Some(file), None) {
+                let pending = pending.or_else(|| {
+                    let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
+                    c.start(rel, exp.size, Some(file), None)
+                });
+                if let Some(pending) = pending {
                     r.merge(pending.finish(c)?);
                 }
             }

@@ -125,7 +125,8 @@ pub fn copy_hashed(
     progress: &dyn Fn(u64),
 ) -> io::Result<Hashed> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut buf = CopyBuffer::take();
+    let buf = &mut buf.0[..];
     let mut size = 0u64;
     let cap = limit.map(|l| l.saturating_add(1));
     loop {
@@ -149,6 +150,30 @@ pub fn copy_hashed(
         digest: Sha256Digest(hasher.finalize().into()),
         size,
     })
+}
+
+/// A `COPY_BUFFER`-sized buffer borrowed from its thread for one copy and
+/// given back when dropped: a copy of many small files costs one allocation
+/// per thread, not a zeroed megabyte per file (40% of a 10k-file verify).
+/// A nested copy on the same thread gets a buffer of its own.
+struct CopyBuffer(Box<[u8]>);
+
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Box<[u8]>>> = const { std::cell::Cell::new(None) };
+}
+
+impl CopyBuffer {
+    fn take() -> Self {
+        let spare = SPARE.try_with(|s| s.take()).ok().flatten();
+        CopyBuffer(spare.unwrap_or_else(|| vec![0u8; COPY_BUFFER].into_boxed_slice()))
+    }
+}
+
+impl Drop for CopyBuffer {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        let _ = SPARE.try_with(|s| s.set(Some(buf)));
+    }
 }
 
 /// Hashes everything `reader` yields (up to `limit` + 1 bytes).

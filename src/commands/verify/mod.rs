@@ -693,7 +693,7 @@ fn check_from_store(
     let mut reader = b.store.open_blob(digest)?;
     let (h, taken) = take_payload(
         &path,
-        &mut tap(&mut reader, pending.as_mut().and_then(|p| p.probe())),
+        &mut tap(&mut reader, pending.as_mut().map(|p| p.probe())),
         &exp,
         None,
         &crate::progress::Silent,
@@ -806,14 +806,23 @@ fn verify_dir(
                 );
                 return Ok((rel.clone(), r, None));
             }
-            let mut f = fs_err::File::open(abs)?;
-            let (h, taken) = take_payload(rel, &mut f, exp, staging, progress)?;
-            let ok = judge(rel, exp, &h, &mut r);
-            if let (true, Some(c)) = (ok, &content) {
+            // Weights and pickles (modelcheck): probed from the one read
+            // that hashes the file, read back only when wholly needed.
+            let mut pending = content.as_ref().and_then(|c| {
                 let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
-                if let Some(pending) = c.start(rel, exp.size, Some(file), None) {
-                    r.merge(pending.finish(c)?);
-                }
+                c.start(rel, exp.size, Some(file), None)
+            });
+            let mut f = fs_err::File::open(abs)?;
+            let (h, taken) = take_payload(
+                rel,
+                &mut tap(&mut f, pending.as_mut().map(|p| p.probe())),
+                exp,
+                staging,
+                progress,
+            )?;
+            let ok = judge(rel, exp, &h, &mut r);
+            if let (true, Some(c), Some(p)) = (ok, &content, pending) {
+                r.merge(p.finish(c)?);
             }
             Ok((rel.clone(), r, Some(taken).filter(|_| ok)))
         })
@@ -898,7 +907,7 @@ fn verify_tar(
         });
         let (h, taken) = take_payload(
             &path,
-            &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
+            &mut tap(entry, pending.as_mut().map(|p| p.probe())),
             exp,
             staging,
             progress,

@@ -285,7 +285,7 @@ pub fn verify_volumes(
                 let mut pending = start_content(&piece.path, &exp);
                 let (hsh, taken) = take_payload(
                     &piece.path,
-                    &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
+                    &mut tap(entry, pending.as_mut().map(|p| p.probe())),
                     &exp,
                     staging,
                     progress,
@@ -327,7 +327,7 @@ pub fn verify_volumes(
             });
             let part_hash = if feeding {
                 let o = open.as_mut().expect("feeding");
-                let mut tap = tap(entry, o.content.as_mut().and_then(|p| p.probe()));
+                let mut tap = tap(entry, o.content.as_mut().map(|p| p.probe()));
                 let hsh = match o.stage.as_mut() {
                     Some(s) => {
                         let w = HashingWriter::new(&mut s.1, &mut o.hasher);

@@ -206,6 +206,14 @@ pub fn push(
             {
                 continue;
             }
+            // A carried referrer (listed by the source's referrers API) is
+            // not a subject, as those carried under tags are not.
+            if a.kind == ArtifactKind::Image
+                && tag.is_none()
+                && subject_of(&read_checked(store, &a.manifest)?).is_some()
+            {
+                continue;
+            }
             let reg = Registry::open(&format!("{repo}@{}", a.manifest.digest.oci()), insecure)?;
             attach(
                 store,

@@ -2081,12 +2081,12 @@ u.urlopen(u.Request(f'http://{host}/v2/{repo}/manifests/{tag}', data=open(path, 
 /// distribution v3 does, from the registry's own storage (the repository's
 /// manifest revisions), each read back from the real registry. Every other
 /// request is forwarded to the real registry and its answer copied back;
-/// the fallback tag `sha256-<hex>` answers 404 unless the mode is
-/// `api+tag`, so the API is the only way to find a referrer. Other modes
+/// the fallback tag `sha256-<hex>` answers 404 (unless the mode is
+/// `api+tag` or `fail`), so the API is the only way to find a referrer. Other modes
 /// answer as a hostile registry could: `missing` adds a manifest the
 /// registry does not have, `not-index` answers a body that is no index,
 /// `long` lists 1001 manifests, `foreign` lists every manifest of the
-/// repository that has a subject, whatever it is.
+/// repository that has a subject, whatever it is, and `fail` answers 500.
 struct ReferrersShim {
     child: Child,
     port: u16,
@@ -2152,12 +2152,15 @@ class H(http.server.BaseHTTPRequestHandler):
         head = self.command == "HEAD"
         m = REFERRERS.match(self.path)
         if self.command == "GET" and m:
+            if mode == "fail":
+                body = b'{"errors":[{"code":"UNKNOWN","message":"referrers store is down"}]}'
+                return self.answer(500, [("Content-Type", "application/json")], body)
             if mode == "not-index":
                 body = b"<html>referrers are not listed here</html>"
                 return self.answer(200, [("Content-Type", "text/html")], body)
             idx = {"schemaVersion": 2, "mediaType": INDEX, "manifests": referrers(m.group(1), m.group(2))}
             return self.answer(200, [("Content-Type", INDEX)], json.dumps(idx).encode())
-        if FALLBACK.match(self.path) and mode != "api+tag":
+        if FALLBACK.match(self.path) and mode not in ("api+tag", "fail"):
             body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
             return self.answer(404, [("Content-Type", "application/json")], body, head)
         n = int(self.headers.get("Content-Length") or 0)
@@ -2357,13 +2360,14 @@ fn a_referrer_listed_by_the_api_and_under_the_fallback_tag_is_carried_once() {
     assert_eq!(code(&f.verify(&bundle)), 0);
 }
 
-/// Packs `ml/app:1.0` through a shim in `mode`; the failed pack's stderr.
-fn pack_refused(f: &Fixture, host: &str) -> String {
+/// Packs `ml/app:1.0` from `host` (a shim): it must fail with exit code
+/// `want`, leaving no bundle. Returns its stderr.
+fn pack_refused(f: &Fixture, host: &str, want: i32) -> String {
     f.write_manifest(&format!(
         "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
     ));
     let (o, _) = pack_json(f, "dist", "dir");
-    assert_ne!(code(&o), 0, "pack should fail");
+    assert_eq!(code(&o), want, "{}", stderr(&o));
     assert!(entries_empty(&f.path("dist")), "no partial bundle");
     stderr(&o)
 }
@@ -2375,7 +2379,7 @@ fn a_referrers_api_listing_a_manifest_the_registry_lacks_is_refused() {
     let img = seeded_app(&f, &reg);
     push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, false);
     let shim = ReferrersShim::start(&reg, "missing");
-    let err = pack_refused(&f, &shim.host());
+    let err = pack_refused(&f, &shim.host(), 1);
     let absent = sha(b"a manifest the registry does not have");
     assert!(
         err.contains(&format!("{}/ml/app@sha256:{absent}", shim.host()))
@@ -2391,7 +2395,7 @@ fn a_referrers_api_answer_that_is_not_an_index_is_refused() {
     let f = Fixture::new();
     let img = seeded_app(&f, &reg);
     let shim = ReferrersShim::start(&reg, "not-index");
-    let err = pack_refused(&f, &shim.host());
+    let err = pack_refused(&f, &shim.host(), 2);
     assert!(
         err.contains(&format!(
             "cannot list the referrers of {}/ml/app@{}",
@@ -2408,7 +2412,7 @@ fn a_referrers_api_listing_more_than_the_limit_is_refused_not_truncated() {
     let f = Fixture::new();
     let img = seeded_app(&f, &reg);
     let shim = ReferrersShim::start(&reg, "long");
-    let err = pack_refused(&f, &shim.host());
+    let err = pack_refused(&f, &shim.host(), 1);
     assert!(
         err.contains(&format!(
             "cannot list the referrers of {}/ml/app@{}",
@@ -2433,7 +2437,7 @@ fn a_referrers_api_listing_a_referrer_of_another_image_is_refused() {
     reg.seed(&f.path("other"), "2.0", "ml/app:2.0");
     let stray = push_referrer_listed(&reg.host(), "ml/app", &other.manifest, 1, false);
     let shim = ReferrersShim::start(&reg, "foreign");
-    let err = pack_refused(&f, &shim.host());
+    let err = pack_refused(&f, &shim.host(), 1);
     assert!(
         err.contains(&format!("{}/ml/app@{stray}", shim.host()))
             && err.contains(&format!(
@@ -2441,6 +2445,26 @@ fn a_referrers_api_listing_a_referrer_of_another_image_is_refused() {
                 img.manifest.digest(),
                 other.manifest.digest()
             )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referrers_api_that_fails_is_an_error_not_a_silent_fallback() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    // Listed under the fallback tag too: a failing API is still an error,
+    // since what only the API lists would be lost.
+    push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, true);
+    let shim = ReferrersShim::start(&reg, "fail");
+    let err = pack_refused(&f, &shim.host(), 2);
+    assert!(
+        err.contains(&format!(
+            "cannot list the referrers of {}/ml/app@{}",
+            shim.host(),
+            img.manifest.digest()
+        )) && err.contains("500"),
         "{err}"
     );
 }

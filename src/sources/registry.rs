@@ -424,7 +424,7 @@ impl Registry {
             )));
         }
         if index.manifests.len() > MAX_REFERRERS {
-            return Err(Error::Usage(format!(
+            return Err(Error::Refused(format!(
                 "{what}: the registry lists {} referrers; airlock carries at most {MAX_REFERRERS} per image. \
                  Remove stale referrers at the source, or pack from a registry that lists fewer",
                 index.manifests.len()

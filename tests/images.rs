@@ -2287,6 +2287,28 @@ fn referrers_only_the_referrers_api_lists_are_carried_verified_and_pushed() {
     // bundle's own referrers.
     let o = push_json(&f, "store", &format!("{}/mirror", reg.host()));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The carried referrers are pushed by digest; they are not subjects of
+    // the bundle's own referrers (as those carried under tags are not).
+    let pushed = json(&o);
+    for r in [&r1, &r2] {
+        let at = format!("{}/mirror/ml/app@{r}", reg.host());
+        assert!(
+            pushed["pushed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["reference"] == at.as_str() && p["digest"] == r.as_str()),
+            "{pushed}"
+        );
+        assert!(
+            !pushed["referrers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["subject"] == at.as_str()),
+            "{pushed}"
+        );
+    }
     let found = oras_discover(&reg.host(), "mirror/ml/app", &img.manifest.digest());
     assert_eq!(found["via"], "tag", "{found}");
     let listed: Vec<&str> = found["manifests"]

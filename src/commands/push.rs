@@ -13,7 +13,10 @@
 //! SBOMs, signatures and custody record as OCI 1.1 referrers (artifacts
 //! whose `subject` is its manifest; see [`crate::referrers`]), listed by the
 //! registry's referrers API or, on a registry without one, under the
-//! referrers tag schema's fallback tag `sha256-<hex>`.
+//! referrers tag schema's fallback tag `sha256-<hex>`. Referrers carried
+//! from the source's referrers API (images pushed by digest whose manifest
+//! has a `subject`) are listed under their subject's fallback tag the same
+//! way where the destination has no referrers API.
 
 use serde::Serialize;
 

@@ -388,10 +388,10 @@ impl Registry {
     /// API (it answers 404), oci-client reads the referrers tag schema's
     /// fallback index instead (tag `sha256-<hex>`), which `pack` carries by
     /// its tag anyway; a fallback tag holding something other than an index
-    /// lists nothing here. Any other failure, an answer that is not an
-    /// image index, an entry whose digest is not sha256, or more than
-    /// [`MAX_REFERRERS`] entries, is an error naming the registry and
-    /// subject. Only the first page of an answer is read: oci-client 0.18
+    /// lists nothing here. Any other failure, an answer that does not parse
+    /// as an image index, an entry whose digest is not sha256, or more than
+    /// [`MAX_REFERRERS`] entries (in either list) is an error naming the
+    /// registry and subject. Only the first page of an answer is read: oci-client 0.18
     /// does not follow the `Link` header of a paginated answer.
     pub fn listed_referrers(&self, subject: &Sha256Digest) -> Result<Vec<Sha256Digest>> {
         let r = self.by_digest(subject);
@@ -414,15 +414,6 @@ impl Registry {
             }
             Err(e) => return Err(net(&what, e)),
         };
-        if let Some(mt) = index
-            .media_type
-            .as_deref()
-            .filter(|mt| *mt != crate::bundle::MT_INDEX)
-        {
-            return Err(Error::Usage(format!(
-                "{what}: the registry's referrers API answered with media type {mt:?}, not an OCI image index"
-            )));
-        }
         if index.manifests.len() > MAX_REFERRERS {
             return Err(Error::Refused(format!(
                 "{what}: the registry lists {} referrers; airlock carries at most {MAX_REFERRERS} per image. \

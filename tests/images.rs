@@ -2490,3 +2490,33 @@ fn a_referrers_api_that_fails_is_an_error_not_a_silent_fallback() {
         "{err}"
     );
 }
+
+/// A fallback tag `sha256-<hex>` holding an image manifest rather than the
+/// referrers index (a registry without the API, written by a tool that does
+/// not follow the tag schema): it lists no referrers, so oci-client's
+/// fallback reports a spec violation, which pack takes as "no API, nothing
+/// listed" only because it saw that manifest under the tag itself. The tag
+/// is carried as the image it holds, as before, and the bundle verifies.
+#[test]
+fn an_image_manifest_under_the_fallback_tag_is_carried_and_lists_no_referrers() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let fallback = format!("sha256-{}", img.manifest.hex);
+    reg.seed(&f.path("seed"), "1.0", &format!("ml/app:{fallback}"));
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let names = image_names(&j);
+    assert_eq!(
+        names,
+        vec![
+            format!("{host}/ml/app:1.0"),
+            format!("{host}/ml/app:{fallback}")
+        ],
+        "the image and its fallback tag, nothing else"
+    );
+    assert_eq!(code(&f.verify(&bundle)), 0);
+}

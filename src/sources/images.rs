@@ -185,6 +185,9 @@ fn fetch_one(
                 digests.push(main.manifest.digest);
             }
             out.push(main);
+            // Subjects whose fallback tag holds an image manifest rather than
+            // an index: carried by the tag, and listed by nothing else.
+            let mut image_at_fallback = BTreeSet::new();
             for &d in &digests {
                 for suffix in ["sig", "att", "sbom", ""] {
                     let tag = match suffix {
@@ -194,6 +197,9 @@ fn fetch_one(
                     let Some((_, desc)) = reg.manifest(&reg.by_tag(&tag))? else {
                         continue;
                     };
+                    if suffix.is_empty() && !image::is_index(&desc.media_type) {
+                        image_at_fallback.insert(d);
+                    }
                     let name = format!("{repo}:{tag}");
                     let bundle_ref = image::bundle_ref(&name, taken_refs);
                     out.push(image::collect(
@@ -216,7 +222,7 @@ fn fetch_one(
                 carried.extend(a.blobs.iter().map(|b| b.digest));
             }
             for &d in &digests {
-                let mut listed = reg.listed_referrers(&d)?;
+                let mut listed = reg.listed_referrers(&d, image_at_fallback.contains(&d))?;
                 listed.sort();
                 listed.dedup();
                 for r in listed {

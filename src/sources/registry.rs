@@ -393,18 +393,24 @@ impl Registry {
     /// [`MAX_REFERRERS`] entries (in either list) is an error naming the
     /// registry and subject. Only the first page of an answer is read: oci-client 0.18
     /// does not follow the `Link` header of a paginated answer.
-    pub fn listed_referrers(&self, subject: &Sha256Digest) -> Result<Vec<Sha256Digest>> {
+    ///
+    /// `image_at_fallback`: the caller found an image manifest, not an
+    /// index, under the fallback tag; oci-client's fallback then reports a
+    /// spec violation, which here means "no API, nothing listed".
+    pub fn listed_referrers(
+        &self,
+        subject: &Sha256Digest,
+        image_at_fallback: bool,
+    ) -> Result<Vec<Sha256Digest>> {
         let r = self.by_digest(subject);
         let what = format!("cannot list the referrers of {}", r.whole());
         self.client_auth(RegistryOperation::Pull, &what)?;
         let index = match self.retry(|| self.client.pull_referrers(&r, None)) {
             Ok(index) => index,
-            // oci-client's fallback after a 404 found an image manifest,
-            // not an index, under `sha256-<hex>`: there is no API, and the
-            // tag is carried as whatever it holds.
-            Err(OciDistributionError::SpecViolationError(m))
-                if m.starts_with("referrers tag schema:") =>
-            {
+            // oci-client's fallback after a 404 found the image manifest the
+            // caller saw under `sha256-<hex>`, not an index: there is no
+            // API, and the tag is carried as whatever it holds.
+            Err(OciDistributionError::SpecViolationError(_)) if image_at_fallback => {
                 return Ok(Vec::new())
             }
             Err(OciDistributionError::ManifestParsingError(e)) => {

@@ -124,43 +124,59 @@ pub fn pack_delta(
         .iter()
         .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    // A tar (not split into volumes) is written straight from the inputs:
-    // its tag files, which carry every digest, come before the payload, so
-    // the inputs are hashed (and checked) in place first, then read again,
-    // from the page cache, into the tar and hashed again on the way (see
-    // `tarball::append_input`). One write per byte, no staged copy.
+    // A tar (not split into volumes) is written straight from the inputs in
+    // one pass, in path order: each input read once, hashed as it passes and
+    // written once (see `tarball::SinglePass`); the tag files, which carry
+    // every digest, are put in front at the end. No staged copy.
     let stream = volume_size.is_none() && format != Format::Dir;
-    progress.begin(if stream { "hashing" } else { "packing" }, total);
-    let hashed: HashMap<&Path, Hashed> = sources
-        .par_iter()
-        .enumerate()
-        .map(|(i, src)| {
-            if stream {
-                let h = crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
+    let mtime = time.max(0) as u64;
+    let tar_tmp = staging.path().join("out.tar");
+    let mut single = None;
+    progress.begin("packing", total);
+    let hashed: HashMap<&Path, Hashed> = if stream {
+        let mut sp = crate::tarball::SinglePass::create(
+            &tar_tmp,
+            format == Format::TarZst,
+            mtime,
+            progress,
+        )?;
+        // A delta leaves out what the high side's store holds.
+        let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
+        let mut hashed = HashMap::new();
+        for f in planned.iter().flat_map(|a| &a.files) {
+            let src = f.src.as_path();
+            if !hashed.contains_key(src) {
+                hashed.insert(src, sp.add_input(src, &omit)?);
+            }
+        }
+        single = Some(sp);
+        hashed
+    } else {
+        sources
+            .par_iter()
+            .enumerate()
+            .map(|(i, src)| {
+                let tmp = blobs_dir.join(format!(".in-{i}"));
+                // The kernel copies the input once (copy_file_range; a clone on
+                // filesystems that support it), then the staged copy, which
+                // nothing else can change, is hashed: the digest is always that
+                // of the bytes packed, even if the input changes meanwhile. No
+                // fsync: a bundle is verified before use, and a pack cut short
+                // by a crash is simply run again.
+                fs_err::copy(src, &tmp)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+                }
+                let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
                     progress.advance(n)
                 })?;
-                return Ok((*src, h));
-            }
-            let tmp = blobs_dir.join(format!(".in-{i}"));
-            // The kernel copies the input once (copy_file_range; a clone on
-            // filesystems that support it), then the staged copy, which
-            // nothing else can change, is hashed: the digest is always that
-            // of the bytes packed, even if the input changes meanwhile. No
-            // fsync: a bundle is verified before use, and a pack cut short
-            // by a crash is simply run again.
-            fs_err::copy(src, &tmp)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-            }
-            let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
-                progress.advance(n)
-            })?;
-            fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
-            Ok((*src, h))
-        })
-        .collect::<Result<_>>()?;
+                fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
+                Ok((*src, h))
+            })
+            .collect::<Result<_>>()?
+    };
     progress.finish();
 
     // Pins are checked against the bytes actually packed.
@@ -435,27 +451,12 @@ pub fn pack_delta(
                     order.push(p);
                 }
             }
-            // Which blobs come straight from an input file.
-            let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-            for (src, h) in &hashed {
-                let p = blob_path(&h.digest);
-                if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
-                    inputs.entry(p).or_insert((*src, *h));
-                }
-            }
-            let tmp = staging.path().join("out.tar");
-            let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
-            progress.begin("writing tar", size);
-            let mtime = time.max(0) as u64;
-            let file = if format == Format::Tar {
-                crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?
-            } else {
-                let enc = crate::tarball::zstd_encoder(file)?;
-                crate::tarball::write_tar(&root, &order, &inputs, enc, mtime, progress)?.finish()?
-            };
-            progress.finish();
-            file.into_inner().map_err(|e| e.into_error())?;
-            fs_err::rename(&tmp, &final_path)?;
+            // The checks above read some inputs again by path: refuse if
+            // any changed since it went into the tar.
+            let single = single.expect("a tar is written in one pass");
+            single.check_unchanged()?;
+            let head = crate::tarball::head_order(&root)?;
+            single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
         }
     }
     Ok(Packed {

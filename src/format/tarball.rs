@@ -447,8 +447,13 @@ impl<'a> SinglePass<'a> {
             let joined = tmp.with_extension("joined");
             let mut out = fs_err::File::create(&joined)?;
             out.write_all(&head_bytes)?;
-            let mut from = fs_err::File::open(tmp)?;
-            io::copy(&mut from, &mut out)?;
+            // std's copy between two `std::fs::File`s is copy_file_range.
+            let (mut out, _) = out.into_parts();
+            let (mut from, _) = fs_err::File::open(tmp)?.into_parts();
+            io::copy(&mut from, &mut out).map_err(|e| Error::Input {
+                path: joined.clone(),
+                message: format!("writing the tar: {e}"),
+            })?;
             drop(out);
             drop(payload);
             fs_err::remove_file(tmp)?;

@@ -491,7 +491,7 @@ fn write_at(f: &std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
 #[cfg(target_os = "linux")]
 fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
     use rustix::fs::{fallocate, FallocateFlags};
-    if head.is_empty() || head.len() % 4096 != 0 {
+    if head.is_empty() || !head.len().is_multiple_of(4096) {
         return Ok(head.is_empty());
     }
     if fallocate(f, FallocateFlags::INSERT_RANGE, 0, head.len() as u64).is_err() {

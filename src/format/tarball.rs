@@ -3,6 +3,7 @@
 //! then signatures and custody events, then the payload. Headers are
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use crate::bundle::{
     BAGIT_TXT, BAG_INFO, CUSTODY_DIR, DESCRIPTION, MANIFEST, OCI_INDEX, OCI_LAYOUT, SIGNATURES_DIR,
     TAGMANIFEST, VERIFY_TXT,
 };
-use crate::digest::{Hashed, Sha256Digest};
+use crate::digest::{Hashed, InspectReader, Sha256Digest};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -84,12 +85,170 @@ pub fn append<W: Write>(
     b.append_data(&mut h, path, data)
 }
 
+/// Writes the files listed in `paths` as a tar into `out`: each from
+/// `inputs` when it is there (an input file read straight into the tar, see
+/// [`append_input`]), otherwise from `dir`.
+pub fn write_tar<W: Write>(
+    dir: &Path,
+    paths: &[String],
+    inputs: &HashMap<String, (&Path, Hashed)>,
+    out: W,
+    mtime: u64,
+    progress: &dyn Progress,
+) -> Result<W> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    for p in paths {
+        if let Some((src, expected)) = inputs.get(p) {
+            append_input(&mut b, p, src, *expected, mtime, progress)?;
+            continue;
+        }
+        let f = fs_err::File::open(dir.join(p))?;
+        let size = f.metadata()?.len();
+        let mut counted = Counting { inner: f, progress };
+        append(
+            &mut b,
+            p,
+            size,
+            crate::bundle::MODE_FILE,
+            mtime,
+            &mut counted,
+        )?;
+    }
+    Ok(b.into_inner()?)
+}
+
+/// Inputs at least this large are hashed on a second thread while they are
+/// written, so the hash costs no time beside the copy.
+const PIPELINE_MIN: u64 = 4 << 20;
+const CHUNK: usize = 1 << 20;
+
+/// Appends the input file `src` as entry `path`, hashing it as it passes:
+/// the bytes written must be exactly those hashed (and checked) before the
+/// description was signed. A file that changed since refuses the pack
+/// rather than produce a bundle the high side would reject.
+pub fn append_input<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    src: &Path,
+    expected: Hashed,
+    mtime: u64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut f = fs_err::File::open(src)?;
+    let (digest, size) = if expected.size >= PIPELINE_MIN {
+        std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let hasher = s.spawn(move || {
+                let mut h = Sha256::new();
+                let mut n = 0u64;
+                for chunk in rx {
+                    h.update(&chunk);
+                    n += chunk.len() as u64;
+                }
+                (Sha256Digest::of_raw(h.finalize().into()), n)
+            });
+            let mut tee = ChunkTee {
+                inner: Counting {
+                    inner: (&mut f).take(expected.size),
+                    progress,
+                },
+                pending: Vec::with_capacity(CHUNK),
+                tx: Some(tx),
+            };
+            let appended = append(b, path, expected.size, MODE_FILE, mtime, &mut tee);
+            let flushed = tee.flush_pending();
+            drop(tee);
+            let got = hasher.join().expect("the hashing thread does not panic");
+            appended?;
+            flushed?;
+            Ok(got)
+        })?
+    } else {
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        let mut r = InspectReader::new(
+            Counting {
+                inner: (&mut f).take(expected.size),
+                progress,
+            },
+            |bytes: &[u8]| {
+                h.update(bytes);
+                n += bytes.len() as u64;
+            },
+        );
+        append(b, path, expected.size, MODE_FILE, mtime, &mut r)?;
+        (Sha256Digest::of_raw(h.finalize().into()), n)
+    };
+    let longer = f.read(&mut [0u8; 1])? != 0;
+    if digest != expected.digest || size != expected.size || longer {
+        return Err(Error::Input {
+            path: src.to_path_buf(),
+            message: format!(
+                "changed while being packed (it was {} bytes with {} when hashed); pack again once it no longer changes",
+                expected.size, expected.digest
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Passes reads through, sending every byte to a hashing thread in chunks.
+struct ChunkTee<R> {
+    inner: R,
+    pending: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl<R> ChunkTee<R> {
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+        match &self.tx {
+            Some(tx) if tx.send(chunk).is_ok() => Ok(()),
+            _ => Err(io::Error::other("the hashing thread stopped")),
+        }
+    }
+}
+
+impl<R: Read> Read for ChunkTee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let room = CHUNK - self.pending.len();
+            let take = room.min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == CHUNK {
+                self.flush_pending()?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
 /// Inputs at least this large get their own tar entry written before their
 /// digest is known (see [`SinglePass`]): a placeholder header, the data
 /// hashed as it passes on a second thread, then the header patched in place.
 /// Smaller ones are read into memory and hashed first.
 pub const STREAM_MIN: u64 = 1 << 20;
-const CHUNK: usize = 1 << 20;
 
 /// A zstd frame holding `len` bytes in one raw (stored) block: a fixed
 /// size, so a tar header inside it can be patched after it was written.
@@ -174,6 +333,9 @@ impl Seen {
 /// files, signatures, custody, OCI layout and index) is put in front at the
 /// end ([`SinglePass::finish`]). The tar is the same, entry for entry and
 /// byte for byte, as one written in canonical order with the head first.
+/// `pack` uses it for a tar.zst; a plain tar cannot be padded to put its head
+/// in front in place, so it would cost a copy of the payload, and `pack`
+/// writes it with [`write_tar`] after a hash pass instead.
 ///
 /// - An input of at least [`STREAM_MIN`] bytes: a header naming a
 ///   placeholder, then its data, hashed on a second thread; then the header
@@ -719,5 +881,85 @@ mod single_pass_tests {
         let mut both = frame.clone();
         both.extend(pad);
         assert_eq!(zstd::decode_all(&both[..]).unwrap(), header);
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn pack_one(src: &Path, expected: Hashed) -> Result<Vec<u8>> {
+        let inputs = HashMap::from([("data/x".to_string(), (src, expected))]);
+        write_tar(
+            Path::new("/nonexistent"),
+            &["data/x".to_string()],
+            &inputs,
+            Vec::new(),
+            7,
+            &crate::progress::Silent,
+        )
+    }
+
+    fn hashed(bytes: &[u8]) -> Hashed {
+        Hashed {
+            digest: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+
+    fn entry(tar: &[u8]) -> (String, Vec<u8>, u64, u32) {
+        let mut a = tar::Archive::new(tar);
+        let mut e = a.entries().unwrap().next().unwrap().unwrap();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        let h = e.header();
+        let path = String::from_utf8(e.path_bytes().to_vec()).unwrap();
+        (path, data, h.mtime().unwrap(), h.mode().unwrap())
+    }
+
+    #[test]
+    fn an_input_is_written_as_hashed_small_or_large() {
+        let dir = tempfile::tempdir().unwrap();
+        // Below and above the size from which a second thread hashes.
+        for size in [0usize, 5000, PIPELINE_MIN as usize + 12345] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let src = dir.path().join("in");
+            std::fs::write(&src, &bytes).unwrap();
+            let tar = pack_one(&src, hashed(&bytes)).unwrap();
+            assert_eq!(
+                entry(&tar),
+                ("data/x".to_string(), bytes, 7, MODE_FILE),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_input_that_changed_since_it_was_hashed_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("in");
+        for size in [5000usize, PIPELINE_MIN as usize + 12345] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let mut other = bytes.clone();
+            other[size / 2] ^= 1;
+            let cases: [(&str, Vec<u8>); 3] = [
+                ("same size, other bytes", other),
+                ("shorter", bytes[..size - 1].to_vec()),
+                ("longer", [&bytes[..], b"!"].concat()),
+            ];
+            for (what, now) in cases {
+                std::fs::write(&src, &now).unwrap();
+                match pack_one(&src, hashed(&bytes)) {
+                    Err(Error::Input { path, message }) => {
+                        assert_eq!(path, src, "{size} {what}");
+                        assert!(message.contains("changed while being packed"), "{message}");
+                    }
+                    other => panic!("{size} {what}: {:?}", other.map(|_| ())),
+                }
+            }
+        }
     }
 }

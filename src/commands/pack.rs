@@ -2,9 +2,11 @@
 //!
 //! A directory bundle (or volumes): every input file is copied into the
 //! bundle's blob store and the copy hashed, in parallel across files. A single
-//! tar or tar.zst: every input is hashed in place, then read again (from the
-//! page cache) straight into the tar after the tag files, hashed again on the
-//! way; nothing is staged. Identical files become one blob. The bundle is
+//! tar: every input is hashed in place, then read again (from the page cache)
+//! straight into the tar after the tag files, hashed again on the way. A
+//! single tar.zst: every input read once, hashed and compressed on the way,
+//! the tag files put in front at the end. Nothing is staged. Identical files
+//! become one blob. The bundle is
 //! built in a hidden staging directory beside the output and renamed into
 //! place only when complete, so a failed pack leaves nothing.
 
@@ -125,42 +127,79 @@ pub fn pack_delta(
         .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
     // A tar (not split into volumes) is written straight from the inputs:
-    // its tag files, which carry every digest, come before the payload, so
-    // the inputs are hashed (and checked) in place first, then read again,
-    // from the page cache, into the tar and hashed again on the way (see
-    // `tarball::append_input`). One write per byte, no staged copy.
+    // its tag files, which carry every digest, come before the payload.
+    // - tar.zst: in one pass, in path order, each input read once, hashed as
+    //   it passes and written once (see `tarball::SinglePass`); the tag files
+    //   are put in front at the end, without moving the payload where the
+    //   filesystem can insert a range.
+    // - tar (which cannot be padded to put its head in front in place): the
+    //   inputs are hashed (and checked) in place first, then read again, from
+    //   the page cache, into the tar and hashed again on the way (see
+    //   `tarball::append_input`). One write per byte, no staged copy.
     let stream = volume_size.is_none() && format != Format::Dir;
-    progress.begin(if stream { "hashing" } else { "packing" }, total);
-    let hashed: HashMap<&Path, Hashed> = sources
-        .par_iter()
-        .enumerate()
-        .map(|(i, src)| {
-            if stream {
-                let h = crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
+    let single_pass = stream && format == Format::TarZst;
+    let mtime = time.max(0) as u64;
+    let tar_tmp = staging.path().join("out.tar");
+    let mut single = None;
+    progress.begin(
+        if stream && !single_pass {
+            "hashing"
+        } else {
+            "packing"
+        },
+        total,
+    );
+    let hashed: HashMap<&Path, Hashed> = if single_pass {
+        let mut sp = crate::tarball::SinglePass::create(
+            &tar_tmp,
+            format == Format::TarZst,
+            mtime,
+            progress,
+        )?;
+        // A delta leaves out what the high side's store holds.
+        let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
+        let mut hashed = HashMap::new();
+        for f in planned.iter().flat_map(|a| &a.files) {
+            let src = f.src.as_path();
+            if !hashed.contains_key(src) {
+                hashed.insert(src, sp.add_input(src, &omit)?);
+            }
+        }
+        single = Some(sp);
+        hashed
+    } else {
+        sources
+            .par_iter()
+            .enumerate()
+            .map(|(i, src)| {
+                if stream {
+                    let h =
+                        crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
+                            progress.advance(n)
+                        })?;
+                    return Ok((*src, h));
+                }
+                let tmp = blobs_dir.join(format!(".in-{i}"));
+                // The kernel copies the input once (copy_file_range; a clone on
+                // filesystems that support it), then the staged copy, which
+                // nothing else can change, is hashed: the digest is always that
+                // of the bytes packed, even if the input changes meanwhile. No
+                // fsync: a bundle is verified before use, and a pack cut short
+                // by a crash is simply run again.
+                fs_err::copy(src, &tmp)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+                }
+                let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
                     progress.advance(n)
                 })?;
-                return Ok((*src, h));
-            }
-            let tmp = blobs_dir.join(format!(".in-{i}"));
-            // The kernel copies the input once (copy_file_range; a clone on
-            // filesystems that support it), then the staged copy, which
-            // nothing else can change, is hashed: the digest is always that
-            // of the bytes packed, even if the input changes meanwhile. No
-            // fsync: a bundle is verified before use, and a pack cut short
-            // by a crash is simply run again.
-            fs_err::copy(src, &tmp)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-            }
-            let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
-                progress.advance(n)
-            })?;
-            fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
-            Ok((*src, h))
-        })
-        .collect::<Result<_>>()?;
+                fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
+                Ok((*src, h))
+            })
+            .collect::<Result<_>>()?
+    };
     progress.finish();
 
     // Pins are checked against the bytes actually packed.
@@ -435,27 +474,30 @@ pub fn pack_delta(
                     order.push(p);
                 }
             }
-            // Which blobs come straight from an input file.
-            let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-            for (src, h) in &hashed {
-                let p = blob_path(&h.digest);
-                if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
-                    inputs.entry(p).or_insert((*src, *h));
-                }
-            }
-            let tmp = staging.path().join("out.tar");
-            let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
-            progress.begin("writing tar", size);
-            let mtime = time.max(0) as u64;
-            let file = if format == Format::Tar {
-                crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?
+            if let Some(single) = single {
+                // The checks above read some inputs again by path: refuse if
+                // any changed since it went into the tar.
+                single.check_unchanged()?;
+                let head = crate::tarball::head_order(&root)?;
+                single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
             } else {
-                let enc = crate::tarball::zstd_encoder(file)?;
-                crate::tarball::write_tar(&root, &order, &inputs, enc, mtime, progress)?.finish()?
-            };
-            progress.finish();
-            file.into_inner().map_err(|e| e.into_error())?;
-            fs_err::rename(&tmp, &final_path)?;
+                // Which blobs come straight from an input file.
+                let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
+                for (src, h) in &hashed {
+                    let p = blob_path(&h.digest);
+                    if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
+                        inputs.entry(p).or_insert((*src, *h));
+                    }
+                }
+                let file =
+                    std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tar_tmp)?);
+                progress.begin("writing tar", size);
+                let file =
+                    crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?;
+                progress.finish();
+                file.into_inner().map_err(|e| e.into_error())?;
+                fs_err::rename(&tar_tmp, &final_path)?;
+            }
         }
     }
     Ok(Packed {

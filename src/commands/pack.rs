@@ -495,38 +495,56 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
         config.size,
         oci_digest(&config.digest),
     );
-    let layer_descs = layers
-        .iter()
-        .map(|l| {
-            let mut d = Descriptor::new(
-                MediaType::Other(l.media_type.clone()),
-                l.size,
-                oci_digest(&l.digest),
-            );
-            let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
-            match a.kind {
-                ArtifactKind::Model => {
-                    ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
-                }
-                ArtifactKind::Sbom | ArtifactKind::Image => {}
-                // Files and packages: exported with their mode.
-                _ => {
-                    ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
-                }
+    let layer_desc = |l: &Layer| {
+        let mut d = Descriptor::new(
+            MediaType::Other(l.media_type.clone()),
+            l.size,
+            oci_digest(&l.digest),
+        );
+        let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+        match a.kind {
+            ArtifactKind::Model => {
+                ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
             }
-            d.set_annotations(Some(ann));
-            d
-        })
-        .collect::<Vec<_>>();
+            ArtifactKind::Sbom | ArtifactKind::Image => {}
+            // Files and packages: exported with their mode.
+            _ => {
+                ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
+            }
+        }
+        d.set_annotations(Some(ann));
+        d
+    };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .artifact_type(MediaType::Other(a.artifact_type.clone()))
         .config(config_desc)
-        .layers(layer_descs)
+        .layers(Vec::new())
         .build()
         .map_err(|e| Error::Usage(format!("cannot build OCI manifest for {}: {e}", a.name)))?;
-    Ok(canonical_json(&manifest))
+    // The layers are written into the empty `layers` array one at a time,
+    // each in canonical form: a manifest of many files is never held as
+    // descriptors or as a JSON tree. (`"layers":[]` occurs once: inside a
+    // JSON string every quote is escaped.)
+    let shell = canonical_json(&manifest);
+    const EMPTY: &[u8] = b"\"layers\":[]";
+    let at = shell
+        .windows(EMPTY.len())
+        .position(|w| w == EMPTY)
+        .expect("a manifest has its layers")
+        + EMPTY.len()
+        - 1;
+    let mut out = Vec::with_capacity(shell.len() + 320 * layers.len());
+    out.extend_from_slice(&shell[..at]);
+    for (i, l) in layers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend(canonical_json(&layer_desc(l)));
+    }
+    out.extend_from_slice(&shell[at..]);
+    Ok(out)
 }
 
 fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {
@@ -545,4 +563,85 @@ fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {
     }
     s.push_str(&format!("Payload-Oxum: {octets}.{count}\n"));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest written layer by layer is the canonical JSON of the
+    /// whole manifest, for each kind's annotations and for no layers.
+    #[test]
+    fn oci_manifest_layer_by_layer_is_the_canonical_json_of_the_whole() {
+        let config = Blob {
+            media_type: MT_EMPTY.into(),
+            digest: Sha256Digest::of(EMPTY_JSON),
+            size: EMPTY_JSON.len() as u64,
+        };
+        let layers: Vec<Layer> = (0..3)
+            .map(|i| Layer {
+                media_type: format!("text/x-{i}"),
+                digest: Sha256Digest::of(&[i as u8]),
+                size: i,
+                path: format!("dir/\"layers\":[]-{i}.txt"),
+                mode: if i == 1 { MODE_EXEC } else { MODE_FILE },
+            })
+            .collect();
+        for kind in [ArtifactKind::Files, ArtifactKind::Model, ArtifactKind::Sbom] {
+            let a = PlannedArtifact {
+                kind,
+                name: "x".into(),
+                reference: "files/x".into(),
+                artifact_type: "application/vnd.example+type".into(),
+                files: Vec::new(),
+                packages: Vec::new(),
+            };
+            for n in [0, 1, 3] {
+                let whole = ImageManifestBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::ImageManifest)
+                    .artifact_type(MediaType::Other(a.artifact_type.clone()))
+                    .config(Descriptor::new(
+                        MediaType::from(config.media_type.as_str()),
+                        config.size,
+                        oci_digest(&config.digest),
+                    ))
+                    .layers(
+                        layers[..n]
+                            .iter()
+                            .map(|l| {
+                                let mut d = Descriptor::new(
+                                    MediaType::Other(l.media_type.clone()),
+                                    l.size,
+                                    oci_digest(&l.digest),
+                                );
+                                let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+                                match kind {
+                                    ArtifactKind::Model => {
+                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
+                                    }
+                                    ArtifactKind::Sbom => {}
+                                    _ => {
+                                        ann.insert(
+                                            FILE_MODE.to_string(),
+                                            format!("{:04o}", l.mode),
+                                        );
+                                    }
+                                }
+                                d.set_annotations(Some(ann));
+                                d
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .build()
+                    .unwrap();
+                let streamed = oci_manifest(&a, &config, &layers[..n]).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(canonical_json(&whole)).unwrap(),
+                    "{kind:?}, {n} layer(s)"
+                );
+            }
+        }
+    }
 }

@@ -448,17 +448,20 @@ fn make_plan(
     plan
 }
 
-/// Whether a blob's bytes are kept for the structure and pin checks.
+/// Whether a blob's bytes are kept for the structure and pin checks. SBOM
+/// documents (`+json` too) are not: no check reads them, and they grow with
+/// the file count (about 1.8 KB per file for the generated two).
 fn kept_for_checks(
     digest: &Sha256Digest,
     media_type: &str,
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
 ) -> bool {
+    let sbom = media_type == crate::sbom::CYCLONEDX_JSON || media_type == crate::sbom::SPDX_JSON;
     (media_type == MT_MANIFEST
         || media_type == MT_INDEX
         || pin_blobs.contains(digest)
-        || media_type.ends_with("+json"))
+        || (media_type.ends_with("+json") && !sbom))
         && size <= MAX_JSON_BLOB
 }
 
@@ -1015,5 +1018,32 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sbom_documents_are_not_kept_but_manifests_configs_and_pins_are() {
+        let d = Sha256Digest::of(b"x");
+        let none = BTreeSet::new();
+        for mt in [crate::sbom::CYCLONEDX_JSON, crate::sbom::SPDX_JSON] {
+            assert!(!kept_for_checks(&d, mt, 100, &none), "{mt}");
+        }
+        for mt in [
+            MT_MANIFEST,
+            MT_INDEX,
+            MODEL_CONFIG,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ] {
+            assert!(kept_for_checks(&d, mt, 100, &none), "{mt}");
+            assert!(!kept_for_checks(&d, mt, MAX_JSON_BLOB + 1, &none), "{mt}");
+        }
+        // A pin file is kept whatever its media type, an SBOM's included.
+        let pins = BTreeSet::from([d]);
+        assert!(kept_for_checks(&d, crate::sbom::SPDX_JSON, 100, &pins));
+        assert!(!kept_for_checks(&d, "text/plain", 100, &none));
     }
 }

@@ -362,6 +362,9 @@ pub fn pack_delta(
     let oxum_bytes: u64 = description.total_size() - omitted.1
         + index_bytes.len() as u64
         + OCI_LAYOUT_CONTENT.len() as u64;
+    // airlock.json and manifest-sha256.txt grow with the file count: each
+    // is written straight into its file, hashed and measured on the way,
+    // never held as bytes. The small tag files are.
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
         (
@@ -369,30 +372,41 @@ pub fn pack_delta(
             bag_info(&description, time, oxum_bytes, payload.len()).into_bytes(),
         ),
         (
-            DESCRIPTION,
-            serde_json::to_vec_pretty(&description).expect("serializes"),
-        ),
-        (
             VERIFY_TXT,
             verify_txt(&meta.name, &meta.version).into_bytes(),
         ),
-        (MANIFEST, render_manifest(&payload).into_bytes()),
     ];
-    // The high side reads the tag area within fixed bounds (`source::TagSet`);
-    // never write a bundle it would refuse for size.
-    let mut bounds = crate::source::TagSet::default();
+    let mut written: BTreeMap<&str, (u64, Sha256Digest)> = BTreeMap::new();
     for (name, bytes) in &tags {
-        if let Err(e) = bounds.admit(crate::source::place_of(name), bytes.len() as u64) {
+        fs_err::write(root.join(name), bytes)?;
+        written.insert(*name, (bytes.len() as u64, Sha256Digest::of(bytes)));
+    }
+    drop(tags);
+    written.insert(
+        DESCRIPTION,
+        write_hashed(&root.join(DESCRIPTION), &mut |w| {
+            serde_json::to_writer_pretty(w, &description).map_err(std::io::Error::from)
+        })?,
+    );
+    written.insert(
+        MANIFEST,
+        write_hashed(&root.join(MANIFEST), &mut |w| write_manifest(&payload, w))?,
+    );
+    // The high side reads the tag area within fixed bounds (`source::TagSet`);
+    // never make a bundle it would refuse for size (the staging directory
+    // holding what was written goes with the error).
+    let mut bounds = crate::source::TagSet::default();
+    for name in [BAGIT_TXT, BAG_INFO, DESCRIPTION, VERIFY_TXT, MANIFEST] {
+        if let Err(e) = bounds.admit(crate::source::place_of(name), written[name].0) {
             return Err(Error::Usage(format!(
                 "{name} would be {e}; the high side would refuse this bundle. Shorten the manifest's metadata, or split the content into several bundles"
             )));
         }
     }
-    let mut tag_entries = BTreeMap::new();
-    for (name, bytes) in &tags {
-        fs_err::write(root.join(name), bytes)?;
-        tag_entries.insert(name.to_string(), Sha256Digest::of(bytes));
-    }
+    let tag_entries: BTreeMap<String, Sha256Digest> = written
+        .iter()
+        .map(|(name, (_, digest))| (name.to_string(), *digest))
+        .collect();
     let tagmanifest = render_manifest(&tag_entries).into_bytes();
     fs_err::write(root.join(TAGMANIFEST), &tagmanifest)?;
     let id = Sha256Digest::of(&tagmanifest);
@@ -488,6 +502,26 @@ pub fn pack_delta(
 }
 
 pub(crate) use crate::bundle::oci_digest;
+
+/// Writes the file `path` through `render`, hashing it on the way; returns
+/// its size and digest.
+fn write_hashed(
+    path: &Path,
+    render: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(u64, Sha256Digest)> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut w = std::io::BufWriter::with_capacity(
+        1 << 16,
+        crate::digest::HashingWriter::new(fs_err::File::create(path)?, &mut hasher),
+    );
+    render(&mut w)?;
+    w.flush()?;
+    drop(w);
+    let size = fs_err::metadata(path)?.len();
+    Ok((size, Sha256Digest::of_raw(hasher.finalize().into())))
+}
 
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
     let config_desc = Descriptor::new(

@@ -761,7 +761,8 @@ fn verify_dir(
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
     let mut kept = Kept::default();
-    let Some(plan) = check.plan.clone() else {
+    // Borrowed, not cloned: the plan has an entry per file.
+    let Some(plan) = check.plan.as_ref() else {
         return Ok((check, report, kept));
     };
     // Signatures and the trust policy are judged before any payload byte is read.
@@ -795,7 +796,9 @@ fn verify_dir(
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
-    // Per file: its path, its findings, its bytes when kept.
+    // Per file with something to report or keep: its path, its findings,
+    // its bytes when kept. A file that verified and keeps nothing leaves
+    // nothing behind.
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
@@ -818,8 +821,10 @@ fn verify_dir(
                     r.merge(pending.finish(c)?);
                 }
             }
-            Ok((rel.clone(), r, Some(taken).filter(|_| ok)))
+            let taken = Some(taken).filter(|t| ok && (t.bytes.is_some() || t.sha512.is_some()));
+            Ok((rel.clone(), r, taken))
         })
+        .filter(|res| !matches!(res, Ok((_, r, None)) if r.is_ok()))
         .collect();
     progress.finish();
     for res in results {

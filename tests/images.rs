@@ -1581,9 +1581,15 @@ fn docker_schema2_images_are_addressable_by_skopeo_in_the_export_digest_kept() {
 /// SBOM's `version` is `n`, so each `n` is a different referrer). Returns
 /// the referrer manifest's digest.
 fn push_referrer(host: &str, repo: &str, subject: &Blob, n: u32) -> String {
+    push_referrer_listed(host, repo, subject, n, true)
+}
+
+/// As [`push_referrer`]; with `tagged` false, the referrer manifest only,
+/// no fallback tag written: only a referrers API can find it.
+fn push_referrer_listed(host: &str, repo: &str, subject: &Blob, n: u32, tagged: bool) -> String {
     let script = r#"
 import hashlib, json, sys, urllib.request
-host, repo, sd, ss, smt, n = sys.argv[1:7]
+host, repo, sd, ss, smt, n, tagged = sys.argv[1:8]
 def req(url, data=None, method="GET", mt=None):
     h = {"Content-Type": mt} if mt else {}
     return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h))
@@ -1605,6 +1611,9 @@ m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.mani
     "subject": {"mediaType": smt, "digest": sd, "size": int(ss)}}).encode()
 md = "sha256:" + hashlib.sha256(m).hexdigest()
 put_manifest(md, m, "application/vnd.oci.image.manifest.v1+json")
+if tagged != "tagged":
+    print(md)
+    sys.exit(0)
 idx = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
     "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
                    "size": len(m), "artifactType": "application/vnd.cyclonedx+json"}]}).encode()
@@ -1617,6 +1626,7 @@ print(md)
         .arg(subject.size.to_string())
         .arg(&subject.media_type)
         .arg(n.to_string())
+        .arg(if tagged { "tagged" } else { "untagged" })
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -2059,4 +2069,454 @@ u.urlopen(u.Request(f'http://{host}/v2/{repo}/manifests/{tag}', data=open(path, 
         reg.raw(&format!("mirror/ml/app:{fallback}")),
         img.manifest.bytes
     );
+}
+
+/// Debian's docker-registry 2.8 has no referrers API, and no registry that
+/// has one (zot, distribution v3) is installable here. So these tests put a
+/// small shim in front of the real registry, standing in for that one
+/// endpoint only: `GET /v2/<name>/referrers/<digest>` answers, as the
+/// distribution spec 1.1 defines, an OCI image index of the descriptors
+/// (with `artifactType` and annotations) of the manifests of that
+/// repository whose `subject` is the digest. It finds them the way
+/// distribution v3 does, from the registry's own storage (the repository's
+/// manifest revisions), each read back from the real registry. Every other
+/// request is forwarded to the real registry and its answer copied back;
+/// the fallback tag `sha256-<hex>` answers 404 (unless the mode is
+/// `api+tag` or `fail`), so the API is the only way to find a referrer. Other modes
+/// answer as a hostile registry could: `missing` adds a manifest the
+/// registry does not have, `not-index` answers a body that is no index,
+/// `long` lists 1001 manifests, `foreign` lists every manifest of the
+/// repository that has a subject, whatever it is, and `fail` answers 500.
+struct ReferrersShim {
+    child: Child,
+    port: u16,
+}
+
+const SHIM: &str = r#"
+import hashlib, http.client, http.server, json, os, re, sys
+upstream, root, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+REFERRERS = re.compile(r"^/v2/(.+)/referrers/(sha256:[0-9a-f]{64})(\?.*)?$")
+FALLBACK = re.compile(r"^/v2/(.+)/manifests/sha256-[0-9a-f]{64}$")
+ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+def fetch(method, path, headers, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r, data
+
+def referrers(name, digest):
+    revs = os.path.join(root, "docker/registry/v2/repositories", name, "_manifests/revisions/sha256")
+    out = []
+    for hexd in sorted(os.listdir(revs)) if os.path.isdir(revs) else []:
+        r, m = fetch("GET", f"/v2/{name}/manifests/sha256:{hexd}", {"Accept": ACCEPT})
+        if r.status != 200:
+            continue
+        v = json.loads(m)
+        subject = (v.get("subject") or {}).get("digest")
+        if subject is None or (subject != digest and mode != "foreign"):
+            continue
+        e = {"mediaType": v["mediaType"], "digest": "sha256:" + hexd, "size": len(m)}
+        t = v.get("artifactType") or (v.get("config") or {}).get("mediaType")
+        if t:
+            e["artifactType"] = t
+        if v.get("annotations"):
+            e["annotations"] = v["annotations"]
+        out.append(e)
+    if mode == "missing":
+        absent = b"a manifest the registry does not have"
+        out.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:" + hashlib.sha256(absent).hexdigest(), "size": len(absent)})
+    if mode == "long":
+        out = [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:%064x" % i, "size": 100} for i in range(1001)]
+    return out
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def answer(self, status, headers, body, head=False):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        if not head:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+    def handle_any(self):
+        head = self.command == "HEAD"
+        m = REFERRERS.match(self.path)
+        if self.command == "GET" and m:
+            if mode == "fail":
+                body = b'{"errors":[{"code":"UNKNOWN","message":"referrers store is down"}]}'
+                return self.answer(500, [("Content-Type", "application/json")], body)
+            if mode == "not-index":
+                body = b"<html>referrers are not listed here</html>"
+                return self.answer(200, [("Content-Type", "text/html")], body)
+            idx = {"schemaVersion": 2, "mediaType": INDEX, "manifests": referrers(m.group(1), m.group(2))}
+            return self.answer(200, [("Content-Type", INDEX)], json.dumps(idx).encode())
+        if FALLBACK.match(self.path) and mode not in ("api+tag", "fail"):
+            body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+            return self.answer(404, [("Content-Type", "application/json")], body, head)
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+        r, data = fetch(self.command, self.path, headers, body)
+        keep = [(k, v) for k, v in r.getheaders()
+                if k.lower() not in ("connection", "transfer-encoding", "content-length")]
+        if head:
+            keep += [(k, v) for k, v in r.getheaders() if k.lower() == "content-length"]
+        self.answer(r.status, keep, data, head)
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
+
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+impl ReferrersShim {
+    fn start(reg: &TestRegistry, mode: &str) -> Self {
+        let mut child = Command::new("python3")
+            .args(["-c", SHIM, &reg.port.to_string()])
+            .arg(reg._dir.path().join("data"))
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let port = line.trim().parse().expect("the shim prints its port");
+        ReferrersShim { child, port }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ReferrersShim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ml/app:1.0` seeded into a fresh registry.
+fn seeded_app(f: &Fixture, reg: &TestRegistry) -> Image {
+    let img = image(vec![layer_tar("app", 3000)], "amd64");
+    write_layout(
+        &f.path("seed"),
+        &image_blobs(&img),
+        &[("1.0", &img.manifest)],
+    );
+    reg.seed(&f.path("seed"), "1.0", "ml/app:1.0");
+    img
+}
+
+/// The image artifacts of a `pack --json` answer, by name.
+fn image_names(j: &serde_json::Value) -> Vec<String> {
+    j["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn referrers_only_the_referrers_api_lists_are_carried_verified_and_pushed() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    // Two referrers stored in the real registry, no fallback tag written.
+    let r1 = push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, false);
+    let r2 = push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 2, false);
+    let shim = ReferrersShim::start(&reg, "api");
+    let host = shim.host();
+    // The shim's API finds them; the fallback tag does not.
+    let found = oras_discover(&host, "ml/app", &img.manifest.digest());
+    assert_eq!(found["via"], "api", "{found}");
+    assert_eq!(found["manifests"].as_array().unwrap().len(), 2, "{found}");
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!(
+            "docker://{host}/ml/app:sha256-{}",
+            img.manifest.hex
+        ))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the shim hides the fallback tag");
+
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let names = image_names(&j);
+    let mut want = vec![
+        format!("{host}/ml/app:1.0"),
+        format!("{host}/ml/app@{r1}"),
+        format!("{host}/ml/app@{r2}"),
+    ];
+    want[1..].sort();
+    assert_eq!(names, want, "{j}");
+    // Each crossed as its own image, byte for byte the registry's manifest.
+    let d = description(&bundle);
+    for r in [&r1, &r2] {
+        let a = images_of(&d)
+            .into_iter()
+            .find(|a| a["name"] == format!("{host}/ml/app@{r}").as_str())
+            .unwrap();
+        assert_eq!(a["manifest"]["digest"], r.as_str());
+        let hex = r.trim_start_matches("sha256:");
+        let carried = std::fs::read(bundle.join("data/blobs/sha256").join(hex)).unwrap();
+        assert_eq!(carried, reg.raw(&format!("ml/app@{r}")));
+        assert_eq!(sha(&carried), hex);
+    }
+    assert_eq!(code(&f.verify(&bundle)), 0);
+    assert_eq!(code(&f.import(&bundle, "store")), 0);
+
+    // Pushed to a registry without the API (the real one, directly), they
+    // are listed under the fallback tag, where oras finds them with the
+    // bundle's own referrers.
+    let o = push_json(&f, "store", &format!("{}/mirror", reg.host()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The carried referrers are pushed by digest; they are not subjects of
+    // the bundle's own referrers (as those carried under tags are not).
+    let pushed = json(&o);
+    for r in [&r1, &r2] {
+        let at = format!("{}/mirror/ml/app@{r}", reg.host());
+        assert!(
+            pushed["pushed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["reference"] == at.as_str() && p["digest"] == r.as_str()),
+            "{pushed}"
+        );
+        assert!(
+            !pushed["referrers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["subject"] == at.as_str()),
+            "{pushed}"
+        );
+    }
+    let found = oras_discover(&reg.host(), "mirror/ml/app", &img.manifest.digest());
+    assert_eq!(found["via"], "tag", "{found}");
+    let listed: Vec<&str> = found["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&r1.as_str()) && listed.contains(&r2.as_str()),
+        "{found}"
+    );
+    for m in found["manifests"].as_array().unwrap() {
+        assert_eq!(m["subject"], img.manifest.digest().as_str(), "{found}");
+    }
+    let types: Vec<&str> = found["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, [CDX, CDX, CDX, SPDX, SIGNATURES, CUSTODY], "{found}");
+    // Pushing again adds nothing to the tag.
+    let before = reg.raw(&format!("mirror/ml/app:sha256-{}", img.manifest.hex));
+    let o = push_json(&f, "store", &format!("{}/mirror", reg.host()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        reg.raw(&format!("mirror/ml/app:sha256-{}", img.manifest.hex)),
+        before
+    );
+}
+
+#[test]
+fn a_referrer_listed_by_the_api_and_under_the_fallback_tag_is_carried_once() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let both = push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, true);
+    let api_only = push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 2, false);
+    let shim = ReferrersShim::start(&reg, "api+tag");
+    let host = shim.host();
+    let found = oras_discover(&host, "ml/app", &img.manifest.digest());
+    assert_eq!(found["manifests"].as_array().unwrap().len(), 2, "{found}");
+
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    // The fallback index (which lists `both`) and `api_only`; `both` is
+    // not carried a second time as an image of its own.
+    assert_eq!(
+        image_names(&j),
+        [
+            format!("{host}/ml/app:1.0"),
+            format!("{host}/ml/app:sha256-{}", img.manifest.hex),
+            format!("{host}/ml/app@{api_only}"),
+        ],
+        "{j}"
+    );
+    let d = description(&bundle);
+    let mentions = images_of(&d)
+        .iter()
+        .filter(|a| {
+            a["manifest"]["digest"] == both.as_str()
+                || a["blobs"]
+                    .as_array()
+                    .is_some_and(|bs| bs.iter().any(|b| b["digest"] == both.as_str()))
+        })
+        .count();
+    assert_eq!(mentions, 1, "{d}");
+    assert_eq!(code(&f.verify(&bundle)), 0);
+}
+
+/// Packs `ml/app:1.0` from `host` (a shim): it must fail with exit code
+/// `want`, leaving no bundle. Returns its stderr.
+fn pack_refused(f: &Fixture, host: &str, want: i32) -> String {
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (o, _) = pack_json(f, "dist", "dir");
+    assert_eq!(code(&o), want, "{}", stderr(&o));
+    assert!(entries_empty(&f.path("dist")), "no partial bundle");
+    stderr(&o)
+}
+
+#[test]
+fn a_referrers_api_listing_a_manifest_the_registry_lacks_is_refused() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, false);
+    let shim = ReferrersShim::start(&reg, "missing");
+    let err = pack_refused(&f, &shim.host(), 1);
+    let absent = sha(b"a manifest the registry does not have");
+    assert!(
+        err.contains(&format!("{}/ml/app@sha256:{absent}", shim.host()))
+            && err.contains("the registry does not have it")
+            && err.contains(&img.manifest.digest()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referrers_api_answer_that_is_not_an_index_is_refused() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let shim = ReferrersShim::start(&reg, "not-index");
+    let err = pack_refused(&f, &shim.host(), 2);
+    assert!(
+        err.contains(&format!(
+            "cannot list the referrers of {}/ml/app@{}",
+            shim.host(),
+            img.manifest.digest()
+        )) && err.contains("not an OCI image index"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referrers_api_listing_more_than_the_limit_is_refused_not_truncated() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let shim = ReferrersShim::start(&reg, "long");
+    let err = pack_refused(&f, &shim.host(), 1);
+    assert!(
+        err.contains(&format!(
+            "cannot list the referrers of {}/ml/app@{}",
+            shim.host(),
+            img.manifest.digest()
+        )) && err.contains("lists 1001 referrers; airlock carries at most 1000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referrers_api_listing_a_referrer_of_another_image_is_refused() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let other = image(vec![layer_tar("other", 2000)], "amd64");
+    write_layout(
+        &f.path("other"),
+        &image_blobs(&other),
+        &[("2.0", &other.manifest)],
+    );
+    reg.seed(&f.path("other"), "2.0", "ml/app:2.0");
+    let stray = push_referrer_listed(&reg.host(), "ml/app", &other.manifest, 1, false);
+    let shim = ReferrersShim::start(&reg, "foreign");
+    let err = pack_refused(&f, &shim.host(), 1);
+    assert!(
+        err.contains(&format!("{}/ml/app@{stray}", shim.host()))
+            && err.contains(&format!(
+                "lists this manifest as a referrer of {}, but its subject is {}",
+                img.manifest.digest(),
+                other.manifest.digest()
+            )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referrers_api_that_fails_is_an_error_not_a_silent_fallback() {
+    let reg = TestRegistry::start();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    // Listed under the fallback tag too: a failing API is still an error,
+    // since what only the API lists would be lost.
+    push_referrer_listed(&reg.host(), "ml/app", &img.manifest, 1, true);
+    let shim = ReferrersShim::start(&reg, "fail");
+    let err = pack_refused(&f, &shim.host(), 2);
+    assert!(
+        err.contains(&format!(
+            "cannot list the referrers of {}/ml/app@{}",
+            shim.host(),
+            img.manifest.digest()
+        )) && err.contains("500"),
+        "{err}"
+    );
+}
+
+/// A fallback tag `sha256-<hex>` holding an image manifest rather than the
+/// referrers index (a registry without the API, written by a tool that does
+/// not follow the tag schema): it lists no referrers, so oci-client's
+/// fallback reports a spec violation, which pack takes as "no API, nothing
+/// listed" only because it saw that manifest under the tag itself. The tag
+/// is carried as the image it holds, as before, and the bundle verifies.
+#[test]
+fn an_image_manifest_under_the_fallback_tag_is_carried_and_lists_no_referrers() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let f = Fixture::new();
+    let img = seeded_app(&f, &reg);
+    let fallback = format!("sha256-{}", img.manifest.hex);
+    reg.seed(&f.path("seed"), "1.0", &format!("ml/app:{fallback}"));
+    f.write_manifest(&format!(
+        "images:\n  - source: docker://{host}/ml/app:1.0\n    insecure: true\n"
+    ));
+    let (bundle, j) = packed(&f, "dist", "dir");
+    let names = image_names(&j);
+    assert_eq!(
+        names,
+        vec![
+            format!("{host}/ml/app:1.0"),
+            format!("{host}/ml/app:{fallback}")
+        ],
+        "the image and its fallback tag, nothing else"
+    );
+    assert_eq!(code(&f.verify(&bundle)), 0);
 }

@@ -415,3 +415,84 @@ fn base64_encode(b: &[u8]) -> String {
         .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
+
+/// A tar and a tar.zst are written in one pass over the inputs (placeholder
+/// headers patched, duplicates cut back, the tag files put in front): GNU
+/// tar and `zstd -d | tar` read them, list every blob once in the same order,
+/// and `sha256sum -c` passes on what they extract.
+#[test]
+fn single_pass_tar_and_tar_zst_with_duplicate_inputs_extract_with_stock_tools() {
+    let f = Fixture::new();
+    // Two identical large inputs (streamed, the second cut back) and two
+    // identical small ones.
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let big: Vec<u8> = (0..1_500_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8 | 1
+        })
+        .collect();
+    std::fs::write(f.path("src/docs/big-a.bin"), &big).unwrap();
+    std::fs::write(f.path("src/docs/sub/big-b.bin"), &big).unwrap();
+    std::fs::write(f.path("src/docs/copy.txt"), b"step one\nstep two\n").unwrap();
+    let dir = f.pack("dir");
+    let tar = f.pack("tar");
+    let zst = f.pack("tar.zst");
+    let dir_blobs = std::fs::read_dir(dir.join("data/blobs/sha256"))
+        .unwrap()
+        .count();
+    let list = ok(tool("tar").arg("-tf").arg(&tar));
+    let zlist = ok(Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar -tf -", zst.display())));
+    assert_eq!(list, zlist, "the tar and the tar.zst list the same entries");
+    let names: Vec<&str> = list.lines().collect();
+    assert_eq!(names[0], "bagit.txt");
+    let blobs: Vec<&&str> = names
+        .iter()
+        .filter(|n| n.starts_with("data/blobs/sha256/"))
+        .collect();
+    assert_eq!(blobs.len(), dir_blobs, "every blob once: {names:?}");
+    let big_blob = format!("data/blobs/sha256/{}", sha256_hex(&big));
+    assert!(names.contains(&big_blob.as_str()), "{names:?}");
+    for (i, cmd) in [
+        format!("tar -xf '{}'", tar.display()),
+        format!("zstd -dc '{}' | tar -xf -", zst.display()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = f.path(&format!("x{i}"));
+        std::fs::create_dir_all(&out).unwrap();
+        ok(Command::new("sh").arg("-c").arg(cmd).current_dir(&out));
+        for m in ["tagmanifest-sha256.txt", "manifest-sha256.txt"] {
+            ok(tool("sha256sum").arg("-c").arg(m).current_dir(&out));
+        }
+        assert_eq!(std::fs::read(out.join(&big_blob)).unwrap(), big);
+    }
+    for b in [&tar, &zst] {
+        let o = run(&[
+            "verify",
+            b.to_str().unwrap(),
+            "--trust",
+            &f.s("policy.yaml"),
+        ]);
+        assert_eq!(code(&o), 0, "{}: {}", b.display(), stderr(&o));
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    o.stdin.as_ref().unwrap().write_all(bytes).unwrap();
+    let out = o.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}

@@ -291,3 +291,34 @@ fn a_volume_with_a_damaged_payload_manifest_is_refused_not_a_panic() {
         stderr(&o)
     );
 }
+
+/// A volume verified alone hashes a split blob's first part once (no
+/// whole-blob hash it could never finish) and still finds that part damaged
+/// against the signed volume map; the whole set finds it too.
+#[test]
+fn a_damaged_first_part_is_found_when_its_volume_is_checked_without_the_rest() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar", "vols");
+    let holder = paths
+        .iter()
+        .position(|p| read_tar(p).iter().any(|e| e.path.ends_with(".part001")))
+        .expect("a volume holds a first part");
+    assert_eq!(code(&verify_args(&f, &[&paths[holder]])), 0);
+    let mut entries = read_tar(&paths[holder]);
+    let e = entries
+        .iter_mut()
+        .find(|e| e.path.ends_with(".part001"))
+        .unwrap();
+    e.data[7] ^= 0x01;
+    write_tar(&paths[holder], &entries);
+    let all: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    for given in [vec![paths[holder].as_path()], all] {
+        let o = verify_args(&f, &given);
+        assert_eq!(code(&o), 1, "{given:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(".part001") && err.contains("sha256 mismatch"),
+            "{given:?}: {err}"
+        );
+    }
+}

@@ -913,6 +913,11 @@ pub struct Probe {
     mode: Mode,
     spool_dir: Option<PathBuf>,
     spool: Option<io::BufWriter<std::fs::File>>,
+    /// Where the verified bytes can be read back: a file that needs the
+    /// whole stream is read from there at `finish` instead of spooled.
+    reread: Option<PathBuf>,
+    /// Set when `finish` must read `reread` whole.
+    read_back: bool,
     error: Option<io::Error>,
     next_try: u64,
 }
@@ -931,6 +936,7 @@ impl Probe {
         uses: Vec<(String, Arc<BTreeSet<String>>)>,
         size: u64,
         spool_dir: Option<PathBuf>,
+        reread: Option<PathBuf>,
     ) -> Self {
         Probe {
             uses,
@@ -939,6 +945,8 @@ impl Probe {
             mode: Mode::Sniffing,
             spool_dir,
             spool: None,
+            reread,
+            read_back: false,
             error: None,
             next_try: SNIFF_LEN * 2,
         }
@@ -963,7 +971,11 @@ impl Probe {
                 plan.format,
                 Some(Format::Zip | Format::Compressed(_) | Format::Npy | Format::Tar)
             );
-        self.mode = if spool {
+        self.mode = if spool && self.reread.is_some() {
+            self.head = Vec::new();
+            self.read_back = true;
+            Mode::Done
+        } else if spool {
             let file = match &self.spool_dir {
                 Some(d) => tempfile::tempfile_in(d),
                 None => tempfile::tempfile(),
@@ -1058,6 +1070,13 @@ impl Probe {
             return Err(e);
         }
         let size = self.size;
+        if self.read_back {
+            let file = self
+                .reread
+                .take()
+                .expect("read_back is set only with a file");
+            return self.with_uses(|u| check_path(&file, size, u));
+        }
         match self.spool.take() {
             Some(w) => {
                 let mut f = io::BufReader::new(w.into_inner().map_err(|e| e.into_error())?);
@@ -1109,40 +1128,19 @@ impl ContentPlan {
         payload_path.strip_prefix(BLOBS_PREFIX)?.parse().ok()
     }
 
-    fn uses_of(&self, d: &Sha256Digest) -> Option<Vec<Use<'_>>> {
-        self.blobs.get(d).map(|v| {
-            v.iter()
-                .map(|(_, p, i)| Use {
-                    path: p,
-                    siblings: self.siblings[*i].as_ref(),
-                })
-                .collect()
-        })
-    }
-
     /// Whether the payload file at `payload_path` is checked at all.
     pub fn wants(&self, payload_path: &str) -> bool {
         Self::digest_of(payload_path).is_some_and(|d| self.blobs.contains_key(&d))
     }
 
-    /// Checks a verified payload file that can be read back from `file`.
-    pub fn check_file(&self, payload_path: &str, file: &Path, size: u64) -> io::Result<Report> {
-        let Some(d) = Self::digest_of(payload_path) else {
-            return Ok(Report::default());
-        };
-        let Some(uses) = self.uses_of(&d) else {
-            return Ok(Report::default());
-        };
-        let checked = check_path(file, size, &uses)?;
-        Ok(self.report(&d, payload_path, &checked))
-    }
-
     /// Starts checking payload file `payload_path` of `size` bytes as it is
-    /// taken. `file` is where its verified bytes can be read back (the
-    /// bundle's own file, or the staged copy); without one they are probed
-    /// as they stream by, spooling to `spool_dir` (else the system
-    /// temporary directory) when the whole file is needed. `None` when the
-    /// file is not a layer of a model or file-set artifact.
+    /// taken: its bytes are probed as they stream by (the caller feeds
+    /// [`Pending::probe`] while it hashes them), so most files are judged
+    /// from the one read that hashes them. When the whole file is needed
+    /// (a pickle, an archive), it is read back from `file` (the bundle's own
+    /// file, or the staged copy) once its digest verified, or without one,
+    /// spooled to `spool_dir` (else the system temporary directory). `None`
+    /// when the file is not a layer of a model or file-set artifact.
     pub fn start(
         &self,
         payload_path: &str,
@@ -1152,21 +1150,18 @@ impl ContentPlan {
     ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
         let users = self.blobs.get(&d)?;
-        let how = match file {
-            Some(f) => How::File(f),
-            None => How::Probe(Probe::new(
-                users
-                    .iter()
-                    .map(|(_, p, i)| (p.clone(), Arc::clone(&self.siblings[*i])))
-                    .collect(),
-                size,
-                spool_dir.map(Path::to_path_buf),
-            )),
-        };
+        let probe = Probe::new(
+            users
+                .iter()
+                .map(|(_, p, i)| (p.clone(), Arc::clone(&self.siblings[*i])))
+                .collect(),
+            size,
+            spool_dir.map(Path::to_path_buf),
+            file,
+        );
         Some(Pending {
             payload: payload_path.to_string(),
-            size,
-            how,
+            probe,
         })
     }
 
@@ -1188,37 +1183,23 @@ impl ContentPlan {
 /// A payload file being checked: see [`ContentPlan::start`].
 pub struct Pending {
     payload: String,
-    size: u64,
-    how: How,
-}
-
-enum How {
-    Probe(Probe),
-    File(PathBuf),
+    probe: Probe,
 }
 
 impl Pending {
-    /// The probe to show the streaming bytes, if the file cannot be read back.
-    pub fn probe(&mut self) -> Option<&mut Probe> {
-        match &mut self.how {
-            How::Probe(p) => Some(p),
-            How::File(_) => None,
-        }
+    /// The probe to show the streaming bytes.
+    pub fn probe(&mut self) -> &mut Probe {
+        &mut self.probe
     }
 
     /// Checks the file, once its digest verified; the findings name each
     /// artifact file that uses it.
     pub fn finish(self, plan: &ContentPlan) -> io::Result<Report> {
-        match self.how {
-            How::File(f) => plan.check_file(&self.payload, &f, self.size),
-            How::Probe(p) => {
-                let checked = p.finish()?;
-                Ok(match ContentPlan::digest_of(&self.payload) {
-                    Some(d) => plan.report(&d, &self.payload, &checked),
-                    None => Report::default(),
-                })
-            }
-        }
+        let checked = self.probe.finish()?;
+        Ok(match ContentPlan::digest_of(&self.payload) {
+            Some(d) => plan.report(&d, &self.payload, &checked),
+            None => Report::default(),
+        })
     }
 }
 
@@ -1479,10 +1460,19 @@ mod tests {
         .unwrap()
     }
 
-    /// The same result from a probe fed in odd-sized chunks.
-    fn probed(bytes: &[u8], path: &str) -> Checked {
+    /// The same result from a probe fed in odd-sized chunks, spooling what
+    /// it needs whole, or with `reread`, reading it back from a file.
+    fn probed(bytes: &[u8], path: &str, reread: bool) -> Checked {
         let sib = Arc::new(BTreeSet::from([path.to_string()]));
-        let mut p = Probe::new(vec![(path.to_string(), sib)], bytes.len() as u64, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("blob");
+        std::fs::write(&file, bytes).unwrap();
+        let mut p = Probe::new(
+            vec![(path.to_string(), sib)],
+            bytes.len() as u64,
+            None,
+            reread.then_some(file),
+        );
         for c in bytes.chunks(7777) {
             p.feed(c);
         }
@@ -1491,7 +1481,16 @@ mod tests {
 
     fn both(bytes: &[u8], path: &str) -> Checked {
         let a = run(bytes, path);
-        assert_eq!(a, probed(bytes, path), "probe and file disagree for {path}");
+        assert_eq!(
+            a,
+            probed(bytes, path, false),
+            "probe and file disagree for {path}"
+        );
+        assert_eq!(
+            a,
+            probed(bytes, path, true),
+            "probe reading back disagrees for {path}"
+        );
         a
     }
 

@@ -168,6 +168,11 @@ impl Store {
                 have.insert(*b);
             }
         }
+        // The full verification reads the tag files again: this first
+        // reading (its description, tag bytes and payload plan, each
+        // growing with the file count) is not held beside it.
+        let pre_id = pre.id;
+        drop(pre);
         let verified: Verified = verify::verify_with_base(
             form,
             policy,
@@ -181,7 +186,7 @@ impl Store {
             }),
             progress,
         )?;
-        if verified.id != pre.id {
+        if verified.id != pre_id {
             return Err(crate::error::single(
                 form.path().display().to_string(),
                 "the bundle changed while it was being imported",

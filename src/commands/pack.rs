@@ -2,9 +2,11 @@
 //!
 //! A directory bundle (or volumes): every input file is copied into the
 //! bundle's blob store and the copy hashed, in parallel across files. A single
-//! tar or tar.zst: every input is hashed in place, then read again (from the
-//! page cache) straight into the tar after the tag files, hashed again on the
-//! way; nothing is staged. Identical files become one blob. The bundle is
+//! tar: every input is hashed in place, then read again (from the page cache)
+//! straight into the tar after the tag files, hashed again on the way. A
+//! single tar.zst: every input read once, hashed and compressed on the way,
+//! the tag files put in front at the end. Nothing is staged. Identical files
+//! become one blob. The bundle is
 //! built in a hidden staging directory beside the output and renamed into
 //! place only when complete, so a failed pack leaves nothing.
 
@@ -126,49 +128,86 @@ pub fn pack_delta(
         .collect();
     let total: u64 = sizes.iter().sum();
     // A tar (not split into volumes) is written straight from the inputs:
-    // its tag files, which carry every digest, come before the payload, so
-    // the inputs are hashed (and checked) in place first, then read again,
-    // from the page cache, into the tar and hashed again on the way (see
-    // `tarball::append_input`). One write per byte, no staged copy.
+    // its tag files, which carry every digest, come before the payload.
+    // - tar.zst: in one pass, in path order, each input read once, hashed as
+    //   it passes and written once (see `tarball::SinglePass`); the tag files
+    //   are put in front at the end, without moving the payload where the
+    //   filesystem can insert a range.
+    // - tar (which cannot be padded to put its head in front in place): the
+    //   inputs are hashed (and checked) in place first, then read again, from
+    //   the page cache, into the tar and hashed again on the way (see
+    //   `tarball::append_input`). One write per byte, no staged copy.
     let stream = volume_size.is_none() && format != Format::Dir;
-    progress.begin(if stream { "hashing" } else { "packing" }, total);
+    let single_pass = stream && format == Format::TarZst;
+    let mtime = time.max(0) as u64;
+    let tar_tmp = staging.path().join("out.tar");
+    let mut single = None;
+    progress.begin(
+        if stream && !single_pass {
+            "hashing"
+        } else {
+            "packing"
+        },
+        total,
+    );
     let chmod_needed = !umask_keeps(0o644);
-    let hashed: HashMap<&Path, Hashed> = sources
-        .par_iter()
-        .enumerate()
-        .map(|(i, src)| {
-            if stream {
-                let h = crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
-                    progress.advance(n)
-                })?;
-                return Ok((*src, h));
+    let hashed: HashMap<&Path, Hashed> = if single_pass {
+        let mut sp = crate::tarball::SinglePass::create(
+            &tar_tmp,
+            format == Format::TarZst,
+            mtime,
+            progress,
+        )?;
+        // A delta leaves out what the high side's store holds.
+        let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
+        let mut hashed = HashMap::new();
+        for f in planned.iter().flat_map(|a| &a.files) {
+            let src = f.src.as_path();
+            if !hashed.contains_key(src) {
+                hashed.insert(src, sp.add_input(src, &omit)?);
             }
-            if sizes[i] <= SMALL_INPUT {
-                if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
-                    progress.advance(h.size);
+        }
+        single = Some(sp);
+        hashed
+    } else {
+        sources
+            .par_iter()
+            .enumerate()
+            .map(|(i, src)| {
+                if stream {
+                    let h =
+                        crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
+                            progress.advance(n)
+                        })?;
                     return Ok((*src, h));
                 }
-            }
-            let tmp = blobs_dir.join(format!(".in-{i}"));
-            // The kernel copies the input once (copy_file_range; a clone on
-            // filesystems that support it), then the staged copy, which
-            // nothing else can change, is hashed: the digest is always that
-            // of the bytes packed, even if the input changes meanwhile. No
-            // fsync: a bundle is verified before use, and a pack cut short
-            // by a crash is simply run again.
-            fs_err::copy(src, &tmp)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-            }
-            let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
-                progress.advance(n)
-            })?;
-            fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
-            Ok((*src, h))
-        })
-        .collect::<Result<_>>()?;
+                if sizes[i] <= SMALL_INPUT {
+                    if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
+                        progress.advance(h.size);
+                        return Ok((*src, h));
+                    }
+                }
+                let tmp = blobs_dir.join(format!(".in-{i}"));
+                // The kernel copies the input once (copy_file_range; a clone on
+                // filesystems that support it), then the staged copy, which
+                // nothing else can change, is hashed: the digest is always that
+                // of the bytes packed, even if the input changes meanwhile. No
+                // fsync: a bundle is verified before use, and a pack cut short
+                // by a crash is simply run again.
+                fs_err::copy(src, &tmp)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+                }
+                let h = crate::digest::hash_reader(&mut fs_err::File::open(&tmp)?, None, &|n| {
+                    progress.advance(n)
+                })?;
+                fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
+                Ok((*src, h))
+            })
+            .collect::<Result<_>>()?
+    };
     progress.finish();
 
     // Pins are checked against the bytes actually packed.
@@ -370,6 +409,9 @@ pub fn pack_delta(
     let oxum_bytes: u64 = description.total_size() - omitted.1
         + index_bytes.len() as u64
         + OCI_LAYOUT_CONTENT.len() as u64;
+    // airlock.json and manifest-sha256.txt grow with the file count: each
+    // is written straight into its file, hashed and measured on the way,
+    // never held as bytes. The small tag files are.
     let tags: Vec<(&str, Vec<u8>)> = vec![
         (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
         (
@@ -377,30 +419,41 @@ pub fn pack_delta(
             bag_info(&description, time, oxum_bytes, payload.len()).into_bytes(),
         ),
         (
-            DESCRIPTION,
-            serde_json::to_vec_pretty(&description).expect("serializes"),
-        ),
-        (
             VERIFY_TXT,
             verify_txt(&meta.name, &meta.version).into_bytes(),
         ),
-        (MANIFEST, render_manifest(&payload).into_bytes()),
     ];
-    // The high side reads the tag area within fixed bounds (`source::TagSet`);
-    // never write a bundle it would refuse for size.
-    let mut bounds = crate::source::TagSet::default();
+    let mut written: BTreeMap<&str, (u64, Sha256Digest)> = BTreeMap::new();
     for (name, bytes) in &tags {
-        if let Err(e) = bounds.admit(crate::source::place_of(name), bytes.len() as u64) {
+        fs_err::write(root.join(name), bytes)?;
+        written.insert(*name, (bytes.len() as u64, Sha256Digest::of(bytes)));
+    }
+    drop(tags);
+    written.insert(
+        DESCRIPTION,
+        write_hashed(&root.join(DESCRIPTION), &mut |w| {
+            serde_json::to_writer_pretty(w, &description).map_err(std::io::Error::from)
+        })?,
+    );
+    written.insert(
+        MANIFEST,
+        write_hashed(&root.join(MANIFEST), &mut |w| write_manifest(&payload, w))?,
+    );
+    // The high side reads the tag area within fixed bounds (`source::TagSet`);
+    // never make a bundle it would refuse for size (the staging directory
+    // holding what was written goes with the error).
+    let mut bounds = crate::source::TagSet::default();
+    for name in [BAGIT_TXT, BAG_INFO, DESCRIPTION, VERIFY_TXT, MANIFEST] {
+        if let Err(e) = bounds.admit(crate::source::place_of(name), written[name].0) {
             return Err(Error::Usage(format!(
                 "{name} would be {e}; the high side would refuse this bundle. Shorten the manifest's metadata, or split the content into several bundles"
             )));
         }
     }
-    let mut tag_entries = BTreeMap::new();
-    for (name, bytes) in &tags {
-        fs_err::write(root.join(name), bytes)?;
-        tag_entries.insert(name.to_string(), Sha256Digest::of(bytes));
-    }
+    let tag_entries: BTreeMap<String, Sha256Digest> = written
+        .iter()
+        .map(|(name, (_, digest))| (name.to_string(), *digest))
+        .collect();
     let tagmanifest = render_manifest(&tag_entries).into_bytes();
     fs_err::write(root.join(TAGMANIFEST), &tagmanifest)?;
     let id = Sha256Digest::of(&tagmanifest);
@@ -443,27 +496,30 @@ pub fn pack_delta(
                     order.push(p);
                 }
             }
-            // Which blobs come straight from an input file.
-            let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-            for (src, h) in &hashed {
-                let p = blob_path(&h.digest);
-                if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
-                    inputs.entry(p).or_insert((*src, *h));
-                }
-            }
-            let tmp = staging.path().join("out.tar");
-            let file = std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tmp)?);
-            progress.begin("writing tar", size);
-            let mtime = time.max(0) as u64;
-            let file = if format == Format::Tar {
-                crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?
+            if let Some(single) = single {
+                // The checks above read some inputs again by path: refuse if
+                // any changed since it went into the tar.
+                single.check_unchanged()?;
+                let head = crate::tarball::head_order(&root)?;
+                single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
             } else {
-                let enc = crate::tarball::zstd_encoder(file)?;
-                crate::tarball::write_tar(&root, &order, &inputs, enc, mtime, progress)?.finish()?
-            };
-            progress.finish();
-            file.into_inner().map_err(|e| e.into_error())?;
-            fs_err::rename(&tmp, &final_path)?;
+                // Which blobs come straight from an input file.
+                let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
+                for (src, h) in &hashed {
+                    let p = blob_path(&h.digest);
+                    if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
+                        inputs.entry(p).or_insert((*src, *h));
+                    }
+                }
+                let file =
+                    std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tar_tmp)?);
+                progress.begin("writing tar", size);
+                let file =
+                    crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?;
+                progress.finish();
+                file.into_inner().map_err(|e| e.into_error())?;
+                fs_err::rename(&tar_tmp, &final_path)?;
+            }
         }
     }
     Ok(Packed {
@@ -576,44 +632,82 @@ fn umask_keeps(mode: u32) -> bool {
         .is_some_and(|umask| umask & mode == 0)
 }
 
+/// Writes the file `path` through `render`, hashing it on the way; returns
+/// its size and digest.
+fn write_hashed(
+    path: &Path,
+    render: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(u64, Sha256Digest)> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut w = std::io::BufWriter::with_capacity(
+        1 << 16,
+        crate::digest::HashingWriter::new(fs_err::File::create(path)?, &mut hasher),
+    );
+    render(&mut w)?;
+    w.flush()?;
+    drop(w);
+    let size = fs_err::metadata(path)?.len();
+    Ok((size, Sha256Digest::of_raw(hasher.finalize().into())))
+}
+
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
     let config_desc = Descriptor::new(
         MediaType::from(config.media_type.as_str()),
         config.size,
         oci_digest(&config.digest),
     );
-    let layer_descs = layers
-        .iter()
-        .map(|l| {
-            let mut d = Descriptor::new(
-                MediaType::Other(l.media_type.clone()),
-                l.size,
-                oci_digest(&l.digest),
-            );
-            let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
-            match a.kind {
-                ArtifactKind::Model => {
-                    ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
-                }
-                ArtifactKind::Sbom | ArtifactKind::Image => {}
-                // Files and packages: exported with their mode.
-                _ => {
-                    ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
-                }
+    let layer_desc = |l: &Layer| {
+        let mut d = Descriptor::new(
+            MediaType::Other(l.media_type.clone()),
+            l.size,
+            oci_digest(&l.digest),
+        );
+        let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+        match a.kind {
+            ArtifactKind::Model => {
+                ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
             }
-            d.set_annotations(Some(ann));
-            d
-        })
-        .collect::<Vec<_>>();
+            ArtifactKind::Sbom | ArtifactKind::Image => {}
+            // Files and packages: exported with their mode.
+            _ => {
+                ann.insert(FILE_MODE.to_string(), format!("{:04o}", l.mode));
+            }
+        }
+        d.set_annotations(Some(ann));
+        d
+    };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .artifact_type(MediaType::Other(a.artifact_type.clone()))
         .config(config_desc)
-        .layers(layer_descs)
+        .layers(Vec::new())
         .build()
         .map_err(|e| Error::Usage(format!("cannot build OCI manifest for {}: {e}", a.name)))?;
-    Ok(canonical_json(&manifest))
+    // The layers are written into the empty `layers` array one at a time,
+    // each in canonical form: a manifest of many files is never held as
+    // descriptors or as a JSON tree. (`"layers":[]` occurs once: inside a
+    // JSON string every quote is escaped.)
+    let shell = canonical_json(&manifest);
+    const EMPTY: &[u8] = b"\"layers\":[]";
+    let at = shell
+        .windows(EMPTY.len())
+        .position(|w| w == EMPTY)
+        .expect("a manifest has its layers")
+        + EMPTY.len()
+        - 1;
+    let mut out = Vec::with_capacity(shell.len() + 320 * layers.len());
+    out.extend_from_slice(&shell[..at]);
+    for (i, l) in layers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend(canonical_json(&layer_desc(l)));
+    }
+    out.extend_from_slice(&shell[at..]);
+    Ok(out)
 }
 
 fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {
@@ -632,4 +726,85 @@ fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {
     }
     s.push_str(&format!("Payload-Oxum: {octets}.{count}\n"));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest written layer by layer is the canonical JSON of the
+    /// whole manifest, for each kind's annotations and for no layers.
+    #[test]
+    fn oci_manifest_layer_by_layer_is_the_canonical_json_of_the_whole() {
+        let config = Blob {
+            media_type: MT_EMPTY.into(),
+            digest: Sha256Digest::of(EMPTY_JSON),
+            size: EMPTY_JSON.len() as u64,
+        };
+        let layers: Vec<Layer> = (0..3)
+            .map(|i| Layer {
+                media_type: format!("text/x-{i}"),
+                digest: Sha256Digest::of(&[i as u8]),
+                size: i,
+                path: format!("dir/\"layers\":[]-{i}.txt"),
+                mode: if i == 1 { MODE_EXEC } else { MODE_FILE },
+            })
+            .collect();
+        for kind in [ArtifactKind::Files, ArtifactKind::Model, ArtifactKind::Sbom] {
+            let a = PlannedArtifact {
+                kind,
+                name: "x".into(),
+                reference: "files/x".into(),
+                artifact_type: "application/vnd.example+type".into(),
+                files: Vec::new(),
+                packages: Vec::new(),
+            };
+            for n in [0, 1, 3] {
+                let whole = ImageManifestBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::ImageManifest)
+                    .artifact_type(MediaType::Other(a.artifact_type.clone()))
+                    .config(Descriptor::new(
+                        MediaType::from(config.media_type.as_str()),
+                        config.size,
+                        oci_digest(&config.digest),
+                    ))
+                    .layers(
+                        layers[..n]
+                            .iter()
+                            .map(|l| {
+                                let mut d = Descriptor::new(
+                                    MediaType::Other(l.media_type.clone()),
+                                    l.size,
+                                    oci_digest(&l.digest),
+                                );
+                                let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+                                match kind {
+                                    ArtifactKind::Model => {
+                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
+                                    }
+                                    ArtifactKind::Sbom => {}
+                                    _ => {
+                                        ann.insert(
+                                            FILE_MODE.to_string(),
+                                            format!("{:04o}", l.mode),
+                                        );
+                                    }
+                                }
+                                d.set_annotations(Some(ann));
+                                d
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .build()
+                    .unwrap();
+                let streamed = oci_manifest(&a, &config, &layers[..n]).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(canonical_json(&whole)).unwrap(),
+                    "{kind:?}, {n} layer(s)"
+                );
+            }
+        }
+    }
 }

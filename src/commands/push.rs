@@ -13,7 +13,10 @@
 //! SBOMs, signatures and custody record as OCI 1.1 referrers (artifacts
 //! whose `subject` is its manifest; see [`crate::referrers`]), listed by the
 //! registry's referrers API or, on a registry without one, under the
-//! referrers tag schema's fallback tag `sha256-<hex>`.
+//! referrers tag schema's fallback tag `sha256-<hex>`. Referrers carried
+//! from the source's referrers API (images pushed by digest whose manifest
+//! has a `subject`) are listed under their subject's fallback tag the same
+//! way where the destination has no referrers API.
 
 use serde::Serialize;
 
@@ -170,6 +173,29 @@ pub fn push(
                 digest: a.manifest.digest.oci(),
             });
         }
+        // Images carried by digest that are referrers themselves (those
+        // only the source's referrers API listed): listed under their
+        // subject's fallback tag where the destination has no referrers API.
+        for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
+            if a.kind != ArtifactKind::Image || !matches!(tag, Tag::Digest) {
+                continue;
+            }
+            let bytes = read_checked(store, &a.manifest)?;
+            let Some(subject) = subject_of(&bytes) else {
+                continue;
+            };
+            let reg = Registry::open(&format!("{repo}@{}", a.manifest.digest.oci()), insecure)?;
+            let fallback = referrers::fallback_tag(&subject);
+            let listed = reg.referrers(&subject).unwrap_or_default();
+            if listed.contains(&a.manifest.digest)
+                && reg.manifest(&reg.by_tag(&fallback))?.is_none()
+            {
+                continue;
+            }
+            let mut entry = referrers::index_entry(&bytes);
+            entry["mediaType"] = a.manifest.media_type.clone().into();
+            list_under(&reg, repo, &fallback, None, &[entry], &subject, &mut out)?;
+        }
         // Referrers, once what they describe is in place.
         let mut done = std::collections::BTreeSet::new();
         for (a, (repo, tag)) in d.artifacts.iter().zip(&targets) {
@@ -180,6 +206,14 @@ pub fn push(
             if planned.is_empty()
                 || !referrers::is_subject(a, tag)
                 || !done.insert((repo.clone(), a.manifest.digest))
+            {
+                continue;
+            }
+            // A carried referrer (listed by the source's referrers API) is
+            // not a subject, as those carried under tags are not.
+            if a.kind == ArtifactKind::Image
+                && tag.is_none()
+                && subject_of(&read_checked(store, &a.manifest)?).is_some()
             {
                 continue;
             }
@@ -434,6 +468,12 @@ fn list_under(
         digest: served.oci(),
     });
     Ok(())
+}
+
+/// The digest a manifest's `subject` names, if it has one.
+fn subject_of(bytes: &[u8]) -> Option<Sha256Digest> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Sha256Digest::parse_oci(v.get("subject")?.get("digest")?.as_str()?)
 }
 
 fn count(out: &mut Pushed, sent: bool) {

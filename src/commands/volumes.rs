@@ -154,22 +154,28 @@ pub fn write_volumes(
         reserve = need + 4096;
     };
 
-    // Real digests: whole blobs are named by theirs; parts are hashed once.
+    // Real digests: whole blobs are named by theirs; parts are hashed once,
+    // in parallel.
     let mut plan = plan;
-    for piece in plan.iter_mut().flatten() {
-        if piece.part == 0 {
-            piece.digest = match piece.path.strip_prefix(BLOBS_PREFIX) {
-                Some(hex) => hex
-                    .parse()
-                    .map_err(|e| Error::Usage(format!("{}: {e}", piece.path)))?,
-                None => Sha256Digest::of(&fs_err::read(root.join(&piece.path))?),
-            };
-        } else {
-            let mut f = fs_err::File::open(root.join(&piece.path))?;
-            f.seek(SeekFrom::Start(piece.offset))?;
-            piece.digest =
-                crate::digest::hash_reader(&mut f.take(piece.size), None, &|_| {})?.digest;
-        }
+    {
+        use rayon::prelude::*;
+        let mut pieces: Vec<&mut Piece> = plan.iter_mut().flatten().collect();
+        pieces.par_iter_mut().try_for_each(|piece| -> Result<()> {
+            if piece.part == 0 {
+                piece.digest = match piece.path.strip_prefix(BLOBS_PREFIX) {
+                    Some(hex) => hex
+                        .parse()
+                        .map_err(|e| Error::Usage(format!("{}: {e}", piece.path)))?,
+                    None => Sha256Digest::of(&fs_err::read(root.join(&piece.path))?),
+                };
+            } else {
+                let mut f = fs_err::File::open(root.join(&piece.path))?;
+                f.seek(SeekFrom::Start(piece.offset))?;
+                piece.digest =
+                    crate::digest::hash_reader(&mut f.take(piece.size), None, &|_| {})?.digest;
+            }
+            Ok(())
+        })?;
     }
     let map = VolumeMap {
         bundle_id: id.hex(),

@@ -412,14 +412,23 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Renders a BagIt manifest: `<hex>  <path>` lines, sorted by path.
 pub fn render_manifest(entries: &BTreeMap<String, Sha256Digest>) -> String {
-    let mut s = String::new();
+    let mut s = Vec::new();
+    write_manifest(entries, &mut s).expect("writing to memory");
+    String::from_utf8(s).expect("paths and hex digests are UTF-8")
+}
+
+/// [`render_manifest`] into `w`, line by line.
+pub fn write_manifest(
+    entries: &BTreeMap<String, Sha256Digest>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     for (path, d) in entries {
-        s.push_str(&d.hex());
-        s.push_str("  ");
-        s.push_str(path);
-        s.push('\n');
+        w.write_all(d.hex().as_bytes())?;
+        w.write_all(b"  ")?;
+        w.write_all(path.as_bytes())?;
+        w.write_all(b"\n")?;
     }
-    s
+    Ok(())
 }
 
 /// Parses a BagIt manifest into path → digest. Each problem is reported with

@@ -4,7 +4,7 @@
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
@@ -244,6 +244,430 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// Inputs at least this large get their own tar entry written before their
+/// digest is known (see [`SinglePass`]): a placeholder header, the data
+/// hashed as it passes on a second thread, then the header patched in place.
+/// Smaller ones are read into memory and hashed first.
+pub const STREAM_MIN: u64 = 1 << 20;
+
+/// A zstd frame holding `len` bytes in one raw (stored) block: a fixed
+/// size, so a tar header inside it can be patched after it was written.
+const RAW_FRAME_PREFIX: usize = 10;
+
+fn raw_frame_prefix(len: usize) -> [u8; RAW_FRAME_PREFIX] {
+    debug_assert!((256..65536 + 256).contains(&len) && len <= 128 << 10);
+    let fcs = ((len - 256) as u16).to_le_bytes();
+    // Single segment, 2-byte content size, no checksum, no dictionary.
+    let block = ((len as u32) << 3 | 1).to_le_bytes(); // last block, raw
+    [
+        0x28, 0xB5, 0x2F, 0xFD, 0x60, fcs[0], fcs[1], block[0], block[1], block[2],
+    ]
+}
+
+/// The skippable-frame magic of the padding after a tar.zst's head frames
+/// (distinct from the additions frames' [`crate::source::SKIPPABLE_MAGIC`]).
+const PAD_MAGIC: u32 = 0x184D_2A50;
+
+/// The bytes of one tar entry's header (with any long-name entries) as the
+/// `tar` crate writes it: the same headers as [`append`].
+fn header_bytes(path: &str, size: u64, mtime: u64) -> io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    append(&mut b, path, size, MODE_FILE, mtime, &mut io::empty())?;
+    // Taken before the builder's drop appends the end-of-archive blocks.
+    Ok(std::mem::take(b.get_mut()))
+}
+
+fn head_frame_pad(head_len: u64) -> Vec<u8> {
+    let need = (head_len + 8).next_multiple_of(4096) - head_len;
+    let mut pad = vec![0u8; need as usize];
+    pad[..4].copy_from_slice(&PAD_MAGIC.to_le_bytes());
+    pad[4..8].copy_from_slice(&((need - 8) as u32).to_le_bytes());
+    pad
+}
+
+/// A writer that counts what passed, so entry offsets are known.
+struct Counted {
+    w: io::BufWriter<std::fs::File>,
+    pos: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.w.write(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// What an input was like when it was read into the tar; checked again by
+/// [`SinglePass::check_unchanged`] once the checks that read inputs by path
+/// (content, model signatures) have run.
+#[derive(PartialEq, Eq)]
+struct Seen {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    unix: (u64, u64, i64, i64),
+}
+
+impl Seen {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Seen {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            unix: {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+            },
+        }
+    }
+}
+
+/// A tar or tar.zst written in one pass over the inputs: each input is read
+/// once, hashed as it passes and written once, before the tag files that
+/// carry its digest exist. The payload goes to a file first; the head (tag
+/// files, signatures, custody, OCI layout and index) is put in front at the
+/// end ([`SinglePass::finish`]). The tar is the same, entry for entry and
+/// byte for byte, as one written in canonical order with the head first.
+/// `pack` uses it for a tar.zst; a plain tar cannot be padded to put its head
+/// in front in place, so it would cost a copy of the payload, and `pack`
+/// writes it with [`write_tar`] after a hash pass instead.
+///
+/// - An input of at least [`STREAM_MIN`] bytes: a header naming a
+///   placeholder, then its data, hashed on a second thread; then the header
+///   is patched with the blob's name (`blobs/sha256/<hex>`, which fits the
+///   ustar name field), or, if the digest was already written (identical
+///   content) or is left out (a delta), the file is cut back to the header.
+///   In a tar.zst the header is a zstd frame of one raw block (a fixed size,
+///   patchable in place) and the data its own compressed frame(s).
+/// - A smaller input is read into memory, hashed, then written.
+/// - A tar.zst's head is its own frame, followed by a skippable frame that
+///   pads it to a multiple of 4096 bytes, so that on filesystems with
+///   `FALLOC_FL_INSERT_RANGE` (ext4, xfs) it is put in front without copying
+///   the payload; elsewhere the payload is copied once, in the kernel.
+pub struct SinglePass<'a> {
+    out: Option<Counted>,
+    frame: Option<zstd::Encoder<'static, Counted>>,
+    zstd: bool,
+    mtime: u64,
+    written: std::collections::HashSet<Sha256Digest>,
+    seen: Vec<(std::path::PathBuf, Seen)>,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> SinglePass<'a> {
+    /// Starts the payload file at `path` (created; removed by the caller on
+    /// failure).
+    pub fn create(path: &Path, zstd: bool, mtime: u64, progress: &'a dyn Progress) -> Result<Self> {
+        let f = fs_err::File::create(path)?.into_parts().0;
+        Ok(SinglePass {
+            out: Some(Counted {
+                w: io::BufWriter::with_capacity(CHUNK, f),
+                pos: 0,
+            }),
+            frame: None,
+            zstd,
+            mtime,
+            written: Default::default(),
+            seen: Vec::new(),
+            progress,
+        })
+    }
+
+    /// The sink for entry bytes: the open zstd frame, or the file.
+    fn sink(&mut self) -> io::Result<&mut dyn Write> {
+        if self.zstd {
+            if self.frame.is_none() {
+                let out = self.out.take().expect("the payload file");
+                self.frame = Some(zstd_encoder(out)?);
+            }
+            Ok(self.frame.as_mut().expect("a frame"))
+        } else {
+            Ok(self.out.as_mut().expect("the payload file"))
+        }
+    }
+
+    /// Ends the open zstd frame, if any, and returns the file.
+    fn file(&mut self) -> io::Result<&mut Counted> {
+        if let Some(enc) = self.frame.take() {
+            self.out = Some(enc.finish()?);
+        }
+        Ok(self.out.as_mut().expect("the payload file"))
+    }
+
+    /// Whether `digest` is in the tar already.
+    pub fn has(&self, digest: &Sha256Digest) -> bool {
+        self.written.contains(digest)
+    }
+
+    /// Reads the input `src` into the tar as `blobs/sha256/<its digest>`,
+    /// unless that digest is already there or `omit` says it is left out,
+    /// and returns what it hashed to.
+    pub fn add_input(
+        &mut self,
+        src: &Path,
+        omit: &dyn Fn(&Sha256Digest) -> bool,
+    ) -> Result<Hashed> {
+        let mut f = fs_err::File::open(src)?;
+        let size = f.metadata()?.len();
+        let changed = || {
+            Error::Input {
+            path: src.to_path_buf(),
+            message: format!(
+                "changed while being packed (it was {size} bytes when opened); pack again once it no longer changes"
+            ),
+        }
+        };
+        if size < STREAM_MIN {
+            let mut bytes = Vec::with_capacity(size as usize);
+            (&mut f).take(size + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 != size {
+                return Err(changed());
+            }
+            self.progress.advance(size);
+            let h = Hashed {
+                digest: Sha256Digest::of(&bytes),
+                size,
+            };
+            self.seen(src, &f)?;
+            if !omit(&h.digest) && self.written.insert(h.digest) {
+                let path = crate::bundle::blob_path(&h.digest);
+                let header = header_bytes(&path, size, self.mtime)?;
+                let w = self.sink()?;
+                w.write_all(&header)?;
+                w.write_all(&bytes)?;
+                w.write_all(&[0u8; 512][..pad(size)])?;
+            }
+            return Ok(h);
+        }
+        // A placeholder name of the blob name's length: the header's
+        // length and every field but the name are final.
+        let placeholder = crate::bundle::blob_path(&Sha256Digest::of_raw([0; 32]));
+        let header = header_bytes(&placeholder, size, self.mtime)?;
+        if header.len() != 512 {
+            return Err(Error::Usage(format!(
+                "internal error: a blob's tar header is {} bytes, not 512",
+                header.len()
+            )));
+        }
+        let zstd = self.zstd;
+        let out = self.file()?;
+        let start = out.pos;
+        if zstd {
+            out.write_all(&raw_frame_prefix(512))?;
+        }
+        let header_at = out.pos;
+        out.write_all(&header)?;
+        let progress = self.progress;
+        let (digest, n) = std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let hasher = s.spawn(move || {
+                let mut h = Sha256::new();
+                for chunk in rx {
+                    h.update(&chunk);
+                }
+                Sha256Digest::of_raw(h.finalize().into())
+            });
+            let copied = (|| -> io::Result<u64> {
+                let w = self.sink()?;
+                let mut n = 0u64;
+                let mut limited = (&mut f).take(size);
+                loop {
+                    let mut chunk = vec![0u8; CHUNK];
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        match limited.read(&mut chunk[filled..]) {
+                            Ok(0) => break,
+                            Ok(k) => filled += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if filled == 0 {
+                        break;
+                    }
+                    chunk.truncate(filled);
+                    w.write_all(&chunk)?;
+                    n += filled as u64;
+                    progress.advance(filled as u64);
+                    if tx.send(chunk).is_err() {
+                        return Err(io::Error::other("the hashing thread stopped"));
+                    }
+                }
+                w.write_all(&[0u8; 512][..pad(n)])?;
+                Ok(n)
+            })();
+            drop(tx);
+            let digest = hasher.join().expect("the hashing thread does not panic");
+            Ok((digest, copied?))
+        })?;
+        let longer = f.read(&mut [0u8; 1])? != 0;
+        if n != size || longer {
+            return Err(changed());
+        }
+        self.seen(src, &f)?;
+        let keep = !omit(&digest) && self.written.insert(digest);
+        let mtime = self.mtime;
+        let out = self.file()?;
+        out.flush()?;
+        if !keep {
+            // Identical content is one blob; a delta leaves it out.
+            out.w.get_ref().set_len(start)?;
+            out.w.seek(io::SeekFrom::Start(start))?;
+            out.pos = start;
+        } else {
+            let header = header_bytes(&crate::bundle::blob_path(&digest), size, mtime)?;
+            write_at(out.w.get_ref(), &header, header_at)?;
+        }
+        Ok(Hashed { digest, size })
+    }
+
+    fn seen(&mut self, src: &Path, f: &fs_err::File) -> Result<()> {
+        let m = f.metadata()?;
+        self.seen.push((src.to_path_buf(), Seen::of(&m)));
+        Ok(())
+    }
+
+    /// Refuses the pack if an input changed (size, modification or change
+    /// time, or file) since it was read into the tar: the checks that read
+    /// inputs by path after that would have seen other bytes than packed.
+    pub fn check_unchanged(&self) -> Result<()> {
+        for (path, seen) in &self.seen {
+            let now = fs_err::metadata(path)?;
+            if Seen::of(&now) != *seen {
+                return Err(Error::Input {
+                    path: path.clone(),
+                    message: "changed while being packed; pack again once it no longer changes"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the entries `rest` (files under `dir`, skipping blobs already
+    /// written) and the end of the archive, then puts the entries `head`
+    /// (files under `dir`) in front, and moves the result to `dest`.
+    pub fn finish(
+        mut self,
+        dir: &Path,
+        head: &[String],
+        rest: &[String],
+        tmp: &Path,
+        dest: &Path,
+    ) -> Result<()> {
+        for p in rest {
+            let written = p
+                .strip_prefix(crate::bundle::BLOBS_PREFIX)
+                .and_then(|hex| hex.parse::<Sha256Digest>().ok())
+                .is_some_and(|d| self.written.contains(&d));
+            if written {
+                continue;
+            }
+            let bytes = fs_err::read(dir.join(p))?;
+            let header = header_bytes(p, bytes.len() as u64, self.mtime)?;
+            let w = self.sink()?;
+            w.write_all(&header)?;
+            w.write_all(&bytes)?;
+            w.write_all(&[0u8; 512][..pad(bytes.len() as u64)])?;
+            self.progress.advance(bytes.len() as u64);
+        }
+        self.sink()?.write_all(&[0u8; 1024])?;
+        let out = self.file()?;
+        out.flush()?;
+        let payload = self
+            .out
+            .take()
+            .expect("the payload file")
+            .w
+            .into_inner()
+            .map_err(|e| e.into_error())?;
+
+        let mut head_tar = Vec::new();
+        for p in head {
+            let bytes = fs_err::read(dir.join(p))?;
+            head_tar.extend(header_bytes(p, bytes.len() as u64, self.mtime)?);
+            head_tar.extend_from_slice(&bytes);
+            head_tar.extend_from_slice(&[0u8; 512][..pad(bytes.len() as u64)]);
+        }
+        let head_bytes = if self.zstd {
+            let mut enc = zstd_encoder(Vec::new())?;
+            enc.write_all(&head_tar)?;
+            let mut frame = enc.finish()?;
+            let pad = head_frame_pad(frame.len() as u64);
+            frame.extend(pad);
+            frame
+        } else {
+            head_tar
+        };
+        if !prepend_in_place(&payload, &head_bytes)? {
+            // Copied once, in the kernel (copy_file_range where it can).
+            let joined = tmp.with_extension("joined");
+            let mut out = fs_err::File::create(&joined)?;
+            out.write_all(&head_bytes)?;
+            // std's copy between two `std::fs::File`s is copy_file_range.
+            let (mut out, _) = out.into_parts();
+            let (mut from, _) = fs_err::File::open(tmp)?.into_parts();
+            io::copy(&mut from, &mut out).map_err(|e| Error::Input {
+                path: joined.clone(),
+                message: format!("writing the tar: {e}"),
+            })?;
+            drop(out);
+            drop(payload);
+            fs_err::remove_file(tmp)?;
+            fs_err::rename(&joined, dest)?;
+            return Ok(());
+        }
+        drop(payload);
+        fs_err::rename(tmp, dest)?;
+        Ok(())
+    }
+}
+
+fn pad(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+#[cfg(unix)]
+fn write_at(f: &std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(bytes, at)
+}
+
+#[cfg(not(unix))]
+fn write_at(f: &std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
+    let mut f = f;
+    let back = f.stream_position()?;
+    f.seek(io::SeekFrom::Start(at))?;
+    f.write_all(bytes)?;
+    f.seek(io::SeekFrom::Start(back))?;
+    Ok(())
+}
+
+/// Puts `head` in front of the file's bytes without moving them, where the
+/// filesystem can insert a range (its length a multiple of the block size).
+#[cfg(target_os = "linux")]
+fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    if head.is_empty() || !head.len().is_multiple_of(4096) {
+        return Ok(head.is_empty());
+    }
+    if fallocate(f, FallocateFlags::INSERT_RANGE, 0, head.len() as u64).is_err() {
+        return Ok(false);
+    }
+    write_at(f, head, 0)?;
+    Ok(true)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prepend_in_place(_: &std::fs::File, head: &[u8]) -> io::Result<bool> {
+    Ok(head.is_empty())
+}
+
 /// The size of each multi-threaded zstd job. zstd's default for level 3
 /// (8 MiB jobs) holds about 70 MiB of job buffers on two workers; 2 MiB jobs
 /// hold a quarter of that and compress as well (`zstd -T2 -3 -B2MiB` of a
@@ -295,6 +719,168 @@ mod zstd_tests {
         enc.finish().unwrap();
         assert_eq!(out, one);
         assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+}
+
+#[cfg(test)]
+mod single_pass_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn bytes(size: usize, seed: usize) -> Vec<u8> {
+        (0..size).map(|i| ((i * 7 + seed) % 251) as u8).collect()
+    }
+
+    /// The tar of `head` then `blobs`, each once, written entry by entry
+    /// with the `tar` crate: what the single pass must produce.
+    fn reference(dir: &Path, head: &[String], blobs: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        for p in head {
+            let data = std::fs::read(dir.join(p)).unwrap();
+            append(&mut b, p, data.len() as u64, MODE_FILE, 7, &mut &data[..]).unwrap();
+        }
+        for data in blobs {
+            let d = Sha256Digest::of(data);
+            if seen.insert(d) {
+                let p = crate::bundle::blob_path(&d);
+                append(&mut b, &p, data.len() as u64, MODE_FILE, 7, &mut &data[..]).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Packs `inputs` (written as files) with the single pass, then a
+    /// generated blob from `dir` and the head; returns the output's bytes.
+    fn single(dir: &Path, zstd: bool, inputs: &[Vec<u8>], omit: Option<Sha256Digest>) -> Vec<u8> {
+        let tmp = dir.join("out.tmp");
+        let dest = dir.join("out");
+        let mut sp = SinglePass::create(&tmp, zstd, 7, &crate::progress::Silent).unwrap();
+        for (i, data) in inputs.iter().enumerate() {
+            let src = dir.join(format!("in{i}"));
+            std::fs::write(&src, data).unwrap();
+            let h = sp.add_input(&src, &|d| Some(*d) == omit).unwrap();
+            assert_eq!(h.digest, Sha256Digest::of(data));
+            assert_eq!(h.size, data.len() as u64);
+        }
+        sp.check_unchanged().unwrap();
+        let generated = b"{}".to_vec();
+        let gen_path = crate::bundle::blob_path(&Sha256Digest::of(&generated));
+        std::fs::create_dir_all(dir.join(crate::bundle::BLOBS_PREFIX)).unwrap();
+        std::fs::write(dir.join(&gen_path), &generated).unwrap();
+        let head = vec!["bagit.txt".to_string(), "index.json".to_string()];
+        // The rest lists the streamed blobs too (skipped: already written).
+        let mut rest: Vec<String> = inputs
+            .iter()
+            .map(|d| crate::bundle::blob_path(&Sha256Digest::of(d)))
+            .filter(|p| Some(p.clone()) != omit.map(|d| crate::bundle::blob_path(&d)))
+            .collect();
+        rest.push(gen_path);
+        sp.finish(dir, &head, &rest, &tmp, &dest).unwrap();
+        assert!(!tmp.exists());
+        let out = std::fs::read(&dest).unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        out
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bagit.txt"), b"BagIt-Version: 1.0\n").unwrap();
+        std::fs::write(dir.path().join("index.json"), bytes(5000, 3)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_single_pass_tar_is_the_canonical_tar_byte_for_byte() {
+        let dir = setup();
+        let big = STREAM_MIN as usize + 12345;
+        // Large and small, with identical content among both.
+        let inputs = vec![
+            bytes(big, 1),
+            bytes(3000, 2),
+            bytes(big, 1),
+            bytes(0, 0),
+            bytes(3000, 2),
+            bytes(2 * big, 5),
+        ];
+        let got = single(dir.path(), false, &inputs, None);
+        let mut blobs = inputs.clone();
+        blobs.push(b"{}".to_vec());
+        let want = reference(
+            dir.path(),
+            &["bagit.txt".into(), "index.json".into()],
+            &blobs,
+        );
+        assert_eq!(got, want);
+        // A zstd frame sequence around the same tar.
+        let z = single(dir.path(), true, &inputs, None);
+        assert_eq!(&z[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+    }
+
+    #[test]
+    fn a_left_out_blob_is_cut_back() {
+        let dir = setup();
+        let big = STREAM_MIN as usize + 1;
+        let inputs = vec![bytes(big, 1), bytes(big, 9), bytes(100, 4)];
+        let omit = Sha256Digest::of(&inputs[0]);
+        let want = reference(
+            dir.path(),
+            &["bagit.txt".into(), "index.json".into()],
+            &[inputs[1].clone(), inputs[2].clone(), b"{}".to_vec()],
+        );
+        for zstd in [false, true] {
+            let got = single(dir.path(), zstd, &inputs, Some(omit));
+            let tar = if zstd {
+                zstd::decode_all(&got[..]).unwrap()
+            } else {
+                got
+            };
+            assert_eq!(tar, want, "zstd: {zstd}");
+        }
+    }
+
+    #[test]
+    fn an_input_that_changed_after_it_was_read_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [5000usize, STREAM_MIN as usize + 12345] {
+            let src = dir.path().join(format!("in{size}"));
+            let data = bytes(size, 1);
+            std::fs::write(&src, &data).unwrap();
+            let mut sp =
+                SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent)
+                    .unwrap();
+            sp.add_input(&src, &|_| false).unwrap();
+            sp.check_unchanged().unwrap();
+            // Other bytes, same size: the change time moves on.
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let mut other = data.clone();
+            other[size / 2] ^= 1;
+            std::fs::write(&src, &other).unwrap();
+            match sp.check_unchanged() {
+                Err(Error::Input { path, message }) => {
+                    assert_eq!(path, src);
+                    assert!(message.contains("changed while being packed"), "{message}");
+                }
+                other => panic!("{size}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_raw_frame_holds_a_patchable_header() {
+        let header =
+            header_bytes(&crate::bundle::blob_path(&Sha256Digest::of(b"x")), 5, 7).unwrap();
+        assert_eq!(header.len(), 512);
+        let mut frame = raw_frame_prefix(512).to_vec();
+        frame.extend(&header);
+        assert_eq!(zstd::decode_all(&frame[..]).unwrap(), header);
+        let pad = head_frame_pad(100);
+        assert_eq!((100 + pad.len()) % 4096, 0);
+        let mut both = frame.clone();
+        both.extend(pad);
+        assert_eq!(zstd::decode_all(&both[..]).unwrap(), header);
     }
 }
 

@@ -416,7 +416,8 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                     tags.report.add(&rel, e);
                     continue;
                 }
-                let mut bytes = Vec::new();
+                // `len` is admitted and from the file system: read in one allocation.
+                let mut bytes = Vec::with_capacity(len as usize);
                 fs_err::File::open(entry.path())?
                     .take(len)
                     .read_to_end(&mut bytes)?;

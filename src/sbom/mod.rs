@@ -274,46 +274,51 @@ struct Carried {
     media_type: String,
 }
 
-#[derive(Debug)]
-struct Inventory<'a> {
-    d: &'a Description,
-    items: Vec<Item>,
-    carried: Vec<Carried>,
+/// Every item the documents list, top-level ones in order (each with its
+/// children), made one at a time as the documents are written: a bundle of
+/// many files is never held as items.
+fn items(d: &Description) -> impl Iterator<Item = Item> + '_ {
+    d.artifacts.iter().filter(|a| !is_generated(a)).flat_map(
+        move |a| -> Box<dyn Iterator<Item = Item> + '_> {
+            match a.kind {
+                ArtifactKind::Model => Box::new(std::iter::once(model_item(d, a))),
+                ArtifactKind::Files => Box::new(a.layers.iter().map(move |l| file_item(d, a, l))),
+                ArtifactKind::Image => Box::new(std::iter::once(image_item(a))),
+                ArtifactKind::Sbom => Box::new(a.layers.iter().map(move |l| carried_item(d, a, l))),
+                // Package kinds (python, cargo ...): each names its packages.
+                _ => Box::new(package_items(d, a)),
+            }
+        },
+    )
 }
 
-fn inventory(d: &Description) -> Inventory<'_> {
-    let mut items = Vec::new();
-    let mut carried = Vec::new();
-    for a in d.artifacts.iter().filter(|a| !is_generated(a)) {
-        match a.kind {
-            ArtifactKind::Model => items.push(model_item(d, a)),
-            ArtifactKind::Files => items.extend(a.layers.iter().map(|l| file_item(d, a, l))),
-            ArtifactKind::Image => items.push(image_item(a)),
-            ArtifactKind::Sbom => {
-                for l in &a.layers {
-                    let mut it = file_item(d, a, l);
-                    it.role = Role::Sbom;
-                    it.name = a.name.clone();
-                    it.description = Some(format!(
-                        "An SBOM made elsewhere (manifest `sboms:`), carried in this bundle as OCI artifact {}",
-                        a.reference
-                    ));
-                    carried.push(Carried {
-                        bom_ref: it.bom_ref.clone(),
-                        export_path: crate::sources::packages::export_path(d, a, l)
-                            .unwrap_or_default(),
-                        reference: a.reference.clone(),
-                        digest: l.digest,
-                        media_type: l.media_type.clone(),
-                    });
-                    items.push(it);
-                }
-            }
-            // Package kinds (python, cargo ...): each names its packages.
-            _ => items.extend(package_items(d, a)),
-        }
-    }
-    Inventory { d, items, carried }
+/// A carried SBOM's layer as an item.
+fn carried_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
+    let mut it = file_item(d, a, l);
+    it.role = Role::Sbom;
+    it.name = a.name.clone();
+    it.description = Some(format!(
+        "An SBOM made elsewhere (manifest `sboms:`), carried in this bundle as OCI artifact {}",
+        a.reference
+    ));
+    it
+}
+
+/// The carried SBOMs (few: one per manifest `sboms:` entry).
+fn carried(d: &Description) -> Vec<Carried> {
+    d.artifacts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Sbom && !is_generated(a))
+        .flat_map(|a| {
+            a.layers.iter().map(move |l| Carried {
+                bom_ref: format!("{}#{}", a.reference, l.path),
+                export_path: crate::sources::packages::export_path(d, a, l).unwrap_or_default(),
+                reference: a.reference.clone(),
+                digest: l.digest,
+                media_type: l.media_type.clone(),
+            })
+        })
+        .collect()
 }
 
 fn oci_properties(a: &Artifact) -> Vec<(String, String)> {
@@ -540,15 +545,23 @@ fn model_card(d: &Description, a: &Artifact) -> (Vec<(String, String)>, Option<S
 
 /// Python distributions and vendored crates: one library component per
 /// package with its files nested; the artifact's other files (the
-/// requirements file, Cargo.lock) as file components.
-fn package_items(d: &Description, a: &Artifact) -> Vec<Item> {
+/// requirements file, Cargo.lock) as file components, first. Made one at a
+/// time.
+fn package_items<'a>(d: &'a Description, a: &'a Artifact) -> impl Iterator<Item = Item> + 'a {
     let kind = crate::sources::kind::of(a.kind);
-    let mut claimed: BTreeSet<&str> = BTreeSet::new();
-    let mut out = Vec::new();
-    for p in &a.packages {
-        let Some(sp) = kind.sbom_package(a, p) else {
-            continue;
-        };
+    let claimed: std::collections::HashSet<&str> = a
+        .packages
+        .iter()
+        .filter_map(|p| kind.sbom_package(a, p))
+        .flat_map(|sp| sp.files.into_iter().map(|(l, _)| l.path.as_str()))
+        .collect();
+    let rest = a
+        .layers
+        .iter()
+        .filter(move |l| !claimed.contains(l.path.as_str()))
+        .map(move |l| file_item(d, a, l));
+    let packages = a.packages.iter().filter_map(move |p| {
+        let sp = kind.sbom_package(a, p)?;
         let mut it = Item::new(
             format!("{}#{}", a.reference, sp.id),
             Role::Library,
@@ -561,49 +574,62 @@ fn package_items(d: &Description, a: &Artifact) -> Vec<Item> {
         it.properties
             .push(("airlock:oci:reference".into(), a.reference.clone()));
         for (l, file_purl) in sp.files {
-            claimed.insert(l.path.as_str());
             let mut f = file_item(d, a, l);
             if let Some(purl) = file_purl {
                 f.purl = purl;
             }
             it.children.push(f);
         }
-        out.push(it);
-    }
-    let rest = a
-        .layers
-        .iter()
-        .filter(|l| !claimed.contains(l.path.as_str()))
-        .map(|l| file_item(d, a, l));
-    // Files of no package (requirements, Cargo.lock) first, then the packages.
-    rest.chain(out).collect()
+        Some(it)
+    });
+    rest.chain(packages)
 }
 
 // ---------------------------------------------------------------------------
 // CycloneDX 1.6
 // ---------------------------------------------------------------------------
 
+// The documents are written with every object's keys sorted (bytewise, as
+// a `serde_json::Map` orders them), straight from these structs: their
+// fields are declared in that order. `components` and the like are
+// [`Stream`]s, made afresh item by item each time the document is written.
+
+/// A JSON array written from the iterator `F` makes: its elements are never
+/// all in memory at once. `F` is called once per rendering.
+struct Stream<F>(F);
+
+impl<F, I> Serialize for Stream<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Bom {
+struct Bom<C: Serialize> {
     #[serde(rename = "$schema")]
     schema: &'static str,
     bom_format: &'static str,
-    spec_version: &'static str,
-    serial_number: String,
-    version: u32,
-    metadata: CdxMetadata,
-    components: Vec<Component>,
+    components: C,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     external_references: Vec<ExternalReference>,
+    metadata: CdxMetadata,
+    serial_number: String,
+    spec_version: &'static str,
+    version: u32,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CdxMetadata {
+    component: Component,
     timestamp: String,
     tools: Tools,
-    component: Component,
 }
 
 #[derive(Serialize)]
@@ -614,29 +640,29 @@ struct Tools {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Component {
-    #[serde(rename = "type")]
-    kind: &'static str,
     #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
     bom_ref: Option<String>,
-    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
-    mime_type: Option<String>,
-    name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    components: Vec<Component>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    hashes: Vec<Hash>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    purl: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     external_references: Vec<ExternalReference>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hashes: Vec<Hash>,
+    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
+    mime_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_card: Option<ModelCard>,
+    name: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     properties: Vec<Property>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    components: Vec<Component>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purl: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -654,13 +680,13 @@ struct Property {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ExternalReference {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hashes: Vec<Hash>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: String,
 }
 
 #[derive(Serialize)]
@@ -772,8 +798,85 @@ fn subject_description(d: &Description, id: Option<&Sha256Digest>) -> String {
     }
 }
 
-fn cyclonedx(inv: &Inventory) -> Value {
-    let d = inv.d;
+// ---------------------------------------------------------------------------
+// SPDX 2.3
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpdxDocument<P: Serialize, R: Serialize> {
+    #[serde(rename = "SPDXID")]
+    spdx_id: &'static str,
+    comment: String,
+    creation_info: CreationInfo,
+    data_license: &'static str,
+    document_describes: Vec<String>,
+    document_namespace: String,
+    name: String,
+    packages: P,
+    relationships: R,
+    spdx_version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreationInfo {
+    created: String,
+    creators: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpdxPackage {
+    #[serde(rename = "SPDXID")]
+    spdx_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checksums: Vec<Checksum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+    copyright_text: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    download_location: String,
+    external_refs: Vec<ExternalRef>,
+    files_analyzed: bool,
+    license_concluded: &'static str,
+    license_declared: &'static str,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    primary_package_purpose: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_info: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Checksum {
+    algorithm: &'static str,
+    checksum_value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalRef {
+    reference_category: &'static str,
+    reference_locator: String,
+    reference_type: &'static str,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Relationship {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+    related_spdx_element: String,
+    relationship_type: &'static str,
+    spdx_element_id: String,
+}
+
+/// The CycloneDX document for `d`, its serial number empty; its components
+/// are made item by item as it is written.
+fn cdx_bom(d: &Description) -> Bom<impl Serialize + '_> {
     let (tool_name, tool_version) = tool(d);
     let subject = Component {
         kind: "file",
@@ -798,20 +901,19 @@ fn cyclonedx(inv: &Inventory) -> Value {
         ]),
         components: Vec::new(),
     };
-    let external_references = inv
-        .carried
-        .iter()
+    let external_references = carried(d)
+        .into_iter()
         .map(|c| ExternalReference {
             kind: "bom",
-            url: c.export_path.clone(),
             comment: Some(format!(
                 "SBOM carried in this bundle ({}): OCI artifact {}; `airlock export` writes it to {}",
                 c.media_type, c.reference, c.export_path
             )),
+            url: c.export_path,
             hashes: vec![sha256_hash(&c.digest)],
         })
         .collect();
-    let bom = Bom {
+    Bom {
         schema: CDX_SCHEMA,
         bom_format: "CycloneDX",
         spec_version: "1.6",
@@ -837,92 +939,91 @@ fn cyclonedx(inv: &Inventory) -> Value {
             },
             component: subject,
         },
-        components: inv.items.iter().map(component).collect(),
+        components: Stream(move || items(d).map(|it| component(&it))),
         external_references,
+    }
+}
+
+/// Visits `it` and its children in document order, numbering each as SPDX
+/// does (`SPDXRef-KIND-N`, N counting from 1 over the whole document):
+/// `visit(item, parent's id, id)`.
+fn spdx_walk(it: &Item, parent: &str, n: &mut usize, visit: &mut dyn FnMut(&Item, &str, &str)) {
+    *n += 1;
+    let kind = match it.role {
+        Role::Model => "Model",
+        Role::Library => "Package",
+        Role::File => "File",
+        Role::Sbom => "Sbom",
+        Role::Container => "Container",
     };
-    serde_json::to_value(&bom).expect("serializable")
+    let id = format!("SPDXRef-{kind}-{n}");
+    visit(it, parent, &id);
+    for c in &it.children {
+        spdx_walk(c, &id, n, visit);
+    }
 }
 
-// ---------------------------------------------------------------------------
-// SPDX 2.3
-// ---------------------------------------------------------------------------
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SpdxDocument {
-    spdx_version: &'static str,
-    data_license: &'static str,
-    #[serde(rename = "SPDXID")]
-    spdx_id: &'static str,
-    name: String,
-    document_namespace: String,
-    creation_info: CreationInfo,
-    comment: String,
-    document_describes: Vec<String>,
-    packages: Vec<SpdxPackage>,
-    relationships: Vec<Relationship>,
+/// Every item (children included) in document order, as `f` makes it of
+/// the item, its parent's SPDX id and its own; made one top-level item at a
+/// time.
+fn spdx_each<'a, T: 'a>(
+    d: &'a Description,
+    f: impl Fn(&Item, &str, &str) -> T + Copy + 'a,
+) -> impl Iterator<Item = T> + 'a {
+    let mut n = 0usize;
+    items(d).flat_map(move |it| {
+        let mut out = Vec::new();
+        spdx_walk(&it, SPDX_BUNDLE, &mut n, &mut |it, parent, id| {
+            out.push(f(it, parent, id))
+        });
+        out
+    })
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CreationInfo {
-    created: String,
-    creators: Vec<String>,
+fn spdx_package(it: &Item, id: &str) -> SpdxPackage {
+    let mut notes: Vec<String> = it
+        .properties
+        .iter()
+        .chain(&it.model_card)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(m) = &it.media_type {
+        notes.insert(0, format!("mediaType={m}"));
+    }
+    SpdxPackage {
+        name: it.name.clone(),
+        spdx_id: id.to_string(),
+        version_info: it.version.clone(),
+        download_location: it.download.clone().unwrap_or_else(|| NOASSERTION.into()),
+        files_analyzed: false,
+        checksums: it
+            .sha256
+            .iter()
+            .map(|d| Checksum {
+                algorithm: "SHA256",
+                checksum_value: d.hex(),
+            })
+            .collect(),
+        license_concluded: NOASSERTION,
+        license_declared: NOASSERTION,
+        copyright_text: NOASSERTION,
+        external_refs: vec![purl_ref(it.purl.clone())],
+        primary_package_purpose: Some(match it.role {
+            Role::Model => "OTHER",
+            Role::Library => "LIBRARY",
+            Role::File | Role::Sbom => "FILE",
+            Role::Container => "CONTAINER",
+        }),
+        description: it.description.clone().or_else(|| {
+            (it.role == Role::Model).then(|| format!("Machine-learning model {}", it.name))
+        }),
+        comment: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SpdxPackage {
-    name: String,
-    #[serde(rename = "SPDXID")]
-    spdx_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version_info: Option<String>,
-    download_location: String,
-    files_analyzed: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    checksums: Vec<Checksum>,
-    license_concluded: &'static str,
-    license_declared: &'static str,
-    copyright_text: &'static str,
-    external_refs: Vec<ExternalRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    primary_package_purpose: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Checksum {
-    algorithm: &'static str,
-    checksum_value: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExternalRef {
-    reference_category: &'static str,
-    reference_type: &'static str,
-    reference_locator: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Relationship {
-    spdx_element_id: String,
-    relationship_type: &'static str,
-    related_spdx_element: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<String>,
-}
-
-fn spdx(inv: &Inventory) -> Value {
-    let d = inv.d;
-    let (tool_name, tool_version) = tool(d);
-    let mut packages = vec![SpdxPackage {
+/// The package standing for the bundle.
+fn spdx_subject(d: &Description) -> SpdxPackage {
+    SpdxPackage {
         name: d.name.clone(),
         spdx_id: SPDX_BUNDLE.into(),
         version_info: Some(d.version.clone()),
@@ -941,93 +1042,28 @@ fn spdx(inv: &Inventory) -> Value {
         primary_package_purpose: Some("ARCHIVE"),
         description: d.description.clone(),
         comment: Some(subject_note(d, None)),
-    }];
-    let mut relationships = vec![Relationship {
-        spdx_element_id: "SPDXRef-DOCUMENT".into(),
-        relationship_type: "DESCRIBES",
-        related_spdx_element: SPDX_BUNDLE.into(),
-        comment: None,
-    }];
-    let mut n = 0usize;
+    }
+}
+
+/// The SPDX document for `d`, its namespace empty; its packages and
+/// relationships are made item by item as it is written.
+fn spdx_doc(d: &Description) -> SpdxDocument<impl Serialize + '_, impl Serialize + '_> {
+    let (tool_name, tool_version) = tool(d);
+    let carried = carried(d);
+    // The carried SBOMs' SPDX ids, for their relationships to the bundle.
     let mut ids: HashMap<String, String> = HashMap::new();
-    fn walk(
-        it: &Item,
-        parent: &str,
-        n: &mut usize,
-        packages: &mut Vec<SpdxPackage>,
-        rels: &mut Vec<Relationship>,
-        ids: &mut HashMap<String, String>,
-    ) {
-        *n += 1;
-        let kind = match it.role {
-            Role::Model => "Model",
-            Role::Library => "Package",
-            Role::File => "File",
-            Role::Sbom => "Sbom",
-            Role::Container => "Container",
-        };
-        let id = format!("SPDXRef-{kind}-{n}");
-        ids.insert(it.bom_ref.clone(), id.clone());
-        let mut notes: Vec<String> = it
-            .properties
-            .iter()
-            .chain(&it.model_card)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if let Some(m) = &it.media_type {
-            notes.insert(0, format!("mediaType={m}"));
-        }
-        packages.push(SpdxPackage {
-            name: it.name.clone(),
-            spdx_id: id.clone(),
-            version_info: it.version.clone(),
-            download_location: it.download.clone().unwrap_or_else(|| NOASSERTION.into()),
-            files_analyzed: false,
-            checksums: it
-                .sha256
-                .iter()
-                .map(|d| Checksum {
-                    algorithm: "SHA256",
-                    checksum_value: d.hex(),
-                })
-                .collect(),
-            license_concluded: NOASSERTION,
-            license_declared: NOASSERTION,
-            copyright_text: NOASSERTION,
-            external_refs: vec![purl_ref(it.purl.clone())],
-            primary_package_purpose: Some(match it.role {
-                Role::Model => "OTHER",
-                Role::Library => "LIBRARY",
-                Role::File | Role::Sbom => "FILE",
-                Role::Container => "CONTAINER",
-            }),
-            description: it.description.clone().or_else(|| {
-                (it.role == Role::Model).then(|| format!("Machine-learning model {}", it.name))
-            }),
-            comment: (!notes.is_empty()).then(|| notes.join("; ")),
-        });
-        rels.push(Relationship {
-            spdx_element_id: parent.to_string(),
-            relationship_type: "CONTAINS",
-            related_spdx_element: id.clone(),
-            comment: None,
-        });
-        for c in &it.children {
-            walk(c, &id, n, packages, rels, ids);
+    if !carried.is_empty() {
+        for (bom_ref, id) in spdx_each(d, |it, _, id| {
+            (it.role == Role::Sbom).then(|| (it.bom_ref.clone(), id.to_string()))
+        })
+        .flatten()
+        {
+            ids.insert(bom_ref, id);
         }
     }
-    for it in &inv.items {
-        walk(
-            it,
-            SPDX_BUNDLE,
-            &mut n,
-            &mut packages,
-            &mut relationships,
-            &mut ids,
-        );
-    }
-    for c in &inv.carried {
-        relationships.push(Relationship {
+    let carried_rels: Vec<Relationship> = carried
+        .iter()
+        .map(|c| Relationship {
             spdx_element_id: ids[&c.bom_ref].clone(),
             relationship_type: "OTHER",
             related_spdx_element: SPDX_BUNDLE.into(),
@@ -1035,9 +1071,27 @@ fn spdx(inv: &Inventory) -> Value {
                 "an SBOM made elsewhere ({}), carried in this bundle as OCI artifact {}; it describes part of the bundle's content; `airlock export` writes it to {}",
                 c.media_type, c.reference, c.export_path
             )),
-        });
-    }
-    let doc = SpdxDocument {
+        })
+        .collect();
+    let packages = Stream(move || {
+        std::iter::once(spdx_subject(d)).chain(spdx_each(d, |it, _, id| spdx_package(it, id)))
+    });
+    let relationships = Stream(move || {
+        std::iter::once(Relationship {
+            spdx_element_id: "SPDXRef-DOCUMENT".into(),
+            relationship_type: "DESCRIBES",
+            related_spdx_element: SPDX_BUNDLE.into(),
+            comment: None,
+        })
+        .chain(spdx_each(d, |_, parent, id| Relationship {
+            spdx_element_id: parent.to_string(),
+            relationship_type: "CONTAINS",
+            related_spdx_element: id.to_string(),
+            comment: None,
+        }))
+        .chain(carried_rels.clone())
+    });
+    SpdxDocument {
         spdx_version: "SPDX-2.3",
         data_license: "CC0-1.0",
         spdx_id: "SPDXRef-DOCUMENT",
@@ -1057,8 +1111,7 @@ fn spdx(inv: &Inventory) -> Value {
         document_describes: vec![SPDX_BUNDLE.into()],
         packages,
         relationships,
-    };
-    serde_json::to_value(&doc).expect("serializable")
+    }
 }
 
 fn purl_ref(locator: String) -> ExternalRef {
@@ -1100,7 +1153,7 @@ fn pretty(v: &Value) -> Vec<u8> {
 
 /// Renders `v` as [`pretty`] does, into `w`: a large document is never held
 /// in memory as text.
-fn pretty_to(v: &Value, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+fn pretty_to<T: Serialize + ?Sized>(v: &T, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, v)?;
     w.write_all(b"\n")
 }
@@ -1139,20 +1192,55 @@ fn sealed(format: SbomFormat, mut v: Value) -> Value {
     v
 }
 
-/// The document `pack` stores for `d` (whose generated SBOM artifacts, if
-/// any, are left out).
-pub fn generate(d: &Description, format: SbomFormat) -> Vec<u8> {
-    pretty(&generate_value(d, format))
+/// The version-8 UUID that seals `doc` (written with its serial number or
+/// namespace empty): from the sha256 of its rendering, never held.
+fn seal_uuid<T: Serialize>(format: SbomFormat, doc: &T) -> String {
+    use sha2::Digest as _;
+    let domain = match format {
+        SbomFormat::Cyclonedx => "airlock cyclonedx serial\n",
+        SbomFormat::Spdx => "airlock spdx namespace\n",
+    };
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(domain.as_bytes());
+    {
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 16,
+            crate::digest::HashingWriter::new(std::io::sink(), &mut hasher),
+        );
+        pretty_to(doc, &mut w).expect("writing to a hasher");
+        std::io::Write::flush(&mut w).expect("writing to a hasher");
+    }
+    uuid_from(&Sha256Digest::of_raw(hasher.finalize().into()))
 }
 
-fn generate_value(d: &Description, format: SbomFormat) -> Value {
-    let inv = inventory(d);
-    let v = match format {
-        SbomFormat::Cyclonedx => cyclonedx(&inv),
-        SbomFormat::Spdx => spdx(&inv),
-    };
-    drop(inv);
-    sealed(format, v)
+/// Writes the document `pack` stores for `d` (whose generated SBOM
+/// artifacts, if any, are left out) into `w`, item by item: it is written
+/// twice (once into a hasher for its serial number or namespace) and never
+/// held in memory, as text or as a tree.
+fn render(d: &Description, format: SbomFormat, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    match format {
+        SbomFormat::Cyclonedx => {
+            let mut bom = cdx_bom(d);
+            bom.serial_number = format!("urn:uuid:{}", seal_uuid(format, &bom));
+            pretty_to(&bom, w)
+        }
+        SbomFormat::Spdx => {
+            let mut doc = spdx_doc(d);
+            let uuid = seal_uuid(format, &doc);
+            doc.document_namespace = format!(
+                "https://spdx.org/spdxdocs/airlock/{}-{uuid}",
+                pct(&doc.name, b"")
+            );
+            pretty_to(&doc, w)
+        }
+    }
+}
+
+/// The document `pack` stores for `d`, in memory (`airlock sbom`).
+pub fn generate(d: &Description, format: SbomFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    render(d, format, &mut out).expect("writing to memory");
+    out
 }
 
 /// The stored document with the bundle id added as its subject's hash, and
@@ -1227,24 +1315,21 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             size: bytes.len() as u64,
         })
     };
-    // One document at a time, rendered straight into its blob file (hashed
-    // on the way): neither is ever held in memory as text.
+    // One document at a time, rendered item by item straight into its blob
+    // file (hashed on the way): neither is ever held in memory, as text or
+    // as a tree.
     let write_doc = |format: SbomFormat, d: &Description| -> Result<Blob> {
         use sha2::Digest as _;
-        let v = generate_value(d, format);
         let tmp = blobs_dir.join(format!(".sbom-{}", format.label()));
         let mut hasher = sha2::Sha256::new();
-        let mut file = std::io::BufWriter::with_capacity(1 << 16, fs_err::File::create(&tmp)?);
-        pretty_to(
-            &v,
-            &mut crate::digest::HashingWriter::new(&mut file, &mut hasher),
-        )?;
-        drop(v);
-        let size = file
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .metadata()?
-            .len();
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 16,
+            crate::digest::HashingWriter::new(fs_err::File::create(&tmp)?, &mut hasher),
+        );
+        render(d, format, &mut file)?;
+        std::io::Write::flush(&mut file)?;
+        drop(file);
+        let size = fs_err::metadata(&tmp)?.len();
         let digest = Sha256Digest::of_raw(hasher.finalize().into());
         fs_err::rename(&tmp, blobs_dir.join(digest.hex()))?;
         Ok(Blob {
@@ -1648,6 +1733,58 @@ mod tests {
         let e = read_blob(&tar_form, &wrong).unwrap_err();
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("sha256 mismatch"), "{e}");
+    }
+
+    fn golden_description() -> (std::path::PathBuf, Description) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sbom");
+        let d = serde_json::from_slice(&std::fs::read(dir.join("airlock.json")).unwrap()).unwrap();
+        (dir, d)
+    }
+
+    /// The golden files were written by the renderer that built each
+    /// document as a `serde_json::Value` tree; the streaming one must give
+    /// the same bytes for a description with every kind of item (files, an
+    /// odd media type, models with and without facts, a Hub origin and a
+    /// signature, python and cargo packages, an image, a carried SBOM).
+    #[test]
+    fn documents_are_byte_identical_to_the_golden_files() {
+        let (dir, d) = golden_description();
+        for (format, file) in [
+            (SbomFormat::Cyclonedx, "golden.cdx.json"),
+            (SbomFormat::Spdx, "golden.spdx.json"),
+        ] {
+            let golden = std::fs::read_to_string(dir.join(file)).unwrap();
+            let out = String::from_utf8(generate(&d, format)).unwrap();
+            assert!(out == golden, "{file} differs:\n{out}");
+        }
+    }
+
+    /// What pack stores (written into the blob file as it is rendered) is
+    /// what `generate` gives, under the digest and size declared.
+    #[test]
+    fn stored_blobs_are_the_generated_documents() {
+        let (_, mut d) = golden_description();
+        let blobs = tempfile::tempdir().unwrap();
+        let original = d.clone();
+        add_generated(&mut d, blobs.path()).unwrap();
+        for format in [SbomFormat::Cyclonedx, SbomFormat::Spdx] {
+            let a = d
+                .artifacts
+                .iter()
+                .find(|a| a.reference == format.reference())
+                .unwrap();
+            let l = &a.layers[0];
+            let stored = std::fs::read(blobs.path().join(l.digest.hex())).unwrap();
+            assert_eq!(stored, generate(&original, format));
+            assert_eq!(l.size, stored.len() as u64);
+            assert_eq!(Sha256Digest::of(&stored), l.digest);
+        }
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(blobs.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     }
 
     #[test]

@@ -40,9 +40,11 @@ pub fn check_packed(
     }
     let jobs: Vec<(&Sha256Digest, &Vec<(usize, usize)>)> = by_digest.iter().collect();
     type Job<'a> = (Sha256Digest, &'a Vec<(usize, usize)>, Checked);
+    // Only what found something is kept (facts or a problem): a tree of
+    // many plain files keeps nothing per file.
     let results: Vec<Job> = jobs
         .par_iter()
-        .map(|(d, users)| {
+        .filter_map(|(d, users)| {
             let uses: Vec<Use> = users
                 .iter()
                 .map(|(ai, fi)| Use {
@@ -53,8 +55,14 @@ pub fn check_packed(
             let src = planned[users[0].0].files[users[0].1].src.as_path();
             let size = hashed[src].size;
             let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
-            let checked = check_path(&at, size, &uses)?;
-            Ok((**d, *users, checked))
+            match check_path(&at, size, &uses) {
+                Ok(Checked {
+                    facts: None,
+                    invalid: None,
+                }) => None,
+                Ok(checked) => Some(Ok((**d, *users, checked))),
+                Err(e) => Some(Err(e.into())),
+            }
         })
         .collect::<Result<_>>()?;
     let mut report = Report::default();

@@ -185,7 +185,10 @@ fn fetch_one(
                 digests.push(main.manifest.digest);
             }
             out.push(main);
-            for d in digests {
+            // Subjects whose fallback tag holds an image manifest rather than
+            // an index: carried by the tag, and listed by nothing else.
+            let mut image_at_fallback = BTreeSet::new();
+            for &d in &digests {
                 for suffix in ["sig", "att", "sbom", ""] {
                     let tag = match suffix {
                         "" => format!("sha256-{}", d.hex()),
@@ -194,7 +197,40 @@ fn fetch_one(
                     let Some((_, desc)) = reg.manifest(&reg.by_tag(&tag))? else {
                         continue;
                     };
+                    if suffix.is_empty() && !image::is_index(&desc.media_type) {
+                        image_at_fallback.insert(d);
+                    }
                     let name = format!("{repo}:{tag}");
+                    let bundle_ref = image::bundle_ref(&name, taken_refs);
+                    out.push(image::collect(
+                        &mut reg,
+                        w,
+                        Resolved { top: desc, name },
+                        &[],
+                        &entry.source,
+                        bundle_ref,
+                    )?);
+                }
+            }
+            // Referrers only the registry's referrers API lists: each its
+            // own image, named `REPO@sha256:<hex of the referrer>`. One
+            // already carried (a tag's manifest, or an entry of the
+            // fallback index) is not carried again.
+            let mut carried: BTreeSet<crate::digest::Sha256Digest> = BTreeSet::new();
+            for a in &out {
+                carried.insert(a.manifest.digest);
+                carried.extend(a.blobs.iter().map(|b| b.digest));
+            }
+            for &d in &digests {
+                let mut listed = reg.listed_referrers(&d, image_at_fallback.contains(&d))?;
+                listed.sort();
+                listed.dedup();
+                for r in listed {
+                    if !carried.insert(r) {
+                        continue;
+                    }
+                    let desc = api_referrer(&reg, &r, &d)?;
+                    let name = format!("{repo}@{}", r.oci());
                     let bundle_ref = image::bundle_ref(&name, taken_refs);
                     out.push(image::collect(
                         &mut reg,
@@ -209,6 +245,54 @@ fn fetch_one(
             Ok(out)
         }
     }
+}
+
+/// The manifest `r` that the referrers API lists as a referrer of
+/// `subject`: the registry must have it, and its `subject` must be
+/// `subject` (a list naming anything else is refused, not carried).
+fn api_referrer(
+    reg: &crate::registry::Registry,
+    r: &crate::digest::Sha256Digest,
+    subject: &crate::digest::Sha256Digest,
+) -> Result<image::Desc> {
+    let at = format!("{}@{}", reg.repo, r.oci());
+    let (bytes, desc) = reg.manifest(&reg.by_digest(r))?.ok_or_else(|| {
+        crate::error::single(
+            &at,
+            format!(
+                "the registry's referrers API lists this manifest as a referrer of {}, but the registry does not have it",
+                subject.oci()
+            ),
+        )
+    })?;
+    let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("subject")?
+                .get("digest")?
+                .as_str()
+                .map(str::to_string)
+        });
+    if desc.digest != *r {
+        return Err(crate::error::single(
+            &at,
+            format!(
+                "the registry's manifest hashes to {}: the registry contradicts the digest its referrers API lists",
+                desc.digest.oci()
+            ),
+        ));
+    }
+    if named.as_deref() != Some(subject.oci().as_str()) {
+        return Err(crate::error::single(
+            &at,
+            format!(
+                "the registry's referrers API lists this manifest as a referrer of {}, but its subject is {}",
+                subject.oci(),
+                named.as_deref().unwrap_or("absent")
+            ),
+        ));
+    }
+    Ok(desc)
 }
 
 /// `HOST/REPO` of a reference: without its digest and tag.

@@ -26,6 +26,9 @@ use crate::image::{BlobSource, Desc, ACCEPTED, MT_DOCKER_LIST, MT_DOCKER_MANIFES
 const ATTEMPTS: u32 = 3;
 /// Blob downloads in flight at once.
 const PARALLEL: usize = 4;
+/// Most referrers `pack` carries for one image digest from a registry's
+/// referrers API: a longer list is refused, not truncated.
+pub const MAX_REFERRERS: usize = 1000;
 
 /// Runs `f` up to `ATTEMPTS` times with backoff while it fails transiently.
 async fn retry_async<T, F, Fut>(mut f: F) -> std::result::Result<T, OciDistributionError>
@@ -377,6 +380,65 @@ impl Registry {
                 .filter_map(|m| Sha256Digest::parse_oci(&m.digest))
                 .collect(),
         )
+    }
+
+    /// The manifests the registry's referrers API
+    /// (`GET /v2/<name>/referrers/<digest>`, distribution spec 1.1) lists as
+    /// referrers of `subject`, for `pack`. Where the registry has no such
+    /// API (it answers 404), oci-client reads the referrers tag schema's
+    /// fallback index instead (tag `sha256-<hex>`), which `pack` carries by
+    /// its tag anyway; a fallback tag holding something other than an index
+    /// lists nothing here. Any other failure, an answer that does not parse
+    /// as an image index, an entry whose digest is not sha256, or more than
+    /// [`MAX_REFERRERS`] entries (in either list) is an error naming the
+    /// registry and subject. Only the first page of an answer is read: oci-client 0.18
+    /// does not follow the `Link` header of a paginated answer.
+    ///
+    /// `image_at_fallback`: the caller found an image manifest, not an
+    /// index, under the fallback tag; oci-client's fallback then reports a
+    /// spec violation, which here means "no API, nothing listed".
+    pub fn listed_referrers(
+        &self,
+        subject: &Sha256Digest,
+        image_at_fallback: bool,
+    ) -> Result<Vec<Sha256Digest>> {
+        let r = self.by_digest(subject);
+        let what = format!("cannot list the referrers of {}", r.whole());
+        self.client_auth(RegistryOperation::Pull, &what)?;
+        let index = match self.retry(|| self.client.pull_referrers(&r, None)) {
+            Ok(index) => index,
+            // oci-client's fallback after a 404 found the image manifest the
+            // caller saw under `sha256-<hex>`, not an index: there is no
+            // API, and the tag is carried as whatever it holds.
+            Err(OciDistributionError::SpecViolationError(_)) if image_at_fallback => {
+                return Ok(Vec::new())
+            }
+            Err(OciDistributionError::ManifestParsingError(e)) => {
+                return Err(Error::Usage(format!(
+                    "{what}: the registry's referrers API answered with something that is not an OCI image index ({e})"
+                )))
+            }
+            Err(e) => return Err(net(&what, e)),
+        };
+        if index.manifests.len() > MAX_REFERRERS {
+            return Err(Error::Refused(format!(
+                "{what}: the registry lists {} referrers; airlock carries at most {MAX_REFERRERS} per image. \
+                 Remove stale referrers at the source, or pack from a registry that lists fewer",
+                index.manifests.len()
+            )));
+        }
+        index
+            .manifests
+            .iter()
+            .map(|m| {
+                Sha256Digest::parse_oci(&m.digest).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{what}: the registry lists a referrer {:?}, which is not a sha256 digest",
+                        m.digest
+                    ))
+                })
+            })
+            .collect()
     }
 
     fn client_auth(&self, op: RegistryOperation, what: &str) -> Result<()> {

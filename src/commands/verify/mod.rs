@@ -448,17 +448,20 @@ fn make_plan(
     plan
 }
 
-/// Whether a blob's bytes are kept for the structure and pin checks.
+/// Whether a blob's bytes are kept for the structure and pin checks. SBOM
+/// documents (`+json` too) are not: no check reads them, and they grow with
+/// the file count (about 1.8 KB per file for the generated two).
 fn kept_for_checks(
     digest: &Sha256Digest,
     media_type: &str,
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
 ) -> bool {
+    let sbom = media_type == crate::sbom::CYCLONEDX_JSON || media_type == crate::sbom::SPDX_JSON;
     (media_type == MT_MANIFEST
         || media_type == MT_INDEX
         || pin_blobs.contains(digest)
-        || media_type.ends_with("+json"))
+        || (media_type.ends_with("+json") && !sbom))
         && size <= MAX_JSON_BLOB
 }
 
@@ -699,7 +702,7 @@ fn check_from_store(
     let mut reader = b.store.open_blob(digest)?;
     let (h, taken) = take_payload(
         &path,
-        &mut tap(&mut reader, pending.as_mut().and_then(|p| p.probe())),
+        &mut tap(&mut reader, pending.as_mut().map(|p| p.probe())),
         &exp,
         None,
         &crate::progress::Silent,
@@ -764,7 +767,8 @@ fn verify_dir(
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
     let mut kept = Kept::default();
-    let Some(plan) = check.plan.clone() else {
+    // Borrowed, not cloned: the plan has an entry per file.
+    let Some(plan) = check.plan.as_ref() else {
         return Ok((check, report, kept));
     };
     // Signatures and the trust policy are judged before any payload byte is read.
@@ -798,7 +802,9 @@ fn verify_dir(
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
     progress.begin("verifying", present.iter().map(|p| p.2).sum());
-    // Per file: its path, its findings, its bytes when kept.
+    // Per file with something to report or keep: its path, its findings,
+    // its bytes when kept. A file that verified and keeps nothing leaves
+    // nothing behind.
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
@@ -812,30 +818,28 @@ fn verify_dir(
                 );
                 return Ok((rel.clone(), r, None));
             }
+            // Weights and pickles (modelcheck): probed from the one read
+            // that hashes the file, read back only when wholly needed.
+            let mut pending = content.as_ref().and_then(|c| {
+                let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
+                c.start(rel, exp.size, Some(file), None)
+            });
             let mut f = fs_err::File::open(abs)?;
-            // A small file is probed as it is read (one open, one read, and
-            // the probe sees exactly the bytes hashed and staged); a larger
-            // one is read back once verified, from the staged copy if any.
-            let mut pending = match &content {
-                Some(c) if *len <= crate::digest::COPY_BUFFER as u64 => {
-                    c.start(rel, exp.size, None, staging.map(|s| s.dir))
-                }
-                _ => None,
-            };
-            let probe = pending.as_mut().and_then(|p| p.probe());
-            let (h, taken) = take_payload(rel, &mut tap(&mut f, probe), exp, staging, progress)?;
+            let (h, taken) = take_payload(
+                rel,
+                &mut tap(&mut f, pending.as_mut().map(|p| p.probe())),
+                exp,
+                staging,
+                progress,
+            )?;
             let ok = judge(rel, exp, &h, &mut r);
-            if let (true, Some(c)) = (ok, &content) {
-                let pending = pending.or_else(|| {
-                    let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
-                    c.start(rel, exp.size, Some(file), None)
-                });
-                if let Some(pending) = pending {
-                    r.merge(pending.finish(c)?);
-                }
+            if let (true, Some(c), Some(p)) = (ok, &content, pending) {
+                r.merge(p.finish(c)?);
             }
-            Ok((rel.clone(), r, Some(taken).filter(|_| ok)))
+            let taken = Some(taken).filter(|t| ok && (t.bytes.is_some() || t.sha512.is_some()));
+            Ok((rel.clone(), r, taken))
         })
+        .filter(|res| !matches!(res, Ok((_, r, None)) if r.is_ok()))
         .collect();
     progress.finish();
     for res in results {
@@ -917,7 +921,7 @@ fn verify_tar(
         });
         let (h, taken) = take_payload(
             &path,
-            &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
+            &mut tap(entry, pending.as_mut().map(|p| p.probe())),
             exp,
             staging,
             progress,
@@ -1034,5 +1038,32 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sbom_documents_are_not_kept_but_manifests_configs_and_pins_are() {
+        let d = Sha256Digest::of(b"x");
+        let none = BTreeSet::new();
+        for mt in [crate::sbom::CYCLONEDX_JSON, crate::sbom::SPDX_JSON] {
+            assert!(!kept_for_checks(&d, mt, 100, &none), "{mt}");
+        }
+        for mt in [
+            MT_MANIFEST,
+            MT_INDEX,
+            MODEL_CONFIG,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ] {
+            assert!(kept_for_checks(&d, mt, 100, &none), "{mt}");
+            assert!(!kept_for_checks(&d, mt, MAX_JSON_BLOB + 1, &none), "{mt}");
+        }
+        // A pin file is kept whatever its media type, an SBOM's included.
+        let pins = BTreeSet::from([d]);
+        assert!(kept_for_checks(&d, crate::sbom::SPDX_JSON, 100, &pins));
+        assert!(!kept_for_checks(&d, "text/plain", 100, &none));
     }
 }

@@ -219,6 +219,20 @@ pub fn verify_volumes(
     );
     let mut open: Option<Open> = None;
     let mut done_paths: BTreeSet<String> = BTreeSet::new();
+    // The split blobs whose every part is in a volume given here: only those
+    // can be joined, so only their parts feed a whole-blob hash beside their
+    // own (a volume verified alone hashes each part once).
+    let given: BTreeSet<u32> = usable
+        .iter()
+        .filter_map(|h| h.marker.as_ref().map(|m| m.number))
+        .collect();
+    let mut joinable: BTreeMap<&str, bool> = BTreeMap::new();
+    for (i, v) in map.volumes.iter().enumerate() {
+        for p in v.iter().filter(|p| p.part > 0) {
+            let all = joinable.entry(p.path.as_str()).or_insert(true);
+            *all &= given.contains(&(i as u32 + 1));
+        }
+    }
     // Weights and pickles are re-checked by content once a blob is whole.
     let content = check
         .description
@@ -285,7 +299,7 @@ pub fn verify_volumes(
                 let mut pending = start_content(&piece.path, &exp);
                 let (hsh, taken) = take_payload(
                     &piece.path,
-                    &mut tap(entry, pending.as_mut().and_then(|p| p.probe())),
+                    &mut tap(entry, pending.as_mut().map(|p| p.probe())),
                     &exp,
                     staging,
                     progress,
@@ -300,7 +314,7 @@ pub fn verify_volumes(
                 return Ok(Flow::Continue);
             }
             // A part: check it alone, and feed the whole blob if its parts arrive in order.
-            if piece.part == 1 {
+            if piece.part == 1 && joinable.get(piece.path.as_str()) == Some(&true) {
                 let stage = match staging.filter(|s| !s.have.contains(&exp.digest)) {
                     Some(s) => {
                         let p = s.dir.join(format!("{}.part", exp.digest.hex()));
@@ -327,7 +341,7 @@ pub fn verify_volumes(
             });
             let part_hash = if feeding {
                 let o = open.as_mut().expect("feeding");
-                let mut tap = tap(entry, o.content.as_mut().and_then(|p| p.probe()));
+                let mut tap = tap(entry, o.content.as_mut().map(|p| p.probe()));
                 let hsh = match o.stage.as_mut() {
                     Some(s) => {
                         let w = HashingWriter::new(&mut s.1, &mut o.hasher);

@@ -471,14 +471,118 @@ pub fn walk_tar(
 ) -> Result<()> {
     if is_zstd(path)? {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-        let mut archive = tar::Archive::new(zstd::Decoder::with_buffer(f)?);
-        let entries = archive.entries()?;
-        walk_entries(entries, path, volume, report, visit)
+        let mut decoder = zstd::Decoder::with_buffer(f)?;
+        // Decompression runs on its own thread, a few chunks ahead of the
+        // walk (which hashes): the two overlap instead of taking turns.
+        // Stopping the walk early drops the reader, which stops the thread.
+        std::thread::scope(|scope| {
+            let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
+            let entries = archive.entries()?;
+            walk_entries(entries, path, volume, report, visit)
+        })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?;
         walk_entries(entries, path, volume, report, visit)
+    }
+}
+
+/// Size of the chunks [`ReadAhead`] hands over.
+const AHEAD_CHUNK: usize = 1 << 20;
+
+/// A reader fed by a thread that reads `inner` ahead, at most
+/// `AHEAD_DEPTH` chunks of `AHEAD_CHUNK` bytes (the chunks are recycled, so
+/// memory stays bounded and nothing is zeroed twice). An error of the inner
+/// reader arrives in order, after the bytes before it. Dropping the reader
+/// stops the thread at its next chunk.
+struct ReadAhead {
+    full: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    empty: std::sync::mpsc::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+const AHEAD_DEPTH: usize = 2;
+
+impl ReadAhead {
+    fn start<'scope, R: Read + Send + 'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        inner: R,
+    ) -> Self {
+        let (full_tx, full) = std::sync::mpsc::sync_channel(AHEAD_DEPTH);
+        let (empty, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut inner = inner;
+        scope.spawn(move || loop {
+            let mut buf = empty_rx
+                .try_recv()
+                .unwrap_or_else(|_| vec![0u8; AHEAD_CHUNK]);
+            buf.resize(AHEAD_CHUNK, 0);
+            let mut n = 0;
+            let outcome = loop {
+                match inner.read(&mut buf[n..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(k) => {
+                        n += k;
+                        if n == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(n);
+            let last = n < AHEAD_CHUNK || outcome.is_err();
+            if n > 0 && full_tx.send(Ok(buf)).is_err() {
+                return;
+            }
+            if let Err(e) = outcome {
+                let _ = full_tx.send(Err(e));
+                return;
+            }
+            if last {
+                return;
+            }
+        });
+        ReadAhead {
+            full,
+            empty,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done || out.is_empty() {
+                return Ok(0);
+            }
+            match self.full.recv() {
+                Ok(Ok(next)) => {
+                    let used = std::mem::replace(&mut self.cur, next);
+                    self.pos = 0;
+                    let _ = self.empty.send(used);
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                // The thread ended: everything was handed over.
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -970,5 +1074,108 @@ mod seek_tests {
         assert_eq!(r.seek(SeekFrom::Start(3)).unwrap(), 3);
         r.read_exact(&mut byte).unwrap();
         assert_eq!(byte[0], data[3]);
+    }
+}
+
+#[cfg(test)]
+mod read_ahead_tests {
+    use super::{ReadAhead, AHEAD_CHUNK};
+    use std::io::Read;
+
+    /// Yields `data`, then (if `fail`) an error instead of the end.
+    struct Source {
+        data: Vec<u8>,
+        at: usize,
+        fail: bool,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.data.len() {
+                return if self.fail {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "corrupt",
+                    ))
+                } else {
+                    Ok(0)
+                };
+            }
+            // Short reads of odd sizes, as a decoder gives.
+            let n = buf.len().min(self.data.len() - self.at).min(70_001);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn data() -> Vec<u8> {
+        (0..3 * AHEAD_CHUNK + 12_345)
+            .map(|i| (i % 253) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn hands_over_every_byte_in_order_then_the_end() {
+        let d = data();
+        let got = std::thread::scope(|s| {
+            let mut r = ReadAhead::start(
+                s,
+                Source {
+                    data: d.clone(),
+                    at: 0,
+                    fail: false,
+                },
+            );
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 4099];
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(r.read(&mut buf).unwrap(), 0, "the end stays the end");
+            got
+        });
+        assert_eq!(got, d);
+    }
+
+    #[test]
+    fn an_error_arrives_after_the_bytes_before_it() {
+        let d = data();
+        std::thread::scope(|s| {
+            let mut r = ReadAhead::start(
+                s,
+                Source {
+                    data: d.clone(),
+                    at: 0,
+                    fail: true,
+                },
+            );
+            let mut got = Vec::new();
+            let err = r.read_to_end(&mut got).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+            assert_eq!(got, d);
+        });
+    }
+
+    #[test]
+    fn dropping_the_reader_early_stops_the_thread() {
+        let d: Vec<u8> = vec![7u8; 64 * AHEAD_CHUNK];
+        // The scope returns only once the thread ended: it must notice.
+        std::thread::scope(|s| {
+            let mut r = ReadAhead::start(
+                s,
+                Source {
+                    data: d,
+                    at: 0,
+                    fail: false,
+                },
+            );
+            let mut buf = [0u8; 10];
+            r.read_exact(&mut buf).unwrap();
+        });
     }
 }

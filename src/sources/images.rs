@@ -185,6 +185,21 @@ fn fetch_one(
                 digests.push(main.manifest.digest);
             }
             out.push(main);
+            // A referrer, carried as its own image with no platform filter.
+            let mut carry = |reg: &mut crate::registry::Registry,
+                             name: String,
+                             desc: image::Desc|
+             -> Result<Artifact> {
+                let bundle_ref = image::bundle_ref(&name, taken_refs);
+                image::collect(
+                    reg,
+                    w,
+                    Resolved { top: desc, name },
+                    &[],
+                    &entry.source,
+                    bundle_ref,
+                )
+            };
             // Subjects whose fallback tag holds an image manifest rather than
             // an index: carried by the tag, and listed by nothing else.
             let mut image_at_fallback = BTreeSet::new();
@@ -200,16 +215,7 @@ fn fetch_one(
                     if suffix.is_empty() && !image::is_index(&desc.media_type) {
                         image_at_fallback.insert(d);
                     }
-                    let name = format!("{repo}:{tag}");
-                    let bundle_ref = image::bundle_ref(&name, taken_refs);
-                    out.push(image::collect(
-                        &mut reg,
-                        w,
-                        Resolved { top: desc, name },
-                        &[],
-                        &entry.source,
-                        bundle_ref,
-                    )?);
+                    out.push(carry(&mut reg, format!("{repo}:{tag}"), desc)?);
                 }
             }
             // Referrers only the registry's referrers API lists: each its
@@ -230,16 +236,7 @@ fn fetch_one(
                         continue;
                     }
                     let desc = api_referrer(&reg, &r, &d)?;
-                    let name = format!("{repo}@{}", r.oci());
-                    let bundle_ref = image::bundle_ref(&name, taken_refs);
-                    out.push(image::collect(
-                        &mut reg,
-                        w,
-                        Resolved { top: desc, name },
-                        &[],
-                        &entry.source,
-                        bundle_ref,
-                    )?);
+                    out.push(carry(&mut reg, format!("{repo}@{}", r.oci()), desc)?);
                 }
             }
             Ok(out)

@@ -85,6 +85,10 @@ impl BlobStore for LocalDir {
         Ok(Box::new(fs_err::File::open(self.blob(d))?))
     }
 
+    fn local_file(&self, d: &Sha256Digest) -> Option<PathBuf> {
+        Some(self.blob(d))
+    }
+
     fn list(&self) -> Result<Vec<Sha256Digest>> {
         let dir = self.oci().join("blobs/sha256");
         let mut out = Vec::new();

@@ -305,3 +305,93 @@ fn export_refuses_a_file_path_that_leaves_the_target() {
     });
     assert_export_refused(&f, "unsafe path");
 }
+
+/// Exported files are copies: byte-identical, not links into the store
+/// (an inode of their own, one link), and writing one leaves the store's
+/// blob as it was. Where the filesystem has reflinks (btrfs, XFS) the copy
+/// shares the blob's blocks: set AIRLOCK_TEST_REFLINK_DIR to a directory on
+/// such a filesystem and the store and export go there, and `filefrag` must
+/// show the exported file's extents as shared. Elsewhere (ext4, tmpfs) the
+/// export is a plain copy.
+#[cfg(unix)]
+#[test]
+fn exported_files_are_copies_reflinked_where_the_filesystem_can() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let reflinks = std::env::var_os("AIRLOCK_TEST_REFLINK_DIR").map(std::path::PathBuf::from);
+    let base = match &reflinks {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    let bytes: Vec<u8> = std::iter::once(b'd')
+        .chain((1..8 << 20).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }))
+        .collect();
+    std::fs::write(f.path("src/docs/big.bin"), &bytes).unwrap();
+    let b = f.pack("dir");
+    let store = base.path().join("store");
+    let o = run(&[
+        "import",
+        b.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let to = base.path().join("out");
+    let o = run(&[
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--bundle",
+        "demo",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let exported = to.join("files/docs/big.bin");
+    let blob = store.join("oci/blobs/sha256").join(sha256_hex(&bytes));
+    assert!(std::fs::read(&exported).unwrap() == bytes, "bytes differ");
+    let (m, s) = (
+        std::fs::symlink_metadata(&exported).unwrap(),
+        std::fs::metadata(&blob).unwrap(),
+    );
+    assert!(m.file_type().is_file());
+    assert_eq!(m.nlink(), 1, "a hard link into the store");
+    assert_ne!(
+        (m.dev(), m.ino()),
+        (s.dev(), s.ino()),
+        "the store's own file"
+    );
+    if reflinks.is_some() {
+        let o = std::process::Command::new("filefrag")
+            .arg("-v")
+            .arg(&exported)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("shared"),
+            "not reflinked: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    std::fs::write(&exported, b"changed").unwrap();
+    assert!(
+        std::fs::read(&blob).unwrap() == bytes,
+        "the store's blob changed"
+    );
+    let o = run(&[
+        "store",
+        "log",
+        "--store",
+        store.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -246,6 +246,73 @@ fn failure_before_the_index_leaves_the_bundle_imported() {
     fail_at("index", true);
 }
 
+/// Large and many blobs take the two ways the staged set is made durable
+/// before the commit: a few files are synced one by one (a large one also
+/// while it is written), more than 64 with one sync of the filesystem.
+/// Either way a kill after the sync, before the blobs move, leaves the store
+/// as it was, and the import then brings every byte.
+// Failpoints exist in debug builds only.
+#[cfg(debug_assertions)]
+#[test]
+fn large_and_many_blobs_survive_a_kill_before_they_move_and_import_whole() {
+    for (big, many) in [(40usize << 20, 0usize), (0, 80)] {
+        let f = Fixture::new();
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        let bytes: Vec<u8> = std::iter::once(b'd')
+            .chain((1..big).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }))
+            .collect();
+        if big > 0 {
+            std::fs::write(f.path("src/docs/big.bin"), &bytes).unwrap();
+        }
+        std::fs::create_dir_all(f.path("src/docs/many")).unwrap();
+        for i in 0..many {
+            std::fs::write(f.path(&format!("src/docs/many/{i}.txt")), format!("{i}\n")).unwrap();
+        }
+        let b = f.pack("dir");
+        let o = import_failing(&f, &b, "blobs");
+        assert!(killed(&o), "{}", stderr(&o));
+        let left = staging_dirs(&f.path("store"));
+        assert_eq!(left.len(), 1, "{left:?}");
+        let staged = std::fs::read_dir(f.path("store").join(&left[0]))
+            .unwrap()
+            .count();
+        if big > 0 {
+            assert!(staged <= 64, "synced one by one: {staged} staged files");
+        } else {
+            assert!(staged > 64, "synced at once: {staged} staged files");
+        }
+        assert!(!consistent(&f), "nothing imported after the kill");
+        let o = f.import(&b, "store");
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(consistent(&f));
+        let out = f.path("out");
+        let o = run(&[
+            "export",
+            "--store",
+            &f.s("store"),
+            "--bundle",
+            "demo",
+            "--to",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        if big > 0 {
+            assert!(std::fs::read(out.join("files/docs/big.bin")).unwrap() == bytes);
+        }
+        for i in 0..many {
+            assert_eq!(
+                std::fs::read_to_string(out.join(format!("files/docs/many/{i}.txt"))).unwrap(),
+                format!("{i}\n")
+            );
+        }
+    }
+}
+
 // Failpoints exist in debug builds only.
 #[cfg(debug_assertions)]
 #[test]

@@ -41,6 +41,11 @@ pub trait BlobStore: Sync {
     fn sync(&self) -> Result<()>;
     /// Opens blob `d` for reading. Callers re-hash what they read.
     fn open(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>>;
+    /// Blob `d`'s file, where the store keeps blobs as local files (export
+    /// reflinks it where the filesystem can). Callers re-hash what they copy.
+    fn local_file(&self, _d: &Sha256Digest) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Every blob the store holds.
     fn list(&self) -> Result<Vec<Sha256Digest>>;
     /// Where blob `d` lives, for messages.

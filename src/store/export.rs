@@ -300,6 +300,13 @@ impl Store {
 }
 
 /// Copies store blob `d` to the new file `dest`, checking its digest and size.
+/// Where the store's blob is a local file on a filesystem that shares data
+/// between files (btrfs, XFS, …), the copy is a reflink (`FICLONE`): no data
+/// is copied, the two files share their blocks until one is written, and the
+/// copy is then read back and hashed. Elsewhere the blob is read, hashed and
+/// written in one pass. (A kernel copy, `copy_file_range`, would save
+/// nothing here: the bytes must pass through the hash anyway, so it would
+/// add a read of the copy.)
 fn copy_blob_checked(
     blobs: &dyn BlobStore,
     d: &Sha256Digest,
@@ -309,11 +316,22 @@ fn copy_blob_checked(
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut out = fs_err::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .open(dest)?;
-    let mut src = blobs.open(d)?;
-    let h = copy_hashed(&mut src, &mut out, Some(size), &|n| progress.advance(n))?;
+    let h = match reflink(blobs, d, &out)? {
+        Some(()) => {
+            // What the export holds is what is checked: the copy itself.
+            copy_hashed(&mut out, &mut std::io::sink(), Some(size), &|n| {
+                progress.advance(n)
+            })?
+        }
+        None => {
+            let mut src = blobs.open(d)?;
+            copy_hashed(&mut src, &mut out, Some(size), &|n| progress.advance(n))?
+        }
+    };
     if h.digest != *d || h.size != size {
         return Err(corrupt_blob(&blobs.locate(d), d, size, &h));
     }
@@ -325,4 +343,21 @@ fn copy_blob_checked(
     #[cfg(not(unix))]
     let _ = mode;
     Ok(())
+}
+
+/// Makes the empty file `out` a reflinked copy of blob `d` if the store keeps
+/// it as a local file and the filesystem can share it with `out`; `None`
+/// when it cannot (another filesystem, no reflinks: ext4, tmpfs, …), and
+/// `out` is then still empty.
+fn reflink(blobs: &dyn BlobStore, d: &Sha256Digest, out: &fs_err::File) -> Result<Option<()>> {
+    #[cfg(target_os = "linux")]
+    if let Some(path) = blobs.local_file(d) {
+        let src = fs_err::File::open(path)?;
+        if rustix::fs::ioctl_ficlone(out.file(), src.file()).is_ok() {
+            return Ok(Some(()));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (blobs, d, out);
+    Ok(None)
 }

@@ -13,6 +13,8 @@
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::backend::{BlobStore, Guard, MetaStore};
 use crate::bundle::OCI_LAYOUT_CONTENT;
@@ -81,6 +83,10 @@ impl BlobStore for LocalDir {
 
     fn open(&self, d: &Sha256Digest) -> Result<Box<dyn Read + Send>> {
         Ok(Box::new(fs_err::File::open(self.blob(d))?))
+    }
+
+    fn local_file(&self, d: &Sha256Digest) -> Option<PathBuf> {
+        Some(self.blob(d))
     }
 
     fn list(&self) -> Result<Vec<Sha256Digest>> {
@@ -447,6 +453,67 @@ impl MetaStore for LocalDir {
             )));
         }
         write_atomic(&path, format!("{id}\n").as_bytes())
+    }
+}
+
+/// Bytes a [`StagedFile`] writes between two early syncs.
+const EARLY_SYNC: u64 = 16 << 20;
+
+/// A verified blob being staged for the store (written by verification as
+/// it hashes). Every [`EARLY_SYNC`] bytes it has the file's data written to
+/// disk by a helper thread (`fdatasync` on a second handle, so the hashing
+/// thread never waits for the disk): the sync before the commit
+/// ([`super::sync_staged`]) then finds little left to write, and the disk
+/// works while the CPU hashes. Small files never reach the threshold.
+pub struct StagedFile {
+    file: fs_err::File,
+    since: u64,
+    busy: Arc<AtomicBool>,
+}
+
+impl StagedFile {
+    /// Creates (or truncates) the staged file `path`.
+    pub fn create(path: &Path) -> std::io::Result<StagedFile> {
+        Ok(StagedFile {
+            file: fs_err::File::create(path)?,
+            since: 0,
+            busy: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Starts a sync of what was written so far, unless one still runs.
+    fn sync_early(&mut self) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.since = 0;
+        let busy = Arc::clone(&self.busy);
+        let spawned = self.file.file().try_clone().and_then(|f| {
+            std::thread::Builder::new()
+                .name("airlock-sync".into())
+                .spawn(move || {
+                    // Errors surface in the sync before the commit.
+                    let _ = f.sync_data();
+                    busy.store(false, Ordering::Release);
+                })
+        });
+        if spawned.is_err() {
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Write for StagedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= EARLY_SYNC {
+            self.sync_early();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 

@@ -485,7 +485,7 @@ pub(crate) fn take_payload(
     let mut file = match &stage_to {
         Some(p) => Some(io::BufWriter::with_capacity(
             (exp.size as usize).clamp(8 << 10, 1 << 20),
-            fs_err::File::create(p)?,
+            crate::store::StagedFile::create(p)?,
         )),
         None => None,
     };

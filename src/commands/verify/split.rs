@@ -63,7 +63,7 @@ struct Open {
     /// re-checked like a whole one.
     bytes: Option<Vec<u8>>,
     read: u64,
-    stage: Option<(PathBuf, io::BufWriter<fs_err::File>)>,
+    stage: Option<(PathBuf, io::BufWriter<crate::store::StagedFile>)>,
     /// The blob's content check (modelcheck), fed as its parts stream by.
     content: Option<crate::modelcheck::Pending>,
 }
@@ -320,7 +320,10 @@ pub fn verify_volumes(
                         let p = s.dir.join(format!("{}.part", exp.digest.hex()));
                         Some((
                             p.clone(),
-                            io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&p)?),
+                            io::BufWriter::with_capacity(
+                                1 << 20,
+                                crate::store::StagedFile::create(&p)?,
+                            ),
                         ))
                     }
                     None => None,

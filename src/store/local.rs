@@ -13,8 +13,6 @@
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use super::backend::{BlobStore, Guard, MetaStore};
 use crate::bundle::OCI_LAYOUT_CONTENT;
@@ -465,10 +463,17 @@ const EARLY_SYNC: u64 = 16 << 20;
 /// thread never waits for the disk): the sync before the commit
 /// ([`super::sync_staged`]) then finds little left to write, and the disk
 /// works while the CPU hashes. Small files never reach the threshold.
+///
+/// An early sync's error is never dropped: Linux reports a writeback error
+/// once per open file description, so the sync before the commit (on a new
+/// handle) would not see it again. The next write fails with it, and
+/// [`StagedFile::finish`], which every staged blob goes through, waits for
+/// the sync still running and returns its error.
 pub struct StagedFile {
     file: fs_err::File,
     since: u64,
-    busy: Arc<AtomicBool>,
+    syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    failed: Option<std::io::Error>,
 }
 
 impl StagedFile {
@@ -477,38 +482,64 @@ impl StagedFile {
         Ok(StagedFile {
             file: fs_err::File::create(path)?,
             since: 0,
-            busy: Arc::new(AtomicBool::new(false)),
+            syncing: None,
+            failed: None,
         })
     }
 
-    /// Starts a sync of what was written so far, unless one still runs.
-    fn sync_early(&mut self) {
-        if self.busy.swap(true, Ordering::AcqRel) {
+    /// Keeps the error of an early sync that has ended; `wait`s for one
+    /// still running if asked to.
+    fn reap(&mut self, wait: bool) {
+        if !wait && !self.syncing.as_ref().is_some_and(|h| h.is_finished()) {
             return;
         }
+        if let Some(h) = self.syncing.take() {
+            let res = h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
+            if let Err(e) = res {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Starts a sync of what was written so far, unless one still runs.
+    fn sync_early(&mut self) -> std::io::Result<()> {
+        self.reap(false);
+        if self.syncing.is_some() {
+            return Ok(());
+        }
         self.since = 0;
-        let busy = Arc::clone(&self.busy);
-        let spawned = self.file.file().try_clone().and_then(|f| {
+        let f = self.file.file().try_clone()?;
+        self.syncing = Some(
             std::thread::Builder::new()
                 .name("airlock-sync".into())
-                .spawn(move || {
-                    // Errors surface in the sync before the commit.
-                    let _ = f.sync_data();
-                    busy.store(false, Ordering::Release);
-                })
-        });
-        if spawned.is_err() {
-            self.busy.store(false, Ordering::Release);
+                .spawn(move || f.sync_data())?,
+        );
+        Ok(())
+    }
+
+    /// Waits for the early sync still running; the first error any early
+    /// sync met, if one did. The data is made durable by the sync before
+    /// the commit.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.reap(true);
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }
 
 impl Write for StagedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::new(e.kind(), e.to_string()));
+        }
         let n = self.file.write(buf)?;
         self.since += n as u64;
         if self.since >= EARLY_SYNC {
-            self.sync_early();
+            self.sync_early()?;
         }
         Ok(n)
     }

@@ -492,7 +492,10 @@ pub(crate) fn take_payload(
     let mut tee = Tee(file.as_mut(), Some(Tee(kept.as_mut(), sha512.as_mut())));
     let copied = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n));
     let flushed = match file {
-        Some(f) => f.into_inner().map(drop).map_err(|e| e.into_error()),
+        Some(f) => f
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.finish()),
         None => Ok(()),
     };
     let h = match (copied, flushed) {

@@ -389,8 +389,7 @@ pub fn verify_volumes(
                         kept.bytes.insert(piece.path.clone(), b);
                     }
                     if let Some((p, f)) = o.stage {
-                        let f = f.into_inner().map_err(|e| e.into_error())?;
-                        drop(f);
+                        f.into_inner().map_err(|e| e.into_error())?.finish()?;
                         fs_err::rename(&p, p.with_extension(""))?;
                     }
                     if let (Some(c), Some(p)) = (&content, o.content) {

@@ -370,7 +370,11 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .min_depth(1)
-        .sort_by_file_name()
+        // Siblings share their parent's path: comparing whole paths orders
+        // them by name as `sort_by_file_name` does, without taking each
+        // path apart at every comparison (a bundle of many files holds them
+        // all in one directory).
+        .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
     {
         let entry = entry
             .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;

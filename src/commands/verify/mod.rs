@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::ImageIndex;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha512};
 
@@ -380,7 +380,7 @@ fn make_plan(
     report: &mut Report,
 ) -> BTreeMap<String, Expected> {
     let mut plan = BTreeMap::new();
-    let declared = d.blobs();
+    let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
     let mut pin_blobs = crate::sources::packages::pin_blobs(d);
@@ -474,7 +474,11 @@ pub(crate) fn take_payload(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<(Hashed, Taken)> {
-    let mut kept = exp.keep.then(Vec::new);
+    // A blob's declared size is exact (and at most `MAX_JSON_BLOB` when
+    // kept): one allocation, not a doubling series.
+    let mut kept = exp
+        .keep
+        .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
     let mut sha512 = exp.sha512.then(Sha512::new);
     // Staged straight under its digest: the staging directory is private
     // to this import and only a fully verified bundle's staged blobs are
@@ -990,6 +994,8 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
         let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
             continue;
         };
+        // Read as `ImageManifest` reads it, its layers folded as they pass
+        // (a file set's manifest has a layer per file; see `ImageManifest` below).
         let manifest: ImageManifest = match serde_json::from_slice(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1006,7 +1012,7 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 && desc.size() == size
         };
         if !same(
-            manifest.config(),
+            &manifest.config,
             &a.config.media_type,
             &a.config.digest,
             a.config.size,
@@ -1016,11 +1022,9 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 format!("config of {name:?} differs from airlock.json"),
             );
         }
-        let layers_match = manifest.layers().len() == a.layers.len()
-            && manifest.layers().iter().zip(&a.layers).all(|(x, l)| {
-                same(x, &l.media_type, &l.digest, l.size)
-                    && x.annotations().as_ref().and_then(|an| an.get(TITLE)) == Some(&l.path)
-            });
+        // Each layer's media type, digest, size and title as declared, in
+        // order: compared as folds of the two sequences.
+        let layers_match = manifest.layers == LayerFold::declared(&a.layers);
         if !layers_match {
             report.add(
                 blob_path(&a.manifest.digest),
@@ -1041,9 +1045,248 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
     }
 }
 
+/// An OCI image manifest as `check_oci` reads it: the fields, types and
+/// errors of `oci_spec`'s `ImageManifest` (each layer parsed as a full
+/// `Descriptor`), but the layers folded one by one as they are parsed
+/// instead of held: a file set's manifest has a layer per file, and held as
+/// descriptors it took about 1 KB per file.
+///
+/// Named as `oci_spec`'s is, since serde's messages name it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // parsed for their checks, not read
+struct ImageManifest {
+    schema_version: u32,
+    media_type: Option<oci_spec::image::MediaType>,
+    artifact_type: Option<oci_spec::image::MediaType>,
+    config: oci_spec::image::Descriptor,
+    layers: LayerFold,
+    subject: Option<oci_spec::image::Descriptor>,
+    annotations: Option<HashMap<String, String>>,
+}
+
+/// A sequence of layers reduced to what `check_oci` compares: their count
+/// and a sha256 over each one's media type, sha256 digest (if it is one),
+/// size and title, length-prefixed so that two folds are equal exactly when
+/// the sequences are (up to a sha256 collision).
+#[derive(Debug, PartialEq, Eq)]
+struct LayerFold {
+    count: u64,
+    sum: [u8; 32],
+}
+
+#[derive(Default)]
+struct LayerFolder {
+    count: u64,
+    hasher: sha2::Sha256,
+}
+
+impl LayerFolder {
+    fn add(
+        &mut self,
+        media_type: &str,
+        digest: Option<Sha256Digest>,
+        size: u64,
+        title: Option<&str>,
+    ) {
+        let h = &mut self.hasher;
+        h.update((media_type.len() as u64).to_le_bytes());
+        h.update(media_type.as_bytes());
+        match digest {
+            Some(d) => {
+                h.update([1]);
+                h.update(d.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        h.update(size.to_le_bytes());
+        match title {
+            Some(t) => {
+                h.update([1]);
+                h.update((t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        self.count += 1;
+    }
+
+    fn finish(self) -> LayerFold {
+        LayerFold {
+            count: self.count,
+            sum: self.hasher.finalize().into(),
+        }
+    }
+}
+
+impl LayerFold {
+    /// The fold of the layers as airlock.json declares them.
+    fn declared(layers: &[Layer]) -> LayerFold {
+        let mut f = LayerFolder::default();
+        for l in layers {
+            f.add(&l.media_type, Some(l.digest), l.size, Some(&l.path));
+        }
+        f.finish()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LayerFold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Layers;
+        impl<'de> serde::de::Visitor<'de> for Layers {
+            type Value = LayerFold;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<LayerFold, A::Error> {
+                let mut f = LayerFolder::default();
+                while let Some(x) = seq.next_element::<oci_spec::image::Descriptor>()? {
+                    f.add(
+                        x.media_type().as_ref(),
+                        Sha256Digest::parse_oci(x.digest().as_ref()),
+                        x.size(),
+                        x.annotations()
+                            .as_ref()
+                            .and_then(|an| an.get(TITLE))
+                            .map(String::as_str),
+                    );
+                }
+                Ok(f.finish())
+            }
+        }
+        d.deserialize_seq(Layers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our `ImageManifest` accepts what `oci_spec`'s accepts, with its
+    /// errors, and its layer fold matches the declared layers exactly when
+    /// the descriptor-by-descriptor comparison it replaced did.
+    #[test]
+    fn manifest_check_reads_and_compares_as_image_manifest_did() {
+        let (d1, d2) = (Sha256Digest::of(b"1"), Sha256Digest::of(b"2"));
+        let layer = |d: &Sha256Digest, size: u64, path: &str| Layer {
+            media_type: FILE_LAYER.into(),
+            digest: *d,
+            size,
+            path: path.into(),
+            mode: MODE_FILE,
+        };
+        let declared = [layer(&d1, 1, "a"), layer(&d2, 2, "b/c")];
+        let desc = |mt: &str, digest: &str, size: u64, title: Option<&str>| {
+            let mut v = serde_json::json!({"mediaType": mt, "digest": digest, "size": size});
+            if let Some(t) = title {
+                v["annotations"] = serde_json::json!({ TITLE: t, "other": "x" });
+            }
+            v
+        };
+        let (a, b) = (d1.oci(), d2.oci());
+        let good = || {
+            vec![
+                desc(FILE_LAYER, &a, 1, Some("a")),
+                desc(FILE_LAYER, &b, 2, Some("b/c")),
+            ]
+        };
+        let manifest = |layers: serde_json::Value| {
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MT_MANIFEST,
+                "config": desc(MT_EMPTY, &a, 2, None),
+                "layers": layers,
+            })
+            .to_string()
+        };
+        let mut cases = vec![
+            manifest(serde_json::json!(good())),
+            manifest(serde_json::json!([good()[1], good()[0]])),
+            manifest(serde_json::json!([good()[0]])),
+            manifest(serde_json::json!([good()[0], good()[1], good()[1]])),
+            manifest(serde_json::json!([])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 2, None)
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 2, Some("b/d"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 3, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(MT_EMPTY, &b, 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &a, 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(
+                    FILE_LAYER,
+                    &format!("sha512:{}{}", d2.hex(), d2.hex()),
+                    2,
+                    Some("b/c")
+                )
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, "sha256:xyz", 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!({})),
+            manifest(serde_json::json!("layers")),
+            manifest(serde_json::json!([1])),
+            manifest(serde_json::json!(null)),
+        ];
+        let ok = manifest(serde_json::json!(good()));
+        cases.push(ok.replace("\"schemaVersion\":2,", ""));
+        cases.push(ok.replace("\"layers\":", "\"extra\":1,\"layers\":"));
+        cases.push(ok.replace("\"layers\":", "\"layers\":[],\"layers\":"));
+        cases.push(ok.replacen('{', "{\"annotations\":{\"k\":\"v\"},", 1));
+        cases.push(ok.replacen('{', "{\"subject\":1,", 1));
+        cases.push(format!(
+            "[2,null,null,{},{}]",
+            desc(MT_EMPTY, &a, 2, None),
+            serde_json::json!(good())
+        ));
+        cases.push(format!(
+            "[2,null,null,{},{},null,null]",
+            desc(MT_EMPTY, &a, 2, None),
+            serde_json::json!(good())
+        ));
+        cases.push("{".into());
+        let old = |bytes: &[u8]| -> std::result::Result<bool, String> {
+            let m: oci_spec::image::ImageManifest =
+                serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            Ok(m.layers().len() == declared.len()
+                && m.layers().iter().zip(&declared).all(|(x, l)| {
+                    x.media_type().to_string() == l.media_type
+                        && Sha256Digest::parse_oci(x.digest().as_ref()) == Some(l.digest)
+                        && x.size() == l.size
+                        && x.annotations().as_ref().and_then(|an| an.get(TITLE)) == Some(&l.path)
+                }))
+        };
+        let new = |bytes: &[u8]| -> std::result::Result<bool, String> {
+            let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            Ok(m.layers == LayerFold::declared(&declared))
+        };
+        let mut outcomes = BTreeSet::new();
+        for c in &cases {
+            let want = old(c.as_bytes());
+            assert_eq!(new(c.as_bytes()), want, "{c}");
+            outcomes.insert(format!("{:?}", want.map_err(|_| ())));
+        }
+        // The cases cover a match, a mismatch and a refusal.
+        assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    }
 
     #[test]
     fn sbom_documents_are_not_kept_but_manifests_configs_and_pins_are() {

@@ -32,13 +32,74 @@ pub struct TagCheck {
     pub id: Sha256Digest,
     pub description: Option<Description>,
     /// Payload path → (digest, size bound, keep bytes for structure checks).
-    pub plan: Option<BTreeMap<String, Expected>>,
+    pub plan: Option<Plan>,
     pub signers: Signers,
     pub custody: Vec<EventView>,
     pub report: Report,
     pub tags: TagSet,
     /// A delta's declared blobs that it does not carry: digest → (media type, size).
     pub omitted: BTreeMap<Sha256Digest, (String, u64)>,
+}
+
+/// What each payload file must be, by path: the two OCI layout files by
+/// name, every blob by digest (its path is `blob_path` of it) in one sorted
+/// Vec of fixed-size records, since a bundle of many files has an entry per
+/// file.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// `data/index.json` and `data/oci-layout`, when listed.
+    layout: BTreeMap<String, Expected>,
+    /// Blobs, sorted by digest (so in the order of their paths).
+    blobs: Vec<Expected>,
+}
+
+impl Plan {
+    pub fn get(&self, path: &str) -> Option<&Expected> {
+        match path.strip_prefix(BLOBS_PREFIX) {
+            // Only a digest's own (lowercase) spelling is ever in the plan.
+            Some(hex) => {
+                let d: Sha256Digest = hex.parse().ok()?;
+                let i = self.blobs.binary_search_by(|e| e.digest.cmp(&d)).ok()?;
+                Some(&self.blobs[i])
+            }
+            None => self.layout.get(path),
+        }
+    }
+
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.layout.len() + self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (String, &Expected)> {
+        self.blobs
+            .iter()
+            .map(|e| (blob_path(&e.digest), e))
+            .chain(self.layout.iter().map(|(p, e)| (p.clone(), e)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.iter().map(|(p, _)| p)
+    }
+
+    /// Adds the entry of `path` (blob paths in ascending order).
+    fn insert(&mut self, path: &str, exp: Expected) {
+        if path.starts_with(BLOBS_PREFIX) {
+            debug_assert!(path == blob_path(&exp.digest));
+            debug_assert!(self.blobs.last().is_none_or(|l| l.digest < exp.digest));
+            self.blobs.push(exp);
+        } else {
+            self.layout.insert(path.to_string(), exp);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,12 +435,8 @@ fn check_description(d: &Description, report: &mut Report) {
 
 /// Cross-checks the payload manifest against the description and returns what
 /// each payload file must be.
-fn make_plan(
-    d: &Description,
-    m: &BTreeMap<String, Sha256Digest>,
-    report: &mut Report,
-) -> BTreeMap<String, Expected> {
-    let mut plan = BTreeMap::new();
+fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut Report) -> Plan {
+    let mut plan = Plan::default();
     let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
@@ -428,7 +485,7 @@ fn make_plan(
             );
             continue;
         };
-        plan.insert(path.clone(), exp);
+        plan.insert(path, exp);
     }
     for required in [OCI_LAYOUT, OCI_INDEX] {
         if !m.contains_key(required) {
@@ -725,12 +782,7 @@ fn check_from_store(
 /// validators refuse a bag whose octet or file count differs, so airlock
 /// does too. Every listed file was checked to have its declared size; the
 /// two OCI layout files are sized by their verified bytes.
-fn check_oxum(
-    tags: &TagSet,
-    plan: &BTreeMap<String, Expected>,
-    kept: &HashMap<String, Vec<u8>>,
-    report: &mut Report,
-) {
+fn check_oxum(tags: &TagSet, plan: &Plan, kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
     let Some(bag_info) = tags.files.get(BAG_INFO) else {
         return; // reported as missing with the tag files
     };
@@ -739,8 +791,8 @@ fn check_oxum(
         Err(e) => return report.add(BAG_INFO, e),
     };
     let mut total = 0u64;
-    for (path, exp) in plan {
-        match (exp.exact, kept.get(path)) {
+    for (path, exp) in plan.iter() {
+        match (exp.exact, kept.get(&path)) {
             (true, _) => total += exp.size,
             (false, Some(bytes)) => total += bytes.len() as u64,
             (false, None) => return, // unreadable; reported already
@@ -812,8 +864,9 @@ fn verify_dir(
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
-        .map(|(rel, abs, len)| {
-            let exp = &plan[rel];
+        .map(|(rel, own, len)| {
+            let abs = own.clone().unwrap_or_else(|| dir.join(rel));
+            let exp = plan.get(rel).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
                 r.add(
@@ -828,7 +881,7 @@ fn verify_dir(
                 let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
                 c.start(rel, exp.size, Some(file), None)
             });
-            let mut f = fs_err::File::open(abs)?;
+            let mut f = fs_err::File::open(&abs)?;
             let (h, taken) = take_payload(
                 rel,
                 &mut tap(&mut f, pending.as_mut().map(|p| p.probe())),
@@ -850,7 +903,7 @@ fn verify_dir(
         let (rel, r, taken) = res?;
         report.merge(r);
         if let Some(t) = taken {
-            kept.add(&rel, &plan[&rel], t);
+            kept.add(&rel, plan.get(&rel).expect("listed"), t);
         }
     }
     Ok((check, report, kept))
@@ -941,7 +994,7 @@ fn verify_tar(
     progress.finish();
     if report.is_ok() {
         for path in plan.keys() {
-            if !seen.contains(path) {
+            if !seen.contains(&path) {
                 report.add(
                     path,
                     "missing: listed in manifest-sha256.txt but not in the bundle",

@@ -55,14 +55,23 @@ pub struct Plan {
 
 impl Plan {
     pub fn get(&self, path: &str) -> Option<&Expected> {
+        self.position(path).map(|(_, e)| e)
+    }
+
+    /// The entry of `path` and its position in `iter`'s order.
+    pub fn position(&self, path: &str) -> Option<(usize, &Expected)> {
         match path.strip_prefix(BLOBS_PREFIX) {
             // Only a digest's own (lowercase) spelling is ever in the plan.
             Some(hex) => {
                 let d: Sha256Digest = hex.parse().ok()?;
                 let i = self.blobs.binary_search_by(|e| e.digest.cmp(&d)).ok()?;
-                Some(&self.blobs[i])
+                Some((i, &self.blobs[i]))
             }
-            None => self.layout.get(path),
+            None => self
+                .layout
+                .iter()
+                .position(|(p, _)| p == path)
+                .map(|i| (self.blobs.len() + i, &self.layout[path])),
         }
     }
 
@@ -843,9 +852,15 @@ fn verify_dir(
         }
     }
     let present = listed;
-    let seen: HashSet<&str> = present.iter().map(|p| p.0.as_str()).collect();
-    for path in plan.keys() {
-        if !seen.contains(path.as_str()) {
+    // One flag per plan entry, by position.
+    let mut seen = vec![false; plan.len()];
+    for p in &present {
+        if let Some((i, _)) = plan.position(&p.0) {
+            seen[i] = true;
+        }
+    }
+    for (path, seen) in plan.keys().zip(seen) {
+        if !seen {
             report.add(
                 path,
                 "missing: listed in manifest-sha256.txt but not in the bundle",
@@ -936,7 +951,8 @@ fn verify_tar(
             .map_or(0, Description::total_size),
     );
     // Pass 2: the payload, streamed once.
-    let mut seen: HashSet<String> = HashSet::new();
+    // One flag per plan entry, by position.
+    let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
     crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
@@ -951,11 +967,11 @@ fn verify_tar(
             }
             Item::Payload { path, size, read } => (path, size, read),
         };
-        seen.insert(path.clone());
-        let Some(exp) = plan.get(&path) else {
+        let Some((i, exp)) = plan.position(&path) else {
             report.add(&path, "extra file: not listed in manifest-sha256.txt");
             return Ok(Flow::Continue);
         };
+        seen[i] = true;
         if exp.exact && size != exp.size || size > exp.size {
             report.add(
                 &path,
@@ -993,8 +1009,8 @@ fn verify_tar(
     })?;
     progress.finish();
     if report.is_ok() {
-        for path in plan.keys() {
-            if !seen.contains(&path) {
+        for (path, seen) in plan.keys().zip(seen) {
+            if !seen {
                 report.add(
                     path,
                     "missing: listed in manifest-sha256.txt but not in the bundle",
@@ -1339,6 +1355,50 @@ mod tests {
         }
         // The cases cover a match, a mismatch and a refusal.
         assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    }
+
+    /// The plan answers by path as the map of paths it replaced did, and
+    /// lists its entries in path order, at the positions it gives.
+    #[test]
+    fn plan_finds_and_orders_entries_by_path() {
+        let exp = |d: Sha256Digest| Expected {
+            digest: d,
+            size: 1,
+            exact: true,
+            keep: false,
+            sha512: false,
+        };
+        let mut digests: Vec<Sha256Digest> = (0..5u8).map(|i| Sha256Digest::of(&[i])).collect();
+        digests.sort();
+        let mut plan = Plan::default();
+        let mut paths = BTreeMap::new();
+        for d in &digests {
+            plan.insert(&blob_path(d), exp(*d));
+            paths.insert(blob_path(d), *d);
+        }
+        for p in [OCI_INDEX, OCI_LAYOUT] {
+            let d = Sha256Digest::of(p.as_bytes());
+            plan.insert(p, exp(d));
+            paths.insert(p.to_string(), d);
+        }
+        assert_eq!(plan.len(), paths.len());
+        let listed: Vec<(String, Sha256Digest)> = plan.iter().map(|(p, e)| (p, e.digest)).collect();
+        assert_eq!(listed, paths.clone().into_iter().collect::<Vec<_>>());
+        for (i, (p, d)) in paths.iter().enumerate() {
+            let (at, e) = plan.position(p).expect("listed");
+            assert_eq!((at, e.digest), (i, *d), "{p}");
+        }
+        let hex = digests[0].hex();
+        for absent in [
+            format!("{BLOBS_PREFIX}{}", hex.to_uppercase()),
+            format!("{BLOBS_PREFIX}{hex}x"),
+            format!("{BLOBS_PREFIX}{}", Sha256Digest::of(b"other").hex()),
+            format!("data/{hex}"),
+            "data/index.json/".to_string(),
+            BLOBS_PREFIX.to_string(),
+        ] {
+            assert!(plan.get(&absent).is_none(), "{absent}");
+        }
     }
 
     #[test]

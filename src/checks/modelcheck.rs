@@ -33,7 +33,7 @@
 //! zips, which need the whole file (a zip is read from its end), a spool file
 //! in the store's staging directory or the system temporary directory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1092,34 +1092,80 @@ impl Probe {
 
 /// The high side's view: which blobs are layers of model or file-set
 /// artifacts, under which names, and the trust policy's pickle setting.
+/// Compact, since a file set has a layer per file: fixed-size records and
+/// one string of paths per artifact.
 pub struct ContentPlan {
-    blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>>,
-    /// Each artifact's paths, shared by every file of it that is checked.
-    siblings: Vec<Arc<BTreeSet<String>>>,
+    /// Every layer of a model or file-set artifact: its digest, artifact
+    /// (index into `artifacts`) and path (index into its paths), sorted by
+    /// digest, and for one digest in artifact and layer order.
+    layers: Vec<(Sha256Digest, u32, u32)>,
+    artifacts: Vec<ArtifactPaths>,
     pickle: PickleRules,
+}
+
+/// One artifact's reference and layer paths.
+struct ArtifactPaths {
+    reference: String,
+    /// The layer paths end to end; path `i` ends at `ends[i]`.
+    text: String,
+    ends: Vec<usize>,
+    /// Every path in the artifact, for the shard-index check (`Use`):
+    /// built only when one of its blobs is named as a shard index in some
+    /// artifact, else empty (no check then reads it).
+    siblings: Arc<BTreeSet<String>>,
+}
+
+impl ArtifactPaths {
+    fn path(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
 }
 
 impl ContentPlan {
     pub fn new(d: &Description, pickle: impl Into<PickleRules>) -> Self {
-        let mut blobs: HashMap<Sha256Digest, Vec<(String, String, usize)>> = HashMap::new();
-        let mut siblings = Vec::new();
-        for a in &d.artifacts {
-            if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
-                continue;
+        let checked = || {
+            d.artifacts
+                .iter()
+                .filter(|a| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files))
+        };
+        // Blobs some artifact names as a shard index: `check_index` looks
+        // each name it lists up among the siblings of every use of it.
+        let indexes: HashSet<Sha256Digest> = checked()
+            .flat_map(|a| &a.layers)
+            .filter(|l| ends_with_any(&l.path, INDEX_SUFFIXES))
+            .map(|l| l.digest)
+            .collect();
+        let none = Arc::new(BTreeSet::new());
+        let mut layers = Vec::new();
+        let mut artifacts = Vec::new();
+        for a in checked() {
+            let idx = artifacts.len() as u32;
+            let mut text = String::new();
+            let mut ends = Vec::with_capacity(a.layers.len());
+            for (i, l) in a.layers.iter().enumerate() {
+                text.push_str(&l.path);
+                ends.push(text.len());
+                layers.push((l.digest, idx, i as u32));
             }
-            let idx = siblings.len();
-            siblings.push(Arc::new(a.layers.iter().map(|l| l.path.clone()).collect()));
-            for l in &a.layers {
-                blobs.entry(l.digest).or_default().push((
-                    format!("{}/{}", a.reference, l.path),
-                    l.path.clone(),
-                    idx,
-                ));
-            }
+            let siblings = if a.layers.iter().any(|l| indexes.contains(&l.digest)) {
+                Arc::new(a.layers.iter().map(|l| l.path.clone()).collect())
+            } else {
+                Arc::clone(&none)
+            };
+            artifacts.push(ArtifactPaths {
+                reference: a.reference.clone(),
+                text,
+                ends,
+                siblings,
+            });
         }
+        // Stable: one digest's uses stay in artifact and layer order.
+        layers.sort_by_key(|l| l.0);
         ContentPlan {
-            blobs,
-            siblings,
+            layers,
+            artifacts,
             pickle: pickle.into(),
         }
     }
@@ -1128,9 +1174,16 @@ impl ContentPlan {
         payload_path.strip_prefix(BLOBS_PREFIX)?.parse().ok()
     }
 
+    /// The layers using blob `d`: (artifact, path) indexes.
+    fn users(&self, d: &Sha256Digest) -> &[(Sha256Digest, u32, u32)] {
+        let lo = self.layers.partition_point(|l| l.0 < *d);
+        let n = self.layers[lo..].partition_point(|l| l.0 == *d);
+        &self.layers[lo..lo + n]
+    }
+
     /// Whether the payload file at `payload_path` is checked at all.
     pub fn wants(&self, payload_path: &str) -> bool {
-        Self::digest_of(payload_path).is_some_and(|d| self.blobs.contains_key(&d))
+        Self::digest_of(payload_path).is_some_and(|d| !self.users(&d).is_empty())
     }
 
     /// Starts checking payload file `payload_path` of `size` bytes as it is
@@ -1149,11 +1202,17 @@ impl ContentPlan {
         spool_dir: Option<&Path>,
     ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
-        let users = self.blobs.get(&d)?;
+        let users = self.users(&d);
+        if users.is_empty() {
+            return None;
+        }
         let probe = Probe::new(
             users
                 .iter()
-                .map(|(_, p, i)| (p.clone(), Arc::clone(&self.siblings[*i])))
+                .map(|(_, a, i)| {
+                    let a = &self.artifacts[*a as usize];
+                    (a.path(*i).to_string(), Arc::clone(&a.siblings))
+                })
                 .collect(),
             size,
             spool_dir.map(Path::to_path_buf),
@@ -1171,9 +1230,11 @@ impl ContentPlan {
             &self.pickle,
             "the trust policy's pickle: deny refuses it (pickle: {allow: [module.name]} admits named imports, pickle: allow admits every pickle)",
         );
-        for (subject, _, _) in self.blobs.get(d).into_iter().flatten() {
+        for (_, a, i) in self.users(d) {
+            let a = &self.artifacts[*a as usize];
+            let subject = format!("{}/{}", a.reference, a.path(*i));
             for p in &problems {
-                r.add(subject, format!("{p} ({payload_path})"));
+                r.add(&subject, format!("{p} ({payload_path})"));
             }
         }
         r

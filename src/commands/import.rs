@@ -163,7 +163,7 @@ impl Store {
 
         let staging = self.meta.staging()?;
         let mut have = HashSet::new();
-        for b in d.blobs().keys() {
+        for b in d.blob_refs().keys() {
             if self.blobs.has(b)? {
                 have.insert(*b);
             }
@@ -173,7 +173,7 @@ impl Store {
         // growing with the file count) is not held beside it.
         let pre_id = pre.id;
         drop(pre);
-        let verified: Verified = verify::verify_with_base(
+        let mut verified: Verified = verify::verify_with_base(
             form,
             policy,
             Some(&Staging {
@@ -199,7 +199,7 @@ impl Store {
         sync_staged(staging.path())?;
         failpoint("blobs")?;
         let mut written = 0;
-        for digest in d.blobs().keys() {
+        for digest in d.blob_refs().keys() {
             if have.contains(digest) {
                 continue;
             }
@@ -233,26 +233,27 @@ impl Store {
             Some((d.name.clone(), d.version.clone())),
             &detail,
         );
-        let mut files: Vec<(String, Vec<u8>)> = verified
-            .tags
-            .files
-            .iter()
-            .chain(&verified.tags.signatures)
-            .chain(&verified.tags.custody)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(key) = opts.key {
+        let event = opts.key.map(|key| {
             let note = format!("imported into store {}", self.root.display());
-            let (rel, bytes) = crate::custody::new_event(
+            crate::custody::new_event(
                 &verified.tags.custody,
                 key,
                 "imported",
                 Some(&note),
                 &verified.id,
                 crate::clock::now(),
-            );
-            files.push((rel, bytes));
-        }
+            )
+        });
+        // Moved, not copied: the description and payload manifest grow
+        // with the file count.
+        let tags = std::mem::take(&mut verified.tags);
+        let mut files: Vec<(String, Vec<u8>)> = tags
+            .files
+            .into_iter()
+            .chain(tags.signatures)
+            .chain(tags.custody)
+            .collect();
+        files.extend(event);
         let record = BundleRecord {
             id: verified.id.hex(),
             name: d.name.clone(),

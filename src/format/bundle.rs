@@ -296,30 +296,38 @@ pub struct Layer {
 impl Description {
     pub fn total_size(&self) -> u64 {
         // Sizes come from an untrusted description: never overflow.
-        self.blobs()
+        self.blob_refs()
             .values()
             .fold(0u64, |sum, b| sum.saturating_add(b.1))
     }
 
     /// Every distinct blob the description declares: digest → (media type, size).
     pub fn blobs(&self) -> BTreeMap<Sha256Digest, (String, u64)> {
+        self.blob_refs()
+            .into_iter()
+            .map(|(d, (mt, size))| (d, (mt.to_string(), size)))
+            .collect()
+    }
+
+    /// `blobs`, borrowing the media types: no string per blob.
+    pub fn blob_refs(&self) -> BTreeMap<Sha256Digest, (&str, u64)> {
         let mut out = BTreeMap::new();
         for a in &self.artifacts {
             out.insert(
                 a.manifest.digest,
-                (a.manifest.media_type.clone(), a.manifest.size),
+                (a.manifest.media_type.as_str(), a.manifest.size),
             );
             out.insert(
                 a.config.digest,
-                (a.config.media_type.clone(), a.config.size),
+                (a.config.media_type.as_str(), a.config.size),
             );
             for l in &a.layers {
                 out.entry(l.digest)
-                    .or_insert((l.media_type.clone(), l.size));
+                    .or_insert((l.media_type.as_str(), l.size));
             }
             for b in &a.blobs {
                 out.entry(b.digest)
-                    .or_insert((b.media_type.clone(), b.size));
+                    .or_insert((b.media_type.as_str(), b.size));
             }
         }
         out

@@ -359,8 +359,11 @@ impl TagSet {
     }
 }
 
-/// A payload file found in a directory bundle: `data/...`, its path, its size.
-pub type DirPayload = (String, PathBuf, u64);
+/// A payload file found in a directory bundle: `data/...`, its path when
+/// that is not the bundle's directory joined with `data/...` (a name with a
+/// backslash), its size. Most hold no path of their own: a bundle of many
+/// files lists one per file.
+pub type DirPayload = (String, Option<PathBuf>, u64);
 
 /// Walks a directory bundle once: tag files, signatures and custody events are
 /// admitted and read into `tags`; payload files are listed, not read. Links,
@@ -370,7 +373,11 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .min_depth(1)
-        .sort_by_file_name()
+        // Siblings share their parent's path: comparing whole paths orders
+        // them by name as `sort_by_file_name` does, without taking each
+        // path apart at every comparison (a bundle of many files holds them
+        // all in one directory).
+        .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
     {
         let entry = entry
             .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
@@ -407,7 +414,10 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         }
         let len = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
         match place_of(&rel) {
-            Place::Payload => payload.push((rel, entry.path().to_path_buf(), len)),
+            Place::Payload => {
+                let own = (dir.join(&rel) != entry.path()).then(|| entry.path().to_path_buf());
+                payload.push((rel, own, len))
+            }
             Place::Unexpected => tags.report.add(&rel, UNEXPECTED),
             // A directory bundle is never a volume.
             Place::Volume => tags.report.add(&rel, UNEXPECTED),

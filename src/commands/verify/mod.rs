@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::ImageIndex;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha512};
 
@@ -32,13 +32,83 @@ pub struct TagCheck {
     pub id: Sha256Digest,
     pub description: Option<Description>,
     /// Payload path → (digest, size bound, keep bytes for structure checks).
-    pub plan: Option<BTreeMap<String, Expected>>,
+    pub plan: Option<Plan>,
     pub signers: Signers,
     pub custody: Vec<EventView>,
     pub report: Report,
     pub tags: TagSet,
     /// A delta's declared blobs that it does not carry: digest → (media type, size).
     pub omitted: BTreeMap<Sha256Digest, (String, u64)>,
+}
+
+/// What each payload file must be, by path: the two OCI layout files by
+/// name, every blob by digest (its path is `blob_path` of it) in one sorted
+/// Vec of fixed-size records, since a bundle of many files has an entry per
+/// file.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// `data/index.json` and `data/oci-layout`, when listed.
+    layout: BTreeMap<String, Expected>,
+    /// Blobs, sorted by digest (so in the order of their paths).
+    blobs: Vec<Expected>,
+}
+
+impl Plan {
+    pub fn get(&self, path: &str) -> Option<&Expected> {
+        self.position(path).map(|(_, e)| e)
+    }
+
+    /// The entry of `path` and its position in `iter`'s order.
+    pub fn position(&self, path: &str) -> Option<(usize, &Expected)> {
+        match path.strip_prefix(BLOBS_PREFIX) {
+            // Only a digest's own (lowercase) spelling is ever in the plan.
+            Some(hex) => {
+                let d: Sha256Digest = hex.parse().ok()?;
+                let i = self.blobs.binary_search_by(|e| e.digest.cmp(&d)).ok()?;
+                Some((i, &self.blobs[i]))
+            }
+            None => self
+                .layout
+                .iter()
+                .position(|(p, _)| p == path)
+                .map(|i| (self.blobs.len() + i, &self.layout[path])),
+        }
+    }
+
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.layout.len() + self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (String, &Expected)> {
+        self.blobs
+            .iter()
+            .map(|e| (blob_path(&e.digest), e))
+            .chain(self.layout.iter().map(|(p, e)| (p.clone(), e)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.iter().map(|(p, _)| p)
+    }
+
+    /// Adds the entry of `path` (blob paths in ascending order).
+    fn insert(&mut self, path: &str, exp: Expected) {
+        if path.starts_with(BLOBS_PREFIX) {
+            debug_assert!(path == blob_path(&exp.digest));
+            debug_assert!(self.blobs.last().is_none_or(|l| l.digest < exp.digest));
+            self.blobs.push(exp);
+        } else {
+            self.layout.insert(path.to_string(), exp);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,13 +444,9 @@ fn check_description(d: &Description, report: &mut Report) {
 
 /// Cross-checks the payload manifest against the description and returns what
 /// each payload file must be.
-fn make_plan(
-    d: &Description,
-    m: &BTreeMap<String, Sha256Digest>,
-    report: &mut Report,
-) -> BTreeMap<String, Expected> {
-    let mut plan = BTreeMap::new();
-    let declared = d.blobs();
+fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut Report) -> Plan {
+    let mut plan = Plan::default();
+    let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
     let mut pin_blobs = crate::sources::packages::pin_blobs(d);
@@ -428,7 +494,7 @@ fn make_plan(
             );
             continue;
         };
-        plan.insert(path.clone(), exp);
+        plan.insert(path, exp);
     }
     for required in [OCI_LAYOUT, OCI_INDEX] {
         if !m.contains_key(required) {
@@ -474,7 +540,11 @@ pub(crate) fn take_payload(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<(Hashed, Taken)> {
-    let mut kept = exp.keep.then(Vec::new);
+    // A blob's declared size is exact (and at most `MAX_JSON_BLOB` when
+    // kept): one allocation, not a doubling series.
+    let mut kept = exp
+        .keep
+        .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
     let mut sha512 = exp.sha512.then(Sha512::new);
     // Staged straight under its digest: the staging directory is private
     // to this import and only a fully verified bundle's staged blobs are
@@ -724,12 +794,7 @@ fn check_from_store(
 /// validators refuse a bag whose octet or file count differs, so airlock
 /// does too. Every listed file was checked to have its declared size; the
 /// two OCI layout files are sized by their verified bytes.
-fn check_oxum(
-    tags: &TagSet,
-    plan: &BTreeMap<String, Expected>,
-    kept: &HashMap<String, Vec<u8>>,
-    report: &mut Report,
-) {
+fn check_oxum(tags: &TagSet, plan: &Plan, kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
     let Some(bag_info) = tags.files.get(BAG_INFO) else {
         return; // reported as missing with the tag files
     };
@@ -738,8 +803,8 @@ fn check_oxum(
         Err(e) => return report.add(BAG_INFO, e),
     };
     let mut total = 0u64;
-    for (path, exp) in plan {
-        match (exp.exact, kept.get(path)) {
+    for (path, exp) in plan.iter() {
+        match (exp.exact, kept.get(&path)) {
             (true, _) => total += exp.size,
             (false, Some(bytes)) => total += bytes.len() as u64,
             (false, None) => return, // unreadable; reported already
@@ -790,9 +855,15 @@ fn verify_dir(
         }
     }
     let present = listed;
-    let seen: HashSet<&str> = present.iter().map(|p| p.0.as_str()).collect();
-    for path in plan.keys() {
-        if !seen.contains(path.as_str()) {
+    // One flag per plan entry, by position.
+    let mut seen = vec![false; plan.len()];
+    for p in &present {
+        if let Some((i, _)) = plan.position(&p.0) {
+            seen[i] = true;
+        }
+    }
+    for (path, seen) in plan.keys().zip(seen) {
+        if !seen {
             report.add(
                 path,
                 "missing: listed in manifest-sha256.txt but not in the bundle",
@@ -811,8 +882,9 @@ fn verify_dir(
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
-        .map(|(rel, abs, len)| {
-            let exp = &plan[rel];
+        .map(|(rel, own, len)| {
+            let abs = own.clone().unwrap_or_else(|| dir.join(rel));
+            let exp = plan.get(rel).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
                 r.add(
@@ -827,7 +899,7 @@ fn verify_dir(
                 let file = staged_path(rel, exp, staging).unwrap_or_else(|| abs.clone());
                 c.start(rel, exp.size, Some(file), None)
             });
-            let mut f = fs_err::File::open(abs)?;
+            let mut f = fs_err::File::open(&abs)?;
             let (h, taken) = take_payload(
                 rel,
                 &mut tap(&mut f, pending.as_mut().map(|p| p.probe())),
@@ -849,7 +921,7 @@ fn verify_dir(
         let (rel, r, taken) = res?;
         report.merge(r);
         if let Some(t) = taken {
-            kept.add(&rel, &plan[&rel], t);
+            kept.add(&rel, plan.get(&rel).expect("listed"), t);
         }
     }
     Ok((check, report, kept))
@@ -882,7 +954,8 @@ fn verify_tar(
             .map_or(0, Description::total_size),
     );
     // Pass 2: the payload, streamed once.
-    let mut seen: HashSet<String> = HashSet::new();
+    // One flag per plan entry, by position.
+    let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
     crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
@@ -897,11 +970,11 @@ fn verify_tar(
             }
             Item::Payload { path, size, read } => (path, size, read),
         };
-        seen.insert(path.clone());
-        let Some(exp) = plan.get(&path) else {
+        let Some((i, exp)) = plan.position(&path) else {
             report.add(&path, "extra file: not listed in manifest-sha256.txt");
             return Ok(Flow::Continue);
         };
+        seen[i] = true;
         if exp.exact && size != exp.size || size > exp.size {
             report.add(
                 &path,
@@ -939,8 +1012,8 @@ fn verify_tar(
     })?;
     progress.finish();
     if report.is_ok() {
-        for path in plan.keys() {
-            if !seen.contains(path) {
+        for (path, seen) in plan.keys().zip(seen) {
+            if !seen {
                 report.add(
                     path,
                     "missing: listed in manifest-sha256.txt but not in the bundle",
@@ -993,6 +1066,8 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
         let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
             continue;
         };
+        // Read as `ImageManifest` reads it, its layers folded as they pass
+        // (a file set's manifest has a layer per file; see `ImageManifest` below).
         let manifest: ImageManifest = match serde_json::from_slice(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1009,7 +1084,7 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 && desc.size() == size
         };
         if !same(
-            manifest.config(),
+            &manifest.config,
             &a.config.media_type,
             &a.config.digest,
             a.config.size,
@@ -1019,11 +1094,9 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
                 format!("config of {name:?} differs from airlock.json"),
             );
         }
-        let layers_match = manifest.layers().len() == a.layers.len()
-            && manifest.layers().iter().zip(&a.layers).all(|(x, l)| {
-                same(x, &l.media_type, &l.digest, l.size)
-                    && x.annotations().as_ref().and_then(|an| an.get(TITLE)) == Some(&l.path)
-            });
+        // Each layer's media type, digest, size and title as declared, in
+        // order: compared as folds of the two sequences.
+        let layers_match = manifest.layers == LayerFold::declared(&a.layers);
         if !layers_match {
             report.add(
                 blob_path(&a.manifest.digest),
@@ -1044,9 +1117,292 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
     }
 }
 
+/// An OCI image manifest as `check_oci` reads it: the fields, types and
+/// errors of `oci_spec`'s `ImageManifest` (each layer parsed as a full
+/// `Descriptor`), but the layers folded one by one as they are parsed
+/// instead of held: a file set's manifest has a layer per file, and held as
+/// descriptors it took about 1 KB per file.
+///
+/// Named as `oci_spec`'s is, since serde's messages name it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // parsed for their checks, not read
+struct ImageManifest {
+    schema_version: u32,
+    media_type: Option<oci_spec::image::MediaType>,
+    artifact_type: Option<oci_spec::image::MediaType>,
+    config: oci_spec::image::Descriptor,
+    layers: LayerFold,
+    subject: Option<oci_spec::image::Descriptor>,
+    annotations: Option<HashMap<String, String>>,
+}
+
+/// A sequence of layers reduced to what `check_oci` compares: their count
+/// and a sha256 over each one's media type, sha256 digest (if it is one),
+/// size and title, length-prefixed so that two folds are equal exactly when
+/// the sequences are (up to a sha256 collision).
+#[derive(Debug, PartialEq, Eq)]
+struct LayerFold {
+    count: u64,
+    sum: [u8; 32],
+}
+
+#[derive(Default)]
+struct LayerFolder {
+    count: u64,
+    hasher: sha2::Sha256,
+}
+
+impl LayerFolder {
+    fn add(
+        &mut self,
+        media_type: &str,
+        digest: Option<Sha256Digest>,
+        size: u64,
+        title: Option<&str>,
+    ) {
+        let h = &mut self.hasher;
+        h.update((media_type.len() as u64).to_le_bytes());
+        h.update(media_type.as_bytes());
+        match digest {
+            Some(d) => {
+                h.update([1]);
+                h.update(d.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        h.update(size.to_le_bytes());
+        match title {
+            Some(t) => {
+                h.update([1]);
+                h.update((t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        self.count += 1;
+    }
+
+    fn finish(self) -> LayerFold {
+        LayerFold {
+            count: self.count,
+            sum: self.hasher.finalize().into(),
+        }
+    }
+}
+
+impl LayerFold {
+    /// The fold of the layers as airlock.json declares them.
+    fn declared(layers: &[Layer]) -> LayerFold {
+        let mut f = LayerFolder::default();
+        for l in layers {
+            f.add(&l.media_type, Some(l.digest), l.size, Some(&l.path));
+        }
+        f.finish()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LayerFold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Layers;
+        impl<'de> serde::de::Visitor<'de> for Layers {
+            type Value = LayerFold;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<LayerFold, A::Error> {
+                let mut f = LayerFolder::default();
+                while let Some(x) = seq.next_element::<oci_spec::image::Descriptor>()? {
+                    f.add(
+                        x.media_type().as_ref(),
+                        Sha256Digest::parse_oci(x.digest().as_ref()),
+                        x.size(),
+                        x.annotations()
+                            .as_ref()
+                            .and_then(|an| an.get(TITLE))
+                            .map(String::as_str),
+                    );
+                }
+                Ok(f.finish())
+            }
+        }
+        d.deserialize_seq(Layers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our `ImageManifest` accepts what `oci_spec`'s accepts, with its
+    /// errors, and its layer fold matches the declared layers exactly when
+    /// the descriptor-by-descriptor comparison it replaced did.
+    #[test]
+    fn manifest_check_reads_and_compares_as_image_manifest_did() {
+        let (d1, d2) = (Sha256Digest::of(b"1"), Sha256Digest::of(b"2"));
+        let layer = |d: &Sha256Digest, size: u64, path: &str| Layer {
+            media_type: FILE_LAYER.into(),
+            digest: *d,
+            size,
+            path: path.into(),
+            mode: MODE_FILE,
+        };
+        let declared = [layer(&d1, 1, "a"), layer(&d2, 2, "b/c")];
+        let desc = |mt: &str, digest: &str, size: u64, title: Option<&str>| {
+            let mut v = serde_json::json!({"mediaType": mt, "digest": digest, "size": size});
+            if let Some(t) = title {
+                v["annotations"] = serde_json::json!({ TITLE: t, "other": "x" });
+            }
+            v
+        };
+        let (a, b) = (d1.oci(), d2.oci());
+        let good = || {
+            vec![
+                desc(FILE_LAYER, &a, 1, Some("a")),
+                desc(FILE_LAYER, &b, 2, Some("b/c")),
+            ]
+        };
+        let manifest = |layers: serde_json::Value| {
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MT_MANIFEST,
+                "config": desc(MT_EMPTY, &a, 2, None),
+                "layers": layers,
+            })
+            .to_string()
+        };
+        let mut cases = vec![
+            manifest(serde_json::json!(good())),
+            manifest(serde_json::json!([good()[1], good()[0]])),
+            manifest(serde_json::json!([good()[0]])),
+            manifest(serde_json::json!([good()[0], good()[1], good()[1]])),
+            manifest(serde_json::json!([])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 2, None)
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 2, Some("b/d"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &b, 3, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(MT_EMPTY, &b, 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, &a, 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(
+                    FILE_LAYER,
+                    &format!("sha512:{}{}", d2.hex(), d2.hex()),
+                    2,
+                    Some("b/c")
+                )
+            ])),
+            manifest(serde_json::json!([
+                good()[0],
+                desc(FILE_LAYER, "sha256:xyz", 2, Some("b/c"))
+            ])),
+            manifest(serde_json::json!({})),
+            manifest(serde_json::json!("layers")),
+            manifest(serde_json::json!([1])),
+            manifest(serde_json::json!(null)),
+        ];
+        let ok = manifest(serde_json::json!(good()));
+        cases.push(ok.replace("\"schemaVersion\":2,", ""));
+        cases.push(ok.replace("\"layers\":", "\"extra\":1,\"layers\":"));
+        cases.push(ok.replace("\"layers\":", "\"layers\":[],\"layers\":"));
+        cases.push(ok.replacen('{', "{\"annotations\":{\"k\":\"v\"},", 1));
+        cases.push(ok.replacen('{', "{\"subject\":1,", 1));
+        cases.push(format!(
+            "[2,null,null,{},{}]",
+            desc(MT_EMPTY, &a, 2, None),
+            serde_json::json!(good())
+        ));
+        cases.push(format!(
+            "[2,null,null,{},{},null,null]",
+            desc(MT_EMPTY, &a, 2, None),
+            serde_json::json!(good())
+        ));
+        cases.push("{".into());
+        let old = |bytes: &[u8]| -> std::result::Result<bool, String> {
+            let m: oci_spec::image::ImageManifest =
+                serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            Ok(m.layers().len() == declared.len()
+                && m.layers().iter().zip(&declared).all(|(x, l)| {
+                    x.media_type().to_string() == l.media_type
+                        && Sha256Digest::parse_oci(x.digest().as_ref()) == Some(l.digest)
+                        && x.size() == l.size
+                        && x.annotations().as_ref().and_then(|an| an.get(TITLE)) == Some(&l.path)
+                }))
+        };
+        let new = |bytes: &[u8]| -> std::result::Result<bool, String> {
+            let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            Ok(m.layers == LayerFold::declared(&declared))
+        };
+        let mut outcomes = BTreeSet::new();
+        for c in &cases {
+            let want = old(c.as_bytes());
+            assert_eq!(new(c.as_bytes()), want, "{c}");
+            outcomes.insert(format!("{:?}", want.map_err(|_| ())));
+        }
+        // The cases cover a match, a mismatch and a refusal.
+        assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    }
+
+    /// The plan answers by path as the map of paths it replaced did, and
+    /// lists its entries in path order, at the positions it gives.
+    #[test]
+    fn plan_finds_and_orders_entries_by_path() {
+        let exp = |d: Sha256Digest| Expected {
+            digest: d,
+            size: 1,
+            exact: true,
+            keep: false,
+            sha512: false,
+        };
+        let mut digests: Vec<Sha256Digest> = (0..5u8).map(|i| Sha256Digest::of(&[i])).collect();
+        digests.sort();
+        let mut plan = Plan::default();
+        let mut paths = BTreeMap::new();
+        for d in &digests {
+            plan.insert(&blob_path(d), exp(*d));
+            paths.insert(blob_path(d), *d);
+        }
+        for p in [OCI_INDEX, OCI_LAYOUT] {
+            let d = Sha256Digest::of(p.as_bytes());
+            plan.insert(p, exp(d));
+            paths.insert(p.to_string(), d);
+        }
+        assert_eq!(plan.len(), paths.len());
+        let listed: Vec<(String, Sha256Digest)> = plan.iter().map(|(p, e)| (p, e.digest)).collect();
+        assert_eq!(listed, paths.clone().into_iter().collect::<Vec<_>>());
+        for (i, (p, d)) in paths.iter().enumerate() {
+            let (at, e) = plan.position(p).expect("listed");
+            assert_eq!((at, e.digest), (i, *d), "{p}");
+        }
+        let hex = digests[0].hex();
+        for absent in [
+            format!("{BLOBS_PREFIX}{}", hex.to_uppercase()),
+            format!("{BLOBS_PREFIX}{hex}x"),
+            format!("{BLOBS_PREFIX}{}", Sha256Digest::of(b"other").hex()),
+            format!("data/{hex}"),
+            "data/index.json/".to_string(),
+            BLOBS_PREFIX.to_string(),
+        ] {
+            assert!(plan.get(&absent).is_none(), "{absent}");
+        }
+    }
 
     #[test]
     fn sbom_documents_are_not_kept_but_manifests_configs_and_pins_are() {

@@ -194,7 +194,7 @@ pub fn verify_volumes(
             );
         }
     }
-    for (path, exp) in &plan {
+    for (path, exp) in plan.iter() {
         match covered.get(path.as_str()) {
             None => report.add(MAP_FILE, format!("does not place {path}")),
             Some(n) if exp.exact && *n != exp.size => report.add(
@@ -411,7 +411,7 @@ pub fn verify_volumes(
     progress.finish();
     if whole && report.is_ok() {
         for path in plan.keys() {
-            if !done_paths.contains(path) {
+            if !done_paths.contains(&path) {
                 report.add(path, "not verified: its parts were not all read in order");
             }
         }

@@ -3,7 +3,6 @@
 //! then signatures and custody events, then the payload. Headers are
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -14,7 +13,7 @@ use crate::bundle::{
     BAGIT_TXT, BAG_INFO, CUSTODY_DIR, DESCRIPTION, MANIFEST, OCI_INDEX, OCI_LAYOUT, SIGNATURES_DIR,
     TAGMANIFEST, VERIFY_TXT,
 };
-use crate::digest::{Hashed, InspectReader, Sha256Digest};
+use crate::digest::{Hashed, Sha256Digest};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -85,151 +84,8 @@ pub fn append<W: Write>(
     b.append_data(&mut h, path, data)
 }
 
-/// Writes the files listed in `paths` as a tar into `out`: each from
-/// `inputs` when it is there (an input file read straight into the tar, see
-/// [`append_input`]), otherwise from `dir`.
-pub fn write_tar<W: Write>(
-    dir: &Path,
-    paths: &[String],
-    inputs: &HashMap<String, (&Path, Hashed)>,
-    out: W,
-    mtime: u64,
-    progress: &dyn Progress,
-) -> Result<W> {
-    let mut b = tar::Builder::new(out);
-    b.mode(tar::HeaderMode::Deterministic);
-    b.follow_symlinks(false);
-    for p in paths {
-        if let Some((src, expected)) = inputs.get(p) {
-            append_input(&mut b, p, src, *expected, mtime, progress)?;
-            continue;
-        }
-        let f = fs_err::File::open(dir.join(p))?;
-        let size = f.metadata()?.len();
-        let mut counted = Counting { inner: f, progress };
-        append(
-            &mut b,
-            p,
-            size,
-            crate::bundle::MODE_FILE,
-            mtime,
-            &mut counted,
-        )?;
-    }
-    Ok(b.into_inner()?)
-}
-
-/// Inputs at least this large are hashed on a second thread while they are
-/// written, so the hash costs no time beside the copy.
-const PIPELINE_MIN: u64 = 4 << 20;
+/// The size of the chunks an input is read, written and hashed in.
 const CHUNK: usize = 1 << 20;
-
-/// Appends the input file `src` as entry `path`, hashing it as it passes:
-/// the bytes written must be exactly those hashed (and checked) before the
-/// description was signed. A file that changed since refuses the pack
-/// rather than produce a bundle the high side would reject.
-pub fn append_input<W: Write>(
-    b: &mut tar::Builder<W>,
-    path: &str,
-    src: &Path,
-    expected: Hashed,
-    mtime: u64,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut f = fs_err::File::open(src)?;
-    let (digest, size) = if expected.size >= PIPELINE_MIN {
-        std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-            let hasher = s.spawn(move || {
-                let mut h = Sha256::new();
-                let mut n = 0u64;
-                for chunk in rx {
-                    h.update(&chunk);
-                    n += chunk.len() as u64;
-                }
-                (Sha256Digest::of_raw(h.finalize().into()), n)
-            });
-            let mut tee = ChunkTee {
-                inner: Counting {
-                    inner: (&mut f).take(expected.size),
-                    progress,
-                },
-                pending: Vec::with_capacity(CHUNK),
-                tx: Some(tx),
-            };
-            let appended = append(b, path, expected.size, MODE_FILE, mtime, &mut tee);
-            let flushed = tee.flush_pending();
-            drop(tee);
-            let got = hasher.join().expect("the hashing thread does not panic");
-            appended?;
-            flushed?;
-            Ok(got)
-        })?
-    } else {
-        let mut h = Sha256::new();
-        let mut n = 0u64;
-        let mut r = InspectReader::new(
-            Counting {
-                inner: (&mut f).take(expected.size),
-                progress,
-            },
-            |bytes: &[u8]| {
-                h.update(bytes);
-                n += bytes.len() as u64;
-            },
-        );
-        append(b, path, expected.size, MODE_FILE, mtime, &mut r)?;
-        (Sha256Digest::of_raw(h.finalize().into()), n)
-    };
-    let longer = f.read(&mut [0u8; 1])? != 0;
-    if digest != expected.digest || size != expected.size || longer {
-        return Err(Error::Input {
-            path: src.to_path_buf(),
-            message: format!(
-                "changed while being packed (it was {} bytes with {} when hashed); pack again once it no longer changes",
-                expected.size, expected.digest
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Passes reads through, sending every byte to a hashing thread in chunks.
-struct ChunkTee<R> {
-    inner: R,
-    pending: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-}
-
-impl<R> ChunkTee<R> {
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
-        match &self.tx {
-            Some(tx) if tx.send(chunk).is_ok() => Ok(()),
-            _ => Err(io::Error::other("the hashing thread stopped")),
-        }
-    }
-}
-
-impl<R: Read> Read for ChunkTee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let room = CHUNK - self.pending.len();
-            let take = room.min(rest.len());
-            self.pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.pending.len() == CHUNK {
-                self.flush_pending()?;
-            }
-        }
-        Ok(n)
-    }
-}
 
 struct Counting<'a, R> {
     inner: R,
@@ -285,6 +141,81 @@ fn head_frame_pad(head_len: u64) -> Vec<u8> {
     pad
 }
 
+/// The name in the header of a plain tar's padding entry (see
+/// [`tar_head_pad`]); readers take no name from it.
+pub const PAD_NAME: &str = "PaxHeaders/bagit.txt";
+
+/// The text of a plain tar's padding record (see [`tar_head_pad`]).
+pub const PAD_COMMENT: &str = "airlock: pads the tag files to a multiple of 4096 bytes";
+
+/// The one pax record `<len> comment=<PAD_COMMENT and spaces>\n` of exactly
+/// `len` bytes (its length field counts itself), if `len` has room for it.
+pub fn pad_record(len: u64) -> Option<Vec<u8>> {
+    let mut r = format!("{len} comment={PAD_COMMENT}").into_bytes();
+    if r.len() as u64 >= len {
+        return None;
+    }
+    r.resize(len as usize - 1, b' ');
+    r.push(b'\n');
+    Some(r)
+}
+
+/// The padding in front of a plain tar's head of `head_len` bytes that makes
+/// head and padding a multiple of 4096 bytes, so the head can be put in front
+/// of the payload in place ([`prepend_in_place`]): nothing when the head is
+/// aligned already, else a pax extended header (`x`) whose data is one
+/// `comment` record ([`pad_record`], 512 to 4096 bytes), which describes the
+/// first entry (`bagit.txt`) and which every tar reader ignores. Always the
+/// same for the same head, whatever the filesystem. The streaming reader
+/// admits exactly this, and only in front of `bagit.txt` at the start of
+/// the tar ([`is_head_pad`]).
+fn tar_head_pad(head_len: u64, mtime: u64) -> io::Result<Vec<u8>> {
+    let mut need = (4096 - head_len % 4096) % 4096;
+    if need == 0 {
+        return Ok(Vec::new());
+    }
+    if need == 512 {
+        // A header and at least one block of data.
+        need += 4096;
+    }
+    let len = need - 512;
+    let record = pad_record(len).ok_or_else(|| io::Error::other("a padding record too short"))?;
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path(PAD_NAME)?;
+    h.set_size(len);
+    h.set_mode(MODE_FILE);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend(record);
+    debug_assert_eq!(out.len() as u64, need);
+    Ok(out)
+}
+
+/// Whether the pax records carried by the first entry of a tar, whose own
+/// header is at `header_pos`, are exactly a plain tar's padding (see
+/// [`tar_head_pad`]): one `comment` record with [`PAD_COMMENT`] and spaces,
+/// the whole of the pax header's data (512 to 4096 bytes).
+pub fn is_head_pad(records: &[(&[u8], &[u8])], header_pos: u64) -> bool {
+    let Some(len) = header_pos.checked_sub(512) else {
+        return false;
+    };
+    if !(512..=4096).contains(&len) || !len.is_multiple_of(512) {
+        return false;
+    }
+    let [(key, value)] = records else {
+        return false;
+    };
+    let Some(want) = pad_record(len) else {
+        return false;
+    };
+    let prefix = format!("{len} comment=").len();
+    *key == b"comment" && *value == &want[prefix..want.len() - 1]
+}
+
 /// A writer that counts what passed, so entry offsets are known.
 struct Counted {
     w: io::BufWriter<std::fs::File>,
@@ -332,10 +263,9 @@ impl Seen {
 /// carry its digest exist. The payload goes to a file first; the head (tag
 /// files, signatures, custody, OCI layout and index) is put in front at the
 /// end ([`SinglePass::finish`]). The tar is the same, entry for entry and
-/// byte for byte, as one written in canonical order with the head first.
-/// `pack` uses it for a tar.zst; a plain tar cannot be padded to put its head
-/// in front in place, so it would cost a copy of the payload, and `pack`
-/// writes it with [`write_tar`] after a hash pass instead.
+/// byte for byte, as one written in canonical order with the head first
+/// (a plain tar's head begins with its padding, see [`tar_head_pad`]).
+/// `pack` uses it for every tar and tar.zst that is not split into volumes.
 ///
 /// - An input of at least [`STREAM_MIN`] bytes: a header naming a
 ///   placeholder, then its data, hashed on a second thread; then the header
@@ -346,9 +276,12 @@ impl Seen {
 ///   patchable in place) and the data its own compressed frame(s).
 /// - A smaller input is read into memory, hashed, then written.
 /// - A tar.zst's head is its own frame, followed by a skippable frame that
-///   pads it to a multiple of 4096 bytes, so that on filesystems with
-///   `FALLOC_FL_INSERT_RANGE` (ext4, xfs) it is put in front without copying
-///   the payload; elsewhere the payload is copied once, in the kernel.
+///   pads it to a multiple of 4096 bytes; a plain tar's head is preceded by
+///   a pax header holding only a `comment` ([`tar_head_pad`]) to the same
+///   end. So on filesystems with `FALLOC_FL_INSERT_RANGE` (ext4, xfs) the
+///   head is put in front without copying the payload; elsewhere the
+///   payload is copied once, in the kernel. The bytes are the same either
+///   way.
 pub struct SinglePass<'a> {
     out: Option<Counted>,
     frame: Option<zstd::Encoder<'static, Counted>>,
@@ -568,13 +501,25 @@ impl<'a> SinglePass<'a> {
             if written {
                 continue;
             }
-            let bytes = fs_err::read(dir.join(p))?;
-            let header = header_bytes(p, bytes.len() as u64, self.mtime)?;
+            // Streamed: an image layer may be large.
+            let f = fs_err::File::open(dir.join(p))?;
+            let size = f.metadata()?.len();
+            let header = header_bytes(p, size, self.mtime)?;
+            let progress = self.progress;
             let w = self.sink()?;
             w.write_all(&header)?;
-            w.write_all(&bytes)?;
-            w.write_all(&[0u8; 512][..pad(bytes.len() as u64)])?;
-            self.progress.advance(bytes.len() as u64);
+            let mut counted = Counting {
+                inner: f.take(size),
+                progress,
+            };
+            let n = io::copy(&mut counted, w)?;
+            if n != size {
+                return Err(Error::Input {
+                    path: dir.join(p),
+                    message: format!("{n} bytes where {size} were expected; pack again"),
+                });
+            }
+            w.write_all(&[0u8; 512][..pad(size)])?;
         }
         self.sink()?.write_all(&[0u8; 1024])?;
         let out = self.file()?;
@@ -602,7 +547,9 @@ impl<'a> SinglePass<'a> {
             frame.extend(pad);
             frame
         } else {
-            head_tar
+            let mut padded = tar_head_pad(head_tar.len() as u64, self.mtime)?;
+            padded.extend(head_tar);
+            padded
         };
         if !prepend_in_place(&payload, &head_bytes)? {
             // Copied once, in the kernel (copy_file_range where it can).
@@ -751,6 +698,16 @@ mod single_pass_tests {
         b.into_inner().unwrap()
     }
 
+    /// The bytes of the entries `head` in a tar.
+    fn head_len(dir: &Path, head: &[String]) -> u64 {
+        head.iter()
+            .map(|p| {
+                let n = std::fs::metadata(dir.join(p)).unwrap().len();
+                512 + n + pad(n) as u64
+            })
+            .sum()
+    }
+
     /// Packs `inputs` (written as files) with the single pass, then a
     /// generated blob from `dir` and the head; returns the output's bytes.
     fn single(dir: &Path, zstd: bool, inputs: &[Vec<u8>], omit: Option<Sha256Digest>) -> Vec<u8> {
@@ -807,12 +764,13 @@ mod single_pass_tests {
         let got = single(dir.path(), false, &inputs, None);
         let mut blobs = inputs.clone();
         blobs.push(b"{}".to_vec());
-        let want = reference(
-            dir.path(),
-            &["bagit.txt".into(), "index.json".into()],
-            &blobs,
-        );
-        assert_eq!(got, want);
+        let head = ["bagit.txt".to_string(), "index.json".to_string()];
+        let want = reference(dir.path(), &head, &blobs);
+        // A plain tar: its padding, then the same tar.
+        let pad = tar_head_pad(head_len(dir.path(), &head), 7).unwrap();
+        assert!(!pad.is_empty());
+        assert_eq!(&got[..pad.len()], &pad[..]);
+        assert_eq!(&got[pad.len()..], &want[..]);
         // A zstd frame sequence around the same tar.
         let z = single(dir.path(), true, &inputs, None);
         assert_eq!(&z[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
@@ -835,7 +793,12 @@ mod single_pass_tests {
             let tar = if zstd {
                 zstd::decode_all(&got[..]).unwrap()
             } else {
-                got
+                let pad = tar_head_pad(
+                    head_len(dir.path(), &["bagit.txt".into(), "index.json".into()]),
+                    7,
+                )
+                .unwrap();
+                got[pad.len()..].to_vec()
             };
             assert_eq!(tar, want, "zstd: {zstd}");
         }
@@ -885,81 +848,84 @@ mod single_pass_tests {
 }
 
 #[cfg(test)]
-mod input_tests {
-    use std::collections::HashMap;
-    use std::path::Path;
+mod pad_tests {
+    use std::io::Read;
 
     use super::*;
 
-    fn pack_one(src: &Path, expected: Hashed) -> Result<Vec<u8>> {
-        let inputs = HashMap::from([("data/x".to_string(), (src, expected))]);
-        write_tar(
-            Path::new("/nonexistent"),
-            &["data/x".to_string()],
-            &inputs,
-            Vec::new(),
-            7,
-            &crate::progress::Silent,
-        )
-    }
-
-    fn hashed(bytes: &[u8]) -> Hashed {
-        Hashed {
-            digest: Sha256Digest::of(bytes),
-            size: bytes.len() as u64,
-        }
-    }
-
-    fn entry(tar: &[u8]) -> (String, Vec<u8>, u64, u32) {
-        let mut a = tar::Archive::new(tar);
-        let mut e = a.entries().unwrap().next().unwrap().unwrap();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).unwrap();
-        let h = e.header();
-        let path = String::from_utf8(e.path_bytes().to_vec()).unwrap();
-        (path, data, h.mtime().unwrap(), h.mode().unwrap())
+    /// The padding then `head_len` bytes of head (one entry) as a tar, read
+    /// back with the `tar` crate: the pax records the first entry carries
+    /// and where its header is.
+    fn read_back(pad: &[u8], head_len: u64) -> (Option<Vec<(Vec<u8>, Vec<u8>)>>, u64, Vec<u8>) {
+        let data = vec![b'x'; head_len as usize - 512];
+        let mut tar = pad.to_vec();
+        tar.extend(header_bytes("bagit.txt", data.len() as u64, 7).unwrap());
+        tar.extend(&data);
+        tar.extend([0u8; 1024]);
+        let mut a = tar::Archive::new(&tar[..]);
+        let mut entries = a.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(&*e.path_bytes(), b"bagit.txt");
+        let at = e.raw_header_position();
+        let records = e.pax_extensions().unwrap().map(|r| {
+            r.map(|r| r.unwrap())
+                .map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec()))
+                .collect()
+        });
+        let mut got = Vec::new();
+        e.read_to_end(&mut got).unwrap();
+        assert!(entries.next().is_none());
+        (records, at, got)
     }
 
     #[test]
-    fn an_input_is_written_as_hashed_small_or_large() {
-        let dir = tempfile::tempdir().unwrap();
-        // Below and above the size from which a second thread hashes.
-        for size in [0usize, 5000, PIPELINE_MIN as usize + 12345] {
-            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            let src = dir.path().join("in");
-            std::fs::write(&src, &bytes).unwrap();
-            let tar = pack_one(&src, hashed(&bytes)).unwrap();
-            assert_eq!(
-                entry(&tar),
-                ("data/x".to_string(), bytes, 7, MODE_FILE),
-                "{size}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_input_that_changed_since_it_was_hashed_refuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("in");
-        for size in [5000usize, PIPELINE_MIN as usize + 12345] {
-            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            let mut other = bytes.clone();
-            other[size / 2] ^= 1;
-            let cases: [(&str, Vec<u8>); 3] = [
-                ("same size, other bytes", other),
-                ("shorter", bytes[..size - 1].to_vec()),
-                ("longer", [&bytes[..], b"!"].concat()),
-            ];
-            for (what, now) in cases {
-                std::fs::write(&src, &now).unwrap();
-                match pack_one(&src, hashed(&bytes)) {
-                    Err(Error::Input { path, message }) => {
-                        assert_eq!(path, src, "{size} {what}");
-                        assert!(message.contains("changed while being packed"), "{message}");
-                    }
-                    other => panic!("{size} {what}: {:?}", other.map(|_| ())),
+    fn the_pad_aligns_every_head_and_is_admitted_as_written() {
+        for blocks in 2..=24u64 {
+            let head_len = blocks * 512;
+            let pad = tar_head_pad(head_len, 7).unwrap();
+            assert_eq!((head_len + pad.len() as u64) % 4096, 0, "{head_len}");
+            assert_eq!(pad.is_empty(), head_len % 4096 == 0, "{head_len}");
+            assert!(pad.len() <= 4608, "{head_len}");
+            let (records, at, data) = read_back(&pad, head_len);
+            assert_eq!(data.len() as u64, head_len - 512);
+            assert_eq!(at, pad.len() as u64);
+            match records {
+                None => assert!(pad.is_empty()),
+                Some(r) => {
+                    assert_eq!(r.len(), 1);
+                    assert_eq!(r[0].0, b"comment");
+                    assert!(r[0].1.starts_with(PAD_COMMENT.as_bytes()));
+                    let r: Vec<(&[u8], &[u8])> = r.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                    assert!(is_head_pad(&r, at), "{head_len}");
+                    // Anywhere else, it is not the padding.
+                    assert!(!is_head_pad(&r, at + 512), "{head_len}");
+                    assert!(!is_head_pad(&r, at - 512), "{head_len}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_the_exact_comment_is_the_pad() {
+        let len = 1024u64;
+        let record = pad_record(len).unwrap();
+        assert_eq!(record.len() as u64, len);
+        let prefix = "1024 comment=".len();
+        let value = &record[prefix..record.len() - 1];
+        let at = 512 + len;
+        assert!(is_head_pad(&[(b"comment", value)], at));
+        let mut other = value.to_vec();
+        other[3] = b'X';
+        for records in [
+            vec![(&b"comment"[..], &other[..])],
+            vec![(&b"path"[..], value)],
+            vec![(&b"comment"[..], value), (&b"size"[..], &b"1"[..])],
+            vec![],
+        ] {
+            assert!(!is_head_pad(&records, at), "{records:?}");
+        }
+        // Data longer than 4096 bytes or not whole blocks.
+        assert!(!is_head_pad(&[(b"comment", value)], 512 + 4608));
+        assert!(!is_head_pad(&[(b"comment", value)], 512 + 1000));
     }
 }

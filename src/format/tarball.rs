@@ -120,6 +120,88 @@ fn raw_frame_prefix(len: usize) -> [u8; RAW_FRAME_PREFIX] {
     ]
 }
 
+/// The largest block of a zstd frame (and the window of [`RawFrame`]).
+const RAW_BLOCK: usize = 128 << 10;
+
+/// Writes exactly `total` bytes as one zstd frame of raw (stored) blocks:
+/// valid zstd that costs a copy to write and to read. The frame header names
+/// a 128 KiB window (no content size, no checksum), so decoders need no more
+/// memory for it than for any other frame.
+struct RawFrame<'w> {
+    w: &'w mut Counted,
+    left: u64,
+    block: Vec<u8>,
+}
+
+impl<'w> RawFrame<'w> {
+    fn start(w: &'w mut Counted, total: u64) -> io::Result<Self> {
+        // Frame header descriptor 0: no content size, not single-segment,
+        // no checksum, no dictionary. Window descriptor 0x38: 2^(10+7).
+        w.write_all(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38])?;
+        Ok(RawFrame {
+            w,
+            left: total,
+            block: Vec::with_capacity(RAW_BLOCK),
+        })
+    }
+
+    fn emit(&mut self) -> io::Result<()> {
+        let last = u32::from(self.left == 0);
+        // Block type 0 (raw) in bits 1-2, the size from bit 3.
+        let header = ((self.block.len() as u32) << 3 | last).to_le_bytes();
+        self.w.write_all(&header[..3])?;
+        self.w.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
+}
+
+impl Write for RawFrame<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let take = (RAW_BLOCK - self.block.len()).min(buf.len());
+        if take as u64 > self.left {
+            return Err(io::Error::other(
+                "more bytes than the stored zstd frame was started for",
+            ));
+        }
+        self.block.extend_from_slice(&buf[..take]);
+        self.left -= take as u64;
+        if self.block.len() == RAW_BLOCK || self.left == 0 {
+            self.emit()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.left != 0 {
+            return Err(io::Error::other(format!(
+                "the stored zstd frame lacks {} bytes",
+                self.left
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether data worth compressing: a sample of a large input's first chunk
+/// (four slices of 32 KiB across it), compressed at level 1, shrinks by more
+/// than 1/32. Decided on the bytes alone, so the same input is always
+/// written the same way.
+fn compresses(chunk: &[u8]) -> bool {
+    const SLICE: usize = 32 << 10;
+    if chunk.len() < 4 * SLICE {
+        return true;
+    }
+    let (mut raw, mut packed) = (0usize, 0usize);
+    for i in 0..4 {
+        let at = (chunk.len() - SLICE) * i / 3;
+        let slice = &chunk[at..at + SLICE];
+        raw += slice.len();
+        packed += zstd::bulk::compress(slice, 1).map_or(slice.len(), |c| c.len());
+    }
+    packed * 32 < raw * 31
+}
+
 /// The skippable-frame magic of the padding after a tar.zst's head frames
 /// (distinct from the additions frames' [`crate::source::SKIPPABLE_MAGIC`]).
 const PAD_MAGIC: u32 = 0x184D_2A50;
@@ -398,19 +480,21 @@ impl<'a> SinglePass<'a> {
         let progress = self.progress;
         let (digest, n) = std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            // Hashed chunks come back to be filled again (nothing zeroed twice).
+            let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
             let hasher = s.spawn(move || {
                 let mut h = Sha256::new();
                 for chunk in rx {
                     h.update(&chunk);
+                    let _ = back_tx.send(chunk);
                 }
                 Sha256Digest::of_raw(h.finalize().into())
             });
             let copied = (|| -> io::Result<u64> {
-                let w = self.sink()?;
-                let mut n = 0u64;
                 let mut limited = (&mut f).take(size);
-                loop {
-                    let mut chunk = vec![0u8; CHUNK];
+                let mut next = || -> io::Result<Vec<u8>> {
+                    let mut chunk = back.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    chunk.resize(CHUNK, 0);
                     let mut filled = 0;
                     while filled < CHUNK {
                         match limited.read(&mut chunk[filled..]) {
@@ -420,18 +504,37 @@ impl<'a> SinglePass<'a> {
                             Err(e) => return Err(e),
                         }
                     }
-                    if filled == 0 {
-                        break;
-                    }
                     chunk.truncate(filled);
+                    Ok(chunk)
+                };
+                let mut chunk = next()?;
+                // In a tar.zst, data that does not compress is stored: the
+                // frame of raw blocks costs a copy, not a compression.
+                let mut raw;
+                let stored = zstd && !compresses(&chunk);
+                let w: &mut dyn Write = if stored {
+                    let out = self.out.as_mut().expect("the payload file");
+                    raw = RawFrame::start(out, size + pad(size) as u64)?;
+                    &mut raw
+                } else {
+                    self.sink()?
+                };
+                let mut n = 0u64;
+                while !chunk.is_empty() {
                     w.write_all(&chunk)?;
-                    n += filled as u64;
-                    progress.advance(filled as u64);
+                    n += chunk.len() as u64;
+                    progress.advance(chunk.len() as u64);
                     if tx.send(chunk).is_err() {
                         return Err(io::Error::other("the hashing thread stopped"));
                     }
+                    chunk = next()?;
                 }
                 w.write_all(&[0u8; 512][..pad(n)])?;
+                if stored {
+                    // Checks the frame is whole (a compressed one is ended
+                    // by `file`).
+                    w.flush()?;
+                }
                 Ok(n)
             })();
             drop(tx);
@@ -775,6 +878,66 @@ mod single_pass_tests {
         let z = single(dir.path(), true, &inputs, None);
         assert_eq!(&z[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
         assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+    }
+
+    fn random(size: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_inputs_are_stored_in_raw_blocks() {
+        let dir = setup();
+        // Random (stored, several raw blocks, the last one short), then
+        // compressible, then random again with identical content (cut back).
+        let big = STREAM_MIN as usize + 3 * RAW_BLOCK + 777;
+        let noise = random(big, 7);
+        let inputs = vec![noise.clone(), bytes(big, 3), random(2 * big, 9), noise];
+        let z = single(dir.path(), true, &inputs, None);
+        let mut blobs = inputs[..3].to_vec();
+        blobs.push(b"{}".to_vec());
+        let head = ["bagit.txt".to_string(), "index.json".to_string()];
+        let want = reference(dir.path(), &head, &blobs);
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+        // Stored: barely larger than the random inputs and the rest.
+        let compressed_rest = z.len() - 3 * big;
+        assert!(compressed_rest < 64 << 10, "{} of {}", z.len(), want.len());
+        assert!(compresses(&bytes(CHUNK, 1)));
+        assert!(!compresses(&random(CHUNK, 1)));
+    }
+
+    #[test]
+    fn a_raw_frame_is_exactly_its_blocks() {
+        let data = random(3 * RAW_BLOCK + 10, 5);
+        let f = tempfile::tempfile().unwrap();
+        let mut out = Counted {
+            w: io::BufWriter::new(f),
+            pos: 0,
+        };
+        let mut frame = RawFrame::start(&mut out, data.len() as u64).unwrap();
+        frame.write_all(&data).unwrap();
+        frame.flush().unwrap();
+        // Header, four block headers.
+        assert_eq!(out.pos, data.len() as u64 + 6 + 4 * 3);
+        let mut f = out.w.into_inner().unwrap();
+        f.seek(io::SeekFrom::Start(0)).unwrap();
+        assert_eq!(zstd::decode_all(f).unwrap(), data);
+        // One byte more or less than announced is an error.
+        let mut sink = Counted {
+            w: io::BufWriter::new(tempfile::tempfile().unwrap()),
+            pos: 0,
+        };
+        let mut short = RawFrame::start(&mut sink, 10).unwrap();
+        short.write_all(&[1; 9]).unwrap();
+        assert!(short.flush().is_err());
+        assert!(short.write_all(&[1; 2]).is_err());
     }
 
     #[test]

@@ -302,12 +302,54 @@ pub fn is_head_pad(records: &[(&[u8], &[u8])], header_pos: u64) -> bool {
 struct Counted {
     w: io::BufWriter<std::fs::File>,
     pos: u64,
+    /// Where the head will be inserted in place: the offset up to which
+    /// writeback was started (see [`Counted::write_back`]).
+    written_back: Option<u64>,
+}
+
+/// How far the payload's writeback is started at a time.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+impl Counted {
+    fn new(f: std::fs::File, in_place: bool) -> Self {
+        Counted {
+            w: io::BufWriter::with_capacity(CHUNK, f),
+            pos: 0,
+            written_back: in_place.then_some(0),
+        }
+    }
+
+    /// Inserting the head in place writes every dirty page of the file and
+    /// drops its cache first: started as the payload is written, that
+    /// writeback runs beside the pack instead of after it (1 GiB: 0.7 s).
+    /// `POSIX_FADV_DONTNEED` starts writeback of the range without waiting.
+    fn write_back(&mut self) {
+        let Some(done) = self.written_back else {
+            return;
+        };
+        // Only what surely left the buffer, in whole pages.
+        let upto = self.pos.saturating_sub(CHUNK as u64 + 4096) & !4095;
+        if upto < done + WRITEBACK_STEP {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let _ = rustix::fs::fadvise(
+                self.w.get_ref(),
+                done,
+                std::num::NonZeroU64::new(upto - done),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        self.written_back = Some(upto);
+    }
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.w.write(buf)?;
         self.pos += n as u64;
+        self.write_back();
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -379,11 +421,12 @@ impl<'a> SinglePass<'a> {
     /// failure).
     pub fn create(path: &Path, zstd: bool, mtime: u64, progress: &'a dyn Progress) -> Result<Self> {
         let f = fs_err::File::create(path)?.into_parts().0;
+        let in_place = can_insert(&f).map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            message: format!("writing the tar: {e}"),
+        })?;
         Ok(SinglePass {
-            out: Some(Counted {
-                w: io::BufWriter::with_capacity(CHUNK, f),
-                pos: 0,
-            }),
+            out: Some(Counted::new(f, in_place)),
             frame: None,
             zstd,
             mtime,
@@ -713,6 +756,22 @@ fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Whether the filesystem of the empty file `f` inserts ranges: tried on a
+/// page written for the purpose, then the file is emptied again.
+#[cfg(target_os = "linux")]
+fn can_insert(f: &std::fs::File) -> io::Result<bool> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    write_at(f, &[0u8; 4096], 0)?;
+    let ok = fallocate(f, FallocateFlags::INSERT_RANGE, 0, 4096).is_ok();
+    f.set_len(0)?;
+    Ok(ok)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn can_insert(_: &std::fs::File) -> io::Result<bool> {
+    Ok(false)
+}
+
 #[cfg(not(target_os = "linux"))]
 fn prepend_in_place(_: &std::fs::File, head: &[u8]) -> io::Result<bool> {
     Ok(head.is_empty())
@@ -917,10 +976,7 @@ mod single_pass_tests {
     fn a_raw_frame_is_exactly_its_blocks() {
         let data = random(3 * RAW_BLOCK + 10, 5);
         let f = tempfile::tempfile().unwrap();
-        let mut out = Counted {
-            w: io::BufWriter::new(f),
-            pos: 0,
-        };
+        let mut out = Counted::new(f, false);
         let mut frame = RawFrame::start(&mut out, data.len() as u64).unwrap();
         frame.write_all(&data).unwrap();
         frame.flush().unwrap();
@@ -930,10 +986,7 @@ mod single_pass_tests {
         f.seek(io::SeekFrom::Start(0)).unwrap();
         assert_eq!(zstd::decode_all(f).unwrap(), data);
         // One byte more or less than announced is an error.
-        let mut sink = Counted {
-            w: io::BufWriter::new(tempfile::tempfile().unwrap()),
-            pos: 0,
-        };
+        let mut sink = Counted::new(tempfile::tempfile().unwrap(), false);
         let mut short = RawFrame::start(&mut sink, 10).unwrap();
         short.write_all(&[1; 9]).unwrap();
         assert!(short.flush().is_err());

@@ -1137,7 +1137,9 @@ mod pad_tests {
     /// The padding then `head_len` bytes of head (one entry) as a tar, read
     /// back with the `tar` crate: the pax records the first entry carries
     /// and where its header is.
-    fn read_back(pad: &[u8], head_len: u64) -> (Option<Vec<(Vec<u8>, Vec<u8>)>>, u64, Vec<u8>) {
+    type Records = Option<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    fn read_back(pad: &[u8], head_len: u64) -> (Records, u64, Vec<u8>) {
         let data = vec![b'x'; head_len as usize - 512];
         let mut tar = pad.to_vec();
         tar.extend(header_bytes("bagit.txt", data.len() as u64, 7).unwrap());

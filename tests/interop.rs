@@ -437,6 +437,17 @@ fn single_pass_tar_and_tar_zst_with_duplicate_inputs_extract_with_stock_tools() 
     std::fs::write(f.path("src/docs/big-a.bin"), &big).unwrap();
     std::fs::write(f.path("src/docs/sub/big-b.bin"), &big).unwrap();
     std::fs::write(f.path("src/docs/copy.txt"), b"step one\nstep two\n").unwrap();
+    // Full-entropy bytes: stored in the tar.zst as a frame of raw blocks.
+    let mut noise: Vec<u8> = (0..2_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    noise[0] = b'N';
+    std::fs::write(f.path("src/docs/noise.bin"), &noise).unwrap();
     let dir = f.pack("dir");
     let tar = f.pack("tar");
     let zst = f.pack("tar.zst");
@@ -457,9 +468,37 @@ fn single_pass_tar_and_tar_zst_with_duplicate_inputs_extract_with_stock_tools() 
     assert_eq!(blobs.len(), dir_blobs, "every blob once: {names:?}");
     let big_blob = format!("data/blobs/sha256/{}", sha256_hex(&big));
     assert!(names.contains(&big_blob.as_str()), "{names:?}");
+    // The plain tar begins with a pax header (a comment padding the tag
+    // files to 4096 bytes): bsdtar and Python's tarfile list the same
+    // entries, and nothing warns (`ok` keeps stderr).
+    // The noise is stored, not grown by a failed compression.
+    let (tar_len, zst_len) = (
+        std::fs::metadata(&tar).unwrap().len(),
+        std::fs::metadata(&zst).unwrap().len(),
+    );
+    assert!(zst_len < tar_len, "{zst_len} {tar_len}");
+    let zbytes = std::fs::read(&zst).unwrap();
+    let stored_frame = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38];
+    assert!(
+        zbytes.windows(6).any(|w| w == stored_frame),
+        "a frame of raw blocks (which stock zstd reads below)"
+    );
+    let raw = std::fs::read(&tar).unwrap();
+    assert_eq!(raw[156], b'x', "the tar begins with its pax padding");
+    let blist = ok(tool("bsdtar").arg("-tf").arg(&tar));
+    assert_eq!(blist, list, "bsdtar lists what GNU tar lists");
+    let plist = ok(Command::new("python3")
+        .arg("-c")
+        .arg("import sys, tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name)")
+        .arg(&tar));
+    assert_eq!(plist, list, "Python's tarfile lists what GNU tar lists");
+    let py_extract =
+        "import sys, tarfile\ntarfile.open(sys.argv[1]).extractall('.', filter='data')";
     for (i, cmd) in [
         format!("tar -xf '{}'", tar.display()),
         format!("zstd -dc '{}' | tar -xf -", zst.display()),
+        format!("bsdtar -xf '{}'", tar.display()),
+        format!("python3 -c \"{py_extract}\" '{}'", tar.display()),
     ]
     .iter()
     .enumerate()
@@ -471,6 +510,32 @@ fn single_pass_tar_and_tar_zst_with_duplicate_inputs_extract_with_stock_tools() 
             ok(tool("sha256sum").arg("-c").arg(m).current_dir(&out));
         }
         assert_eq!(std::fs::read(out.join(&big_blob)).unwrap(), big);
+        let noise_blob = format!("data/blobs/sha256/{}", sha256_hex(&noise));
+        assert_eq!(std::fs::read(out.join(&noise_blob)).unwrap(), noise);
+        // Nothing but the bundle's files: no file from the pax header.
+        let mut top: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        assert_eq!(
+            top,
+            [
+                "VERIFY.txt",
+                "airlock.json",
+                "bag-info.txt",
+                "bagit.txt",
+                "custody",
+                "data",
+                "manifest-sha256.txt",
+                "signatures",
+                "tagmanifest-sha256.txt"
+            ],
+            "{cmd}"
+        );
+        ok(Command::new("python3")
+            .args(["-m", "bagit", "--validate"])
+            .arg(&out));
     }
     for b in [&tar, &zst] {
         let o = run(&[

@@ -736,11 +736,8 @@ fn run(cli: Cli) -> CliResult {
                 (Some(b), Some(t)) => Some(crate::receipt::load_base(b, &TrustPolicy::load(t)?)?),
                 _ => None,
             };
-            bar.steps = if format == Format::Dir && volume_size.is_none() {
-                1
-            } else {
-                2
-            };
+            // Volumes are packed, then split; every other form in one pass.
+            bar.steps = if volume_size.is_none() { 1 } else { 2 };
             let packed =
                 crate::pack::pack_delta(&m, &key, &out, format, volume_size, base.as_ref(), &bar)
                     .map_err(Error::at_pack)?;

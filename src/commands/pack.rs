@@ -2,9 +2,7 @@
 //!
 //! A directory bundle (or volumes): every input file is copied into the
 //! bundle's blob store and the copy hashed, in parallel across files. A single
-//! tar: every input is hashed in place, then read again (from the page cache)
-//! straight into the tar after the tag files, hashed again on the way. A
-//! single tar.zst: every input read once, hashed and compressed on the way,
+//! tar or tar.zst: every input read once, hashed (and compressed) on the way,
 //! the tag files put in front at the end. Nothing is staged. Identical files
 //! become one blob. The bundle is
 //! built in a hidden staging directory beside the output and renamed into
@@ -127,31 +125,19 @@ pub fn pack_delta(
         .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
         .collect();
     let total: u64 = sizes.iter().sum();
-    // A tar (not split into volumes) is written straight from the inputs:
-    // its tag files, which carry every digest, come before the payload.
-    // - tar.zst: in one pass, in path order, each input read once, hashed as
-    //   it passes and written once (see `tarball::SinglePass`); the tag files
-    //   are put in front at the end, without moving the payload where the
-    //   filesystem can insert a range.
-    // - tar (which cannot be padded to put its head in front in place): the
-    //   inputs are hashed (and checked) in place first, then read again, from
-    //   the page cache, into the tar and hashed again on the way (see
-    //   `tarball::append_input`). One write per byte, no staged copy.
+    // A tar or tar.zst (not split into volumes) is written straight from the
+    // inputs in one pass, in path order, each input read once, hashed as it
+    // passes and written once (see `tarball::SinglePass`). Its tag files,
+    // which carry every digest, come before the payload: they are put in
+    // front at the end, without moving the payload where the filesystem can
+    // insert a range.
     let stream = volume_size.is_none() && format != Format::Dir;
-    let single_pass = stream && format == Format::TarZst;
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;
-    progress.begin(
-        if stream && !single_pass {
-            "hashing"
-        } else {
-            "packing"
-        },
-        total,
-    );
+    progress.begin("packing", total);
     let chmod_needed = !umask_keeps(0o644);
-    let hashed: HashMap<&Path, Hashed> = if single_pass {
+    let hashed: HashMap<&Path, Hashed> = if stream {
         let mut sp = crate::tarball::SinglePass::create(
             &tar_tmp,
             format == Format::TarZst,
@@ -174,13 +160,6 @@ pub fn pack_delta(
             .par_iter()
             .enumerate()
             .map(|(i, src)| {
-                if stream {
-                    let h =
-                        crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
-                            progress.advance(n)
-                        })?;
-                    return Ok((*src, h));
-                }
                 if sizes[i] <= SMALL_INPUT {
                     if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
                         progress.advance(h.size);
@@ -496,30 +475,12 @@ pub fn pack_delta(
                     order.push(p);
                 }
             }
-            if let Some(single) = single {
-                // The checks above read some inputs again by path: refuse if
-                // any changed since it went into the tar.
-                single.check_unchanged()?;
-                let head = crate::tarball::head_order(&root)?;
-                single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
-            } else {
-                // Which blobs come straight from an input file.
-                let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-                for (src, h) in &hashed {
-                    let p = blob_path(&h.digest);
-                    if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
-                        inputs.entry(p).or_insert((*src, *h));
-                    }
-                }
-                let file =
-                    std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tar_tmp)?);
-                progress.begin("writing tar", size);
-                let file =
-                    crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?;
-                progress.finish();
-                file.into_inner().map_err(|e| e.into_error())?;
-                fs_err::rename(&tar_tmp, &final_path)?;
-            }
+            // The checks above read some inputs again by path: refuse if
+            // any changed since it went into the tar.
+            let single = single.expect("a tar is packed in one pass");
+            single.check_unchanged()?;
+            let head = crate::tarball::head_order(&root)?;
+            single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
         }
     }
     Ok(Packed {

@@ -3,7 +3,6 @@
 //! then signatures and custody events, then the payload. Headers are
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -14,7 +13,7 @@ use crate::bundle::{
     BAGIT_TXT, BAG_INFO, CUSTODY_DIR, DESCRIPTION, MANIFEST, OCI_INDEX, OCI_LAYOUT, SIGNATURES_DIR,
     TAGMANIFEST, VERIFY_TXT,
 };
-use crate::digest::{Hashed, InspectReader, Sha256Digest};
+use crate::digest::{Hashed, Sha256Digest};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -85,151 +84,8 @@ pub fn append<W: Write>(
     b.append_data(&mut h, path, data)
 }
 
-/// Writes the files listed in `paths` as a tar into `out`: each from
-/// `inputs` when it is there (an input file read straight into the tar, see
-/// [`append_input`]), otherwise from `dir`.
-pub fn write_tar<W: Write>(
-    dir: &Path,
-    paths: &[String],
-    inputs: &HashMap<String, (&Path, Hashed)>,
-    out: W,
-    mtime: u64,
-    progress: &dyn Progress,
-) -> Result<W> {
-    let mut b = tar::Builder::new(out);
-    b.mode(tar::HeaderMode::Deterministic);
-    b.follow_symlinks(false);
-    for p in paths {
-        if let Some((src, expected)) = inputs.get(p) {
-            append_input(&mut b, p, src, *expected, mtime, progress)?;
-            continue;
-        }
-        let f = fs_err::File::open(dir.join(p))?;
-        let size = f.metadata()?.len();
-        let mut counted = Counting { inner: f, progress };
-        append(
-            &mut b,
-            p,
-            size,
-            crate::bundle::MODE_FILE,
-            mtime,
-            &mut counted,
-        )?;
-    }
-    Ok(b.into_inner()?)
-}
-
-/// Inputs at least this large are hashed on a second thread while they are
-/// written, so the hash costs no time beside the copy.
-const PIPELINE_MIN: u64 = 4 << 20;
+/// The size of the chunks an input is read, written and hashed in.
 const CHUNK: usize = 1 << 20;
-
-/// Appends the input file `src` as entry `path`, hashing it as it passes:
-/// the bytes written must be exactly those hashed (and checked) before the
-/// description was signed. A file that changed since refuses the pack
-/// rather than produce a bundle the high side would reject.
-pub fn append_input<W: Write>(
-    b: &mut tar::Builder<W>,
-    path: &str,
-    src: &Path,
-    expected: Hashed,
-    mtime: u64,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut f = fs_err::File::open(src)?;
-    let (digest, size) = if expected.size >= PIPELINE_MIN {
-        std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-            let hasher = s.spawn(move || {
-                let mut h = Sha256::new();
-                let mut n = 0u64;
-                for chunk in rx {
-                    h.update(&chunk);
-                    n += chunk.len() as u64;
-                }
-                (Sha256Digest::of_raw(h.finalize().into()), n)
-            });
-            let mut tee = ChunkTee {
-                inner: Counting {
-                    inner: (&mut f).take(expected.size),
-                    progress,
-                },
-                pending: Vec::with_capacity(CHUNK),
-                tx: Some(tx),
-            };
-            let appended = append(b, path, expected.size, MODE_FILE, mtime, &mut tee);
-            let flushed = tee.flush_pending();
-            drop(tee);
-            let got = hasher.join().expect("the hashing thread does not panic");
-            appended?;
-            flushed?;
-            Ok(got)
-        })?
-    } else {
-        let mut h = Sha256::new();
-        let mut n = 0u64;
-        let mut r = InspectReader::new(
-            Counting {
-                inner: (&mut f).take(expected.size),
-                progress,
-            },
-            |bytes: &[u8]| {
-                h.update(bytes);
-                n += bytes.len() as u64;
-            },
-        );
-        append(b, path, expected.size, MODE_FILE, mtime, &mut r)?;
-        (Sha256Digest::of_raw(h.finalize().into()), n)
-    };
-    let longer = f.read(&mut [0u8; 1])? != 0;
-    if digest != expected.digest || size != expected.size || longer {
-        return Err(Error::Input {
-            path: src.to_path_buf(),
-            message: format!(
-                "changed while being packed (it was {} bytes with {} when hashed); pack again once it no longer changes",
-                expected.size, expected.digest
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Passes reads through, sending every byte to a hashing thread in chunks.
-struct ChunkTee<R> {
-    inner: R,
-    pending: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-}
-
-impl<R> ChunkTee<R> {
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
-        match &self.tx {
-            Some(tx) if tx.send(chunk).is_ok() => Ok(()),
-            _ => Err(io::Error::other("the hashing thread stopped")),
-        }
-    }
-}
-
-impl<R: Read> Read for ChunkTee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let room = CHUNK - self.pending.len();
-            let take = room.min(rest.len());
-            self.pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.pending.len() == CHUNK {
-                self.flush_pending()?;
-            }
-        }
-        Ok(n)
-    }
-}
 
 struct Counting<'a, R> {
     inner: R,
@@ -264,6 +120,88 @@ fn raw_frame_prefix(len: usize) -> [u8; RAW_FRAME_PREFIX] {
     ]
 }
 
+/// The largest block of a zstd frame (and the window of [`RawFrame`]).
+const RAW_BLOCK: usize = 128 << 10;
+
+/// Writes exactly `total` bytes as one zstd frame of raw (stored) blocks:
+/// valid zstd that costs a copy to write and to read. The frame header names
+/// a 128 KiB window (no content size, no checksum), so decoders need no more
+/// memory for it than for any other frame.
+struct RawFrame<'w> {
+    w: &'w mut Counted,
+    left: u64,
+    block: Vec<u8>,
+}
+
+impl<'w> RawFrame<'w> {
+    fn start(w: &'w mut Counted, total: u64) -> io::Result<Self> {
+        // Frame header descriptor 0: no content size, not single-segment,
+        // no checksum, no dictionary. Window descriptor 0x38: 2^(10+7).
+        w.write_all(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38])?;
+        Ok(RawFrame {
+            w,
+            left: total,
+            block: Vec::with_capacity(RAW_BLOCK),
+        })
+    }
+
+    fn emit(&mut self) -> io::Result<()> {
+        let last = u32::from(self.left == 0);
+        // Block type 0 (raw) in bits 1-2, the size from bit 3.
+        let header = ((self.block.len() as u32) << 3 | last).to_le_bytes();
+        self.w.write_all(&header[..3])?;
+        self.w.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
+}
+
+impl Write for RawFrame<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let take = (RAW_BLOCK - self.block.len()).min(buf.len());
+        if take as u64 > self.left {
+            return Err(io::Error::other(
+                "more bytes than the stored zstd frame was started for",
+            ));
+        }
+        self.block.extend_from_slice(&buf[..take]);
+        self.left -= take as u64;
+        if self.block.len() == RAW_BLOCK || self.left == 0 {
+            self.emit()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.left != 0 {
+            return Err(io::Error::other(format!(
+                "the stored zstd frame lacks {} bytes",
+                self.left
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether data worth compressing: a sample of a large input's first chunk
+/// (four slices of 32 KiB across it), compressed at level 1, shrinks by more
+/// than 1/32. Decided on the bytes alone, so the same input is always
+/// written the same way.
+fn compresses(chunk: &[u8]) -> bool {
+    const SLICE: usize = 32 << 10;
+    if chunk.len() < 4 * SLICE {
+        return true;
+    }
+    let (mut raw, mut packed) = (0usize, 0usize);
+    for i in 0..4 {
+        let at = (chunk.len() - SLICE) * i / 3;
+        let slice = &chunk[at..at + SLICE];
+        raw += slice.len();
+        packed += zstd::bulk::compress(slice, 1).map_or(slice.len(), |c| c.len());
+    }
+    packed * 32 < raw * 31
+}
+
 /// The skippable-frame magic of the padding after a tar.zst's head frames
 /// (distinct from the additions frames' [`crate::source::SKIPPABLE_MAGIC`]).
 const PAD_MAGIC: u32 = 0x184D_2A50;
@@ -285,16 +223,133 @@ fn head_frame_pad(head_len: u64) -> Vec<u8> {
     pad
 }
 
+/// The name in the header of a plain tar's padding entry (see
+/// [`tar_head_pad`]); readers take no name from it.
+pub const PAD_NAME: &str = "PaxHeaders/bagit.txt";
+
+/// The text of a plain tar's padding record (see [`tar_head_pad`]).
+pub const PAD_COMMENT: &str = "airlock: pads the tag files to a multiple of 4096 bytes";
+
+/// The one pax record `<len> comment=<PAD_COMMENT and spaces>\n` of exactly
+/// `len` bytes (its length field counts itself), if `len` has room for it.
+pub fn pad_record(len: u64) -> Option<Vec<u8>> {
+    let mut r = format!("{len} comment={PAD_COMMENT}").into_bytes();
+    if r.len() as u64 >= len {
+        return None;
+    }
+    r.resize(len as usize - 1, b' ');
+    r.push(b'\n');
+    Some(r)
+}
+
+/// The padding in front of a plain tar's head of `head_len` bytes that makes
+/// head and padding a multiple of 4096 bytes, so the head can be put in front
+/// of the payload in place ([`prepend_in_place`]): nothing when the head is
+/// aligned already, else a pax extended header (`x`) whose data is one
+/// `comment` record ([`pad_record`], 512 to 4096 bytes), which describes the
+/// first entry (`bagit.txt`) and which every tar reader ignores. Always the
+/// same for the same head, whatever the filesystem. The streaming reader
+/// admits exactly this, and only in front of `bagit.txt` at the start of
+/// the tar ([`is_head_pad`]).
+fn tar_head_pad(head_len: u64, mtime: u64) -> io::Result<Vec<u8>> {
+    let mut need = (4096 - head_len % 4096) % 4096;
+    if need == 0 {
+        return Ok(Vec::new());
+    }
+    if need == 512 {
+        // A header and at least one block of data.
+        need += 4096;
+    }
+    let len = need - 512;
+    let record = pad_record(len).ok_or_else(|| io::Error::other("a padding record too short"))?;
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path(PAD_NAME)?;
+    h.set_size(len);
+    h.set_mode(MODE_FILE);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend(record);
+    debug_assert_eq!(out.len() as u64, need);
+    Ok(out)
+}
+
+/// Whether the pax records carried by the first entry of a tar, whose own
+/// header is at `header_pos`, are exactly a plain tar's padding (see
+/// [`tar_head_pad`]): one `comment` record with [`PAD_COMMENT`] and spaces,
+/// the whole of the pax header's data (512 to 4096 bytes).
+pub fn is_head_pad(records: &[(&[u8], &[u8])], header_pos: u64) -> bool {
+    let Some(len) = header_pos.checked_sub(512) else {
+        return false;
+    };
+    if !(512..=4096).contains(&len) || !len.is_multiple_of(512) {
+        return false;
+    }
+    let [(key, value)] = records else {
+        return false;
+    };
+    let Some(want) = pad_record(len) else {
+        return false;
+    };
+    let prefix = format!("{len} comment=").len();
+    *key == b"comment" && *value == &want[prefix..want.len() - 1]
+}
+
 /// A writer that counts what passed, so entry offsets are known.
 struct Counted {
     w: io::BufWriter<std::fs::File>,
     pos: u64,
+    /// Where the head will be inserted in place: the offset up to which
+    /// writeback was started (see [`Counted::write_back`]).
+    written_back: Option<u64>,
+}
+
+/// How far the payload's writeback is started at a time.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+impl Counted {
+    fn new(f: std::fs::File, in_place: bool) -> Self {
+        Counted {
+            w: io::BufWriter::with_capacity(CHUNK, f),
+            pos: 0,
+            written_back: in_place.then_some(0),
+        }
+    }
+
+    /// Inserting the head in place writes every dirty page of the file and
+    /// drops its cache first: started as the payload is written, that
+    /// writeback runs beside the pack instead of after it (1 GiB: 0.7 s).
+    /// `POSIX_FADV_DONTNEED` starts writeback of the range without waiting.
+    fn write_back(&mut self) {
+        let Some(done) = self.written_back else {
+            return;
+        };
+        // Only what surely left the buffer, in whole pages.
+        let upto = self.pos.saturating_sub(CHUNK as u64 + 4096) & !4095;
+        if upto < done + WRITEBACK_STEP {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let _ = rustix::fs::fadvise(
+                self.w.get_ref(),
+                done,
+                std::num::NonZeroU64::new(upto - done),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        self.written_back = Some(upto);
+    }
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.w.write(buf)?;
         self.pos += n as u64;
+        self.write_back();
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -332,10 +387,9 @@ impl Seen {
 /// carry its digest exist. The payload goes to a file first; the head (tag
 /// files, signatures, custody, OCI layout and index) is put in front at the
 /// end ([`SinglePass::finish`]). The tar is the same, entry for entry and
-/// byte for byte, as one written in canonical order with the head first.
-/// `pack` uses it for a tar.zst; a plain tar cannot be padded to put its head
-/// in front in place, so it would cost a copy of the payload, and `pack`
-/// writes it with [`write_tar`] after a hash pass instead.
+/// byte for byte, as one written in canonical order with the head first
+/// (a plain tar's head begins with its padding, see [`tar_head_pad`]).
+/// `pack` uses it for every tar and tar.zst that is not split into volumes.
 ///
 /// - An input of at least [`STREAM_MIN`] bytes: a header naming a
 ///   placeholder, then its data, hashed on a second thread; then the header
@@ -346,9 +400,12 @@ impl Seen {
 ///   patchable in place) and the data its own compressed frame(s).
 /// - A smaller input is read into memory, hashed, then written.
 /// - A tar.zst's head is its own frame, followed by a skippable frame that
-///   pads it to a multiple of 4096 bytes, so that on filesystems with
-///   `FALLOC_FL_INSERT_RANGE` (ext4, xfs) it is put in front without copying
-///   the payload; elsewhere the payload is copied once, in the kernel.
+///   pads it to a multiple of 4096 bytes; a plain tar's head is preceded by
+///   a pax header holding only a `comment` ([`tar_head_pad`]) to the same
+///   end. So on filesystems with `FALLOC_FL_INSERT_RANGE` (ext4, xfs) the
+///   head is put in front without copying the payload; elsewhere the
+///   payload is copied once, in the kernel. The bytes are the same either
+///   way.
 pub struct SinglePass<'a> {
     out: Option<Counted>,
     frame: Option<zstd::Encoder<'static, Counted>>,
@@ -364,11 +421,12 @@ impl<'a> SinglePass<'a> {
     /// failure).
     pub fn create(path: &Path, zstd: bool, mtime: u64, progress: &'a dyn Progress) -> Result<Self> {
         let f = fs_err::File::create(path)?.into_parts().0;
+        let in_place = can_insert(&f).map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            message: format!("writing the tar: {e}"),
+        })?;
         Ok(SinglePass {
-            out: Some(Counted {
-                w: io::BufWriter::with_capacity(CHUNK, f),
-                pos: 0,
-            }),
+            out: Some(Counted::new(f, in_place)),
             frame: None,
             zstd,
             mtime,
@@ -465,19 +523,21 @@ impl<'a> SinglePass<'a> {
         let progress = self.progress;
         let (digest, n) = std::thread::scope(|s| -> Result<(Sha256Digest, u64)> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            // Hashed chunks come back to be filled again (nothing zeroed twice).
+            let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
             let hasher = s.spawn(move || {
                 let mut h = Sha256::new();
                 for chunk in rx {
                     h.update(&chunk);
+                    let _ = back_tx.send(chunk);
                 }
                 Sha256Digest::of_raw(h.finalize().into())
             });
             let copied = (|| -> io::Result<u64> {
-                let w = self.sink()?;
-                let mut n = 0u64;
                 let mut limited = (&mut f).take(size);
-                loop {
-                    let mut chunk = vec![0u8; CHUNK];
+                let mut next = || -> io::Result<Vec<u8>> {
+                    let mut chunk = back.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    chunk.resize(CHUNK, 0);
                     let mut filled = 0;
                     while filled < CHUNK {
                         match limited.read(&mut chunk[filled..]) {
@@ -487,18 +547,37 @@ impl<'a> SinglePass<'a> {
                             Err(e) => return Err(e),
                         }
                     }
-                    if filled == 0 {
-                        break;
-                    }
                     chunk.truncate(filled);
+                    Ok(chunk)
+                };
+                let mut chunk = next()?;
+                // In a tar.zst, data that does not compress is stored: the
+                // frame of raw blocks costs a copy, not a compression.
+                let mut raw;
+                let stored = zstd && !compresses(&chunk);
+                let w: &mut dyn Write = if stored {
+                    let out = self.out.as_mut().expect("the payload file");
+                    raw = RawFrame::start(out, size + pad(size) as u64)?;
+                    &mut raw
+                } else {
+                    self.sink()?
+                };
+                let mut n = 0u64;
+                while !chunk.is_empty() {
                     w.write_all(&chunk)?;
-                    n += filled as u64;
-                    progress.advance(filled as u64);
+                    n += chunk.len() as u64;
+                    progress.advance(chunk.len() as u64);
                     if tx.send(chunk).is_err() {
                         return Err(io::Error::other("the hashing thread stopped"));
                     }
+                    chunk = next()?;
                 }
                 w.write_all(&[0u8; 512][..pad(n)])?;
+                if stored {
+                    // Checks the frame is whole (a compressed one is ended
+                    // by `file`).
+                    w.flush()?;
+                }
                 Ok(n)
             })();
             drop(tx);
@@ -568,13 +647,25 @@ impl<'a> SinglePass<'a> {
             if written {
                 continue;
             }
-            let bytes = fs_err::read(dir.join(p))?;
-            let header = header_bytes(p, bytes.len() as u64, self.mtime)?;
+            // Streamed: an image layer may be large.
+            let f = fs_err::File::open(dir.join(p))?;
+            let size = f.metadata()?.len();
+            let header = header_bytes(p, size, self.mtime)?;
+            let progress = self.progress;
             let w = self.sink()?;
             w.write_all(&header)?;
-            w.write_all(&bytes)?;
-            w.write_all(&[0u8; 512][..pad(bytes.len() as u64)])?;
-            self.progress.advance(bytes.len() as u64);
+            let mut counted = Counting {
+                inner: f.take(size),
+                progress,
+            };
+            let n = io::copy(&mut counted, w)?;
+            if n != size {
+                return Err(Error::Input {
+                    path: dir.join(p),
+                    message: format!("{n} bytes where {size} were expected; pack again"),
+                });
+            }
+            w.write_all(&[0u8; 512][..pad(size)])?;
         }
         self.sink()?.write_all(&[0u8; 1024])?;
         let out = self.file()?;
@@ -595,14 +686,16 @@ impl<'a> SinglePass<'a> {
             head_tar.extend_from_slice(&[0u8; 512][..pad(bytes.len() as u64)]);
         }
         let head_bytes = if self.zstd {
-            let mut enc = zstd_encoder(Vec::new())?;
+            let mut enc = head_encoder(Vec::new(), head_tar.len() as u64)?;
             enc.write_all(&head_tar)?;
             let mut frame = enc.finish()?;
             let pad = head_frame_pad(frame.len() as u64);
             frame.extend(pad);
             frame
         } else {
-            head_tar
+            let mut padded = tar_head_pad(head_tar.len() as u64, self.mtime)?;
+            padded.extend(head_tar);
+            padded
         };
         if !prepend_in_place(&payload, &head_bytes)? {
             // Copied once, in the kernel (copy_file_range where it can).
@@ -663,9 +756,41 @@ fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Whether the filesystem of the empty file `f` inserts ranges: tried on a
+/// page written for the purpose, then the file is emptied again.
+#[cfg(target_os = "linux")]
+fn can_insert(f: &std::fs::File) -> io::Result<bool> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    write_at(f, &[0u8; 4096], 0)?;
+    let ok = fallocate(f, FallocateFlags::INSERT_RANGE, 0, 4096).is_ok();
+    f.set_len(0)?;
+    Ok(ok)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn can_insert(_: &std::fs::File) -> io::Result<bool> {
+    Ok(false)
+}
+
 #[cfg(not(target_os = "linux"))]
 fn prepend_in_place(_: &std::fs::File, head: &[u8]) -> io::Result<bool> {
     Ok(head.is_empty())
+}
+
+/// The encoder of a tar.zst's head (the tag files): level 3 with an 8 MiB
+/// window and larger match tables than level 3's, on one thread. The tag
+/// files repeat every digest (`airlock.json` and `manifest-sha256.txt`, far
+/// apart), which level 3's 2 MiB window and small tables miss: 10,000 files,
+/// 720 KB -> 544 KB. The content size is pledged, so a small head declares
+/// a small window and decoders allocate no more.
+fn head_encoder<W: std::io::Write>(w: W, len: u64) -> std::io::Result<zstd::Encoder<'static, W>> {
+    use zstd::zstd_safe::CParameter;
+    let mut enc = zstd::Encoder::new(w, 3)?;
+    enc.set_parameter(CParameter::WindowLog(23))?;
+    enc.set_parameter(CParameter::HashLog(20))?;
+    enc.set_parameter(CParameter::ChainLog(20))?;
+    enc.set_pledged_src_size(Some(len))?;
+    Ok(enc)
 }
 
 /// The size of each multi-threaded zstd job. zstd's default for level 3
@@ -723,6 +848,55 @@ mod zstd_tests {
 }
 
 #[cfg(test)]
+mod head_tests {
+    use std::io::Write;
+
+    use crate::digest::Sha256Digest;
+
+    fn compress(data: &[u8], head: bool) -> Vec<u8> {
+        let out = Vec::new();
+        if head {
+            let mut enc = super::head_encoder(out, data.len() as u64).unwrap();
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        } else {
+            let mut enc = super::zstd_encoder(out).unwrap();
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_head_frame_finds_digests_repeated_far_apart() {
+        // Two documents listing the same 40,000 digests, each over 2 MiB.
+        let digests: Vec<String> = (0u32..40_000)
+            .map(|i| Sha256Digest::of(&i.to_le_bytes()).hex())
+            .collect();
+        let mut head = Vec::new();
+        for d in &digests {
+            writeln!(head, "{{\"digest\": \"sha256:{d}\", \"size\": 1}},").unwrap();
+        }
+        for d in &digests {
+            writeln!(head, "{d}  data/blobs/sha256/{d}").unwrap();
+        }
+        let plain = compress(&head, false);
+        let wide = compress(&head, true);
+        assert_eq!(zstd::decode_all(&wide[..]).unwrap(), head);
+        // The second listing costs little once its digests match.
+        assert!(
+            wide.len() * 10 < plain.len() * 7,
+            "{} vs {}",
+            wide.len(),
+            plain.len()
+        );
+        // A small head declares a small window (a content size is pledged).
+        let small = compress(b"BagIt-Version: 1.0\n", true);
+        let params = zstd::zstd_safe::get_frame_content_size(&small);
+        assert_eq!(params.ok(), Some(Some(19)));
+    }
+}
+
+#[cfg(test)]
 mod single_pass_tests {
     use std::path::Path;
 
@@ -749,6 +923,16 @@ mod single_pass_tests {
             }
         }
         b.into_inner().unwrap()
+    }
+
+    /// The bytes of the entries `head` in a tar.
+    fn head_len(dir: &Path, head: &[String]) -> u64 {
+        head.iter()
+            .map(|p| {
+                let n = std::fs::metadata(dir.join(p)).unwrap().len();
+                512 + n + pad(n) as u64
+            })
+            .sum()
     }
 
     /// Packs `inputs` (written as files) with the single pass, then a
@@ -807,16 +991,71 @@ mod single_pass_tests {
         let got = single(dir.path(), false, &inputs, None);
         let mut blobs = inputs.clone();
         blobs.push(b"{}".to_vec());
-        let want = reference(
-            dir.path(),
-            &["bagit.txt".into(), "index.json".into()],
-            &blobs,
-        );
-        assert_eq!(got, want);
+        let head = ["bagit.txt".to_string(), "index.json".to_string()];
+        let want = reference(dir.path(), &head, &blobs);
+        // A plain tar: its padding, then the same tar.
+        let pad = tar_head_pad(head_len(dir.path(), &head), 7).unwrap();
+        assert!(!pad.is_empty());
+        assert_eq!(&got[..pad.len()], &pad[..]);
+        assert_eq!(&got[pad.len()..], &want[..]);
         // A zstd frame sequence around the same tar.
         let z = single(dir.path(), true, &inputs, None);
         assert_eq!(&z[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
         assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+    }
+
+    fn random(size: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_inputs_are_stored_in_raw_blocks() {
+        let dir = setup();
+        // Random (stored, several raw blocks, the last one short), then
+        // compressible, then random again with identical content (cut back).
+        let big = STREAM_MIN as usize + 3 * RAW_BLOCK + 777;
+        let noise = random(big, 7);
+        let inputs = vec![noise.clone(), bytes(big, 3), random(2 * big, 9), noise];
+        let z = single(dir.path(), true, &inputs, None);
+        let mut blobs = inputs[..3].to_vec();
+        blobs.push(b"{}".to_vec());
+        let head = ["bagit.txt".to_string(), "index.json".to_string()];
+        let want = reference(dir.path(), &head, &blobs);
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+        // Stored: barely larger than the random inputs and the rest.
+        let compressed_rest = z.len() - 3 * big;
+        assert!(compressed_rest < 64 << 10, "{} of {}", z.len(), want.len());
+        assert!(compresses(&bytes(CHUNK, 1)));
+        assert!(!compresses(&random(CHUNK, 1)));
+    }
+
+    #[test]
+    fn a_raw_frame_is_exactly_its_blocks() {
+        let data = random(3 * RAW_BLOCK + 10, 5);
+        let f = tempfile::tempfile().unwrap();
+        let mut out = Counted::new(f, false);
+        let mut frame = RawFrame::start(&mut out, data.len() as u64).unwrap();
+        frame.write_all(&data).unwrap();
+        frame.flush().unwrap();
+        // Header, four block headers.
+        assert_eq!(out.pos, data.len() as u64 + 6 + 4 * 3);
+        let mut f = out.w.into_inner().unwrap();
+        f.seek(io::SeekFrom::Start(0)).unwrap();
+        assert_eq!(zstd::decode_all(f).unwrap(), data);
+        // One byte more or less than announced is an error.
+        let mut sink = Counted::new(tempfile::tempfile().unwrap(), false);
+        let mut short = RawFrame::start(&mut sink, 10).unwrap();
+        short.write_all(&[1; 9]).unwrap();
+        assert!(short.flush().is_err());
+        assert!(short.write_all(&[1; 2]).is_err());
     }
 
     #[test]
@@ -835,7 +1074,12 @@ mod single_pass_tests {
             let tar = if zstd {
                 zstd::decode_all(&got[..]).unwrap()
             } else {
-                got
+                let pad = tar_head_pad(
+                    head_len(dir.path(), &["bagit.txt".into(), "index.json".into()]),
+                    7,
+                )
+                .unwrap();
+                got[pad.len()..].to_vec()
             };
             assert_eq!(tar, want, "zstd: {zstd}");
         }
@@ -885,81 +1129,86 @@ mod single_pass_tests {
 }
 
 #[cfg(test)]
-mod input_tests {
-    use std::collections::HashMap;
-    use std::path::Path;
+mod pad_tests {
+    use std::io::Read;
 
     use super::*;
 
-    fn pack_one(src: &Path, expected: Hashed) -> Result<Vec<u8>> {
-        let inputs = HashMap::from([("data/x".to_string(), (src, expected))]);
-        write_tar(
-            Path::new("/nonexistent"),
-            &["data/x".to_string()],
-            &inputs,
-            Vec::new(),
-            7,
-            &crate::progress::Silent,
-        )
-    }
+    /// The padding then `head_len` bytes of head (one entry) as a tar, read
+    /// back with the `tar` crate: the pax records the first entry carries
+    /// and where its header is.
+    type Records = Option<Vec<(Vec<u8>, Vec<u8>)>>;
 
-    fn hashed(bytes: &[u8]) -> Hashed {
-        Hashed {
-            digest: Sha256Digest::of(bytes),
-            size: bytes.len() as u64,
-        }
-    }
-
-    fn entry(tar: &[u8]) -> (String, Vec<u8>, u64, u32) {
-        let mut a = tar::Archive::new(tar);
-        let mut e = a.entries().unwrap().next().unwrap().unwrap();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).unwrap();
-        let h = e.header();
-        let path = String::from_utf8(e.path_bytes().to_vec()).unwrap();
-        (path, data, h.mtime().unwrap(), h.mode().unwrap())
-    }
-
-    #[test]
-    fn an_input_is_written_as_hashed_small_or_large() {
-        let dir = tempfile::tempdir().unwrap();
-        // Below and above the size from which a second thread hashes.
-        for size in [0usize, 5000, PIPELINE_MIN as usize + 12345] {
-            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            let src = dir.path().join("in");
-            std::fs::write(&src, &bytes).unwrap();
-            let tar = pack_one(&src, hashed(&bytes)).unwrap();
-            assert_eq!(
-                entry(&tar),
-                ("data/x".to_string(), bytes, 7, MODE_FILE),
-                "{size}"
-            );
-        }
+    fn read_back(pad: &[u8], head_len: u64) -> (Records, u64, Vec<u8>) {
+        let data = vec![b'x'; head_len as usize - 512];
+        let mut tar = pad.to_vec();
+        tar.extend(header_bytes("bagit.txt", data.len() as u64, 7).unwrap());
+        tar.extend(&data);
+        tar.extend([0u8; 1024]);
+        let mut a = tar::Archive::new(&tar[..]);
+        let mut entries = a.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(&*e.path_bytes(), b"bagit.txt");
+        let at = e.raw_header_position();
+        let records = e.pax_extensions().unwrap().map(|r| {
+            r.map(|r| r.unwrap())
+                .map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec()))
+                .collect()
+        });
+        let mut got = Vec::new();
+        e.read_to_end(&mut got).unwrap();
+        assert!(entries.next().is_none());
+        (records, at, got)
     }
 
     #[test]
-    fn an_input_that_changed_since_it_was_hashed_refuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("in");
-        for size in [5000usize, PIPELINE_MIN as usize + 12345] {
-            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            let mut other = bytes.clone();
-            other[size / 2] ^= 1;
-            let cases: [(&str, Vec<u8>); 3] = [
-                ("same size, other bytes", other),
-                ("shorter", bytes[..size - 1].to_vec()),
-                ("longer", [&bytes[..], b"!"].concat()),
-            ];
-            for (what, now) in cases {
-                std::fs::write(&src, &now).unwrap();
-                match pack_one(&src, hashed(&bytes)) {
-                    Err(Error::Input { path, message }) => {
-                        assert_eq!(path, src, "{size} {what}");
-                        assert!(message.contains("changed while being packed"), "{message}");
-                    }
-                    other => panic!("{size} {what}: {:?}", other.map(|_| ())),
+    fn the_pad_aligns_every_head_and_is_admitted_as_written() {
+        for blocks in 2..=24u64 {
+            let head_len = blocks * 512;
+            let pad = tar_head_pad(head_len, 7).unwrap();
+            assert_eq!((head_len + pad.len() as u64) % 4096, 0, "{head_len}");
+            assert_eq!(pad.is_empty(), head_len % 4096 == 0, "{head_len}");
+            assert!(pad.len() <= 4608, "{head_len}");
+            let (records, at, data) = read_back(&pad, head_len);
+            assert_eq!(data.len() as u64, head_len - 512);
+            assert_eq!(at, pad.len() as u64);
+            match records {
+                None => assert!(pad.is_empty()),
+                Some(r) => {
+                    assert_eq!(r.len(), 1);
+                    assert_eq!(r[0].0, b"comment");
+                    assert!(r[0].1.starts_with(PAD_COMMENT.as_bytes()));
+                    let r: Vec<(&[u8], &[u8])> = r.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                    assert!(is_head_pad(&r, at), "{head_len}");
+                    // Anywhere else, it is not the padding.
+                    assert!(!is_head_pad(&r, at + 512), "{head_len}");
+                    assert!(!is_head_pad(&r, at - 512), "{head_len}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_the_exact_comment_is_the_pad() {
+        let len = 1024u64;
+        let record = pad_record(len).unwrap();
+        assert_eq!(record.len() as u64, len);
+        let prefix = "1024 comment=".len();
+        let value = &record[prefix..record.len() - 1];
+        let at = 512 + len;
+        assert!(is_head_pad(&[(b"comment", value)], at));
+        let mut other = value.to_vec();
+        other[3] = b'X';
+        for records in [
+            vec![(&b"comment"[..], &other[..])],
+            vec![(&b"path"[..], value)],
+            vec![(&b"comment"[..], value), (&b"size"[..], &b"1"[..])],
+            vec![],
+        ] {
+            assert!(!is_head_pad(&records, at), "{records:?}");
+        }
+        // Data longer than 4096 bytes or not whole blocks.
+        assert!(!is_head_pad(&[(b"comment", value)], 512 + 4608));
+        assert!(!is_head_pad(&[(b"comment", value)], 512 + 1000));
     }
 }

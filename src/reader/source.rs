@@ -646,6 +646,7 @@ fn walk_entries<R: Read>(
     let mut payload_began = false;
     let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
+    let mut first = true;
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -657,6 +658,7 @@ fn walk_entries<R: Read>(
                 return Ok(());
             }
         };
+        let at_start = std::mem::replace(&mut first, false);
         let path = match tar_entry_path(&entry.path_bytes()) {
             Ok(p) => p,
             Err(e) => {
@@ -666,6 +668,35 @@ fn walk_entries<R: Read>(
         };
         last = path.clone();
         let kind = entry.header().entry_type();
+        // Pax extended headers: a plain tar from pack has exactly one, its
+        // padding in front of bagit.txt (see `tarball::is_head_pad`); any
+        // other (a name, size or owner of another entry, ...) is refused.
+        // (A global header, `g`, is not read: it is refused below.)
+        let header_pos = entry.raw_header_position();
+        let global = kind.is_pax_global_extensions();
+        match entry.pax_extensions() {
+            _ if global => {}
+            Ok(None) => {}
+            Ok(Some(records)) => {
+                let records: Option<Vec<(&[u8], &[u8])>> = records
+                    .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
+                    .collect();
+                let pad = at_start
+                    && path == crate::bundle::BAGIT_TXT
+                    && records.is_some_and(|r| crate::tarball::is_head_pad(&r, header_pos));
+                if !pad {
+                    report.add(
+                        &path,
+                        "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
+                    );
+                    continue;
+                }
+            }
+            Err(e) => {
+                report.add(&path, format!("truncated or corrupt tar: {e}"));
+                return Ok(());
+            }
+        }
         if kind.is_dir() {
             continue;
         }

@@ -568,13 +568,22 @@ impl<'a> SinglePass<'a> {
             if written {
                 continue;
             }
-            let bytes = fs_err::read(dir.join(p))?;
-            let header = header_bytes(p, bytes.len() as u64, self.mtime)?;
+            // Streamed: the generated blobs (SBOMs, OCI manifests) grow
+            // with the file count.
+            let mut f = fs_err::File::open(dir.join(p))?;
+            let size = f.metadata()?.len();
+            let header = header_bytes(p, size, self.mtime)?;
             let w = self.sink()?;
             w.write_all(&header)?;
-            w.write_all(&bytes)?;
-            w.write_all(&[0u8; 512][..pad(bytes.len() as u64)])?;
-            self.progress.advance(bytes.len() as u64);
+            let n = io::copy(&mut (&mut f).take(size), w)?;
+            if n != size {
+                return Err(Error::Input {
+                    path: dir.join(p),
+                    message: format!("changed while being packed (it was {size} bytes)"),
+                });
+            }
+            w.write_all(&[0u8; 512][..pad(size)])?;
+            self.progress.advance(size);
         }
         self.sink()?.write_all(&[0u8; 1024])?;
         let out = self.file()?;
@@ -587,41 +596,66 @@ impl<'a> SinglePass<'a> {
             .into_inner()
             .map_err(|e| e.into_error())?;
 
-        let mut head_tar = Vec::new();
-        for p in head {
-            let bytes = fs_err::read(dir.join(p))?;
-            head_tar.extend(header_bytes(p, bytes.len() as u64, self.mtime)?);
-            head_tar.extend_from_slice(&bytes);
-            head_tar.extend_from_slice(&[0u8; 512][..pad(bytes.len() as u64)]);
+        // The head (airlock.json and the manifest grow with the file count)
+        // is written to a file of its own, never held in memory.
+        let joined = tmp.with_extension("joined");
+        let mut head_file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&joined)?
+            .into_parts()
+            .0;
+        {
+            let mtime = self.mtime;
+            let write_head = |w: &mut dyn Write| -> Result<()> {
+                for p in head {
+                    let mut f = fs_err::File::open(dir.join(p))?;
+                    let size = f.metadata()?.len();
+                    w.write_all(&header_bytes(p, size, mtime)?)?;
+                    let n = io::copy(&mut (&mut f).take(size), w)?;
+                    if n != size {
+                        return Err(Error::Input {
+                            path: dir.join(p),
+                            message: format!("changed while being packed (it was {size} bytes)"),
+                        });
+                    }
+                    w.write_all(&[0u8; 512][..pad(size)])?;
+                }
+                Ok(())
+            };
+            let mut w = io::BufWriter::with_capacity(CHUNK, &mut head_file);
+            if self.zstd {
+                let mut enc = zstd_encoder(&mut w)?;
+                write_head(&mut enc)?;
+                enc.finish()?;
+            } else {
+                write_head(&mut w)?;
+            }
+            w.flush()?;
         }
-        let head_bytes = if self.zstd {
-            let mut enc = zstd_encoder(Vec::new())?;
-            enc.write_all(&head_tar)?;
-            let mut frame = enc.finish()?;
-            let pad = head_frame_pad(frame.len() as u64);
-            frame.extend(pad);
-            frame
-        } else {
-            head_tar
-        };
-        if !prepend_in_place(&payload, &head_bytes)? {
+        if self.zstd {
+            let len = head_file.seek(io::SeekFrom::End(0))?;
+            head_file.write_all(&head_frame_pad(len))?;
+        }
+        let head_len = head_file.seek(io::SeekFrom::End(0))?;
+        if !prepend_in_place(&payload, &head_file, head_len)? {
             // Copied once, in the kernel (copy_file_range where it can).
-            let joined = tmp.with_extension("joined");
-            let mut out = fs_err::File::create(&joined)?;
-            out.write_all(&head_bytes)?;
             // std's copy between two `std::fs::File`s is copy_file_range.
-            let (mut out, _) = out.into_parts();
             let (mut from, _) = fs_err::File::open(tmp)?.into_parts();
-            io::copy(&mut from, &mut out).map_err(|e| Error::Input {
+            io::copy(&mut from, &mut head_file).map_err(|e| Error::Input {
                 path: joined.clone(),
                 message: format!("writing the tar: {e}"),
             })?;
-            drop(out);
+            drop(head_file);
             drop(payload);
             fs_err::remove_file(tmp)?;
             fs_err::rename(&joined, dest)?;
             return Ok(());
         }
+        drop(head_file);
+        fs_err::remove_file(&joined)?;
         drop(payload);
         fs_err::rename(tmp, dest)?;
         Ok(())
@@ -648,24 +682,38 @@ fn write_at(f: &std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Puts `head` in front of the file's bytes without moving them, where the
-/// filesystem can insert a range (its length a multiple of the block size).
+/// Puts the first `len` bytes of `head` in front of the file's bytes
+/// without moving them, where the filesystem can insert a range (its length
+/// a multiple of the block size).
 #[cfg(target_os = "linux")]
-fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
+fn prepend_in_place(f: &std::fs::File, head: &std::fs::File, len: u64) -> io::Result<bool> {
     use rustix::fs::{fallocate, FallocateFlags};
-    if head.is_empty() || !head.len().is_multiple_of(4096) {
-        return Ok(head.is_empty());
+    if len == 0 || !len.is_multiple_of(4096) {
+        return Ok(len == 0);
     }
-    if fallocate(f, FallocateFlags::INSERT_RANGE, 0, head.len() as u64).is_err() {
+    if fallocate(f, FallocateFlags::INSERT_RANGE, 0, len).is_err() {
         return Ok(false);
     }
-    write_at(f, head, 0)?;
+    let mut buf = vec![0u8; CHUNK.min(len as usize)];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        read_exact_at(head, &mut buf[..n], at)?;
+        write_at(f, &buf[..n], at)?;
+        at += n as u64;
+    }
     Ok(true)
 }
 
+#[cfg(target_os = "linux")]
+fn read_exact_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, at)
+}
+
 #[cfg(not(target_os = "linux"))]
-fn prepend_in_place(_: &std::fs::File, head: &[u8]) -> io::Result<bool> {
-    Ok(head.is_empty())
+fn prepend_in_place(_: &std::fs::File, _: &std::fs::File, len: u64) -> io::Result<bool> {
+    Ok(len == 0)
 }
 
 /// The size of each multi-threaded zstd job. zstd's default for level 3

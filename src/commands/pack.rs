@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::keys::PrivateKey;
 use crate::manifest::LoadedManifest;
 use crate::progress::Progress;
+use crate::sources::content::{precheck, Pre, Prechecked};
 use crate::sources::{self, PlannedArtifact};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -151,6 +152,8 @@ pub fn pack_delta(
         total,
     );
     let chmod_needed = !umask_keeps(0o644);
+    // What the pass checked of the bytes it held (small inputs).
+    let mut pre = Prechecked::default();
     let hashed: HashMap<&Path, Hashed> = if single_pass {
         let mut sp = crate::tarball::SinglePass::create(
             &tar_tmp,
@@ -170,21 +173,29 @@ pub fn pack_delta(
         single = Some(sp);
         hashed
     } else {
-        sources
+        let results: Vec<(Hashed, Pre)> = sources
             .par_iter()
             .enumerate()
-            .map(|(i, src)| {
+            .map(|(i, src)| -> Result<(Hashed, Pre)> {
                 if stream {
+                    // Hashed (and a small input checked) here; the tar
+                    // writer reads it again and refuses other bytes.
+                    if sizes[i] <= SMALL_INPUT {
+                        if let Some(done) = hash_small(src)? {
+                            progress.advance(done.0.size);
+                            return Ok(done);
+                        }
+                    }
                     let h =
                         crate::digest::hash_reader(&mut fs_err::File::open(src)?, None, &|n| {
                             progress.advance(n)
                         })?;
-                    return Ok((*src, h));
+                    return Ok((h, Pre::Unchecked));
                 }
                 if sizes[i] <= SMALL_INPUT {
-                    if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
-                        progress.advance(h.size);
-                        return Ok((*src, h));
+                    if let Some(done) = pack_small(src, &blobs_dir, chmod_needed)? {
+                        progress.advance(done.0.size);
+                        return Ok(done);
                     }
                 }
                 let tmp = blobs_dir.join(format!(".in-{i}"));
@@ -204,9 +215,15 @@ pub fn pack_delta(
                     progress.advance(n)
                 })?;
                 fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
-                Ok((*src, h))
+                Ok((h, Pre::Unchecked))
             })
-            .collect::<Result<_>>()?
+            .collect::<Result<_>>()?;
+        let mut hashed = HashMap::with_capacity(sources.len());
+        for (src, (h, p)) in sources.iter().zip(results) {
+            pre.add(h.digest, p);
+            hashed.insert(*src, h);
+        }
+        hashed
     };
     progress.finish();
 
@@ -234,12 +251,34 @@ pub fn pack_delta(
         &hashed,
         (!stream).then_some(blobs_dir.as_path()),
         m.manifest.policy.pickle,
+        &pre,
     )?;
+    drop(pre);
     // OpenSSF model-signing signatures (model.sig), against the manifest's keys.
     let signatures = sources::models::check_signatures(m, &planned, &hashed, &blobs_dir)?;
     let mut models = Vec::new();
 
-    let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+    // The planned files become the description's layers: each file's path
+    // and media type move into its layer (never copied), and the plan is
+    // freed artifact by artifact. What the plain tar needs of the inputs
+    // (a path per distinct blob) is kept aside first.
+    let file_hashes: Vec<Vec<Hashed>> = planned
+        .iter()
+        .map(|a| a.files.iter().map(|f| hashed[f.src.as_path()]).collect())
+        .collect();
+    let mut tar_inputs: Vec<(Hashed, PathBuf)> = Vec::new();
+    if stream && !single_pass {
+        tar_inputs = hashed
+            .iter()
+            .map(|(src, h)| (*h, src.to_path_buf()))
+            .collect();
+        tar_inputs.sort_unstable_by(|x, y| (x.0.digest, &x.1).cmp(&(y.0.digest, &y.1)));
+        tar_inputs.dedup_by_key(|x| x.0.digest);
+    }
+    drop(hashed);
+    drop(sources);
+    drop(sizes);
+
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
         fs_err::write(blobs_dir.join(d.hex()), bytes)?;
@@ -248,22 +287,9 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
-    for a in &planned {
-        let layers: Vec<Layer> = a
-            .files
-            .iter()
-            .map(|f| {
-                let h = hashed[f.src.as_path()];
-                Layer {
-                    media_type: f.media_type.clone(),
-                    digest: h.digest,
-                    size: h.size,
-                    path: f.path.clone(),
-                    mode: f.mode,
-                }
-            })
-            .collect();
-        let config_bytes = match a.kind {
+    for (mut a, hashes) in planned.into_iter().zip(file_hashes) {
+        // A model's facts come from its files, before they become layers.
+        let model_facts = match a.kind {
             ArtifactKind::Model => {
                 let hf = a
                     .files
@@ -271,9 +297,31 @@ pub fn pack_delta(
                     .find(|f| f.path == "config.json")
                     .map(|f| fs_err::read(&f.src))
                     .transpose()?;
+                Some(crate::sources::content::model_facts(
+                    &a,
+                    &content,
+                    hf.as_deref(),
+                ))
+            }
+            _ => None,
+        };
+        let layers: Vec<Layer> = std::mem::take(&mut a.files)
+            .into_iter()
+            .zip(hashes)
+            .map(|(f, h)| Layer {
+                media_type: f.media_type,
+                digest: h.digest,
+                size: h.size,
+                path: f.path,
+                mode: f.mode,
+            })
+            .collect();
+        let a = &a;
+        let config_bytes = match a.kind {
+            ArtifactKind::Model => {
                 let pairs: Vec<(String, Sha256Digest)> =
                     layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
-                let mut facts = crate::sources::content::model_facts(a, &content, hf.as_deref());
+                let mut facts = model_facts.expect("computed for a model");
                 facts.folder = m
                     .manifest
                     .models
@@ -365,8 +413,24 @@ pub fn pack_delta(
     };
     // The SBOMs (CycloneDX, SPDX) of everything above, as two more artifacts.
     index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
+    // Every distinct blob, by digest: a compact list (no media types), made
+    // once. The payload is those the bundle carries, sorted by digest.
+    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::new();
+    for a in &description.artifacts {
+        blob_list.push((a.manifest.digest, a.manifest.size));
+        blob_list.push((a.config.digest, a.config.size));
+        blob_list.extend(a.layers.iter().map(|l| (l.digest, l.size)));
+        blob_list.extend(a.blobs.iter().map(|b| (b.digest, b.size)));
+    }
+    blob_list.sort_unstable_by_key(|b| b.0);
+    blob_list.dedup_by_key(|b| b.0);
+    let total_size = blob_list
+        .iter()
+        .fold(0u64, |sum, b| sum.saturating_add(b.1));
+    let blob_count = blob_list.len();
     let mut omitted = (0usize, 0u64);
-    for (d, (_, size)) in description.blobs() {
+    let mut payload: Vec<Sha256Digest> = Vec::with_capacity(blob_list.len());
+    for (d, size) in blob_list {
         if base.is_some_and(|b| b.blobs.contains(&d)) {
             // Provided by the high side's store: declared, not carried.
             // (Streamed inputs were never staged.)
@@ -376,7 +440,7 @@ pub fn pack_delta(
             }
             omitted = (omitted.0 + 1, omitted.1 + size);
         } else {
-            payload.insert(blob_path(&d), d);
+            payload.push(d);
         }
     }
     if let Some(b) = base {
@@ -399,16 +463,18 @@ pub fn pack_delta(
     let index_bytes = canonical_json(&index);
     fs_err::write(root.join(OCI_INDEX), &index_bytes)?;
     fs_err::write(root.join(OCI_LAYOUT), OCI_LAYOUT_CONTENT)?;
-    payload.insert(OCI_INDEX.into(), Sha256Digest::of(&index_bytes));
-    payload.insert(
-        OCI_LAYOUT.into(),
-        Sha256Digest::of(OCI_LAYOUT_CONTENT.as_bytes()),
-    );
+    // The payload files besides the blobs.
+    let payload_files: BTreeMap<String, Sha256Digest> = BTreeMap::from([
+        (OCI_INDEX.to_string(), Sha256Digest::of(&index_bytes)),
+        (
+            OCI_LAYOUT.to_string(),
+            Sha256Digest::of(OCI_LAYOUT_CONTENT.as_bytes()),
+        ),
+    ]);
 
     // Tag files.
-    let oxum_bytes: u64 = description.total_size() - omitted.1
-        + index_bytes.len() as u64
-        + OCI_LAYOUT_CONTENT.len() as u64;
+    let oxum_bytes: u64 =
+        total_size - omitted.1 + index_bytes.len() as u64 + OCI_LAYOUT_CONTENT.len() as u64;
     // airlock.json and manifest-sha256.txt grow with the file count: each
     // is written straight into its file, hashed and measured on the way,
     // never held as bytes. The small tag files are.
@@ -416,7 +482,13 @@ pub fn pack_delta(
         (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
         (
             BAG_INFO,
-            bag_info(&description, time, oxum_bytes, payload.len()).into_bytes(),
+            bag_info(
+                &description,
+                time,
+                oxum_bytes,
+                payload.len() + payload_files.len(),
+            )
+            .into_bytes(),
         ),
         (
             VERIFY_TXT,
@@ -437,7 +509,9 @@ pub fn pack_delta(
     );
     written.insert(
         MANIFEST,
-        write_hashed(&root.join(MANIFEST), &mut |w| write_manifest(&payload, w))?,
+        write_hashed(&root.join(MANIFEST), &mut |w| {
+            write_payload_manifest(&payload, &payload_files, w)
+        })?,
     );
     // The high side reads the tag area within fixed bounds (`source::TagSet`);
     // never make a bundle it would refuse for size (the staging directory
@@ -466,7 +540,7 @@ pub fn pack_delta(
     let (path, bytes) = crate::custody::new_event(&BTreeMap::new(), key, "packed", None, &id, time);
     fs_err::write(root.join(path), bytes)?;
 
-    let size = description.total_size() - omitted.1;
+    let size = total_size - omitted.1;
     let mut paths = Vec::new();
     match (format, volume_size) {
         (_, Some(capacity)) => {
@@ -487,28 +561,42 @@ pub fn pack_delta(
         (Format::Tar | Format::TarZst, None) => {
             // Blobs in path order (each artifact's files as listed, then the
             // rest by digest): neighbouring files compress together.
-            let mut order = crate::tarball::head_order(&root)?;
-            let mut placed = BTreeSet::new();
+            let head = crate::tarball::head_order(&root)?;
+            // Each payload blob once, in that order (`payload` is sorted).
+            let mut placed = vec![false; payload.len()];
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
-            for d in layers.map(|l| l.digest).chain(payload.values().copied()) {
-                let p = blob_path(&d);
-                if payload.contains_key(&p) && placed.insert(d) {
-                    order.push(p);
+            let mut blob_order = Vec::new();
+            for d in layers.map(|l| l.digest).chain(payload.iter().copied()) {
+                if let Ok(i) = payload.binary_search(&d) {
+                    if !std::mem::replace(&mut placed[i], true) {
+                        blob_order.push(d);
+                    }
                 }
             }
+            drop(placed);
             if let Some(single) = single {
                 // The checks above read some inputs again by path: refuse if
                 // any changed since it went into the tar.
                 single.check_unchanged()?;
-                let head = crate::tarball::head_order(&root)?;
-                single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
+                // Only what the pass did not write yet is named.
+                let rest: Vec<String> = blob_order
+                    .iter()
+                    .filter(|d| !single.has(d))
+                    .map(blob_path)
+                    .collect();
+                drop(blob_order);
+                single.finish(&root, &head, &rest, &tar_tmp, &final_path)?;
             } else {
+                let mut order = head;
+                order.extend(blob_order.iter().map(blob_path));
+                drop(blob_order);
                 // Which blobs come straight from an input file.
                 let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-                for (src, h) in &hashed {
-                    let p = blob_path(&h.digest);
-                    if payload.contains_key(&p) && !blobs_dir.join(h.digest.hex()).exists() {
-                        inputs.entry(p).or_insert((*src, *h));
+                for (h, src) in &tar_inputs {
+                    if payload.binary_search(&h.digest).is_ok()
+                        && !blobs_dir.join(h.digest.hex()).exists()
+                    {
+                        inputs.insert(blob_path(&h.digest), (src.as_path(), *h));
                     }
                 }
                 let file =
@@ -533,7 +621,7 @@ pub fn pack_delta(
         name: meta.name.clone(),
         version: meta.version.clone(),
         artifacts: description.artifacts.len(),
-        blobs: description.blobs().len(),
+        blobs: blob_count,
         size,
         omitted: omitted.0,
         omitted_size: omitted.1,
@@ -568,28 +656,21 @@ thread_local! {
 /// content is already there (the same bytes from another path) is not
 /// written again. `None` when the input has grown past `SMALL_INPUT` since
 /// it was measured: the caller copies it as a large one.
-fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed>> {
-    use std::io::{Read, Write};
+fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<(Hashed, Pre)>> {
+    use std::io::Write;
     SMALL_BUFFER.with(|cell| {
         let mut buf = cell.borrow_mut();
-        if buf.is_empty() {
-            buf.resize(SMALL_INPUT as usize + 1, 0);
-        }
-        let mut f = fs_err::File::open(src)?;
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if n as u64 > SMALL_INPUT {
+        let Some(n) = read_small(src, &mut buf)? else {
             return Ok(None);
-        }
+        };
         let bytes = &buf[..n];
         let digest = Sha256Digest::of(bytes);
+        let h = Hashed {
+            digest,
+            size: n as u64,
+        };
+        // The content check, on the bytes just hashed (see `precheck`).
+        let pre = precheck(bytes)?;
         let dest = blobs_dir.join(digest.hex());
         let mut open = std::fs::OpenOptions::new();
         open.write(true).create_new(true);
@@ -597,12 +678,7 @@ fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed
         std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o644);
         let mut out = match fs_err::OpenOptions::from_options(open).open(&dest) {
             Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Ok(Some(Hashed {
-                    digest,
-                    size: n as u64,
-                }))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Some((h, pre))),
             Err(e) => return Err(e.into()),
         };
         out.write_all(bytes)?;
@@ -612,11 +688,45 @@ fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed
             out.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
         let _ = chmod;
-        Ok(Some(Hashed {
-            digest,
-            size: n as u64,
-        }))
+        Ok(Some((h, pre)))
     })
+}
+
+/// Hashes a small input of a tar and checks its bytes (see `precheck`),
+/// read once into memory. `None` when it has grown past `SMALL_INPUT`.
+fn hash_small(src: &Path) -> Result<Option<(Hashed, Pre)>> {
+    SMALL_BUFFER.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let Some(n) = read_small(src, &mut buf)? else {
+            return Ok(None);
+        };
+        let bytes = &buf[..n];
+        let h = Hashed {
+            digest: Sha256Digest::of(bytes),
+            size: n as u64,
+        };
+        Ok(Some((h, precheck(bytes)?)))
+    })
+}
+
+/// Reads `src` whole into `buf` (the thread's small-input buffer) and
+/// returns its length; `None` if it is larger than `SMALL_INPUT`.
+fn read_small(src: &Path, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+    use std::io::Read;
+    if buf.is_empty() {
+        buf.resize(SMALL_INPUT as usize + 1, 0);
+    }
+    let mut f = fs_err::File::open(src)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((n as u64 <= SMALL_INPUT).then_some(n))
 }
 
 /// Whether the process umask leaves every bit of `mode` to a new file (read
@@ -630,6 +740,28 @@ fn umask_keeps(mode: u32) -> bool {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .is_some_and(|umask| umask & mode == 0)
+}
+
+/// The payload manifest (`manifest-sha256.txt`) of the blobs `blobs`
+/// (sorted by digest) and the other payload files `files`: the lines
+/// [`write_manifest`] writes, sorted by path, without a map of every path.
+fn write_payload_manifest(
+    blobs: &[Sha256Digest],
+    files: &BTreeMap<String, Sha256Digest>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut files = files.iter().peekable();
+    for d in blobs {
+        let path = blob_path(d);
+        while let Some((p, fd)) = files.next_if(|(p, _)| p.as_str() < path.as_str()) {
+            write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;
+        }
+        write_manifest(&BTreeMap::from([(path, *d)]), w)?;
+    }
+    for (p, fd) in files {
+        write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;
+    }
+    Ok(())
 }
 
 /// Writes the file `path` through `render`, hashing it on the way; returns

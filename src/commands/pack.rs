@@ -143,6 +143,8 @@ pub fn pack_delta(
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;
+    // The inputs in the order the single pass read them.
+    let mut added: Vec<&Path> = Vec::new();
     progress.begin(
         if stream && !single_pass {
             "hashing"
@@ -168,6 +170,7 @@ pub fn pack_delta(
             let src = f.src.as_path();
             if !hashed.contains_key(src) {
                 hashed.insert(src, sp.add_input(src, &omit)?);
+                added.push(src);
             }
         }
         single = Some(sp);
@@ -275,6 +278,32 @@ pub fn pack_delta(
         tar_inputs.sort_unstable_by(|x, y| (x.0.digest, &x.1).cmp(&(y.0.digest, &y.1)));
         tar_inputs.dedup_by_key(|x| x.0.digest);
     }
+    // A model's facts come from its files (config.json is read by path).
+    let model_facts: Vec<Option<ModelFacts>> = planned
+        .iter()
+        .map(|a| {
+            if a.kind != ArtifactKind::Model {
+                return Ok(None);
+            }
+            let hf = a
+                .files
+                .iter()
+                .find(|f| f.path == "config.json")
+                .map(|f| fs_err::read(&f.src))
+                .transpose()?;
+            Ok(Some(crate::sources::content::model_facts(
+                a,
+                &content,
+                hf.as_deref(),
+            )))
+        })
+        .collect::<Result<_>>()?;
+    if let Some(single) = &single {
+        // The checks above read some inputs again by path: refuse if any
+        // changed since it went into the tar.
+        single.check_unchanged(added.iter().copied())?;
+    }
+    drop(added);
     drop(hashed);
     drop(sources);
     drop(sizes);
@@ -287,24 +316,7 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
-    for (mut a, hashes) in planned.into_iter().zip(file_hashes) {
-        // A model's facts come from its files, before they become layers.
-        let model_facts = match a.kind {
-            ArtifactKind::Model => {
-                let hf = a
-                    .files
-                    .iter()
-                    .find(|f| f.path == "config.json")
-                    .map(|f| fs_err::read(&f.src))
-                    .transpose()?;
-                Some(crate::sources::content::model_facts(
-                    &a,
-                    &content,
-                    hf.as_deref(),
-                ))
-            }
-            _ => None,
-        };
+    for ((mut a, hashes), model_facts) in planned.into_iter().zip(file_hashes).zip(model_facts) {
         let layers: Vec<Layer> = std::mem::take(&mut a.files)
             .into_iter()
             .zip(hashes)
@@ -353,11 +365,16 @@ pub fn pack_delta(
             digest: write_blob(&config_bytes)?,
             size: config_bytes.len() as u64,
         };
-        let manifest_bytes = oci_manifest(a, &config, &layers)?;
+        // Written layer by layer into its blob file, hashed on the way: it
+        // grows with the file count.
+        let tmp = blobs_dir.join(".manifest");
+        let (size, digest) =
+            write_hashed(&tmp, &mut |w| write_oci_manifest(a, &config, &layers, w))?;
+        fs_err::rename(&tmp, blobs_dir.join(digest.hex()))?;
         let manifest = Blob {
             media_type: MT_MANIFEST.into(),
-            digest: write_blob(&manifest_bytes)?,
-            size: manifest_bytes.len() as u64,
+            digest,
+            size,
         };
         let mut d = Descriptor::new(
             MediaType::ImageManifest,
@@ -575,9 +592,6 @@ pub fn pack_delta(
             }
             drop(placed);
             if let Some(single) = single {
-                // The checks above read some inputs again by path: refuse if
-                // any changed since it went into the tar.
-                single.check_unchanged()?;
                 // Only what the pass did not write yet is named.
                 let rest: Vec<String> = blob_order
                     .iter()
@@ -784,7 +798,20 @@ fn write_hashed(
     Ok((size, Sha256Digest::of_raw(hasher.finalize().into())))
 }
 
+#[cfg(test)]
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_oci_manifest(a, config, layers, &mut out)?;
+    Ok(out)
+}
+
+/// Writes an artifact's OCI manifest (canonical JSON) into `out`.
+fn write_oci_manifest(
+    a: &PlannedArtifact,
+    config: &Blob,
+    layers: &[Layer],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let config_desc = Descriptor::new(
         MediaType::from(config.media_type.as_str()),
         config.size,
@@ -817,7 +844,9 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
         .config(config_desc)
         .layers(Vec::new())
         .build()
-        .map_err(|e| Error::Usage(format!("cannot build OCI manifest for {}: {e}", a.name)))?;
+        .map_err(|e| {
+            std::io::Error::other(format!("cannot build OCI manifest for {}: {e}", a.name))
+        })?;
     // The layers are written into the empty `layers` array one at a time,
     // each in canonical form: a manifest of many files is never held as
     // descriptors or as a JSON tree. (`"layers":[]` occurs once: inside a
@@ -830,16 +859,14 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
         .expect("a manifest has its layers")
         + EMPTY.len()
         - 1;
-    let mut out = Vec::with_capacity(shell.len() + 320 * layers.len());
-    out.extend_from_slice(&shell[..at]);
+    out.write_all(&shell[..at])?;
     for (i, l) in layers.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.write_all(b",")?;
         }
-        out.extend(canonical_json(&layer_desc(l)));
+        out.write_all(&canonical_json(&layer_desc(l)))?;
     }
-    out.extend_from_slice(&shell[at..]);
-    Ok(out)
+    out.write_all(&shell[at..])
 }
 
 fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {

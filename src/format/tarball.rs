@@ -355,7 +355,9 @@ pub struct SinglePass<'a> {
     zstd: bool,
     mtime: u64,
     written: std::collections::HashSet<Sha256Digest>,
-    seen: Vec<(std::path::PathBuf, Seen)>,
+    /// Each input's metadata when read, in the order added (the caller
+    /// names the paths again at `check_unchanged`: not held per file here).
+    seen: Vec<Seen>,
     progress: &'a dyn Progress,
 }
 
@@ -433,7 +435,7 @@ impl<'a> SinglePass<'a> {
                 digest: Sha256Digest::of(&bytes),
                 size,
             };
-            self.seen(src, &f)?;
+            self.seen(&f)?;
             if !omit(&h.digest) && self.written.insert(h.digest) {
                 let path = crate::bundle::blob_path(&h.digest);
                 let header = header_bytes(&path, size, self.mtime)?;
@@ -509,7 +511,7 @@ impl<'a> SinglePass<'a> {
         if n != size || longer {
             return Err(changed());
         }
-        self.seen(src, &f)?;
+        self.seen(&f)?;
         let keep = !omit(&digest) && self.written.insert(digest);
         let mtime = self.mtime;
         let out = self.file()?;
@@ -526,21 +528,26 @@ impl<'a> SinglePass<'a> {
         Ok(Hashed { digest, size })
     }
 
-    fn seen(&mut self, src: &Path, f: &fs_err::File) -> Result<()> {
+    fn seen(&mut self, f: &fs_err::File) -> Result<()> {
         let m = f.metadata()?;
-        self.seen.push((src.to_path_buf(), Seen::of(&m)));
+        self.seen.push(Seen::of(&m));
         Ok(())
     }
 
     /// Refuses the pack if an input changed (size, modification or change
     /// time, or file) since it was read into the tar: the checks that read
     /// inputs by path after that would have seen other bytes than packed.
-    pub fn check_unchanged(&self) -> Result<()> {
-        for (path, seen) in &self.seen {
+    /// `inputs` are the paths given to `add_input`, in the same order.
+    pub fn check_unchanged<'p>(&self, inputs: impl IntoIterator<Item = &'p Path>) -> Result<()> {
+        let mut inputs = inputs.into_iter();
+        for seen in &self.seen {
+            let path = inputs.next().ok_or_else(|| {
+                Error::Usage("internal error: fewer inputs named than were packed".into())
+            })?;
             let now = fs_err::metadata(path)?;
             if Seen::of(&now) != *seen {
                 return Err(Error::Input {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: "changed while being packed; pack again once it no longer changes"
                         .into(),
                 });
@@ -812,7 +819,11 @@ mod single_pass_tests {
             assert_eq!(h.digest, Sha256Digest::of(data));
             assert_eq!(h.size, data.len() as u64);
         }
-        sp.check_unchanged().unwrap();
+        let srcs: Vec<_> = (0..inputs.len())
+            .map(|i| dir.join(format!("in{i}")))
+            .collect();
+        sp.check_unchanged(srcs.iter().map(|p| p.as_path()))
+            .unwrap();
         let generated = b"{}".to_vec();
         let gen_path = crate::bundle::blob_path(&Sha256Digest::of(&generated));
         std::fs::create_dir_all(dir.join(crate::bundle::BLOBS_PREFIX)).unwrap();
@@ -900,13 +911,13 @@ mod single_pass_tests {
                 SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent)
                     .unwrap();
             sp.add_input(&src, &|_| false).unwrap();
-            sp.check_unchanged().unwrap();
+            sp.check_unchanged([src.as_path()]).unwrap();
             // Other bytes, same size: the change time moves on.
             std::thread::sleep(std::time::Duration::from_millis(30));
             let mut other = data.clone();
             other[size / 2] ^= 1;
             std::fs::write(&src, &other).unwrap();
-            match sp.check_unchanged() {
+            match sp.check_unchanged([src.as_path()]) {
                 Err(Error::Input { path, message }) => {
                     assert_eq!(path, src);
                     assert!(message.contains("changed while being packed"), "{message}");

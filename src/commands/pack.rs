@@ -601,23 +601,21 @@ pub fn pack_delta(
                 drop(blob_order);
                 single.finish(&root, &head, &rest, &tar_tmp, &final_path)?;
             } else {
-                let mut order = head;
-                order.extend(blob_order.iter().map(blob_path));
-                drop(blob_order);
-                // Which blobs come straight from an input file.
-                let mut inputs: HashMap<String, (&Path, Hashed)> = HashMap::new();
-                for (h, src) in &tar_inputs {
-                    if payload.binary_search(&h.digest).is_ok()
-                        && !blobs_dir.join(h.digest.hex()).exists()
-                    {
-                        inputs.insert(blob_path(&h.digest), (src.as_path(), *h));
-                    }
-                }
+                // Which blobs come straight from an input file (found in
+                // `tar_inputs`, sorted by digest), as the entries are written.
+                let input = |d: &Sha256Digest| -> Option<(&Path, Hashed)> {
+                    let i = tar_inputs.binary_search_by_key(d, |(h, _)| h.digest).ok()?;
+                    let (h, src) = &tar_inputs[i];
+                    (!blobs_dir.join(d.hex()).exists()).then_some((src.as_path(), *h))
+                };
+                let entries = head
+                    .into_iter()
+                    .map(|p| (p, None))
+                    .chain(blob_order.iter().map(|d| (blob_path(d), input(d))));
                 let file =
                     std::io::BufWriter::with_capacity(1 << 20, fs_err::File::create(&tar_tmp)?);
                 progress.begin("writing tar", size);
-                let file =
-                    crate::tarball::write_tar(&root, &order, &inputs, file, mtime, progress)?;
+                let file = crate::tarball::write_tar(&root, entries, file, mtime, progress)?;
                 progress.finish();
                 file.into_inner().map_err(|e| e.into_error())?;
                 fs_err::rename(&tar_tmp, &final_path)?;

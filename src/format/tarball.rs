@@ -3,7 +3,6 @@
 //! then signatures and custody events, then the payload. Headers are
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -85,13 +84,13 @@ pub fn append<W: Write>(
     b.append_data(&mut h, path, data)
 }
 
-/// Writes the files listed in `paths` as a tar into `out`: each from
-/// `inputs` when it is there (an input file read straight into the tar, see
-/// [`append_input`]), otherwise from `dir`.
-pub fn write_tar<W: Write>(
+/// Writes the files listed in `entries` as a tar into `out`, in order: each
+/// from its input file when one is given (read straight into the tar, see
+/// [`append_input`]), otherwise from `dir`. An iterator, so that a tar of
+/// many files is never listed in memory.
+pub fn write_tar<'p, W: Write>(
     dir: &Path,
-    paths: &[String],
-    inputs: &HashMap<String, (&Path, Hashed)>,
+    entries: impl IntoIterator<Item = (String, Option<(&'p Path, Hashed)>)>,
     out: W,
     mtime: u64,
     progress: &dyn Progress,
@@ -99,17 +98,17 @@ pub fn write_tar<W: Write>(
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
-    for p in paths {
-        if let Some((src, expected)) = inputs.get(p) {
-            append_input(&mut b, p, src, *expected, mtime, progress)?;
+    for (p, input) in entries {
+        if let Some((src, expected)) = input {
+            append_input(&mut b, &p, src, expected, mtime, progress)?;
             continue;
         }
-        let f = fs_err::File::open(dir.join(p))?;
+        let f = fs_err::File::open(dir.join(&p))?;
         let size = f.metadata()?.len();
         let mut counted = Counting { inner: f, progress };
         append(
             &mut b,
-            p,
+            &p,
             size,
             crate::bundle::MODE_FILE,
             mtime,
@@ -945,17 +944,14 @@ mod single_pass_tests {
 
 #[cfg(test)]
 mod input_tests {
-    use std::collections::HashMap;
     use std::path::Path;
 
     use super::*;
 
     fn pack_one(src: &Path, expected: Hashed) -> Result<Vec<u8>> {
-        let inputs = HashMap::from([("data/x".to_string(), (src, expected))]);
         write_tar(
             Path::new("/nonexistent"),
-            &["data/x".to_string()],
-            &inputs,
+            [("data/x".to_string(), Some((src, expected)))],
             Vec::new(),
             7,
             &crate::progress::Silent,

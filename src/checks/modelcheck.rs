@@ -196,6 +196,21 @@ enum PickleRule {
     Yes,
 }
 
+/// Whether a file's path can change what [`check`] finds in its bytes (a
+/// weights, shard index or pickle name). For any other path the outcome
+/// depends on the bytes alone: the same as checking them with no uses.
+pub fn path_matters(path: &str) -> bool {
+    ends_with_any(path, &[".safetensors", ".gguf"])
+        || ends_with_any(path, INDEX_SUFFIXES)
+        || ends_with_any(path, PICKLE_EXT)
+}
+
+/// Whether [`check`] can read a use's siblings (its artifact's other paths):
+/// only for a shard index, which is known by its name.
+pub fn reads_siblings(path: &str) -> bool {
+    ends_with_any(path, INDEX_SUFFIXES)
+}
+
 fn ends_with_any(path: &str, suffixes: &[&str]) -> bool {
     let lower = path.to_ascii_lowercase();
     suffixes.iter().any(|s| lower.ends_with(s))

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::keys::PrivateKey;
 use crate::manifest::LoadedManifest;
 use crate::progress::Progress;
+use crate::sources::content::{precheck, Pre, Prechecked};
 use crate::sources::{self, PlannedArtifact};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -135,8 +136,12 @@ pub fn pack_delta(
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;
+    // The inputs in the order the single pass read them.
+    let mut added: Vec<&Path> = Vec::new();
     progress.begin("packing", total);
     let chmod_needed = !umask_keeps(0o644);
+    // What the pass checked of the bytes it held (small inputs).
+    let mut pre = Prechecked::default();
     let hashed: HashMap<&Path, Hashed> = if stream {
         let mut sp = crate::tarball::SinglePass::create(
             &tar_tmp,
@@ -151,19 +156,20 @@ pub fn pack_delta(
             let src = f.src.as_path();
             if !hashed.contains_key(src) {
                 hashed.insert(src, sp.add_input(src, &omit)?);
+                added.push(src);
             }
         }
         single = Some(sp);
         hashed
     } else {
-        sources
+        let results: Vec<(Hashed, Pre)> = sources
             .par_iter()
             .enumerate()
-            .map(|(i, src)| {
+            .map(|(i, src)| -> Result<(Hashed, Pre)> {
                 if sizes[i] <= SMALL_INPUT {
-                    if let Some(h) = pack_small(src, &blobs_dir, chmod_needed)? {
-                        progress.advance(h.size);
-                        return Ok((*src, h));
+                    if let Some(done) = pack_small(src, &blobs_dir, chmod_needed)? {
+                        progress.advance(done.0.size);
+                        return Ok(done);
                     }
                 }
                 let tmp = blobs_dir.join(format!(".in-{i}"));
@@ -183,9 +189,15 @@ pub fn pack_delta(
                     progress.advance(n)
                 })?;
                 fs_err::rename(&tmp, blobs_dir.join(h.digest.hex()))?;
-                Ok((*src, h))
+                Ok((h, Pre::Unchecked))
             })
-            .collect::<Result<_>>()?
+            .collect::<Result<_>>()?;
+        let mut hashed = HashMap::with_capacity(sources.len());
+        for (src, (h, p)) in sources.iter().zip(results) {
+            pre.add(h.digest, p);
+            hashed.insert(*src, h);
+        }
+        hashed
     };
     progress.finish();
 
@@ -213,12 +225,50 @@ pub fn pack_delta(
         &hashed,
         (!stream).then_some(blobs_dir.as_path()),
         m.manifest.policy.pickle,
+        &pre,
     )?;
+    drop(pre);
     // OpenSSF model-signing signatures (model.sig), against the manifest's keys.
     let signatures = sources::models::check_signatures(m, &planned, &hashed, &blobs_dir)?;
     let mut models = Vec::new();
 
-    let mut payload: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+    // The planned files become the description's layers: each file's path
+    // and media type move into its layer (never copied), and the plan is
+    // freed artifact by artifact.
+    let file_hashes: Vec<Vec<Hashed>> = planned
+        .iter()
+        .map(|a| a.files.iter().map(|f| hashed[f.src.as_path()]).collect())
+        .collect();
+    // A model's facts come from its files (config.json is read by path).
+    let model_facts: Vec<Option<ModelFacts>> = planned
+        .iter()
+        .map(|a| {
+            if a.kind != ArtifactKind::Model {
+                return Ok(None);
+            }
+            let hf = a
+                .files
+                .iter()
+                .find(|f| f.path == "config.json")
+                .map(|f| fs_err::read(&f.src))
+                .transpose()?;
+            Ok(Some(crate::sources::content::model_facts(
+                a,
+                &content,
+                hf.as_deref(),
+            )))
+        })
+        .collect::<Result<_>>()?;
+    if let Some(single) = &single {
+        // The checks above read some inputs again by path: refuse if any
+        // changed since it went into the tar.
+        single.check_unchanged(added.iter().copied())?;
+    }
+    drop(added);
+    drop(hashed);
+    drop(sources);
+    drop(sizes);
+
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
         fs_err::write(blobs_dir.join(d.hex()), bytes)?;
@@ -227,32 +277,24 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
-    for a in &planned {
-        let layers: Vec<Layer> = a
-            .files
-            .iter()
-            .map(|f| {
-                let h = hashed[f.src.as_path()];
-                Layer {
-                    media_type: f.media_type.clone(),
-                    digest: h.digest,
-                    size: h.size,
-                    path: f.path.clone(),
-                    mode: f.mode,
-                }
+    for ((mut a, hashes), model_facts) in planned.into_iter().zip(file_hashes).zip(model_facts) {
+        let layers: Vec<Layer> = std::mem::take(&mut a.files)
+            .into_iter()
+            .zip(hashes)
+            .map(|(f, h)| Layer {
+                media_type: f.media_type,
+                digest: h.digest,
+                size: h.size,
+                path: f.path,
+                mode: f.mode,
             })
             .collect();
+        let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
-                let hf = a
-                    .files
-                    .iter()
-                    .find(|f| f.path == "config.json")
-                    .map(|f| fs_err::read(&f.src))
-                    .transpose()?;
                 let pairs: Vec<(String, Sha256Digest)> =
                     layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
-                let mut facts = crate::sources::content::model_facts(a, &content, hf.as_deref());
+                let mut facts = model_facts.expect("computed for a model");
                 facts.folder = m
                     .manifest
                     .models
@@ -284,11 +326,16 @@ pub fn pack_delta(
             digest: write_blob(&config_bytes)?,
             size: config_bytes.len() as u64,
         };
-        let manifest_bytes = oci_manifest(a, &config, &layers)?;
+        // Written layer by layer into its blob file, hashed on the way: it
+        // grows with the file count.
+        let tmp = blobs_dir.join(".manifest");
+        let (size, digest) =
+            write_hashed(&tmp, &mut |w| write_oci_manifest(a, &config, &layers, w))?;
+        fs_err::rename(&tmp, blobs_dir.join(digest.hex()))?;
         let manifest = Blob {
             media_type: MT_MANIFEST.into(),
-            digest: write_blob(&manifest_bytes)?,
-            size: manifest_bytes.len() as u64,
+            digest,
+            size,
         };
         let mut d = Descriptor::new(
             MediaType::ImageManifest,
@@ -344,8 +391,24 @@ pub fn pack_delta(
     };
     // The SBOMs (CycloneDX, SPDX) of everything above, as two more artifacts.
     index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
+    // Every distinct blob, by digest: a compact list (no media types), made
+    // once. The payload is those the bundle carries, sorted by digest.
+    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::new();
+    for a in &description.artifacts {
+        blob_list.push((a.manifest.digest, a.manifest.size));
+        blob_list.push((a.config.digest, a.config.size));
+        blob_list.extend(a.layers.iter().map(|l| (l.digest, l.size)));
+        blob_list.extend(a.blobs.iter().map(|b| (b.digest, b.size)));
+    }
+    blob_list.sort_unstable_by_key(|b| b.0);
+    blob_list.dedup_by_key(|b| b.0);
+    let total_size = blob_list
+        .iter()
+        .fold(0u64, |sum, b| sum.saturating_add(b.1));
+    let blob_count = blob_list.len();
     let mut omitted = (0usize, 0u64);
-    for (d, (_, size)) in description.blobs() {
+    let mut payload: Vec<Sha256Digest> = Vec::with_capacity(blob_list.len());
+    for (d, size) in blob_list {
         if base.is_some_and(|b| b.blobs.contains(&d)) {
             // Provided by the high side's store: declared, not carried.
             // (Streamed inputs were never staged.)
@@ -355,7 +418,7 @@ pub fn pack_delta(
             }
             omitted = (omitted.0 + 1, omitted.1 + size);
         } else {
-            payload.insert(blob_path(&d), d);
+            payload.push(d);
         }
     }
     if let Some(b) = base {
@@ -378,16 +441,18 @@ pub fn pack_delta(
     let index_bytes = canonical_json(&index);
     fs_err::write(root.join(OCI_INDEX), &index_bytes)?;
     fs_err::write(root.join(OCI_LAYOUT), OCI_LAYOUT_CONTENT)?;
-    payload.insert(OCI_INDEX.into(), Sha256Digest::of(&index_bytes));
-    payload.insert(
-        OCI_LAYOUT.into(),
-        Sha256Digest::of(OCI_LAYOUT_CONTENT.as_bytes()),
-    );
+    // The payload files besides the blobs.
+    let payload_files: BTreeMap<String, Sha256Digest> = BTreeMap::from([
+        (OCI_INDEX.to_string(), Sha256Digest::of(&index_bytes)),
+        (
+            OCI_LAYOUT.to_string(),
+            Sha256Digest::of(OCI_LAYOUT_CONTENT.as_bytes()),
+        ),
+    ]);
 
     // Tag files.
-    let oxum_bytes: u64 = description.total_size() - omitted.1
-        + index_bytes.len() as u64
-        + OCI_LAYOUT_CONTENT.len() as u64;
+    let oxum_bytes: u64 =
+        total_size - omitted.1 + index_bytes.len() as u64 + OCI_LAYOUT_CONTENT.len() as u64;
     // airlock.json and manifest-sha256.txt grow with the file count: each
     // is written straight into its file, hashed and measured on the way,
     // never held as bytes. The small tag files are.
@@ -395,7 +460,13 @@ pub fn pack_delta(
         (BAGIT_TXT, BAGIT_CONTENT.as_bytes().to_vec()),
         (
             BAG_INFO,
-            bag_info(&description, time, oxum_bytes, payload.len()).into_bytes(),
+            bag_info(
+                &description,
+                time,
+                oxum_bytes,
+                payload.len() + payload_files.len(),
+            )
+            .into_bytes(),
         ),
         (
             VERIFY_TXT,
@@ -416,7 +487,9 @@ pub fn pack_delta(
     );
     written.insert(
         MANIFEST,
-        write_hashed(&root.join(MANIFEST), &mut |w| write_manifest(&payload, w))?,
+        write_hashed(&root.join(MANIFEST), &mut |w| {
+            write_payload_manifest(&payload, &payload_files, w)
+        })?,
     );
     // The high side reads the tag area within fixed bounds (`source::TagSet`);
     // never make a bundle it would refuse for size (the staging directory
@@ -445,7 +518,7 @@ pub fn pack_delta(
     let (path, bytes) = crate::custody::new_event(&BTreeMap::new(), key, "packed", None, &id, time);
     fs_err::write(root.join(path), bytes)?;
 
-    let size = description.total_size() - omitted.1;
+    let size = total_size - omitted.1;
     let mut paths = Vec::new();
     match (format, volume_size) {
         (_, Some(capacity)) => {
@@ -466,21 +539,28 @@ pub fn pack_delta(
         (Format::Tar | Format::TarZst, None) => {
             // Blobs in path order (each artifact's files as listed, then the
             // rest by digest): neighbouring files compress together.
-            let mut order = crate::tarball::head_order(&root)?;
-            let mut placed = BTreeSet::new();
+            let head = crate::tarball::head_order(&root)?;
+            // Each payload blob once, in that order (`payload` is sorted).
+            let mut placed = vec![false; payload.len()];
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
-            for d in layers.map(|l| l.digest).chain(payload.values().copied()) {
-                let p = blob_path(&d);
-                if payload.contains_key(&p) && placed.insert(d) {
-                    order.push(p);
+            let mut blob_order = Vec::new();
+            for d in layers.map(|l| l.digest).chain(payload.iter().copied()) {
+                if let Ok(i) = payload.binary_search(&d) {
+                    if !std::mem::replace(&mut placed[i], true) {
+                        blob_order.push(d);
+                    }
                 }
             }
-            // The checks above read some inputs again by path: refuse if
-            // any changed since it went into the tar.
+            drop(placed);
             let single = single.expect("a tar is packed in one pass");
-            single.check_unchanged()?;
-            let head = crate::tarball::head_order(&root)?;
-            single.finish(&root, &head, &order[head.len()..], &tar_tmp, &final_path)?;
+            // Only what the pass did not write yet is named.
+            let rest: Vec<String> = blob_order
+                .iter()
+                .filter(|d| !single.has(d))
+                .map(blob_path)
+                .collect();
+            drop(blob_order);
+            single.finish(&root, &head, &rest, &tar_tmp, &final_path)?;
         }
     }
     Ok(Packed {
@@ -494,7 +574,7 @@ pub fn pack_delta(
         name: meta.name.clone(),
         version: meta.version.clone(),
         artifacts: description.artifacts.len(),
-        blobs: description.blobs().len(),
+        blobs: blob_count,
         size,
         omitted: omitted.0,
         omitted_size: omitted.1,
@@ -529,28 +609,21 @@ thread_local! {
 /// content is already there (the same bytes from another path) is not
 /// written again. `None` when the input has grown past `SMALL_INPUT` since
 /// it was measured: the caller copies it as a large one.
-fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed>> {
-    use std::io::{Read, Write};
+fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<(Hashed, Pre)>> {
+    use std::io::Write;
     SMALL_BUFFER.with(|cell| {
         let mut buf = cell.borrow_mut();
-        if buf.is_empty() {
-            buf.resize(SMALL_INPUT as usize + 1, 0);
-        }
-        let mut f = fs_err::File::open(src)?;
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if n as u64 > SMALL_INPUT {
+        let Some(n) = read_small(src, &mut buf)? else {
             return Ok(None);
-        }
+        };
         let bytes = &buf[..n];
         let digest = Sha256Digest::of(bytes);
+        let h = Hashed {
+            digest,
+            size: n as u64,
+        };
+        // The content check, on the bytes just hashed (see `precheck`).
+        let pre = precheck(bytes)?;
         let dest = blobs_dir.join(digest.hex());
         let mut open = std::fs::OpenOptions::new();
         open.write(true).create_new(true);
@@ -558,12 +631,7 @@ fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed
         std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o644);
         let mut out = match fs_err::OpenOptions::from_options(open).open(&dest) {
             Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Ok(Some(Hashed {
-                    digest,
-                    size: n as u64,
-                }))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Some((h, pre))),
             Err(e) => return Err(e.into()),
         };
         out.write_all(bytes)?;
@@ -573,11 +641,28 @@ fn pack_small(src: &Path, blobs_dir: &Path, chmod: bool) -> Result<Option<Hashed
             out.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
         let _ = chmod;
-        Ok(Some(Hashed {
-            digest,
-            size: n as u64,
-        }))
+        Ok(Some((h, pre)))
     })
+}
+
+/// Reads `src` whole into `buf` (the thread's small-input buffer) and
+/// returns its length; `None` if it is larger than `SMALL_INPUT`.
+fn read_small(src: &Path, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+    use std::io::Read;
+    if buf.is_empty() {
+        buf.resize(SMALL_INPUT as usize + 1, 0);
+    }
+    let mut f = fs_err::File::open(src)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((n as u64 <= SMALL_INPUT).then_some(n))
 }
 
 /// Whether the process umask leaves every bit of `mode` to a new file (read
@@ -591,6 +676,28 @@ fn umask_keeps(mode: u32) -> bool {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .is_some_and(|umask| umask & mode == 0)
+}
+
+/// The payload manifest (`manifest-sha256.txt`) of the blobs `blobs`
+/// (sorted by digest) and the other payload files `files`: the lines
+/// [`write_manifest`] writes, sorted by path, without a map of every path.
+fn write_payload_manifest(
+    blobs: &[Sha256Digest],
+    files: &BTreeMap<String, Sha256Digest>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut files = files.iter().peekable();
+    for d in blobs {
+        let path = blob_path(d);
+        while let Some((p, fd)) = files.next_if(|(p, _)| p.as_str() < path.as_str()) {
+            write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;
+        }
+        write_manifest(&BTreeMap::from([(path, *d)]), w)?;
+    }
+    for (p, fd) in files {
+        write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;
+    }
+    Ok(())
 }
 
 /// Writes the file `path` through `render`, hashing it on the way; returns
@@ -613,7 +720,20 @@ fn write_hashed(
     Ok((size, Sha256Digest::of_raw(hasher.finalize().into())))
 }
 
+#[cfg(test)]
 fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_oci_manifest(a, config, layers, &mut out)?;
+    Ok(out)
+}
+
+/// Writes an artifact's OCI manifest (canonical JSON) into `out`.
+fn write_oci_manifest(
+    a: &PlannedArtifact,
+    config: &Blob,
+    layers: &[Layer],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let config_desc = Descriptor::new(
         MediaType::from(config.media_type.as_str()),
         config.size,
@@ -646,7 +766,9 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
         .config(config_desc)
         .layers(Vec::new())
         .build()
-        .map_err(|e| Error::Usage(format!("cannot build OCI manifest for {}: {e}", a.name)))?;
+        .map_err(|e| {
+            std::io::Error::other(format!("cannot build OCI manifest for {}: {e}", a.name))
+        })?;
     // The layers are written into the empty `layers` array one at a time,
     // each in canonical form: a manifest of many files is never held as
     // descriptors or as a JSON tree. (`"layers":[]` occurs once: inside a
@@ -659,16 +781,14 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
         .expect("a manifest has its layers")
         + EMPTY.len()
         - 1;
-    let mut out = Vec::with_capacity(shell.len() + 320 * layers.len());
-    out.extend_from_slice(&shell[..at]);
+    out.write_all(&shell[..at])?;
     for (i, l) in layers.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.write_all(b",")?;
         }
-        out.extend(canonical_json(&layer_desc(l)));
+        out.write_all(&canonical_json(&layer_desc(l)))?;
     }
-    out.extend_from_slice(&shell[at..]);
-    Ok(out)
+    out.write_all(&shell[at..])
 }
 
 fn bag_info(d: &Description, time: i64, octets: u64, count: usize) -> String {

@@ -412,7 +412,9 @@ pub struct SinglePass<'a> {
     zstd: bool,
     mtime: u64,
     written: std::collections::HashSet<Sha256Digest>,
-    seen: Vec<(std::path::PathBuf, Seen)>,
+    /// Each input's metadata when read, in the order added (the caller
+    /// names the paths again at `check_unchanged`: not held per file here).
+    seen: Vec<Seen>,
     progress: &'a dyn Progress,
 }
 
@@ -491,7 +493,7 @@ impl<'a> SinglePass<'a> {
                 digest: Sha256Digest::of(&bytes),
                 size,
             };
-            self.seen(src, &f)?;
+            self.seen(&f)?;
             if !omit(&h.digest) && self.written.insert(h.digest) {
                 let path = crate::bundle::blob_path(&h.digest);
                 let header = header_bytes(&path, size, self.mtime)?;
@@ -588,7 +590,7 @@ impl<'a> SinglePass<'a> {
         if n != size || longer {
             return Err(changed());
         }
-        self.seen(src, &f)?;
+        self.seen(&f)?;
         let keep = !omit(&digest) && self.written.insert(digest);
         let mtime = self.mtime;
         let out = self.file()?;
@@ -605,21 +607,26 @@ impl<'a> SinglePass<'a> {
         Ok(Hashed { digest, size })
     }
 
-    fn seen(&mut self, src: &Path, f: &fs_err::File) -> Result<()> {
+    fn seen(&mut self, f: &fs_err::File) -> Result<()> {
         let m = f.metadata()?;
-        self.seen.push((src.to_path_buf(), Seen::of(&m)));
+        self.seen.push(Seen::of(&m));
         Ok(())
     }
 
     /// Refuses the pack if an input changed (size, modification or change
     /// time, or file) since it was read into the tar: the checks that read
     /// inputs by path after that would have seen other bytes than packed.
-    pub fn check_unchanged(&self) -> Result<()> {
-        for (path, seen) in &self.seen {
+    /// `inputs` are the paths given to `add_input`, in the same order.
+    pub fn check_unchanged<'p>(&self, inputs: impl IntoIterator<Item = &'p Path>) -> Result<()> {
+        let mut inputs = inputs.into_iter();
+        for seen in &self.seen {
+            let path = inputs.next().ok_or_else(|| {
+                Error::Usage("internal error: fewer inputs named than were packed".into())
+            })?;
             let now = fs_err::metadata(path)?;
             if Seen::of(&now) != *seen {
                 return Err(Error::Input {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: "changed while being packed; pack again once it no longer changes"
                         .into(),
                 });
@@ -647,7 +654,8 @@ impl<'a> SinglePass<'a> {
             if written {
                 continue;
             }
-            // Streamed: an image layer may be large.
+            // Streamed: an image layer or a generated blob (SBOMs, OCI
+            // manifests grow with the file count) may be large.
             let f = fs_err::File::open(dir.join(p))?;
             let size = f.metadata()?.len();
             let header = header_bytes(p, size, self.mtime)?;
@@ -678,43 +686,74 @@ impl<'a> SinglePass<'a> {
             .into_inner()
             .map_err(|e| e.into_error())?;
 
-        let mut head_tar = Vec::new();
-        for p in head {
-            let bytes = fs_err::read(dir.join(p))?;
-            head_tar.extend(header_bytes(p, bytes.len() as u64, self.mtime)?);
-            head_tar.extend_from_slice(&bytes);
-            head_tar.extend_from_slice(&[0u8; 512][..pad(bytes.len() as u64)]);
+        // The head (airlock.json and the manifest grow with the file count)
+        // is written to a file of its own, never held in memory.
+        let joined = tmp.with_extension("joined");
+        let mut head_file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&joined)?
+            .into_parts()
+            .0;
+        {
+            let mtime = self.mtime;
+            let write_head = |w: &mut dyn Write| -> Result<()> {
+                for p in head {
+                    let mut f = fs_err::File::open(dir.join(p))?;
+                    let size = f.metadata()?.len();
+                    w.write_all(&header_bytes(p, size, mtime)?)?;
+                    let n = io::copy(&mut (&mut f).take(size), w)?;
+                    if n != size {
+                        return Err(Error::Input {
+                            path: dir.join(p),
+                            message: format!("changed while being packed (it was {size} bytes)"),
+                        });
+                    }
+                    w.write_all(&[0u8; 512][..pad(size)])?;
+                }
+                Ok(())
+            };
+            // The head's length as a tar, known before it is written: the
+            // zstd frame pledges it, the plain tar's padding depends on it.
+            let mut head_tar_len = 0u64;
+            for p in head {
+                let size = fs_err::metadata(dir.join(p))?.len();
+                head_tar_len += (header_bytes(p, size, mtime)?.len() + pad(size)) as u64 + size;
+            }
+            let mut w = io::BufWriter::with_capacity(CHUNK, &mut head_file);
+            if self.zstd {
+                let mut enc = head_encoder(&mut w, head_tar_len)?;
+                write_head(&mut enc)?;
+                enc.finish()?;
+            } else {
+                w.write_all(&tar_head_pad(head_tar_len, mtime)?)?;
+                write_head(&mut w)?;
+            }
+            w.flush()?;
         }
-        let head_bytes = if self.zstd {
-            let mut enc = head_encoder(Vec::new(), head_tar.len() as u64)?;
-            enc.write_all(&head_tar)?;
-            let mut frame = enc.finish()?;
-            let pad = head_frame_pad(frame.len() as u64);
-            frame.extend(pad);
-            frame
-        } else {
-            let mut padded = tar_head_pad(head_tar.len() as u64, self.mtime)?;
-            padded.extend(head_tar);
-            padded
-        };
-        if !prepend_in_place(&payload, &head_bytes)? {
+        if self.zstd {
+            let len = head_file.seek(io::SeekFrom::End(0))?;
+            head_file.write_all(&head_frame_pad(len))?;
+        }
+        let head_len = head_file.seek(io::SeekFrom::End(0))?;
+        if !prepend_in_place(&payload, &head_file, head_len)? {
             // Copied once, in the kernel (copy_file_range where it can).
-            let joined = tmp.with_extension("joined");
-            let mut out = fs_err::File::create(&joined)?;
-            out.write_all(&head_bytes)?;
             // std's copy between two `std::fs::File`s is copy_file_range.
-            let (mut out, _) = out.into_parts();
             let (mut from, _) = fs_err::File::open(tmp)?.into_parts();
-            io::copy(&mut from, &mut out).map_err(|e| Error::Input {
+            io::copy(&mut from, &mut head_file).map_err(|e| Error::Input {
                 path: joined.clone(),
                 message: format!("writing the tar: {e}"),
             })?;
-            drop(out);
+            drop(head_file);
             drop(payload);
             fs_err::remove_file(tmp)?;
             fs_err::rename(&joined, dest)?;
             return Ok(());
         }
+        drop(head_file);
+        fs_err::remove_file(&joined)?;
         drop(payload);
         fs_err::rename(tmp, dest)?;
         Ok(())
@@ -741,18 +780,26 @@ fn write_at(f: &std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Puts `head` in front of the file's bytes without moving them, where the
-/// filesystem can insert a range (its length a multiple of the block size).
+/// Puts the first `len` bytes of `head` in front of the file's bytes
+/// without moving them, where the filesystem can insert a range (its length
+/// a multiple of the block size).
 #[cfg(target_os = "linux")]
-fn prepend_in_place(f: &std::fs::File, head: &[u8]) -> io::Result<bool> {
+fn prepend_in_place(f: &std::fs::File, head: &std::fs::File, len: u64) -> io::Result<bool> {
     use rustix::fs::{fallocate, FallocateFlags};
-    if head.is_empty() || !head.len().is_multiple_of(4096) {
-        return Ok(head.is_empty());
+    if len == 0 || !len.is_multiple_of(4096) {
+        return Ok(len == 0);
     }
-    if fallocate(f, FallocateFlags::INSERT_RANGE, 0, head.len() as u64).is_err() {
+    if fallocate(f, FallocateFlags::INSERT_RANGE, 0, len).is_err() {
         return Ok(false);
     }
-    write_at(f, head, 0)?;
+    let mut buf = vec![0u8; CHUNK.min(len as usize)];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        read_exact_at(head, &mut buf[..n], at)?;
+        write_at(f, &buf[..n], at)?;
+        at += n as u64;
+    }
     Ok(true)
 }
 
@@ -772,9 +819,15 @@ fn can_insert(_: &std::fs::File) -> io::Result<bool> {
     Ok(false)
 }
 
+#[cfg(target_os = "linux")]
+fn read_exact_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, at)
+}
+
 #[cfg(not(target_os = "linux"))]
-fn prepend_in_place(_: &std::fs::File, head: &[u8]) -> io::Result<bool> {
-    Ok(head.is_empty())
+fn prepend_in_place(_: &std::fs::File, _: &std::fs::File, len: u64) -> io::Result<bool> {
+    Ok(len == 0)
 }
 
 /// The encoder of a tar.zst's head (the tag files): level 3 with an 8 MiB
@@ -948,7 +1001,11 @@ mod single_pass_tests {
             assert_eq!(h.digest, Sha256Digest::of(data));
             assert_eq!(h.size, data.len() as u64);
         }
-        sp.check_unchanged().unwrap();
+        let srcs: Vec<_> = (0..inputs.len())
+            .map(|i| dir.join(format!("in{i}")))
+            .collect();
+        sp.check_unchanged(srcs.iter().map(|p| p.as_path()))
+            .unwrap();
         let generated = b"{}".to_vec();
         let gen_path = crate::bundle::blob_path(&Sha256Digest::of(&generated));
         std::fs::create_dir_all(dir.join(crate::bundle::BLOBS_PREFIX)).unwrap();
@@ -1096,13 +1153,13 @@ mod single_pass_tests {
                 SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent)
                     .unwrap();
             sp.add_input(&src, &|_| false).unwrap();
-            sp.check_unchanged().unwrap();
+            sp.check_unchanged([src.as_path()]).unwrap();
             // Other bytes, same size: the change time moves on.
             std::thread::sleep(std::time::Duration::from_millis(30));
             let mut other = data.clone();
             other[size / 2] ^= 1;
             std::fs::write(&src, &other).unwrap();
-            match sp.check_unchanged() {
+            match sp.check_unchanged([src.as_path()]) {
                 Err(Error::Input { path, message }) => {
                     assert_eq!(path, src);
                     assert!(message.contains("changed while being packed"), "{message}");

@@ -3,7 +3,7 @@
 //! directory, so what is checked is exactly what was packed), and each
 //! model's summary.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -14,66 +14,148 @@ use crate::digest::{Hashed, Sha256Digest};
 use crate::error::{Report, Result};
 use crate::modelcheck::{check_path, summarize, Checked, Use};
 
+/// What the hashing pass found when it checked an input's bytes itself (a
+/// small input, held in memory to be hashed): checked with no uses, which
+/// is the whole check of a file whose paths do not matter
+/// ([`crate::modelcheck::path_matters`]).
+pub enum Pre {
+    /// Nothing found.
+    Clean,
+    Found(Box<Checked>),
+    /// Not checked in the pass (a large input): read back when checked.
+    Unchecked,
+}
+
+/// Checks bytes held in memory (exactly those hashed) with no uses.
+pub fn precheck(bytes: &[u8]) -> std::io::Result<Pre> {
+    let checked =
+        crate::modelcheck::check(&mut std::io::Cursor::new(bytes), bytes.len() as u64, &[])?;
+    Ok(match checked {
+        Checked {
+            facts: None,
+            invalid: None,
+        } => Pre::Clean,
+        c => Pre::Found(Box::new(c)),
+    })
+}
+
+/// The outcomes of [`precheck`] by digest. Compact for a tree of many
+/// plain files: only what found something, and the digests left unchecked,
+/// are kept.
+#[derive(Default)]
+pub struct Prechecked {
+    any: bool,
+    found: HashMap<Sha256Digest, Checked>,
+    unchecked: HashSet<Sha256Digest>,
+}
+
+impl Prechecked {
+    pub fn add(&mut self, digest: Sha256Digest, pre: Pre) {
+        self.any = true;
+        match pre {
+            Pre::Clean => {}
+            Pre::Found(c) => {
+                self.found.insert(digest, *c);
+            }
+            Pre::Unchecked => {
+                self.unchecked.insert(digest);
+            }
+        }
+    }
+
+    /// The pass's outcome for `digest`, if the pass checked it.
+    fn get(&self, digest: &Sha256Digest) -> Option<Checked> {
+        if !self.any || self.unchecked.contains(digest) {
+            return None;
+        }
+        Some(self.found.get(digest).cloned().unwrap_or_default())
+    }
+}
+
 /// The build side: checks every distinct packed blob of the model and
-/// file-set artifacts (read back from `blobs_dir` when the blobs are staged
-/// there, so what is checked is exactly what was packed; otherwise from the
-/// input, which the tar writer hashes again as it packs it) and returns what
-/// was found, per file. Problems refuse the pack, each naming the input file.
+/// file-set artifacts and returns what was found, per file. A blob the
+/// hashing pass checked in memory (`pre`) is not read again unless one of
+/// its paths matters to the check; any other is read back from `blobs_dir`
+/// when the blobs are staged there, so what is checked is exactly what was
+/// packed; otherwise from the input, which the tar writer hashes again as
+/// it packs it. Problems refuse the pack, each naming the input file.
 pub fn check_packed(
     planned: &[PlannedArtifact],
     hashed: &HashMap<&Path, Hashed>,
     blobs_dir: Option<&Path>,
     pickle: PicklePolicy,
+    pre: &Prechecked,
 ) -> Result<Vec<ContentEntry>> {
-    let mut siblings: Vec<BTreeSet<String>> = Vec::new();
-    let mut by_digest: BTreeMap<Sha256Digest, Vec<(usize, usize)>> = BTreeMap::new();
+    // An artifact's paths are only read for a shard index: a tree without
+    // one holds no second copy of its paths.
+    let none = BTreeSet::new();
+    let siblings: Vec<Option<BTreeSet<String>>> = planned
+        .iter()
+        .map(|a| {
+            a.files
+                .iter()
+                .any(|f| crate::modelcheck::reads_siblings(&f.path))
+                .then(|| a.files.iter().map(|f| f.path.clone()).collect())
+        })
+        .collect();
+    // (digest, artifact, file), sorted: each digest's users are a run.
+    let mut by_digest: Vec<(Sha256Digest, u32, u32)> = Vec::new();
     for (ai, a) in planned.iter().enumerate() {
-        siblings.push(a.files.iter().map(|f| f.path.clone()).collect());
         if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
             continue;
         }
         for (fi, f) in a.files.iter().enumerate() {
             if let Some(h) = hashed.get(f.src.as_path()) {
-                by_digest.entry(h.digest).or_default().push((ai, fi));
+                by_digest.push((h.digest, ai as u32, fi as u32));
             }
         }
     }
-    let jobs: Vec<(&Sha256Digest, &Vec<(usize, usize)>)> = by_digest.iter().collect();
-    type Job<'a> = (Sha256Digest, &'a Vec<(usize, usize)>, Checked);
+    by_digest.sort_unstable();
+    let jobs: Vec<&[(Sha256Digest, u32, u32)]> = by_digest.chunk_by(|x, y| x.0 == y.0).collect();
+    type Job<'a> = (&'a [(Sha256Digest, u32, u32)], Checked);
     // Only what found something is kept (facts or a problem): a tree of
     // many plain files keeps nothing per file.
     let results: Vec<Job> = jobs
         .par_iter()
-        .filter_map(|(d, users)| {
+        .filter_map(|users| {
+            let d = users[0].0;
+            let file = |ai: u32, fi: u32| &planned[ai as usize].files[fi as usize];
             let uses: Vec<Use> = users
                 .iter()
-                .map(|(ai, fi)| Use {
-                    path: &planned[*ai].files[*fi].path,
-                    siblings: &siblings[*ai],
+                .map(|(_, ai, fi)| Use {
+                    path: &file(*ai, *fi).path,
+                    siblings: siblings[*ai as usize].as_ref().unwrap_or(&none),
                 })
                 .collect();
-            let src = planned[users[0].0].files[users[0].1].src.as_path();
-            let size = hashed[src].size;
-            let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
-            match check_path(&at, size, &uses) {
+            let checked = match pre.get(&d) {
+                Some(c) if !uses.iter().any(|u| crate::modelcheck::path_matters(u.path)) => Ok(c),
+                _ => {
+                    let src = file(users[0].1, users[0].2).src.as_path();
+                    let size = hashed[src].size;
+                    let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
+                    check_path(&at, size, &uses)
+                }
+            };
+            match checked {
                 Ok(Checked {
                     facts: None,
                     invalid: None,
                 }) => None,
-                Ok(checked) => Some(Ok((**d, *users, checked))),
+                Ok(checked) => Some(Ok((*users, checked))),
                 Err(e) => Some(Err(e.into())),
             }
         })
         .collect::<Result<_>>()?;
     let mut report = Report::default();
     let mut entries = Vec::new();
-    for (_, users, checked) in results {
+    for (users, checked) in results {
         let problems = checked.problems(
             &pickle.into(),
             "set policy: {pickle: allow} in the manifest to pack it anyway",
         );
-        for (ai, fi) in users {
-            let (a, f) = (&planned[*ai], &planned[*ai].files[*fi]);
+        for (_, ai, fi) in users {
+            let a = &planned[*ai as usize];
+            let f = &a.files[*fi as usize];
             for p in &problems {
                 report.add(f.src.display().to_string(), p.clone());
             }

@@ -473,6 +473,12 @@ pub enum Flow {
 ///
 /// Plain tars are walked with seeking, so payload entries the visitor does
 /// not read are skipped without reading them.
+///
+/// The tar crate is asked for raw entries: it would otherwise read the data
+/// of every pax header and GNU long name or link whole into memory, however
+/// large its header says it is, before the walk sees it. Here those
+/// metadata entries are the walker's: bounded by [`MAX_TAR_META`] before a
+/// byte of them is read, then applied to the member they describe.
 pub fn walk_tar(
     path: &Path,
     volume: bool,
@@ -487,13 +493,13 @@ pub fn walk_tar(
         // Stopping the walk early drops the reader, which stops the thread.
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
-            let entries = archive.entries()?;
+            let entries = archive.entries()?.raw(true);
             walk_entries(entries, path, volume, report, visit)
         })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
-        let entries = archive.entries_with_seek()?;
+        let entries = archive.entries_with_seek()?.raw(true);
         walk_entries(entries, path, volume, report, visit)
     }
 }
@@ -647,6 +653,8 @@ fn walk_entries<R: Read>(
     let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
     let mut first = true;
+    // What the metadata entries read so far say about the next member.
+    let mut pending = Meta::default();
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -658,43 +666,90 @@ fn walk_entries<R: Read>(
                 return Ok(());
             }
         };
+        let kind = entry.header().entry_type();
+        // Metadata entries (pax headers, GNU long names and links): bounded
+        // before a byte of them is read, then kept for the member after.
+        if let Some(what) = meta_kind(kind) {
+            let size = entry.size();
+            if size > MAX_TAR_META {
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let subject = if name.is_empty() {
+                    origin.clone()
+                } else {
+                    name
+                };
+                report.add(
+                    subject,
+                    format!(
+                        "{what} after {last} declares {size} bytes of data; airlock reads at most {MAX_TAR_META} (the tars it writes carry at most 4096): the tar is damaged or hostile, refusing the bundle; get it again from its source"
+                    ),
+                );
+                return Ok(());
+            }
+            if !kind.is_pax_global_extensions() {
+                let mut data = Vec::with_capacity(size as usize);
+                if let Err(e) = (&mut entry).take(size).read_to_end(&mut data) {
+                    report.add(
+                        &origin,
+                        format!("truncated or corrupt tar after {last}: {e}"),
+                    );
+                    return Ok(());
+                }
+                if data.len() as u64 != size {
+                    let got = data.len();
+                    report.add(
+                        &origin,
+                        format!("truncated tar after {last}: {what} of {size} bytes has {got}"),
+                    );
+                    return Ok(());
+                }
+                if let Err(e) = pending.set(kind, data) {
+                    report.add(&origin, format!("corrupt tar after {last}: {e}"));
+                    return Ok(());
+                }
+                continue;
+            }
+            // A global pax header is not read: it is refused below.
+        }
+        let meta = std::mem::take(&mut pending);
         let at_start = std::mem::replace(&mut first, false);
-        let path = match tar_entry_path(&entry.path_bytes()) {
+        let raw_path = meta.path_bytes(&entry);
+        let path = match tar_entry_path(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                report.add(String::from_utf8_lossy(&raw_path).into_owned(), e);
                 continue;
             }
         };
         last = path.clone();
-        let kind = entry.header().entry_type();
         // Pax extended headers: a plain tar from pack has exactly one, its
         // padding in front of bagit.txt (see `tarball::is_head_pad`); any
         // other (a name, size or owner of another entry, ...) is refused.
-        // (A global header, `g`, is not read: it is refused below.)
         let header_pos = entry.raw_header_position();
-        let global = kind.is_pax_global_extensions();
-        match entry.pax_extensions() {
-            _ if global => {}
-            Ok(None) => {}
-            Ok(Some(records)) => {
-                let records: Option<Vec<(&[u8], &[u8])>> = records
-                    .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
-                    .collect();
-                let pad = at_start
-                    && path == crate::bundle::BAGIT_TXT
-                    && records.is_some_and(|r| crate::tarball::is_head_pad(&r, header_pos));
-                if !pad {
-                    report.add(
-                        &path,
-                        "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
-                    );
-                    continue;
+        if let Some(pax) = &meta.pax {
+            let records: Option<Vec<(&[u8], &[u8])>> = tar::PaxExtensions::new(pax)
+                .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
+                .collect();
+            let pad = at_start
+                && path == crate::bundle::BAGIT_TXT
+                && records
+                    .as_deref()
+                    .is_some_and(|r| crate::tarball::is_head_pad(r, header_pos));
+            if !pad {
+                report.add(
+                    &path,
+                    "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
+                );
+                // A pax size (or records no one can read) moves the next
+                // header for other tools; the walk, which goes by the
+                // header's size, cannot tell what they would see after it.
+                let sized = records
+                    .as_deref()
+                    .is_none_or(|r| r.iter().any(|(k, _)| *k == b"size"));
+                if sized {
+                    return Ok(());
                 }
-            }
-            Err(e) => {
-                report.add(&path, format!("truncated or corrupt tar: {e}"));
-                return Ok(());
+                continue;
             }
         }
         if kind.is_dir() {
@@ -793,7 +848,90 @@ fn walk_entries<R: Read>(
             }
         }
     }
+    if let Some(what) = pending.what() {
+        report.add(
+            &origin,
+            format!("truncated or corrupt tar after {last}: a {what} describes a member that is not there"),
+        );
+    }
     Ok(())
+}
+
+/// The most data a tar metadata entry (a pax header, `x` or `g`; a GNU long
+/// name or link, `L` or `K`) may declare. airlock's own tars carry at most
+/// 4096 bytes of pax padding, and a GNU long name of any path the reader
+/// admits is far shorter.
+pub const MAX_TAR_META: u64 = 64 << 10;
+
+/// What a metadata entry of `kind` is called, or `None` for a member.
+fn meta_kind(kind: tar::EntryType) -> Option<&'static str> {
+    if kind.is_pax_local_extensions() {
+        Some("pax extended header")
+    } else if kind.is_pax_global_extensions() {
+        Some("pax global header")
+    } else if kind.is_gnu_longname() {
+        Some("GNU long name")
+    } else if kind.is_gnu_longlink() {
+        Some("GNU long link name")
+    } else {
+        None
+    }
+}
+
+/// The metadata entries read in front of a member (at most one of each).
+#[derive(Default)]
+struct Meta {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Meta {
+    fn set(&mut self, kind: tar::EntryType, data: Vec<u8>) -> std::result::Result<(), String> {
+        let slot = if kind.is_gnu_longname() {
+            &mut self.long_name
+        } else if kind.is_gnu_longlink() {
+            &mut self.long_link
+        } else {
+            &mut self.pax
+        };
+        if slot.is_some() {
+            let what = meta_kind(kind).unwrap_or("metadata entry");
+            return Err(format!("two of a {what} describing the same member"));
+        }
+        *slot = Some(data);
+        Ok(())
+    }
+
+    /// What is still waiting for its member, if anything.
+    fn what(&self) -> Option<&'static str> {
+        if self.pax.is_some() {
+            Some("pax extended header")
+        } else if self.long_name.is_some() {
+            Some("GNU long name")
+        } else if self.long_link.is_some() {
+            Some("GNU long link name")
+        } else {
+            None
+        }
+    }
+
+    /// A member's name as the tar crate would give it: a GNU long name (its
+    /// one trailing NUL dropped), else a pax `path`, else the header's.
+    fn path_bytes<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Vec<u8> {
+        if let Some(name) = &self.long_name {
+            return name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+        }
+        if let Some(pax) = &self.pax {
+            let path = tar::PaxExtensions::new(pax)
+                .filter_map(|r| r.ok())
+                .find(|r| r.key_bytes() == b"path");
+            if let Some(r) = path {
+                return r.value_bytes().to_vec();
+            }
+        }
+        entry.path_bytes().into_owned()
+    }
 }
 
 /// Reads every non-payload entry of a tar bundle or volume: the tag files

@@ -856,3 +856,53 @@ fn tar_zst_pax_header_of_8_gib_is_refused_before_it_is_read() {
     assert!(std::fs::metadata(&t).unwrap().len() < 16 << 20);
     assert_refused_small(&f, &t, "PaxHeaders/bagit.txt", real);
 }
+
+fn long_name(name: &str) -> RawEntry {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    RawEntry {
+        path: "././@LongLink".to_string(),
+        kind: tar::EntryType::GNULongName,
+        data,
+        link: None,
+    }
+}
+
+#[test]
+fn tar_gnu_long_name_names_the_entry_after_it() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let blob = runbook_blob(&f);
+    // The name as GNU tar (and the tar crate, past 100 bytes) writes it: a
+    // long-name entry, then the member under a name of no meaning.
+    let t = hostile_tar_from(&f, &good, |e| {
+        let at = index_of(e, &blob);
+        e[at].path = "ignored".to_string();
+        e.insert(at, long_name(&blob));
+    });
+    let o = f.verify(&t);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The same long name, unsafe: named and refused as any unsafe name.
+    let t = hostile_tar_from(&f, &good, |e| {
+        let at = index_of(e, &blob);
+        e.insert(at, long_name("../escape.txt"));
+    });
+    assert_refused(&f.verify(&t), "../escape.txt", "unsafe path");
+}
+
+#[test]
+fn tar_two_gnu_long_names_for_one_entry_are_refused() {
+    let f = Fixture::new();
+    let blob = runbook_blob(&f);
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, &blob);
+        e.insert(at, long_name(&blob));
+        e.insert(at, long_name("data/other.txt"));
+    });
+    let o = f.verify(&t);
+    assert_refused(
+        &o,
+        t.to_str().unwrap(),
+        "two GNU long names describe the same member",
+    );
+}

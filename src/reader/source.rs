@@ -897,7 +897,7 @@ impl Meta {
         };
         if slot.is_some() {
             let what = meta_kind(kind).unwrap_or("metadata entry");
-            return Err(format!("two of a {what} describing the same member"));
+            return Err(format!("two {what}s describe the same member"));
         }
         *slot = Some(data);
         Ok(())

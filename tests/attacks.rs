@@ -831,6 +831,9 @@ fn tar_pax_header_of_8_gib_is_refused_before_it_is_read() {
     let t = f.path("dist/huge-pax.tar");
     std::fs::write(&t, bytes).unwrap();
     assert_refused_small(&f, &t, "PaxHeaders/bagit.txt", real);
+    // import reads through the same walk.
+    let o = f.import(&t, "store");
+    assert_refused(&o, "PaxHeaders/bagit.txt", "declares 8589934592 bytes");
 }
 
 #[test]

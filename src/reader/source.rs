@@ -740,13 +740,9 @@ fn walk_entries<R: Read>(
                     &path,
                     "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
                 );
-                // A pax size (or records no one can read) moves the next
-                // header for other tools; the walk, which goes by the
-                // header's size, cannot tell what they would see after it.
-                let sized = records
-                    .as_deref()
-                    .is_none_or(|r| r.iter().any(|(k, _)| *k == b"size"));
-                if sized {
+                // After a pax size the walk (which goes by the header's
+                // size) cannot tell what other tools would see next.
+                if meta.pax_size() {
                     return Ok(());
                 }
                 continue;
@@ -914,6 +910,14 @@ impl Meta {
         } else {
             None
         }
+    }
+
+    /// Whether a pax `size` record (or records no one can read) moves the
+    /// next header for other readers, which go by it, not the header's size.
+    fn pax_size(&self) -> bool {
+        self.pax.as_deref().is_some_and(|pax| {
+            tar::PaxExtensions::new(pax).any(|r| r.map_or(true, |r| r.key_bytes() == b"size"))
+        })
     }
 
     /// A member's name as the tar crate would give it: a GNU long name (its
@@ -1118,18 +1122,47 @@ pub fn read_zstd_frames(path: &Path, tags: &mut TagSet, report: &mut Report) -> 
 /// Reads a tar of additions: signatures and custody events only.
 fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Report) {
     let mut archive = tar::Archive::new(bytes);
-    let Ok(entries) = archive.entries() else {
+    // Raw, as in `walk_entries`: metadata entries are bounded here.
+    let Ok(entries) = archive.entries().map(|e| e.raw(true)) else {
         return report.add(origin, "unreadable additions frame");
     };
+    let mut pending = Meta::default();
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => return report.add(origin, format!("corrupt additions frame: {e}")),
         };
-        let path = match tar_entry_path(&entry.path_bytes()) {
+        let kind = entry.header().entry_type();
+        if let Some(what) = meta_kind(kind).filter(|_| !kind.is_pax_global_extensions()) {
+            let size = entry.size();
+            if size > MAX_TAR_META {
+                return report.add(
+                    origin,
+                    format!("additions frame: {what} declares {size} bytes of data; airlock reads at most {MAX_TAR_META}"),
+                );
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            if (&mut entry).take(size).read_to_end(&mut data).is_err() || data.len() as u64 != size
+            {
+                return report.add(origin, "truncated additions frame");
+            }
+            if let Err(e) = pending.set(kind, data) {
+                return report.add(origin, format!("corrupt additions frame: {e}"));
+            }
+            continue;
+        }
+        let meta = std::mem::take(&mut pending);
+        if meta.pax_size() {
+            return report.add(
+                origin,
+                "corrupt additions frame: a pax size record; airlock never writes one",
+            );
+        }
+        let raw_path = meta.path_bytes(&entry);
+        let path = match tar_entry_path(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                report.add(String::from_utf8_lossy(&raw_path).into_owned(), e);
                 continue;
             }
         };
@@ -1152,6 +1185,12 @@ fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Rep
             return report.add(&path, "truncated additions frame");
         }
         tags.take(&path, data);
+    }
+    if let Some(what) = pending.what() {
+        report.add(
+            origin,
+            format!("corrupt additions frame: a {what} describes a member that is not there"),
+        );
     }
 }
 
@@ -1204,6 +1243,47 @@ mod tests {
             .admit(Place::Tag, 1)
             .unwrap_err()
             .contains("together exceed"));
+    }
+
+    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
+    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    #[test]
+    fn an_additions_frame_takes_long_names_within_the_bound_only() {
+        let sig = "signatures/a-key-id-of-some-length.sig";
+        let long = |size: u64, name: &[u8]| {
+            let mut t = member(tar::EntryType::GNULongName, "././@LongLink", size, name);
+            t.extend(member(tar::EntryType::Regular, "x", 3, b"sig"));
+            t.extend([0u8; 1024]);
+            t
+        };
+        let mut name = sig.as_bytes().to_vec();
+        name.push(0);
+        let (mut tags, mut report) = (TagSet::default(), Report::default());
+        read_fragment(&long(name.len() as u64, &name), "f", &mut tags, &mut report);
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(
+            tags.signatures.get(sig).map(Vec::as_slice),
+            Some(&b"sig"[..])
+        );
+        // Declaring more than the bound: refused before it is read.
+        let (mut tags, mut report) = (TagSet::default(), Report::default());
+        read_fragment(&long(8 << 30, &name), "f", &mut tags, &mut report);
+        assert!(tags.signatures.is_empty());
+        assert!(report.findings[0]
+            .problem
+            .contains("declares 8589934592 bytes"));
     }
 
     #[test]

@@ -922,19 +922,22 @@ impl Meta {
 
     /// A member's name as the tar crate would give it: a GNU long name (its
     /// one trailing NUL dropped), else a pax `path`, else the header's.
-    fn path_bytes<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Vec<u8> {
+    fn path_bytes<'e, R: Read>(
+        &'e self,
+        entry: &'e tar::Entry<'_, R>,
+    ) -> std::borrow::Cow<'e, [u8]> {
         if let Some(name) = &self.long_name {
-            return name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+            return name.strip_suffix(&[0]).unwrap_or(name).into();
         }
         if let Some(pax) = &self.pax {
             let path = tar::PaxExtensions::new(pax)
                 .filter_map(|r| r.ok())
                 .find(|r| r.key_bytes() == b"path");
             if let Some(r) = path {
-                return r.value_bytes().to_vec();
+                return r.value_bytes().into();
             }
         }
-        entry.path_bytes().into_owned()
+        entry.path_bytes()
     }
 }
 

@@ -767,3 +767,145 @@ fn tar_pax_path_renaming_an_entry_is_refused() {
     });
     assert_refused(&f.verify(&t), "data/renamed.txt", "pax extended header");
 }
+
+// ---------------------------------------------------------------- oversized tar metadata
+
+/// A tar header of `kind` named `name` declaring `size` bytes of data (an
+/// 8 GiB size is written base-256, as tar does).
+fn meta_header(kind: tar::EntryType, name: &str, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+const DECLARED: u64 = 8 << 30;
+
+/// A packed tar with a metadata header in front declaring 8 GiB and followed
+/// by `real` bytes of data, then the packed tar itself: a reader that takes
+/// the metadata whole reads to the end of the file (`real` bytes and more).
+fn tar_behind_oversized_meta(
+    f: &Fixture,
+    kind: tar::EntryType,
+    name: &str,
+    real: usize,
+) -> Vec<u8> {
+    let good = f.pack("tar");
+    assert_eq!(code(&f.verify(&good)), 0, "the untouched tar verifies");
+    let mut bytes = meta_header(kind, name, DECLARED);
+    bytes.resize(512 + real, b'a');
+    bytes.extend(std::fs::read(&good).unwrap());
+    bytes
+}
+
+/// Verifies `bundle` measuring its peak memory: refused with exit 1, a
+/// finding about `subject` naming the declared size, and a peak far below
+/// the `real` bytes behind the header.
+#[track_caller]
+fn assert_refused_small(f: &Fixture, bundle: &Path, subject: &str, real: usize) {
+    let (o, peak) = run_measured(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+    ]);
+    eprintln!("peak memory of verify: {peak} bytes");
+    assert!(
+        peak < real as u64 / 2,
+        "peak memory {peak} bytes: the metadata was read ({real} bytes behind its header); stderr:\n{}",
+        stderr(&o)
+    );
+    assert_refused(&o, subject, &format!("declares {DECLARED} bytes"));
+}
+
+#[test]
+fn tar_pax_header_of_8_gib_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    let bytes =
+        tar_behind_oversized_meta(&f, tar::EntryType::XHeader, "PaxHeaders/bagit.txt", real);
+    let t = f.path("dist/huge-pax.tar");
+    std::fs::write(&t, bytes).unwrap();
+    assert_refused_small(&f, &t, "PaxHeaders/bagit.txt", real);
+    // import reads through the same walk.
+    let o = f.import(&t, "store");
+    assert_refused(&o, "PaxHeaders/bagit.txt", "declares 8589934592 bytes");
+}
+
+#[test]
+fn tar_gnu_long_name_of_8_gib_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    let bytes = tar_behind_oversized_meta(&f, tar::EntryType::GNULongName, "././@LongLink", real);
+    let t = f.path("dist/huge-long-name.tar");
+    std::fs::write(&t, bytes).unwrap();
+    assert_refused_small(&f, &t, "././@LongLink", real);
+}
+
+#[test]
+fn tar_zst_pax_header_of_8_gib_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    // Compressed, the data behind the header costs the attacker nothing.
+    let real = 256 << 20;
+    let bytes =
+        tar_behind_oversized_meta(&f, tar::EntryType::XHeader, "PaxHeaders/bagit.txt", real);
+    let t = f.path("dist/huge-pax.tar.zst");
+    std::fs::write(&t, zstd::encode_all(&bytes[..], 1).unwrap()).unwrap();
+    drop(bytes);
+    assert!(std::fs::metadata(&t).unwrap().len() < 16 << 20);
+    assert_refused_small(&f, &t, "PaxHeaders/bagit.txt", real);
+}
+
+fn long_name(name: &str) -> RawEntry {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    RawEntry {
+        path: "././@LongLink".to_string(),
+        kind: tar::EntryType::GNULongName,
+        data,
+        link: None,
+    }
+}
+
+#[test]
+fn tar_gnu_long_name_names_the_entry_after_it() {
+    let f = Fixture::new();
+    let good = f.pack("tar");
+    let blob = runbook_blob(&f);
+    // The name as GNU tar (and the tar crate, past 100 bytes) writes it: a
+    // long-name entry, then the member under a name of no meaning.
+    let t = hostile_tar_from(&f, &good, |e| {
+        let at = index_of(e, &blob);
+        e[at].path = "ignored".to_string();
+        e.insert(at, long_name(&blob));
+    });
+    let o = f.verify(&t);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The same long name, unsafe: named and refused as any unsafe name.
+    let t = hostile_tar_from(&f, &good, |e| {
+        let at = index_of(e, &blob);
+        e.insert(at, long_name("../escape.txt"));
+    });
+    assert_refused(&f.verify(&t), "../escape.txt", "unsafe path");
+}
+
+#[test]
+fn tar_two_gnu_long_names_for_one_entry_are_refused() {
+    let f = Fixture::new();
+    let blob = runbook_blob(&f);
+    let t = hostile_tar(&f, |e| {
+        let at = index_of(e, &blob);
+        e.insert(at, long_name(&blob));
+        e.insert(at, long_name("data/other.txt"));
+    });
+    let o = f.verify(&t);
+    assert_refused(
+        &o,
+        t.to_str().unwrap(),
+        "two GNU long names describe the same member",
+    );
+}

@@ -322,3 +322,41 @@ fn a_damaged_first_part_is_found_when_its_volume_is_checked_without_the_rest() {
         );
     }
 }
+
+#[test]
+fn a_volume_with_an_8_gib_gnu_long_name_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let (_, paths) = volumes(&f, "tar", "vols");
+    // In front of the second volume: a long-name header declaring 8 GiB, then
+    // 128 MiB of data (a reader that takes the name whole reads all of it).
+    let declared: u64 = 8 << 30;
+    let real = 128usize << 20;
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(declared);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.resize(512 + real, b'a');
+    bytes.extend(std::fs::read(&paths[1]).unwrap());
+    std::fs::write(&paths[1], bytes).unwrap();
+    let mut args = vec!["verify".to_string()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
+    args.extend(["--trust".to_string(), f.s("policy.yaml")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (o, peak) = run_measured(&refs);
+    let err = stderr(&o);
+    assert!(
+        peak < real as u64 / 2,
+        "peak memory {peak} bytes: the long name was read; stderr:\n{err}"
+    );
+    assert_eq!(code(&o), 1, "{err}");
+    let subject = format!("{}: ././@LongLink: ", paths[1].display());
+    assert!(
+        err.lines().any(|l| l.trim_start().starts_with(&subject)
+            && l.contains(&format!("declares {declared} bytes"))),
+        "no finding about the long name in volume 2; stderr:\n{err}"
+    );
+}

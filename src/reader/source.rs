@@ -473,6 +473,12 @@ pub enum Flow {
 ///
 /// Plain tars are walked with seeking, so payload entries the visitor does
 /// not read are skipped without reading them.
+///
+/// The tar crate is asked for raw entries: it would otherwise read the data
+/// of every pax header and GNU long name or link whole into memory, however
+/// large its header says it is, before the walk sees it. Here those
+/// metadata entries are the walker's: bounded by [`MAX_TAR_META`] before a
+/// byte of them is read, then applied to the member they describe.
 pub fn walk_tar(
     path: &Path,
     volume: bool,
@@ -487,13 +493,13 @@ pub fn walk_tar(
         // Stopping the walk early drops the reader, which stops the thread.
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
-            let entries = archive.entries()?;
+            let entries = archive.entries()?.raw(true);
             walk_entries(entries, path, volume, report, visit)
         })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
-        let entries = archive.entries_with_seek()?;
+        let entries = archive.entries_with_seek()?.raw(true);
         walk_entries(entries, path, volume, report, visit)
     }
 }
@@ -647,6 +653,8 @@ fn walk_entries<R: Read>(
     let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
     let mut first = true;
+    // What the metadata entries read so far say about the next member.
+    let mut pending = Meta::default();
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -658,43 +666,86 @@ fn walk_entries<R: Read>(
                 return Ok(());
             }
         };
+        let kind = entry.header().entry_type();
+        // Metadata entries (pax headers, GNU long names and links): bounded
+        // before a byte of them is read, then kept for the member after.
+        if let Some(what) = meta_kind(kind) {
+            let size = entry.size();
+            if size > MAX_TAR_META {
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let subject = if name.is_empty() {
+                    origin.clone()
+                } else {
+                    name
+                };
+                report.add(
+                    subject,
+                    format!(
+                        "{what} after {last} declares {size} bytes of data; airlock reads at most {MAX_TAR_META} (the tars it writes carry at most 4096): the tar is damaged or hostile, refusing the bundle; get it again from its source"
+                    ),
+                );
+                return Ok(());
+            }
+            if !kind.is_pax_global_extensions() {
+                let mut data = Vec::with_capacity(size as usize);
+                if let Err(e) = (&mut entry).take(size).read_to_end(&mut data) {
+                    report.add(
+                        &origin,
+                        format!("truncated or corrupt tar after {last}: {e}"),
+                    );
+                    return Ok(());
+                }
+                if data.len() as u64 != size {
+                    let got = data.len();
+                    report.add(
+                        &origin,
+                        format!("truncated tar after {last}: {what} of {size} bytes has {got}"),
+                    );
+                    return Ok(());
+                }
+                if let Err(e) = pending.set(kind, data) {
+                    report.add(&origin, format!("corrupt tar after {last}: {e}"));
+                    return Ok(());
+                }
+                continue;
+            }
+            // A global pax header is not read: it is refused below.
+        }
+        let meta = std::mem::take(&mut pending);
         let at_start = std::mem::replace(&mut first, false);
-        let path = match tar_entry_path(&entry.path_bytes()) {
+        let raw_path = meta.path_bytes(&entry);
+        let path = match tar_entry_path(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                report.add(String::from_utf8_lossy(&raw_path).into_owned(), e);
                 continue;
             }
         };
         last = path.clone();
-        let kind = entry.header().entry_type();
         // Pax extended headers: a plain tar from pack has exactly one, its
         // padding in front of bagit.txt (see `tarball::is_head_pad`); any
         // other (a name, size or owner of another entry, ...) is refused.
-        // (A global header, `g`, is not read: it is refused below.)
         let header_pos = entry.raw_header_position();
-        let global = kind.is_pax_global_extensions();
-        match entry.pax_extensions() {
-            _ if global => {}
-            Ok(None) => {}
-            Ok(Some(records)) => {
-                let records: Option<Vec<(&[u8], &[u8])>> = records
-                    .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
-                    .collect();
-                let pad = at_start
-                    && path == crate::bundle::BAGIT_TXT
-                    && records.is_some_and(|r| crate::tarball::is_head_pad(&r, header_pos));
-                if !pad {
-                    report.add(
-                        &path,
-                        "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
-                    );
-                    continue;
+        if let Some(pax) = &meta.pax {
+            let records: Option<Vec<(&[u8], &[u8])>> = tar::PaxExtensions::new(pax)
+                .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
+                .collect();
+            let pad = at_start
+                && path == crate::bundle::BAGIT_TXT
+                && records
+                    .as_deref()
+                    .is_some_and(|r| crate::tarball::is_head_pad(r, header_pos));
+            if !pad {
+                report.add(
+                    &path,
+                    "pax extended header in the tar; airlock writes one only to pad the start of a tar, a comment in front of bagit.txt",
+                );
+                // After a pax size the walk (which goes by the header's
+                // size) cannot tell what other tools would see next.
+                if meta.pax_size() {
+                    return Ok(());
                 }
-            }
-            Err(e) => {
-                report.add(&path, format!("truncated or corrupt tar: {e}"));
-                return Ok(());
+                continue;
             }
         }
         if kind.is_dir() {
@@ -793,7 +844,101 @@ fn walk_entries<R: Read>(
             }
         }
     }
+    if let Some(what) = pending.what() {
+        report.add(
+            &origin,
+            format!("truncated or corrupt tar after {last}: a {what} describes a member that is not there"),
+        );
+    }
     Ok(())
+}
+
+/// The most data a tar metadata entry (a pax header, `x` or `g`; a GNU long
+/// name or link, `L` or `K`) may declare. airlock's own tars carry at most
+/// 4096 bytes of pax padding, and a GNU long name of any path the reader
+/// admits is far shorter.
+pub const MAX_TAR_META: u64 = 64 << 10;
+
+/// What a metadata entry of `kind` is called, or `None` for a member.
+fn meta_kind(kind: tar::EntryType) -> Option<&'static str> {
+    if kind.is_pax_local_extensions() {
+        Some("pax extended header")
+    } else if kind.is_pax_global_extensions() {
+        Some("pax global header")
+    } else if kind.is_gnu_longname() {
+        Some("GNU long name")
+    } else if kind.is_gnu_longlink() {
+        Some("GNU long link name")
+    } else {
+        None
+    }
+}
+
+/// The metadata entries read in front of a member (at most one of each).
+#[derive(Default)]
+struct Meta {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Meta {
+    fn set(&mut self, kind: tar::EntryType, data: Vec<u8>) -> std::result::Result<(), String> {
+        let slot = if kind.is_gnu_longname() {
+            &mut self.long_name
+        } else if kind.is_gnu_longlink() {
+            &mut self.long_link
+        } else {
+            &mut self.pax
+        };
+        if slot.is_some() {
+            let what = meta_kind(kind).unwrap_or("metadata entry");
+            return Err(format!("two {what}s describe the same member"));
+        }
+        *slot = Some(data);
+        Ok(())
+    }
+
+    /// What is still waiting for its member, if anything.
+    fn what(&self) -> Option<&'static str> {
+        if self.pax.is_some() {
+            Some("pax extended header")
+        } else if self.long_name.is_some() {
+            Some("GNU long name")
+        } else if self.long_link.is_some() {
+            Some("GNU long link name")
+        } else {
+            None
+        }
+    }
+
+    /// Whether a pax `size` record (or records no one can read) moves the
+    /// next header for other readers, which go by it, not the header's size.
+    fn pax_size(&self) -> bool {
+        self.pax.as_deref().is_some_and(|pax| {
+            tar::PaxExtensions::new(pax).any(|r| r.map_or(true, |r| r.key_bytes() == b"size"))
+        })
+    }
+
+    /// A member's name as the tar crate would give it: a GNU long name (its
+    /// one trailing NUL dropped), else a pax `path`, else the header's.
+    fn path_bytes<'e, R: Read>(
+        &'e self,
+        entry: &'e tar::Entry<'_, R>,
+    ) -> std::borrow::Cow<'e, [u8]> {
+        if let Some(name) = &self.long_name {
+            return name.strip_suffix(&[0]).unwrap_or(name).into();
+        }
+        if let Some(pax) = &self.pax {
+            let path = tar::PaxExtensions::new(pax)
+                .filter_map(|r| r.ok())
+                .find(|r| r.key_bytes() == b"path");
+            if let Some(r) = path {
+                return r.value_bytes().into();
+            }
+        }
+        entry.path_bytes()
+    }
 }
 
 /// Reads every non-payload entry of a tar bundle or volume: the tag files
@@ -980,18 +1125,47 @@ pub fn read_zstd_frames(path: &Path, tags: &mut TagSet, report: &mut Report) -> 
 /// Reads a tar of additions: signatures and custody events only.
 fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Report) {
     let mut archive = tar::Archive::new(bytes);
-    let Ok(entries) = archive.entries() else {
+    // Raw, as in `walk_entries`: metadata entries are bounded here.
+    let Ok(entries) = archive.entries().map(|e| e.raw(true)) else {
         return report.add(origin, "unreadable additions frame");
     };
+    let mut pending = Meta::default();
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => return report.add(origin, format!("corrupt additions frame: {e}")),
         };
-        let path = match tar_entry_path(&entry.path_bytes()) {
+        let kind = entry.header().entry_type();
+        if let Some(what) = meta_kind(kind).filter(|_| !kind.is_pax_global_extensions()) {
+            let size = entry.size();
+            if size > MAX_TAR_META {
+                return report.add(
+                    origin,
+                    format!("additions frame: {what} declares {size} bytes of data; airlock reads at most {MAX_TAR_META}"),
+                );
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            if (&mut entry).take(size).read_to_end(&mut data).is_err() || data.len() as u64 != size
+            {
+                return report.add(origin, "truncated additions frame");
+            }
+            if let Err(e) = pending.set(kind, data) {
+                return report.add(origin, format!("corrupt additions frame: {e}"));
+            }
+            continue;
+        }
+        let meta = std::mem::take(&mut pending);
+        if meta.pax_size() {
+            return report.add(
+                origin,
+                "corrupt additions frame: a pax size record; airlock never writes one",
+            );
+        }
+        let raw_path = meta.path_bytes(&entry);
+        let path = match tar_entry_path(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                report.add(String::from_utf8_lossy(&entry.path_bytes()).into_owned(), e);
+                report.add(String::from_utf8_lossy(&raw_path).into_owned(), e);
                 continue;
             }
         };
@@ -1014,6 +1188,12 @@ fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Rep
             return report.add(&path, "truncated additions frame");
         }
         tags.take(&path, data);
+    }
+    if let Some(what) = pending.what() {
+        report.add(
+            origin,
+            format!("corrupt additions frame: a {what} describes a member that is not there"),
+        );
     }
 }
 
@@ -1066,6 +1246,47 @@ mod tests {
             .admit(Place::Tag, 1)
             .unwrap_err()
             .contains("together exceed"));
+    }
+
+    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
+    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    #[test]
+    fn an_additions_frame_takes_long_names_within_the_bound_only() {
+        let sig = "signatures/a-key-id-of-some-length.sig";
+        let long = |size: u64, name: &[u8]| {
+            let mut t = member(tar::EntryType::GNULongName, "././@LongLink", size, name);
+            t.extend(member(tar::EntryType::Regular, "x", 3, b"sig"));
+            t.extend([0u8; 1024]);
+            t
+        };
+        let mut name = sig.as_bytes().to_vec();
+        name.push(0);
+        let (mut tags, mut report) = (TagSet::default(), Report::default());
+        read_fragment(&long(name.len() as u64, &name), "f", &mut tags, &mut report);
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(
+            tags.signatures.get(sig).map(Vec::as_slice),
+            Some(&b"sig"[..])
+        );
+        // Declaring more than the bound: refused before it is read.
+        let (mut tags, mut report) = (TagSet::default(), Report::default());
+        read_fragment(&long(8 << 30, &name), "f", &mut tags, &mut report);
+        assert!(tags.signatures.is_empty());
+        assert!(report.findings[0]
+            .problem
+            .contains("declares 8589934592 bytes"));
     }
 
     #[test]

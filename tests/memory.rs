@@ -65,11 +65,11 @@ fn peaks(n: usize) -> [u64; 7] {
     let mut out = Vec::new();
     for format in ["dir", "tar", "tar.zst"] {
         // A tar.zst's compressor threads hold job buffers whose peak depends
-        // on how the threads happen to be scheduled (2-3 MiB between two
-        // runs of the same pack): its peak is the least of two runs, so what
-        // is compared is what the pack must hold.
-        let runs = if format == "tar.zst" { 2 } else { 1 };
-        let mut least = u64::MAX;
+        // on how the threads happen to be scheduled (2-4 MiB between two
+        // runs of the same pack, so up to 500 bytes "per file" here): its
+        // peak is the median of three runs.
+        let runs = if format == "tar.zst" { 3 } else { 1 };
+        let mut peaks = Vec::new();
         for _ in 0..runs {
             let _ = std::fs::remove_file(root.join("out/many-1.0.0.tar.zst"));
             let (o, peak) = run_measured(&[
@@ -83,9 +83,10 @@ fn peaks(n: usize) -> [u64; 7] {
                 format,
             ]);
             assert_eq!(code(&o), 0, "pack {format}: {}", stderr(&o));
-            least = least.min(peak);
+            peaks.push(peak);
         }
-        out.push(least);
+        peaks.sort_unstable();
+        out.push(peaks[peaks.len() / 2]);
     }
     // The tar.zst holds the same bundle (not measured: its decompressor's
     // buffers are the same in both trees).
@@ -146,7 +147,9 @@ fn peak_memory_grows_by_little_per_file() {
     // manifest-sha256.txt as bytes, the parsed description, the file set's
     // OCI manifest as bytes (kept for the structure check), the listing of
     // a directory bundle.
-    let bounds = [640, 1024, 1024, 1792, 1792, 2304, 2304];
+    // pack tar.zst: single runs of this build measured 735-1131 bytes per
+    // file (the scheduling noise above), the build before 2382.
+    let bounds = [640, 1024, 1280, 1792, 1792, 2304, 2304];
     let mut failed = Vec::new();
     for (i, (command, bound)) in COMMANDS.into_iter().zip(bounds).enumerate() {
         let per_file = b[i].saturating_sub(a[i]) / (large - small) as u64;

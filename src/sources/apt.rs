@@ -27,8 +27,7 @@ pub use debfile::read_control;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{InputFile, PlannedArtifact};
 use crate::bundle::{
-    ref_component, Artifact, ArtifactKind, Description, Layer, APT_ARTIFACT, APT_DEB, APT_LOCK,
-    MODE_FILE,
+    Artifact, ArtifactKind, Description, Layer, APT_ARTIFACT, APT_DEB, APT_LOCK, MODE_FILE,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -525,11 +524,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             });
         }
         let name = normalize(&entry.lock);
-        let mut reference = format!("apt/{}", ref_component(&name));
-        if reference == "apt/" || !taken_refs.insert(reference.clone()) {
-            reference = format!("apt/set-{i}");
-            taken_refs.insert(reference.clone());
-        }
+        let reference = super::kind::entry_reference("apt", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Apt,
             name,

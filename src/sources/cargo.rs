@@ -20,8 +20,8 @@ use serde::Deserialize;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    ref_component, safe_relative, Artifact, ArtifactKind, Description, Layer, CARGO_ARTIFACT,
-    CARGO_CHECKSUM, CARGO_FILE, CARGO_LOCK, MODE_FILE,
+    safe_relative, Artifact, ArtifactKind, Description, Layer, CARGO_ARTIFACT, CARGO_CHECKSUM,
+    CARGO_FILE, CARGO_LOCK, MODE_FILE,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -377,11 +377,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         }
 
         let name = normalize(&entry.lockfile);
-        let mut reference = format!("cargo/{}", ref_component(&name));
-        if reference == "cargo/" || !taken_refs.insert(reference.clone()) {
-            reference = format!("cargo/set-{i}");
-            taken_refs.insert(reference.clone());
-        }
+        let reference = super::kind::entry_reference("cargo", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Cargo,
             name,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{walk, InputFile, PlannedArtifact};
-use crate::bundle::{ref_component, ArtifactKind, FILES_ARTIFACT, FILE_LAYER};
+use crate::bundle::{ArtifactKind, FILES_ARTIFACT, FILE_LAYER};
 use crate::error::Result;
 use crate::manifest::{record_name, LoadedManifest};
 
@@ -33,11 +33,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 pin,
             })
             .collect();
-        let mut reference = format!("files/{}", ref_component(&name));
-        if reference == "files/" || !taken_refs.insert(reference.clone()) {
-            reference = format!("files/set-{i}");
-            taken_refs.insert(reference.clone());
-        }
+        let reference = super::kind::entry_reference("files", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Files,
             name,

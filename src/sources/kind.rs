@@ -172,6 +172,25 @@ pub fn count_of_kind(d: &Description, kind: ArtifactKind) -> usize {
     d.artifacts.iter().filter(|x| x.kind == kind).count()
 }
 
+/// The bundle reference of a manifest's `i`th entry of a kind: `KIND/NAME`
+/// from the entry's name, or `KIND/set-I` when the name gives no reference
+/// component or another entry took it first. Records the reference as taken.
+pub(crate) fn entry_reference(
+    kind: &str,
+    name: &str,
+    i: usize,
+    taken: &mut BTreeSet<String>,
+) -> String {
+    let component = crate::bundle::ref_component(name);
+    let reference = format!("{kind}/{component}");
+    if !component.is_empty() && taken.insert(reference.clone()) {
+        return reference;
+    }
+    let reference = format!("{kind}/set-{i}");
+    taken.insert(reference.clone());
+    reference
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +203,31 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }
         assert_eq!(KINDS.len(), ArtifactKind::ALL.len());
+    }
+    #[test]
+    fn entry_references_are_named_once_then_numbered() {
+        let mut taken = BTreeSet::new();
+        assert_eq!(
+            entry_reference("python", "req.txt", 0, &mut taken),
+            "python/req.txt"
+        );
+        assert_eq!(
+            entry_reference("python", "req.txt", 1, &mut taken),
+            "python/set-1"
+        );
+        assert_eq!(
+            entry_reference("cargo", "req.txt", 2, &mut taken),
+            "cargo/req.txt"
+        );
+        assert_eq!(entry_reference("npm", "!!!", 3, &mut taken), "npm/set-3");
+        assert_eq!(
+            taken.into_iter().collect::<Vec<_>>(),
+            [
+                "cargo/req.txt",
+                "npm/set-3",
+                "python/req.txt",
+                "python/set-1"
+            ]
+        );
     }
 }

@@ -31,7 +31,7 @@ use super::kind::Kept;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    ref_component, Artifact, ArtifactKind, Description, Layer, MODE_FILE, NPM_ARTIFACT, NPM_LOCK,
+    Artifact, ArtifactKind, Description, Layer, MODE_FILE, NPM_ARTIFACT, NPM_LOCK,
     NPM_PACKAGE_JSON, NPM_TARBALL,
 };
 use crate::digest::Sha256Digest;
@@ -468,11 +468,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             );
         }
         let name = normalize(&entry.lockfile);
-        let mut reference = format!("npm/{}", ref_component(&name));
-        if reference == "npm/" || !taken_refs.insert(reference.clone()) {
-            reference = format!("npm/set-{i}");
-            taken_refs.insert(reference.clone());
-        }
+        let reference = super::kind::entry_reference("npm", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Npm,
             name,

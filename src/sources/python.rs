@@ -15,8 +15,8 @@ mod pylock;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    ref_component, Artifact, ArtifactKind, Description, Layer, MODE_FILE, PYTHON_ARTIFACT,
-    PYTHON_PYLOCK, PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
+    Artifact, ArtifactKind, Description, Layer, MODE_FILE, PYTHON_ARTIFACT, PYTHON_PYLOCK,
+    PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
@@ -909,11 +909,7 @@ pub fn plan(
                 .or(entry.requirements.as_deref())
                 .expect("checked when loading"),
         );
-        let mut reference = format!("python/{}", ref_component(&name));
-        if reference == "python/" || !taken_refs.insert(reference.clone()) {
-            reference = format!("python/set-{i}");
-            taken_refs.insert(reference.clone());
-        }
+        let reference = super::kind::entry_reference("python", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Python,
             name,

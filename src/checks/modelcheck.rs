@@ -567,11 +567,42 @@ fn scan_legacy_tar<R: Read + Seek>(r: &mut R) -> io::Result<Option<Facts>> {
         ..Facts::default()
     };
     let mut scans = Vec::new();
-    for entry in entries {
-        let Ok(mut e) = entry else {
-            break;
+    let mut last = String::new();
+    // Raw, with metadata bounded (`rawtar`): `torch.load`'s tarfile applies
+    // GNU long names and pax paths, so they name the members here too.
+    for member in crate::rawtar::Members::new(entries) {
+        let m = match member {
+            Ok(m) => m,
+            // A member beyond the bound could hide the pickle: refused.
+            Err(stop @ crate::rawtar::Stop::TooLarge { .. }) => {
+                let after = if last.is_empty() {
+                    "at the start".to_string()
+                } else {
+                    format!("after member {last:?}")
+                };
+                let msg = format!("unscannable: legacy torch tar, {after}: {stop}");
+                merge_scan(&mut f, &pickle::Scan::default(), Some(msg));
+                return Ok(Some(f));
+            }
+            // As before: the members read so far are what it holds.
+            Err(_) => break,
         };
-        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let name = String::from_utf8_lossy(&m.path_bytes()).into_owned();
+        last.clone_from(&name);
+        if !matches!(name.as_str(), "storages" | "tensors" | "pickle") {
+            continue;
+        }
+        // tarfile reads a member by its pax size and follows links and
+        // sparse maps; the walk reads the header's bytes only.
+        if !m.kind().is_file() || m.meta.size_disagrees(m.entry.size()) {
+            f.pickles.push(name.clone());
+            let msg = format!(
+                "unscannable: legacy torch tar member {name:?} is not a plain regular file (a link, a sparse file or a pax size record)"
+            );
+            merge_scan(&mut f, &pickle::Scan::default(), Some(msg));
+            continue;
+        }
+        let mut e = m.entry;
         let res = match name.as_str() {
             "storages" => legacy_storages(&mut e, &mut scans),
             "tensors" => legacy_tensors(&mut e, &mut scans),

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::MAX_TAG_TOTAL;
 use crate::error::{Error, Result};
+use crate::rawtar::{Member, Members};
 use crate::source::{is_zstd, place_of, Form, Place, SKIPPABLE_MAGIC, TRAILER, TRAILER_MAGIC};
 
 /// Adds `entries` (`signatures/...` or `custody/...`, with their bytes) to the
@@ -130,12 +131,29 @@ fn append_file(path: &Path, zstd: bool, entries: &[(String, Vec<u8>)], mtime: u6
 
 /// Where the entries of a plain tar end (the offset of its end-of-archive
 /// blocks). Everything after must be zeros, so nothing is overwritten.
+/// Walked raw like every tar (`rawtar`): metadata entries are bounded, and
+/// a tar the walk cannot place its end in the way other tools would (one
+/// stopped early, a pax size record) is refused, not added to.
 fn tar_end(path: &Path) -> Result<u64> {
     let f = std::io::BufReader::new(fs_err::File::open(path)?);
     let mut archive = tar::Archive::new(f);
     let mut end = 0u64;
-    for entry in archive.entries_with_seek()? {
-        let entry = entry?;
+    let refuse = |problem: String| {
+        crate::error::single(
+            path.display().to_string(),
+            format!(
+                "{problem}; not adding to it (verify the bundle, or get it again from its source)"
+            ),
+        )
+    };
+    for member in Members::new(archive.entries_with_seek()?) {
+        let Member { entry, meta } = member.map_err(|stop| refuse(stop.to_string()))?;
+        if meta.size_disagrees(entry.size()) {
+            let name = String::from_utf8_lossy(&meta.path_bytes(&entry)).into_owned();
+            return Err(refuse(format!(
+                "a pax size record for {name:?} other than its header's"
+            )));
+        }
         end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
     }
     let mut rest = fs_err::File::open(path)?;

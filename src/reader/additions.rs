@@ -173,3 +173,61 @@ fn tar_end(path: &Path) -> Result<u64> {
     }
     Ok(end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
+    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    fn end_of(bytes: &[u8]) -> Result<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.tar");
+        std::fs::write(&p, bytes).unwrap();
+        tar_end(&p)
+    }
+
+    #[test]
+    fn the_end_of_a_tar_is_found_with_its_metadata_bounded() {
+        let mut t = member(tar::EntryType::Regular, "bagit.txt", 3, b"abc");
+        t.extend(member(tar::EntryType::GNULongName, "L", 4, b"abc\0"));
+        t.extend(member(tar::EntryType::Regular, "x", 600, &[1u8; 600]));
+        let end = t.len() as u64;
+        t.extend([0u8; 1024]);
+        assert_eq!(end_of(&t).unwrap(), end);
+        // An 8 GiB pax header (4 KiB of it present): refused, not read.
+        let mut t = member(tar::EntryType::Regular, "bagit.txt", 3, b"abc");
+        t.extend(member(
+            tar::EntryType::XHeader,
+            "PaxHeaders/x",
+            8 << 30,
+            &[b'a'; 4096],
+        ));
+        let err = end_of(&t).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(msg.contains("b.tar"), "{msg}");
+        assert!(
+            msg.contains("\"PaxHeaders/x\" declares 8589934592 bytes"),
+            "{msg}"
+        );
+        // A pax size other than the header's: where it ends is in dispute.
+        let mut t = member(tar::EntryType::XHeader, "P", 12, b"12 size=600\n");
+        t.extend(member(tar::EntryType::Regular, "x", 3, b"abc"));
+        t.extend([0u8; 1024]);
+        let msg = end_of(&t).unwrap_err().to_string();
+        assert!(msg.contains("pax size record"), "{msg}");
+    }
+}

@@ -654,8 +654,7 @@ fn walk_entries<R: Read>(
     let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
     let mut first = true;
-    let mut members = Members::new(entries);
-    for member in &mut members {
+    for member in Members::new(entries) {
         let Member { mut entry, meta } = match member {
             Ok(m) => m,
             Err(stop) => {

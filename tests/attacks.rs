@@ -909,3 +909,256 @@ fn tar_two_gnu_long_names_for_one_entry_are_refused() {
         "two GNU long names describe the same member",
     );
 }
+
+// ---------------------------------------------------------------- oversized tar metadata in content
+// Every other tar airlock reads from outside (a `docker save` archive, a
+// legacy torch checkpoint in a model, a tar bundle being added to) walks
+// through the same bounded raw walk as the bundle reader.
+
+/// Writes to `path` a tar whose first header is `kind` declaring 8 GiB,
+/// followed by `real` bytes: a reader that takes the metadata whole reads
+/// all of them into memory.
+fn write_oversized_meta_tar(path: &Path, kind: tar::EntryType, name: &str, real: usize) {
+    let mut bytes = meta_header(kind, name, DECLARED);
+    bytes.resize(512 + real, b'a');
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `pack --format dir` of the fixture's manifest into `out`, measuring its
+/// peak memory.
+fn pack_measured(f: &Fixture, out: &str) -> (Output, u64) {
+    run_measured(&[
+        "pack",
+        &f.s("src/airlock.yaml"),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        &f.s(out),
+        "--format",
+        "dir",
+    ])
+}
+
+#[track_caller]
+fn assert_small(o: &Output, peak: u64, real: usize, what: &str) {
+    eprintln!("peak memory of {what}: {peak} bytes");
+    assert!(
+        peak < real as u64 / 2,
+        "peak memory of {what} {peak} bytes: the metadata was read ({real} bytes behind its header); stderr:\n{}",
+        stderr(o)
+    );
+}
+
+fn docker_archive_refuses_oversized(kind: tar::EntryType, name: &str) {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    let archive = f.path("src/app.tar");
+    write_oversized_meta_tar(&archive, kind, name, real);
+    f.write_manifest("images:\n  - source: docker-archive:app.tar\n    name: demo/app:1\n");
+    let (o, peak) = pack_measured(&f, "dist");
+    assert_small(&o, peak, real, "pack");
+    let err = stderr(&o);
+    assert_eq!(
+        code(&o),
+        1,
+        "a hostile archive is refused with exit 1: {err}"
+    );
+    assert!(
+        err.contains("app.tar")
+            && err.contains(&format!("{name:?} declares {DECLARED} bytes"))
+            && err.contains("at the start of the archive"),
+        "names the archive, the entry and the size: {err}"
+    );
+    assert!(
+        !f.path("dist").exists() || std::fs::read_dir(f.path("dist")).unwrap().next().is_none()
+    );
+}
+
+#[test]
+fn docker_archive_pax_header_of_8_gib_is_refused_before_it_is_read() {
+    docker_archive_refuses_oversized(tar::EntryType::XHeader, "PaxHeaders/manifest.json");
+}
+
+#[test]
+fn docker_archive_gnu_long_name_of_8_gib_is_refused_before_it_is_read() {
+    docker_archive_refuses_oversized(tar::EntryType::GNULongName, "././@LongLink");
+}
+
+fn sha256_hex_of(b: &[u8]) -> String {
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A small `docker save` archive: a config, one layer (`l1/layer.tar`) and
+/// manifest.json, as raw entries.
+fn docker_archive_entries() -> Vec<RawEntry> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "etc/hello", &b"hello\n"[..]).unwrap();
+    let layer = b.into_inner().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex_of(&layer))]},
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", sha256_hex_of(&config));
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["demo/app:1"],
+        "Layers": ["l1/layer.tar"],
+    }]))
+    .unwrap();
+    vec![
+        regular(&config_name, &config),
+        regular("l1/layer.tar", &layer),
+        regular("manifest.json", &manifest),
+    ]
+}
+
+#[test]
+fn docker_archive_names_from_pax_records_and_long_names_are_still_applied() {
+    let f = Fixture::new();
+    f.write_manifest("images:\n  - source: docker-archive:app.tar\n");
+    // manifest.json named only by a pax `path`, the layer only by a GNU
+    // long name: found under their real names, so the archive converts.
+    let mut e = docker_archive_entries();
+    e[2].path = "PaxHeaders/ignored".into();
+    e.insert(2, pax(pax_record("path", "manifest.json")));
+    e[1].path = "ignored".into();
+    e.insert(1, long_name("l1/layer.tar"));
+    write_tar(&f.path("src/app.tar"), &e);
+    let o = f.pack_with("dir", "dist", &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A second copy of the layer, other bytes, hidden behind a pax `path`
+    // under a harmless header name: still seen, so refused as a duplicate.
+    let mut e = docker_archive_entries();
+    e.push(pax(pax_record("path", "l1/layer.tar")));
+    e.push(regular("harmless.txt", b"other bytes"));
+    write_tar(&f.path("src/app.tar"), &e);
+    let o = f.pack_with("dir", "dist2", &[]);
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("l1/layer.tar appears twice"),
+        "{}",
+        stderr(&o)
+    );
+    // The same behind a GNU long name.
+    let mut e = docker_archive_entries();
+    e.push(long_name("l1/layer.tar"));
+    e.push(regular("harmless.txt", b"other bytes"));
+    write_tar(&f.path("src/app.tar"), &e);
+    let o = f.pack_with("dir", "dist3", &[]);
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("l1/layer.tar appears twice"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn model_tar_with_a_pax_header_of_8_gib_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    // A file torch.load would open as a legacy torch tar.
+    let model = f.path("src/models/minilm/old.bin");
+    write_oversized_meta_tar(&model, tar::EntryType::XHeader, "PaxHeaders/pickle", real);
+    let (o, peak) = pack_measured(&f, "dist");
+    assert_small(&o, peak, real, "pack");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("old.bin")
+            && err.contains(&format!("\"PaxHeaders/pickle\" declares {DECLARED} bytes"))
+            && err.contains("unscannable"),
+        "{err}"
+    );
+    // Packed where pickles are allowed, the high side (pickles denied)
+    // refuses it the same way, reading as little.
+    f.write_manifest("policy:\n  pickle: allow\n");
+    let b = f.pack_to("tar", "allowed");
+    let (o, peak) = run_measured(&[
+        "verify",
+        b.to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+    ]);
+    assert_small(&o, peak, real, "verify");
+    assert_refused(
+        &o,
+        "models/minilm/old.bin",
+        &format!("declares {DECLARED} bytes"),
+    );
+}
+
+#[test]
+fn model_tar_with_a_gnu_long_name_of_8_gib_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    let model = f.path("src/models/minilm/old.bin");
+    write_oversized_meta_tar(&model, tar::EntryType::GNULongName, "././@LongLink", real);
+    let (o, peak) = pack_measured(&f, "dist");
+    assert_small(&o, peak, real, "pack");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("declares {DECLARED} bytes")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A pickle calling `os.system` when loaded (protocol 2).
+const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nX\x0a\x00\x00\x00echo pwned\x85R.";
+
+#[test]
+fn model_tar_member_named_pickle_by_a_pax_path_or_long_name_is_still_scanned() {
+    let f = Fixture::new();
+    let model = f.path("src/models/minilm/old.bin");
+    for name_it in [pax(pax_record("path", "pickle")), long_name("pickle")] {
+        // The header says `x`; torch.load (tarfile) reads it as `pickle`.
+        write_tar(&model, &[name_it, regular("x", EVIL_PICKLE)]);
+        let o = f.pack_with("dir", "dist", &[]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("os.system"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn sign_of_a_tar_with_a_pax_header_of_8_gib_after_its_payload_is_refused() {
+    let f = Fixture::new();
+    let real = 128 << 20;
+    let t = hostile_tar(&f, |_| {});
+    // Where additions go (after the payload, over the end-of-archive
+    // blocks): an 8 GiB pax header and 128 MiB behind it.
+    let mut bytes = std::fs::read(&t).unwrap();
+    bytes.truncate(bytes.len() - 1024);
+    bytes.extend(meta_header(
+        tar::EntryType::XHeader,
+        "PaxHeaders/custody",
+        DECLARED,
+    ));
+    bytes.resize(bytes.len() + real, b'a');
+    std::fs::write(&t, &bytes).unwrap();
+    let (o, peak) = run_measured(&[
+        "sign",
+        t.to_str().unwrap(),
+        "--key",
+        &f.s("keys/stranger.key"),
+    ]);
+    assert_small(&o, peak, real, "sign");
+    assert_refused(
+        &o,
+        "PaxHeaders/custody",
+        &format!("declares {DECLARED} bytes"),
+    );
+    assert!(
+        std::fs::read(&t).unwrap() == bytes,
+        "the bundle is unchanged"
+    );
+}

@@ -17,6 +17,7 @@ use crate::bundle::{
 };
 use crate::digest::{copy_hashed, Hashed, Sha256Digest};
 use crate::error::{Error, Report, Result};
+use crate::rawtar::{Member, Members, Stop};
 
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -714,17 +715,20 @@ pub fn convert_docker_archive(
     let mut manifest_json: Option<Vec<u8>> = None;
     {
         let mut a = tar::Archive::new(fs_err::File::open(file)?);
-        for entry in a.entries_with_seek()? {
-            let mut entry = entry?;
-            let path = normalize_tar_path(&String::from_utf8_lossy(&entry.path_bytes()));
-            let kind = entry.header().entry_type();
+        let mut last = String::new();
+        for member in Members::new(a.entries_with_seek()?) {
+            let member = member.map_err(|stop| archive_stop(file, &last, stop))?;
+            let path = archive_member(file, &member)?;
+            last.clone_from(&path);
+            let kind = member.kind();
             if kind.is_symlink() {
-                if let Some(target) = entry.link_name()? {
-                    let target = target.to_string_lossy().into_owned();
+                if let Some(target) = member.link_bytes() {
+                    let target = String::from_utf8_lossy(&target).into_owned();
                     let parent = path.rsplit_once('/').map(|x| x.0).unwrap_or("");
                     links.insert(path.clone(), join_relative(parent, &target));
                 }
             } else if path == "manifest.json" && kind.is_file() {
+                let mut entry = member.entry;
                 if entry.size() > MAX_JSON_BLOB {
                     return Err(not_archive("manifest.json is too large".into()));
                 }
@@ -780,12 +784,15 @@ pub fn convert_docker_archive(
     let mut config_bytes: Option<Vec<u8>> = None;
     {
         let mut a = tar::Archive::new(fs_err::File::open(file)?);
-        for entry in a.entries()? {
-            let mut entry = entry?;
-            let path = normalize_tar_path(&String::from_utf8_lossy(&entry.path_bytes()));
-            if !wanted.contains(path.as_str()) || !entry.header().entry_type().is_file() {
+        let mut last = String::new();
+        for member in Members::new(a.entries()?) {
+            let member = member.map_err(|stop| archive_stop(file, &last, stop))?;
+            let path = archive_member(file, &member)?;
+            last.clone_from(&path);
+            if !wanted.contains(path.as_str()) || !member.kind().is_file() {
                 continue;
             }
+            let mut entry = member.entry;
             if got.contains_key(&path) {
                 return Err(not_archive(format!("{path} appears twice")));
             }
@@ -928,6 +935,48 @@ impl BlobSource for DirSource<'_> {
     fn describe(&self, d: &Desc) -> String {
         self.dir.join(d.digest.hex()).display().to_string()
     }
+}
+
+/// Why the walk of a `docker save` archive stopped, as an error naming the
+/// file and the member before: metadata over the bound is refused as
+/// hostile content (exit 1), a damaged archive is a bad input (exit 2).
+fn archive_stop(file: &Path, last: &str, stop: Stop) -> Error {
+    let after = if last.is_empty() {
+        "at the start of the archive".to_string()
+    } else {
+        format!("after {last}")
+    };
+    let msg = format!(
+        "{stop} ({after}); not a `docker save` archive airlock can read, save the image again"
+    );
+    match stop {
+        Stop::TooLarge { .. } => {
+            let mut r = Report::default();
+            r.add(file.display().to_string(), msg);
+            Error::PackRefused(r)
+        }
+        _ => Error::input(file, msg),
+    }
+}
+
+/// A member's real name (a GNU long name or pax `path` applied). A pax
+/// `size` other than the header's is refused: the walk goes by the header,
+/// the tools that made or read the archive by the record, so the two would
+/// disagree on what the member holds and where the next one starts.
+fn archive_member<R: Read>(file: &Path, m: &Member<'_, R>) -> Result<String> {
+    let path = normalize_tar_path(&String::from_utf8_lossy(&m.path_bytes()));
+    if m.meta.size_disagrees(m.entry.size()) {
+        let mut r = Report::default();
+        r.add(
+            format!("{}:{path}", file.display()),
+            format!(
+                "a pax size record says other than the member's header ({} bytes); airlock reads only archives whose headers give every member's size; save the image again",
+                m.entry.size()
+            ),
+        );
+        return Err(Error::PackRefused(r));
+    }
+    Ok(path)
 }
 
 fn normalize_tar_path(p: &str) -> String {

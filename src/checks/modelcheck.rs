@@ -567,11 +567,51 @@ fn scan_legacy_tar<R: Read + Seek>(r: &mut R) -> io::Result<Option<Facts>> {
         ..Facts::default()
     };
     let mut scans = Vec::new();
-    for entry in entries {
-        let Ok(mut e) = entry else {
-            break;
+    let mut last = String::new();
+    // Raw, with metadata bounded (`rawtar`): `torch.load`'s tarfile applies
+    // GNU long names and pax paths, so they name the members here too.
+    for member in crate::rawtar::Members::new(entries) {
+        let m = match member {
+            Ok(m) => m,
+            // A member beyond the bound could hide the pickle: refused.
+            Err(stop @ crate::rawtar::Stop::TooLarge { .. }) => {
+                let after = if last.is_empty() {
+                    "at the start".to_string()
+                } else {
+                    format!("after member {last:?}")
+                };
+                let msg = format!("unscannable: legacy torch tar, {after}: {stop}");
+                merge_scan(&mut f, &pickle::Scan::default(), Some(msg));
+                return Ok(Some(f));
+            }
+            // As before: the members read so far are what it holds.
+            Err(_) => break,
         };
-        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let name = String::from_utf8_lossy(&m.path_bytes()).into_owned();
+        last.clone_from(&name);
+        // tarfile goes by a pax size record, the walk by the header: after
+        // a member where they differ, the two see different members.
+        if m.meta.size_disagrees(m.entry.size()) {
+            let msg = format!(
+                "unscannable: legacy torch tar member {name:?} has a pax size record other than its header's size"
+            );
+            merge_scan(&mut f, &pickle::Scan::default(), Some(msg));
+            return Ok(Some(f));
+        }
+        if !matches!(name.as_str(), "storages" | "tensors" | "pickle") {
+            continue;
+        }
+        // tarfile follows a link and expands a sparse file; the walk would
+        // read the header's bytes only.
+        if !m.kind().is_file() {
+            f.pickles.push(name.clone());
+            let msg = format!(
+                "unscannable: legacy torch tar member {name:?} is not a regular file (a link or a sparse file)"
+            );
+            merge_scan(&mut f, &pickle::Scan::default(), Some(msg));
+            continue;
+        }
+        let mut e = m.entry;
         let res = match name.as_str() {
             "storages" => legacy_storages(&mut e, &mut scans),
             "tensors" => legacy_tensors(&mut e, &mut scans),
@@ -1796,5 +1836,57 @@ mod tests {
         assert_eq!(s.precision.as_deref(), Some("q8_0"));
         assert!(is_split_gguf("x-00001-of-00003.gguf"));
         assert!(!is_split_gguf("x.gguf"));
+    }
+
+    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
+    fn tar_member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    fn malformed(bytes: &[u8]) -> String {
+        both(bytes, "old.bin")
+            .facts
+            .and_then(|f| f.malformed)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn legacy_tar_metadata_is_bounded_and_sizes_must_agree() {
+        use tar::EntryType::{GNULongName, Regular, XHeader};
+        let pickle = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.";
+        // An 8 GiB pax header (a little of it present): unscannable, unread.
+        let mut t = tar_member(XHeader, "PaxHeaders/pickle", 8 << 30, &[b'a'; 2048]);
+        t.extend([0u8; 1024]);
+        let m = malformed(&t);
+        assert!(m.contains("declares 8589934592 bytes"), "{m}");
+        // A long name calls a member `pickle`: it is scanned as one.
+        let mut t = tar_member(GNULongName, "././@LongLink", 7, b"pickle\0");
+        t.extend(tar_member(Regular, "x", pickle.len() as u64, pickle));
+        t.extend([0u8; 1024]);
+        let c = both(&t, "old.bin");
+        assert_eq!(c.facts.unwrap().unsafe_imports, ["os.system"]);
+        // A pax size other than the header's on any member: where tarfile
+        // finds the next member is not where the walk does.
+        let rec = b"13 size=4096\n";
+        let mut t = tar_member(XHeader, "P", rec.len() as u64, rec);
+        t.extend(tar_member(Regular, "junk", 0, b""));
+        t.extend(tar_member(Regular, "pickle", 3, b"N.\0"));
+        t.extend([0u8; 1024]);
+        let m = malformed(&t);
+        assert!(m.contains("\"junk\" has a pax size record"), "{m}");
+        // A link called `pickle`: tarfile would follow it.
+        let mut t = tar_member(tar::EntryType::Symlink, "pickle", 0, b"");
+        t.extend([0u8; 1024]);
+        let m = malformed(&t);
+        assert!(m.contains("not a regular file"), "{m}");
     }
 }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::MAX_TAG_TOTAL;
 use crate::error::{Error, Result};
+use crate::rawtar::{Member, Members};
 use crate::source::{is_zstd, place_of, Form, Place, SKIPPABLE_MAGIC, TRAILER, TRAILER_MAGIC};
 
 /// Adds `entries` (`signatures/...` or `custody/...`, with their bytes) to the
@@ -130,12 +131,29 @@ fn append_file(path: &Path, zstd: bool, entries: &[(String, Vec<u8>)], mtime: u6
 
 /// Where the entries of a plain tar end (the offset of its end-of-archive
 /// blocks). Everything after must be zeros, so nothing is overwritten.
+/// Walked raw like every tar (`rawtar`): metadata entries are bounded, and
+/// a tar the walk cannot place its end in the way other tools would (one
+/// stopped early, a pax size record) is refused, not added to.
 fn tar_end(path: &Path) -> Result<u64> {
     let f = std::io::BufReader::new(fs_err::File::open(path)?);
     let mut archive = tar::Archive::new(f);
     let mut end = 0u64;
-    for entry in archive.entries_with_seek()? {
-        let entry = entry?;
+    let refuse = |problem: String| {
+        crate::error::single(
+            path.display().to_string(),
+            format!(
+                "{problem}; not adding to it (verify the bundle, or get it again from its source)"
+            ),
+        )
+    };
+    for member in Members::new(archive.entries_with_seek()?) {
+        let Member { entry, meta } = member.map_err(|stop| refuse(stop.to_string()))?;
+        if meta.size_disagrees(entry.size()) {
+            let name = String::from_utf8_lossy(&meta.path_bytes(&entry)).into_owned();
+            return Err(refuse(format!(
+                "a pax size record for {name:?} other than its header's"
+            )));
+        }
         end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
     }
     let mut rest = fs_err::File::open(path)?;
@@ -154,4 +172,62 @@ fn tar_end(path: &Path) -> Result<u64> {
         }
     }
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
+    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    fn end_of(bytes: &[u8]) -> Result<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.tar");
+        std::fs::write(&p, bytes).unwrap();
+        tar_end(&p)
+    }
+
+    #[test]
+    fn the_end_of_a_tar_is_found_with_its_metadata_bounded() {
+        let mut t = member(tar::EntryType::Regular, "bagit.txt", 3, b"abc");
+        t.extend(member(tar::EntryType::GNULongName, "L", 4, b"abc\0"));
+        t.extend(member(tar::EntryType::Regular, "x", 600, &[1u8; 600]));
+        let end = t.len() as u64;
+        t.extend([0u8; 1024]);
+        assert_eq!(end_of(&t).unwrap(), end);
+        // An 8 GiB pax header (4 KiB of it present): refused, not read.
+        let mut t = member(tar::EntryType::Regular, "bagit.txt", 3, b"abc");
+        t.extend(member(
+            tar::EntryType::XHeader,
+            "PaxHeaders/x",
+            8 << 30,
+            &[b'a'; 4096],
+        ));
+        let err = end_of(&t).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(msg.contains("b.tar"), "{msg}");
+        assert!(
+            msg.contains("\"PaxHeaders/x\" declares 8589934592 bytes"),
+            "{msg}"
+        );
+        // A pax size other than the header's: where it ends is in dispute.
+        let mut t = member(tar::EntryType::XHeader, "P", 12, b"12 size=600\n");
+        t.extend(member(tar::EntryType::Regular, "x", 3, b"abc"));
+        t.extend([0u8; 1024]);
+        let msg = end_of(&t).unwrap_err().to_string();
+        assert!(msg.contains("pax size record"), "{msg}");
+    }
 }

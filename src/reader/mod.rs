@@ -4,4 +4,5 @@
 //! `tests/layers.rs` enforces that.
 
 pub mod additions;
+pub mod rawtar;
 pub mod source;

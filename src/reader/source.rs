@@ -12,6 +12,7 @@ use crate::bundle::{
     SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
 };
 use crate::error::{Error, Report, Result};
+use crate::rawtar::{Member, Members, Stop};
 
 /// A bundle's transport form.
 #[derive(Debug, Clone)]
@@ -653,65 +654,36 @@ fn walk_entries<R: Read>(
     let mut additions_began = false;
     let mut last = String::from("(start of the tar)");
     let mut first = true;
-    // What the metadata entries read so far say about the next member.
-    let mut pending = Meta::default();
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                report.add(
-                    &origin,
-                    format!("truncated or corrupt tar after {last}: {e}"),
-                );
+    for member in Members::new(entries) {
+        let Member { mut entry, meta } = match member {
+            Ok(m) => m,
+            Err(stop) => {
+                let (subject, problem) = match stop {
+                    Stop::TooLarge { what, name, size } => (
+                        if name.is_empty() { origin.clone() } else { name },
+                        format!(
+                            "{what} after {last} declares {size} bytes of data; airlock reads at most {MAX_TAR_META} (the tars it writes carry at most 4096): the tar is damaged or hostile, refusing the bundle; get it again from its source"
+                        ),
+                    ),
+                    Stop::Corrupt(e) | Stop::Unreadable { error: e, .. } => (
+                        origin.clone(),
+                        format!("truncated or corrupt tar after {last}: {e}"),
+                    ),
+                    Stop::Short { what, size, got } => (
+                        origin.clone(),
+                        format!("truncated tar after {last}: {what} of {size} bytes has {got}"),
+                    ),
+                    Stop::Twice(e) => (origin.clone(), format!("corrupt tar after {last}: {e}")),
+                    Stop::Dangling(what) => (
+                        origin.clone(),
+                        format!("truncated or corrupt tar after {last}: a {what} describes a member that is not there"),
+                    ),
+                };
+                report.add(subject, problem);
                 return Ok(());
             }
         };
         let kind = entry.header().entry_type();
-        // Metadata entries (pax headers, GNU long names and links): bounded
-        // before a byte of them is read, then kept for the member after.
-        if let Some(what) = meta_kind(kind) {
-            let size = entry.size();
-            if size > MAX_TAR_META {
-                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let subject = if name.is_empty() {
-                    origin.clone()
-                } else {
-                    name
-                };
-                report.add(
-                    subject,
-                    format!(
-                        "{what} after {last} declares {size} bytes of data; airlock reads at most {MAX_TAR_META} (the tars it writes carry at most 4096): the tar is damaged or hostile, refusing the bundle; get it again from its source"
-                    ),
-                );
-                return Ok(());
-            }
-            if !kind.is_pax_global_extensions() {
-                let mut data = Vec::with_capacity(size as usize);
-                if let Err(e) = (&mut entry).take(size).read_to_end(&mut data) {
-                    report.add(
-                        &origin,
-                        format!("truncated or corrupt tar after {last}: {e}"),
-                    );
-                    return Ok(());
-                }
-                if data.len() as u64 != size {
-                    let got = data.len();
-                    report.add(
-                        &origin,
-                        format!("truncated tar after {last}: {what} of {size} bytes has {got}"),
-                    );
-                    return Ok(());
-                }
-                if let Err(e) = pending.set(kind, data) {
-                    report.add(&origin, format!("corrupt tar after {last}: {e}"));
-                    return Ok(());
-                }
-                continue;
-            }
-            // A global pax header is not read: it is refused below.
-        }
-        let meta = std::mem::take(&mut pending);
         let at_start = std::mem::replace(&mut first, false);
         let raw_path = meta.path_bytes(&entry);
         let path = match tar_entry_path(&raw_path) {
@@ -726,7 +698,7 @@ fn walk_entries<R: Read>(
         // padding in front of bagit.txt (see `tarball::is_head_pad`); any
         // other (a name, size or owner of another entry, ...) is refused.
         let header_pos = entry.raw_header_position();
-        if let Some(pax) = &meta.pax {
+        if let Some(pax) = meta.pax() {
             let records: Option<Vec<(&[u8], &[u8])>> = tar::PaxExtensions::new(pax)
                 .map(|r| r.ok().map(|r| (r.key_bytes(), r.value_bytes())))
                 .collect();
@@ -844,102 +816,10 @@ fn walk_entries<R: Read>(
             }
         }
     }
-    if let Some(what) = pending.what() {
-        report.add(
-            &origin,
-            format!("truncated or corrupt tar after {last}: a {what} describes a member that is not there"),
-        );
-    }
     Ok(())
 }
 
-/// The most data a tar metadata entry (a pax header, `x` or `g`; a GNU long
-/// name or link, `L` or `K`) may declare. airlock's own tars carry at most
-/// 4096 bytes of pax padding, and a GNU long name of any path the reader
-/// admits is far shorter.
-pub const MAX_TAR_META: u64 = 64 << 10;
-
-/// What a metadata entry of `kind` is called, or `None` for a member.
-fn meta_kind(kind: tar::EntryType) -> Option<&'static str> {
-    if kind.is_pax_local_extensions() {
-        Some("pax extended header")
-    } else if kind.is_pax_global_extensions() {
-        Some("pax global header")
-    } else if kind.is_gnu_longname() {
-        Some("GNU long name")
-    } else if kind.is_gnu_longlink() {
-        Some("GNU long link name")
-    } else {
-        None
-    }
-}
-
-/// The metadata entries read in front of a member (at most one of each).
-#[derive(Default)]
-struct Meta {
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Meta {
-    fn set(&mut self, kind: tar::EntryType, data: Vec<u8>) -> std::result::Result<(), String> {
-        let slot = if kind.is_gnu_longname() {
-            &mut self.long_name
-        } else if kind.is_gnu_longlink() {
-            &mut self.long_link
-        } else {
-            &mut self.pax
-        };
-        if slot.is_some() {
-            let what = meta_kind(kind).unwrap_or("metadata entry");
-            return Err(format!("two {what}s describe the same member"));
-        }
-        *slot = Some(data);
-        Ok(())
-    }
-
-    /// What is still waiting for its member, if anything.
-    fn what(&self) -> Option<&'static str> {
-        if self.pax.is_some() {
-            Some("pax extended header")
-        } else if self.long_name.is_some() {
-            Some("GNU long name")
-        } else if self.long_link.is_some() {
-            Some("GNU long link name")
-        } else {
-            None
-        }
-    }
-
-    /// Whether a pax `size` record (or records no one can read) moves the
-    /// next header for other readers, which go by it, not the header's size.
-    fn pax_size(&self) -> bool {
-        self.pax.as_deref().is_some_and(|pax| {
-            tar::PaxExtensions::new(pax).any(|r| r.map_or(true, |r| r.key_bytes() == b"size"))
-        })
-    }
-
-    /// A member's name as the tar crate would give it: a GNU long name (its
-    /// one trailing NUL dropped), else a pax `path`, else the header's.
-    fn path_bytes<'e, R: Read>(
-        &'e self,
-        entry: &'e tar::Entry<'_, R>,
-    ) -> std::borrow::Cow<'e, [u8]> {
-        if let Some(name) = &self.long_name {
-            return name.strip_suffix(&[0]).unwrap_or(name).into();
-        }
-        if let Some(pax) = &self.pax {
-            let path = tar::PaxExtensions::new(pax)
-                .filter_map(|r| r.ok())
-                .find(|r| r.key_bytes() == b"path");
-            if let Some(r) = path {
-                return r.value_bytes().into();
-            }
-        }
-        entry.path_bytes()
-    }
-}
+pub use crate::rawtar::MAX_TAR_META;
 
 /// Reads every non-payload entry of a tar bundle or volume: the tag files
 /// before the payload (a volume's map and marker too) and the signatures and
@@ -1125,36 +1005,35 @@ pub fn read_zstd_frames(path: &Path, tags: &mut TagSet, report: &mut Report) -> 
 /// Reads a tar of additions: signatures and custody events only.
 fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Report) {
     let mut archive = tar::Archive::new(bytes);
-    // Raw, as in `walk_entries`: metadata entries are bounded here.
-    let Ok(entries) = archive.entries().map(|e| e.raw(true)) else {
+    // Raw, as in `walk_entries`: metadata entries are bounded there.
+    let Ok(entries) = archive.entries() else {
         return report.add(origin, "unreadable additions frame");
     };
-    let mut pending = Meta::default();
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            Err(e) => return report.add(origin, format!("corrupt additions frame: {e}")),
-        };
-        let kind = entry.header().entry_type();
-        if let Some(what) = meta_kind(kind).filter(|_| !kind.is_pax_global_extensions()) {
-            let size = entry.size();
-            if size > MAX_TAR_META {
+    for member in Members::new(entries) {
+        let Member { mut entry, meta } = match member {
+            Ok(m) => m,
+            Err(Stop::TooLarge { what, size, .. }) => {
                 return report.add(
                     origin,
                     format!("additions frame: {what} declares {size} bytes of data; airlock reads at most {MAX_TAR_META}"),
-                );
+                )
             }
-            let mut data = Vec::with_capacity(size as usize);
-            if (&mut entry).take(size).read_to_end(&mut data).is_err() || data.len() as u64 != size
-            {
-                return report.add(origin, "truncated additions frame");
+            Err(Stop::Unreadable { .. } | Stop::Short { .. }) => {
+                return report.add(origin, "truncated additions frame")
             }
-            if let Err(e) = pending.set(kind, data) {
-                return report.add(origin, format!("corrupt additions frame: {e}"));
+            Err(Stop::Corrupt(e)) => {
+                return report.add(origin, format!("corrupt additions frame: {e}"))
             }
-            continue;
-        }
-        let meta = std::mem::take(&mut pending);
+            Err(Stop::Twice(e)) => {
+                return report.add(origin, format!("corrupt additions frame: {e}"))
+            }
+            Err(Stop::Dangling(what)) => {
+                return report.add(
+                    origin,
+                    format!("corrupt additions frame: a {what} describes a member that is not there"),
+                )
+            }
+        };
         if meta.pax_size() {
             return report.add(
                 origin,
@@ -1188,12 +1067,6 @@ fn read_fragment(bytes: &[u8], origin: &str, tags: &mut TagSet, report: &mut Rep
             return report.add(&path, "truncated additions frame");
         }
         tags.take(&path, data);
-    }
-    if let Some(what) = pending.what() {
-        report.add(
-            origin,
-            format!("corrupt additions frame: a {what} describes a member that is not there"),
-        );
     }
 }
 

@@ -108,16 +108,29 @@ pub fn read_control(path: &Path) -> Result<String, String> {
         }
     };
     let mut archive = tar::Archive::new(&tar[..]);
-    for entry in archive.entries().map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| format!("control.tar: {e}"))?;
-        let p = entry.path_bytes();
-        let p = p.strip_prefix(b"./").unwrap_or(&p);
-        if p != b"control" {
+    // Raw, metadata bounded, long names and pax paths applied (`rawtar`).
+    let entries = archive.entries().map_err(|e| e.to_string())?;
+    for member in crate::rawtar::Members::new(entries) {
+        let m = member.map_err(|e| format!("control.tar: {e}"))?;
+        // dpkg goes by a pax size record, the walk by the header: after a
+        // member where they differ, the two would see different members.
+        if m.meta.size_disagrees(m.entry.size()) {
+            return Err(format!(
+                "control.tar: {:?} has a pax size record other than its header's size",
+                String::from_utf8_lossy(&m.path_bytes())
+            ));
+        }
+        let control = {
+            let p = m.path_bytes();
+            p.strip_prefix(b"./").unwrap_or(&p) == b"control"
+        };
+        if !control {
             continue;
         }
-        if !entry.header().entry_type().is_file() {
+        if !m.kind().is_file() {
             return Err("control in control.tar is not a regular file".into());
         }
+        let entry = m.entry;
         let mut text = Vec::new();
         entry
             .take(MAX_CONTROL_FILE + 1)

@@ -100,6 +100,101 @@ fn every_evasion_class_is_refused_at_pack() {
     }
 }
 
+/// A tar or tar.zst pack checks a small input by content from the bytes it
+/// read into the tar (one read, as a directory pack does): every evasion,
+/// small (under 1 MiB, checked in the pass) or large (read again by path),
+/// under a name that matters to the gate or not, is refused in every form
+/// with the same error, and nothing is left behind.
+#[test]
+fn every_evasion_class_is_refused_alike_by_every_form_of_pack() {
+    let f = Fixture::new();
+    let mut small = 0;
+    for (i, (name, bytes, what)) in evasions().into_iter().enumerate() {
+        small += usize::from(bytes.len() < 1 << 20);
+        let p = f.path("src/docs").join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let mut errors = Vec::new();
+        for format in ["dir", "tar", "tar.zst"] {
+            let out = format!("out{i}-{}", format.replace('.', "-"));
+            let o = f.pack_with(format, &out, &[]);
+            assert_refused(&o, name, what);
+            let left: Vec<_> = std::fs::read_dir(f.path(&out)).unwrap().collect();
+            assert!(left.is_empty(), "{format}: {left:?}");
+            errors.push((format, stderr(&o)));
+        }
+        for (format, e) in &errors[1..] {
+            assert_eq!(e, &errors[0].1, "{name}: {format} and dir differ");
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+    assert!(small >= 3, "some evasions are small inputs");
+}
+
+/// What the content checks record of small inputs (checked in the pass from
+/// the bytes hashed) is the same whichever form is packed: same description
+/// (content facts, model summary), same SBOMs, so the same bundle id.
+#[test]
+fn small_inputs_record_the_same_content_facts_in_every_form() {
+    let f = Fixture::new();
+    let docs = f.path("src/docs");
+    // Names that do not matter to the gate: found by content alone.
+    std::fs::write(docs.join("state.dat"), EVIL0).unwrap();
+    std::fs::write(
+        docs.join("dict.data"),
+        b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.",
+    )
+    .unwrap();
+    std::fs::write(docs.join("w.data"), safetensors_wrap(&[7u8; 4000])).unwrap();
+    // A name that matters (a pickle name): read again by path.
+    std::fs::write(docs.join("named.pkl"), EVIL0).unwrap();
+    // In the model: its small model.safetensors (a weights name) and a
+    // pickle under a plain name.
+    std::fs::write(f.path("src/models/minilm/extra.bin"), EVIL0).unwrap();
+    f.write_manifest("policy:\n  pickle: allow\n");
+    let mut ids = Vec::new();
+    for format in ["dir", "tar", "tar.zst"] {
+        let o = f.pack_with(format, &format!("out-{format}"), &[]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        ids.push((format, json(&o)["bundleId"].as_str().unwrap().to_string()));
+        let o = f.verify(&PathBuf::from(json(&o)["path"].as_str().unwrap()));
+        // The high side denies pickles: refused for the same files.
+        assert_refused(&o, "docs/docs/state.dat", "posix.system");
+        assert_refused(&o, "models/minilm/extra.bin", "posix.system");
+    }
+    for (format, id) in &ids[1..] {
+        assert_eq!(id, &ids[0].1, "{format} and dir record differently");
+    }
+    // What was recorded: facts for every one of them.
+    let d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.path("out-dir/demo-1.0.0/airlock.json")).unwrap())
+            .unwrap();
+    let content = d["content"].as_array().unwrap();
+    let facts = |artifact: &str, path: &str| {
+        content
+            .iter()
+            .find(|c| c["artifact"] == artifact && c["path"] == path)
+            .unwrap_or_else(|| panic!("no content entry for {artifact} {path}: {content:?}"))
+            ["facts"]
+            .clone()
+    };
+    for path in ["docs/state.dat", "docs/named.pkl"] {
+        assert_eq!(
+            facts("files/docs", path)["unsafeImports"][0],
+            "posix.system"
+        );
+    }
+    assert_eq!(
+        facts("models/minilm", "extra.bin")["unsafeImports"][0],
+        "posix.system"
+    );
+    assert_eq!(facts("files/docs", "docs/w.data")["format"], "safetensors");
+    assert_eq!(
+        facts("models/minilm", "model.safetensors")["format"],
+        "safetensors"
+    );
+    assert!(facts("files/docs", "docs/dict.data")["format"].is_string());
+}
+
 /// Packs every evasion with the builder's `pickle: allow`.
 fn allowed_bundle(f: &Fixture, format: &str, out: &str) -> PathBuf {
     for (name, bytes, _) in evasions() {

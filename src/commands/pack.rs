@@ -155,7 +155,16 @@ pub fn pack_delta(
         for f in planned.iter().flat_map(|a| &a.files) {
             let src = f.src.as_path();
             if !hashed.contains_key(src) {
-                hashed.insert(src, sp.add_input(src, &omit)?);
+                // A small input is checked by content from the bytes the
+                // pass read and hashed, as `pack_small` does for a
+                // directory: not read again unless its path matters.
+                let mut checked = Pre::Unchecked;
+                let h = sp.add_input(src, &omit, &mut |bytes| {
+                    checked = precheck(bytes)?;
+                    Ok(())
+                })?;
+                pre.add(h.digest, checked);
+                hashed.insert(src, h);
                 added.push(src);
             }
         }

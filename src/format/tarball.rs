@@ -466,11 +466,16 @@ impl<'a> SinglePass<'a> {
 
     /// Reads the input `src` into the tar as `blobs/sha256/<its digest>`,
     /// unless that digest is already there or `omit` says it is left out,
-    /// and returns what it hashed to.
+    /// and returns what it hashed to. An input under [`STREAM_MIN`] bytes is
+    /// held in memory whole: `small` is given exactly the bytes hashed (the
+    /// caller's content check, so it need not read the input again), before
+    /// they are written; its error ends the pass. A larger input is streamed
+    /// and `small` is not called.
     pub fn add_input(
         &mut self,
         src: &Path,
         omit: &dyn Fn(&Sha256Digest) -> bool,
+        small: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Hashed> {
         let mut f = fs_err::File::open(src)?;
         let size = f.metadata()?.len();
@@ -494,6 +499,7 @@ impl<'a> SinglePass<'a> {
                 size,
             };
             self.seen(&f)?;
+            small(&bytes)?;
             if !omit(&h.digest) && self.written.insert(h.digest) {
                 let path = crate::bundle::blob_path(&h.digest);
                 let header = header_bytes(&path, size, self.mtime)?;
@@ -977,7 +983,19 @@ mod single_pass_tests {
         for (i, data) in inputs.iter().enumerate() {
             let src = dir.join(format!("in{i}"));
             std::fs::write(&src, data).unwrap();
-            let h = sp.add_input(&src, &|d| Some(*d) == omit).unwrap();
+            let mut given = None;
+            let h = sp
+                .add_input(&src, &|d| Some(*d) == omit, &mut |b| {
+                    given = Some(b.to_vec());
+                    Ok(())
+                })
+                .unwrap();
+            // The hook sees exactly the bytes hashed, for small inputs only.
+            if (data.len() as u64) < STREAM_MIN {
+                assert_eq!(given.as_deref(), Some(&data[..]));
+            } else {
+                assert!(given.is_none());
+            }
             assert_eq!(h.digest, Sha256Digest::of(data));
             assert_eq!(h.size, data.len() as u64);
         }
@@ -1132,7 +1150,7 @@ mod single_pass_tests {
             let mut sp =
                 SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent)
                     .unwrap();
-            sp.add_input(&src, &|_| false).unwrap();
+            sp.add_input(&src, &|_| false, &mut |_| Ok(())).unwrap();
             sp.check_unchanged([src.as_path()]).unwrap();
             // Other bytes, same size: the change time moves on.
             std::thread::sleep(std::time::Duration::from_millis(30));
@@ -1147,6 +1165,25 @@ mod single_pass_tests {
                 other => panic!("{size}: {:?}", other.map(|_| ())),
             }
         }
+    }
+
+    #[test]
+    fn the_small_input_hook_can_end_the_pass_before_the_input_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("in");
+        std::fs::write(&src, bytes(5000, 1)).unwrap();
+        let tmp = dir.path().join("t");
+        let mut sp = SinglePass::create(&tmp, false, 7, &crate::progress::Silent).unwrap();
+        let refused = sp.add_input(&src, &|_| false, &mut |b| {
+            Err(Error::Usage(format!("refused {} bytes", b.len())))
+        });
+        match refused {
+            Err(Error::Usage(m)) => assert_eq!(m, "refused 5000 bytes"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!sp.has(&Sha256Digest::of(&bytes(5000, 1))));
+        drop(sp);
+        assert_eq!(std::fs::metadata(&tmp).unwrap().len(), 0);
     }
 
     #[test]

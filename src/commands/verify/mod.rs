@@ -120,6 +120,10 @@ pub struct Expected {
     pub keep: bool,
     /// Whether its sha512 is computed as it is hashed (npm tarballs).
     pub sha512: bool,
+    /// An OCI manifest of an artifact that is not an image (a file set's
+    /// has a layer per file): parsed as it is hashed, its layers folded
+    /// (`ImageManifest`), its bytes not kept. Set only where `keep` would be.
+    pub fold: bool,
 }
 
 /// What the payload pass keeps for the structure and pin checks.
@@ -131,6 +135,9 @@ pub(crate) struct Kept {
     /// Blob → sha512, for the layers a kind re-checks by sha512; their
     /// bytes are not kept.
     pub sha512: HashMap<Sha256Digest, [u8; 64]>,
+    /// Blob → its parse as an OCI manifest, for `Expected::fold` blobs:
+    /// the layers folded, the bytes not kept.
+    pub manifests: HashMap<Sha256Digest, std::result::Result<ImageManifest, String>>,
 }
 
 impl Kept {
@@ -142,6 +149,20 @@ impl Kept {
         if let Some(s) = taken.sha512 {
             self.sha512.insert(exp.digest, s);
         }
+        if let Some(m) = taken.manifest {
+            self.manifests.insert(exp.digest, m);
+        }
+    }
+
+    /// Keeps the whole bytes of a verified payload file (a blob joined
+    /// from the parts of several volumes): as bytes, or parsed when folded.
+    pub(crate) fn add_bytes(&mut self, path: &str, exp: &Expected, bytes: Vec<u8>) {
+        if exp.fold {
+            let m = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+            self.manifests.insert(exp.digest, m);
+        } else {
+            self.bytes.insert(path.to_string(), bytes);
+        }
     }
 }
 
@@ -152,6 +173,60 @@ pub(crate) struct Taken {
     pub bytes: Option<Vec<u8>>,
     /// Its sha512, when `Expected::sha512`.
     pub sha512: Option<[u8; 64]>,
+    /// Its parse as an OCI manifest, when `Expected::fold`.
+    pub manifest: Option<std::result::Result<ImageManifest, String>>,
+}
+
+/// An OCI manifest written aside to an anonymous temporary file as it is
+/// hashed, then parsed from there with its layers folded as they pass
+/// (`ImageManifest`): its bytes are never held whole. Only a manifest that
+/// does not parse is read back whole (at most `MAX_JSON_BLOB`, since only a
+/// kept blob is folded), so that its finding names the same line and column
+/// as a parse of its bytes.
+pub(crate) struct ManifestFold(io::BufWriter<std::fs::File>);
+
+impl ManifestFold {
+    /// In `dir` (import's private staging directory), else in the system's
+    /// temporary directory.
+    pub(crate) fn start(dir: Option<&Path>) -> io::Result<ManifestFold> {
+        let file = match dir {
+            Some(d) => tempfile::tempfile_in(d)?,
+            None => tempfile::tempfile()?,
+        };
+        Ok(ManifestFold(io::BufWriter::with_capacity(256 << 10, file)))
+    }
+
+    /// The parse of every byte written.
+    pub(crate) fn finish(self) -> io::Result<std::result::Result<ImageManifest, String>> {
+        use io::Seek as _;
+        let mut file = self.0.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        let streamed = serde_json::from_reader::<_, ImageManifest>(io::BufReader::with_capacity(
+            256 << 10,
+            &mut file,
+        ));
+        Ok(match streamed {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                file.rewind()?;
+                let mut bytes = Vec::new();
+                file.take(MAX_JSON_BLOB).read_to_end(&mut bytes)?;
+                match serde_json::from_slice::<ImageManifest>(&bytes) {
+                    Err(exact) => Err(exact.to_string()),
+                    Ok(_) => Err(e.to_string()),
+                }
+            }
+        })
+    }
+}
+
+impl io::Write for ManifestFold {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A fully verified bundle.
@@ -453,6 +528,7 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
     pin_blobs.extend(crate::modelsig::signature_blobs(d));
     // npm tarballs: their sha512 computed as they are hashed.
     let sha512_blobs = crate::sources::packages::sha512_blobs(d);
+    let folds = fold_blobs(d, &pin_blobs);
     for (path, digest) in m {
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
@@ -461,6 +537,7 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
                 exact: false,
                 keep: true,
                 sha512: false,
+                fold: false,
             }
         } else if let Some(hex) = path.strip_prefix(BLOBS_PREFIX) {
             if hex != digest.hex() {
@@ -480,12 +557,14 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
                 continue;
             };
             let keep = kept_for_checks(digest, media_type, *size, &pin_blobs);
+            let fold = keep && folds.contains(digest);
             Expected {
                 digest: *digest,
                 size: *size,
                 exact: true,
-                keep,
+                keep: keep && !fold,
                 sha512: sha512_blobs.contains(digest),
+                fold,
             }
         } else {
             report.add(
@@ -512,6 +591,24 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
         }
     }
     plan
+}
+
+/// The blobs `check_oci` reads as folds (`Expected::fold`): the OCI
+/// manifests of artifacts that are not images, unless the same blob is also
+/// read as bytes (by an image's check, or as a pin or signature file).
+fn fold_blobs(d: &Description, pin_blobs: &BTreeSet<Sha256Digest>) -> BTreeSet<Sha256Digest> {
+    let mut bytes_read: BTreeSet<Sha256Digest> = pin_blobs.clone();
+    for a in d.artifacts.iter().filter(|a| a.kind == ArtifactKind::Image) {
+        bytes_read.extend([a.manifest.digest, a.config.digest]);
+        bytes_read.extend(a.layers.iter().map(|l| l.digest));
+        bytes_read.extend(a.blobs.iter().map(|b| b.digest));
+    }
+    d.artifacts
+        .iter()
+        .filter(|a| a.kind != ArtifactKind::Image)
+        .map(|a| a.manifest.digest)
+        .filter(|dg| !bytes_read.contains(dg))
+        .collect()
 }
 
 /// Whether a blob's bytes are kept for the structure and pin checks. SBOM
@@ -546,6 +643,10 @@ pub(crate) fn take_payload(
         .keep
         .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
     let mut sha512 = exp.sha512.then(Sha512::new);
+    let mut fold = match exp.fold {
+        true => Some(ManifestFold::start(staging.map(|s| s.dir))?),
+        false => None,
+    };
     // Staged straight under its digest: the staging directory is private
     // to this import and only a fully verified bundle's staged blobs are
     // moved into the store (a failed one's are removed with the directory),
@@ -559,7 +660,13 @@ pub(crate) fn take_payload(
         )),
         None => None,
     };
-    let mut tee = Tee(file.as_mut(), Some(Tee(kept.as_mut(), sha512.as_mut())));
+    let mut tee = Tee(
+        file.as_mut(),
+        Some(Tee(
+            kept.as_mut(),
+            Some(Tee(sha512.as_mut(), fold.as_mut())),
+        )),
+    );
     let copied = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n));
     let flushed = match file {
         Some(f) => f
@@ -584,6 +691,11 @@ pub(crate) fn take_payload(
         Taken {
             bytes: kept,
             sha512: sha512.map(|s| s.finalize().into()),
+            manifest: match fold {
+                // Parsed only once its digest is known to match.
+                Some(f) if h.digest == exp.digest => Some(f.finish()?),
+                _ => None,
+            },
         },
     ))
 }
@@ -689,10 +801,13 @@ pub fn verify_with_base(
                 base_check.store = Some(b.store.root.clone());
                 base_check.rehashed = b.recheck;
                 let content = crate::modelcheck::ContentPlan::new(d, policy.pickle.clone());
+                let folds = fold_blobs(d, &pin_blobs);
                 for (dg, (mt, size)) in &check.omitted {
                     let sha512 = sha512_blobs.contains(dg);
-                    check_from_store(b, d, dg, mt, *size, &pin_blobs, sha512, &content, &mut kept)
-                        .map(|r| report.merge(r))?;
+                    check_from_store(
+                        b, d, dg, mt, *size, &pin_blobs, &folds, sha512, &content, &mut kept,
+                    )
+                    .map(|r| report.merge(r))?;
                 }
             }
             Some(_) => {}
@@ -705,7 +820,7 @@ pub fn verify_with_base(
         &check.description,
         kept.bytes.get(OCI_INDEX),
     ) {
-        check_oci(d, index, &kept.bytes, &mut report);
+        check_oci(d, index, &kept.bytes, &kept.manifests, &mut report);
         // The high side re-checks every package pin itself.
         let pins = crate::sources::packages::KeptPins {
             bytes: &kept.bytes,
@@ -742,6 +857,7 @@ fn check_from_store(
     media_type: &str,
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
+    folds: &BTreeSet<Sha256Digest>,
     sha512: bool,
     content: &crate::modelcheck::ContentPlan,
     kept: &mut Kept,
@@ -764,12 +880,14 @@ fn check_from_store(
     if !(keep || sha512 || wanted || b.recheck) {
         return Ok(r);
     }
+    let fold = keep && folds.contains(digest);
     let exp = Expected {
         digest: *digest,
         size,
         exact: true,
-        keep,
+        keep: keep && !fold,
         sha512,
+        fold,
     };
     let mut pending = content.start(&path, size, None, None);
     let mut reader = b.store.open_blob(digest)?;
@@ -1026,7 +1144,13 @@ fn verify_tar(
 
 /// Checks the OCI layout against the description: every index entry named and
 /// declared, every manifest's config and layers exactly as declared.
-fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
+fn check_oci(
+    d: &Description,
+    index: &[u8],
+    kept: &HashMap<String, Vec<u8>>,
+    folded: &HashMap<Sha256Digest, std::result::Result<ImageManifest, String>>,
+    report: &mut Report,
+) {
     let index: ImageIndex = match serde_json::from_slice(index) {
         Ok(i) => i,
         Err(e) => return report.add(OCI_INDEX, format!("not an OCI image index: {e}")),
@@ -1063,19 +1187,35 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
             crate::image::check(a, kept, report);
             continue;
         }
-        let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
-            continue;
-        };
         // Read as `ImageManifest` reads it, its layers folded as they pass
-        // (a file set's manifest has a layer per file; see `ImageManifest` below).
-        let manifest: ImageManifest = match serde_json::from_slice(bytes) {
-            Ok(m) => m,
-            Err(e) => {
+        // (a file set's manifest has a layer per file; see `ImageManifest`
+        // below): parsed as it was hashed (`Expected::fold`), or from its
+        // kept bytes.
+        let parsed;
+        let manifest: &ImageManifest = match folded.get(&a.manifest.digest) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
                 report.add(
                     blob_path(&a.manifest.digest),
                     format!("not an OCI image manifest: {e}"),
                 );
                 continue;
+            }
+            None => {
+                let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
+                    continue;
+                };
+                parsed = match serde_json::from_slice::<ImageManifest>(bytes) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        report.add(
+                            blob_path(&a.manifest.digest),
+                            format!("not an OCI image manifest: {e}"),
+                        );
+                        continue;
+                    }
+                };
+                &parsed
             }
         };
         let same = |desc: &oci_spec::image::Descriptor, mt: &str, dg: &Sha256Digest, size: u64| {
@@ -1127,7 +1267,7 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // parsed for their checks, not read
-struct ImageManifest {
+pub(crate) struct ImageManifest {
     schema_version: u32,
     media_type: Option<oci_spec::image::MediaType>,
     artifact_type: Option<oci_spec::image::MediaType>,
@@ -1350,10 +1490,26 @@ mod tests {
             let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
             Ok(m.layers == LayerFold::declared(&declared))
         };
+        // The same parse fed through a `ManifestFold` in pieces (as the
+        // payload pass writes it), with the same errors.
+        let streamed = |bytes: &[u8], piece: usize| -> std::result::Result<bool, String> {
+            let mut f = ManifestFold::start(None).unwrap();
+            for p in bytes.chunks(piece) {
+                io::Write::write_all(&mut f, p).unwrap();
+            }
+            Ok(f.finish().unwrap()?.layers == LayerFold::declared(&declared))
+        };
         let mut outcomes = BTreeSet::new();
         for c in &cases {
             let want = old(c.as_bytes());
             assert_eq!(new(c.as_bytes()), want, "{c}");
+            for piece in [1, 7, 1 << 20] {
+                assert_eq!(
+                    streamed(c.as_bytes(), piece),
+                    want,
+                    "{c} in pieces of {piece}"
+                );
+            }
             outcomes.insert(format!("{:?}", want.map_err(|_| ())));
         }
         // The cases cover a match, a mismatch and a refusal.
@@ -1370,6 +1526,7 @@ mod tests {
             exact: true,
             keep: false,
             sha512: false,
+            fold: false,
         };
         let mut digests: Vec<Sha256Digest> = (0..5u8).map(|i| Sha256Digest::of(&[i])).collect();
         digests.sort();

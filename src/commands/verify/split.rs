@@ -333,7 +333,7 @@ pub fn verify_volumes(
                     next_part: 1,
                     hasher: Sha256::new(),
                     sha512: exp.sha512.then(Sha512::new),
-                    bytes: exp.keep.then(Vec::new),
+                    bytes: (exp.keep || exp.fold).then(Vec::new),
                     read: 0,
                     stage,
                     content: start_content(&piece.path, &exp),
@@ -386,7 +386,7 @@ pub fn verify_volumes(
                         kept.sha512.insert(exp.digest, s.finalize().into());
                     }
                     if let Some(b) = o.bytes {
-                        kept.bytes.insert(piece.path.clone(), b);
+                        kept.add_bytes(&piece.path, &exp, b);
                     }
                     if let Some((p, f)) = o.stage {
                         f.into_inner().map_err(|e| e.into_error())?.finish()?;

@@ -332,11 +332,7 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         }
         None => None,
     };
-    let manifest = match tags
-        .files
-        .get(MANIFEST)
-        .map(|b| parse_manifest(&String::from_utf8_lossy(b)))
-    {
+    let manifest = match tags.files.get(MANIFEST).map(|b| PayloadList::parse(&b[..])) {
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
             report.add(MANIFEST, e);
@@ -519,7 +515,7 @@ fn check_description(d: &Description, report: &mut Report) {
 
 /// Cross-checks the payload manifest against the description and returns what
 /// each payload file must be.
-fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut Report) -> Plan {
+fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     let mut plan = Plan::default();
     let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
@@ -529,7 +525,8 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
     // npm tarballs: their sha512 computed as they are hashed.
     let sha512_blobs = crate::sources::packages::sha512_blobs(d);
     let folds = fold_blobs(d, &pin_blobs);
-    for (path, digest) in m {
+    for (path, digest) in m.iter() {
+        let digest = &digest;
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
                 digest: *digest,
@@ -573,7 +570,7 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
             );
             continue;
         };
-        plan.insert(path, exp);
+        plan.insert(&path, exp);
     }
     for required in [OCI_LAYOUT, OCI_INDEX] {
         if !m.contains_key(required) {

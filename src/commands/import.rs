@@ -247,12 +247,7 @@ impl Store {
         // Moved, not copied: the description and payload manifest grow
         // with the file count.
         let tags = std::mem::take(&mut verified.tags);
-        let mut files: Vec<(String, Vec<u8>)> = tags
-            .files
-            .into_iter()
-            .chain(tags.signatures)
-            .chain(tags.custody)
-            .collect();
+        let mut files: Vec<(String, Vec<u8>)> = tags.into_files()?;
         files.extend(event);
         let record = BundleRecord {
             id: verified.id.hex(),

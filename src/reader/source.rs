@@ -11,6 +11,7 @@ use crate::bundle::{
     safe_relative, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL,
     SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
 };
+use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
 
 /// A bundle's transport form.
@@ -178,11 +179,57 @@ pub struct TagSet {
     pub custody: BTreeMap<String, Vec<u8>>,
     /// A volume's map and marker (volumes only).
     pub volume: BTreeMap<String, Vec<u8>>,
+    /// Tag files moved out of memory once checked (`TagSet::spill`): not
+    /// in `files`.
+    pub spilled: BTreeMap<String, Spilled>,
     /// Problems met while reading.
     pub report: Report,
     /// Entries admitted so far, and their bytes.
     count: usize,
     bytes: u64,
+}
+
+/// A tag file moved out of memory (`TagSet::spill`): its digest and length
+/// kept, its bytes in an anonymous temporary file (removed when the last
+/// clone is dropped). Verify holds the description and the payload manifest
+/// this way: they grow with the file count.
+#[derive(Debug, Clone)]
+pub struct Spilled {
+    pub digest: Sha256Digest,
+    pub len: u64,
+    file: std::sync::Arc<std::fs::File>,
+}
+
+impl Spilled {
+    /// Tag files up to this size stay in memory.
+    pub const AT: usize = 1 << 20;
+
+    fn new(bytes: &[u8]) -> std::io::Result<Spilled> {
+        let mut file = tempfile::tempfile()?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        Ok(Spilled {
+            digest: Sha256Digest::of(bytes),
+            len: bytes.len() as u64,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    /// Its bytes from the start (one reader at a time).
+    pub fn reader(&self) -> std::io::Result<std::io::BufReader<std::io::Take<std::fs::File>>> {
+        let mut f = self.file.try_clone()?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok(std::io::BufReader::with_capacity(
+            256 << 10,
+            f.take(self.len),
+        ))
+    }
+
+    /// Its bytes, read back whole.
+    pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.reader()?.read_to_end(&mut out)?;
+        Ok(out)
+    }
 }
 
 /// Where an entry of the bundle belongs.
@@ -248,6 +295,52 @@ impl TagSet {
             Place::Volume => self.volume.get(path),
             _ => None,
         }
+    }
+
+    /// Moves tag file `name` out of memory when it is larger than
+    /// `Spilled::AT`. If the temporary file cannot be written it stays in
+    /// memory: nothing else changes.
+    pub fn spill(&mut self, name: &str) {
+        let Some(bytes) = self.files.get(name).filter(|b| b.len() > Spilled::AT) else {
+            return;
+        };
+        if let Ok(s) = Spilled::new(bytes) {
+            self.files.remove(name);
+            self.spilled.insert(name.to_string(), s);
+        }
+    }
+
+    /// Whether tag file `name` is `bytes` (absent when `None`), spilled or
+    /// not (a spilled one by length and sha256).
+    pub fn file_is(&self, name: &str, bytes: Option<&[u8]>) -> bool {
+        match (self.files.get(name), self.spilled.get(name), bytes) {
+            (Some(a), _, b) => Some(a.as_slice()) == b,
+            (None, Some(s), Some(b)) => s.len == b.len() as u64 && s.digest == Sha256Digest::of(b),
+            (None, Some(_), None) => false,
+            (None, None, b) => b.is_none(),
+        }
+    }
+
+    /// Whether `bytes` are what was read as non-payload entry `path`.
+    pub fn same(&self, path: &str, bytes: &[u8]) -> bool {
+        match place_of(path) {
+            Place::Tag => self.file_is(path, Some(bytes)),
+            _ => self.get(path).map(Vec::as_slice) == Some(bytes),
+        }
+    }
+
+    /// Every tag file (spilled ones read back), signature and custody
+    /// event with its bytes, tag files first, each kind by name.
+    pub fn into_files(self) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut files = self.files;
+        for (name, s) in self.spilled {
+            files.insert(name, s.bytes()?);
+        }
+        Ok(files
+            .into_iter()
+            .chain(self.signatures)
+            .chain(self.custody)
+            .collect())
     }
 
     /// Decides whether a non-payload entry of `size` bytes may be read into

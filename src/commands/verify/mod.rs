@@ -317,11 +317,13 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         report.add(BAGIT_TXT, "not the BagIt 1.0 declaration airlock writes");
     }
 
-    let description = match tags
-        .files
-        .get(DESCRIPTION)
-        .map(|b| serde_json::from_slice::<Description>(b))
-    {
+    // The payload manifest is read into compact records, then the two tag
+    // files that grow with the file count leave memory: the description is
+    // parsed from its spilled copy, never beside its bytes.
+    let manifest = tags.files.get(MANIFEST).map(|b| PayloadList::parse(&b[..]));
+    tags.spill(MANIFEST);
+    tags.spill(DESCRIPTION);
+    let description = match parse_description(&tags) {
         Some(Ok(d)) => {
             check_description(&d, &mut report);
             Some(d)
@@ -332,7 +334,7 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         }
         None => None,
     };
-    let manifest = match tags.files.get(MANIFEST).map(|b| PayloadList::parse(&b[..])) {
+    let manifest = match manifest {
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
             report.add(MANIFEST, e);
@@ -427,6 +429,33 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         tags,
         omitted,
     }
+}
+
+/// The description, parsed from its bytes or from its spilled copy (with
+/// the message a parse of its bytes gives when it does not parse).
+fn parse_description(tags: &TagSet) -> Option<std::result::Result<Description, String>> {
+    if let Some(b) = tags.files.get(DESCRIPTION) {
+        return Some(serde_json::from_slice(b).map_err(|e| e.to_string()));
+    }
+    let s = tags.spilled.get(DESCRIPTION)?;
+    let streamed = s
+        .reader()
+        .map_err(|e| format!("cannot be read back: {e}"))
+        .and_then(|r| serde_json::from_reader::<_, Description>(r).map_err(|e| e.to_string()));
+    Some(match streamed {
+        Ok(mut d) => {
+            // Vectors grown by doubling: their slack is up to half.
+            for a in &mut d.artifacts {
+                a.layers.shrink_to_fit();
+            }
+            Ok(d)
+        }
+        // Only a description that does not parse is read back whole.
+        Err(e) => match s.bytes().map(|b| serde_json::from_slice::<Description>(&b)) {
+            Ok(Err(exact)) => Err(exact.to_string()),
+            _ => Err(e),
+        },
+    })
 }
 
 fn check_description(d: &Description, report: &mut Report) {
@@ -1075,7 +1104,7 @@ fn verify_tar(
     crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
             Item::Head { path, bytes } => {
-                if tags.get(&path) != Some(&bytes) {
+                if !tags.same(&path, &bytes) {
                     report.add(
                         &path,
                         "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",

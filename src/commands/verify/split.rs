@@ -138,7 +138,10 @@ pub fn verify_volumes(
             continue;
         }
         for t in TAG_FILES {
-            if h.tags.files.get(t) != check.tags.files.get(t) {
+            if !check
+                .tags
+                .file_is(t, h.tags.files.get(t).map(Vec::as_slice))
+            {
                 report.add(
                     format!("{name}: {t}"),
                     format!(

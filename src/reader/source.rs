@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::VolumeMarker;
 use crate::bundle::{
-    safe_relative, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL,
-    SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
+    safe_relative, BLOBS_PREFIX, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE,
+    MAX_TAG_TOTAL, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -411,7 +411,7 @@ impl TagSet {
         let payload = walk_dir(&dir, &mut extra)?;
         for rel in payload {
             extra.report.add(
-                format!("{}/{}", dir.display(), rel.0),
+                format!("{}/{}", dir.display(), rel.path()),
                 "unexpected file beside the bundle",
             );
         }
@@ -454,9 +454,56 @@ impl TagSet {
 
 /// A payload file found in a directory bundle: `data/...`, its path when
 /// that is not the bundle's directory joined with `data/...` (a name with a
-/// backslash), its size. Most hold no path of their own: a bundle of many
-/// files lists one per file.
-pub type DirPayload = (String, Option<PathBuf>, u64);
+/// backslash), its size. A bundle of many files lists one per file, so a
+/// blob named by its digest (`data/blobs/sha256/<hex>`, at its plain path)
+/// is held as that digest and its size, no string.
+#[derive(Debug, Clone)]
+pub enum DirPayload {
+    Blob(Sha256Digest, u64),
+    Other(Box<(String, Option<PathBuf>, u64)>),
+}
+
+impl DirPayload {
+    fn new(rel: String, own: Option<PathBuf>, len: u64) -> DirPayload {
+        match rel.strip_prefix(BLOBS_PREFIX) {
+            Some(hex)
+                if own.is_none()
+                    && hex.len() == 64
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                match hex.parse() {
+                    Ok(d) => DirPayload::Blob(d, len),
+                    Err(_) => DirPayload::Other(Box::new((rel, own, len))),
+                }
+            }
+            _ => DirPayload::Other(Box::new((rel, own, len))),
+        }
+    }
+
+    /// Its path inside the bundle, `data/...`.
+    pub fn path(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            DirPayload::Blob(d, _) => crate::bundle::blob_path(d).into(),
+            DirPayload::Other(o) => o.0.as_str().into(),
+        }
+    }
+
+    /// Where it is: the bundle's directory joined with `path`, unless it has its own.
+    pub fn file(&self, dir: &Path) -> PathBuf {
+        match self {
+            DirPayload::Other(o) if o.1.is_some() => o.1.clone().expect("some"),
+            _ => dir.join(&*self.path()),
+        }
+    }
+
+    /// Its size as listed.
+    pub fn len(&self) -> u64 {
+        match self {
+            DirPayload::Blob(_, len) => *len,
+            DirPayload::Other(o) => o.2,
+        }
+    }
+}
 
 /// Walks a directory bundle once: tag files, signatures and custody events are
 /// admitted and read into `tags`; payload files are listed, not read. Links,
@@ -509,7 +556,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         match place_of(&rel) {
             Place::Payload => {
                 let own = (dir.join(&rel) != entry.path()).then(|| entry.path().to_path_buf());
-                payload.push((rel, own, len))
+                payload.push(DirPayload::new(rel, own, len))
             }
             Place::Unexpected => tags.report.add(&rel, UNEXPECTED),
             // A directory bundle is never a volume.

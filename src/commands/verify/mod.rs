@@ -992,17 +992,17 @@ fn verify_dir(
     }
     let mut listed = Vec::with_capacity(present.len());
     for p in present {
-        if plan.contains_key(&p.0) {
+        if plan.contains_key(&p.path()) {
             listed.push(p);
         } else {
-            report.add(&p.0, "extra file: not listed in manifest-sha256.txt");
+            report.add(p.path(), "extra file: not listed in manifest-sha256.txt");
         }
     }
     let present = listed;
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     for p in &present {
-        if let Some((i, _)) = plan.position(&p.0) {
+        if let Some((i, _)) = plan.position(&p.path()) {
             seen[i] = true;
         }
     }
@@ -1019,15 +1019,16 @@ fn verify_dir(
         .description
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
-    progress.begin("verifying", present.iter().map(|p| p.2).sum());
+    progress.begin("verifying", present.iter().map(|p| p.len()).sum());
     // Per file with something to report or keep: its path, its findings,
     // its bytes when kept. A file that verified and keeps nothing leaves
     // nothing behind.
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
-        .map(|(rel, own, len)| {
-            let abs = own.clone().unwrap_or_else(|| dir.join(rel));
+        .map(|p| {
+            let path = p.path();
+            let (rel, abs, len) = (&*path, p.file(dir), &p.len());
             let exp = plan.get(rel).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
@@ -1035,7 +1036,7 @@ fn verify_dir(
                     rel,
                     format!("size {len} but the signed manifests declare {}", exp.size),
                 );
-                return Ok((rel.clone(), r, None));
+                return Ok((rel.to_string(), r, None));
             }
             // Weights and pickles (modelcheck): probed from the one read
             // that hashes the file, read back only when wholly needed.
@@ -1055,8 +1056,10 @@ fn verify_dir(
             if let (true, Some(c), Some(p)) = (ok, &content, pending) {
                 r.merge(p.finish(c)?);
             }
-            let taken = Some(taken).filter(|t| ok && (t.bytes.is_some() || t.sha512.is_some()));
-            Ok((rel.clone(), r, taken))
+            let taken = Some(taken).filter(|t| {
+                ok && (t.bytes.is_some() || t.sha512.is_some() || t.manifest.is_some())
+            });
+            Ok((rel.to_string(), r, taken))
         })
         .filter(|res| !matches!(res, Ok((_, r, None)) if r.is_ok()))
         .collect();

@@ -546,6 +546,8 @@ fn check_description(d: &Description, report: &mut Report) {
 /// each payload file must be.
 fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     let mut plan = Plan::default();
+    // One record per blob, sized up front (not grown by doubling).
+    plan.blobs.reserve_exact(m.len());
     let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.

@@ -86,7 +86,11 @@ impl Store {
     ) -> Result<Imported> {
         let allow_downgrade = opts.allow_downgrade;
         // Tag files first: nothing is written unless they verify.
-        let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
+        let pre = verify::check_tags(
+            crate::source::read_tags_spilling(form)?,
+            policy,
+            crate::clock::now(),
+        );
         pre.report.clone().into_result()?;
         let d = pre
             .description

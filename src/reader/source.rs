@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::VolumeMarker;
 use crate::bundle::{
-    safe_relative, BLOBS_PREFIX, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE,
-    MAX_TAG_TOTAL, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
+    safe_relative, BLOBS_PREFIX, CUSTODY_DIR, DESCRIPTION, MANIFEST, MAX_EVIDENCE_FILE,
+    MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES,
+    VOLUME_MAP, VOLUME_MARKER,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -179,9 +180,12 @@ pub struct TagSet {
     pub custody: BTreeMap<String, Vec<u8>>,
     /// A volume's map and marker (volumes only).
     pub volume: BTreeMap<String, Vec<u8>>,
-    /// Tag files moved out of memory once checked (`TagSet::spill`): not
-    /// in `files`.
+    /// Tag files moved out of memory (`TagSet::spill`, or as they are read
+    /// by a `TagSet::spilling` set): not in `files`.
     pub spilled: BTreeMap<String, Spilled>,
+    /// Whether the description and payload manifest are spilled as they
+    /// are read.
+    spill_large: bool,
     /// Problems met while reading.
     pub report: Report,
     /// Entries admitted so far, and their bytes.
@@ -203,6 +207,9 @@ pub struct Spilled {
 impl Spilled {
     /// Tag files up to this size stay in memory.
     pub const AT: usize = 1 << 20;
+    /// The tag files that may be spilled: the two that grow with the file
+    /// count (the others are read as bytes by every check of them).
+    pub const NAMES: [&str; 2] = [DESCRIPTION, MANIFEST];
 
     fn new(bytes: &[u8]) -> std::io::Result<Spilled> {
         let mut file = tempfile::tempfile()?;
@@ -301,6 +308,9 @@ impl TagSet {
     /// `Spilled::AT`. If the temporary file cannot be written it stays in
     /// memory: nothing else changes.
     pub fn spill(&mut self, name: &str) {
+        if !Spilled::NAMES.contains(&name) {
+            return;
+        }
         let Some(bytes) = self.files.get(name).filter(|b| b.len() > Spilled::AT) else {
             return;
         };
@@ -343,6 +353,15 @@ impl TagSet {
             .collect())
     }
 
+    /// An empty set that spills the description and the payload manifest
+    /// (when larger than `Spilled::AT`) as they are read: verify's.
+    pub fn spilling() -> TagSet {
+        TagSet {
+            spill_large: true,
+            ..TagSet::default()
+        }
+    }
+
     /// Decides whether a non-payload entry of `size` bytes may be read into
     /// memory: its kind's bound, the count of entries and their total.
     pub fn admit(&mut self, place: Place, size: u64) -> std::result::Result<(), String> {
@@ -371,6 +390,17 @@ impl TagSet {
     /// Stores one admitted non-payload entry, or reports it. A second entry
     /// with the same path is a finding, never a silent replacement.
     pub fn take(&mut self, path: &str, bytes: Vec<u8>) {
+        if self.spilled.contains_key(path) {
+            return self.report.add(path, "appears twice in the bundle");
+        }
+        if self.spill_large && Spilled::NAMES.contains(&path) && bytes.len() > Spilled::AT {
+            if let Ok(s) = Spilled::new(&bytes) {
+                if !self.files.contains_key(path) {
+                    self.spilled.insert(path.to_string(), s);
+                    return;
+                }
+            }
+        }
         let slot = match place_of(path) {
             Place::Tag => &mut self.files,
             Place::Signature => &mut self.signatures,
@@ -1088,8 +1118,12 @@ impl Meta {
 /// payload, and its additions frames are found from the end of the file.
 /// Nothing of the payload is read.
 pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
+    read_tar_tags_into(path, volume, TagSet::default())
+}
+
+/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify).
+fn read_tar_tags_into(path: &Path, volume: bool, mut tags: TagSet) -> Result<TagSet> {
     let zstd = is_zstd(path)?;
-    let mut tags = TagSet::default();
     let mut report = Report::default();
     walk_tar(path, volume, &mut report, &mut |_, item| match item {
         Item::Head { path, bytes } => {
@@ -1142,6 +1176,22 @@ pub fn read_tags(form: &Form) -> Result<TagSet> {
         Form::Dir(dir) => return TagSet::read_dir(dir),
         Form::Volumes { files } => volume_head_tags(files)?,
         Form::Tar { path, .. } => read_tar_tags(path, false)?,
+    };
+    tags.merge_additions(form)?;
+    Ok(tags)
+}
+
+/// `read_tags`, the description and payload manifest spilled as they are
+/// read (`TagSet::spilling`; volumes as `read_tags`): what verify reads.
+pub fn read_tags_spilling(form: &Form) -> Result<TagSet> {
+    let mut tags = match form {
+        Form::Dir(dir) => {
+            let mut tags = TagSet::spilling();
+            walk_dir(dir, &mut tags)?;
+            return Ok(tags);
+        }
+        Form::Volumes { .. } => return read_tags(form),
+        Form::Tar { path, .. } => read_tar_tags_into(path, false, TagSet::spilling())?,
     };
     tags.merge_additions(form)?;
     Ok(tags)
@@ -1362,6 +1412,49 @@ pub fn merge_additions_of(tags: &mut TagSet, other: TagSet, origin: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::{BAG_INFO, VERIFY_TXT};
+
+    /// A spilling set moves a large description or payload manifest out
+    /// of memory as it is read, and answers for it by length and sha256;
+    /// small ones, other tag files and a plain set keep their bytes.
+    #[test]
+    fn spilling_sets_aside_large_description_and_manifest() {
+        let big = vec![b'x'; Spilled::AT + 1];
+        let mut t = TagSet::spilling();
+        t.take(DESCRIPTION, big.clone());
+        t.take(MANIFEST, b"small".to_vec());
+        t.take(BAG_INFO, big.clone());
+        assert!(!t.files.contains_key(DESCRIPTION));
+        assert_eq!(t.spilled[DESCRIPTION].len, big.len() as u64);
+        assert_eq!(t.spilled[DESCRIPTION].bytes().unwrap(), big);
+        assert!(t.files.contains_key(MANIFEST) && t.files.contains_key(BAG_INFO));
+        assert!(t.file_is(DESCRIPTION, Some(&big)));
+        assert!(t.same(DESCRIPTION, &big));
+        let mut other = big.clone();
+        other[7] = b'y';
+        assert!(!t.file_is(DESCRIPTION, Some(&other)));
+        assert!(!t.file_is(DESCRIPTION, None));
+        assert!(!t.same(DESCRIPTION, &big[1..]));
+        assert!(t.file_is(MANIFEST, Some(b"small")) && !t.file_is(MANIFEST, Some(b"other")));
+        assert!(t.file_is(VERIFY_TXT, None) && !t.file_is(VERIFY_TXT, Some(b"")));
+        // A second copy is reported, as with bytes in memory.
+        t.take(DESCRIPTION, big.clone());
+        assert!(!t.report.is_ok());
+        let files = t.clone().into_files().unwrap();
+        assert!(files.contains(&(DESCRIPTION.to_string(), big.clone())));
+        assert_eq!(files.len(), 3);
+        // `spill` moves only the two named files, and only when large.
+        let mut plain = TagSet::default();
+        plain.take(DESCRIPTION, big.clone());
+        plain.take(BAG_INFO, big.clone());
+        plain.take(MANIFEST, b"small".to_vec());
+        assert!(plain.spilled.is_empty());
+        for name in [DESCRIPTION, BAG_INFO, MANIFEST] {
+            plain.spill(name);
+        }
+        assert_eq!(plain.spilled.keys().collect::<Vec<_>>(), [DESCRIPTION]);
+        assert!(plain.files.contains_key(BAG_INFO) && plain.files.contains_key(MANIFEST));
+    }
 
     #[test]
     fn admit_bounds_each_kind_the_count_and_the_total() {

@@ -291,11 +291,16 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         Err(e) => report.add(TAGMANIFEST, e),
         Ok(listed) => {
             for name in TAG_FILES {
-                match (listed.get(name), tags.files.get(name)) {
+                // A spilled tag file was hashed as it was set aside.
+                let has = tags
+                    .files
+                    .get(name)
+                    .map(|b| Sha256Digest::of(b))
+                    .or_else(|| tags.spilled.get(name).map(|s| s.digest));
+                match (listed.get(name), has) {
                     (None, _) => report.add(TAGMANIFEST, format!("does not list {name}")),
                     (Some(_), None) => report.add(name, "missing"),
-                    (Some(d), Some(bytes)) => {
-                        let actual = Sha256Digest::of(bytes);
+                    (Some(d), Some(actual)) => {
                         if actual != *d {
                             report.add(name, format!("sha256 mismatch: tagmanifest-sha256.txt says {d}, file has {actual}"));
                         }
@@ -320,7 +325,15 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
     // The payload manifest is read into compact records, then the two tag
     // files that grow with the file count leave memory: the description is
     // parsed from its spilled copy, never beside its bytes.
-    let manifest = tags.files.get(MANIFEST).map(|b| PayloadList::parse(&b[..]));
+    let manifest = match (tags.files.get(MANIFEST), tags.spilled.get(MANIFEST)) {
+        (Some(b), _) => Some(PayloadList::parse(&b[..])),
+        (None, Some(s)) => Some(
+            s.reader()
+                .map_err(|e| format!("cannot be read back: {e}"))
+                .and_then(PayloadList::parse),
+        ),
+        (None, None) => None,
+    };
     tags.spill(MANIFEST);
     tags.spill(DESCRIPTION);
     let description = match parse_description(&tags) {
@@ -976,7 +989,7 @@ fn verify_dir(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let mut tags = TagSet::default();
+    let mut tags = TagSet::spilling();
     let present = crate::source::walk_dir(dir, &mut tags)?;
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
@@ -1085,7 +1098,7 @@ fn verify_tar(
 ) -> Result<Outcome> {
     // Pass 1: the tag area (with additions), signatures and the trust policy,
     // before any payload byte is read.
-    let check = check_tags(read_tags(form)?, policy, now);
+    let check = check_tags(crate::source::read_tags_spilling(form)?, policy, now);
     let mut report = check.report.clone();
     let mut kept = Kept::default();
     let (true, Some(plan)) = (report.is_ok(), check.plan.as_ref()) else {

@@ -278,6 +278,9 @@ impl Store {
         ));
         failpoint("record")?;
         self.meta.put_record(&name, &version, &files)?;
+        // Not held through the index rebuild, which reads the description
+        // again.
+        drop(files);
 
         // 3. and 4. The ledger entry, then the head: the commit point.
         if let Err(e) = self.commit_line(l, seq, &line) {

@@ -331,6 +331,16 @@ impl TagSet {
         }
     }
 
+    /// Whether a tag file met again as `size` bytes of sha256 `digest` is
+    /// what was read before as `path`.
+    pub fn same_digest(&self, path: &str, size: u64, digest: &Sha256Digest) -> bool {
+        match (self.files.get(path), self.spilled.get(path)) {
+            (Some(b), _) => b.len() as u64 == size && Sha256Digest::of(b) == *digest,
+            (None, Some(s)) => s.len == size && s.digest == *digest,
+            (None, None) => false,
+        }
+    }
+
     /// Whether `bytes` are what was read as non-payload entry `path`.
     pub fn same(&self, path: &str, bytes: &[u8]) -> bool {
         match place_of(path) {
@@ -613,6 +623,13 @@ pub enum Item<'a> {
     /// A tag file, signature, custody event (or a volume's map or marker),
     /// admitted and read whole.
     Head { path: String, bytes: Vec<u8> },
+    /// A description or payload manifest larger than `Spilled::AT`, met by
+    /// `walk_tar_hashing_heads`: admitted, hashed as it passed, not held.
+    HeadHashed {
+        path: String,
+        size: u64,
+        digest: Sha256Digest,
+    },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
     Payload {
         path: String,
@@ -655,6 +672,28 @@ pub fn walk_tar(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
+    walk_tar_with(path, volume, false, report, visit)
+}
+
+/// `walk_tar`, but a description or payload manifest larger than
+/// `Spilled::AT` is handed over as `Item::HeadHashed` (its sha256, its
+/// bytes not held): for verify's payload pass, which only compares the
+/// head with what it read before.
+pub fn walk_tar_hashing_heads(
+    path: &Path,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    walk_tar_with(path, false, true, report, visit)
+}
+
+fn walk_tar_with(
+    path: &Path,
+    volume: bool,
+    hash_heads: bool,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
     if is_zstd(path)? {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut decoder = zstd::Decoder::with_buffer(f)?;
@@ -664,13 +703,13 @@ pub fn walk_tar(
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
             let entries = archive.entries()?.raw(true);
-            walk_entries(entries, path, volume, report, visit)
+            walk_entries(entries, path, volume, hash_heads, report, visit)
         })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(entries, path, volume, report, visit)
+        walk_entries(entries, path, volume, hash_heads, report, visit)
     }
 }
 
@@ -813,6 +852,7 @@ fn walk_entries<R: Read>(
     entries: tar::Entries<'_, R>,
     file: &Path,
     volume: bool,
+    hash_heads: bool,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
@@ -998,6 +1038,40 @@ fn walk_entries<R: Read>(
                     report.add(&path, e);
                     return Ok(());
                 }
+                if hash_heads
+                    && place == Place::Tag
+                    && Spilled::NAMES.contains(&path.as_str())
+                    && size > Spilled::AT as u64
+                {
+                    // Hashed as it passes, not held: the walk only
+                    // compares it with what was read before.
+                    let h = match crate::digest::copy_hashed(
+                        &mut (&mut entry).take(size),
+                        &mut std::io::sink(),
+                        None,
+                        &|_| {},
+                    ) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            report.add(&path, format!("truncated or corrupt tar: {e}"));
+                            return Ok(());
+                        }
+                    };
+                    if h.size != size {
+                        let what = format!("truncated tar: {} of {size} bytes", h.size);
+                        report.add(&path, what);
+                        return Ok(());
+                    }
+                    let item = Item::HeadHashed {
+                        path,
+                        size,
+                        digest: h.digest,
+                    };
+                    if visit(report, item)? == Flow::Stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
                 if let Err(e) = (&mut entry).take(size).read_to_end(&mut bytes) {
                     report.add(&path, format!("truncated or corrupt tar: {e}"));
@@ -1130,6 +1204,8 @@ fn read_tar_tags_into(path: &Path, volume: bool, mut tags: TagSet) -> Result<Tag
             tags.admit_unchecked(&path, bytes);
             Ok(Flow::Continue)
         }
+        // Only `walk_tar_hashing_heads` hands these over.
+        Item::HeadHashed { .. } => Ok(Flow::Continue),
         Item::Payload { .. } if zstd => Ok(Flow::Stop),
         Item::Payload { .. } => Ok(Flow::Continue),
     })?;

@@ -1119,8 +1119,17 @@ fn verify_tar(
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
-    crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
+    crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
+            Item::HeadHashed { path, size, digest } => {
+                if !tags.same_digest(&path, size, &digest) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
             Item::Head { path, bytes } => {
                 if !tags.same(&path, &bytes) {
                     report.add(

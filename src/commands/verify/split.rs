@@ -275,6 +275,11 @@ pub fn verify_volumes(
                     }
                     return Ok(Flow::Continue);
                 }
+                // Only `walk_tar_hashing_heads` hands these over.
+                Item::HeadHashed { path, .. } => {
+                    report.add(&path, "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)");
+                    return Ok(Flow::Continue);
+                }
                 Item::Payload { path, size, read } => (path, size, read),
             };
             let Some(piece) = expected.get(&name) else {

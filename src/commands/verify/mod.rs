@@ -680,14 +680,15 @@ pub(crate) fn take_payload(
 ) -> Result<(Hashed, Taken)> {
     // A blob's declared size is exact (and at most `MAX_JSON_BLOB` when
     // kept): one allocation, not a doubling series.
-    let mut kept = exp
-        .keep
-        .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
-    let mut sha512 = exp.sha512.then(Sha512::new);
+    // A folded manifest whose temporary file cannot be made is kept as
+    // bytes, as before folding (`check_oci` reads either).
     let mut fold = match exp.fold {
-        true => Some(ManifestFold::start(staging.map(|s| s.dir))?),
+        true => ManifestFold::start(staging.map(|s| s.dir)).ok(),
         false => None,
     };
+    let mut kept = (exp.keep || exp.fold && fold.is_none())
+        .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
+    let mut sha512 = exp.sha512.then(Sha512::new);
     // Staged straight under its digest: the staging directory is private
     // to this import and only a fully verified bundle's staged blobs are
     // moved into the store (a failed one's are removed with the directory),

@@ -302,7 +302,7 @@ impl Store {
             version: record.version,
             already_present: false,
             blobs_written: written,
-            from_base: delta.then(|| verified.base.omitted.len()),
+            from_base: delta.then_some(verified.base.omitted.len()),
             store: self.root.clone(),
         })
     }

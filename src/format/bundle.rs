@@ -536,7 +536,7 @@ impl PayloadList {
                 }
             }
         }
-        blobs.sort_unstable_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
+        blobs.sort_unstable_by_key(|b| (b.0, b.2));
         let twice = blobs
             .windows(2)
             .filter(|w| w[0].0 == w[1].0)

@@ -537,7 +537,7 @@ impl DirPayload {
     }
 
     /// Its size as listed.
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         match self {
             DirPayload::Blob(_, len) => *len,
             DirPayload::Other(o) => o.2,

@@ -1035,7 +1035,7 @@ fn verify_dir(
         .description
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
-    progress.begin("verifying", present.iter().map(|p| p.len()).sum());
+    progress.begin("verifying", present.iter().map(|p| p.size()).sum());
     // Per file with something to report or keep: its path, its findings,
     // its bytes when kept. A file that verified and keeps nothing leaves
     // nothing behind.
@@ -1044,7 +1044,7 @@ fn verify_dir(
         .par_iter()
         .map(|p| {
             let path = p.path();
-            let (rel, abs, len) = (&*path, p.file(dir), &p.len());
+            let (rel, abs, len) = (&*path, p.file(dir), &p.size());
             let exp = plan.get(rel).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {

@@ -143,10 +143,9 @@ fn peak_memory_grows_by_little_per_file() {
     // set's OCI manifest parsed as it is hashed instead of kept as bytes,
     // a directory's listing held as digests, import's tag files read back
     // only for the record: verify of a directory, a tar and a tar.zst
-    // 377-546 bytes per file in three runs (the build before: 1369, 1201 and
-    // 1206), import
-    // of a directory and a tar 780-859 and 534-604 (before: 1767 and 1289). What
-    // remains per file: the parsed description, the payload and content
+    // 377-546 bytes per file in three runs (the build before: 1369, 1201
+    // and 1206), import of a directory and a tar 780-859 and 534-604
+    // (before: 1767 and 1289). What remains per file: the parsed description, the payload and content
     // plans; for import, the record's tag files and the index rebuild's
     // reading of the description.
     // pack tar.zst: single runs of this build measured 735-1131 bytes per

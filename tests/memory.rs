@@ -145,9 +145,10 @@ fn peak_memory_grows_by_little_per_file() {
     // only for the record: verify of a directory, a tar and a tar.zst
     // 377-546 bytes per file in three runs (the build before: 1369, 1201
     // and 1206), import of a directory and a tar 780-859 and 534-604
-    // (before: 1767 and 1289); a later run 571, 336, 557, 734 and 494. What remains per file: the parsed description, the payload and content
-    // plans; for import, the record's tag files and the index rebuild's
-    // reading of the description.
+    // (before: 1767 and 1289); a later run 571, 336, 557, 734 and 494.
+    // What remains per file: the parsed description, the payload and
+    // content plans; for import, the record's tag files and the index
+    // rebuild's reading of the description.
     // pack tar.zst: single runs of this build measured 735-1131 bytes per
     // file (the scheduling noise above), the build before 2382.
     let bounds = [640, 1024, 1280, 896, 896, 896, 1152, 1024];

@@ -1162,3 +1162,41 @@ fn sign_of_a_tar_with_a_pax_header_of_8_gib_after_its_payload_is_refused() {
         "the bundle is unchanged"
     );
 }
+
+/// A file set's and a model's OCI manifests are checked against the
+/// description layer by layer (read as they are hashed, never kept whole):
+/// a description re-signed with other paths than the manifests' titles is
+/// refused by verify and import.
+#[test]
+fn layers_that_differ_from_the_signed_manifests_are_refused() {
+    let f = Fixture::new();
+    let bundle = f.pack("dir");
+    assert_eq!(code(&f.verify(&bundle)), 0);
+    let mut altered = 0;
+    alter_description(&f, &bundle, |d| {
+        for a in d["artifacts"].as_array_mut().unwrap() {
+            if a["kind"] == "files" || a["kind"] == "model" {
+                altered += 1;
+                let l = &mut a["layers"][0];
+                let renamed = format!("{}-renamed", l["path"].as_str().unwrap());
+                l["path"] = renamed.into();
+            }
+        }
+    });
+    for o in [f.verify(&bundle), f.import(&bundle, "store")] {
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{err}");
+        assert_eq!(
+            err.matches("differ from airlock.json").count(),
+            altered,
+            "each artifact's layers: {err}"
+        );
+    }
+    assert!(
+        !f.path("store/bundles").exists()
+            || std::fs::read_dir(f.path("store/bundles"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}

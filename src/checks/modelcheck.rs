@@ -1193,11 +1193,13 @@ impl ContentPlan {
             .map(|l| l.digest)
             .collect();
         let none = Arc::new(BTreeSet::new());
-        let mut layers = Vec::new();
+        // Sized up front: grown by doubling, they would hold up to twice
+        // their records (a file set has a layer per file).
+        let mut layers = Vec::with_capacity(checked().map(|a| a.layers.len()).sum());
         let mut artifacts = Vec::new();
         for a in checked() {
             let idx = artifacts.len() as u32;
-            let mut text = String::new();
+            let mut text = String::with_capacity(a.layers.iter().map(|l| l.path.len()).sum());
             let mut ends = Vec::with_capacity(a.layers.len());
             for (i, l) in a.layers.iter().enumerate() {
                 text.push_str(&l.path);

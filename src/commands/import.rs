@@ -86,7 +86,11 @@ impl Store {
     ) -> Result<Imported> {
         let allow_downgrade = opts.allow_downgrade;
         // Tag files first: nothing is written unless they verify.
-        let pre = verify::check_tags(verify::read_tags(form)?, policy, crate::clock::now());
+        let pre = verify::check_tags(
+            crate::source::read_tags_spilling(form)?,
+            policy,
+            crate::clock::now(),
+        );
         pre.report.clone().into_result()?;
         let d = pre
             .description
@@ -209,12 +213,18 @@ impl Store {
             }
         }
         self.blobs.sync()?;
+        // What the rest needs of the description, which then leaves memory
+        // before the tag files are read back for the record (both grow
+        // with the file count).
+        let (name, version) = (d.name.clone(), d.version.clone());
+        let (artifacts, size, delta) = (d.artifacts.len(), d.total_size(), d.delta.is_some());
+        drop(verified.description);
 
         // 2. The record, naming the ledger entry that will commit it.
         let detail = format!(
             "imported {} {} ({} blob(s) new){}",
-            d.name,
-            d.version,
+            name,
+            version,
             written,
             if downgrade {
                 "; DOWNGRADE allowed by --allow-downgrade"
@@ -230,7 +240,7 @@ impl Store {
                 "import"
             },
             Some(verified.id.hex()),
-            Some((d.name.clone(), d.version.clone())),
+            Some((name.clone(), version.clone())),
             &detail,
         );
         let event = opts.key.map(|key| {
@@ -247,21 +257,16 @@ impl Store {
         // Moved, not copied: the description and payload manifest grow
         // with the file count.
         let tags = std::mem::take(&mut verified.tags);
-        let mut files: Vec<(String, Vec<u8>)> = tags
-            .files
-            .into_iter()
-            .chain(tags.signatures)
-            .chain(tags.custody)
-            .collect();
+        let mut files: Vec<(String, Vec<u8>)> = tags.into_files()?;
         files.extend(event);
         let record = BundleRecord {
             id: verified.id.hex(),
-            name: d.name.clone(),
-            version: d.version.clone(),
+            name: name.clone(),
+            version: version.clone(),
             imported: crate::clock::rfc3339(crate::clock::now()),
             signers: verified.signers.counted.clone(),
-            artifacts: d.artifacts.len(),
-            size: d.total_size(),
+            artifacts,
+            size,
             commit: Some(Commit {
                 seq,
                 entry: Sha256Digest::of(line.as_bytes()).hex(),
@@ -272,11 +277,14 @@ impl Store {
             serde_json::to_vec_pretty(&record).expect("serializes"),
         ));
         failpoint("record")?;
-        self.meta.put_record(&d.name, &d.version, &files)?;
+        self.meta.put_record(&name, &version, &files)?;
+        // Not held through the index rebuild, which reads the description
+        // again.
+        drop(files);
 
         // 3. and 4. The ledger entry, then the head: the commit point.
         if let Err(e) = self.commit_line(l, seq, &line) {
-            let _ = self.meta.remove_record(&d.name, &d.version);
+            let _ = self.meta.remove_record(&name, &version);
             return Err(e);
         }
         drop(staging);
@@ -285,7 +293,7 @@ impl Store {
         if let Err(e) = failpoint("index").and_then(|()| self.rebuild_index(seq)) {
             return Err(Error::Usage(format!(
                 "{} {} is imported (ledger entry {seq}), but the store's OCI index could not be written: {e}; the next store command rebuilds it",
-                d.name, d.version
+                name, version
             )));
         }
         Ok(Imported {
@@ -294,7 +302,7 @@ impl Store {
             version: record.version,
             already_present: false,
             blobs_written: written,
-            from_base: d.delta.as_ref().map(|_| verified.base.omitted.len()),
+            from_base: delta.then_some(verified.base.omitted.len()),
             store: self.root.clone(),
         })
     }

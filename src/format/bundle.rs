@@ -335,10 +335,7 @@ impl Description {
 
     /// The declared blobs a delta leaves out: those not in `listed` (the
     /// payload manifest). Empty for a full bundle.
-    pub fn omitted(
-        &self,
-        listed: &BTreeMap<String, Sha256Digest>,
-    ) -> BTreeMap<Sha256Digest, (String, u64)> {
+    pub fn omitted(&self, listed: &PayloadList) -> BTreeMap<Sha256Digest, (String, u64)> {
         if self.delta.is_none() {
             return BTreeMap::new();
         }
@@ -464,6 +461,138 @@ pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, Sha256Digest>, Stri
         }
     }
     Ok(out)
+}
+
+/// `manifest-sha256.txt` as verify reads it: [`parse_manifest`]'s result
+/// (the same entries, order and errors), but read line by line from a
+/// reader and held compactly, since a bundle of many files has a line per
+/// file: each `data/blobs/sha256/<hex>` line as a fixed-size record (the
+/// digest its name spells, the digest listed), sorted by name; any other
+/// path by name.
+#[derive(Debug, Default)]
+pub struct PayloadList {
+    /// (name's digest, listed digest), sorted by name.
+    blobs: Vec<(Sha256Digest, Sha256Digest)>,
+    /// Every other path → its listed digest.
+    other: BTreeMap<String, Sha256Digest>,
+}
+
+impl PayloadList {
+    /// Parses a BagIt manifest from `r`, with `parse_manifest`'s errors
+    /// (for the bytes of `r` read as lossy UTF-8). Reading stops at the
+    /// first line in error.
+    pub fn parse(mut r: impl std::io::BufRead) -> Result<PayloadList, String> {
+        // Blob lines with their line number, for the check of duplicates
+        // made once all are read (the first duplicate line is the error).
+        let mut blobs: Vec<(Sha256Digest, Sha256Digest, u32)> = Vec::new();
+        let mut other = BTreeMap::new();
+        let mut raw = Vec::new();
+        let mut n = 0usize;
+        let mut failed: Option<(usize, String)> = None;
+        loop {
+            raw.clear();
+            match r.read_until(b'\n', &mut raw) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot be read: {e}")),
+            }
+            n += 1;
+            // As `str::lines` splits: "\n" or "\r\n" ends a line.
+            let line = match raw.strip_suffix(b"\n") {
+                Some(l) => l.strip_suffix(b"\r").unwrap_or(l),
+                None => &raw[..],
+            };
+            let line = String::from_utf8_lossy(line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some((hex, path)) = line.split_once(char::is_whitespace) else {
+                failed = Some((n, format!("line {n}: expected \"<sha256>  <path>\"")));
+                break;
+            };
+            let path = path.trim_start();
+            let path = path.strip_prefix('*').unwrap_or(path);
+            let digest: Sha256Digest = match hex.parse() {
+                Ok(d) => d,
+                Err(e) => {
+                    failed = Some((n, format!("line {n}: {e}")));
+                    break;
+                }
+            };
+            if !safe_relative(path) {
+                failed = Some((
+                    n,
+                    format!("line {n}: unsafe path {path:?} (absolute, '..', or not normalized)"),
+                ));
+                break;
+            }
+            match Self::blob_name(path) {
+                Some(name) => blobs.push((name, digest, n.try_into().unwrap_or(u32::MAX))),
+                None => {
+                    if other.insert(path.to_string(), digest).is_some() {
+                        failed = Some((n, format!("line {n}: {path:?} listed twice")));
+                        break;
+                    }
+                }
+            }
+        }
+        blobs.sort_unstable_by_key(|b| (b.0, b.2));
+        let twice = blobs
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .map(|w| (w[1].2 as usize, w[1].0))
+            .min();
+        match (twice, failed) {
+            (Some((line, name)), f) if f.as_ref().is_none_or(|f| line < f.0) => {
+                Err(format!("line {line}: {:?} listed twice", blob_path(&name)))
+            }
+            (_, Some((_, e))) => Err(e),
+            _ => Ok(PayloadList {
+                blobs: blobs.into_iter().map(|(a, b, _)| (a, b)).collect(),
+                other,
+            }),
+        }
+    }
+
+    /// The digest a path spells when it is exactly `blob_path` of it.
+    fn blob_name(path: &str) -> Option<Sha256Digest> {
+        let hex = path.strip_prefix(BLOBS_PREFIX)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        hex.parse().ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains_key(&self, path: &str) -> bool {
+        match Self::blob_name(path) {
+            Some(name) => self.blobs.binary_search_by(|b| b.0.cmp(&name)).is_ok(),
+            None => self.other.contains_key(path),
+        }
+    }
+
+    /// Every entry in path order, as `parse_manifest`'s map lists them.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Sha256Digest)> + '_ {
+        let mut blobs = self.blobs.iter().peekable();
+        let mut other = self.other.iter().peekable();
+        std::iter::from_fn(move || {
+            let b = blobs.peek().map(|(name, _)| blob_path(name));
+            match (b, other.peek()) {
+                (Some(bp), Some((op, _))) if op.as_str() < bp.as_str() => {
+                    other.next().map(|(p, d)| (p.clone(), *d))
+                }
+                (Some(bp), _) => blobs.next().map(|(_, d)| (bp, *d)),
+                (None, _) => other.next().map(|(p, d)| (p.clone(), *d)),
+            }
+        })
+    }
 }
 
 /// A path inside the bundle that is safe to join below a directory: relative,
@@ -958,6 +1087,103 @@ mod tests {
             assert!(parse_manifest(&format!("{h}  {p}\n")).is_err(), "{p}");
         }
         assert!(parse_manifest(&format!("{h}  data/x\n{h}  data/x\n")).is_err());
+    }
+
+    /// `PayloadList` reads what `parse_manifest` reads, with its entries
+    /// in its order and its errors, line by line.
+    #[test]
+    fn payload_list_parses_as_parse_manifest() {
+        let d = |i: u8| Sha256Digest::of(&[i]);
+        let (a, b, c) = (d(1), d(2), d(3));
+        let (pa, pb, pc) = (blob_path(&a), blob_path(&b), blob_path(&c));
+        let upper = format!("{BLOBS_PREFIX}{}", a.hex().to_uppercase());
+        let cases = [
+            String::new(),
+            "\n\n  \n".into(),
+            format!(
+                "{}  {pa}\n{}  {pb}\n{}  data/index.json\n{}  data/oci-layout\n",
+                a.hex(),
+                b.hex(),
+                c.hex(),
+                c.hex()
+            ),
+            // Unsorted, CRLF, a '*' (binary mode), no final newline.
+            format!(
+                "{}  {pc}\r\n{} *{pa}\n{}\tdata/b\n{}  data/a",
+                c.hex(),
+                a.hex(),
+                b.hex(),
+                b.hex()
+            ),
+            // A name that is not its digest, and one spelled in uppercase.
+            format!(
+                "{}  {pa}\n{}  {upper}\n{}  {BLOBS_PREFIX}x\n",
+                b.hex(),
+                a.hex(),
+                a.hex()
+            ),
+            // Errors, and which comes first.
+            format!("{}  {pa}\n{}  {pb}\n{}  {pa}\n", a.hex(), b.hex(), a.hex()),
+            format!("{}  {pa}\n{}  {pa}\n{}  ../x\n", a.hex(), a.hex(), a.hex()),
+            format!("{}  {pa}\nxyz  data/x\n{}  {pa}\n", a.hex(), a.hex()),
+            format!(
+                "{}  {pa}\n{}  {pb}\n{}  {pb}\n{}  {pa}\n",
+                a.hex(),
+                b.hex(),
+                b.hex(),
+                a.hex()
+            ),
+            format!(
+                "{}  data/x\n{}  data/x\n{}  {pa}\n{}  {pa}\n",
+                a.hex(),
+                a.hex(),
+                a.hex(),
+                a.hex()
+            ),
+            format!(
+                "{}  {pa}\n{}  {pa}\n{}  data/x\n{}  data/x\n",
+                a.hex(),
+                a.hex(),
+                a.hex(),
+                a.hex()
+            ),
+            format!("{}\n", a.hex()),
+            format!("{}  /etc/passwd\n", a.hex()),
+            format!("{}  data/a\r\r\n", a.hex()),
+            format!("{}  data/\u{e9}\n{}  data/\u{ff}\n", a.hex(), b.hex()),
+        ];
+        let mut bad_utf8 = format!("{}  data/", a.hex()).into_bytes();
+        bad_utf8.extend([0xff, 0xfe, b'\n']);
+        let mut all: Vec<Vec<u8>> = cases.iter().map(|c| c.clone().into_bytes()).collect();
+        all.push(bad_utf8);
+        let (mut oks, mut errs) = (0, 0);
+        for bytes in &all {
+            let want = parse_manifest(&String::from_utf8_lossy(bytes));
+            let got = PayloadList::parse(&bytes[..]);
+            match (&want, &got) {
+                (Ok(m), Ok(l)) => {
+                    oks += 1;
+                    let listed: Vec<(String, Sha256Digest)> = l.iter().collect();
+                    let want: Vec<(String, Sha256Digest)> = m.clone().into_iter().collect();
+                    assert_eq!(listed, want, "{:?}", String::from_utf8_lossy(bytes));
+                    assert_eq!(l.len(), m.len());
+                    for p in m.keys() {
+                        assert!(l.contains_key(p), "{p}");
+                    }
+                    assert!(!l.contains_key(&blob_path(&d(9))));
+                    assert!(!l.contains_key("data/none"));
+                }
+                (Err(w), Err(g)) => {
+                    errs += 1;
+                    assert_eq!(g, w, "{:?}", String::from_utf8_lossy(bytes));
+                }
+                _ => panic!(
+                    "{:?}: {want:?} against {got:?}",
+                    String::from_utf8_lossy(bytes)
+                ),
+            }
+        }
+        assert!(oks >= 5 && errs >= 8, "{oks} {errs}");
     }
 
     #[test]

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::VolumeMarker;
 use crate::bundle::{
-    safe_relative, CUSTODY_DIR, MAX_EVIDENCE_FILE, MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL,
-    SIGNATURES_DIR, TAGMANIFEST, TAG_FILES, VOLUME_MAP, VOLUME_MARKER,
+    safe_relative, BLOBS_PREFIX, CUSTODY_DIR, DESCRIPTION, MANIFEST, MAX_EVIDENCE_FILE,
+    MAX_TAG_ENTRIES, MAX_TAG_FILE, MAX_TAG_TOTAL, SIGNATURES_DIR, TAGMANIFEST, TAG_FILES,
+    VOLUME_MAP, VOLUME_MARKER,
 };
+use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
 use crate::rawtar::{Member, Members, Stop};
 
@@ -179,11 +181,63 @@ pub struct TagSet {
     pub custody: BTreeMap<String, Vec<u8>>,
     /// A volume's map and marker (volumes only).
     pub volume: BTreeMap<String, Vec<u8>>,
+    /// Tag files moved out of memory (`TagSet::spill`, or as they are read
+    /// by a `TagSet::spilling` set): not in `files`.
+    pub spilled: BTreeMap<String, Spilled>,
+    /// Whether the description and payload manifest are spilled as they
+    /// are read.
+    spill_large: bool,
     /// Problems met while reading.
     pub report: Report,
     /// Entries admitted so far, and their bytes.
     count: usize,
     bytes: u64,
+}
+
+/// A tag file moved out of memory (`TagSet::spill`): its digest and length
+/// kept, its bytes in an anonymous temporary file (removed when the last
+/// clone is dropped). Verify holds the description and the payload manifest
+/// this way: they grow with the file count.
+#[derive(Debug, Clone)]
+pub struct Spilled {
+    pub digest: Sha256Digest,
+    pub len: u64,
+    file: std::sync::Arc<std::fs::File>,
+}
+
+impl Spilled {
+    /// Tag files up to this size stay in memory.
+    pub const AT: usize = 1 << 20;
+    /// The tag files that may be spilled: the two that grow with the file
+    /// count (the others are read as bytes by every check of them).
+    pub const NAMES: [&str; 2] = [DESCRIPTION, MANIFEST];
+
+    fn new(bytes: &[u8]) -> std::io::Result<Spilled> {
+        let mut file = tempfile::tempfile()?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        Ok(Spilled {
+            digest: Sha256Digest::of(bytes),
+            len: bytes.len() as u64,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    /// Its bytes from the start (one reader at a time).
+    pub fn reader(&self) -> std::io::Result<std::io::BufReader<std::io::Take<std::fs::File>>> {
+        let mut f = self.file.try_clone()?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok(std::io::BufReader::with_capacity(
+            256 << 10,
+            f.take(self.len),
+        ))
+    }
+
+    /// Its bytes, read back whole.
+    pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.reader()?.read_to_end(&mut out)?;
+        Ok(out)
+    }
 }
 
 /// Where an entry of the bundle belongs.
@@ -251,6 +305,74 @@ impl TagSet {
         }
     }
 
+    /// Moves tag file `name` out of memory when it is larger than
+    /// `Spilled::AT`. If the temporary file cannot be written it stays in
+    /// memory: nothing else changes.
+    pub fn spill(&mut self, name: &str) {
+        if !Spilled::NAMES.contains(&name) {
+            return;
+        }
+        let Some(bytes) = self.files.get(name).filter(|b| b.len() > Spilled::AT) else {
+            return;
+        };
+        if let Ok(s) = Spilled::new(bytes) {
+            self.files.remove(name);
+            self.spilled.insert(name.to_string(), s);
+        }
+    }
+
+    /// Whether tag file `name` is `bytes` (absent when `None`), spilled or
+    /// not (a spilled one by length and sha256).
+    pub fn file_is(&self, name: &str, bytes: Option<&[u8]>) -> bool {
+        match (self.files.get(name), self.spilled.get(name), bytes) {
+            (Some(a), _, b) => Some(a.as_slice()) == b,
+            (None, Some(s), Some(b)) => s.len == b.len() as u64 && s.digest == Sha256Digest::of(b),
+            (None, Some(_), None) => false,
+            (None, None, b) => b.is_none(),
+        }
+    }
+
+    /// Whether a tag file met again as `size` bytes of sha256 `digest` is
+    /// what was read before as `path`.
+    pub fn same_digest(&self, path: &str, size: u64, digest: &Sha256Digest) -> bool {
+        match (self.files.get(path), self.spilled.get(path)) {
+            (Some(b), _) => b.len() as u64 == size && Sha256Digest::of(b) == *digest,
+            (None, Some(s)) => s.len == size && s.digest == *digest,
+            (None, None) => false,
+        }
+    }
+
+    /// Whether `bytes` are what was read as non-payload entry `path`.
+    pub fn same(&self, path: &str, bytes: &[u8]) -> bool {
+        match place_of(path) {
+            Place::Tag => self.file_is(path, Some(bytes)),
+            _ => self.get(path).map(Vec::as_slice) == Some(bytes),
+        }
+    }
+
+    /// Every tag file (spilled ones read back), signature and custody
+    /// event with its bytes, tag files first, each kind by name.
+    pub fn into_files(self) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut files = self.files;
+        for (name, s) in self.spilled {
+            files.insert(name, s.bytes()?);
+        }
+        Ok(files
+            .into_iter()
+            .chain(self.signatures)
+            .chain(self.custody)
+            .collect())
+    }
+
+    /// An empty set that spills the description and the payload manifest
+    /// (when larger than `Spilled::AT`) as they are read: verify's.
+    pub fn spilling() -> TagSet {
+        TagSet {
+            spill_large: true,
+            ..TagSet::default()
+        }
+    }
+
     /// Decides whether a non-payload entry of `size` bytes may be read into
     /// memory: its kind's bound, the count of entries and their total.
     pub fn admit(&mut self, place: Place, size: u64) -> std::result::Result<(), String> {
@@ -279,6 +401,17 @@ impl TagSet {
     /// Stores one admitted non-payload entry, or reports it. A second entry
     /// with the same path is a finding, never a silent replacement.
     pub fn take(&mut self, path: &str, bytes: Vec<u8>) {
+        if self.spilled.contains_key(path) {
+            return self.report.add(path, "appears twice in the bundle");
+        }
+        if self.spill_large && Spilled::NAMES.contains(&path) && bytes.len() > Spilled::AT {
+            if let Ok(s) = Spilled::new(&bytes) {
+                if !self.files.contains_key(path) {
+                    self.spilled.insert(path.to_string(), s);
+                    return;
+                }
+            }
+        }
         let slot = match place_of(path) {
             Place::Tag => &mut self.files,
             Place::Signature => &mut self.signatures,
@@ -319,7 +452,7 @@ impl TagSet {
         let payload = walk_dir(&dir, &mut extra)?;
         for rel in payload {
             extra.report.add(
-                format!("{}/{}", dir.display(), rel.0),
+                format!("{}/{}", dir.display(), rel.path()),
                 "unexpected file beside the bundle",
             );
         }
@@ -362,9 +495,56 @@ impl TagSet {
 
 /// A payload file found in a directory bundle: `data/...`, its path when
 /// that is not the bundle's directory joined with `data/...` (a name with a
-/// backslash), its size. Most hold no path of their own: a bundle of many
-/// files lists one per file.
-pub type DirPayload = (String, Option<PathBuf>, u64);
+/// backslash), its size. A bundle of many files lists one per file, so a
+/// blob named by its digest (`data/blobs/sha256/<hex>`, at its plain path)
+/// is held as that digest and its size, no string.
+#[derive(Debug, Clone)]
+pub enum DirPayload {
+    Blob(Sha256Digest, u64),
+    Other(Box<(String, Option<PathBuf>, u64)>),
+}
+
+impl DirPayload {
+    fn new(rel: String, own: Option<PathBuf>, len: u64) -> DirPayload {
+        match rel.strip_prefix(BLOBS_PREFIX) {
+            Some(hex)
+                if own.is_none()
+                    && hex.len() == 64
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                match hex.parse() {
+                    Ok(d) => DirPayload::Blob(d, len),
+                    Err(_) => DirPayload::Other(Box::new((rel, own, len))),
+                }
+            }
+            _ => DirPayload::Other(Box::new((rel, own, len))),
+        }
+    }
+
+    /// Its path inside the bundle, `data/...`.
+    pub fn path(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            DirPayload::Blob(d, _) => crate::bundle::blob_path(d).into(),
+            DirPayload::Other(o) => o.0.as_str().into(),
+        }
+    }
+
+    /// Where it is: the bundle's directory joined with `path`, unless it has its own.
+    pub fn file(&self, dir: &Path) -> PathBuf {
+        match self {
+            DirPayload::Other(o) if o.1.is_some() => o.1.clone().expect("some"),
+            _ => dir.join(&*self.path()),
+        }
+    }
+
+    /// Its size as listed.
+    pub fn size(&self) -> u64 {
+        match self {
+            DirPayload::Blob(_, len) => *len,
+            DirPayload::Other(o) => o.2,
+        }
+    }
+}
 
 /// Walks a directory bundle once: tag files, signatures and custody events are
 /// admitted and read into `tags`; payload files are listed, not read. Links,
@@ -417,7 +597,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         match place_of(&rel) {
             Place::Payload => {
                 let own = (dir.join(&rel) != entry.path()).then(|| entry.path().to_path_buf());
-                payload.push((rel, own, len))
+                payload.push(DirPayload::new(rel, own, len))
             }
             Place::Unexpected => tags.report.add(&rel, UNEXPECTED),
             // A directory bundle is never a volume.
@@ -444,6 +624,13 @@ pub enum Item<'a> {
     /// A tag file, signature, custody event (or a volume's map or marker),
     /// admitted and read whole.
     Head { path: String, bytes: Vec<u8> },
+    /// A description or payload manifest larger than `Spilled::AT`, met by
+    /// `walk_tar_hashing_heads`: admitted, hashed as it passed, not held.
+    HeadHashed {
+        path: String,
+        size: u64,
+        digest: Sha256Digest,
+    },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
     Payload {
         path: String,
@@ -486,6 +673,28 @@ pub fn walk_tar(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
+    walk_tar_with(path, volume, false, report, visit)
+}
+
+/// `walk_tar`, but a description or payload manifest larger than
+/// `Spilled::AT` is handed over as `Item::HeadHashed` (its sha256, its
+/// bytes not held): for verify's payload pass, which only compares the
+/// head with what it read before.
+pub fn walk_tar_hashing_heads(
+    path: &Path,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    walk_tar_with(path, false, true, report, visit)
+}
+
+fn walk_tar_with(
+    path: &Path,
+    volume: bool,
+    hash_heads: bool,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
     if is_zstd(path)? {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut decoder = zstd::Decoder::with_buffer(f)?;
@@ -495,13 +704,13 @@ pub fn walk_tar(
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
             let entries = archive.entries()?.raw(true);
-            walk_entries(entries, path, volume, report, visit)
+            walk_entries(entries, path, volume, hash_heads, report, visit)
         })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(entries, path, volume, report, visit)
+        walk_entries(entries, path, volume, hash_heads, report, visit)
     }
 }
 
@@ -644,6 +853,7 @@ fn walk_entries<R: Read>(
     entries: tar::Entries<'_, R>,
     file: &Path,
     volume: bool,
+    hash_heads: bool,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
@@ -800,6 +1010,40 @@ fn walk_entries<R: Read>(
                     report.add(&path, e);
                     return Ok(());
                 }
+                if hash_heads
+                    && place == Place::Tag
+                    && Spilled::NAMES.contains(&path.as_str())
+                    && size > Spilled::AT as u64
+                {
+                    // Hashed as it passes, not held: the walk only
+                    // compares it with what was read before.
+                    let h = match crate::digest::copy_hashed(
+                        &mut (&mut entry).take(size),
+                        &mut std::io::sink(),
+                        None,
+                        &|_| {},
+                    ) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            report.add(&path, format!("truncated or corrupt tar: {e}"));
+                            return Ok(());
+                        }
+                    };
+                    if h.size != size {
+                        let what = format!("truncated tar: {} of {size} bytes", h.size);
+                        report.add(&path, what);
+                        return Ok(());
+                    }
+                    let item = Item::HeadHashed {
+                        path,
+                        size,
+                        digest: h.digest,
+                    };
+                    if visit(report, item)? == Flow::Stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
                 if let Err(e) = (&mut entry).take(size).read_to_end(&mut bytes) {
                     report.add(&path, format!("truncated or corrupt tar: {e}"));
@@ -828,14 +1072,20 @@ pub use crate::rawtar::MAX_TAR_META;
 /// payload, and its additions frames are found from the end of the file.
 /// Nothing of the payload is read.
 pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
+    read_tar_tags_into(path, volume, TagSet::default())
+}
+
+/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify).
+fn read_tar_tags_into(path: &Path, volume: bool, mut tags: TagSet) -> Result<TagSet> {
     let zstd = is_zstd(path)?;
-    let mut tags = TagSet::default();
     let mut report = Report::default();
     walk_tar(path, volume, &mut report, &mut |_, item| match item {
         Item::Head { path, bytes } => {
             tags.admit_unchecked(&path, bytes);
             Ok(Flow::Continue)
         }
+        // Only `walk_tar_hashing_heads` hands these over.
+        Item::HeadHashed { .. } => Ok(Flow::Continue),
         Item::Payload { .. } if zstd => Ok(Flow::Stop),
         Item::Payload { .. } => Ok(Flow::Continue),
     })?;
@@ -882,6 +1132,22 @@ pub fn read_tags(form: &Form) -> Result<TagSet> {
         Form::Dir(dir) => return TagSet::read_dir(dir),
         Form::Volumes { files } => volume_head_tags(files)?,
         Form::Tar { path, .. } => read_tar_tags(path, false)?,
+    };
+    tags.merge_additions(form)?;
+    Ok(tags)
+}
+
+/// `read_tags`, the description and payload manifest spilled as they are
+/// read (`TagSet::spilling`; volumes as `read_tags`): what verify reads.
+pub fn read_tags_spilling(form: &Form) -> Result<TagSet> {
+    let mut tags = match form {
+        Form::Dir(dir) => {
+            let mut tags = TagSet::spilling();
+            walk_dir(dir, &mut tags)?;
+            return Ok(tags);
+        }
+        Form::Volumes { .. } => return read_tags(form),
+        Form::Tar { path, .. } => read_tar_tags_into(path, false, TagSet::spilling())?,
     };
     tags.merge_additions(form)?;
     Ok(tags)
@@ -1095,6 +1361,49 @@ pub fn merge_additions_of(tags: &mut TagSet, other: TagSet, origin: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::{BAG_INFO, VERIFY_TXT};
+
+    /// A spilling set moves a large description or payload manifest out
+    /// of memory as it is read, and answers for it by length and sha256;
+    /// small ones, other tag files and a plain set keep their bytes.
+    #[test]
+    fn spilling_sets_aside_large_description_and_manifest() {
+        let big = vec![b'x'; Spilled::AT + 1];
+        let mut t = TagSet::spilling();
+        t.take(DESCRIPTION, big.clone());
+        t.take(MANIFEST, b"small".to_vec());
+        t.take(BAG_INFO, big.clone());
+        assert!(!t.files.contains_key(DESCRIPTION));
+        assert_eq!(t.spilled[DESCRIPTION].len, big.len() as u64);
+        assert_eq!(t.spilled[DESCRIPTION].bytes().unwrap(), big);
+        assert!(t.files.contains_key(MANIFEST) && t.files.contains_key(BAG_INFO));
+        assert!(t.file_is(DESCRIPTION, Some(&big)));
+        assert!(t.same(DESCRIPTION, &big));
+        let mut other = big.clone();
+        other[7] = b'y';
+        assert!(!t.file_is(DESCRIPTION, Some(&other)));
+        assert!(!t.file_is(DESCRIPTION, None));
+        assert!(!t.same(DESCRIPTION, &big[1..]));
+        assert!(t.file_is(MANIFEST, Some(b"small")) && !t.file_is(MANIFEST, Some(b"other")));
+        assert!(t.file_is(VERIFY_TXT, None) && !t.file_is(VERIFY_TXT, Some(b"")));
+        // A second copy is reported, as with bytes in memory.
+        t.take(DESCRIPTION, big.clone());
+        assert!(!t.report.is_ok());
+        let files = t.clone().into_files().unwrap();
+        assert!(files.contains(&(DESCRIPTION.to_string(), big.clone())));
+        assert_eq!(files.len(), 3);
+        // `spill` moves only the two named files, and only when large.
+        let mut plain = TagSet::default();
+        plain.take(DESCRIPTION, big.clone());
+        plain.take(BAG_INFO, big.clone());
+        plain.take(MANIFEST, b"small".to_vec());
+        assert!(plain.spilled.is_empty());
+        for name in [DESCRIPTION, BAG_INFO, MANIFEST] {
+            plain.spill(name);
+        }
+        assert_eq!(plain.spilled.keys().collect::<Vec<_>>(), [DESCRIPTION]);
+        assert!(plain.files.contains_key(BAG_INFO) && plain.files.contains_key(MANIFEST));
+    }
 
     #[test]
     fn admit_bounds_each_kind_the_count_and_the_total() {

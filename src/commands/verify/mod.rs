@@ -120,6 +120,10 @@ pub struct Expected {
     pub keep: bool,
     /// Whether its sha512 is computed as it is hashed (npm tarballs).
     pub sha512: bool,
+    /// An OCI manifest of an artifact that is not an image (a file set's
+    /// has a layer per file): parsed as it is hashed, its layers folded
+    /// (`ImageManifest`), its bytes not kept. Set only where `keep` would be.
+    pub fold: bool,
 }
 
 /// What the payload pass keeps for the structure and pin checks.
@@ -131,6 +135,9 @@ pub(crate) struct Kept {
     /// Blob → sha512, for the layers a kind re-checks by sha512; their
     /// bytes are not kept.
     pub sha512: HashMap<Sha256Digest, [u8; 64]>,
+    /// Blob → its parse as an OCI manifest, for `Expected::fold` blobs:
+    /// the layers folded, the bytes not kept.
+    pub manifests: HashMap<Sha256Digest, std::result::Result<ImageManifest, String>>,
 }
 
 impl Kept {
@@ -142,6 +149,20 @@ impl Kept {
         if let Some(s) = taken.sha512 {
             self.sha512.insert(exp.digest, s);
         }
+        if let Some(m) = taken.manifest {
+            self.manifests.insert(exp.digest, m);
+        }
+    }
+
+    /// Keeps the whole bytes of a verified payload file (a blob joined
+    /// from the parts of several volumes): as bytes, or parsed when folded.
+    pub(crate) fn add_bytes(&mut self, path: &str, exp: &Expected, bytes: Vec<u8>) {
+        if exp.fold {
+            let m = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+            self.manifests.insert(exp.digest, m);
+        } else {
+            self.bytes.insert(path.to_string(), bytes);
+        }
     }
 }
 
@@ -152,6 +173,60 @@ pub(crate) struct Taken {
     pub bytes: Option<Vec<u8>>,
     /// Its sha512, when `Expected::sha512`.
     pub sha512: Option<[u8; 64]>,
+    /// Its parse as an OCI manifest, when `Expected::fold`.
+    pub manifest: Option<std::result::Result<ImageManifest, String>>,
+}
+
+/// An OCI manifest written aside to an anonymous temporary file as it is
+/// hashed, then parsed from there with its layers folded as they pass
+/// (`ImageManifest`): its bytes are never held whole. Only a manifest that
+/// does not parse is read back whole (at most `MAX_JSON_BLOB`, since only a
+/// kept blob is folded), so that its finding names the same line and column
+/// as a parse of its bytes.
+pub(crate) struct ManifestFold(io::BufWriter<std::fs::File>);
+
+impl ManifestFold {
+    /// In `dir` (import's private staging directory), else in the system's
+    /// temporary directory.
+    pub(crate) fn start(dir: Option<&Path>) -> io::Result<ManifestFold> {
+        let file = match dir {
+            Some(d) => tempfile::tempfile_in(d)?,
+            None => tempfile::tempfile()?,
+        };
+        Ok(ManifestFold(io::BufWriter::with_capacity(256 << 10, file)))
+    }
+
+    /// The parse of every byte written.
+    pub(crate) fn finish(self) -> io::Result<std::result::Result<ImageManifest, String>> {
+        use io::Seek as _;
+        let mut file = self.0.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        let streamed = serde_json::from_reader::<_, ImageManifest>(io::BufReader::with_capacity(
+            256 << 10,
+            &mut file,
+        ));
+        Ok(match streamed {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                file.rewind()?;
+                let mut bytes = Vec::new();
+                file.take(MAX_JSON_BLOB).read_to_end(&mut bytes)?;
+                match serde_json::from_slice::<ImageManifest>(&bytes) {
+                    Err(exact) => Err(exact.to_string()),
+                    Ok(_) => Err(e.to_string()),
+                }
+            }
+        })
+    }
+}
+
+impl io::Write for ManifestFold {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A fully verified bundle.
@@ -216,11 +291,16 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         Err(e) => report.add(TAGMANIFEST, e),
         Ok(listed) => {
             for name in TAG_FILES {
-                match (listed.get(name), tags.files.get(name)) {
+                // A spilled tag file was hashed as it was set aside.
+                let has = tags
+                    .files
+                    .get(name)
+                    .map(|b| Sha256Digest::of(b))
+                    .or_else(|| tags.spilled.get(name).map(|s| s.digest));
+                match (listed.get(name), has) {
                     (None, _) => report.add(TAGMANIFEST, format!("does not list {name}")),
                     (Some(_), None) => report.add(name, "missing"),
-                    (Some(d), Some(bytes)) => {
-                        let actual = Sha256Digest::of(bytes);
+                    (Some(d), Some(actual)) => {
                         if actual != *d {
                             report.add(name, format!("sha256 mismatch: tagmanifest-sha256.txt says {d}, file has {actual}"));
                         }
@@ -242,11 +322,21 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         report.add(BAGIT_TXT, "not the BagIt 1.0 declaration airlock writes");
     }
 
-    let description = match tags
-        .files
-        .get(DESCRIPTION)
-        .map(|b| serde_json::from_slice::<Description>(b))
-    {
+    // The payload manifest is read into compact records, then the two tag
+    // files that grow with the file count leave memory: the description is
+    // parsed from its spilled copy, never beside its bytes.
+    let manifest = match (tags.files.get(MANIFEST), tags.spilled.get(MANIFEST)) {
+        (Some(b), _) => Some(PayloadList::parse(&b[..])),
+        (None, Some(s)) => Some(
+            s.reader()
+                .map_err(|e| format!("cannot be read back: {e}"))
+                .and_then(PayloadList::parse),
+        ),
+        (None, None) => None,
+    };
+    tags.spill(MANIFEST);
+    tags.spill(DESCRIPTION);
+    let description = match parse_description(&tags) {
         Some(Ok(d)) => {
             check_description(&d, &mut report);
             Some(d)
@@ -257,11 +347,7 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         }
         None => None,
     };
-    let manifest = match tags
-        .files
-        .get(MANIFEST)
-        .map(|b| parse_manifest(&String::from_utf8_lossy(b)))
-    {
+    let manifest = match manifest {
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
             report.add(MANIFEST, e);
@@ -358,6 +444,33 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
     }
 }
 
+/// The description, parsed from its bytes or from its spilled copy (with
+/// the message a parse of its bytes gives when it does not parse).
+fn parse_description(tags: &TagSet) -> Option<std::result::Result<Description, String>> {
+    if let Some(b) = tags.files.get(DESCRIPTION) {
+        return Some(serde_json::from_slice(b).map_err(|e| e.to_string()));
+    }
+    let s = tags.spilled.get(DESCRIPTION)?;
+    let streamed = s
+        .reader()
+        .map_err(|e| format!("cannot be read back: {e}"))
+        .and_then(|r| serde_json::from_reader::<_, Description>(r).map_err(|e| e.to_string()));
+    Some(match streamed {
+        Ok(mut d) => {
+            // Vectors grown by doubling: their slack is up to half.
+            for a in &mut d.artifacts {
+                a.layers.shrink_to_fit();
+            }
+            Ok(d)
+        }
+        // Only a description that does not parse is read back whole.
+        Err(e) => match s.bytes().map(|b| serde_json::from_slice::<Description>(&b)) {
+            Ok(Err(exact)) => Err(exact.to_string()),
+            _ => Err(e),
+        },
+    })
+}
+
 fn check_description(d: &Description, report: &mut Report) {
     if d.api_version != "airlock/v1" || d.kind != DESCRIPTION_KIND {
         report.add(DESCRIPTION, "not an airlock/v1 BundleDescription");
@@ -444,8 +557,10 @@ fn check_description(d: &Description, report: &mut Report) {
 
 /// Cross-checks the payload manifest against the description and returns what
 /// each payload file must be.
-fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut Report) -> Plan {
+fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     let mut plan = Plan::default();
+    // One record per blob, sized up front (not grown by doubling).
+    plan.blobs.reserve_exact(m.len());
     let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
@@ -453,7 +568,9 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
     pin_blobs.extend(crate::modelsig::signature_blobs(d));
     // npm tarballs: their sha512 computed as they are hashed.
     let sha512_blobs = crate::sources::packages::sha512_blobs(d);
-    for (path, digest) in m {
+    let folds = fold_blobs(d, &pin_blobs);
+    for (path, digest) in m.iter() {
+        let digest = &digest;
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
             Expected {
                 digest: *digest,
@@ -461,6 +578,7 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
                 exact: false,
                 keep: true,
                 sha512: false,
+                fold: false,
             }
         } else if let Some(hex) = path.strip_prefix(BLOBS_PREFIX) {
             if hex != digest.hex() {
@@ -480,12 +598,14 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
                 continue;
             };
             let keep = kept_for_checks(digest, media_type, *size, &pin_blobs);
+            let fold = keep && folds.contains(digest);
             Expected {
                 digest: *digest,
                 size: *size,
                 exact: true,
-                keep,
+                keep: keep && !fold,
                 sha512: sha512_blobs.contains(digest),
+                fold,
             }
         } else {
             report.add(
@@ -494,7 +614,7 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
             );
             continue;
         };
-        plan.insert(path, exp);
+        plan.insert(&path, exp);
     }
     for required in [OCI_LAYOUT, OCI_INDEX] {
         if !m.contains_key(required) {
@@ -512,6 +632,24 @@ fn make_plan(d: &Description, m: &BTreeMap<String, Sha256Digest>, report: &mut R
         }
     }
     plan
+}
+
+/// The blobs `check_oci` reads as folds (`Expected::fold`): the OCI
+/// manifests of artifacts that are not images, unless the same blob is also
+/// read as bytes (by an image's check, or as a pin or signature file).
+fn fold_blobs(d: &Description, pin_blobs: &BTreeSet<Sha256Digest>) -> BTreeSet<Sha256Digest> {
+    let mut bytes_read: BTreeSet<Sha256Digest> = pin_blobs.clone();
+    for a in d.artifacts.iter().filter(|a| a.kind == ArtifactKind::Image) {
+        bytes_read.extend([a.manifest.digest, a.config.digest]);
+        bytes_read.extend(a.layers.iter().map(|l| l.digest));
+        bytes_read.extend(a.blobs.iter().map(|b| b.digest));
+    }
+    d.artifacts
+        .iter()
+        .filter(|a| a.kind != ArtifactKind::Image)
+        .map(|a| a.manifest.digest)
+        .filter(|dg| !bytes_read.contains(dg))
+        .collect()
 }
 
 /// Whether a blob's bytes are kept for the structure and pin checks. SBOM
@@ -542,8 +680,13 @@ pub(crate) fn take_payload(
 ) -> Result<(Hashed, Taken)> {
     // A blob's declared size is exact (and at most `MAX_JSON_BLOB` when
     // kept): one allocation, not a doubling series.
-    let mut kept = exp
-        .keep
+    // A folded manifest whose temporary file cannot be made is kept as
+    // bytes, as before folding (`check_oci` reads either).
+    let mut fold = match exp.fold {
+        true => ManifestFold::start(staging.map(|s| s.dir)).ok(),
+        false => None,
+    };
+    let mut kept = (exp.keep || exp.fold && fold.is_none())
         .then(|| Vec::with_capacity(if exp.exact { exp.size as usize } else { 0 }));
     let mut sha512 = exp.sha512.then(Sha512::new);
     // Staged straight under its digest: the staging directory is private
@@ -559,7 +702,13 @@ pub(crate) fn take_payload(
         )),
         None => None,
     };
-    let mut tee = Tee(file.as_mut(), Some(Tee(kept.as_mut(), sha512.as_mut())));
+    let mut tee = Tee(
+        file.as_mut(),
+        Some(Tee(
+            kept.as_mut(),
+            Some(Tee(sha512.as_mut(), fold.as_mut())),
+        )),
+    );
     let copied = copy_hashed(reader, &mut tee, Some(exp.size), &|n| progress.advance(n));
     let flushed = match file {
         Some(f) => f
@@ -584,6 +733,11 @@ pub(crate) fn take_payload(
         Taken {
             bytes: kept,
             sha512: sha512.map(|s| s.finalize().into()),
+            manifest: match fold {
+                // Parsed only once its digest is known to match.
+                Some(f) if h.digest == exp.digest => Some(f.finish()?),
+                _ => None,
+            },
         },
     ))
 }
@@ -689,10 +843,13 @@ pub fn verify_with_base(
                 base_check.store = Some(b.store.root.clone());
                 base_check.rehashed = b.recheck;
                 let content = crate::modelcheck::ContentPlan::new(d, policy.pickle.clone());
+                let folds = fold_blobs(d, &pin_blobs);
                 for (dg, (mt, size)) in &check.omitted {
                     let sha512 = sha512_blobs.contains(dg);
-                    check_from_store(b, d, dg, mt, *size, &pin_blobs, sha512, &content, &mut kept)
-                        .map(|r| report.merge(r))?;
+                    check_from_store(
+                        b, d, dg, mt, *size, &pin_blobs, &folds, sha512, &content, &mut kept,
+                    )
+                    .map(|r| report.merge(r))?;
                 }
             }
             Some(_) => {}
@@ -705,7 +862,7 @@ pub fn verify_with_base(
         &check.description,
         kept.bytes.get(OCI_INDEX),
     ) {
-        check_oci(d, index, &kept.bytes, &mut report);
+        check_oci(d, index, &kept.bytes, &kept.manifests, &mut report);
         // The high side re-checks every package pin itself.
         let pins = crate::sources::packages::KeptPins {
             bytes: &kept.bytes,
@@ -742,6 +899,7 @@ fn check_from_store(
     media_type: &str,
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
+    folds: &BTreeSet<Sha256Digest>,
     sha512: bool,
     content: &crate::modelcheck::ContentPlan,
     kept: &mut Kept,
@@ -764,12 +922,14 @@ fn check_from_store(
     if !(keep || sha512 || wanted || b.recheck) {
         return Ok(r);
     }
+    let fold = keep && folds.contains(digest);
     let exp = Expected {
         digest: *digest,
         size,
         exact: true,
-        keep,
+        keep: keep && !fold,
         sha512,
+        fold,
     };
     let mut pending = content.start(&path, size, None, None);
     let mut reader = b.store.open_blob(digest)?;
@@ -830,7 +990,7 @@ fn verify_dir(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let mut tags = TagSet::default();
+    let mut tags = TagSet::spilling();
     let present = crate::source::walk_dir(dir, &mut tags)?;
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
@@ -848,17 +1008,17 @@ fn verify_dir(
     }
     let mut listed = Vec::with_capacity(present.len());
     for p in present {
-        if plan.contains_key(&p.0) {
+        if plan.contains_key(&p.path()) {
             listed.push(p);
         } else {
-            report.add(&p.0, "extra file: not listed in manifest-sha256.txt");
+            report.add(p.path(), "extra file: not listed in manifest-sha256.txt");
         }
     }
     let present = listed;
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     for p in &present {
-        if let Some((i, _)) = plan.position(&p.0) {
+        if let Some((i, _)) = plan.position(&p.path()) {
             seen[i] = true;
         }
     }
@@ -875,15 +1035,16 @@ fn verify_dir(
         .description
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
-    progress.begin("verifying", present.iter().map(|p| p.2).sum());
+    progress.begin("verifying", present.iter().map(|p| p.size()).sum());
     // Per file with something to report or keep: its path, its findings,
     // its bytes when kept. A file that verified and keeps nothing leaves
     // nothing behind.
     type FileOutcome = (String, Report, Option<Taken>);
     let results: Vec<Result<FileOutcome>> = present
         .par_iter()
-        .map(|(rel, own, len)| {
-            let abs = own.clone().unwrap_or_else(|| dir.join(rel));
+        .map(|p| {
+            let path = p.path();
+            let (rel, abs, len) = (&*path, p.file(dir), &p.size());
             let exp = plan.get(rel).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
@@ -891,7 +1052,7 @@ fn verify_dir(
                     rel,
                     format!("size {len} but the signed manifests declare {}", exp.size),
                 );
-                return Ok((rel.clone(), r, None));
+                return Ok((rel.to_string(), r, None));
             }
             // Weights and pickles (modelcheck): probed from the one read
             // that hashes the file, read back only when wholly needed.
@@ -911,8 +1072,10 @@ fn verify_dir(
             if let (true, Some(c), Some(p)) = (ok, &content, pending) {
                 r.merge(p.finish(c)?);
             }
-            let taken = Some(taken).filter(|t| ok && (t.bytes.is_some() || t.sha512.is_some()));
-            Ok((rel.clone(), r, taken))
+            let taken = Some(taken).filter(|t| {
+                ok && (t.bytes.is_some() || t.sha512.is_some() || t.manifest.is_some())
+            });
+            Ok((rel.to_string(), r, taken))
         })
         .filter(|res| !matches!(res, Ok((_, r, None)) if r.is_ok()))
         .collect();
@@ -936,7 +1099,7 @@ fn verify_tar(
 ) -> Result<Outcome> {
     // Pass 1: the tag area (with additions), signatures and the trust policy,
     // before any payload byte is read.
-    let check = check_tags(read_tags(form)?, policy, now);
+    let check = check_tags(crate::source::read_tags_spilling(form)?, policy, now);
     let mut report = check.report.clone();
     let mut kept = Kept::default();
     let (true, Some(plan)) = (report.is_ok(), check.plan.as_ref()) else {
@@ -957,10 +1120,19 @@ fn verify_tar(
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
-    crate::source::walk_tar(form.path(), false, &mut report, &mut |report, item| {
+    crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
+            Item::HeadHashed { path, size, digest } => {
+                if !tags.same_digest(&path, size, &digest) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
             Item::Head { path, bytes } => {
-                if tags.get(&path) != Some(&bytes) {
+                if !tags.same(&path, &bytes) {
                     report.add(
                         &path,
                         "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
@@ -1026,7 +1198,13 @@ fn verify_tar(
 
 /// Checks the OCI layout against the description: every index entry named and
 /// declared, every manifest's config and layers exactly as declared.
-fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, report: &mut Report) {
+fn check_oci(
+    d: &Description,
+    index: &[u8],
+    kept: &HashMap<String, Vec<u8>>,
+    folded: &HashMap<Sha256Digest, std::result::Result<ImageManifest, String>>,
+    report: &mut Report,
+) {
     let index: ImageIndex = match serde_json::from_slice(index) {
         Ok(i) => i,
         Err(e) => return report.add(OCI_INDEX, format!("not an OCI image index: {e}")),
@@ -1063,19 +1241,35 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
             crate::image::check(a, kept, report);
             continue;
         }
-        let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
-            continue;
-        };
         // Read as `ImageManifest` reads it, its layers folded as they pass
-        // (a file set's manifest has a layer per file; see `ImageManifest` below).
-        let manifest: ImageManifest = match serde_json::from_slice(bytes) {
-            Ok(m) => m,
-            Err(e) => {
+        // (a file set's manifest has a layer per file; see `ImageManifest`
+        // below): parsed as it was hashed (`Expected::fold`), or from its
+        // kept bytes.
+        let parsed;
+        let manifest: &ImageManifest = match folded.get(&a.manifest.digest) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
                 report.add(
                     blob_path(&a.manifest.digest),
                     format!("not an OCI image manifest: {e}"),
                 );
                 continue;
+            }
+            None => {
+                let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
+                    continue;
+                };
+                parsed = match serde_json::from_slice::<ImageManifest>(bytes) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        report.add(
+                            blob_path(&a.manifest.digest),
+                            format!("not an OCI image manifest: {e}"),
+                        );
+                        continue;
+                    }
+                };
+                &parsed
             }
         };
         let same = |desc: &oci_spec::image::Descriptor, mt: &str, dg: &Sha256Digest, size: u64| {
@@ -1127,7 +1321,7 @@ fn check_oci(d: &Description, index: &[u8], kept: &HashMap<String, Vec<u8>>, rep
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // parsed for their checks, not read
-struct ImageManifest {
+pub(crate) struct ImageManifest {
     schema_version: u32,
     media_type: Option<oci_spec::image::MediaType>,
     artifact_type: Option<oci_spec::image::MediaType>,
@@ -1350,10 +1544,26 @@ mod tests {
             let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
             Ok(m.layers == LayerFold::declared(&declared))
         };
+        // The same parse fed through a `ManifestFold` in pieces (as the
+        // payload pass writes it), with the same errors.
+        let streamed = |bytes: &[u8], piece: usize| -> std::result::Result<bool, String> {
+            let mut f = ManifestFold::start(None).unwrap();
+            for p in bytes.chunks(piece) {
+                io::Write::write_all(&mut f, p).unwrap();
+            }
+            Ok(f.finish().unwrap()?.layers == LayerFold::declared(&declared))
+        };
         let mut outcomes = BTreeSet::new();
         for c in &cases {
             let want = old(c.as_bytes());
             assert_eq!(new(c.as_bytes()), want, "{c}");
+            for piece in [1, 7, 1 << 20] {
+                assert_eq!(
+                    streamed(c.as_bytes(), piece),
+                    want,
+                    "{c} in pieces of {piece}"
+                );
+            }
             outcomes.insert(format!("{:?}", want.map_err(|_| ())));
         }
         // The cases cover a match, a mismatch and a refusal.
@@ -1370,6 +1580,7 @@ mod tests {
             exact: true,
             keep: false,
             sha512: false,
+            fold: false,
         };
         let mut digests: Vec<Sha256Digest> = (0..5u8).map(|i| Sha256Digest::of(&[i])).collect();
         digests.sort();

@@ -138,7 +138,10 @@ pub fn verify_volumes(
             continue;
         }
         for t in TAG_FILES {
-            if h.tags.files.get(t) != check.tags.files.get(t) {
+            if !check
+                .tags
+                .file_is(t, h.tags.files.get(t).map(Vec::as_slice))
+            {
                 report.add(
                     format!("{name}: {t}"),
                     format!(
@@ -272,6 +275,11 @@ pub fn verify_volumes(
                     }
                     return Ok(Flow::Continue);
                 }
+                // Only `walk_tar_hashing_heads` hands these over.
+                Item::HeadHashed { path, .. } => {
+                    report.add(&path, "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)");
+                    return Ok(Flow::Continue);
+                }
                 Item::Payload { path, size, read } => (path, size, read),
             };
             let Some(piece) = expected.get(&name) else {
@@ -333,7 +341,7 @@ pub fn verify_volumes(
                     next_part: 1,
                     hasher: Sha256::new(),
                     sha512: exp.sha512.then(Sha512::new),
-                    bytes: exp.keep.then(Vec::new),
+                    bytes: (exp.keep || exp.fold).then(Vec::new),
                     read: 0,
                     stage,
                     content: start_content(&piece.path, &exp),
@@ -386,7 +394,7 @@ pub fn verify_volumes(
                         kept.sha512.insert(exp.digest, s.finalize().into());
                     }
                     if let Some(b) = o.bytes {
-                        kept.bytes.insert(piece.path.clone(), b);
+                        kept.add_bytes(&piece.path, &exp, b);
                     }
                     if let Some((p, f)) = o.stage {
                         f.into_inner().map_err(|e| e.into_error())?.finish()?;

@@ -1163,6 +1163,112 @@ fn sign_of_a_tar_with_a_pax_header_of_8_gib_after_its_payload_is_refused() {
     );
 }
 
+/// A file set's OCI manifest larger than the 32 MiB airlock reads whole (a
+/// 200k-file set's is about 50 MB) is still checked against the description,
+/// parsed as it streams by: one re-signed with a renamed layer behind 33 MiB
+/// of annotation is refused, not let through unchecked.
+#[test]
+fn a_file_set_manifest_over_32_mib_is_still_checked_against_the_description() {
+    let f = Fixture::new();
+    let bundle = f.pack("dir");
+    let desc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("airlock.json")).unwrap()).unwrap();
+    let files = desc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "files")
+        .expect("the fixture has a file set")
+        .clone();
+    let old_hex = files["manifest"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = |hex: &str| bundle.join("data/blobs/sha256").join(hex);
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old_hex)).unwrap()).unwrap();
+    let title = &mut m["layers"][0]["annotations"]["org.opencontainers.image.title"];
+    *title = format!("{}-renamed", title.as_str().unwrap()).into();
+    m["annotations"]["padding"] = "x".repeat(33 << 20).into();
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let new_hex = sha256_hex(&bytes);
+    std::fs::remove_file(blob(&old_hex)).unwrap();
+    std::fs::write(blob(&new_hex), &bytes).unwrap();
+    let index_path = bundle.join("data/index.json");
+    let index = std::fs::read_to_string(&index_path)
+        .unwrap()
+        .replace(&old_hex, &new_hex);
+    let mut index: serde_json::Value = serde_json::from_str(&index).unwrap();
+    for e in index["manifests"].as_array_mut().unwrap() {
+        if e["digest"].as_str().unwrap().ends_with(&new_hex) {
+            e["size"] = bytes.len().into();
+        }
+    }
+    let index = serde_json::to_vec(&index).unwrap();
+    std::fs::write(&index_path, &index).unwrap();
+    let listing = std::fs::read_to_string(bundle.join("manifest-sha256.txt")).unwrap();
+    let listing: String = listing
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, "data/index.json")) => format!("{}  data/index.json\n", sha256_hex(&index)),
+            _ => format!("{}\n", l.replace(&old_hex, &new_hex)),
+        })
+        .collect();
+    std::fs::write(bundle.join("manifest-sha256.txt"), &listing).unwrap();
+    let (mut octets, mut count) = (0, 0);
+    for l in listing.lines() {
+        octets += std::fs::metadata(bundle.join(l.split_once("  ").unwrap().1))
+            .unwrap()
+            .len();
+        count += 1;
+    }
+    let info = std::fs::read_to_string(bundle.join("bag-info.txt")).unwrap();
+    let info: String = info
+        .lines()
+        .map(|l| match l.starts_with("Payload-Oxum:") {
+            true => format!("Payload-Oxum: {octets}.{count}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(bundle.join("bag-info.txt"), &info).unwrap();
+    let tm = std::fs::read_to_string(bundle.join("tagmanifest-sha256.txt")).unwrap();
+    let tm: String = tm
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, "manifest-sha256.txt")) => {
+                format!("{}  manifest-sha256.txt\n", sha256_hex(listing.as_bytes()))
+            }
+            Some((_, "bag-info.txt")) => {
+                format!("{}  bag-info.txt\n", sha256_hex(info.as_bytes()))
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(bundle.join("tagmanifest-sha256.txt"), tm).unwrap();
+    alter_description(&f, &bundle, |d| {
+        for a in d["artifacts"].as_array_mut().unwrap() {
+            if a["manifest"]["digest"]
+                .as_str()
+                .unwrap()
+                .ends_with(&old_hex)
+            {
+                a["manifest"]["digest"] = format!("sha256:{new_hex}").into();
+                a["manifest"]["size"] = bytes.len().into();
+            }
+        }
+    });
+    let o = f.verify(&bundle);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("1 problem")
+            && err.contains(&format!("data/blobs/sha256/{new_hex}: layers of"))
+            && err.contains("differ from airlock.json"),
+        "{err}"
+    );
+}
+
 /// A file set's and a model's OCI manifests are checked against the
 /// description layer by layer (read as they are hashed, never kept whole):
 /// a description re-signed with other paths than the manifests' titles is

@@ -180,9 +180,9 @@ pub(crate) struct Taken {
 /// An OCI manifest written aside to an anonymous temporary file as it is
 /// hashed, then parsed from there with its layers folded as they pass
 /// (`ImageManifest`): its bytes are never held whole. Only a manifest that
-/// does not parse is read back whole (at most `MAX_JSON_BLOB`, since only a
-/// kept blob is folded), so that its finding names the same line and column
-/// as a parse of its bytes.
+/// does not parse and is at most `MAX_JSON_BLOB` is read back whole, so
+/// that its finding names the same line and column as a parse of its bytes;
+/// a larger one gets the streamed parse's finding.
 pub(crate) struct ManifestFold(io::BufWriter<std::fs::File>);
 
 impl ManifestFold {
@@ -207,6 +207,8 @@ impl ManifestFold {
         ));
         Ok(match streamed {
             Ok(m) => Ok(m),
+            // Too large to read whole: the streamed parse's finding.
+            Err(e) if file.metadata()?.len() > MAX_JSON_BLOB => Err(e.to_string()),
             Err(e) => {
                 file.rewind()?;
                 let mut bytes = Vec::new();
@@ -598,7 +600,8 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
                 continue;
             };
             let keep = kept_for_checks(digest, media_type, *size, &pin_blobs);
-            let fold = keep && folds.contains(digest);
+            // Folded whatever its size: its bytes are never held.
+            let fold = folds.contains(digest);
             Expected {
                 digest: *digest,
                 size: *size,
@@ -918,11 +921,11 @@ fn check_from_store(
         return Ok(r);
     }
     let keep = kept_for_checks(digest, media_type, size, pin_blobs);
+    let fold = folds.contains(digest);
     let wanted = content.wants(&path);
-    if !(keep || sha512 || wanted || b.recheck) {
+    if !(keep || fold || sha512 || wanted || b.recheck) {
         return Ok(r);
     }
-    let fold = keep && folds.contains(digest);
     let exp = Expected {
         digest: *digest,
         size,
@@ -1257,6 +1260,10 @@ fn check_oci(
             }
             None => {
                 let Some(bytes) = kept.get(&blob_path(&a.manifest.digest)) else {
+                    report.add(
+                        blob_path(&a.manifest.digest),
+                        format!("manifest of {name:?} missing or damaged: its layers were not checked against airlock.json"),
+                    );
                     continue;
                 };
                 parsed = match serde_json::from_slice::<ImageManifest>(bytes) {

@@ -62,6 +62,9 @@ struct Open {
     /// manifest, at most `MAX_JSON_BLOB`): a lock split across volumes is
     /// re-checked like a whole one.
     bytes: Option<Vec<u8>>,
+    /// The joined blob written aside and parsed as it streams by, when
+    /// asked (`Expected::fold`: a file set's OCI manifest, of any size).
+    fold: Option<super::ManifestFold>,
     read: u64,
     stage: Option<(PathBuf, io::BufWriter<crate::store::StagedFile>)>,
     /// The blob's content check (modelcheck), fed as its parts stream by.
@@ -336,12 +339,20 @@ pub fn verify_volumes(
                     }
                     None => None,
                 };
+                let fold = match exp.fold {
+                    true => super::ManifestFold::start(staging.map(|s| s.dir)).ok(),
+                    false => None,
+                };
+                let fold_failed = exp.fold && fold.is_none();
                 open = Some(Open {
                     path: piece.path.clone(),
                     next_part: 1,
                     hasher: Sha256::new(),
                     sha512: exp.sha512.then(Sha512::new),
-                    bytes: (exp.keep || exp.fold).then(Vec::new),
+                    // A manifest to fold whose temporary file cannot be
+                    // made is kept as bytes (`Kept::add_bytes` parses them).
+                    fold,
+                    bytes: (exp.keep || fold_failed).then(Vec::new),
                     read: 0,
                     stage,
                     content: start_content(&piece.path, &exp),
@@ -356,12 +367,14 @@ pub fn verify_volumes(
                 let hsh = match o.stage.as_mut() {
                     Some(s) => {
                         let w = HashingWriter::new(&mut s.1, &mut o.hasher);
-                        let mut w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
+                        let w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
+                        let mut w = Tee(Some(w), o.fold.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                     None => {
                         let w = HashingWriter::new(io::sink(), &mut o.hasher);
-                        let mut w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
+                        let w = Tee(Some(Tee(Some(w), o.sha512.as_mut())), o.bytes.as_mut());
+                        let mut w = Tee(Some(w), o.fold.as_mut());
                         copy_hashed(&mut tap, &mut w, Some(piece.size), &|n| progress.advance(n))?
                     }
                 };
@@ -395,6 +408,9 @@ pub fn verify_volumes(
                     }
                     if let Some(b) = o.bytes {
                         kept.add_bytes(&piece.path, &exp, b);
+                    }
+                    if let Some(f) = o.fold {
+                        kept.manifests.insert(exp.digest, f.finish()?);
                     }
                     if let Some((p, f)) = o.stage {
                         f.into_inner().map_err(|e| e.into_error())?.finish()?;

@@ -121,11 +121,6 @@ pub fn pack_delta(
         .collect();
     sources.sort();
     sources.dedup();
-    let sizes: Vec<u64> = sources
-        .iter()
-        .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect();
-    let total: u64 = sizes.iter().sum();
     // A tar or tar.zst (not split into volumes) is written straight from the
     // inputs in one pass, in path order, each input read once, hashed as it
     // passes and written once (see `tarball::SinglePass`). Its tag files,
@@ -133,16 +128,25 @@ pub fn pack_delta(
     // front at the end, without moving the payload where the filesystem can
     // insert a range.
     let stream = volume_size.is_none() && format != Format::Dir;
+    // Each input's size, by position in `sources` (a directory bundle
+    // chooses how to copy by it; a single tar only needs the total).
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut total = 0u64;
+    for p in &sources {
+        let size = fs_err::metadata(p).map(|m| m.len()).unwrap_or(0);
+        total += size;
+        if !stream {
+            sizes.push(size);
+        }
+    }
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;
-    // The inputs in the order the single pass read them.
-    let mut added: Vec<&Path> = Vec::new();
     progress.begin("packing", total);
     let chmod_needed = !umask_keeps(0o644);
     // What the pass checked of the bytes it held (small inputs).
     let mut pre = Prechecked::default();
-    let hashed: HashMap<&Path, Hashed> = if stream {
+    let hashed: Vec<Hashed> = if stream {
         let mut sp = crate::tarball::SinglePass::create(
             &tar_tmp,
             format == Format::TarZst,
@@ -151,13 +155,15 @@ pub fn pack_delta(
         )?;
         // A delta leaves out what the high side's store holds.
         let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
-        let mut hashed = HashMap::new();
-        for f in planned.iter().flat_map(|a| &a.files) {
-            let src = f.src.as_path();
-            if !hashed.contains_key(src) {
-                hashed.insert(src, sp.add_input(src, &omit)?);
-                added.push(src);
-            }
+        // Each input once, in plan order (`first_uses` names them again in
+        // that order for `check_unchanged`).
+        let unset = Hashed {
+            digest: Sha256Digest::of_raw([0; 32]),
+            size: 0,
+        };
+        let mut hashed = vec![unset; sources.len()];
+        for (i, src) in first_uses(&planned, &sources) {
+            hashed[i] = sp.add_input(src, &omit)?;
         }
         single = Some(sp);
         hashed
@@ -192,13 +198,17 @@ pub fn pack_delta(
                 Ok((h, Pre::Unchecked))
             })
             .collect::<Result<_>>()?;
-        let mut hashed = HashMap::with_capacity(sources.len());
-        for (src, (h, p)) in sources.iter().zip(results) {
+        let mut hashed = Vec::with_capacity(results.len());
+        for (h, p) in results {
             pre.add(h.digest, p);
-            hashed.insert(*src, h);
+            hashed.push(h);
         }
         hashed
     };
+    drop(sizes);
+    // Each input's hash by its path: the sorted paths beside their hashes
+    // (no map of every path).
+    let hashed = sources::Hashes::new(sources, hashed);
     progress.finish();
 
     // Pins are checked against the bytes actually packed.
@@ -232,13 +242,6 @@ pub fn pack_delta(
     let signatures = sources::models::check_signatures(m, &planned, &hashed, &blobs_dir)?;
     let mut models = Vec::new();
 
-    // The planned files become the description's layers: each file's path
-    // and media type move into its layer (never copied), and the plan is
-    // freed artifact by artifact.
-    let file_hashes: Vec<Vec<Hashed>> = planned
-        .iter()
-        .map(|a| a.files.iter().map(|f| hashed[f.src.as_path()]).collect())
-        .collect();
     // A model's facts come from its files (config.json is read by path).
     let model_facts: Vec<Option<ModelFacts>> = planned
         .iter()
@@ -262,12 +265,19 @@ pub fn pack_delta(
     if let Some(single) = &single {
         // The checks above read some inputs again by path: refuse if any
         // changed since it went into the tar.
-        single.check_unchanged(added.iter().copied())?;
+        single.check_unchanged(first_uses(&planned, hashed.paths()).map(|(_, p)| p))?;
     }
-    drop(added);
-    drop(hashed);
-    drop(sources);
-    drop(sizes);
+    // The planned files become the description's layers: each file's path
+    // and media type move into its layer (never copied), and the plan is
+    // freed artifact by artifact. Each file's hash is found by its input's
+    // position (4 bytes a file) before the paths borrowed from the plan go.
+    let file_hashes: Vec<u32> = planned
+        .iter()
+        .flat_map(|a| &a.files)
+        .map(|f| hashed.position(&f.src).expect("every planned input is hashed") as u32)
+        .collect();
+    let hashed = hashed.into_hashes();
+    let mut file_hashes = file_hashes.into_iter().map(|i| hashed[i as usize]);
 
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
@@ -277,12 +287,12 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
-    for ((mut a, hashes), model_facts) in planned.into_iter().zip(file_hashes).zip(model_facts) {
+    for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
         let layers: Vec<Layer> = std::mem::take(&mut a.files)
             .into_iter()
-            .zip(hashes)
+            .zip(file_hashes.by_ref())
             .map(|(f, h)| Layer {
-                media_type: f.media_type,
+                media_type: f.media_type.into_owned(),
                 digest: h.digest,
                 size: h.size,
                 path: f.path,
@@ -361,6 +371,8 @@ pub fn pack_delta(
             blobs: Vec::new(),
         });
     }
+    drop(file_hashes);
+    drop(hashed);
     for a in images {
         let mut d = Descriptor::new(
             MediaType::from(a.manifest.media_type.as_str()),
@@ -593,6 +605,22 @@ pub fn pack_delta(
 }
 
 pub(crate) use crate::bundle::oci_digest;
+
+/// Each distinct input in plan order, at its first use, with its position
+/// in `sources` (the inputs sorted, without duplicates): the order the
+/// single pass reads them, named again without a list of paths.
+fn first_uses<'p>(
+    planned: &'p [PlannedArtifact],
+    sources: &'p [&'p Path],
+) -> impl Iterator<Item = (usize, &'p Path)> + 'p {
+    let mut seen = vec![false; sources.len()];
+    planned.iter().flat_map(|a| &a.files).filter_map(move |f| {
+        let i = sources
+            .binary_search(&f.src.as_path())
+            .expect("every planned input is listed");
+        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src.as_path()))
+    })
+}
 
 /// Inputs up to this size are packed by `pack_small`.
 const SMALL_INPUT: u64 = crate::digest::COPY_BUFFER as u64;

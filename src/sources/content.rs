@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::PlannedArtifact;
 use crate::bundle::{ArtifactKind, ContentEntry, ModelFacts, PicklePolicy};
-use crate::digest::{Hashed, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
 use crate::modelcheck::{check_path, summarize, Checked, Use};
 
@@ -81,7 +81,7 @@ impl Prechecked {
 /// it packs it. Problems refuse the pack, each naming the input file.
 pub fn check_packed(
     planned: &[PlannedArtifact],
-    hashed: &HashMap<&Path, Hashed>,
+    hashed: &super::Hashes,
     blobs_dir: Option<&Path>,
     pickle: PicklePolicy,
     pre: &Prechecked,
@@ -98,10 +98,18 @@ pub fn check_packed(
                 .then(|| a.files.iter().map(|f| f.path.clone()).collect())
         })
         .collect();
-    // (digest, artifact, file), sorted: each digest's users are a run.
-    let mut by_digest: Vec<(Sha256Digest, u32, u32)> = Vec::new();
+    // (digest, artifact, file), sorted: each digest's users are a run. Made
+    // at its final size (no second copy while it grows).
+    let checked_kind = |a: &&PlannedArtifact| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files);
+    let mut by_digest: Vec<(Sha256Digest, u32, u32)> = Vec::with_capacity(
+        planned
+            .iter()
+            .filter(checked_kind)
+            .map(|a| a.files.len())
+            .sum(),
+    );
     for (ai, a) in planned.iter().enumerate() {
-        if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
+        if !checked_kind(&a) {
             continue;
         }
         for (fi, f) in a.files.iter().enumerate() {
@@ -111,12 +119,12 @@ pub fn check_packed(
         }
     }
     by_digest.sort_unstable();
-    let jobs: Vec<&[(Sha256Digest, u32, u32)]> = by_digest.chunk_by(|x, y| x.0 == y.0).collect();
     type Job<'a> = (&'a [(Sha256Digest, u32, u32)], Checked);
     // Only what found something is kept (facts or a problem): a tree of
-    // many plain files keeps nothing per file.
-    let results: Vec<Job> = jobs
-        .par_iter()
+    // many plain files keeps nothing per file. The runs are handed out as
+    // they are found (no list of them).
+    let results: Vec<Job> = by_digest
+        .par_chunk_by(|x, y| x.0 == y.0)
         .filter_map(|users| {
             let d = users[0].0;
             let file = |ai: u32, fi: u32| &planned[ai as usize].files[fi as usize];
@@ -141,7 +149,7 @@ pub fn check_packed(
                     facts: None,
                     invalid: None,
                 }) => None,
-                Ok(checked) => Some(Ok((*users, checked))),
+                Ok(checked) => Some(Ok((users, checked))),
                 Err(e) => Some(Err(e.into())),
             }
         })

@@ -806,7 +806,7 @@ pub fn plan(
             src: req_file,
             path: REQUIREMENTS_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: PYTHON_REQUIREMENTS.to_string(),
+            media_type: PYTHON_REQUIREMENTS.into(),
             pin: None,
         }];
         if let Some(lock) = &lock_src {
@@ -815,7 +815,7 @@ pub fn plan(
                 src: lock.clone(),
                 path: PYLOCK_PATH.to_string(),
                 mode: MODE_FILE,
-                media_type: PYTHON_PYLOCK.to_string(),
+                media_type: PYTHON_PYLOCK.into(),
                 pin: None,
             });
         }
@@ -877,7 +877,7 @@ pub fn plan(
                         DistKind::Wheel => PYTHON_WHEEL,
                         DistKind::Sdist => PYTHON_SDIST,
                     }
-                    .to_string(),
+                    .into(),
                     pin: None,
                 });
                 checks.push(PinCheck {

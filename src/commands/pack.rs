@@ -274,7 +274,11 @@ pub fn pack_delta(
     let file_hashes: Vec<u32> = planned
         .iter()
         .flat_map(|a| &a.files)
-        .map(|f| hashed.position(&f.src).expect("every planned input is hashed") as u32)
+        .map(|f| {
+            hashed
+                .position(&f.src)
+                .expect("every planned input is hashed") as u32
+        })
         .collect();
     let hashed = hashed.into_hashes();
     let mut file_hashes = file_hashes.into_iter().map(|i| hashed[i as usize]);

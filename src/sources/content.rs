@@ -100,7 +100,8 @@ pub fn check_packed(
         .collect();
     // (digest, artifact, file), sorted: each digest's users are a run. Made
     // at its final size (no second copy while it grows).
-    let checked_kind = |a: &&PlannedArtifact| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files);
+    let checked_kind =
+        |a: &&PlannedArtifact| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files);
     let mut by_digest: Vec<(Sha256Digest, u32, u32)> = Vec::with_capacity(
         planned
             .iter()

@@ -214,7 +214,7 @@ pub fn pack_delta(
     // Pins are checked against the bytes actually packed.
     for a in &planned {
         for f in &a.files {
-            if let Some(pin) = f.pin {
+            if let Some(&pin) = f.pin.as_deref() {
                 let actual = hashed[f.src.as_path()].digest;
                 if actual != pin {
                     return Err(Error::PinMismatch {
@@ -292,17 +292,24 @@ pub fn pack_delta(
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
     for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
-        let layers: Vec<Layer> = std::mem::take(&mut a.files)
-            .into_iter()
-            .zip(file_hashes.by_ref())
-            .map(|(f, h)| Layer {
-                media_type: f.media_type.into_owned(),
+        // Taken from the back of the reversed plan, which is shrunk as it
+        // goes: the plan's and the layers' lists are never both whole.
+        let mut files = std::mem::take(&mut a.files);
+        files.reverse();
+        let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
+        while let Some(f) = files.pop() {
+            let h = file_hashes.next().expect("a hash for every planned file");
+            layers.push(Layer {
+                media_type: f.media_type.to_string(),
                 digest: h.digest,
                 size: h.size,
                 path: f.path,
                 mode: f.mode,
-            })
-            .collect();
+            });
+            if files.len() % 4096 == 0 {
+                files.shrink_to_fit();
+            }
+        }
         let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
@@ -409,7 +416,14 @@ pub fn pack_delta(
     index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
     // Every distinct blob, by digest: a compact list (no media types), made
     // once. The payload is those the bundle carries, sorted by digest.
-    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::new();
+    // Made at its final size: no doubled capacity, no second copy.
+    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::with_capacity(
+        description
+            .artifacts
+            .iter()
+            .map(|a| 2 + a.layers.len() + a.blobs.len())
+            .sum(),
+    );
     for a in &description.artifacts {
         blob_list.push((a.manifest.digest, a.manifest.size));
         blob_list.push((a.config.digest, a.config.size));
@@ -423,20 +437,24 @@ pub fn pack_delta(
         .fold(0u64, |sum, b| sum.saturating_add(b.1));
     let blob_count = blob_list.len();
     let mut omitted = (0usize, 0u64);
-    let mut payload: Vec<Sha256Digest> = Vec::with_capacity(blob_list.len());
-    for (d, size) in blob_list {
+    // The payload is the list itself, less what a delta leaves out.
+    let mut payload = blob_list;
+    let mut left_out = Ok(());
+    payload.retain(|&(d, size)| {
         if base.is_some_and(|b| b.blobs.contains(&d)) {
             // Provided by the high side's store: declared, not carried.
             // (Streamed inputs were never staged.)
             let staged = blobs_dir.join(d.hex());
-            if !stream || staged.exists() {
-                fs_err::remove_file(staged)?;
+            if left_out.is_ok() && (!stream || staged.exists()) {
+                left_out = fs_err::remove_file(staged);
             }
             omitted = (omitted.0 + 1, omitted.1 + size);
+            false
         } else {
-            payload.push(d);
+            true
         }
-    }
+    });
+    left_out?;
     if let Some(b) = base {
         description.delta = Some(DeltaBase {
             receipt: b.digest,
@@ -560,8 +578,8 @@ pub fn pack_delta(
             let mut placed = vec![false; payload.len()];
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
             let mut blob_order = Vec::new();
-            for d in layers.map(|l| l.digest).chain(payload.iter().copied()) {
-                if let Ok(i) = payload.binary_search(&d) {
+            for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
+                if let Ok(i) = payload.binary_search_by_key(&d, |b| b.0) {
                     if !std::mem::replace(&mut placed[i], true) {
                         blob_order.push(d);
                     }
@@ -714,12 +732,12 @@ fn umask_keeps(mode: u32) -> bool {
 /// (sorted by digest) and the other payload files `files`: the lines
 /// [`write_manifest`] writes, sorted by path, without a map of every path.
 fn write_payload_manifest(
-    blobs: &[Sha256Digest],
+    blobs: &[(Sha256Digest, u64)],
     files: &BTreeMap<String, Sha256Digest>,
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let mut files = files.iter().peekable();
-    for d in blobs {
+    for (d, _) in blobs {
         let path = blob_path(d);
         while let Some((p, fd)) = files.next_if(|(p, _)| p.as_str() < path.as_str()) {
             write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;

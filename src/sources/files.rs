@@ -16,7 +16,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         let pin = entry
             .sha256
             .as_deref()
-            .map(|p| p.parse().expect("checked when loading"));
+            .map(|p| Box::new(p.parse().expect("checked when loading")));
         let is_file = fs_err::metadata(&src)?.is_file();
         // A single file lands at its manifest path; a directory's files below it.
         let files = walk(&src)?
@@ -30,7 +30,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 },
                 mode,
                 media_type: FILE_LAYER.into(),
-                pin,
+                pin: pin.clone(),
             })
             .collect();
         let mut reference = format!("files/{}", ref_component(&name));

@@ -30,11 +30,12 @@ pub struct InputFile {
     /// `/`-separated path inside the artifact (what export recreates).
     pub path: String,
     pub mode: u32,
-    /// Borrowed when it is one of airlock's constants (every file of a
-    /// `files:` tree has the same): no string per file.
-    pub media_type: std::borrow::Cow<'static, str>,
-    /// A sha256 the manifest pinned for this file.
-    pub pin: Option<Sha256Digest>,
+    /// One of airlock's constants (every file of a `files:` tree has the
+    /// same): no string per file.
+    pub media_type: &'static str,
+    /// A sha256 the manifest pinned for this file (boxed: rare, and the
+    /// record of each of many files stays small).
+    pub pin: Option<Box<Sha256Digest>>,
 }
 
 /// What each distinct input hashed to, by its source path: the inputs

@@ -63,6 +63,11 @@ impl<'a> Hashes<'a> {
         self.position(path).map(|i| &self.hashed[i])
     }
 
+    /// The hash of the input at `position`.
+    pub fn at(&self, position: usize) -> &Hashed {
+        &self.hashed[position]
+    }
+
     /// The inputs, sorted.
     pub fn paths(&self) -> &[&'a Path] {
         &self.paths

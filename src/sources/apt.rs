@@ -424,7 +424,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             src: lock_src.clone(),
             path: LOCK_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: APT_LOCK.into(),
+            media_type: APT_LOCK,
             pin: None,
         }];
         let mut packages = Vec::new();
@@ -499,7 +499,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 src: path,
                 path: file.clone(),
                 mode: MODE_FILE,
-                media_type: APT_DEB.into(),
+                media_type: APT_DEB,
                 pin: None,
             });
             packages.push(PlannedPackage {

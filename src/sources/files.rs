@@ -29,7 +29,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                     format!("{name}/{rel}")
                 },
                 mode,
-                media_type: FILE_LAYER.into(),
+                media_type: FILE_LAYER,
                 pin: pin.clone(),
             })
             .collect();

@@ -58,7 +58,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         let files = walk(&m.resolve(&entry.path))?
             .into_iter()
             .map(|(rel, abs, mode)| InputFile {
-                media_type: classify(&rel).into(),
+                media_type: classify(&rel),
                 src: abs,
                 path: rel,
                 mode,

@@ -121,11 +121,6 @@ pub fn pack_delta(
         .collect();
     sources.sort();
     sources.dedup();
-    let sizes: Vec<u64> = sources
-        .iter()
-        .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect();
-    let total: u64 = sizes.iter().sum();
     // A tar or tar.zst (not split into volumes) is written straight from the
     // inputs in one pass, in path order, each input read once, hashed as it
     // passes and written once (see `tarball::SinglePass`). Its tag files,
@@ -133,16 +128,25 @@ pub fn pack_delta(
     // front at the end, without moving the payload where the filesystem can
     // insert a range.
     let stream = volume_size.is_none() && format != Format::Dir;
+    // Each input's size, by position in `sources` (a directory bundle
+    // chooses how to copy by it; a single tar only needs the total).
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut total = 0u64;
+    for p in &sources {
+        let size = fs_err::metadata(p).map(|m| m.len()).unwrap_or(0);
+        total += size;
+        if !stream {
+            sizes.push(size);
+        }
+    }
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;
-    // The inputs in the order the single pass read them.
-    let mut added: Vec<&Path> = Vec::new();
     progress.begin("packing", total);
     let chmod_needed = !umask_keeps(0o644);
     // What the pass checked of the bytes it held (small inputs).
     let mut pre = Prechecked::default();
-    let hashed: HashMap<&Path, Hashed> = if stream {
+    let hashed: Vec<Hashed> = if stream {
         let mut sp = crate::tarball::SinglePass::create(
             &tar_tmp,
             format == Format::TarZst,
@@ -151,22 +155,23 @@ pub fn pack_delta(
         )?;
         // A delta leaves out what the high side's store holds.
         let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
-        let mut hashed = HashMap::new();
-        for f in planned.iter().flat_map(|a| &a.files) {
-            let src = f.src.as_path();
-            if !hashed.contains_key(src) {
-                // A small input is checked by content from the bytes the
-                // pass read and hashed, as `pack_small` does for a
-                // directory: not read again unless its path matters.
-                let mut checked = Pre::Unchecked;
-                let h = sp.add_input(src, &omit, &mut |bytes| {
-                    checked = precheck(bytes)?;
-                    Ok(())
-                })?;
-                pre.add(h.digest, checked);
-                hashed.insert(src, h);
-                added.push(src);
-            }
+        // Each input once, in plan order (`first_uses` names them again in
+        // that order for `check_unchanged`).
+        let unset = Hashed {
+            digest: Sha256Digest::of_raw([0; 32]),
+            size: 0,
+        };
+        let mut hashed = vec![unset; sources.len()];
+        for (i, src) in first_uses(&planned, &sources) {
+            // A small input is checked by content from the bytes the pass
+            // read and hashed, as `pack_small` does for a directory: not
+            // read again unless its path matters.
+            let mut checked = Pre::Unchecked;
+            hashed[i] = sp.add_input(src, &omit, &mut |bytes| {
+                checked = precheck(bytes)?;
+                Ok(())
+            })?;
+            pre.add(hashed[i].digest, checked);
         }
         single = Some(sp);
         hashed
@@ -201,19 +206,23 @@ pub fn pack_delta(
                 Ok((h, Pre::Unchecked))
             })
             .collect::<Result<_>>()?;
-        let mut hashed = HashMap::with_capacity(sources.len());
-        for (src, (h, p)) in sources.iter().zip(results) {
+        let mut hashed = Vec::with_capacity(results.len());
+        for (h, p) in results {
             pre.add(h.digest, p);
-            hashed.insert(*src, h);
+            hashed.push(h);
         }
         hashed
     };
+    drop(sizes);
+    // Each input's hash by its path: the sorted paths beside their hashes
+    // (no map of every path).
+    let hashed = sources::Hashes::new(sources, hashed);
     progress.finish();
 
     // Pins are checked against the bytes actually packed.
     for a in &planned {
         for f in &a.files {
-            if let Some(pin) = f.pin {
+            if let Some(&pin) = f.pin.as_deref() {
                 let actual = hashed[f.src.as_path()].digest;
                 if actual != pin {
                     return Err(Error::PinMismatch {
@@ -241,13 +250,6 @@ pub fn pack_delta(
     let signatures = sources::models::check_signatures(m, &planned, &hashed, &blobs_dir)?;
     let mut models = Vec::new();
 
-    // The planned files become the description's layers: each file's path
-    // and media type move into its layer (never copied), and the plan is
-    // freed artifact by artifact.
-    let file_hashes: Vec<Vec<Hashed>> = planned
-        .iter()
-        .map(|a| a.files.iter().map(|f| hashed[f.src.as_path()]).collect())
-        .collect();
     // A model's facts come from its files (config.json is read by path).
     let model_facts: Vec<Option<ModelFacts>> = planned
         .iter()
@@ -271,12 +273,23 @@ pub fn pack_delta(
     if let Some(single) = &single {
         // The checks above read some inputs again by path: refuse if any
         // changed since it went into the tar.
-        single.check_unchanged(added.iter().copied())?;
+        single.check_unchanged(first_uses(&planned, hashed.paths()).map(|(_, p)| p))?;
     }
-    drop(added);
-    drop(hashed);
-    drop(sources);
-    drop(sizes);
+    // The planned files become the description's layers: each file's path
+    // and media type move into its layer (never copied), and the plan is
+    // freed artifact by artifact. Each file's hash is found by its input's
+    // position (4 bytes a file) before the paths borrowed from the plan go.
+    let file_hashes: Vec<u32> = planned
+        .iter()
+        .flat_map(|a| &a.files)
+        .map(|f| {
+            hashed
+                .position(&f.src)
+                .expect("every planned input is hashed") as u32
+        })
+        .collect();
+    let hashed = hashed.into_hashes();
+    let mut file_hashes = file_hashes.into_iter().map(|i| hashed[i as usize]);
 
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
@@ -286,18 +299,25 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
-    for ((mut a, hashes), model_facts) in planned.into_iter().zip(file_hashes).zip(model_facts) {
-        let layers: Vec<Layer> = std::mem::take(&mut a.files)
-            .into_iter()
-            .zip(hashes)
-            .map(|(f, h)| Layer {
-                media_type: f.media_type,
+    for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
+        // Taken from the back of the reversed plan, which is shrunk as it
+        // goes: the plan's and the layers' lists are never both whole.
+        let mut files = std::mem::take(&mut a.files);
+        files.reverse();
+        let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
+        while let Some(f) = files.pop() {
+            let h = file_hashes.next().expect("a hash for every planned file");
+            layers.push(Layer {
+                media_type: f.media_type.to_string(),
                 digest: h.digest,
                 size: h.size,
                 path: f.path,
                 mode: f.mode,
-            })
-            .collect();
+            });
+            if files.len() % 4096 == 0 {
+                files.shrink_to_fit();
+            }
+        }
         let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
@@ -370,6 +390,8 @@ pub fn pack_delta(
             blobs: Vec::new(),
         });
     }
+    drop(file_hashes);
+    drop(hashed);
     for a in images {
         let mut d = Descriptor::new(
             MediaType::from(a.manifest.media_type.as_str()),
@@ -402,7 +424,14 @@ pub fn pack_delta(
     index_entries.extend(crate::sbom::add_generated(&mut description, &blobs_dir)?);
     // Every distinct blob, by digest: a compact list (no media types), made
     // once. The payload is those the bundle carries, sorted by digest.
-    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::new();
+    // Made at its final size: no doubled capacity, no second copy.
+    let mut blob_list: Vec<(Sha256Digest, u64)> = Vec::with_capacity(
+        description
+            .artifacts
+            .iter()
+            .map(|a| 2 + a.layers.len() + a.blobs.len())
+            .sum(),
+    );
     for a in &description.artifacts {
         blob_list.push((a.manifest.digest, a.manifest.size));
         blob_list.push((a.config.digest, a.config.size));
@@ -416,20 +445,24 @@ pub fn pack_delta(
         .fold(0u64, |sum, b| sum.saturating_add(b.1));
     let blob_count = blob_list.len();
     let mut omitted = (0usize, 0u64);
-    let mut payload: Vec<Sha256Digest> = Vec::with_capacity(blob_list.len());
-    for (d, size) in blob_list {
+    // The payload is the list itself, less what a delta leaves out.
+    let mut payload = blob_list;
+    let mut left_out = Ok(());
+    payload.retain(|&(d, size)| {
         if base.is_some_and(|b| b.blobs.contains(&d)) {
             // Provided by the high side's store: declared, not carried.
             // (Streamed inputs were never staged.)
             let staged = blobs_dir.join(d.hex());
-            if !stream || staged.exists() {
-                fs_err::remove_file(staged)?;
+            if left_out.is_ok() && (!stream || staged.exists()) {
+                left_out = fs_err::remove_file(staged);
             }
             omitted = (omitted.0 + 1, omitted.1 + size);
+            false
         } else {
-            payload.push(d);
+            true
         }
-    }
+    });
+    left_out?;
     if let Some(b) = base {
         description.delta = Some(DeltaBase {
             receipt: b.digest,
@@ -553,8 +586,8 @@ pub fn pack_delta(
             let mut placed = vec![false; payload.len()];
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
             let mut blob_order = Vec::new();
-            for d in layers.map(|l| l.digest).chain(payload.iter().copied()) {
-                if let Ok(i) = payload.binary_search(&d) {
+            for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
+                if let Ok(i) = payload.binary_search_by_key(&d, |b| b.0) {
                     if !std::mem::replace(&mut placed[i], true) {
                         blob_order.push(d);
                     }
@@ -602,6 +635,22 @@ pub fn pack_delta(
 }
 
 pub(crate) use crate::bundle::oci_digest;
+
+/// Each distinct input in plan order, at its first use, with its position
+/// in `sources` (the inputs sorted, without duplicates): the order the
+/// single pass reads them, named again without a list of paths.
+fn first_uses<'p>(
+    planned: &'p [PlannedArtifact],
+    sources: &'p [&'p Path],
+) -> impl Iterator<Item = (usize, &'p Path)> + 'p {
+    let mut seen = vec![false; sources.len()];
+    planned.iter().flat_map(|a| &a.files).filter_map(move |f| {
+        let i = sources
+            .binary_search(&f.src.as_path())
+            .expect("every planned input is listed");
+        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src.as_path()))
+    })
+}
 
 /// Inputs up to this size are packed by `pack_small`.
 const SMALL_INPUT: u64 = crate::digest::COPY_BUFFER as u64;
@@ -691,12 +740,12 @@ fn umask_keeps(mode: u32) -> bool {
 /// (sorted by digest) and the other payload files `files`: the lines
 /// [`write_manifest`] writes, sorted by path, without a map of every path.
 fn write_payload_manifest(
-    blobs: &[Sha256Digest],
+    blobs: &[(Sha256Digest, u64)],
     files: &BTreeMap<String, Sha256Digest>,
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let mut files = files.iter().peekable();
-    for d in blobs {
+    for (d, _) in blobs {
         let path = blob_path(d);
         while let Some((p, fd)) = files.next_if(|(p, _)| p.as_str() < path.as_str()) {
             write_manifest(&BTreeMap::from([(p.clone(), *fd)]), w)?;

@@ -167,7 +167,7 @@ pub fn plan_carried(
                 src,
                 path: format!("{CARRIED_DIR}/{name}"),
                 mode: MODE_FILE,
-                media_type: media_type.to_string(),
+                media_type,
                 pin: None,
             }],
             packages: Vec::new(),

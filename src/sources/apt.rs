@@ -423,7 +423,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             src: lock_src.clone(),
             path: LOCK_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: APT_LOCK.to_string(),
+            media_type: APT_LOCK,
             pin: None,
         }];
         let mut packages = Vec::new();
@@ -498,7 +498,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 src: path,
                 path: file.clone(),
                 mode: MODE_FILE,
-                media_type: APT_DEB.to_string(),
+                media_type: APT_DEB,
                 pin: None,
             });
             packages.push(PlannedPackage {

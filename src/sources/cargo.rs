@@ -185,7 +185,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             src: lock_src.clone(),
             path: LOCK_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: CARGO_LOCK.to_string(),
+            media_type: CARGO_LOCK,
             pin: None,
         }];
         let mut packages = Vec::new();
@@ -305,7 +305,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                         src: abs,
                         path,
                         mode,
-                        media_type: CARGO_CHECKSUM.to_string(),
+                        media_type: CARGO_CHECKSUM,
                         pin: None,
                     });
                     continue;
@@ -336,7 +336,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                             src: abs,
                             path,
                             mode,
-                            media_type: CARGO_FILE.to_string(),
+                            media_type: CARGO_FILE,
                             pin: None,
                         });
                     }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::PlannedArtifact;
 use crate::bundle::{ArtifactKind, ContentEntry, ModelFacts, PicklePolicy};
-use crate::digest::{Hashed, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
 use crate::modelcheck::{check_path, summarize, Checked, Use};
 
@@ -81,7 +81,7 @@ impl Prechecked {
 /// it packs it. Problems refuse the pack, each naming the input file.
 pub fn check_packed(
     planned: &[PlannedArtifact],
-    hashed: &HashMap<&Path, Hashed>,
+    hashed: &super::Hashes,
     blobs_dir: Option<&Path>,
     pickle: PicklePolicy,
     pre: &Prechecked,
@@ -98,27 +98,39 @@ pub fn check_packed(
                 .then(|| a.files.iter().map(|f| f.path.clone()).collect())
         })
         .collect();
-    // (digest, artifact, file), sorted: each digest's users are a run.
-    let mut by_digest: Vec<(Sha256Digest, u32, u32)> = Vec::new();
+    // (input, artifact, file), sorted by the input's digest: each digest's
+    // users are a run. Made at its final size (no second copy while it
+    // grows), the digest looked up by the input's position (12 bytes a
+    // file).
+    let checked_kind =
+        |a: &&PlannedArtifact| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files);
+    let mut by_digest: Vec<(u32, u32, u32)> = Vec::with_capacity(
+        planned
+            .iter()
+            .filter(checked_kind)
+            .map(|a| a.files.len())
+            .sum(),
+    );
     for (ai, a) in planned.iter().enumerate() {
-        if !matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files) {
+        if !checked_kind(&a) {
             continue;
         }
         for (fi, f) in a.files.iter().enumerate() {
-            if let Some(h) = hashed.get(f.src.as_path()) {
-                by_digest.push((h.digest, ai as u32, fi as u32));
+            if let Some(i) = hashed.position(f.src.as_path()) {
+                by_digest.push((i as u32, ai as u32, fi as u32));
             }
         }
     }
-    by_digest.sort_unstable();
-    let jobs: Vec<&[(Sha256Digest, u32, u32)]> = by_digest.chunk_by(|x, y| x.0 == y.0).collect();
-    type Job<'a> = (&'a [(Sha256Digest, u32, u32)], Checked);
+    let digest = |i: u32| hashed.at(i as usize).digest;
+    by_digest.sort_unstable_by_key(|&(i, ai, fi)| (digest(i), ai, fi));
+    type Job<'a> = (&'a [(u32, u32, u32)], Checked);
     // Only what found something is kept (facts or a problem): a tree of
-    // many plain files keeps nothing per file.
-    let results: Vec<Job> = jobs
-        .par_iter()
+    // many plain files keeps nothing per file. The runs are handed out as
+    // they are found (no list of them).
+    let results: Vec<Job> = by_digest
+        .par_chunk_by(|x, y| digest(x.0) == digest(y.0))
         .filter_map(|users| {
-            let d = users[0].0;
+            let d = digest(users[0].0);
             let file = |ai: u32, fi: u32| &planned[ai as usize].files[fi as usize];
             let uses: Vec<Use> = users
                 .iter()
@@ -131,7 +143,7 @@ pub fn check_packed(
                 Some(c) if !uses.iter().any(|u| crate::modelcheck::path_matters(u.path)) => Ok(c),
                 _ => {
                     let src = file(users[0].1, users[0].2).src.as_path();
-                    let size = hashed[src].size;
+                    let size = hashed.at(users[0].0 as usize).size;
                     let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
                     check_path(&at, size, &uses)
                 }
@@ -141,7 +153,7 @@ pub fn check_packed(
                     facts: None,
                     invalid: None,
                 }) => None,
-                Ok(checked) => Some(Ok((*users, checked))),
+                Ok(checked) => Some(Ok((users, checked))),
                 Err(e) => Some(Err(e.into())),
             }
         })

@@ -16,7 +16,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         let pin = entry
             .sha256
             .as_deref()
-            .map(|p| p.parse().expect("checked when loading"));
+            .map(|p| Box::new(p.parse().expect("checked when loading")));
         let is_file = fs_err::metadata(&src)?.is_file();
         // A single file lands at its manifest path; a directory's files below it.
         let files = walk(&src)?
@@ -29,8 +29,8 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                     format!("{name}/{rel}")
                 },
                 mode,
-                media_type: FILE_LAYER.to_string(),
-                pin,
+                media_type: FILE_LAYER,
+                pin: pin.clone(),
             })
             .collect();
         let reference = super::kind::entry_reference("files", &name, i, taken_refs);

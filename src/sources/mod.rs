@@ -20,7 +20,7 @@ pub mod registry;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{ArtifactKind, MODE_EXEC, MODE_FILE};
-use crate::digest::Sha256Digest;
+use crate::digest::{Hashed, Sha256Digest};
 use crate::error::{Error, Result};
 
 /// One input file and where it lands inside its artifact.
@@ -30,9 +30,60 @@ pub struct InputFile {
     /// `/`-separated path inside the artifact (what export recreates).
     pub path: String,
     pub mode: u32,
-    pub media_type: String,
-    /// A sha256 the manifest pinned for this file.
-    pub pin: Option<Sha256Digest>,
+    /// One of airlock's constants (every file of a `files:` tree has the
+    /// same): no string per file.
+    pub media_type: &'static str,
+    /// A sha256 the manifest pinned for this file (boxed: rare, and the
+    /// record of each of many files stays small).
+    pub pin: Option<Box<Sha256Digest>>,
+}
+
+/// What each distinct input hashed to, by its source path: the inputs
+/// sorted (borrowed from the plan) beside their hashes, looked up by binary
+/// search. Compact for many small files (no hash map of every path).
+pub struct Hashes<'a> {
+    paths: Vec<&'a Path>,
+    hashed: Vec<Hashed>,
+}
+
+impl<'a> Hashes<'a> {
+    /// `paths` sorted and without duplicates; `hashed[i]` is `paths[i]`'s.
+    pub fn new(paths: Vec<&'a Path>, hashed: Vec<Hashed>) -> Self {
+        debug_assert!(paths.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(paths.len(), hashed.len());
+        Hashes { paths, hashed }
+    }
+
+    /// Where `path` is among the inputs.
+    pub fn position(&self, path: &Path) -> Option<usize> {
+        self.paths.binary_search(&path).ok()
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&Hashed> {
+        self.position(path).map(|i| &self.hashed[i])
+    }
+
+    /// The hash of the input at `position`.
+    pub fn at(&self, position: usize) -> &Hashed {
+        &self.hashed[position]
+    }
+
+    /// The inputs, sorted.
+    pub fn paths(&self) -> &[&'a Path] {
+        &self.paths
+    }
+
+    /// The hashes, by position, without the paths.
+    pub fn into_hashes(self) -> Vec<Hashed> {
+        self.hashed
+    }
+}
+
+impl std::ops::Index<&Path> for Hashes<'_> {
+    type Output = Hashed;
+    fn index(&self, path: &Path) -> &Hashed {
+        self.get(path).expect("every planned input is hashed")
+    }
 }
 
 /// An artifact before hashing.

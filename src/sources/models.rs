@@ -1,7 +1,7 @@
 //! `models:` entries: a Hugging Face style directory or a single weights file,
 //! carried as one CNCF ModelPack artifact with raw layers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,7 +11,7 @@ use crate::bundle::{
     ArtifactKind, ModelSignature, SignatureStatus, MAX_JSON_BLOB, MODEL_ARTIFACT, MODEL_CODE,
     MODEL_DOC, MODEL_SIGNATURE_FILE, MODEL_WEIGHT, MODEL_WEIGHT_CONFIG,
 };
-use crate::digest::{Hashed, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
 use crate::manifest::LoadedManifest;
 
@@ -58,7 +58,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
         let files = walk(&m.resolve(&entry.path))?
             .into_iter()
             .map(|(rel, abs, mode)| InputFile {
-                media_type: classify(&rel).to_string(),
+                media_type: classify(&rel),
                 src: abs,
                 path: rel,
                 mode,
@@ -90,7 +90,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
 pub fn check_signatures(
     m: &LoadedManifest,
     planned: &[PlannedArtifact],
-    hashed: &HashMap<&Path, Hashed>,
+    hashed: &super::Hashes,
     blobs_dir: &Path,
 ) -> Result<BTreeMap<String, ModelSignature>> {
     let mut out = BTreeMap::new();

@@ -347,7 +347,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             src: lock_src.clone(),
             path: LOCK_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: NPM_LOCK.to_string(),
+            media_type: NPM_LOCK,
             pin: None,
         }];
         let package_json = lock_src.with_file_name(PACKAGE_JSON_PATH);
@@ -359,7 +359,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                     src: package_json,
                     path: PACKAGE_JSON_PATH.to_string(),
                     mode: MODE_FILE,
-                    media_type: NPM_PACKAGE_JSON.to_string(),
+                    media_type: NPM_PACKAGE_JSON,
                     pin: None,
                 });
             }
@@ -434,7 +434,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
                 src: abs.clone(),
                 path: path.clone(),
                 mode,
-                media_type: NPM_TARBALL.to_string(),
+                media_type: NPM_TARBALL,
                 pin: None,
             });
             packages.push(PlannedPackage {

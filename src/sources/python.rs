@@ -806,7 +806,7 @@ pub fn plan(
             src: req_file,
             path: REQUIREMENTS_PATH.to_string(),
             mode: MODE_FILE,
-            media_type: PYTHON_REQUIREMENTS.to_string(),
+            media_type: PYTHON_REQUIREMENTS,
             pin: None,
         }];
         if let Some(lock) = &lock_src {
@@ -815,7 +815,7 @@ pub fn plan(
                 src: lock.clone(),
                 path: PYLOCK_PATH.to_string(),
                 mode: MODE_FILE,
-                media_type: PYTHON_PYLOCK.to_string(),
+                media_type: PYTHON_PYLOCK,
                 pin: None,
             });
         }
@@ -876,8 +876,7 @@ pub fn plan(
                     media_type: match d.kind {
                         DistKind::Wheel => PYTHON_WHEEL,
                         DistKind::Sdist => PYTHON_SDIST,
-                    }
-                    .to_string(),
+                    },
                     pin: None,
                 });
                 checks.push(PinCheck {

@@ -77,8 +77,9 @@ impl Prechecked {
 /// hashing pass checked in memory (`pre`) is not read again unless one of
 /// its paths matters to the check; any other is read back from `blobs_dir`
 /// when the blobs are staged there, so what is checked is exactly what was
-/// packed; otherwise from the input, which the tar writer hashes again as
-/// it packs it. Problems refuse the pack, each naming the input file.
+/// packed; otherwise from the input, which a single tar's pass then finds
+/// unchanged since it hashed it (`SinglePass::check_unchanged`) or refuses.
+/// Problems refuse the pack, each naming the input file.
 pub fn check_packed(
     planned: &[PlannedArtifact],
     hashed: &super::Hashes,

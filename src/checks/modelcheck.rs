@@ -1560,6 +1560,7 @@ pub fn is_pickle(e: &ContentEntry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rawtar::test_member as tar_member;
 
     fn uses<'a>(path: &'a str, sib: &'a BTreeSet<String>) -> Vec<Use<'a>> {
         vec![Use {
@@ -1838,20 +1839,6 @@ mod tests {
         assert_eq!(s.precision.as_deref(), Some("q8_0"));
         assert!(is_split_gguf("x-00001-of-00003.gguf"));
         assert!(!is_split_gguf("x.gguf"));
-    }
-
-    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
-    fn tar_member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(512), 0);
-        out
     }
 
     fn malformed(bytes: &[u8]) -> String {

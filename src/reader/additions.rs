@@ -177,20 +177,7 @@ fn tar_end(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
-    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(512), 0);
-        out
-    }
+    use crate::rawtar::test_member as member;
 
     fn end_of(bytes: &[u8]) -> Result<u64> {
         let dir = tempfile::tempdir().unwrap();

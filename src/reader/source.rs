@@ -1362,6 +1362,7 @@ pub fn merge_additions_of(tags: &mut TagSet, other: TagSet, origin: &str) {
 mod tests {
     use super::*;
     use crate::bundle::{BAG_INFO, VERIFY_TXT};
+    use crate::rawtar::test_member as member;
 
     /// A spilling set moves a large description or payload manifest out
     /// of memory as it is read, and answers for it by length and sha256;
@@ -1428,20 +1429,6 @@ mod tests {
             .admit(Place::Tag, 1)
             .unwrap_err()
             .contains("together exceed"));
-    }
-
-    /// A tar header of `kind` named `name` declaring `size` bytes, then `data`.
-    fn member(kind: tar::EntryType, name: &str, size: u64, data: &[u8]) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(512), 0);
-        out
     }
 
     #[test]

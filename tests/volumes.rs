@@ -360,3 +360,68 @@ fn a_volume_with_an_8_gib_gnu_long_name_is_refused_before_it_is_read() {
         "no finding about the long name in volume 2; stderr:\n{err}"
     );
 }
+
+/// A file set's OCI manifest split across volumes (about 1.4 MB for 6000
+/// files) is parsed as its parts stream by and checked against the
+/// description: the set verifies and imports, which it would not if the
+/// manifest were not read (a manifest not read is a finding).
+#[test]
+fn a_file_set_manifest_split_across_volumes_is_checked_as_it_streams() {
+    use base64::Engine;
+    let f = Fixture::new();
+    for i in 0..6000 {
+        std::fs::write(f.path(&format!("src/docs/n{i:05}.txt")), format!("{i}\n")).unwrap();
+    }
+    let o = f.pack_with("tar", "vols", &["--volume-size", "5MB"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let paths: Vec<PathBuf> = json(&o)["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    // The layout this test is about: the file set's manifest in parts.
+    let member = |name: &str| -> Vec<u8> {
+        let mut t = tar::Archive::new(std::fs::File::open(&paths[0]).unwrap());
+        let mut e = t
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some(name))
+            .unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut out).unwrap();
+        out
+    };
+    let d: serde_json::Value = serde_json::from_slice(&member("airlock.json")).unwrap();
+    let files = d["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "files")
+        .unwrap();
+    let manifest = format!(
+        "data/blobs/sha256/{}",
+        files["manifest"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+    );
+    let envelope: serde_json::Value = serde_json::from_slice(&member("volumes.dsse.json")).unwrap();
+    let map = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let map = String::from_utf8(map).unwrap();
+    let parts = map.matches(&format!("\"path\":\"{manifest}\"")).count()
+        + map.matches(&format!("\"path\": \"{manifest}\"")).count();
+    assert!(parts >= 2, "the manifest is split: {parts} pieces");
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let o = verify_args(&f, &refs);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut args = vec!["import".to_string()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));
+    args.extend(["--trust", &f.s("policy.yaml"), "--store", &f.s("store")].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&refs);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -211,9 +211,13 @@ pub fn reads_siblings(path: &str) -> bool {
     ends_with_any(path, INDEX_SUFFIXES)
 }
 
+/// Whether `path`, ASCII-lowercased, ends with one of the (lowercase)
+/// `suffixes`; compared in place, since it runs several times per file.
 fn ends_with_any(path: &str, suffixes: &[&str]) -> bool {
-    let lower = path.to_ascii_lowercase();
-    suffixes.iter().any(|s| lower.ends_with(s))
+    let path = path.as_bytes();
+    suffixes.iter().any(|s| {
+        path.len() >= s.len() && path[path.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+    })
 }
 
 fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
@@ -973,6 +977,10 @@ pub struct Probe {
     reread: Option<PathBuf>,
     /// Set when `finish` must read `reread` whole.
     read_back: bool,
+    /// Set when the sniffed head classified the file as plain data (no
+    /// format, no pickle): [`check`] of that same head finds nothing, so
+    /// `finish` does not classify it a second time.
+    plain: bool,
     error: Option<io::Error>,
     next_try: u64,
 }
@@ -1002,6 +1010,7 @@ impl Probe {
             spool: None,
             reread,
             read_back: false,
+            plain: false,
             error: None,
             next_try: SNIFF_LEN * 2,
         }
@@ -1021,6 +1030,7 @@ impl Probe {
 
     fn decide(&mut self) {
         let plan = self.with_uses(|u| classify(&self.head, self.size, u));
+        self.plain = plan.format.is_none() && plan.pickle == PickleRule::No;
         let spool = plan.pickle != PickleRule::No
             || matches!(
                 plan.format,
@@ -1125,6 +1135,12 @@ impl Probe {
             return Err(e);
         }
         let size = self.size;
+        if self.plain {
+            // `check` of the head kept (all of it: a plain file's mode is
+            // `Done` from its decision on) classifies it as `decide` did,
+            // then has no format to check and no pickle to scan.
+            return Ok(Checked::default());
+        }
         if self.read_back {
             let file = self
                 .reread
@@ -1635,6 +1651,28 @@ mod tests {
             .unwrap()
             .contains("invalid safetensors"));
         assert_eq!(both(&bad, "blob.dat"), Checked::default());
+    }
+
+    #[test]
+    fn plain_files_probe_as_they_check_and_names_match_in_any_case() {
+        // Plain data (the short cut in `Probe::finish`): text, empty,
+        // shorter and longer than the sniff window.
+        let text = b"fn main() { let x = 1; }\n".repeat(4000);
+        for bytes in [&b""[..], b"x", &text[..100], &text[..]] {
+            assert_eq!(both(bytes, "src/main.rs"), Checked::default());
+        }
+        // A name still decides, whatever its case: junk named like a
+        // pickle or a safetensors file is refused, not taken for data.
+        for name in ["MODEL.PT", "w.Pkl", "Model.SafeTensors"] {
+            let c = both(b"plain text, not a model", name);
+            assert!(c != Checked::default(), "{name}: {c:?}");
+        }
+        assert!(ends_with_any("a/B.SAFETENSORS.INDEX.JSON", INDEX_SUFFIXES));
+        assert!(!ends_with_any("pt", PICKLE_EXT));
+        assert!(!ends_with_any("model.pt.txt", PICKLE_EXT));
+        // Non-ASCII before the suffix: compared byte-wise, as lowercasing did.
+        assert!(ends_with_any("modèle.pt", PICKLE_EXT));
+        assert!(!ends_with_any("é", PICKLE_EXT));
     }
 
     #[test]

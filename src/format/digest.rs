@@ -27,12 +27,12 @@ impl Sha256Digest {
 
     pub fn hex(&self) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(DIGITS[usize::from(b >> 4)] as char);
-            s.push(DIGITS[usize::from(b & 0xf)] as char);
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
         }
-        s
+        std::str::from_utf8(&out).expect("hex digits").to_string()
     }
 
     /// `sha256:<hex>`, the OCI form.
@@ -70,27 +70,45 @@ pub struct BadDigest(pub String);
 impl FromStr for Sha256Digest {
     type Err = BadDigest;
     fn from_str(s: &str) -> Result<Self, BadDigest> {
-        let bad = || BadDigest(s.chars().take(80).collect());
-        if s.len() != 64 {
-            return Err(bad());
-        }
+        // Every payload path and manifest line is parsed here (several
+        // times per file of a bundle of many small files): one table
+        // look-up per digit, and one check of every digit at the end.
+        let bytes: &[u8; 64] = match s.as_bytes().try_into() {
+            Ok(b) => b,
+            Err(_) => return Err(BadDigest(s.chars().take(80).collect())),
+        };
         let mut out = [0u8; 32];
-        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hi = hex_val(chunk[0]).ok_or_else(bad)?;
-            let lo = hex_val(chunk[1]).ok_or_else(bad)?;
-            out[i] = (hi << 4) | lo;
+        let mut invalid = 0u8;
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let (hi, lo) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
+            invalid |= (hi | lo) & 0x10;
+            *o = (hi << 4) | (lo & 0xf);
+        }
+        if invalid != 0 {
+            return Err(BadDigest(s.chars().take(80).collect()));
         }
         Ok(Self(out))
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// A lowercase hex digit's value; 0x10 for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-}
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 impl serde::Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -275,6 +293,31 @@ mod tests {
         assert!("ABCD".parse::<Sha256Digest>().is_err());
         assert!("g".repeat(64).parse::<Sha256Digest>().is_err());
         assert!("A".repeat(64).parse::<Sha256Digest>().is_err());
+        // One bad digit anywhere, and every byte just outside the ranges.
+        let good = Sha256Digest::of(b"abc").hex();
+        for at in [0, 1, 31, 62, 63] {
+            for c in ['/', ':', '@', 'G', '`', 'g', 'F', ' ', '\0'] {
+                let mut s = good.clone().into_bytes();
+                s[at] = c as u8;
+                let s = String::from_utf8(s).unwrap();
+                let e = s.parse::<Sha256Digest>().unwrap_err();
+                assert_eq!(e.0, s, "names the whole string");
+            }
+        }
+        assert!(format!("{good}0").parse::<Sha256Digest>().is_err());
+        assert!(good[..63].parse::<Sha256Digest>().is_err());
+        // A multi-byte character making the length 64 bytes.
+        assert!(format!("é{}", &good[2..]).parse::<Sha256Digest>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_round_trips(bytes in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let d = Sha256Digest::of_raw(bytes);
+            let hex = d.hex();
+            proptest::prop_assert_eq!(&hex, &bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            proptest::prop_assert_eq!(hex.parse::<Sha256Digest>().unwrap(), d);
+        }
     }
 
     #[test]

@@ -75,6 +75,18 @@ impl Plan {
         }
     }
 
+    /// `position` of a payload file found in a directory bundle: a blob
+    /// at its plain path by its digest, without spelling and parsing it.
+    pub(crate) fn position_of(&self, p: &crate::source::DirPayload) -> Option<(usize, &Expected)> {
+        match p {
+            crate::source::DirPayload::Blob(d, _) => {
+                let i = self.blobs.binary_search_by(|e| e.digest.cmp(d)).ok()?;
+                Some((i, &self.blobs[i]))
+            }
+            other => self.position(&other.path()),
+        }
+    }
+
     pub fn contains_key(&self, path: &str) -> bool {
         self.get(path).is_some()
     }
@@ -1009,22 +1021,19 @@ fn verify_dir(
     if !fs_err::symlink_metadata(dir.join("data")).is_ok_and(|m| m.is_dir()) {
         report.add("data/", "missing or not a directory");
     }
+    // One flag per plan entry, by position; each file looked up once.
+    let mut seen = vec![false; plan.len()];
     let mut listed = Vec::with_capacity(present.len());
     for p in present {
-        if plan.contains_key(&p.path()) {
-            listed.push(p);
-        } else {
-            report.add(p.path(), "extra file: not listed in manifest-sha256.txt");
+        match plan.position_of(&p) {
+            Some((i, _)) => {
+                seen[i] = true;
+                listed.push(p);
+            }
+            None => report.add(p.path(), "extra file: not listed in manifest-sha256.txt"),
         }
     }
     let present = listed;
-    // One flag per plan entry, by position.
-    let mut seen = vec![false; plan.len()];
-    for p in &present {
-        if let Some((i, _)) = plan.position(&p.path()) {
-            seen[i] = true;
-        }
-    }
     for (path, seen) in plan.keys().zip(seen) {
         if !seen {
             report.add(
@@ -1048,7 +1057,7 @@ fn verify_dir(
         .map(|p| {
             let path = p.path();
             let (rel, abs, len) = (&*path, p.file(dir), &p.size());
-            let exp = plan.get(rel).expect("listed");
+            let (_, exp) = plan.position_of(p).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
                 r.add(

@@ -283,7 +283,9 @@ pub fn verify_volumes(
                     report.add(&path, "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)");
                     return Ok(Flow::Continue);
                 }
-                Item::Payload { path, size, read } => (path, size, read),
+                Item::Payload {
+                    path, size, read, ..
+                } => (path, size, read),
             };
             let Some(piece) = expected.get(&name) else {
                 report.add(&name, "not in the volume map for this volume");

@@ -1126,87 +1126,90 @@ fn verify_tar(
     let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
     let shared = placed::Shared::default();
+    let mut visit = |pool: &placed::Pool, report: &mut Report, item: Item<'_>| -> Result<Flow> {
+        if shared.stopped() {
+            return Ok(Flow::Stop);
+        }
+        let (path, size, entry, at) = match item {
+            Item::HeadHashed { path, size, digest } => {
+                if !tags.same_digest(&path, size, &digest) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
+            Item::Head { path, bytes } => {
+                if !tags.same(&path, &bytes) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
+            Item::Payload {
+                path,
+                size,
+                read,
+                at,
+            } => (path, size, read, at),
+        };
+        let Some((i, exp)) = plan.position(&path) else {
+            report.add(&path, "extra file: not listed in manifest-sha256.txt");
+            return Ok(Flow::Continue);
+        };
+        seen[i] = true;
+        if exp.exact && size != exp.size || size > exp.size {
+            report.add(
+                &path,
+                format!(
+                    "size {size} but the signed manifests declare {}; stopped reading",
+                    exp.size
+                ),
+            );
+            return Ok(Flow::Stop);
+        }
+        if let Some(at) = at.filter(|_| size >= placed::PARALLEL_AT) {
+            pool.send(placed::Job {
+                path,
+                exp: *exp,
+                file: at.file.try_clone()?,
+                offset: at.offset,
+                size,
+            });
+            return Ok(Flow::Continue);
+        }
+        // Weights and pickles (modelcheck): read back from the staged copy,
+        // or probed as they stream by.
+        let mut pending = content.as_ref().and_then(|c| {
+            c.start(
+                &path,
+                exp.size,
+                staged_path(&path, exp, staging),
+                staging.map(|s| s.dir),
+            )
+        });
+        let (h, taken) = take_payload(
+            &path,
+            &mut tap(entry, pending.as_mut().map(|p| p.probe())),
+            exp,
+            staging,
+            progress,
+        )?;
+        if judge(&path, exp, &h, report) {
+            kept.add(&path, exp, taken);
+            if let (Some(c), Some(p)) = (&content, pending) {
+                report.merge(p.finish(c)?);
+            }
+        }
+        Ok(Flow::Continue)
+    };
     std::thread::scope(|scope| {
         let pool = placed::Pool::start(scope, &shared, content.as_ref(), staging, progress);
         crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
-            if shared.stopped() {
-                return Ok(Flow::Stop);
-            }
-            let (path, size, entry, at) = match item {
-                Item::HeadHashed { path, size, digest } => {
-                    if !tags.same_digest(&path, size, &digest) {
-                        report.add(
-                            &path,
-                            "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
-                        );
-                    }
-                    return Ok(Flow::Continue);
-                }
-                Item::Head { path, bytes } => {
-                    if !tags.same(&path, &bytes) {
-                        report.add(
-                            &path,
-                            "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
-                        );
-                    }
-                    return Ok(Flow::Continue);
-                }
-                Item::Payload {
-                    path,
-                    size,
-                    read,
-                    at,
-                } => (path, size, read, at),
-            };
-            let Some((i, exp)) = plan.position(&path) else {
-                report.add(&path, "extra file: not listed in manifest-sha256.txt");
-                return Ok(Flow::Continue);
-            };
-            seen[i] = true;
-            if exp.exact && size != exp.size || size > exp.size {
-                report.add(
-                    &path,
-                    format!(
-                        "size {size} but the signed manifests declare {}; stopped reading",
-                        exp.size
-                    ),
-                );
-                return Ok(Flow::Stop);
-            }
-            if let Some(at) = at.filter(|_| size >= placed::PARALLEL_AT) {
-                pool.send(placed::Job {
-                    path,
-                    exp: *exp,
-                    file: at.file.try_clone()?,
-                    offset: at.offset,
-                    size,
-                });
-                return Ok(Flow::Continue);
-            }
-            // Weights and pickles (modelcheck): read back from the staged copy,
-            // or probed as they stream by.
-            let mut pending = content.as_ref().and_then(|c| {
-                c.start(
-                    &path,
-                    exp.size,
-                    staged_path(&path, exp, staging),
-                    staging.map(|s| s.dir),
-                )
-            });
-            let (h, taken) = take_payload(
-                &path,
-                &mut tap(entry, pending.as_mut().map(|p| p.probe())),
-                exp,
-                staging,
-                progress,
-            )?;
-            if judge(&path, exp, &h, report) {
-                kept.add(&path, exp, taken);
-                if let (Some(c), Some(p)) = (&content, pending) {
-                    report.merge(p.finish(c)?);
-                }
-            }
-            Ok(Flow::Continue)
+            visit(&pool, report, item)
         })
         // Dropping the pool ends its threads once their queue is empty;
         // the scope waits for them.

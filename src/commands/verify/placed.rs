@@ -79,22 +79,25 @@ impl Shared {
     }
 
     /// Once the pool's threads ended: merges what the entries left behind
-    /// (findings, kept bytes) in the order of their paths; an error (one
-    /// the stream would have returned) wins.
-    pub(super) fn merge(self, report: &mut Report, kept: &mut Kept) -> Result<()> {
+    /// (findings, kept bytes) in the order of their paths, and returns the
+    /// paths that verified; an error (one the stream would have returned)
+    /// wins.
+    pub(super) fn merge(self, report: &mut Report, kept: &mut Kept) -> Result<Vec<String>> {
         let mut done = self.done.into_inner().map_err(|_| poisoned())?;
         if let Some(i) = done.iter().position(|d| d.is_err()) {
-            return done.swap_remove(i).map(|_| ());
+            return done.swap_remove(i).map(|_| Vec::new());
         }
         let mut done: Vec<Done> = done.into_iter().filter_map(|d| d.ok()).collect();
         done.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut verified = Vec::new();
         for (path, exp, r, taken) in done {
             report.merge(r);
             if let Some(t) = taken {
                 kept.add(&path, &exp, t);
+                verified.push(path);
             }
         }
-        Ok(())
+        Ok(verified)
     }
 }
 

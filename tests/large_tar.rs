@@ -211,3 +211,62 @@ fn a_large_member_beyond_the_end_of_the_tar_is_named() {
         "{got:?}"
     );
 }
+
+/// Packs the large fixture as plain volumes of 8 MB (a large file fits
+/// whole in one); returns the volume files in order.
+fn large_volumes(f: &Fixture) -> Vec<PathBuf> {
+    let o = f.pack_with("tar", "vols", &["--volume-size", "8000000"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut paths: Vec<PathBuf> = json(&o)["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn plain_volumes_hash_large_whole_files_and_name_a_flipped_byte() {
+    let (f, a, b) = large_fixture();
+    let vols = large_volumes(&f);
+    assert!(vols.len() >= 2, "{vols:?}");
+    let o = f.verify_paths(&vols);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Each large file whole in one volume: flip a byte in its middle.
+    let mut hit = Vec::new();
+    for v in &vols {
+        let mut bytes = std::fs::read(v).unwrap();
+        let mut changed = false;
+        for blob in [&a, &b] {
+            let mut ar = tar::Archive::new(&bytes[..]);
+            let found = ar.entries().unwrap().find_map(|e| {
+                let e = e.unwrap();
+                (e.path_bytes() == blob.as_bytes())
+                    .then(|| (e.raw_file_position() as usize, e.size() as usize))
+            });
+            if let Some((at, size)) = found {
+                bytes[at + size / 2] ^= 0x01;
+                hit.push((v.clone(), blob.clone()));
+                changed = true;
+            }
+        }
+        if changed {
+            std::fs::write(v, &bytes).unwrap();
+        }
+    }
+    // (The other may be split into parts: those are joined as they stream.)
+    assert!(!hit.is_empty(), "a large file whole in a volume");
+    let o = f.verify_paths(&vols);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    for (v, blob) in &hit {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{}): {blob}: sha256 mismatch", v.display()))),
+            "no finding names {blob} in {}:\n{err}",
+            v.display()
+        );
+    }
+}

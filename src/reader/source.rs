@@ -632,11 +632,25 @@ pub enum Item<'a> {
         digest: Sha256Digest,
     },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
+    /// In a plain tar, `at` says where they are in the file, for a visitor
+    /// that reads them there itself (`Placed`) and leaves `read` alone.
     Payload {
         path: String,
         size: u64,
         read: &'a mut dyn Read,
+        at: Option<Placed<'a>>,
     },
+}
+
+/// Where a payload entry's bytes lie in a plain tar file: `size` bytes
+/// (the header's) from `offset`, readable by position (`FileExt::read_at`)
+/// on `file`, a handle of the very file the walk reads (never reopened by
+/// name). Positioned reads leave the walk's own reading where it is; an
+/// entry its visitor does not read is skipped by a seek.
+#[derive(Clone, Copy)]
+pub struct Placed<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
 }
 
 /// What the visitor wants next.
@@ -704,13 +718,24 @@ fn walk_tar_with(
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
             let entries = archive.entries()?.raw(true);
-            walk_entries(entries, path, volume, hash_heads, report, visit)
+            walk_entries(entries, None, path, volume, hash_heads, report, visit)
         })
     } else {
-        let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+        let file = fs_err::File::open(path)?;
+        // A second handle of the same open file, for positioned reads.
+        let placed = file.file().try_clone()?;
+        let f = std::io::BufReader::with_capacity(1 << 20, file);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(entries, path, volume, hash_heads, report, visit)
+        walk_entries(
+            entries,
+            Some(&placed),
+            path,
+            volume,
+            hash_heads,
+            report,
+            visit,
+        )
     }
 }
 
@@ -851,6 +876,7 @@ impl<R: Read> Read for Guarded<'_, R> {
 
 fn walk_entries<R: Read>(
     entries: tar::Entries<'_, R>,
+    placed: Option<&std::fs::File>,
     file: &Path,
     volume: bool,
     hash_heads: bool,
@@ -970,6 +996,10 @@ fn walk_entries<R: Read>(
                     continue;
                 }
                 payload_began = true;
+                let at = placed.map(|file| Placed {
+                    file,
+                    offset: entry.raw_file_position(),
+                });
                 let mut guarded = Guarded {
                     inner: &mut entry,
                     failed: false,
@@ -980,6 +1010,7 @@ fn walk_entries<R: Read>(
                         path: path.clone(),
                         size,
                         read: &mut guarded,
+                        at,
                     },
                 );
                 match flow {

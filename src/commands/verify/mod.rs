@@ -5,8 +5,10 @@
 //! size against what the signed manifests declare, then its digest, then the
 //! OCI layout's structure. Every problem found is reported; nothing is
 //! followed or executed. Directory bundles are hashed in parallel; tar
-//! bundles are streamed once, never extracted to a temporary copy.
+//! bundles are streamed once, never extracted to a temporary copy (a plain
+//! tar's large entries are hashed in parallel where they lie: `placed`).
 
+mod placed;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1128,12 +1130,17 @@ fn verify_tar(
             .as_ref()
             .map_or(0, Description::total_size),
     );
-    // Pass 2: the payload, streamed once.
+    // Pass 2: the payload, streamed once; in a plain tar, large entries
+    // are hashed in parallel where they lie (`placed`).
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
-    crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
-        let (path, size, entry) = match item {
+    let shared = placed::Shared::default();
+    let mut visit = |pool: &placed::Pool, report: &mut Report, item: Item<'_>| -> Result<Flow> {
+        if shared.stopped() {
+            return Ok(Flow::Stop);
+        }
+        let (path, size, entry, at) = match item {
             Item::HeadHashed { path, size, digest } => {
                 if !tags.same_digest(&path, size, &digest) {
                     report.add(
@@ -1152,7 +1159,12 @@ fn verify_tar(
                 }
                 return Ok(Flow::Continue);
             }
-            Item::Payload { path, size, read } => (path, size, read),
+            Item::Payload {
+                path,
+                size,
+                read,
+                at,
+            } => (path, size, read, at),
         };
         let Some((i, exp)) = plan.position(&path) else {
             report.add(&path, "extra file: not listed in manifest-sha256.txt");
@@ -1168,6 +1180,16 @@ fn verify_tar(
                 ),
             );
             return Ok(Flow::Stop);
+        }
+        if let Some(at) = at.filter(|_| size >= placed::PARALLEL_AT) {
+            pool.send(placed::Job {
+                path,
+                exp: *exp,
+                file: at.file.try_clone()?,
+                offset: at.offset,
+                size,
+            });
+            return Ok(Flow::Continue);
         }
         // Weights and pickles (modelcheck): read back from the staged copy,
         // or probed as they stream by.
@@ -1193,7 +1215,16 @@ fn verify_tar(
             }
         }
         Ok(Flow::Continue)
+    };
+    std::thread::scope(|scope| {
+        let pool = placed::Pool::start(scope, &shared, content.as_ref(), staging, progress);
+        crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
+            visit(&pool, report, item)
+        })
+        // Dropping the pool ends its threads once their queue is empty;
+        // the scope waits for them.
     })?;
+    shared.merge(&mut report, &mut kept)?;
     progress.finish();
     if report.is_ok() {
         for (path, seen) in plan.keys().zip(seen) {

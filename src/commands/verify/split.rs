@@ -263,8 +263,17 @@ pub fn verify_volumes(
             .collect();
         let mut seen = BTreeSet::new();
         let mut vol_report = Report::default();
-        crate::source::walk_tar(&h.file, true, &mut vol_report, &mut |report, item| {
-            let (name, size, entry) = match item {
+        // A whole file in a plain volume, when large, is hashed in parallel
+        // where it lies, as in a plain tar (`placed`).
+        let shared = super::placed::Shared::default();
+        let mut visit = |pool: &super::placed::Pool,
+                         report: &mut Report,
+                         item: Item<'_>|
+         -> Result<Flow> {
+            if shared.stopped() {
+                return Ok(Flow::Stop);
+            }
+            let (name, size, entry, at) = match item {
                 // Read and checked with the head, before the payload.
                 Item::Head { path, bytes } => {
                     // (The map and marker were taken out of the head's tags.)
@@ -283,7 +292,12 @@ pub fn verify_volumes(
                     report.add(&path, "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)");
                     return Ok(Flow::Continue);
                 }
-                Item::Payload { path, size, read } => (path, size, read),
+                Item::Payload {
+                    path,
+                    size,
+                    read,
+                    at,
+                } => (path, size, read, at),
             };
             let Some(piece) = expected.get(&name) else {
                 report.add(&name, "not in the volume map for this volume");
@@ -306,6 +320,16 @@ pub fn verify_volumes(
                 report.add(&name, "in the volume map but not in manifest-sha256.txt");
                 return Ok(Flow::Continue);
             };
+            if let Some(at) = at.filter(|_| piece.part == 0 && size >= super::placed::PARALLEL_AT) {
+                pool.send(super::placed::Job {
+                    path: piece.path.clone(),
+                    exp,
+                    file: at.file.try_clone()?,
+                    offset: at.offset,
+                    size,
+                });
+                return Ok(Flow::Continue);
+            }
             if piece.part == 0 {
                 let mut pending = start_content(&piece.path, &exp);
                 let (hsh, taken) = take_payload(
@@ -422,7 +446,17 @@ pub fn verify_volumes(
                 }
             }
             Ok(Flow::Continue)
+        };
+        std::thread::scope(|scope| {
+            let pool =
+                super::placed::Pool::start(scope, &shared, content.as_ref(), staging, progress);
+            crate::source::walk_tar(&h.file, true, &mut vol_report, &mut |report, item| {
+                visit(&pool, report, item)
+            })
+            // Dropping the pool ends its threads once their queue is empty;
+            // the scope waits for them.
         })?;
+        done_paths.extend(shared.merge(&mut vol_report, &mut kept)?);
         for f in vol_report.findings {
             report.add(format!("{vol}: {}", f.subject), f.problem);
         }

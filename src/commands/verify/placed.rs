@@ -1,0 +1,211 @@
+//! Large payload entries of a plain tar, hashed in parallel where they lie.
+//!
+//! The walk (`source::walk_tar_hashing_heads`) rules on every entry in
+//! order, as for any tar; a payload entry of at least [`PARALLEL_AT`] bytes
+//! whose place in the file it knows (`Item::Payload { at: Some(..) }`) is
+//! handed, once its size passed the same check the stream makes, to a small
+//! pool of threads that read it by position (`FileExt::read_at`, one
+//! `COPY_BUFFER` per thread) and run on those bytes exactly what the stream
+//! would: `take_payload` (sha256, kept bytes, sha512, folds, staging), the
+//! content probe, `judge`. The walk meanwhile seeks past the entry to the
+//! next header. Every finding is the stream's, about the same entry; they
+//! are merged once the pool is done, before anything looks at the report.
+
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use super::{judge, staged_path, take_payload, tap, Expected, Kept, Staging, Taken};
+use crate::error::{Error, Report, Result};
+use crate::progress::Progress;
+
+/// Payload entries at least this large are hashed by the pool; smaller
+/// ones stream through the walk's own buffer.
+pub(super) const PARALLEL_AT: u64 = 4 << 20;
+
+/// One entry for the pool: `size` bytes (the tar header's) at `offset`.
+pub(super) struct Job {
+    pub path: String,
+    pub exp: Expected,
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// What an entry left behind: its findings, its kept bytes once verified.
+type Done = (String, Expected, Report, Option<Taken>);
+
+/// `size` bytes of `file` from `offset`, read by position. A read error is
+/// remembered: it is the tar's (truncated or unreadable), not the visitor's.
+struct PlacedReader<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+    failed: bool,
+}
+
+impl Read for PlacedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min((self.end - self.at).min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self
+            .file
+            .read_at(&mut buf[..want], self.at)
+            .inspect_err(|e| self.failed |= e.kind() != io::ErrorKind::Interrupted)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// What the pool's threads leave for the walk's side: each entry's
+/// outcome, and whether the walk should stop.
+#[derive(Default)]
+pub(super) struct Shared {
+    done: Mutex<Vec<Result<Done>>>,
+    /// Set when an entry failed where the stream would have stopped: the
+    /// walk stops at its next entry.
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Whether an entry failed so that the stream would have stopped.
+    pub(super) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Once the pool's threads ended: merges what the entries left behind
+    /// (findings, kept bytes) in the order of their paths, and returns the
+    /// paths that verified; an error (one the stream would have returned)
+    /// wins.
+    pub(super) fn merge(self, report: &mut Report, kept: &mut Kept) -> Result<Vec<String>> {
+        let mut done = self.done.into_inner().map_err(|_| poisoned())?;
+        if let Some(i) = done.iter().position(|d| d.is_err()) {
+            return done.swap_remove(i).map(|_| Vec::new());
+        }
+        let mut done: Vec<Done> = done.into_iter().filter_map(|d| d.ok()).collect();
+        done.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut verified = Vec::new();
+        for (path, exp, r, taken) in done {
+            report.merge(r);
+            if let Some(t) = taken {
+                kept.add(&path, &exp, t);
+                verified.push(path);
+            }
+        }
+        Ok(verified)
+    }
+}
+
+/// The pool's queue: `send` entries while the walk runs; dropping it lets
+/// the threads end once the queue is empty (the scope joins them).
+pub(super) struct Pool {
+    jobs: mpsc::SyncSender<Job>,
+}
+
+impl Pool {
+    /// Starts as many threads as there are cores (at most 4) in `scope`.
+    pub(super) fn start<'s, 'e: 's>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        shared: &'e Shared,
+        content: Option<&'e crate::modelcheck::ContentPlan>,
+        staging: Option<&'e Staging<'e>>,
+        progress: &'e dyn Progress,
+    ) -> Pool {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        // One entry waiting per thread at most: the walk blocks beyond that.
+        let (jobs, rx) = mpsc::sync_channel::<Job>(workers);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for _ in 0..workers {
+            let rx = rx.clone();
+            scope.spawn(move || loop {
+                // A poisoned lock: another thread panicked; the scope
+                // passes its panic on.
+                let Ok(job) = rx.lock().map(|r| r.recv()) else {
+                    return;
+                };
+                let Ok(job) = job else { return };
+                let out = hash(job, content, staging, progress, &shared.stop);
+                if out.is_err() {
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+                if let Ok(mut d) = shared.done.lock() {
+                    d.push(out);
+                }
+            });
+        }
+        Pool { jobs }
+    }
+
+    /// Queues an entry (blocks while every thread is busy and one waits).
+    pub(super) fn send(&self, job: Job) {
+        // The threads end only once this sender is dropped: it cannot fail.
+        let _ = self.jobs.send(job);
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Io(io::Error::other("a hashing thread panicked"))
+}
+
+/// One entry, as the stream hashes it (see `verify_tar`).
+fn hash(
+    job: Job,
+    content: Option<&crate::modelcheck::ContentPlan>,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Done> {
+    let Job {
+        path,
+        exp,
+        file,
+        offset,
+        size,
+    } = job;
+    let mut r = Report::default();
+    let mut pending = content.and_then(|c| {
+        c.start(
+            &path,
+            exp.size,
+            staged_path(&path, &exp, staging),
+            staging.map(|s| s.dir),
+        )
+    });
+    let mut reader = PlacedReader {
+        file: &file,
+        at: offset,
+        end: offset.saturating_add(size),
+        failed: false,
+    };
+    let taken = take_payload(
+        &path,
+        &mut tap(&mut reader, pending.as_mut().map(|p| p.probe())),
+        &exp,
+        staging,
+        progress,
+    );
+    let (h, taken) = match taken {
+        Ok(x) => x,
+        // As the stream: the tar's own read failed; reported, and the
+        // walk stops.
+        Err(Error::Io(e)) if reader.failed => {
+            r.add(&path, format!("truncated or corrupt tar: {e}"));
+            stop.store(true, Ordering::Relaxed);
+            return Ok((path, exp, r, None));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut kept = None;
+    if judge(&path, &exp, &h, &mut r) {
+        kept = Some(taken);
+        if let (Some(c), Some(p)) = (content, pending) {
+            r.merge(p.finish(c)?);
+        }
+    }
+    Ok((path, exp, r, kept))
+}

@@ -117,7 +117,7 @@ pub fn pack_delta(
     // Hash while copying, in parallel, each distinct source path once.
     let mut sources: Vec<&Path> = planned
         .iter()
-        .flat_map(|a| a.files.iter().map(|f| f.src.as_path()))
+        .flat_map(|a| a.files.iter().map(|f| f.src))
         .collect();
     sources.sort();
     sources.dedup();
@@ -223,10 +223,10 @@ pub fn pack_delta(
     for a in &planned {
         for f in &a.files {
             if let Some(&pin) = f.pin.as_deref() {
-                let actual = hashed[f.src.as_path()].digest;
+                let actual = hashed[f.src].digest;
                 if actual != pin {
                     return Err(Error::PinMismatch {
-                        path: f.src.clone(),
+                        path: f.src.to_path_buf(),
                         expected: pin,
                         actual,
                     });
@@ -289,7 +289,7 @@ pub fn pack_delta(
         })
         .collect();
     let hashed = hashed.into_hashes();
-    let mut file_hashes = file_hashes.into_iter().map(|i| hashed[i as usize]);
+    let mut next_file = 0usize;
 
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
@@ -300,24 +300,28 @@ pub fn pack_delta(
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
     for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
-        // Taken from the back of the reversed plan, which is shrunk as it
-        // goes: the plan's and the layers' lists are never both whole.
+        // Taken from the back of the plan, which shrinks as it goes: the
+        // plan's and the layers' lists are never both whole. The layers
+        // are made last first, then put in order.
         let mut files = std::mem::take(&mut a.files);
-        files.reverse();
+        let first = next_file;
+        next_file += files.len();
         let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
-        while let Some(f) = files.pop() {
-            let h = file_hashes.next().expect("a hash for every planned file");
+        while let Some(layer) = files.pop_with(|f| Layer {
+            media_type: f.media_type.to_string(),
+            digest: Sha256Digest::of_raw([0; 32]),
+            size: 0,
+            path: f.path.to_string(),
+            mode: f.mode,
+        }) {
+            let h = hashed[file_hashes[first + files.len()] as usize];
             layers.push(Layer {
-                media_type: f.media_type.to_string(),
                 digest: h.digest,
                 size: h.size,
-                path: f.path,
-                mode: f.mode,
+                ..layer
             });
-            if files.len() % 4096 == 0 {
-                files.shrink_to_fit();
-            }
         }
+        layers.reverse();
         let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
@@ -582,26 +586,21 @@ pub fn pack_delta(
             // Blobs in path order (each artifact's files as listed, then the
             // rest by digest): neighbouring files compress together.
             let head = crate::tarball::head_order(&root)?;
-            // Each payload blob once, in that order (`payload` is sorted).
+            // Each payload blob once, in that order (`payload` is sorted);
+            // only what the pass did not write yet is named (no list of
+            // every blob).
+            let single = single.expect("a tar is packed in one pass");
             let mut placed = vec![false; payload.len()];
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
-            let mut blob_order = Vec::new();
+            let mut rest: Vec<String> = Vec::new();
             for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
                 if let Ok(i) = payload.binary_search_by_key(&d, |b| b.0) {
-                    if !std::mem::replace(&mut placed[i], true) {
-                        blob_order.push(d);
+                    if !std::mem::replace(&mut placed[i], true) && !single.has(&d) {
+                        rest.push(blob_path(&d));
                     }
                 }
             }
             drop(placed);
-            let single = single.expect("a tar is packed in one pass");
-            // Only what the pass did not write yet is named.
-            let rest: Vec<String> = blob_order
-                .iter()
-                .filter(|d| !single.has(d))
-                .map(blob_path)
-                .collect();
-            drop(blob_order);
             single.finish(&root, &head, &rest, &tar_tmp, &final_path)?;
         }
     }
@@ -646,9 +645,9 @@ fn first_uses<'p>(
     let mut seen = vec![false; sources.len()];
     planned.iter().flat_map(|a| &a.files).filter_map(move |f| {
         let i = sources
-            .binary_search(&f.src.as_path())
+            .binary_search(&f.src)
             .expect("every planned input is listed");
-        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src.as_path()))
+        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src))
     })
 }
 

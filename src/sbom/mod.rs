@@ -169,7 +169,8 @@ pub fn plan_carried(
                 mode: MODE_FILE,
                 media_type,
                 pin: None,
-            }],
+            }]
+            .into(),
             packages: Vec::new(),
         });
     }

@@ -58,7 +58,7 @@ pub fn finish(
         let src: HashMap<&str, &Path> = a
             .files
             .iter()
-            .map(|f| (f.path.as_str(), f.src.as_path()))
+            .map(|f| (f.path, f.src))
             .collect();
         let mut packages = Vec::new();
         for p in &a.packages {

@@ -914,7 +914,7 @@ pub fn plan(
             name,
             reference,
             artifact_type: PYTHON_ARTIFACT.to_string(),
-            files,
+            files: files.into(),
             packages,
         });
     }

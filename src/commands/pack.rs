@@ -173,6 +173,8 @@ pub fn pack_delta(
             })?;
             pre.add(hashed[i].digest, checked);
         }
+        // What the pass wrote is known again from the inputs' digests.
+        sp.end_inputs();
         single = Some(sp);
         hashed
     } else {
@@ -270,7 +272,7 @@ pub fn pack_delta(
             )))
         })
         .collect::<Result<_>>()?;
-    if let Some(single) = &single {
+    if let Some(single) = &mut single {
         // The checks above read some inputs again by path: refuse if any
         // changed since it went into the tar.
         single.check_unchanged(first_uses(&planned, hashed.paths()).map(|(_, p)| p))?;
@@ -299,6 +301,8 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
+    // The planned artifacts come first in the description.
+    let planned_count = planned.len();
     for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
         // Taken from the back of the plan, which shrinks as it goes: the
         // plan's and the layers' lists are never both whole. The layers
@@ -308,7 +312,7 @@ pub fn pack_delta(
         next_file += files.len();
         let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
         while let Some(layer) = files.pop_with(|f| Layer {
-            media_type: f.media_type.to_string(),
+            media_type: std::borrow::Cow::Borrowed(f.media_type),
             digest: Sha256Digest::of_raw([0; 32]),
             size: 0,
             path: f.path.to_string(),
@@ -588,14 +592,22 @@ pub fn pack_delta(
             let head = crate::tarball::head_order(&root)?;
             // Each payload blob once, in that order (`payload` is sorted);
             // only what the pass did not write yet is named (no list of
-            // every blob).
+            // every blob). The pass wrote every input's digest the bundle
+            // carries: the planned artifacts' layers, placed first.
             let single = single.expect("a tar is packed in one pass");
             let mut placed = vec![false; payload.len()];
+            let at = |d: &Sha256Digest| payload.binary_search_by_key(d, |b| b.0).ok();
+            let inputs = description.artifacts[..planned_count].iter();
+            for l in inputs.flat_map(|a| &a.layers) {
+                if let Some(i) = at(&l.digest) {
+                    placed[i] = true;
+                }
+            }
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
             let mut rest: Vec<String> = Vec::new();
             for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
-                if let Ok(i) = payload.binary_search_by_key(&d, |b| b.0) {
-                    if !std::mem::replace(&mut placed[i], true) && !single.has(&d) {
+                if let Some(i) = at(&d) {
+                    if !std::mem::replace(&mut placed[i], true) {
                         rest.push(blob_path(&d));
                     }
                 }
@@ -798,7 +810,7 @@ fn write_oci_manifest(
     );
     let layer_desc = |l: &Layer| {
         let mut d = Descriptor::new(
-            MediaType::Other(l.media_type.clone()),
+            MediaType::Other(l.media_type.to_string()),
             l.size,
             oci_digest(&l.digest),
         );
@@ -881,7 +893,7 @@ mod tests {
         };
         let layers: Vec<Layer> = (0..3)
             .map(|i| Layer {
-                media_type: format!("text/x-{i}"),
+                media_type: format!("text/x-{i}").into(),
                 digest: Sha256Digest::of(&[i as u8]),
                 size: i,
                 path: format!("dir/\"layers\":[]-{i}.txt"),
@@ -894,7 +906,7 @@ mod tests {
                 name: "x".into(),
                 reference: "files/x".into(),
                 artifact_type: "application/vnd.example+type".into(),
-                files: Vec::new(),
+                files: Default::default(),
                 packages: Vec::new(),
             };
             for n in [0, 1, 3] {
@@ -912,7 +924,7 @@ mod tests {
                             .iter()
                             .map(|l| {
                                 let mut d = Descriptor::new(
-                                    MediaType::Other(l.media_type.clone()),
+                                    MediaType::Other(l.media_type.to_string()),
                                     l.size,
                                     oci_digest(&l.digest),
                                 );

@@ -459,9 +459,17 @@ impl<'a> SinglePass<'a> {
         Ok(self.out.as_mut().expect("the payload file"))
     }
 
-    /// Whether `digest` is in the tar already.
+    /// Whether `digest` is in the tar already (until [`Self::end_inputs`]).
     pub fn has(&self, digest: &Sha256Digest) -> bool {
         self.written.contains(digest)
+    }
+
+    /// Frees the set of digests written (32 bytes and more an input): no
+    /// more inputs are added, and the caller names in `finish` only what
+    /// the pass did not write (every input's digest, less what it left
+    /// out).
+    pub fn end_inputs(&mut self) {
+        self.written = Default::default();
     }
 
     /// Reads the input `src` into the tar as `blobs/sha256/<its digest>`,
@@ -623,7 +631,10 @@ impl<'a> SinglePass<'a> {
     /// time, or file) since it was read into the tar: the checks that read
     /// inputs by path after that would have seen other bytes than packed.
     /// `inputs` are the paths given to `add_input`, in the same order.
-    pub fn check_unchanged<'p>(&self, inputs: impl IntoIterator<Item = &'p Path>) -> Result<()> {
+    pub fn check_unchanged<'p>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'p Path>,
+    ) -> Result<()> {
         let mut inputs = inputs.into_iter();
         for seen in &self.seen {
             let path = inputs.next().ok_or_else(|| {
@@ -638,6 +649,8 @@ impl<'a> SinglePass<'a> {
                 });
             }
         }
+        // Checked once: what was seen is freed.
+        self.seen = Vec::new();
         Ok(())
     }
 

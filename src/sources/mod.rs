@@ -312,10 +312,7 @@ pub fn walk(root: &Path) -> Result<Vec<(String, PathBuf, u32)>> {
 
 /// [`walk`], each file given to `each` as it is found (relative path,
 /// path, mode), in the same order: no list of a tree's files.
-pub fn walk_each(
-    root: &Path,
-    each: &mut dyn FnMut(&str, &Path, u32) -> Result<()>,
-) -> Result<()> {
+pub fn walk_each(root: &Path, each: &mut dyn FnMut(&str, &Path, u32) -> Result<()>) -> Result<()> {
     let md = fs_err::symlink_metadata(root)?;
     if md.is_file() {
         let name = root
@@ -401,9 +398,21 @@ mod tests {
     fn input_files_keep_order_and_every_field() {
         let given = vec![
             file("/in/tree/a.txt", "tree/a.txt", MODE_FILE, "text/a", None),
-            file("/in/tree/b.bin", "elsewhere/b.bin", MODE_EXEC, "text/b", Some(1)),
+            file(
+                "/in/tree/b.bin",
+                "elsewhere/b.bin",
+                MODE_EXEC,
+                "text/b",
+                Some(1),
+            ),
             file("/in/tree/a.txt", "tree/a.txt", MODE_FILE, "text/a", Some(1)),
-            file("/in/x", "a/much/longer/path/than/its/source", MODE_FILE, "text/a", Some(2)),
+            file(
+                "/in/x",
+                "a/much/longer/path/than/its/source",
+                MODE_FILE,
+                "text/a",
+                Some(2),
+            ),
             file("/in/tree/é.txt", "é.txt", MODE_FILE, "text/b", None),
             file("/in/empty", "", MODE_FILE, "text/a", None),
         ];
@@ -452,13 +461,19 @@ mod tests {
             let (src, path) = files
                 .pop_with(|f| (f.src.to_path_buf(), f.path.to_string()))
                 .unwrap();
-            assert_eq!(src, PathBuf::from(format!("/root/tree/d{}/f{i}.rs", i / 100)));
+            assert_eq!(
+                src,
+                PathBuf::from(format!("/root/tree/d{}/f{i}.rs", i / 100))
+            );
             assert_eq!(path.ends_with(&format!("/f{i}.rs")), true);
         }
         assert_eq!(files.len(), n / 2);
         assert!(files.text.capacity() < 2 * files.text.len() + 4096 * 64);
         for (i, f) in files.iter().enumerate() {
-            assert_eq!(f.src, Path::new(&format!("/root/tree/d{}/f{i}.rs", i / 100)));
+            assert_eq!(
+                f.src,
+                Path::new(&format!("/root/tree/d{}/f{i}.rs", i / 100))
+            );
         }
     }
 
@@ -481,7 +496,11 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["a", "b/a", "b/c/x", "z.txt"]);
         assert_eq!(
-            walk(&root).unwrap().into_iter().map(|w| w.0).collect::<Vec<_>>(),
+            walk(&root)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.0)
+                .collect::<Vec<_>>(),
             seen
         );
         let mut one = Vec::new();

@@ -1360,7 +1360,7 @@ mod tests {
 
     fn layer(path: &str, bytes: &[u8], media_type: &str) -> Layer {
         Layer {
-            media_type: media_type.into(),
+            media_type: media_type.to_string().into(),
             digest: Sha256Digest::of(bytes),
             size: bytes.len() as u64,
             path: path.into(),

@@ -162,6 +162,7 @@ pub fn pack_delta(
             size: 0,
         };
         let mut hashed = vec![unset; sources.len()];
+        sp.reserve(sources.len());
         for (i, src) in first_uses(&planned, &sources) {
             // A small input is checked by content from the bytes the pass
             // read and hashed, as `pack_small` does for a directory: not

@@ -459,6 +459,14 @@ impl<'a> SinglePass<'a> {
         Ok(self.out.as_mut().expect("the payload file"))
     }
 
+    /// Makes room for `inputs` more inputs at once: the set of digests
+    /// written and the metadata seen are never grown (and briefly held
+    /// twice) on the way.
+    pub fn reserve(&mut self, inputs: usize) {
+        self.written.reserve(inputs);
+        self.seen.reserve_exact(inputs);
+    }
+
     /// Whether `digest` is in the tar already (until [`Self::end_inputs`]).
     pub fn has(&self, digest: &Sha256Digest) -> bool {
         self.written.contains(digest)

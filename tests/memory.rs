@@ -163,7 +163,7 @@ fn peak_memory_grows_by_little_per_file() {
     // types borrowed, the single pass's metadata hashed and its digest set
     // freed when the inputs end: release builds of this tree, main
     // 329-389, 198-411 and 270-325 bytes per file, this build 223, 141 and
-    // under 0 (200k files: 81 / 100 / 115 MiB → 59 / 56 / 70 MiB).
+    // under 0 (200k files: 81 / 101 / 115 MiB → 58 / 50 / 65 MiB).
     let bounds = [320, 320, 768, 896, 896, 896, 1152, 1024];
     let mut failed = Vec::new();
     for (i, (command, bound)) in COMMANDS.into_iter().zip(bounds).enumerate() {

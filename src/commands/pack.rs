@@ -277,6 +277,7 @@ pub fn pack_delta(
         // The checks above read some inputs again by path: refuse if any
         // changed since it went into the tar.
         single.check_unchanged(first_uses(&planned, hashed.paths()).map(|(_, p)| p))?;
+        single.forget_seen();
     }
     // The planned files become the description's layers: each file's path
     // and media type move into its layer (never copied), and the plan is

@@ -639,10 +639,7 @@ impl<'a> SinglePass<'a> {
     /// time, or file) since it was read into the tar: the checks that read
     /// inputs by path after that would have seen other bytes than packed.
     /// `inputs` are the paths given to `add_input`, in the same order.
-    pub fn check_unchanged<'p>(
-        &mut self,
-        inputs: impl IntoIterator<Item = &'p Path>,
-    ) -> Result<()> {
+    pub fn check_unchanged<'p>(&self, inputs: impl IntoIterator<Item = &'p Path>) -> Result<()> {
         let mut inputs = inputs.into_iter();
         for seen in &self.seen {
             let path = inputs.next().ok_or_else(|| {
@@ -657,9 +654,13 @@ impl<'a> SinglePass<'a> {
                 });
             }
         }
-        // Checked once: what was seen is freed.
-        self.seen = Vec::new();
         Ok(())
+    }
+
+    /// Frees what was seen of each input, once it is checked for the last
+    /// time.
+    pub fn forget_seen(&mut self) {
+        self.seen = Vec::new();
     }
 
     /// Appends the entries `rest` (files under `dir`, skipping blobs already

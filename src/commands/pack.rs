@@ -225,7 +225,7 @@ pub fn pack_delta(
     // Pins are checked against the bytes actually packed.
     for a in &planned {
         for f in &a.files {
-            if let Some(&pin) = f.pin.as_deref() {
+            if let Some(&pin) = f.pin {
                 let actual = hashed[f.src].digest;
                 if actual != pin {
                     return Err(Error::PinMismatch {
@@ -264,7 +264,7 @@ pub fn pack_delta(
                 .files
                 .iter()
                 .find(|f| f.path == "config.json")
-                .map(|f| fs_err::read(&f.src))
+                .map(|f| fs_err::read(f.src))
                 .transpose()?;
             Ok(Some(crate::sources::content::model_facts(
                 a,
@@ -288,7 +288,7 @@ pub fn pack_delta(
         .flat_map(|a| &a.files)
         .map(|f| {
             hashed
-                .position(&f.src)
+                .position(f.src)
                 .expect("every planned input is hashed") as u32
         })
         .collect();

@@ -95,7 +95,7 @@ pub fn check_packed(
         .map(|a| {
             a.files
                 .iter()
-                .any(|f| crate::modelcheck::reads_siblings(&f.path))
+                .any(|f| crate::modelcheck::reads_siblings(f.path))
                 .then(|| a.files.iter().map(|f| f.path.to_string()).collect())
         })
         .collect();

@@ -178,7 +178,7 @@ impl InputFiles {
         let s = self.slots.pop()?;
         let out = take(self.view(&s));
         self.text.truncate(s.at as usize);
-        if self.slots.len() % 4096 == 0 {
+        if self.slots.len().is_multiple_of(4096) {
             self.slots.shrink_to_fit();
             self.text.shrink_to_fit();
         }
@@ -465,7 +465,7 @@ mod tests {
                 src,
                 PathBuf::from(format!("/root/tree/d{}/f{i}.rs", i / 100))
             );
-            assert_eq!(path.ends_with(&format!("/f{i}.rs")), true);
+            assert!(path.ends_with(&format!("/f{i}.rs")));
         }
         assert_eq!(files.len(), n / 2);
         assert!(files.text.capacity() < 2 * files.text.len() + 4096 * 64);

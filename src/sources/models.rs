@@ -149,7 +149,7 @@ pub fn check_signatures(
                 let bytes = if staged.is_file() {
                     fs_err::read(&staged)?
                 } else {
-                    fs_err::read(&f.src)?
+                    fs_err::read(f.src)?
                 };
                 if Sha256Digest::of(&bytes) != h.digest {
                     report.add(
@@ -167,7 +167,7 @@ pub fn check_signatures(
                     .filter(|x| x.path != f.path)
                     .map(|x| (x.path.to_string(), hashed[x.src].digest))
                     .collect();
-                match crate::modelsig::check(&f.path, &bytes, &key, &files) {
+                match crate::modelsig::check(f.path, &bytes, &key, &files) {
                     Ok(s) => {
                         out.insert(reference, s);
                     }

@@ -117,7 +117,7 @@ pub fn pack_delta(
     // Hash while copying, in parallel, each distinct source path once.
     let mut sources: Vec<&Path> = planned
         .iter()
-        .flat_map(|a| a.files.iter().map(|f| f.src.as_path()))
+        .flat_map(|a| a.files.iter().map(|f| f.src))
         .collect();
     sources.sort();
     sources.dedup();
@@ -162,6 +162,7 @@ pub fn pack_delta(
             size: 0,
         };
         let mut hashed = vec![unset; sources.len()];
+        sp.reserve(sources.len());
         for (i, src) in first_uses(&planned, &sources) {
             // A small input is checked by content from the bytes the pass
             // read and hashed, as `pack_small` does for a directory: not
@@ -173,6 +174,8 @@ pub fn pack_delta(
             })?;
             pre.add(hashed[i].digest, checked);
         }
+        // What the pass wrote is known again from the inputs' digests.
+        sp.end_inputs();
         single = Some(sp);
         hashed
     } else {
@@ -222,11 +225,11 @@ pub fn pack_delta(
     // Pins are checked against the bytes actually packed.
     for a in &planned {
         for f in &a.files {
-            if let Some(&pin) = f.pin.as_deref() {
-                let actual = hashed[f.src.as_path()].digest;
+            if let Some(&pin) = f.pin {
+                let actual = hashed[f.src].digest;
                 if actual != pin {
                     return Err(Error::PinMismatch {
-                        path: f.src.clone(),
+                        path: f.src.to_path_buf(),
                         expected: pin,
                         actual,
                     });
@@ -261,7 +264,7 @@ pub fn pack_delta(
                 .files
                 .iter()
                 .find(|f| f.path == "config.json")
-                .map(|f| fs_err::read(&f.src))
+                .map(|f| fs_err::read(f.src))
                 .transpose()?;
             Ok(Some(crate::sources::content::model_facts(
                 a,
@@ -270,10 +273,11 @@ pub fn pack_delta(
             )))
         })
         .collect::<Result<_>>()?;
-    if let Some(single) = &single {
+    if let Some(single) = &mut single {
         // The checks above read some inputs again by path: refuse if any
         // changed since it went into the tar.
         single.check_unchanged(first_uses(&planned, hashed.paths()).map(|(_, p)| p))?;
+        single.forget_seen();
     }
     // The planned files become the description's layers: each file's path
     // and media type move into its layer (never copied), and the plan is
@@ -284,12 +288,12 @@ pub fn pack_delta(
         .flat_map(|a| &a.files)
         .map(|f| {
             hashed
-                .position(&f.src)
+                .position(f.src)
                 .expect("every planned input is hashed") as u32
         })
         .collect();
     let hashed = hashed.into_hashes();
-    let mut file_hashes = file_hashes.into_iter().map(|i| hashed[i as usize]);
+    let mut next_file = 0usize;
 
     let write_blob = |bytes: &[u8]| -> Result<Sha256Digest> {
         let d = Sha256Digest::of(bytes);
@@ -299,25 +303,31 @@ pub fn pack_delta(
 
     let mut artifacts = Vec::new();
     let mut index_entries = Vec::new();
+    // The planned artifacts come first in the description.
+    let planned_count = planned.len();
     for (mut a, model_facts) in planned.into_iter().zip(model_facts) {
-        // Taken from the back of the reversed plan, which is shrunk as it
-        // goes: the plan's and the layers' lists are never both whole.
+        // Taken from the back of the plan, which shrinks as it goes: the
+        // plan's and the layers' lists are never both whole. The layers
+        // are made last first, then put in order.
         let mut files = std::mem::take(&mut a.files);
-        files.reverse();
+        let first = next_file;
+        next_file += files.len();
         let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
-        while let Some(f) = files.pop() {
-            let h = file_hashes.next().expect("a hash for every planned file");
+        while let Some(layer) = files.pop_with(|f| Layer {
+            media_type: std::borrow::Cow::Borrowed(f.media_type),
+            digest: Sha256Digest::of_raw([0; 32]),
+            size: 0,
+            path: f.path.to_string(),
+            mode: f.mode,
+        }) {
+            let h = hashed[file_hashes[first + files.len()] as usize];
             layers.push(Layer {
-                media_type: f.media_type.to_string(),
                 digest: h.digest,
                 size: h.size,
-                path: f.path,
-                mode: f.mode,
+                ..layer
             });
-            if files.len() % 4096 == 0 {
-                files.shrink_to_fit();
-            }
         }
+        layers.reverse();
         let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
@@ -582,26 +592,29 @@ pub fn pack_delta(
             // Blobs in path order (each artifact's files as listed, then the
             // rest by digest): neighbouring files compress together.
             let head = crate::tarball::head_order(&root)?;
-            // Each payload blob once, in that order (`payload` is sorted).
+            // Each payload blob once, in that order (`payload` is sorted);
+            // only what the pass did not write yet is named (no list of
+            // every blob). The pass wrote every input's digest the bundle
+            // carries: the planned artifacts' layers, placed first.
+            let single = single.expect("a tar is packed in one pass");
             let mut placed = vec![false; payload.len()];
+            let at = |d: &Sha256Digest| payload.binary_search_by_key(d, |b| b.0).ok();
+            let inputs = description.artifacts[..planned_count].iter();
+            for l in inputs.flat_map(|a| &a.layers) {
+                if let Some(i) = at(&l.digest) {
+                    placed[i] = true;
+                }
+            }
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
-            let mut blob_order = Vec::new();
+            let mut rest: Vec<String> = Vec::new();
             for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
-                if let Ok(i) = payload.binary_search_by_key(&d, |b| b.0) {
+                if let Some(i) = at(&d) {
                     if !std::mem::replace(&mut placed[i], true) {
-                        blob_order.push(d);
+                        rest.push(blob_path(&d));
                     }
                 }
             }
             drop(placed);
-            let single = single.expect("a tar is packed in one pass");
-            // Only what the pass did not write yet is named.
-            let rest: Vec<String> = blob_order
-                .iter()
-                .filter(|d| !single.has(d))
-                .map(blob_path)
-                .collect();
-            drop(blob_order);
             single.finish(&root, &head, &rest, &tar_tmp, &final_path)?;
         }
     }
@@ -646,9 +659,9 @@ fn first_uses<'p>(
     let mut seen = vec![false; sources.len()];
     planned.iter().flat_map(|a| &a.files).filter_map(move |f| {
         let i = sources
-            .binary_search(&f.src.as_path())
+            .binary_search(&f.src)
             .expect("every planned input is listed");
-        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src.as_path()))
+        (!std::mem::replace(&mut seen[i], true)).then_some((i, f.src))
     })
 }
 
@@ -799,7 +812,7 @@ fn write_oci_manifest(
     );
     let layer_desc = |l: &Layer| {
         let mut d = Descriptor::new(
-            MediaType::Other(l.media_type.clone()),
+            MediaType::Other(l.media_type.to_string()),
             l.size,
             oci_digest(&l.digest),
         );
@@ -882,7 +895,7 @@ mod tests {
         };
         let layers: Vec<Layer> = (0..3)
             .map(|i| Layer {
-                media_type: format!("text/x-{i}"),
+                media_type: format!("text/x-{i}").into(),
                 digest: Sha256Digest::of(&[i as u8]),
                 size: i,
                 path: format!("dir/\"layers\":[]-{i}.txt"),
@@ -895,7 +908,7 @@ mod tests {
                 name: "x".into(),
                 reference: "files/x".into(),
                 artifact_type: "application/vnd.example+type".into(),
-                files: Vec::new(),
+                files: Default::default(),
                 packages: Vec::new(),
             };
             for n in [0, 1, 3] {
@@ -913,7 +926,7 @@ mod tests {
                             .iter()
                             .map(|l| {
                                 let mut d = Descriptor::new(
-                                    MediaType::Other(l.media_type.clone()),
+                                    MediaType::Other(l.media_type.to_string()),
                                     l.size,
                                     oci_digest(&l.digest),
                                 );

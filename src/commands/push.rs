@@ -327,7 +327,7 @@ fn push_artifact(
         .layers
         .iter()
         .map(|l| Blob {
-            media_type: l.media_type.clone(),
+            media_type: l.media_type.to_string(),
             digest: l.digest,
             size: l.size,
         })

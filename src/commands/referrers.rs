@@ -118,7 +118,7 @@ pub fn plan(store: &Store, rec: &BundleRecord, d: &Description) -> Result<Vec<Pl
                 .layers
                 .iter()
                 .map(|l| Layer {
-                    media_type: l.media_type.clone(),
+                    media_type: l.media_type.to_string(),
                     digest: l.digest,
                     size: l.size,
                     title: l.path.rsplit('/').next().unwrap_or(&l.path).to_string(),

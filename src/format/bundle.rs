@@ -286,7 +286,9 @@ pub struct Blob {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Layer {
-    pub media_type: String,
+    /// Borrowed when it is one of airlock's constants (pack: every file of
+    /// a tree has the same; no string per file).
+    pub media_type: std::borrow::Cow<'static, str>,
     pub digest: Sha256Digest,
     pub size: u64,
     pub path: String,
@@ -322,8 +324,7 @@ impl Description {
                 (a.config.media_type.as_str(), a.config.size),
             );
             for l in &a.layers {
-                out.entry(l.digest)
-                    .or_insert((l.media_type.as_str(), l.size));
+                out.entry(l.digest).or_insert((&*l.media_type, l.size));
             }
             for b in &a.blobs {
                 out.entry(b.digest)

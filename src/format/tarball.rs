@@ -357,28 +357,28 @@ impl Write for Counted {
     }
 }
 
-/// What an input was like when it was read into the tar; checked again by
+/// What an input was like when it was read into the tar (size,
+/// modification and change time, device and inode), as a 64-bit hash of
+/// those (8 bytes an input, not 48): checked again by
 /// [`SinglePass::check_unchanged`] once the checks that read inputs by path
-/// (content, model signatures) have run.
-#[derive(PartialEq, Eq)]
-struct Seen {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    #[cfg(unix)]
-    unix: (u64, u64, i64, i64),
-}
+/// (content, model signatures) have run. A change goes unseen only if its
+/// hash collides (one chance in 2^64).
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Seen(u64);
 
 impl Seen {
     fn of(m: &std::fs::Metadata) -> Self {
-        Seen {
-            len: m.len(),
-            modified: m.modified().ok(),
-            #[cfg(unix)]
-            unix: {
-                use std::os::unix::fs::MetadataExt;
-                (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
-            },
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same metadata, the same value.
+        let mut h = std::hash::DefaultHasher::new();
+        m.len().hash(&mut h);
+        m.modified().ok().hash(&mut h);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()).hash(&mut h);
         }
+        Seen(h.finish())
     }
 }
 
@@ -459,9 +459,25 @@ impl<'a> SinglePass<'a> {
         Ok(self.out.as_mut().expect("the payload file"))
     }
 
-    /// Whether `digest` is in the tar already.
+    /// Makes room for `inputs` more inputs at once: the set of digests
+    /// written and the metadata seen are never grown (and briefly held
+    /// twice) on the way.
+    pub fn reserve(&mut self, inputs: usize) {
+        self.written.reserve(inputs);
+        self.seen.reserve_exact(inputs);
+    }
+
+    /// Whether `digest` is in the tar already (until [`Self::end_inputs`]).
     pub fn has(&self, digest: &Sha256Digest) -> bool {
         self.written.contains(digest)
+    }
+
+    /// Frees the set of digests written (32 bytes and more an input): no
+    /// more inputs are added, and the caller names in `finish` only what
+    /// the pass did not write (every input's digest, less what it left
+    /// out).
+    pub fn end_inputs(&mut self) {
+        self.written = Default::default();
     }
 
     /// Reads the input `src` into the tar as `blobs/sha256/<its digest>`,
@@ -639,6 +655,12 @@ impl<'a> SinglePass<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Frees what was seen of each input, once it is checked for the last
+    /// time.
+    pub fn forget_seen(&mut self) {
+        self.seen = Vec::new();
     }
 
     /// Appends the entries `rest` (files under `dir`, skipping blobs already

@@ -169,7 +169,8 @@ pub fn plan_carried(
                 mode: MODE_FILE,
                 media_type,
                 pin: None,
-            }],
+            }]
+            .into(),
             packages: Vec::new(),
         });
     }
@@ -315,7 +316,7 @@ fn carried(d: &Description) -> Vec<Carried> {
                 export_path: crate::sources::packages::export_path(d, a, l).unwrap_or_default(),
                 reference: a.reference.clone(),
                 digest: l.digest,
-                media_type: l.media_type.clone(),
+                media_type: l.media_type.to_string(),
             })
         })
         .collect()
@@ -375,7 +376,7 @@ fn file_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
         purl,
     );
     it.sha256 = Some(l.digest);
-    it.media_type = Some(l.media_type.clone());
+    it.media_type = Some(l.media_type.to_string());
     it.properties = vec![
         ("airlock:path".into(), l.path.clone()),
         ("airlock:oci:reference".into(), a.reference.clone()),
@@ -1396,7 +1397,7 @@ fn sbom_manifest(artifact_type: &str, config: &Blob, layer: &Layer) -> Result<Ve
         crate::bundle::oci_digest(&config.digest),
     );
     let mut layer_desc = Descriptor::new(
-        MediaType::Other(layer.media_type.clone()),
+        MediaType::Other(layer.media_type.to_string()),
         layer.size,
         crate::bundle::oci_digest(&layer.digest),
     );

@@ -530,7 +530,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             name,
             reference,
             artifact_type: APT_ARTIFACT.to_string(),
-            files,
+            files: files.into(),
             packages,
         });
     }

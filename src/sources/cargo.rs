@@ -383,7 +383,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             name,
             reference,
             artifact_type: CARGO_ARTIFACT.to_string(),
-            files,
+            files: files.into(),
             packages,
         });
     }

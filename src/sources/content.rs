@@ -95,8 +95,8 @@ pub fn check_packed(
         .map(|a| {
             a.files
                 .iter()
-                .any(|f| crate::modelcheck::reads_siblings(&f.path))
-                .then(|| a.files.iter().map(|f| f.path.clone()).collect())
+                .any(|f| crate::modelcheck::reads_siblings(f.path))
+                .then(|| a.files.iter().map(|f| f.path.to_string()).collect())
         })
         .collect();
     // (input, artifact, file), sorted by the input's digest: each digest's
@@ -117,7 +117,7 @@ pub fn check_packed(
             continue;
         }
         for (fi, f) in a.files.iter().enumerate() {
-            if let Some(i) = hashed.position(f.src.as_path()) {
+            if let Some(i) = hashed.position(f.src) {
                 by_digest.push((i as u32, ai as u32, fi as u32));
             }
         }
@@ -132,18 +132,18 @@ pub fn check_packed(
         .par_chunk_by(|x, y| digest(x.0) == digest(y.0))
         .filter_map(|users| {
             let d = digest(users[0].0);
-            let file = |ai: u32, fi: u32| &planned[ai as usize].files[fi as usize];
+            let file = |ai: u32, fi: u32| planned[ai as usize].files.get(fi as usize);
             let uses: Vec<Use> = users
                 .iter()
                 .map(|(_, ai, fi)| Use {
-                    path: &file(*ai, *fi).path,
+                    path: file(*ai, *fi).path,
                     siblings: siblings[*ai as usize].as_ref().unwrap_or(&none),
                 })
                 .collect();
             let checked = match pre.get(&d) {
                 Some(c) if !uses.iter().any(|u| crate::modelcheck::path_matters(u.path)) => Ok(c),
                 _ => {
-                    let src = file(users[0].1, users[0].2).src.as_path();
+                    let src = file(users[0].1, users[0].2).src;
                     let size = hashed.at(users[0].0 as usize).size;
                     let at = blobs_dir.map_or_else(|| src.to_path_buf(), |dir| dir.join(d.hex()));
                     check_path(&at, size, &uses)
@@ -168,14 +168,14 @@ pub fn check_packed(
         );
         for (_, ai, fi) in users {
             let a = &planned[*ai as usize];
-            let f = &a.files[*fi as usize];
+            let f = a.files.get(*fi as usize);
             for p in &problems {
                 report.add(f.src.display().to_string(), p.clone());
             }
             if let Some(facts) = &checked.facts {
                 entries.push(ContentEntry {
                     artifact: a.reference.clone(),
-                    path: f.path.clone(),
+                    path: f.path.to_string(),
                     facts: facts.clone(),
                 });
             }
@@ -196,6 +196,6 @@ pub fn model_facts(
         .iter()
         .filter(|c| c.artifact == a.reference)
         .collect();
-    let paths: Vec<String> = a.files.iter().map(|f| f.path.clone()).collect();
+    let paths: Vec<String> = a.files.iter().map(|f| f.path.to_string()).collect();
     summarize(&a.reference, &a.name, &paths, &mine, hf_config)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{walk, InputFile, PlannedArtifact};
+use super::{walk_each, InputFiles, PlannedArtifact};
 use crate::bundle::{ArtifactKind, FILES_ARTIFACT, FILE_LAYER};
 use crate::error::Result;
 use crate::manifest::{record_name, LoadedManifest};
@@ -19,20 +19,18 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             .map(|p| Box::new(p.parse().expect("checked when loading")));
         let is_file = fs_err::metadata(&src)?.is_file();
         // A single file lands at its manifest path; a directory's files below it.
-        let files = walk(&src)?
-            .into_iter()
-            .map(|(rel, abs, mode)| InputFile {
-                src: abs,
-                path: if is_file {
-                    name.clone()
-                } else {
-                    format!("{name}/{rel}")
-                },
-                mode,
-                media_type: FILE_LAYER,
-                pin: pin.clone(),
-            })
-            .collect();
+        let mut files = InputFiles::new();
+        let mut path = String::new();
+        walk_each(&src, &mut |rel, abs, mode| {
+            path.clear();
+            path.push_str(&name);
+            if !is_file {
+                path.push('/');
+                path.push_str(rel);
+            }
+            files.add(abs, &path, mode, FILE_LAYER, pin.as_deref());
+            Ok(())
+        })?;
         let reference = super::kind::entry_reference("files", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Files,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{walk, InputFile, PlannedArtifact};
+use super::PlannedArtifact;
 use crate::bundle::{
     ArtifactKind, ModelSignature, SignatureStatus, MAX_JSON_BLOB, MODEL_ARTIFACT, MODEL_CODE,
     MODEL_DOC, MODEL_SIGNATURE_FILE, MODEL_WEIGHT, MODEL_WEIGHT_CONFIG,
@@ -55,16 +55,11 @@ pub fn classify(path: &str) -> &'static str {
 pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec<PlannedArtifact>> {
     let mut out = Vec::new();
     for entry in &m.manifest.models {
-        let files = walk(&m.resolve(&entry.path))?
-            .into_iter()
-            .map(|(rel, abs, mode)| InputFile {
-                media_type: classify(&rel),
-                src: abs,
-                path: rel,
-                mode,
-                pin: None,
-            })
-            .collect();
+        let mut files = super::InputFiles::new();
+        super::walk_each(&m.resolve(&entry.path), &mut |rel, abs, mode| {
+            files.add(abs, rel, mode, classify(rel), None);
+            Ok(())
+        })?;
         // The artifact is known by the normalized name; export keeps the
         // manifest's spelling as the folder name (see pack, `folder`).
         let name = crate::manifest::model_artifact_name(&entry.name);
@@ -116,7 +111,7 @@ pub fn check_signatures(
                 out.insert(
                     reference,
                     ModelSignature {
-                        path: f.path.clone(),
+                        path: f.path.to_string(),
                         status: SignatureStatus::Unverified,
                         public_key: None,
                         key_fingerprint: None,
@@ -137,7 +132,7 @@ pub fn check_signatures(
                 );
             }
             (Some(key), Some(f)) => {
-                let h = hashed[f.src.as_path()];
+                let h = hashed[f.src];
                 if h.size > MAX_JSON_BLOB {
                     report.add(
                         f.src.display().to_string(),
@@ -154,7 +149,7 @@ pub fn check_signatures(
                 let bytes = if staged.is_file() {
                     fs_err::read(&staged)?
                 } else {
-                    fs_err::read(&f.src)?
+                    fs_err::read(f.src)?
                 };
                 if Sha256Digest::of(&bytes) != h.digest {
                     report.add(
@@ -170,9 +165,9 @@ pub fn check_signatures(
                     .files
                     .iter()
                     .filter(|x| x.path != f.path)
-                    .map(|x| (x.path.clone(), hashed[x.src.as_path()].digest))
+                    .map(|x| (x.path.to_string(), hashed[x.src].digest))
                     .collect();
-                match crate::modelsig::check(&f.path, &bytes, &key, &files) {
+                match crate::modelsig::check(f.path, &bytes, &key, &files) {
                     Ok(s) => {
                         out.insert(reference, s);
                     }

@@ -474,7 +474,7 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             name,
             reference,
             artifact_type: NPM_ARTIFACT.to_string(),
-            files,
+            files: files.into(),
             packages,
         });
     }

@@ -55,11 +55,7 @@ pub fn finish(
         if a.packages.is_empty() {
             continue;
         }
-        let src: HashMap<&str, &Path> = a
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f.src.as_path()))
-            .collect();
+        let src: HashMap<&str, &Path> = a.files.iter().map(|f| (f.path, f.src)).collect();
         let mut packages = Vec::new();
         for p in &a.packages {
             for c in &p.checks {

@@ -914,7 +914,7 @@ pub fn plan(
             name,
             reference,
             artifact_type: PYTHON_ARTIFACT.to_string(),
-            files,
+            files: files.into(),
             packages,
         });
     }
@@ -1360,7 +1360,7 @@ mod tests {
 
     fn layer(path: &str, bytes: &[u8], media_type: &str) -> Layer {
         Layer {
-            media_type: media_type.into(),
+            media_type: media_type.to_string().into(),
             digest: Sha256Digest::of(bytes),
             size: bytes.len() as u64,
             path: path.into(),

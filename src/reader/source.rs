@@ -222,13 +222,59 @@ impl Spilled {
         })
     }
 
-    /// Its bytes from the start (one reader at a time).
-    pub fn reader(&self) -> std::io::Result<std::io::BufReader<std::io::Take<std::fs::File>>> {
+    /// A fresh spill file for `fill` (`None` when none can be made: the
+    /// entry is then read into memory as any other).
+    fn file() -> Option<std::fs::File> {
+        tempfile::tempfile().ok()
+    }
+
+    /// Streams up to `len` bytes of `r` into `file`, hashing them as they
+    /// are written: the entry is never held whole. Its `len` is what was
+    /// read (less than asked when `r` ended early).
+    fn fill(
+        mut file: std::fs::File,
+        r: &mut dyn Read,
+        len: u64,
+    ) -> std::result::Result<Spilled, SpillError> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; (256 << 10).min(len as usize)];
+        let mut n = 0u64;
+        while n < len {
+            let want = (len - n).min(buf.len() as u64) as usize;
+            let k = match r.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(SpillError::Read(e)),
+            };
+            hasher.update(&buf[..k]);
+            std::io::Write::write_all(&mut file, &buf[..k]).map_err(SpillError::Write)?;
+            n += k as u64;
+        }
+        Ok(Spilled {
+            digest: Sha256Digest::of_raw(hasher.finalize().into()),
+            len: n,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    /// Its bytes from the start (one reader at a time), re-hashed as they
+    /// are read: at their end, bytes that are not the ones hashed when they
+    /// were spilled (the file altered meanwhile) are a read error.
+    pub fn reader(&self) -> std::io::Result<std::io::BufReader<SpillReader>> {
+        use sha2::Digest as _;
         let mut f = self.file.try_clone()?;
         f.seek(SeekFrom::Start(0))?;
         Ok(std::io::BufReader::with_capacity(
             256 << 10,
-            f.take(self.len),
+            SpillReader {
+                inner: f.take(self.len),
+                hasher: sha2::Sha256::new(),
+                read: 0,
+                len: self.len,
+                digest: self.digest,
+            },
         ))
     }
 
@@ -237,6 +283,48 @@ impl Spilled {
         let mut out = Vec::with_capacity(self.len as usize);
         self.reader()?.read_to_end(&mut out)?;
         Ok(out)
+    }
+}
+
+/// Why streaming an entry into a spill file (`Spilled::fill`) stopped.
+#[derive(Debug)]
+enum SpillError {
+    /// Reading the entry failed.
+    Read(std::io::Error),
+    /// Writing the temporary file failed.
+    Write(std::io::Error),
+}
+
+/// A spilled tag file read back (`Spilled::reader`), checked at its end
+/// against the length and sha256 it had when it was spilled.
+pub struct SpillReader {
+    inner: std::io::Take<std::fs::File>,
+    hasher: sha2::Sha256,
+    read: u64,
+    len: u64,
+    digest: Sha256Digest,
+}
+
+impl Read for SpillReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let k = self.inner.read(buf)?;
+        self.hasher.update(&buf[..k]);
+        self.read += k as u64;
+        if k == 0 && !buf.is_empty() {
+            let now = Sha256Digest::of_raw(self.hasher.clone().finalize().into());
+            if self.read != self.len || now != self.digest {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "its copy set aside while verifying changed ({} bytes of sha256 {now}, \
+                         but {} bytes of sha256 {} were read); refusing it",
+                        self.read, self.len, self.digest
+                    ),
+                ));
+            }
+        }
+        Ok(k)
     }
 }
 
@@ -396,6 +484,31 @@ impl TagSet {
         self.count += 1;
         self.bytes += size;
         Ok(())
+    }
+
+    /// A fresh spill file when entry `path` of `size` bytes is to be
+    /// streamed into it as it is read (`Spilled::fill`) rather than read
+    /// into memory: a spilling set's description or payload manifest larger
+    /// than `Spilled::AT`, met for the first time.
+    fn spill_file(&self, path: &str, size: u64) -> Option<std::fs::File> {
+        if !(self.spill_large
+            && Spilled::NAMES.contains(&path)
+            && size > Spilled::AT as u64
+            && !self.files.contains_key(path)
+            && !self.spilled.contains_key(path))
+        {
+            return None;
+        }
+        Spilled::file()
+    }
+
+    /// Stores one admitted tag file that was spilled as it was read (as
+    /// `take` does its bytes).
+    fn take_spilled(&mut self, path: &str, s: Spilled) {
+        if self.spilled.contains_key(path) || self.files.contains_key(path) {
+            return self.report.add(path, "appears twice in the bundle");
+        }
+        self.spilled.insert(path.to_string(), s);
     }
 
     /// Stores one admitted non-payload entry, or reports it. A second entry
@@ -607,6 +720,14 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                     tags.report.add(&rel, e);
                     continue;
                 }
+                if let Some(file) = tags.spill_file(&rel, len) {
+                    let mut f = fs_err::File::open(entry.path())?;
+                    match Spilled::fill(file, &mut f, len) {
+                        Ok(s) => tags.take_spilled(&rel, s),
+                        Err(SpillError::Read(e) | SpillError::Write(e)) => return Err(e.into()),
+                    }
+                    continue;
+                }
                 // `len` is admitted and from the file system: read in one allocation.
                 let mut bytes = Vec::with_capacity(len as usize);
                 fs_err::File::open(entry.path())?
@@ -631,6 +752,10 @@ pub enum Item<'a> {
         size: u64,
         digest: Sha256Digest,
     },
+    /// A description or payload manifest larger than `Spilled::AT`, met by
+    /// the tag pass of a spilling read (`read_tags_spilling`): admitted,
+    /// streamed into a spill file as it was read, never held whole.
+    HeadSpilled { path: String, spilled: Spilled },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
     Payload {
         path: String,
@@ -673,7 +798,30 @@ pub fn walk_tar(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
-    walk_tar_with(path, volume, false, report, visit)
+    walk_tar_with(path, volume, Heads::Read, report, visit)
+}
+
+/// `walk_tar`, but a description or payload manifest larger than
+/// `Spilled::AT` is streamed into a spill file as it is read and handed
+/// over as `Item::HeadSpilled` (never held whole): for verify's tag pass.
+fn walk_tar_spilling_heads(
+    path: &Path,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    walk_tar_with(path, false, Heads::Spill, report, visit)
+}
+
+/// How the tar walker hands over a description or payload manifest larger
+/// than `Spilled::AT` (every other non-payload entry is read whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heads {
+    /// Read whole (`Item::Head`).
+    Read,
+    /// Hashed as it passes, not held (`Item::HeadHashed`).
+    Hash,
+    /// Streamed into a spill file (`Item::HeadSpilled`).
+    Spill,
 }
 
 /// `walk_tar`, but a description or payload manifest larger than
@@ -685,13 +833,13 @@ pub fn walk_tar_hashing_heads(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
-    walk_tar_with(path, false, true, report, visit)
+    walk_tar_with(path, false, Heads::Hash, report, visit)
 }
 
 fn walk_tar_with(
     path: &Path,
     volume: bool,
-    hash_heads: bool,
+    heads: Heads,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
@@ -704,13 +852,13 @@ fn walk_tar_with(
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
             let entries = archive.entries()?.raw(true);
-            walk_entries(entries, path, volume, hash_heads, report, visit)
+            walk_entries(entries, path, volume, heads, report, visit)
         })
     } else {
         let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(entries, path, volume, hash_heads, report, visit)
+        walk_entries(entries, path, volume, heads, report, visit)
     }
 }
 
@@ -853,7 +1001,7 @@ fn walk_entries<R: Read>(
     entries: tar::Entries<'_, R>,
     file: &Path,
     volume: bool,
-    hash_heads: bool,
+    heads: Heads,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
@@ -1010,11 +1158,32 @@ fn walk_entries<R: Read>(
                     report.add(&path, e);
                     return Ok(());
                 }
-                if hash_heads
-                    && place == Place::Tag
+                let large = place == Place::Tag
                     && Spilled::NAMES.contains(&path.as_str())
-                    && size > Spilled::AT as u64
+                    && size > Spilled::AT as u64;
+                if let Some(file) = (large && heads == Heads::Spill)
+                    .then(Spilled::file)
+                    .flatten()
                 {
+                    let spilled = match Spilled::fill(file, &mut entry, size) {
+                        Ok(s) => s,
+                        Err(SpillError::Read(e)) => {
+                            report.add(&path, format!("truncated or corrupt tar: {e}"));
+                            return Ok(());
+                        }
+                        Err(SpillError::Write(e)) => return Err(e.into()),
+                    };
+                    if spilled.len != size {
+                        let what = format!("truncated tar: {} of {size} bytes", spilled.len);
+                        report.add(&path, what);
+                        return Ok(());
+                    }
+                    if visit(report, Item::HeadSpilled { path, spilled })? == Flow::Stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if large && heads == Heads::Hash {
                     // Hashed as it passes, not held: the walk only
                     // compares it with what was read before.
                     let h = match crate::digest::copy_hashed(
@@ -1075,20 +1244,33 @@ pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
     read_tar_tags_into(path, volume, TagSet::default())
 }
 
-/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify).
+/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify, whose
+/// large description and payload manifest are spilled as they are read).
 fn read_tar_tags_into(path: &Path, volume: bool, mut tags: TagSet) -> Result<TagSet> {
     let zstd = is_zstd(path)?;
     let mut report = Report::default();
-    walk_tar(path, volume, &mut report, &mut |_, item| match item {
+    let spill = tags.spill_large && !volume;
+    let mut visit = |_: &mut Report, item: Item| match item {
         Item::Head { path, bytes } => {
             tags.admit_unchecked(&path, bytes);
+            Ok(Flow::Continue)
+        }
+        Item::HeadSpilled { path, spilled } => {
+            tags.count += 1;
+            tags.bytes += spilled.len;
+            tags.take_spilled(&path, spilled);
             Ok(Flow::Continue)
         }
         // Only `walk_tar_hashing_heads` hands these over.
         Item::HeadHashed { .. } => Ok(Flow::Continue),
         Item::Payload { .. } if zstd => Ok(Flow::Stop),
         Item::Payload { .. } => Ok(Flow::Continue),
-    })?;
+    };
+    if spill {
+        walk_tar_spilling_heads(path, &mut report, &mut visit)?;
+    } else {
+        walk_tar(path, volume, &mut report, &mut visit)?;
+    }
     if zstd {
         read_zstd_frames(path, &mut tags, &mut report)?;
     }

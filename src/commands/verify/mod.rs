@@ -1125,6 +1125,15 @@ fn verify_tar(
     let tags = &check.tags;
     crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
         let (path, size, entry) = match item {
+            Item::HeadSpilled { path, spilled } => {
+                if !tags.same_digest(&path, spilled.len, &spilled.digest) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
             Item::HeadHashed { path, size, digest } => {
                 if !tags.same_digest(&path, size, &digest) {
                     report.add(

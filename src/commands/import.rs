@@ -167,7 +167,7 @@ impl Store {
 
         let staging = self.meta.staging()?;
         let mut have = HashSet::new();
-        for b in d.blob_refs().keys() {
+        for b in &declared_blobs(d) {
             if self.blobs.has(b)? {
                 have.insert(*b);
             }
@@ -203,7 +203,7 @@ impl Store {
         sync_staged(staging.path())?;
         failpoint("blobs")?;
         let mut written = 0;
-        for digest in d.blob_refs().keys() {
+        for digest in &declared_blobs(d) {
             if have.contains(digest) {
                 continue;
             }
@@ -320,4 +320,23 @@ impl Store {
             store: self.root.clone(),
         })
     }
+}
+
+/// Every distinct blob `d` declares, in digest order (`blob_refs`'s keys),
+/// as sorted digests rather than a map: a file set declares one per file.
+fn declared_blobs(d: &Description) -> Vec<Sha256Digest> {
+    let count = d
+        .artifacts
+        .iter()
+        .map(|a| 2 + a.layers.len() + a.blobs.len())
+        .sum();
+    let mut out = Vec::with_capacity(count);
+    for a in &d.artifacts {
+        out.extend([a.manifest.digest, a.config.digest]);
+        out.extend(a.layers.iter().map(|l| l.digest));
+        out.extend(a.blobs.iter().map(|b| b.digest));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }

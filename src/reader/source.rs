@@ -1588,6 +1588,77 @@ mod tests {
         assert!(plain.files.contains_key(BAG_INFO) && plain.files.contains_key(MANIFEST));
     }
 
+    /// A large description and payload manifest go straight from the
+    /// bundle (directory or tar) into their spill files as they are read,
+    /// hashed on the way, with the bytes and digest a whole read gives.
+    #[test]
+    fn large_tag_files_are_streamed_into_their_spill_files_as_read() {
+        let big: Vec<u8> = (0..Spilled::AT + 12345).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("b");
+        fs_err::create_dir_all(&bundle).unwrap();
+        fs_err::write(bundle.join(DESCRIPTION), &big).unwrap();
+        fs_err::write(bundle.join(MANIFEST), &big[..100]).unwrap();
+        let tar = dir.path().join("b.tar");
+        let mut b = tar::Builder::new(fs_err::File::create(&tar).unwrap());
+        for name in [DESCRIPTION, MANIFEST] {
+            b.append_path_with_name(bundle.join(name), name).unwrap();
+        }
+        b.into_inner().unwrap();
+        let mut from_dir = TagSet::spilling();
+        walk_dir(&bundle, &mut from_dir).unwrap();
+        let from_tar = read_tar_tags_into(&tar, false, TagSet::spilling()).unwrap();
+        for t in [&from_dir, &from_tar] {
+            assert!(t.report.is_ok(), "{:?}", t.report);
+            assert!(!t.files.contains_key(DESCRIPTION));
+            let s = &t.spilled[DESCRIPTION];
+            assert_eq!(
+                (s.len, s.digest),
+                (big.len() as u64, Sha256Digest::of(&big))
+            );
+            assert_eq!(s.bytes().unwrap(), big);
+            // Small: read into memory as before.
+            assert_eq!(t.files[MANIFEST], big[..100]);
+            assert_eq!((t.count, t.bytes), (2, big.len() as u64 + 100));
+        }
+        // A plain set reads it whole, as before.
+        let plain = read_tar_tags(&tar, false).unwrap();
+        assert!(plain.spilled.is_empty());
+        assert_eq!(plain.files[DESCRIPTION], big);
+    }
+
+    /// A spill file altered after it was written (in place, or cut short)
+    /// is refused when it is read back, never parsed as if it were what was
+    /// hashed.
+    #[test]
+    fn a_spill_file_altered_after_it_was_written_is_refused() {
+        use std::io::Write as _;
+        let big: Vec<u8> = (0..Spilled::AT + 7).map(|i| (i % 13) as u8).collect();
+        let fill = || Spilled::fill(Spilled::file().unwrap(), &mut &big[..], big.len() as u64);
+        let s = fill().unwrap();
+        assert_eq!(s.digest, Sha256Digest::of(&big));
+        assert_eq!(s.bytes().unwrap(), big);
+        // Read back twice: each reader starts from the start.
+        assert_eq!(s.bytes().unwrap(), big);
+        let mut f = s.file.try_clone().unwrap();
+        f.seek(SeekFrom::Start(1000)).unwrap();
+        f.write_all(b"\xff").unwrap();
+        let e = s.bytes().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("changed"), "{e}");
+        let mut out = Vec::new();
+        assert!(s.reader().unwrap().read_to_end(&mut out).is_err());
+        let s = fill().unwrap();
+        s.file.set_len(100).unwrap();
+        assert!(s.bytes().is_err());
+        // A source that ends early gives a shorter spill, never a padded one.
+        let short = Spilled::fill(Spilled::file().unwrap(), &mut &big[..10], 50).unwrap();
+        assert_eq!(
+            (short.len, short.bytes().unwrap()),
+            (10, big[..10].to_vec())
+        );
+    }
+
     #[test]
     fn admit_bounds_each_kind_the_count_and_the_total() {
         let mut t = TagSet::default();

@@ -45,8 +45,8 @@ use crate::bundle::*;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 
-use backend::{BlobStore, Guard, MetaStore};
 pub use backend::RecordFile;
+use backend::{BlobStore, Guard, MetaStore};
 pub use export::Exported;
 pub use local::{write_atomic, StagedFile};
 

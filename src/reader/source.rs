@@ -278,6 +278,15 @@ impl Spilled {
         ))
     }
 
+    /// Overwrites its spill file at `at` (tests: a spill file altered
+    /// behind the reader's back).
+    #[cfg(test)]
+    pub(crate) fn overwrite_for_test(&self, at: u64, bytes: &[u8]) {
+        let mut f = self.file.try_clone().unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+    }
+
     /// Its bytes, read back whole.
     pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.len as usize);
@@ -1632,7 +1641,6 @@ mod tests {
     /// hashed.
     #[test]
     fn a_spill_file_altered_after_it_was_written_is_refused() {
-        use std::io::Write as _;
         let big: Vec<u8> = (0..Spilled::AT + 7).map(|i| (i % 13) as u8).collect();
         let fill = || Spilled::fill(Spilled::file().unwrap(), &mut &big[..], big.len() as u64);
         let s = fill().unwrap();
@@ -1640,9 +1648,7 @@ mod tests {
         assert_eq!(s.bytes().unwrap(), big);
         // Read back twice: each reader starts from the start.
         assert_eq!(s.bytes().unwrap(), big);
-        let mut f = s.file.try_clone().unwrap();
-        f.seek(SeekFrom::Start(1000)).unwrap();
-        f.write_all(b"\xff").unwrap();
+        s.overwrite_for_test(1000, b"\xff");
         let e = s.bytes().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("changed"), "{e}");

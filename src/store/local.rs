@@ -648,6 +648,53 @@ mod tests {
         assert_eq!(s.clean_staging().unwrap(), 0, "nothing left behind");
     }
 
+    /// A tag file spilled while it was verified is streamed from its spill
+    /// file into the record: the same bytes as written from memory. One
+    /// altered after it was spilled fails the write, and no record is left.
+    #[test]
+    fn a_record_file_streamed_from_its_spill_file_is_the_same_bytes() {
+        use crate::bundle::DESCRIPTION;
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        let big: Vec<u8> = (0..crate::source::Spilled::AT * 2 + 3)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let spilled = || {
+            let mut t = crate::source::TagSet::spilling();
+            t.take(DESCRIPTION, big.clone());
+            t.spilled.remove(DESCRIPTION).expect("spilled")
+        };
+        let files = |desc: RecordFile| {
+            vec![
+                (DESCRIPTION.to_string(), desc),
+                ("record.json".to_string(), RecordFile::Bytes(b"{}".to_vec())),
+            ]
+        };
+        let from_spill = spilled();
+        let reader = RecordFile::Reader(Box::new(from_spill.reader().unwrap()));
+        s.put_record("a", "1.0.0", files(reader)).unwrap();
+        s.put_record("b", "1.0.0", files(RecordFile::Bytes(big.clone())))
+            .unwrap();
+        let stored =
+            |n: &str| fs_err::read(dir.path().join(format!("bundles/{n}/1.0.0/{DESCRIPTION}")));
+        assert_eq!(stored("a").unwrap(), big);
+        assert_eq!(stored("a").unwrap(), stored("b").unwrap());
+        let mut r = s.record_reader("a", "1.0.0", DESCRIPTION).unwrap().unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, big);
+
+        let altered = spilled();
+        let reader = RecordFile::Reader(Box::new(altered.reader().unwrap()));
+        altered.overwrite_for_test(5, b"!");
+        assert!(s.put_record("c", "1.0.0", files(reader)).is_err());
+        assert!(s
+            .record_file("c", "1.0.0", "record.json")
+            .unwrap()
+            .is_none());
+    }
+
     #[test]
     fn head_is_compare_and_swap() {
         let dir = tempfile::tempdir().unwrap();

@@ -1015,7 +1015,7 @@ fn walk_entries<R: Read>(
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
     let origin = file.display().to_string();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen = SeenNames::default();
     let mut admitted = TagSet::default();
     let mut payload_began = false;
     let mut additions_began = false;
@@ -1104,7 +1104,7 @@ fn walk_entries<R: Read>(
             );
             continue;
         }
-        if !seen.insert(path.clone()) {
+        if !seen.insert(&path) {
             report.add(&path, "appears twice in the tar");
             continue;
         }
@@ -1239,6 +1239,32 @@ fn walk_entries<R: Read>(
         }
     }
     Ok(())
+}
+
+/// The names a tar walk has met, for its check of a name seen twice. A
+/// bundle of many files has an entry per file, nearly all named by their
+/// digest (`data/blobs/sha256/<hex>`): those are held as the digest (32
+/// bytes, not an 82-byte string), any other name as itself.
+#[derive(Default)]
+struct SeenNames {
+    blobs: HashSet<Sha256Digest>,
+    other: HashSet<String>,
+}
+
+impl SeenNames {
+    /// Whether `path` is met for the first time.
+    fn insert(&mut self, path: &str) -> bool {
+        match path.strip_prefix(BLOBS_PREFIX).filter(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }) {
+            // Lowercase hex spells each digest one way: one name, one digest.
+            Some(hex) => match hex.parse::<Sha256Digest>() {
+                Ok(d) => self.blobs.insert(d),
+                Err(_) => self.other.insert(path.to_string()),
+            },
+            None => self.other.insert(path.to_string()),
+        }
+    }
 }
 
 pub use crate::rawtar::MAX_TAR_META;
@@ -1663,6 +1689,33 @@ mod tests {
             (short.len, short.bytes().unwrap()),
             (10, big[..10].to_vec())
         );
+    }
+
+    /// A name seen twice is found whether it spells a blob's digest or not;
+    /// a digest's name and another spelling of it are different names.
+    #[test]
+    fn seen_names_find_every_second_sighting() {
+        let hex = "ab".repeat(32);
+        let blob = format!("{BLOBS_PREFIX}{hex}");
+        let upper = format!("{BLOBS_PREFIX}{}", hex.to_uppercase());
+        let mut seen = SeenNames::default();
+        for name in [
+            blob.as_str(),
+            upper.as_str(),
+            "data/index.json",
+            "data/blobs/sha256/ab",
+        ] {
+            assert!(seen.insert(name), "{name}");
+        }
+        for name in [
+            blob.as_str(),
+            upper.as_str(),
+            "data/index.json",
+            "data/blobs/sha256/ab",
+        ] {
+            assert!(!seen.insert(name), "{name}");
+        }
+        assert_eq!((seen.blobs.len(), seen.other.len()), (1, 3));
     }
 
     #[test]

@@ -1208,7 +1208,7 @@ impl<'d> ContentPlan<'d> {
             siblings,
             pickle: pickle.into(),
         };
-        layers.sort_by(|a, b| plan.layer(*a).digest.cmp(&plan.layer(*b).digest));
+        layers.sort_by_key(|l| plan.layer(*l).digest);
         ContentPlan { layers, ..plan }
     }
 

@@ -1147,15 +1147,15 @@ impl Probe {
 
 /// The high side's view: which blobs are layers of model or file-set
 /// artifacts, under which names, and the trust policy's pickle setting.
-/// Compact, since a file set has a layer per file: one 8-byte record per
-/// layer, naming it in the description it borrows (no copy of its digest
-/// or path).
+/// Compact, since a file set has a layer per file: one 16-byte record per
+/// layer, naming it in the description it borrows (no copy of its path, 8
+/// bytes of its digest to search by).
 pub struct ContentPlan<'d> {
     d: &'d Description,
-    /// Every layer of a model or file-set artifact: (artifact, layer)
-    /// indexes into `d`, sorted by the layer's digest, and for one digest
-    /// in artifact and layer order.
-    layers: Vec<(u32, u32)>,
+    /// Every layer of a model or file-set artifact: its digest's first 8
+    /// bytes and (artifact, layer) indexes into `d`, sorted by those bytes,
+    /// and for one digest in artifact and layer order.
+    layers: Vec<(u64, u32, u32)>,
     /// Per artifact of `d`: every path in it, for the shard-index check
     /// (`Use`): built only when one of its blobs is named as a shard index
     /// in some artifact, else empty (no check then reads it).
@@ -1194,7 +1194,12 @@ impl<'d> ContentPlan<'d> {
                 siblings.push(Arc::clone(&none));
                 continue;
             }
-            layers.extend((0..a.layers.len()).map(|i| (idx as u32, i as u32)));
+            layers.extend(
+                a.layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (prefix(&l.digest), idx as u32, i as u32)),
+            );
             siblings.push(if a.layers.iter().any(|l| indexes.contains(&l.digest)) {
                 Arc::new(a.layers.iter().map(|l| l.path.clone()).collect())
             } else {
@@ -1202,14 +1207,13 @@ impl<'d> ContentPlan<'d> {
             });
         }
         // Stable: one digest's uses stay in artifact and layer order.
-        let plan = ContentPlan {
+        layers.sort_by_key(|l| l.0);
+        ContentPlan {
             d,
-            layers: Vec::new(),
+            layers,
             siblings,
             pickle: pickle.into(),
-        };
-        layers.sort_by_key(|l| plan.layer(*l).digest);
-        ContentPlan { layers, ..plan }
+        }
     }
 
     /// The layer at (artifact, layer) indexes.
@@ -1221,16 +1225,21 @@ impl<'d> ContentPlan<'d> {
         payload_path.strip_prefix(BLOBS_PREFIX)?.parse().ok()
     }
 
-    /// The layers using blob `d`: (artifact, layer) indexes.
-    fn users(&self, d: &Sha256Digest) -> &[(u32, u32)] {
-        let lo = self.layers.partition_point(|l| self.layer(*l).digest < *d);
-        let n = self.layers[lo..].partition_point(|l| self.layer(*l).digest == *d);
-        &self.layers[lo..lo + n]
+    /// The layers using blob `d`: (artifact, layer) indexes, in artifact
+    /// and layer order (those whose digest only begins as `d`'s left out).
+    fn users<'a>(&'a self, d: &'a Sha256Digest) -> impl Iterator<Item = (u32, u32)> + 'a {
+        let p = prefix(d);
+        let lo = self.layers.partition_point(|l| l.0 < p);
+        let n = self.layers[lo..].partition_point(|l| l.0 == p);
+        self.layers[lo..lo + n]
+            .iter()
+            .map(|&(_, a, i)| (a, i))
+            .filter(move |&l| self.layer(l).digest == *d)
     }
 
     /// Whether the payload file at `payload_path` is checked at all.
     pub fn wants(&self, payload_path: &str) -> bool {
-        Self::digest_of(payload_path).is_some_and(|d| !self.users(&d).is_empty())
+        Self::digest_of(payload_path).is_some_and(|d| self.users(&d).next().is_some())
     }
 
     /// Starts checking payload file `payload_path` of `size` bytes as it is
@@ -1249,22 +1258,17 @@ impl<'d> ContentPlan<'d> {
         spool_dir: Option<&Path>,
     ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
-        let users = self.users(&d);
+        let users: Vec<_> = self
+            .users(&d)
+            .map(|(a, i)| {
+                let path = self.layer((a, i)).path.clone();
+                (path, Arc::clone(&self.siblings[a as usize]))
+            })
+            .collect();
         if users.is_empty() {
             return None;
         }
-        let probe = Probe::new(
-            users
-                .iter()
-                .map(|&(a, i)| {
-                    let path = self.layer((a, i)).path.clone();
-                    (path, Arc::clone(&self.siblings[a as usize]))
-                })
-                .collect(),
-            size,
-            spool_dir.map(Path::to_path_buf),
-            file,
-        );
+        let probe = Probe::new(users, size, spool_dir.map(Path::to_path_buf), file);
         Some(Pending {
             payload: payload_path.to_string(),
             probe,
@@ -1277,7 +1281,7 @@ impl<'d> ContentPlan<'d> {
             &self.pickle,
             "the trust policy's pickle: deny refuses it (pickle: {allow: [module.name]} admits named imports, pickle: allow admits every pickle)",
         );
-        for &(a, i) in self.users(d) {
+        for (a, i) in self.users(d) {
             let reference = &self.d.artifacts[a as usize].reference;
             let subject = format!("{reference}/{}", self.layer((a, i)).path);
             for p in &problems {
@@ -1286,6 +1290,12 @@ impl<'d> ContentPlan<'d> {
         }
         r
     }
+}
+
+/// A digest's first 8 bytes, which `ContentPlan` searches by.
+fn prefix(d: &Sha256Digest) -> u64 {
+    let b = d.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// A payload file being checked: see [`ContentPlan::start`].

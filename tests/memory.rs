@@ -165,7 +165,7 @@ fn peak_memory_grows_by_little_per_file() {
     // one run (217 in another; the build before 734-859 and 494-604), so
     // their bounds are 704 and 448. Verify measured 369-563 (the build
     // before 336-571): at 9k files its gain (about 100 bytes a file, at 200k
-    // files 103 / 105 / 101 → 83 / 82 / 90 MiB) is within this tree's noise,
+    // files 103 / 105 / 101 → 83 / 81 / 90 MiB) is within this tree's noise,
     // so its bounds stay.
     let bounds = [640, 1024, 1280, 896, 896, 896, 704, 448];
     let mut failed = Vec::new();

@@ -164,7 +164,16 @@ fn peak_memory_grows_by_little_per_file() {
     // freed when the inputs end: release builds of this tree, main
     // 329-389, 198-411 and 270-325 bytes per file, this build 223, 141 and
     // under 0 (200k files: 81 / 101 / 115 MiB → 58 / 50 / 65 MiB).
-    let bounds = [320, 320, 768, 896, 896, 896, 1152, 1024];
+    // Then the spilled tag files were streamed as read and into the store
+    // record, the payload plan made without a map of declared blobs, the
+    // content plan borrowed the description, a tar walk held names as
+    // digests: import of a directory and a tar 421 and 32 bytes per file in
+    // one run (217 in another; the build before 734-859 and 494-604), so
+    // their bounds are 704 and 448. Verify measured 369-563 (the build
+    // before 336-571): at 9k files its gain (about 100 bytes a file, at 200k
+    // files 103 / 105 / 101 → 83 / 81 / 90 MiB) is within this tree's noise,
+    // so its bounds stay.
+    let bounds = [320, 320, 768, 896, 896, 896, 704, 448];
     let mut failed = Vec::new();
     for (i, (command, bound)) in COMMANDS.into_iter().zip(bounds).enumerate() {
         let per_file = b[i].saturating_sub(a[i]) / (large - small) as u64;

@@ -720,3 +720,46 @@ fn sha256_hex(b: &[u8]) -> String {
         .unwrap();
     String::from_utf8_lossy(&o.stdout)[..64].to_string()
 }
+
+/// A bundle of many files: its description is over the 1 MiB that verify
+/// holds in memory, so import streams it from the file it was spilled to
+/// while verified. The record in the bucket
+/// holds them byte for byte, and it checks.
+#[test]
+fn a_record_with_spilled_tag_files_is_stored_byte_for_byte() {
+    let m = Moto::start();
+    m.make_bucket("high");
+    let f = Fixture::new();
+    let many = f.path("src/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..6000 {
+        std::fs::write(many.join(format!("file-{i:05}.txt")), format!("file {i}\n")).unwrap();
+    }
+    std::fs::write(
+        f.path("src/airlock.yaml"),
+        "apiVersion: airlock/v1\nkind: Bundle\nmetadata: {name: many, version: 1.0.0}\nfiles:\n  - path: many\n",
+    )
+    .unwrap();
+    let bundle = f.pack("dir");
+    let store = "s3://high/site/b";
+    let o = import(&m, &f, &bundle, store);
+    assert_eq!(code(&o), 0, "import: {}", stderr(&o));
+    for name in ["airlock.json", "manifest-sha256.txt"] {
+        let want = std::fs::read(bundle.join(name)).unwrap();
+        if name == "airlock.json" {
+            assert!(want.len() > 1 << 20, "{name} is only {} bytes", want.len());
+        }
+        let got = f.path(&format!("got-{name}"));
+        m.py(&format!(
+            "open('{}', 'wb').write(s3.get_object(Bucket='high', Key='site/b/bundles/many/1.0.0/{name}')['Body'].read())",
+            got.display()
+        ));
+        assert!(
+            std::fs::read(&got).unwrap() == want,
+            "{name} differs in the bucket"
+        );
+    }
+    let log = log_verified(&m, store);
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["action"], "import");
+}

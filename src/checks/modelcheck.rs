@@ -1163,100 +1163,99 @@ impl Probe {
 
 /// The high side's view: which blobs are layers of model or file-set
 /// artifacts, under which names, and the trust policy's pickle setting.
-/// Compact, since a file set has a layer per file: fixed-size records and
-/// one string of paths per artifact.
-pub struct ContentPlan {
-    /// Every layer of a model or file-set artifact: its digest, artifact
-    /// (index into `artifacts`) and path (index into its paths), sorted by
-    /// digest, and for one digest in artifact and layer order.
-    layers: Vec<(Sha256Digest, u32, u32)>,
-    artifacts: Vec<ArtifactPaths>,
+/// Compact, since a file set has a layer per file: one 16-byte record per
+/// layer, naming it in the description it borrows (no copy of its path, 8
+/// bytes of its digest to search by).
+pub struct ContentPlan<'d> {
+    d: &'d Description,
+    /// Every layer of a model or file-set artifact: its digest's first 8
+    /// bytes and (artifact, layer) indexes into `d`, sorted by those bytes,
+    /// and for one digest in artifact and layer order.
+    layers: Vec<(u64, u32, u32)>,
+    /// Per artifact of `d`: every path in it, for the shard-index check
+    /// (`Use`): built only when one of its blobs is named as a shard index
+    /// in some artifact, else empty (no check then reads it).
+    siblings: Vec<Arc<BTreeSet<String>>>,
     pickle: PickleRules,
 }
 
-/// One artifact's reference and layer paths.
-struct ArtifactPaths {
-    reference: String,
-    /// The layer paths end to end; path `i` ends at `ends[i]`.
-    text: String,
-    ends: Vec<usize>,
-    /// Every path in the artifact, for the shard-index check (`Use`):
-    /// built only when one of its blobs is named as a shard index in some
-    /// artifact, else empty (no check then reads it).
-    siblings: Arc<BTreeSet<String>>,
-}
-
-impl ArtifactPaths {
-    fn path(&self, i: u32) -> &str {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-}
-
-impl ContentPlan {
-    pub fn new(d: &Description, pickle: impl Into<PickleRules>) -> Self {
-        let checked = || {
-            d.artifacts
-                .iter()
-                .filter(|a| matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files))
+impl<'d> ContentPlan<'d> {
+    pub fn new(d: &'d Description, pickle: impl Into<PickleRules>) -> Self {
+        let checked = |a: &crate::bundle::Artifact| {
+            matches!(a.kind, ArtifactKind::Model | ArtifactKind::Files)
         };
         // Blobs some artifact names as a shard index: `check_index` looks
         // each name it lists up among the siblings of every use of it.
-        let indexes: HashSet<Sha256Digest> = checked()
+        let indexes: HashSet<Sha256Digest> = d
+            .artifacts
+            .iter()
+            .filter(|a| checked(a))
             .flat_map(|a| &a.layers)
             .filter(|l| ends_with_any(&l.path, INDEX_SUFFIXES))
             .map(|l| l.digest)
             .collect();
         let none = Arc::new(BTreeSet::new());
-        // Sized up front: grown by doubling, they would hold up to twice
-        // their records (a file set has a layer per file).
-        let mut layers = Vec::with_capacity(checked().map(|a| a.layers.len()).sum());
-        let mut artifacts = Vec::new();
-        for a in checked() {
-            let idx = artifacts.len() as u32;
-            let mut text = String::with_capacity(a.layers.iter().map(|l| l.path.len()).sum());
-            let mut ends = Vec::with_capacity(a.layers.len());
-            for (i, l) in a.layers.iter().enumerate() {
-                text.push_str(&l.path);
-                ends.push(text.len());
-                layers.push((l.digest, idx, i as u32));
+        // Sized up front: grown by doubling, it would hold up to twice its
+        // records (a file set has a layer per file).
+        let count = d
+            .artifacts
+            .iter()
+            .filter(|a| checked(a))
+            .map(|a| a.layers.len())
+            .sum();
+        let mut layers = Vec::with_capacity(count);
+        let mut siblings = Vec::with_capacity(d.artifacts.len());
+        for (idx, a) in d.artifacts.iter().enumerate() {
+            if !checked(a) {
+                siblings.push(Arc::clone(&none));
+                continue;
             }
-            let siblings = if a.layers.iter().any(|l| indexes.contains(&l.digest)) {
+            layers.extend(
+                a.layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (prefix(&l.digest), idx as u32, i as u32)),
+            );
+            siblings.push(if a.layers.iter().any(|l| indexes.contains(&l.digest)) {
                 Arc::new(a.layers.iter().map(|l| l.path.clone()).collect())
             } else {
                 Arc::clone(&none)
-            };
-            artifacts.push(ArtifactPaths {
-                reference: a.reference.clone(),
-                text,
-                ends,
-                siblings,
             });
         }
         // Stable: one digest's uses stay in artifact and layer order.
         layers.sort_by_key(|l| l.0);
         ContentPlan {
+            d,
             layers,
-            artifacts,
+            siblings,
             pickle: pickle.into(),
         }
+    }
+
+    /// The layer at (artifact, layer) indexes.
+    fn layer(&self, (a, i): (u32, u32)) -> &'d crate::bundle::Layer {
+        &self.d.artifacts[a as usize].layers[i as usize]
     }
 
     fn digest_of(payload_path: &str) -> Option<Sha256Digest> {
         payload_path.strip_prefix(BLOBS_PREFIX)?.parse().ok()
     }
 
-    /// The layers using blob `d`: (artifact, path) indexes.
-    fn users(&self, d: &Sha256Digest) -> &[(Sha256Digest, u32, u32)] {
-        let lo = self.layers.partition_point(|l| l.0 < *d);
-        let n = self.layers[lo..].partition_point(|l| l.0 == *d);
-        &self.layers[lo..lo + n]
+    /// The layers using blob `d`: (artifact, layer) indexes, in artifact
+    /// and layer order (those whose digest only begins as `d`'s left out).
+    fn users<'a>(&'a self, d: &'a Sha256Digest) -> impl Iterator<Item = (u32, u32)> + 'a {
+        let p = prefix(d);
+        let lo = self.layers.partition_point(|l| l.0 < p);
+        let n = self.layers[lo..].partition_point(|l| l.0 == p);
+        self.layers[lo..lo + n]
+            .iter()
+            .map(|&(_, a, i)| (a, i))
+            .filter(move |&l| self.layer(l).digest == *d)
     }
 
     /// Whether the payload file at `payload_path` is checked at all.
     pub fn wants(&self, payload_path: &str) -> bool {
-        Self::digest_of(payload_path).is_some_and(|d| !self.users(&d).is_empty())
+        Self::digest_of(payload_path).is_some_and(|d| self.users(&d).next().is_some())
     }
 
     /// Starts checking payload file `payload_path` of `size` bytes as it is
@@ -1275,22 +1274,17 @@ impl ContentPlan {
         spool_dir: Option<&Path>,
     ) -> Option<Pending> {
         let d = Self::digest_of(payload_path)?;
-        let users = self.users(&d);
+        let users: Vec<_> = self
+            .users(&d)
+            .map(|(a, i)| {
+                let path = self.layer((a, i)).path.clone();
+                (path, Arc::clone(&self.siblings[a as usize]))
+            })
+            .collect();
         if users.is_empty() {
             return None;
         }
-        let probe = Probe::new(
-            users
-                .iter()
-                .map(|(_, a, i)| {
-                    let a = &self.artifacts[*a as usize];
-                    (a.path(*i).to_string(), Arc::clone(&a.siblings))
-                })
-                .collect(),
-            size,
-            spool_dir.map(Path::to_path_buf),
-            file,
-        );
+        let probe = Probe::new(users, size, spool_dir.map(Path::to_path_buf), file);
         Some(Pending {
             payload: payload_path.to_string(),
             probe,
@@ -1303,15 +1297,21 @@ impl ContentPlan {
             &self.pickle,
             "the trust policy's pickle: deny refuses it (pickle: {allow: [module.name]} admits named imports, pickle: allow admits every pickle)",
         );
-        for (_, a, i) in self.users(d) {
-            let a = &self.artifacts[*a as usize];
-            let subject = format!("{}/{}", a.reference, a.path(*i));
+        for (a, i) in self.users(d) {
+            let reference = &self.d.artifacts[a as usize].reference;
+            let subject = format!("{reference}/{}", self.layer((a, i)).path);
             for p in &problems {
                 r.add(&subject, format!("{p} ({payload_path})"));
             }
         }
         r
     }
+}
+
+/// A digest's first 8 bytes, which `ContentPlan` searches by.
+fn prefix(d: &Sha256Digest) -> u64 {
+    let b = d.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// A payload file being checked: see [`ContentPlan::start`].

@@ -2,7 +2,7 @@
 //! commit (`store`). The store itself never verifies: it is told what to
 //! commit. Everything here runs under the store's lock.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use crate::bundle::*;
@@ -167,7 +167,7 @@ impl Store {
 
         let staging = self.meta.staging()?;
         let mut have = HashSet::new();
-        for b in d.blob_refs().keys() {
+        for b in &declared_blobs(d) {
             if self.blobs.has(b)? {
                 have.insert(*b);
             }
@@ -203,7 +203,7 @@ impl Store {
         sync_staged(staging.path())?;
         failpoint("blobs")?;
         let mut written = 0;
-        for digest in d.blob_refs().keys() {
+        for digest in &declared_blobs(d) {
             if have.contains(digest) {
                 continue;
             }
@@ -255,10 +255,27 @@ impl Store {
             )
         });
         // Moved, not copied: the description and payload manifest grow
-        // with the file count.
+        // with the file count, and when spilled they are streamed from
+        // their spill files into the record, never read back whole.
         let tags = std::mem::take(&mut verified.tags);
-        let mut files: Vec<(String, Vec<u8>)> = tags.into_files()?;
-        files.extend(event);
+        let mut named: BTreeMap<String, RecordFile> = tags
+            .files
+            .into_iter()
+            .map(|(n, b)| (n, RecordFile::Bytes(b)))
+            .collect();
+        for (n, s) in tags.spilled {
+            named.insert(n, RecordFile::Reader(Box::new(s.reader()?)));
+        }
+        let mut files: Vec<(String, RecordFile)> = named
+            .into_iter()
+            .chain(
+                tags.signatures
+                    .into_iter()
+                    .chain(tags.custody)
+                    .chain(event)
+                    .map(|(n, b)| (n, RecordFile::Bytes(b))),
+            )
+            .collect();
         let record = BundleRecord {
             id: verified.id.hex(),
             name: name.clone(),
@@ -274,13 +291,10 @@ impl Store {
         };
         files.push((
             RECORD.to_string(),
-            serde_json::to_vec_pretty(&record).expect("serializes"),
+            RecordFile::Bytes(serde_json::to_vec_pretty(&record).expect("serializes")),
         ));
         failpoint("record")?;
-        self.meta.put_record(&name, &version, &files)?;
-        // Not held through the index rebuild, which reads the description
-        // again.
-        drop(files);
+        self.meta.put_record(&name, &version, files)?;
 
         // 3. and 4. The ledger entry, then the head: the commit point.
         if let Err(e) = self.commit_line(l, seq, &line) {
@@ -306,4 +320,23 @@ impl Store {
             store: self.root.clone(),
         })
     }
+}
+
+/// Every distinct blob `d` declares, in digest order (`blob_refs`'s keys),
+/// as sorted digests rather than a map: a file set declares one per file.
+fn declared_blobs(d: &Description) -> Vec<Sha256Digest> {
+    let count = d
+        .artifacts
+        .iter()
+        .map(|a| 2 + a.layers.len() + a.blobs.len())
+        .sum();
+    let mut out = Vec::with_capacity(count);
+    for a in &d.artifacts {
+        out.extend([a.manifest.digest, a.config.digest]);
+        out.extend(a.layers.iter().map(|l| l.digest));
+        out.extend(a.blobs.iter().map(|b| b.digest));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }

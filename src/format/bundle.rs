@@ -297,10 +297,42 @@ pub struct Layer {
 
 impl Description {
     pub fn total_size(&self) -> u64 {
+        // Each distinct blob once, at the size `blob_refs` gives it (the
+        // last manifest or config naming it, else the first layer or blob),
+        // from sorted records rather than a map: a file set declares a blob
+        // per file.
+        let mut refs = self.declared_refs();
+        refs.sort_unstable_by_key(|r| (r.0, r.1));
         // Sizes come from an untrusted description: never overflow.
-        self.blob_refs()
-            .values()
-            .fold(0u64, |sum, b| sum.saturating_add(b.1))
+        refs.chunk_by(|a, b| a.0 == b.0)
+            .map(|same| {
+                let last_over = same.iter().rev().find(|r| r.1 .0);
+                last_over.unwrap_or(&same[0]).2
+            })
+            .fold(0u64, |sum, size| sum.saturating_add(size))
+    }
+
+    /// Every blob reference in declaration order: its digest, (whether it is
+    /// an artifact's manifest or config, its place in that order), its size.
+    fn declared_refs(&self) -> Vec<(Sha256Digest, (bool, u32), u64)> {
+        let count = self
+            .artifacts
+            .iter()
+            .map(|a| 2 + a.layers.len() + a.blobs.len())
+            .sum();
+        let mut out = Vec::with_capacity(count);
+        for a in &self.artifacts {
+            for (b, over) in [(&a.manifest, true), (&a.config, true)] {
+                out.push((b.digest, (over, out.len() as u32), b.size));
+            }
+            for l in &a.layers {
+                out.push((l.digest, (false, out.len() as u32), l.size));
+            }
+            for b in &a.blobs {
+                out.push((b.digest, (false, out.len() as u32), b.size));
+            }
+        }
+        out
     }
 
     /// Every distinct blob the description declares: digest → (media type, size).
@@ -1047,6 +1079,39 @@ pub fn push_target_of(a: &Artifact, bundle: &str, version: &str) -> (String, Pus
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `total_size` counts each distinct blob once at the size `blob_refs`
+    /// gives it, also when a description names one digest with different
+    /// sizes (a manifest or config over an earlier layer, a layer after).
+    #[test]
+    fn total_size_is_blob_refs_summed() {
+        let dg = |i: u8| format!("sha256:{}", hex_of(i));
+        fn hex_of(i: u8) -> String {
+            format!("{:02x}", i).repeat(32)
+        }
+        let blob =
+            |i: u8, size: u64| serde_json::json!({"mediaType": "m", "digest": dg(i), "size": size});
+        let layer = |i: u8, size: u64| serde_json::json!({"mediaType": "l", "digest": dg(i), "size": size, "path": "p", "mode": 420});
+        let artifact = |m: serde_json::Value,
+                        c: serde_json::Value,
+                        layers: Vec<serde_json::Value>| {
+            serde_json::json!({"kind": "files", "name": "n", "reference": "r", "artifactType": "t",
+                "manifest": m, "config": c, "layers": layers})
+        };
+        let d: Description = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airlock/v1", "kind": "BundleDescription", "name": "n", "version": "1.0.0",
+            "created": "c", "generator": "g", "pickle": "deny",
+            "artifacts": [
+                artifact(blob(1, 10), blob(2, 20), vec![layer(3, 30), layer(3, 31), layer(4, 40), layer(5, 50)]),
+                artifact(blob(4, 41), blob(6, 60), vec![layer(1, 11), layer(5, 51), layer(7, 70)]),
+                artifact(blob(8, 80), blob(4, 42), vec![layer(4, 43)]),
+            ],
+        }))
+        .unwrap();
+        let by_map = d.blob_refs().values().map(|b| b.1).sum::<u64>();
+        assert_eq!(by_map, 10 + 20 + 30 + 42 + 50 + 60 + 70 + 80);
+        assert_eq!(d.total_size(), by_map);
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level_whatever_the_field_order() {

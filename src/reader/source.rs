@@ -222,14 +222,69 @@ impl Spilled {
         })
     }
 
-    /// Its bytes from the start (one reader at a time).
-    pub fn reader(&self) -> std::io::Result<std::io::BufReader<std::io::Take<std::fs::File>>> {
+    /// A fresh spill file for `fill` (`None` when none can be made: the
+    /// entry is then read into memory as any other).
+    fn file() -> Option<std::fs::File> {
+        tempfile::tempfile().ok()
+    }
+
+    /// Streams up to `len` bytes of `r` into `file`, hashing them as they
+    /// are written: the entry is never held whole. Its `len` is what was
+    /// read (less than asked when `r` ended early).
+    fn fill(
+        mut file: std::fs::File,
+        r: &mut dyn Read,
+        len: u64,
+    ) -> std::result::Result<Spilled, SpillError> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; (256 << 10).min(len as usize)];
+        let mut n = 0u64;
+        while n < len {
+            let want = (len - n).min(buf.len() as u64) as usize;
+            let k = match r.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(SpillError::Read(e)),
+            };
+            hasher.update(&buf[..k]);
+            std::io::Write::write_all(&mut file, &buf[..k]).map_err(SpillError::Write)?;
+            n += k as u64;
+        }
+        Ok(Spilled {
+            digest: Sha256Digest::of_raw(hasher.finalize().into()),
+            len: n,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    /// Its bytes from the start (one reader at a time), re-hashed as they
+    /// are read: at their end, bytes that are not the ones hashed when they
+    /// were spilled (the file altered meanwhile) are a read error.
+    pub fn reader(&self) -> std::io::Result<std::io::BufReader<SpillReader>> {
+        use sha2::Digest as _;
         let mut f = self.file.try_clone()?;
         f.seek(SeekFrom::Start(0))?;
         Ok(std::io::BufReader::with_capacity(
             256 << 10,
-            f.take(self.len),
+            SpillReader {
+                inner: f.take(self.len),
+                hasher: sha2::Sha256::new(),
+                read: 0,
+                len: self.len,
+                digest: self.digest,
+            },
         ))
+    }
+
+    /// Overwrites its spill file at `at` (tests: a spill file altered
+    /// behind the reader's back).
+    #[cfg(test)]
+    pub(crate) fn overwrite_for_test(&self, at: u64, bytes: &[u8]) {
+        let mut f = self.file.try_clone().unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
     }
 
     /// Its bytes, read back whole.
@@ -237,6 +292,48 @@ impl Spilled {
         let mut out = Vec::with_capacity(self.len as usize);
         self.reader()?.read_to_end(&mut out)?;
         Ok(out)
+    }
+}
+
+/// Why streaming an entry into a spill file (`Spilled::fill`) stopped.
+#[derive(Debug)]
+enum SpillError {
+    /// Reading the entry failed.
+    Read(std::io::Error),
+    /// Writing the temporary file failed.
+    Write(std::io::Error),
+}
+
+/// A spilled tag file read back (`Spilled::reader`), checked at its end
+/// against the length and sha256 it had when it was spilled.
+pub struct SpillReader {
+    inner: std::io::Take<std::fs::File>,
+    hasher: sha2::Sha256,
+    read: u64,
+    len: u64,
+    digest: Sha256Digest,
+}
+
+impl Read for SpillReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let k = self.inner.read(buf)?;
+        self.hasher.update(&buf[..k]);
+        self.read += k as u64;
+        if k == 0 && !buf.is_empty() {
+            let now = Sha256Digest::of_raw(self.hasher.clone().finalize().into());
+            if self.read != self.len || now != self.digest {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "its copy set aside while verifying changed ({} bytes of sha256 {now}, \
+                         but {} bytes of sha256 {} were read); refusing it",
+                        self.read, self.len, self.digest
+                    ),
+                ));
+            }
+        }
+        Ok(k)
     }
 }
 
@@ -396,6 +493,31 @@ impl TagSet {
         self.count += 1;
         self.bytes += size;
         Ok(())
+    }
+
+    /// A fresh spill file when entry `path` of `size` bytes is to be
+    /// streamed into it as it is read (`Spilled::fill`) rather than read
+    /// into memory: a spilling set's description or payload manifest larger
+    /// than `Spilled::AT`, met for the first time.
+    fn spill_file(&self, path: &str, size: u64) -> Option<std::fs::File> {
+        if !(self.spill_large
+            && Spilled::NAMES.contains(&path)
+            && size > Spilled::AT as u64
+            && !self.files.contains_key(path)
+            && !self.spilled.contains_key(path))
+        {
+            return None;
+        }
+        Spilled::file()
+    }
+
+    /// Stores one admitted tag file that was spilled as it was read (as
+    /// `take` does its bytes).
+    fn take_spilled(&mut self, path: &str, s: Spilled) {
+        if self.spilled.contains_key(path) || self.files.contains_key(path) {
+            return self.report.add(path, "appears twice in the bundle");
+        }
+        self.spilled.insert(path.to_string(), s);
     }
 
     /// Stores one admitted non-payload entry, or reports it. A second entry
@@ -607,6 +729,14 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                     tags.report.add(&rel, e);
                     continue;
                 }
+                if let Some(file) = tags.spill_file(&rel, len) {
+                    let mut f = fs_err::File::open(entry.path())?;
+                    match Spilled::fill(file, &mut f, len) {
+                        Ok(s) => tags.take_spilled(&rel, s),
+                        Err(SpillError::Read(e) | SpillError::Write(e)) => return Err(e.into()),
+                    }
+                    continue;
+                }
                 // `len` is admitted and from the file system: read in one allocation.
                 let mut bytes = Vec::with_capacity(len as usize);
                 fs_err::File::open(entry.path())?
@@ -631,6 +761,10 @@ pub enum Item<'a> {
         size: u64,
         digest: Sha256Digest,
     },
+    /// A description or payload manifest larger than `Spilled::AT`, met by
+    /// the tag pass of a spilling read (`read_tags_spilling`): admitted,
+    /// streamed into a spill file as it was read, never held whole.
+    HeadSpilled { path: String, spilled: Spilled },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
     /// In a plain tar, `at` says where they are in the file, for a visitor
     /// that reads them there itself (`Placed`) and leaves `read` alone.
@@ -687,7 +821,30 @@ pub fn walk_tar(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
-    walk_tar_with(path, volume, false, report, visit)
+    walk_tar_with(path, volume, Heads::Read, report, visit)
+}
+
+/// `walk_tar`, but a description or payload manifest larger than
+/// `Spilled::AT` is streamed into a spill file as it is read and handed
+/// over as `Item::HeadSpilled` (never held whole): for verify's tag pass.
+fn walk_tar_spilling_heads(
+    path: &Path,
+    report: &mut Report,
+    visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
+) -> Result<()> {
+    walk_tar_with(path, false, Heads::Spill, report, visit)
+}
+
+/// How the tar walker hands over a description or payload manifest larger
+/// than `Spilled::AT` (every other non-payload entry is read whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heads {
+    /// Read whole (`Item::Head`).
+    Read,
+    /// Hashed as it passes, not held (`Item::HeadHashed`).
+    Hash,
+    /// Streamed into a spill file (`Item::HeadSpilled`).
+    Spill,
 }
 
 /// `walk_tar`, but a description or payload manifest larger than
@@ -699,13 +856,13 @@ pub fn walk_tar_hashing_heads(
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
-    walk_tar_with(path, false, true, report, visit)
+    walk_tar_with(path, false, Heads::Hash, report, visit)
 }
 
 fn walk_tar_with(
     path: &Path,
     volume: bool,
-    hash_heads: bool,
+    heads: Heads,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
@@ -718,7 +875,7 @@ fn walk_tar_with(
         std::thread::scope(|scope| {
             let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
             let entries = archive.entries()?.raw(true);
-            walk_entries(entries, None, path, volume, hash_heads, report, visit)
+            walk_entries(entries, None, path, volume, heads, report, visit)
         })
     } else {
         let file = fs_err::File::open(path)?;
@@ -727,15 +884,7 @@ fn walk_tar_with(
         let f = std::io::BufReader::with_capacity(1 << 20, file);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(
-            entries,
-            Some(&placed),
-            path,
-            volume,
-            hash_heads,
-            report,
-            visit,
-        )
+        walk_entries(entries, Some(&placed), path, volume, heads, report, visit)
     }
 }
 
@@ -879,12 +1028,12 @@ fn walk_entries<R: Read>(
     placed: Option<&std::fs::File>,
     file: &Path,
     volume: bool,
-    hash_heads: bool,
+    heads: Heads,
     report: &mut Report,
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
     let origin = file.display().to_string();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen = SeenNames::default();
     let mut admitted = TagSet::default();
     let mut payload_began = false;
     let mut additions_began = false;
@@ -973,7 +1122,7 @@ fn walk_entries<R: Read>(
             );
             continue;
         }
-        if !seen.insert(path.clone()) {
+        if !seen.insert(&path) {
             report.add(&path, "appears twice in the tar");
             continue;
         }
@@ -1041,11 +1190,32 @@ fn walk_entries<R: Read>(
                     report.add(&path, e);
                     return Ok(());
                 }
-                if hash_heads
-                    && place == Place::Tag
+                let large = place == Place::Tag
                     && Spilled::NAMES.contains(&path.as_str())
-                    && size > Spilled::AT as u64
+                    && size > Spilled::AT as u64;
+                if let Some(file) = (large && heads == Heads::Spill)
+                    .then(Spilled::file)
+                    .flatten()
                 {
+                    let spilled = match Spilled::fill(file, &mut entry, size) {
+                        Ok(s) => s,
+                        Err(SpillError::Read(e)) => {
+                            report.add(&path, format!("truncated or corrupt tar: {e}"));
+                            return Ok(());
+                        }
+                        Err(SpillError::Write(e)) => return Err(e.into()),
+                    };
+                    if spilled.len != size {
+                        let what = format!("truncated tar: {} of {size} bytes", spilled.len);
+                        report.add(&path, what);
+                        return Ok(());
+                    }
+                    if visit(report, Item::HeadSpilled { path, spilled })? == Flow::Stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if large && heads == Heads::Hash {
                     // Hashed as it passes, not held: the walk only
                     // compares it with what was read before.
                     let h = match crate::digest::copy_hashed(
@@ -1094,6 +1264,32 @@ fn walk_entries<R: Read>(
     Ok(())
 }
 
+/// The names a tar walk has met, for its check of a name seen twice. A
+/// bundle of many files has an entry per file, nearly all named by their
+/// digest (`data/blobs/sha256/<hex>`): those are held as the digest (32
+/// bytes, not an 82-byte string), any other name as itself.
+#[derive(Default)]
+struct SeenNames {
+    blobs: HashSet<Sha256Digest>,
+    other: HashSet<String>,
+}
+
+impl SeenNames {
+    /// Whether `path` is met for the first time.
+    fn insert(&mut self, path: &str) -> bool {
+        match path.strip_prefix(BLOBS_PREFIX).filter(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }) {
+            // Lowercase hex spells each digest one way: one name, one digest.
+            Some(hex) => match hex.parse::<Sha256Digest>() {
+                Ok(d) => self.blobs.insert(d),
+                Err(_) => self.other.insert(path.to_string()),
+            },
+            None => self.other.insert(path.to_string()),
+        }
+    }
+}
+
 pub use crate::rawtar::MAX_TAR_META;
 
 /// Reads every non-payload entry of a tar bundle or volume: the tag files
@@ -1106,20 +1302,33 @@ pub fn read_tar_tags(path: &Path, volume: bool) -> Result<TagSet> {
     read_tar_tags_into(path, volume, TagSet::default())
 }
 
-/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify).
+/// `read_tar_tags` into `tags` (a `TagSet::spilling` one for verify, whose
+/// large description and payload manifest are spilled as they are read).
 fn read_tar_tags_into(path: &Path, volume: bool, mut tags: TagSet) -> Result<TagSet> {
     let zstd = is_zstd(path)?;
     let mut report = Report::default();
-    walk_tar(path, volume, &mut report, &mut |_, item| match item {
+    let spill = tags.spill_large && !volume;
+    let mut visit = |_: &mut Report, item: Item| match item {
         Item::Head { path, bytes } => {
             tags.admit_unchecked(&path, bytes);
+            Ok(Flow::Continue)
+        }
+        Item::HeadSpilled { path, spilled } => {
+            tags.count += 1;
+            tags.bytes += spilled.len;
+            tags.take_spilled(&path, spilled);
             Ok(Flow::Continue)
         }
         // Only `walk_tar_hashing_heads` hands these over.
         Item::HeadHashed { .. } => Ok(Flow::Continue),
         Item::Payload { .. } if zstd => Ok(Flow::Stop),
         Item::Payload { .. } => Ok(Flow::Continue),
-    })?;
+    };
+    if spill {
+        walk_tar_spilling_heads(path, &mut report, &mut visit)?;
+    } else {
+        walk_tar(path, volume, &mut report, &mut visit)?;
+    }
     if zstd {
         read_zstd_frames(path, &mut tags, &mut report)?;
     }
@@ -1435,6 +1644,101 @@ mod tests {
         }
         assert_eq!(plain.spilled.keys().collect::<Vec<_>>(), [DESCRIPTION]);
         assert!(plain.files.contains_key(BAG_INFO) && plain.files.contains_key(MANIFEST));
+    }
+
+    /// A large description and payload manifest go straight from the
+    /// bundle (directory or tar) into their spill files as they are read,
+    /// hashed on the way, with the bytes and digest a whole read gives.
+    #[test]
+    fn large_tag_files_are_streamed_into_their_spill_files_as_read() {
+        let big: Vec<u8> = (0..Spilled::AT + 12345).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("b");
+        fs_err::create_dir_all(&bundle).unwrap();
+        fs_err::write(bundle.join(DESCRIPTION), &big).unwrap();
+        fs_err::write(bundle.join(MANIFEST), &big[..100]).unwrap();
+        let tar = dir.path().join("b.tar");
+        let mut b = tar::Builder::new(fs_err::File::create(&tar).unwrap());
+        for name in [DESCRIPTION, MANIFEST] {
+            b.append_path_with_name(bundle.join(name), name).unwrap();
+        }
+        b.into_inner().unwrap();
+        let mut from_dir = TagSet::spilling();
+        walk_dir(&bundle, &mut from_dir).unwrap();
+        let from_tar = read_tar_tags_into(&tar, false, TagSet::spilling()).unwrap();
+        for t in [&from_dir, &from_tar] {
+            assert!(t.report.is_ok(), "{:?}", t.report);
+            assert!(!t.files.contains_key(DESCRIPTION));
+            let s = &t.spilled[DESCRIPTION];
+            assert_eq!(
+                (s.len, s.digest),
+                (big.len() as u64, Sha256Digest::of(&big))
+            );
+            assert_eq!(s.bytes().unwrap(), big);
+            // Small: read into memory as before.
+            assert_eq!(t.files[MANIFEST], big[..100]);
+            assert_eq!((t.count, t.bytes), (2, big.len() as u64 + 100));
+        }
+        // A plain set reads it whole, as before.
+        let plain = read_tar_tags(&tar, false).unwrap();
+        assert!(plain.spilled.is_empty());
+        assert_eq!(plain.files[DESCRIPTION], big);
+    }
+
+    /// A spill file altered after it was written (in place, or cut short)
+    /// is refused when it is read back, never parsed as if it were what was
+    /// hashed.
+    #[test]
+    fn a_spill_file_altered_after_it_was_written_is_refused() {
+        let big: Vec<u8> = (0..Spilled::AT + 7).map(|i| (i % 13) as u8).collect();
+        let fill = || Spilled::fill(Spilled::file().unwrap(), &mut &big[..], big.len() as u64);
+        let s = fill().unwrap();
+        assert_eq!(s.digest, Sha256Digest::of(&big));
+        assert_eq!(s.bytes().unwrap(), big);
+        // Read back twice: each reader starts from the start.
+        assert_eq!(s.bytes().unwrap(), big);
+        s.overwrite_for_test(1000, b"\xff");
+        let e = s.bytes().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("changed"), "{e}");
+        let mut out = Vec::new();
+        assert!(s.reader().unwrap().read_to_end(&mut out).is_err());
+        let s = fill().unwrap();
+        s.file.set_len(100).unwrap();
+        assert!(s.bytes().is_err());
+        // A source that ends early gives a shorter spill, never a padded one.
+        let short = Spilled::fill(Spilled::file().unwrap(), &mut &big[..10], 50).unwrap();
+        assert_eq!(
+            (short.len, short.bytes().unwrap()),
+            (10, big[..10].to_vec())
+        );
+    }
+
+    /// A name seen twice is found whether it spells a blob's digest or not;
+    /// a digest's name and another spelling of it are different names.
+    #[test]
+    fn seen_names_find_every_second_sighting() {
+        let hex = "ab".repeat(32);
+        let blob = format!("{BLOBS_PREFIX}{hex}");
+        let upper = format!("{BLOBS_PREFIX}{}", hex.to_uppercase());
+        let mut seen = SeenNames::default();
+        for name in [
+            blob.as_str(),
+            upper.as_str(),
+            "data/index.json",
+            "data/blobs/sha256/ab",
+        ] {
+            assert!(seen.insert(name), "{name}");
+        }
+        for name in [
+            blob.as_str(),
+            upper.as_str(),
+            "data/index.json",
+            "data/blobs/sha256/ab",
+        ] {
+            assert!(!seen.insert(name), "{name}");
+        }
+        assert_eq!((seen.blobs.len(), seen.other.len()), (1, 3));
     }
 
     #[test]

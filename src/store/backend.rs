@@ -26,6 +26,36 @@ use std::path::Path;
 use crate::digest::Sha256Digest;
 use crate::error::Result;
 
+/// One file of a record for [`MetaStore::put_record`].
+pub enum RecordFile {
+    Bytes(Vec<u8>),
+    /// Its bytes streamed from a reader (a large tag file spilled while it
+    /// was verified), never held whole where the backend writes files.
+    Reader(Box<dyn Read + Send>),
+}
+
+impl RecordFile {
+    /// Writes every byte of it to `w`.
+    pub fn write_to(self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match self {
+            RecordFile::Bytes(b) => w.write_all(&b),
+            RecordFile::Reader(mut r) => std::io::copy(&mut r, w).map(|_| ()),
+        }
+    }
+
+    /// Its bytes, read whole (for a backend that uploads bytes).
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            RecordFile::Bytes(b) => Ok(b),
+            RecordFile::Reader(mut r) => {
+                let mut out = Vec::new();
+                r.read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// Holds the store's exclusive writer lock until dropped.
 pub trait Guard {}
 
@@ -73,13 +103,26 @@ pub trait MetaStore {
     /// One file of a record (`record.json`, a tag file, `signatures/…`,
     /// `custody/…`), or `None` if the record or file does not exist.
     fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>>;
+    /// One file of a record as a reader (`None` as `record_file`): a
+    /// description grows with the file count, so it is parsed as it is read.
+    fn record_reader(
+        &self,
+        name: &str,
+        version: &str,
+        file: &str,
+    ) -> Result<Option<Box<dyn Read + Send>>> {
+        Ok(self
+            .record_file(name, version, file)?
+            .map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn Read + Send>))
+    }
     /// The files of a record's folder `dir` (`signatures`, `custody`), as
     /// `dir/NAME`, sorted; empty if the record has none.
     fn record_dir(&self, name: &str, version: &str, dir: &str) -> Result<Vec<String>>;
     /// Creates a record from `files` if none exists for `name`/`version`;
     /// `record.json` (which must be among them) becomes visible last, so a
     /// record exists exactly when its `record.json` does.
-    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()>;
+    fn put_record(&self, name: &str, version: &str, files: Vec<(String, RecordFile)>)
+        -> Result<()>;
     /// Removes a record (recovery of an uncommitted import).
     fn remove_record(&self, name: &str, version: &str) -> Result<()>;
     /// Where a record lives, for messages.

@@ -14,7 +14,7 @@
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::backend::{BlobStore, Guard, MetaStore};
+use super::backend::{BlobStore, Guard, MetaStore, RecordFile};
 use crate::bundle::OCI_LAYOUT_CONTENT;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
@@ -247,11 +247,25 @@ impl MetaStore for LocalDir {
     }
 
     fn record_file(&self, name: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut r) = self.record_reader(name, version, file)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    fn record_reader(
+        &self,
+        name: &str,
+        version: &str,
+        file: &str,
+    ) -> Result<Option<Box<dyn Read + Send>>> {
         let p = self
             .record_path(Self::component(name)?, Self::component(version)?)
             .join(file);
         match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => Ok(Some(fs_err::read(&p)?)),
+            Ok(m) if m.is_file() => Ok(Some(Box::new(fs_err::File::open(&p)?))),
             Ok(_) => Err(Error::Usage(format!(
                 "{}: not a regular file in the store's record",
                 p.display()
@@ -289,7 +303,12 @@ impl MetaStore for LocalDir {
         Ok(out)
     }
 
-    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+    fn put_record(
+        &self,
+        name: &str,
+        version: &str,
+        files: Vec<(String, RecordFile)>,
+    ) -> Result<()> {
         let dest = self.record_path(Self::component(name)?, Self::component(version)?);
         if dest.exists() {
             return Err(Error::Io(std::io::Error::new(
@@ -303,7 +322,7 @@ impl MetaStore for LocalDir {
             let p = rec.join(rel);
             fs_err::create_dir_all(p.parent().expect("below the record"))?;
             let mut f = fs_err::File::create(&p)?;
-            f.write_all(bytes)?;
+            bytes.write_to(&mut f)?;
             f.sync_all()?;
         }
         for sub in [
@@ -596,12 +615,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalDir::new(dir.path());
         s.create().unwrap();
-        let files = vec![
-            ("record.json".to_string(), b"{}".to_vec()),
-            ("custody/0001-packed.dsse.json".to_string(), b"e".to_vec()),
-        ];
-        s.put_record("demo", "1.0.0", &files).unwrap();
-        assert!(s.put_record("demo", "1.0.0", &files).is_err());
+        let files = || {
+            vec![
+                ("record.json".to_string(), RecordFile::Bytes(b"{}".to_vec())),
+                (
+                    "custody/0001-packed.dsse.json".to_string(),
+                    RecordFile::Bytes(b"e".to_vec()),
+                ),
+            ]
+        };
+        s.put_record("demo", "1.0.0", files()).unwrap();
+        assert!(s.put_record("demo", "1.0.0", files()).is_err());
         assert_eq!(
             s.record_file("demo", "1.0.0", "custody/0001-packed.dsse.json")
                 .unwrap()
@@ -622,6 +646,53 @@ mod tests {
         s.remove_record("demo", "1.0.0").unwrap();
         assert!(!dir.path().join("bundles/demo").exists());
         assert_eq!(s.clean_staging().unwrap(), 0, "nothing left behind");
+    }
+
+    /// A tag file spilled while it was verified is streamed from its spill
+    /// file into the record: the same bytes as written from memory. One
+    /// altered after it was spilled fails the write, and no record is left.
+    #[test]
+    fn a_record_file_streamed_from_its_spill_file_is_the_same_bytes() {
+        use crate::bundle::DESCRIPTION;
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.create().unwrap();
+        let big: Vec<u8> = (0..crate::source::Spilled::AT * 2 + 3)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let spilled = || {
+            let mut t = crate::source::TagSet::spilling();
+            t.take(DESCRIPTION, big.clone());
+            t.spilled.remove(DESCRIPTION).expect("spilled")
+        };
+        let files = |desc: RecordFile| {
+            vec![
+                (DESCRIPTION.to_string(), desc),
+                ("record.json".to_string(), RecordFile::Bytes(b"{}".to_vec())),
+            ]
+        };
+        let from_spill = spilled();
+        let reader = RecordFile::Reader(Box::new(from_spill.reader().unwrap()));
+        s.put_record("a", "1.0.0", files(reader)).unwrap();
+        s.put_record("b", "1.0.0", files(RecordFile::Bytes(big.clone())))
+            .unwrap();
+        let stored =
+            |n: &str| fs_err::read(dir.path().join(format!("bundles/{n}/1.0.0/{DESCRIPTION}")));
+        assert_eq!(stored("a").unwrap(), big);
+        assert_eq!(stored("a").unwrap(), stored("b").unwrap());
+        let mut r = s.record_reader("a", "1.0.0", DESCRIPTION).unwrap().unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, big);
+
+        let altered = spilled();
+        let reader = RecordFile::Reader(Box::new(altered.reader().unwrap()));
+        altered.overwrite_for_test(5, b"!");
+        assert!(s.put_record("c", "1.0.0", files(reader)).is_err());
+        assert!(s
+            .record_file("c", "1.0.0", "record.json")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -45,6 +45,7 @@ use crate::bundle::*;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 
+pub use backend::RecordFile;
 use backend::{BlobStore, Guard, MetaStore};
 pub use export::Exported;
 pub use local::{write_atomic, StagedFile};
@@ -599,11 +600,12 @@ impl Store {
             "{}/{DESCRIPTION}",
             self.meta.locate_record(&r.name, &r.version)
         );
-        let bytes = self
+        // Parsed as it is read: it grows with the file count.
+        let r = self
             .meta
-            .record_file(&r.name, &r.version, DESCRIPTION)?
+            .record_reader(&r.name, &r.version, DESCRIPTION)?
             .ok_or_else(|| Error::Usage(format!("{at}: missing from the store's record")))?;
-        serde_json::from_slice(&bytes)
+        serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, r))
             .map_err(|e| Error::Usage(format!("{at}: corrupt description: {e}")))
     }
 

@@ -45,7 +45,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig, UpdateVersion};
 
-use super::backend::{BlobStore, Guard, MetaStore};
+use super::backend::{BlobStore, Guard, MetaStore, RecordFile};
 use crate::bundle::OCI_LAYOUT_CONTENT;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
@@ -791,7 +791,12 @@ impl MetaStore for S3 {
             .map(|_| ())
     }
 
-    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+    fn put_record(
+        &self,
+        name: &str,
+        version: &str,
+        files: Vec<(String, RecordFile)>,
+    ) -> Result<()> {
         let inner = self.inner()?;
         let rec = record_rel(name, version)?;
         let last = format!("{rec}/{}", super::RECORD);
@@ -802,15 +807,17 @@ impl MetaStore for S3 {
             )));
         }
         let mut record = None;
-        for (rel, bytes) in files {
+        for (rel, file) in files {
+            // One file's bytes at a time: an object is put whole.
+            let bytes = file.into_bytes()?;
             if rel == super::RECORD {
                 record = Some(bytes);
                 continue;
             }
-            inner.put(&format!("{rec}/{rel}"), bytes, PutMode::Overwrite)?;
+            inner.put(&format!("{rec}/{rel}"), &bytes, PutMode::Overwrite)?;
         }
         let record = record.expect("record.json is among the files");
-        inner.put(&last, record, PutMode::Create)?;
+        inner.put(&last, &record, PutMode::Create)?;
         Ok(())
     }
 

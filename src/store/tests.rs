@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::backend::{BlobStore, Guard, MetaStore};
+use super::backend::{BlobStore, Guard, MetaStore, RecordFile};
 use super::*;
 use crate::policy::TrustPolicy;
 use crate::progress::Silent;
@@ -101,13 +101,22 @@ impl MetaStore for Mem {
         out.sort();
         Ok(out)
     }
-    fn put_record(&self, name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+    fn put_record(
+        &self,
+        name: &str,
+        version: &str,
+        files: Vec<(String, RecordFile)>,
+    ) -> Result<()> {
         let mut inner = self.0.lock().unwrap();
         let key = (name.to_string(), version.to_string());
         if inner.records.contains_key(&key) {
             return Err(Error::Usage("exists".into()));
         }
-        inner.records.insert(key, files.iter().cloned().collect());
+        let mut record = BTreeMap::new();
+        for (rel, file) in files {
+            record.insert(rel, file.into_bytes()?);
+        }
+        inner.records.insert(key, record);
         Ok(())
     }
     fn remove_record(&self, name: &str, version: &str) -> Result<()> {

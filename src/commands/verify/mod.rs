@@ -577,7 +577,6 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     let mut plan = Plan::default();
     // One record per blob, sized up front (not grown by doubling).
     plan.blobs.reserve_exact(m.len());
-    let declared = d.blob_refs();
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
     let mut pin_blobs = crate::sources::packages::pin_blobs(d);
@@ -585,6 +584,8 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     // npm tarballs: their sha512 computed as they are hashed.
     let sha512_blobs = crate::sources::packages::sha512_blobs(d);
     let folds = fold_blobs(d, &pin_blobs);
+    // 1. Every listed blob, in path (so digest) order; its size and media
+    // type are what airlock.json declares, filled in below.
     for (path, digest) in m.iter() {
         let digest = &digest;
         let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
@@ -606,23 +607,13 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
                 );
                 continue;
             }
-            let Some((media_type, size)) = declared.get(digest) else {
-                report.add(
-                    path,
-                    "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
-                );
-                continue;
-            };
-            let keep = kept_for_checks(digest, media_type, *size, &pin_blobs);
-            // Folded whatever its size: its bytes are never held.
-            let fold = folds.contains(digest);
             Expected {
                 digest: *digest,
-                size: *size,
+                size: 0,
                 exact: true,
-                keep: keep && !fold,
+                keep: false,
                 sha512: sha512_blobs.contains(digest),
-                fold,
+                fold: folds.contains(digest),
             }
         } else {
             report.add(
@@ -633,20 +624,72 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
         };
         plan.insert(&path, exp);
     }
+    // 2. What airlock.json declares of each, in one walk of its artifacts
+    // (as `Description::blob_refs` reads them: an artifact's manifest and
+    // config over whatever came before, a layer or blob only where nothing
+    // did), into one media type per listed blob rather than a map of every
+    // declared blob (a file set declares one per file).
+    let mut media: Vec<Option<&str>> = vec![None; plan.blobs.len()];
+    let mut unlisted = Vec::new();
+    let delta = d.delta.is_some();
+    let declared = d.artifacts.iter().flat_map(|a| {
+        [(&a.manifest, true), (&a.config, true)]
+            .into_iter()
+            .map(|(b, over)| (&b.digest, b.media_type.as_str(), b.size, over))
+            .chain(
+                a.layers
+                    .iter()
+                    .map(|l| (&l.digest, &*l.media_type, l.size, false)),
+            )
+            .chain(
+                a.blobs
+                    .iter()
+                    .map(|b| (&b.digest, b.media_type.as_str(), b.size, false)),
+            )
+    });
+    for (digest, mt, size, over) in declared {
+        match plan.blobs.binary_search_by(|e| e.digest.cmp(digest)) {
+            Ok(i) => {
+                if over || media[i].is_none() {
+                    plan.blobs[i].size = size;
+                    media[i] = Some(mt);
+                }
+            }
+            // A delta leaves out what its base provides (`Description::omitted`).
+            Err(_) => {
+                if !delta && !m.contains_key(&blob_path(digest)) {
+                    unlisted.push(*digest);
+                }
+            }
+        }
+    }
+    // 3. A listed blob nothing declares is not planned; the others keep
+    // their bytes where a check reads them.
+    let mut media = media.into_iter();
+    plan.blobs.retain_mut(|e| {
+        let Some(mt) = media.next().flatten() else {
+            report.add(
+                blob_path(&e.digest),
+                "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
+            );
+            return false;
+        };
+        // Folded whatever its size: its bytes are never held.
+        e.keep = kept_for_checks(&e.digest, mt, e.size, &pin_blobs) && !e.fold;
+        true
+    });
     for required in [OCI_LAYOUT, OCI_INDEX] {
         if !m.contains_key(required) {
             report.add(MANIFEST, format!("does not list {required}"));
         }
     }
-    let delta = d.delta.is_some();
-    for d in declared.keys() {
-        // A delta leaves out what its base provides (`Description::omitted`).
-        if !delta && !m.contains_key(&blob_path(d)) {
-            report.add(
-                MANIFEST,
-                format!("does not list blob {d:?} that airlock.json declares"),
-            );
-        }
+    unlisted.sort_unstable();
+    unlisted.dedup();
+    for d in unlisted {
+        report.add(
+            MANIFEST,
+            format!("does not list blob {d:?} that airlock.json declares"),
+        );
     }
     plan
 }
@@ -1008,7 +1051,9 @@ fn verify_dir(
     progress: &dyn Progress,
 ) -> Result<Outcome> {
     let mut tags = TagSet::spilling();
-    let present = crate::source::walk_dir(dir, &mut tags)?;
+    let mut present = crate::source::walk_dir(dir, &mut tags)?;
+    // Grown by doubling: up to half of it slack, held through the checks.
+    present.shrink_to_fit();
     let check = check_tags(tags, policy, now);
     let mut report = check.report.clone();
     let mut kept = Kept::default();
@@ -1023,19 +1068,20 @@ fn verify_dir(
     if !fs_err::symlink_metadata(dir.join("data")).is_ok_and(|m| m.is_dir()) {
         report.add("data/", "missing or not a directory");
     }
-    // One flag per plan entry, by position; each file looked up once.
+    // Filtered in place (a second list would double it); one flag per
+    // plan entry, by position; each file looked up once.
     let mut seen = vec![false; plan.len()];
-    let mut listed = Vec::with_capacity(present.len());
-    for p in present {
-        match plan.position_of(&p) {
-            Some((i, _)) => {
-                seen[i] = true;
-                listed.push(p);
-            }
-            None => report.add(p.path(), "extra file: not listed in manifest-sha256.txt"),
+    present.retain(|p| match plan.position_of(p) {
+        Some((i, _)) => {
+            seen[i] = true;
+            true
         }
-    }
-    let present = listed;
+        None => {
+            report.add(p.path(), "extra file: not listed in manifest-sha256.txt");
+            false
+        }
+    });
+    let present = present;
     for (path, seen) in plan.keys().zip(seen) {
         if !seen {
             report.add(
@@ -1141,6 +1187,15 @@ fn verify_tar(
             return Ok(Flow::Stop);
         }
         let (path, size, entry, at) = match item {
+            Item::HeadSpilled { path, spilled } => {
+                if !tags.same_digest(&path, spilled.len, &spilled.digest) {
+                    report.add(
+                        &path,
+                        "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)",
+                    );
+                }
+                return Ok(Flow::Continue);
+            }
             Item::HeadHashed { path, size, digest } => {
                 if !tags.same_digest(&path, size, &digest) {
                     report.add(

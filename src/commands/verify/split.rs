@@ -287,8 +287,8 @@ pub fn verify_volumes(
                     }
                     return Ok(Flow::Continue);
                 }
-                // Only `walk_tar_hashing_heads` hands these over.
-                Item::HeadHashed { path, .. } => {
+                // Only `walk_tar_hashing_heads` and a spilling read hand these over.
+                Item::HeadHashed { path, .. } | Item::HeadSpilled { path, .. } => {
                     report.add(&path, "differs from what was read before the payload (changed during verification, or hidden inside the compressed payload)");
                     return Ok(Flow::Continue);
                 }

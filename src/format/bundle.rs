@@ -282,12 +282,56 @@ pub struct Blob {
     pub size: u64,
 }
 
+/// The media types airlock writes into layers: a parsed layer naming one
+/// of them borrows the constant (a description has a layer per file).
+const LAYER_MEDIA_TYPES: &[&str] = &[
+    FILE_LAYER,
+    MODEL_WEIGHT,
+    MODEL_WEIGHT_CONFIG,
+    MODEL_DOC,
+    MODEL_CODE,
+    PYTHON_REQUIREMENTS,
+    PYTHON_WHEEL,
+    PYTHON_SDIST,
+    PYTHON_PYLOCK,
+    CARGO_LOCK,
+    CARGO_CHECKSUM,
+    CARGO_FILE,
+    NPM_LOCK,
+    NPM_PACKAGE_JSON,
+    NPM_TARBALL,
+    APT_LOCK,
+    APT_DEB,
+];
+
+/// A layer's media type as parsed: one of [`LAYER_MEDIA_TYPES`] borrowed,
+/// any other string owned (the checks that judge it are unchanged).
+fn interned_media_type<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::borrow::Cow<'static, str>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = std::borrow::Cow<'static, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a media type string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(match LAYER_MEDIA_TYPES.iter().find(|&&c| c == v) {
+                Some(&c) => std::borrow::Cow::Borrowed(c),
+                None => std::borrow::Cow::Owned(v.to_owned()),
+            })
+        }
+    }
+    d.deserialize_str(V)
+}
+
 /// A layer is one file: where it goes when exported, and its mode.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Layer {
     /// Borrowed when it is one of airlock's constants (pack: every file of
-    /// a tree has the same; no string per file).
+    /// a tree has the same; no string per file), also when parsed.
+    #[serde(deserialize_with = "interned_media_type")]
     pub media_type: std::borrow::Cow<'static, str>,
     pub digest: Sha256Digest,
     pub size: u64,
@@ -1079,6 +1123,30 @@ pub fn push_target_of(a: &Artifact, bundle: &str, version: &str) -> (String, Pus
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsed_layers_borrow_known_media_types_and_keep_others() {
+        let json = |mt: &str| {
+            format!(
+                r#"{{"mediaType":"{mt}","digest":"sha256:{}","size":3,"path":"a","mode":420}}"#,
+                Sha256Digest::of(b"abc").hex()
+            )
+        };
+        let known: Layer = serde_json::from_str(&json(FILE_LAYER)).unwrap();
+        assert!(matches!(
+            known.media_type,
+            std::borrow::Cow::Borrowed(FILE_LAYER)
+        ));
+        let other: Layer = serde_json::from_str(&json("application/x-other")).unwrap();
+        assert!(
+            matches!(&other.media_type, std::borrow::Cow::Owned(s) if s == "application/x-other")
+        );
+        // Written back byte for byte, whichever form it took.
+        for (l, mt) in [(&known, FILE_LAYER), (&other, "application/x-other")] {
+            assert_eq!(serde_json::to_string(l).unwrap(), json(mt));
+        }
+        assert!(serde_json::from_str::<Layer>(&json("x").replace("\"x\"", "7")).is_err());
+    }
 
     /// `total_size` counts each distinct blob once at the size `blob_refs`
     /// gives it, also when a description names one digest with different

@@ -217,14 +217,7 @@ fn a_large_member_beyond_the_end_of_the_tar_is_named() {
 fn large_volumes(f: &Fixture) -> Vec<PathBuf> {
     let o = f.pack_with("tar", "vols", &["--volume-size", "8000000"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut paths: Vec<PathBuf> = json(&o)["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PathBuf::from(p.as_str().unwrap()))
-        .collect();
-    paths.sort();
-    paths
+    volume_paths(&o)
 }
 
 #[test]

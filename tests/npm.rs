@@ -501,13 +501,7 @@ fn npm_bundle_packs_as_volumes_and_imports() {
     .unwrap();
     let o = f.pack_with("tar", "vols", &["--volume-size", "500000"]);
     ok("pack into volumes", &o);
-    let mut paths: Vec<PathBuf> = json(&o)["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PathBuf::from(p.as_str().unwrap()))
-        .collect();
-    paths.sort();
+    let paths = volume_paths(&o);
     assert!(paths.len() >= 3, "{paths:?}");
     ok("verify the volumes", &f.verify_paths(&paths));
     ok("import the volumes", &f.import(&f.path("vols"), "store"));
@@ -725,13 +719,7 @@ fn npm_tarball_over_32_mib_is_rechecked_without_keeping_its_bytes() {
     // its parts as they are joined.
     let o = f.pack_with("tar", "vols", &["--volume-size", "16000000"]);
     ok("pack into volumes", &o);
-    let mut paths: Vec<PathBuf> = json(&o)["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| PathBuf::from(p.as_str().unwrap()))
-        .collect();
-    paths.sort();
+    let paths = volume_paths(&o);
     assert!(paths.len() >= 3, "{paths:?}");
     let mut args = vec!["verify".to_string()];
     args.extend(paths.iter().map(|p| p.to_str().unwrap().to_string()));

@@ -183,13 +183,7 @@ impl Fixture {
         .unwrap();
         let o = self.pack_with(format, "vols", &["--volume-size", "400000"]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let mut paths: Vec<PathBuf> = json(&o)["paths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| PathBuf::from(p.as_str().unwrap()))
-            .collect();
-        paths.sort();
+        let paths = volume_paths(&o);
         assert!(paths.len() >= 2, "{paths:?}");
         paths
     }
@@ -518,4 +512,16 @@ pub fn alter_description(f: &Fixture, bundle: &Path, edit: impl FnOnce(&mut serd
         &f.s("keys/builder.key"),
     ]);
     assert!(o.status.success(), "sign: {}", stderr(&o));
+}
+
+/// The files a `pack --volume-size` printed (its JSON `paths`), sorted.
+pub fn volume_paths(o: &Output) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = json(o)["paths"]
+        .as_array()
+        .expect("pack printed its paths")
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().expect("a path string")))
+        .collect();
+    paths.sort();
+    paths
 }

@@ -25,7 +25,7 @@ pub use checks::{gguf, image, modelcheck, modelsig, pickle, safetensors, storedz
 pub use cli::{output, report};
 pub use commands::{amend, init, inspect, pack, push, referrers, verify, volumes};
 pub use format::{bundle, clock, digest, error, progress, purl, tarball, yaml};
-pub use reader::{additions, rawtar, source};
+pub use reader::{additions, rawtar, source, zstdraw};
 pub use sources::{fetch, manifest, registry};
 pub use trust::{custody, dsse, keys, policy, receipt, signing, sshsig};
 

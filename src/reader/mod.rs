@@ -6,3 +6,4 @@
 pub mod additions;
 pub mod rawtar;
 pub mod source;
+pub mod zstdraw;

@@ -776,15 +776,26 @@ pub enum Item<'a> {
     },
 }
 
-/// Where a payload entry's bytes lie in a plain tar file: `size` bytes
-/// (the header's) from `offset`, readable by position (`FileExt::read_at`)
-/// on `file`, a handle of the very file the walk reads (never reopened by
-/// name). Positioned reads leave the walk's own reading where it is; an
-/// entry its visitor does not read is skipped by a seek.
-#[derive(Clone, Copy)]
+/// Where a payload entry's bytes lie in a tar or tar.zst file: `size`
+/// bytes (the header's) as `layout` says, readable by position
+/// (`FileExt::read_at`) on `file`, a handle of the very file the walk reads
+/// (never reopened by name). Positioned reads leave the walk's own reading
+/// where it is; an entry its visitor does not read is skipped by a seek.
+#[derive(Clone)]
 pub struct Placed<'a> {
     pub file: &'a std::fs::File,
-    pub offset: u64,
+    pub layout: Layout,
+}
+
+/// How an entry's bytes lie in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// A plain tar: contiguous from this offset.
+    At(u64),
+    /// A tar.zst whose frames hold the entry in raw blocks: these extents,
+    /// in order, exactly the entry's bytes (`zstdraw::frame_at` checked
+    /// each block lies inside the file).
+    Blocks(Vec<crate::zstdraw::Extent>),
 }
 
 /// What the visitor wants next.
@@ -867,15 +878,24 @@ fn walk_tar_with(
     visit: &mut dyn FnMut(&mut Report, Item) -> Result<Flow>,
 ) -> Result<()> {
     if is_zstd(path)? {
-        let f = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-        let mut decoder = zstd::Decoder::with_buffer(f)?;
+        let file = fs_err::File::open(path)?.into_parts().0;
+        // Duplicates of the same open file, for positioned reads: the walk's
+        // (a raw frame's content it reads) and the placed entries'.
+        let reads = file.try_clone()?;
+        let placed = file.try_clone()?;
+        let frames = ZstFrames::new(file, path)?;
         // Decompression runs on its own thread, a few chunks ahead of the
         // walk (which hashes): the two overlap instead of taking turns.
         // Stopping the walk early drops the reader, which stops the thread.
         std::thread::scope(|scope| {
-            let mut archive = tar::Archive::new(ReadAhead::start(scope, &mut decoder));
-            let entries = archive.entries()?.raw(true);
-            walk_entries(entries, None, path, volume, heads, report, visit)
+            let ahead = std::cell::RefCell::new(ReadAhead::start_with(scope, frames, Some(reads)));
+            let mut archive = tar::Archive::new(SharedAhead(&ahead));
+            let entries = archive.entries_with_seek()?.raw(true);
+            let placing = Placing::Zst {
+                file: &placed,
+                ahead: &ahead,
+            };
+            walk_entries(entries, placing, path, volume, heads, report, visit)
         })
     } else {
         let file = fs_err::File::open(path)?;
@@ -884,36 +904,208 @@ fn walk_tar_with(
         let f = std::io::BufReader::with_capacity(1 << 20, file);
         let mut archive = tar::Archive::new(SeekInBuffer(f));
         let entries = archive.entries_with_seek()?.raw(true);
-        walk_entries(entries, Some(&placed), path, volume, heads, report, visit)
+        walk_entries(
+            entries,
+            Placing::Plain(&placed),
+            path,
+            volume,
+            heads,
+            report,
+            visit,
+        )
     }
 }
 
 /// Size of the chunks [`ReadAhead`] hands over.
 const AHEAD_CHUNK: usize = 1 << 20;
 
+/// What the read-ahead thread hands over: decoded bytes, or a zstd frame of
+/// raw blocks whose content lies verbatim in the file (not read yet).
+enum Piece {
+    Bytes(Vec<u8>),
+    Raw(crate::zstdraw::RawFrame),
+}
+
+/// What a producer of the read-ahead thread gives at each step.
+enum Out {
+    /// Bytes written into the buffer; 0 is the end.
+    Bytes(usize),
+    /// A frame of raw blocks, skipped in the stream: its content is read by
+    /// position when needed.
+    Raw(crate::zstdraw::RawFrame),
+}
+
+trait Produce: Send {
+    fn next(&mut self, buf: &mut [u8]) -> std::io::Result<Out>;
+}
+
+/// Any reader, as bytes only.
+#[cfg(test)]
+struct Plain<R>(R);
+
+#[cfg(test)]
+impl<R: Read + Send> Produce for Plain<R> {
+    fn next(&mut self, buf: &mut [u8]) -> std::io::Result<Out> {
+        self.0.read(buf).map(Out::Bytes)
+    }
+}
+
+/// A tar.zst's frames in order: decoded by libzstd exactly as
+/// `zstd::Decoder` does (the same loop over the same raw decoder, so every
+/// error is the one it gives), except that at each frame boundary a frame
+/// that `zstdraw::frame_at` finds made only of raw blocks is skipped in the
+/// file and handed over as [`Out::Raw`]: its content is the frame's blocks
+/// as they lie, so the walk can read it by position (and the verify pool
+/// hash it there) instead of copying it through the decoder. A frame the
+/// parser does not map, or finds malformed, goes to the decoder, which
+/// reports what is wrong as it always did.
+struct ZstFrames<'p> {
+    input: std::io::BufReader<std::fs::File>,
+    /// File offset of `input`'s next unconsumed byte.
+    at: u64,
+    /// The file's length when opened: headers are read only inside it.
+    len: u64,
+    path: &'p Path,
+    decoder: zstd::stream::raw::Decoder<'static>,
+    /// At a frame boundary (the previous frame ended, or nothing began).
+    boundary: bool,
+    state: ZstState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ZstState {
+    Reading,
+    PastEof,
+    Finished,
+}
+
+impl<'p> ZstFrames<'p> {
+    fn new(file: std::fs::File, path: &'p Path) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(ZstFrames {
+            input: std::io::BufReader::with_capacity(1 << 20, file),
+            at: 0,
+            len,
+            path,
+            decoder: zstd::stream::raw::Decoder::new()?,
+            boundary: true,
+            state: ZstState::Reading,
+        })
+    }
+}
+
+impl Produce for ZstFrames<'_> {
+    fn next(&mut self, buf: &mut [u8]) -> std::io::Result<Out> {
+        use std::io::BufRead;
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let mut first = true;
+        loop {
+            match self.state {
+                ZstState::Reading => {
+                    let has_input = !first && !self.input.fill_buf()?.is_empty();
+                    if !first && !has_input {
+                        self.state = ZstState::PastEof;
+                        continue;
+                    }
+                    if has_input && self.boundary {
+                        let src = crate::zstdraw::FileAt {
+                            file: self.input.get_ref(),
+                            len: self.len,
+                        };
+                        if let Ok(crate::zstdraw::Frame::Raw(f)) =
+                            crate::zstdraw::frame_at(&src, self.at, self.path)
+                        {
+                            // `frame_at` read its blocks inside the file's
+                            // length: the frame ends there.
+                            let skip = i64::try_from(f.end - self.at)
+                                .map_err(|_| std::io::Error::other("frame too large"))?;
+                            self.input.seek_relative(skip)?;
+                            self.at = f.end;
+                            return Ok(Out::Raw(f));
+                        }
+                        self.decoder.reinit()?;
+                        self.boundary = false;
+                    }
+                    let input: &[u8] = if first { &[] } else { self.input.fill_buf()? };
+                    first = false;
+                    let mut src = InBuffer::around(input);
+                    let mut dst = OutBuffer::around(&mut *buf);
+                    let hint = self.decoder.run(&mut src, &mut dst)?;
+                    if hint == 0 {
+                        self.boundary = true;
+                    }
+                    let (read, written) = (src.pos(), dst.pos());
+                    self.input.consume(read);
+                    self.at += read as u64;
+                    if written > 0 {
+                        return Ok(Out::Bytes(written));
+                    }
+                }
+                ZstState::PastEof => {
+                    let mut dst = OutBuffer::around(&mut *buf);
+                    if self.decoder.finish(&mut dst, self.boundary)? == 0 {
+                        self.state = ZstState::Finished;
+                    }
+                    return Ok(Out::Bytes(dst.pos()));
+                }
+                ZstState::Finished => return Ok(Out::Bytes(0)),
+            }
+        }
+    }
+}
+
 /// A reader fed by a thread that reads `inner` ahead, at most
 /// `AHEAD_DEPTH` chunks of `AHEAD_CHUNK` bytes (the chunks are recycled, so
 /// memory stays bounded and nothing is zeroed twice). An error of the inner
 /// reader arrives in order, after the bytes before it. Dropping the reader
 /// stops the thread at its next chunk.
+///
+/// Fed by [`ZstFrames`], a frame of raw blocks arrives as a
+/// [`Piece::Raw`]: read by position from `file` (a duplicate of the handle
+/// the thread reads) when the walk reads it, skipped for free when the walk
+/// seeks past it, and mapped to file offsets by [`ReadAhead::place`].
 struct ReadAhead {
-    full: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    full: std::sync::mpsc::Receiver<std::io::Result<Piece>>,
     empty: std::sync::mpsc::Sender<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
+    cur: Piece,
+    pos: u64,
+    /// Pieces taken from the thread by `place` but not reached yet.
+    ahead: std::collections::VecDeque<std::io::Result<Piece>>,
     done: bool,
+    /// Position in the stream (bytes read or skipped).
+    total: u64,
+    file: Option<std::fs::File>,
 }
 
 const AHEAD_DEPTH: usize = 2;
 
+/// How many pieces `place` looks ahead for an entry at most: an entry that
+/// spans more frames than this streams through the walk.
+const PLACE_AHEAD: usize = 8;
+
 impl ReadAhead {
+    #[cfg(test)]
     fn start<'scope, R: Read + Send + 'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         inner: R,
     ) -> Self {
+        Self::start_with(scope, Plain(inner), None)
+    }
+
+    fn start_with<'scope, P: Produce + 'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        inner: P,
+        file: Option<std::fs::File>,
+    ) -> Self {
         let (full_tx, full) = std::sync::mpsc::sync_channel(AHEAD_DEPTH);
         let (empty, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let mut inner = inner;
+        enum End {
+            Full,
+            Ended,
+            Raw(crate::zstdraw::RawFrame),
+            Failed(std::io::Error),
+        }
         scope.spawn(move || loop {
             let mut buf = empty_rx
                 .try_recv()
@@ -921,68 +1113,200 @@ impl ReadAhead {
             buf.resize(AHEAD_CHUNK, 0);
             let mut n = 0;
             let outcome = loop {
-                match inner.read(&mut buf[n..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(k) => {
+                match inner.next(&mut buf[n..]) {
+                    Ok(Out::Bytes(0)) => break End::Ended,
+                    Ok(Out::Bytes(k)) => {
                         n += k;
                         if n == buf.len() {
-                            break Ok(());
+                            break End::Full;
                         }
                     }
+                    Ok(Out::Raw(f)) => break End::Raw(f),
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
+                    Err(e) => break End::Failed(e),
                 }
             };
             buf.truncate(n);
-            let last = n < AHEAD_CHUNK || outcome.is_err();
-            if n > 0 && full_tx.send(Ok(buf)).is_err() {
+            if n > 0 && full_tx.send(Ok(Piece::Bytes(buf))).is_err() {
                 return;
             }
-            if let Err(e) = outcome {
-                let _ = full_tx.send(Err(e));
-                return;
-            }
-            if last {
-                return;
+            match outcome {
+                End::Full => {}
+                End::Ended => return,
+                End::Raw(f) => {
+                    if full_tx.send(Ok(Piece::Raw(f))).is_err() {
+                        return;
+                    }
+                }
+                End::Failed(e) => {
+                    let _ = full_tx.send(Err(e));
+                    return;
+                }
             }
         });
         ReadAhead {
             full,
             empty,
-            cur: Vec::new(),
+            cur: Piece::Bytes(Vec::new()),
             pos: 0,
+            ahead: std::collections::VecDeque::new(),
             done: false,
+            total: 0,
+            file,
         }
+    }
+
+    fn remaining(&self) -> u64 {
+        match &self.cur {
+            Piece::Bytes(b) => b.len() as u64 - self.pos,
+            Piece::Raw(f) => f.content - self.pos,
+        }
+    }
+
+    /// Moves to the next piece; `Ok(false)` at the end.
+    fn advance(&mut self) -> std::io::Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let next = match self.ahead.pop_front() {
+            Some(p) => p,
+            None => match self.full.recv() {
+                Ok(p) => p,
+                // The thread ended: everything was handed over.
+                Err(_) => {
+                    self.done = true;
+                    return Ok(false);
+                }
+            },
+        };
+        match next {
+            Ok(p) => {
+                if let Piece::Bytes(used) = std::mem::replace(&mut self.cur, p) {
+                    let _ = self.empty.send(used);
+                }
+                self.pos = 0;
+                Ok(true)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the stream's next `size` bytes lie in the file, when they are
+    /// all content of raw-block frames (this one and at most
+    /// [`PLACE_AHEAD`] more); `None` otherwise, or when the stream is not at
+    /// `offset`. Pieces it looks at stay queued, in order, for the reads.
+    fn place(&mut self, offset: u64, size: u64) -> Option<Vec<crate::zstdraw::Extent>> {
+        if self.total != offset || self.done || self.file.is_none() {
+            return None;
+        }
+        let mut need = size;
+        let mut out = Vec::new();
+        let rem = self.remaining();
+        if rem > 0 {
+            let Piece::Raw(f) = &self.cur else {
+                return None;
+            };
+            let take = rem.min(need);
+            out.extend(f.extents(self.pos, take)?);
+            need -= take;
+        }
+        let mut i = 0;
+        while need > 0 {
+            if i == self.ahead.len() {
+                if i == PLACE_AHEAD {
+                    return None;
+                }
+                let p = self.full.recv().ok()?;
+                self.ahead.push_back(p);
+            }
+            let Ok(Piece::Raw(f)) = &self.ahead[i] else {
+                return None;
+            };
+            let take = f.content.min(need);
+            out.extend(f.extents(0, take)?);
+            need -= take;
+            i += 1;
+        }
+        Some(out)
     }
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.cur.len() {
-            if self.done || out.is_empty() {
+        while self.remaining() == 0 {
+            if out.is_empty() || !self.advance()? {
                 return Ok(0);
             }
-            match self.full.recv() {
-                Ok(Ok(next)) => {
-                    let used = std::mem::replace(&mut self.cur, next);
-                    self.pos = 0;
-                    let _ = self.empty.send(used);
+        }
+        let n = match &self.cur {
+            Piece::Bytes(b) => {
+                let p = self.pos as usize;
+                let n = out.len().min(b.len() - p);
+                out[..n].copy_from_slice(&b[p..p + n]);
+                n
+            }
+            Piece::Raw(f) => {
+                let (at, run) = f.locate(self.pos).expect("inside the frame");
+                let want = (out.len() as u64).min(run) as usize;
+                let file = self.file.as_ref().expect("raw pieces come with their file");
+                let n = std::os::unix::fs::FileExt::read_at(file, &mut out[..want], at)?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ends inside a stored zstd block it held when the walk began (changed while being read?)",
+                    ));
                 }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                // The thread ended: everything was handed over.
-                Err(_) => {
-                    self.done = true;
-                    return Ok(0);
-                }
+                n
+            }
+        };
+        self.pos += n as u64;
+        self.total += n as u64;
+        Ok(n)
+    }
+}
+
+/// The tar walker's view of a [`ReadAhead`] it shares with the walk (which
+/// asks it where entries lie between reads): reads, and relative seeks
+/// forward that skip a raw frame's content without reading it. A seek past
+/// the end fails as the tar crate's own skip by reading does.
+struct SharedAhead<'a>(&'a std::cell::RefCell<ReadAhead>);
+
+impl Read for SharedAhead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl std::io::Seek for SharedAhead<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let mut r = self.0.borrow_mut();
+        let SeekFrom::Current(n) = pos else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a tar.zst is read forward only",
+            ));
+        };
+        let mut n = u64::try_from(n).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a tar.zst is read forward only",
+            )
+        })?;
+        loop {
+            let take = r.remaining().min(n);
+            r.pos += take;
+            r.total += take;
+            n -= take;
+            if n == 0 {
+                return Ok(r.total);
+            }
+            if !r.advance()? {
+                return Err(std::io::Error::other("unexpected EOF during skip"));
             }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
-        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -1023,9 +1347,21 @@ impl<R: Read> Read for Guarded<'_, R> {
     }
 }
 
+/// How the walk finds where a payload entry's bytes lie in the file.
+#[derive(Clone, Copy)]
+enum Placing<'a> {
+    /// A plain tar: at the entry's position.
+    Plain(&'a std::fs::File),
+    /// A tar.zst: where its raw-block frames hold it, if they do.
+    Zst {
+        file: &'a std::fs::File,
+        ahead: &'a std::cell::RefCell<ReadAhead>,
+    },
+}
+
 fn walk_entries<R: Read>(
     entries: tar::Entries<'_, R>,
-    placed: Option<&std::fs::File>,
+    placing: Placing<'_>,
     file: &Path,
     volume: bool,
     heads: Heads,
@@ -1145,10 +1481,21 @@ fn walk_entries<R: Read>(
                     continue;
                 }
                 payload_began = true;
-                let at = placed.map(|file| Placed {
-                    file,
-                    offset: entry.raw_file_position(),
-                });
+                let at = match placing {
+                    Placing::Plain(file) => Some(Placed {
+                        file,
+                        layout: Layout::At(entry.raw_file_position()),
+                    }),
+                    // Only an entry pack may have stored as raw blocks.
+                    Placing::Zst { file, ahead } if size >= crate::tarball::STREAM_MIN => ahead
+                        .borrow_mut()
+                        .place(entry.raw_file_position(), size)
+                        .map(|extents| Placed {
+                            file,
+                            layout: Layout::Blocks(extents),
+                        }),
+                    Placing::Zst { .. } => None,
+                };
                 let mut guarded = Guarded {
                     inner: &mut entry,
                     failed: false,

@@ -84,6 +84,24 @@ pub struct RawFrame {
 }
 
 impl RawFrame {
+    /// Where content byte `c` lies in the file, and how many bytes from
+    /// there are contiguous (to the end of its block); `None` past the end.
+    pub fn locate(&self, c: u64) -> Option<(u64, u64)> {
+        let mut base = 0u64;
+        for r in &self.runs {
+            let b = r.bytes();
+            if c < base + b {
+                let o = c - base;
+                return Some((
+                    r.at + (o / r.len) * (r.len + 3) + o % r.len,
+                    r.len - o % r.len,
+                ));
+            }
+            base += b;
+        }
+        None
+    }
+
     /// Where the content bytes `[from, from + len)` lie, as extents in
     /// order; `None` when the range is not inside the content.
     pub fn extents(&self, from: u64, len: u64) -> Option<Vec<Extent>> {
@@ -490,6 +508,19 @@ mod tests {
             );
         }
         assert!(f.extents(1, content.len() as u64).is_none());
+        for c in [0u64, 1, 131071, 131072, 393215, 398215] {
+            let (at, n) = f.locate(c).unwrap();
+            assert_eq!(v[at as usize], content[c as usize], "{c}");
+            assert_eq!(
+                n,
+                if c < 393216 {
+                    131072 - c % 131072
+                } else {
+                    398216 - c
+                }
+            );
+        }
+        assert_eq!(f.locate(398216), None);
         assert!(f.extents(u64::MAX, 2).is_none());
     }
 

@@ -1241,7 +1241,7 @@ fn verify_tar(
                 path,
                 exp: *exp,
                 file: at.file.try_clone()?,
-                offset: at.offset,
+                layout: at.layout,
                 size,
             });
             return Ok(Flow::Continue);

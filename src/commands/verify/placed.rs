@@ -19,45 +19,71 @@ use std::sync::{mpsc, Mutex};
 use super::{judge, staged_path, take_payload, tap, Expected, Kept, Staging, Taken};
 use crate::error::{Error, Report, Result};
 use crate::progress::Progress;
+use crate::source::Layout;
 
 /// Payload entries at least this large are hashed by the pool; smaller
 /// ones stream through the walk's own buffer.
 pub(super) const PARALLEL_AT: u64 = 4 << 20;
 
-/// One entry for the pool: `size` bytes (the tar header's) at `offset`.
+/// One entry for the pool: `size` bytes (the tar header's) where `layout`
+/// says.
 pub(super) struct Job {
     pub path: String,
     pub exp: Expected,
     pub file: std::fs::File,
-    pub offset: u64,
+    pub layout: Layout,
     pub size: u64,
 }
 
 /// What an entry left behind: its findings, its kept bytes once verified.
 type Done = (String, Expected, Report, Option<Taken>);
 
-/// `size` bytes of `file` from `offset`, read by position. A read error is
-/// remembered: it is the tar's (truncated or unreadable), not the visitor's.
+/// `size` bytes of `file` where `layout` puts them, read by position. A
+/// read error is remembered: it is the tar's (truncated or unreadable), not
+/// the visitor's.
 struct PlacedReader<'a> {
     file: &'a std::fs::File,
-    at: u64,
-    end: u64,
+    layout: &'a Layout,
+    /// Bytes read so far, of `size`.
+    done: u64,
+    size: u64,
+    /// In a tar.zst's raw blocks: the extent being read, and how far.
+    extent: usize,
+    into: u64,
     failed: bool,
+}
+
+impl PlacedReader<'_> {
+    /// Where the next byte lies, and how many from there are contiguous.
+    fn next_run(&mut self) -> Option<(u64, u64)> {
+        match self.layout {
+            Layout::At(offset) => Some((offset.checked_add(self.done)?, u64::MAX)),
+            Layout::Blocks(extents) => {
+                while self.extent < extents.len() && self.into >= extents[self.extent].bytes() {
+                    self.extent += 1;
+                    self.into = 0;
+                }
+                let e = extents.get(self.extent)?;
+                let (piece, within) = (self.into / e.len, self.into % e.len);
+                Some((e.at + piece * e.stride + within, e.len - within))
+            }
+        }
+    }
 }
 
 impl Read for PlacedReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf
-            .len()
-            .min((self.end - self.at).min(usize::MAX as u64) as usize);
-        if want == 0 {
+        let left = self.size - self.done;
+        let Some((at, run)) = self.next_run().filter(|_| left > 0) else {
             return Ok(0);
-        }
+        };
+        let want = (buf.len() as u64).min(left).min(run) as usize;
         let n = self
             .file
-            .read_at(&mut buf[..want], self.at)
+            .read_at(&mut buf[..want], at)
             .inspect_err(|e| self.failed |= e.kind() != io::ErrorKind::Interrupted)?;
-        self.at += n as u64;
+        self.done += n as u64;
+        self.into += n as u64;
         Ok(n)
     }
 }
@@ -164,7 +190,7 @@ fn hash(
         path,
         exp,
         file,
-        offset,
+        layout,
         size,
     } = job;
     let mut r = Report::default();
@@ -178,8 +204,11 @@ fn hash(
     });
     let mut reader = PlacedReader {
         file: &file,
-        at: offset,
-        end: offset.saturating_add(size),
+        layout: &layout,
+        done: 0,
+        size,
+        extent: 0,
+        into: 0,
         failed: false,
     };
     let taken = take_payload(

@@ -325,7 +325,7 @@ pub fn verify_volumes(
                     path: piece.path.clone(),
                     exp,
                     file: at.file.try_clone()?,
-                    offset: at.offset,
+                    layout: at.layout,
                     size,
                 });
                 return Ok(Flow::Continue);

@@ -263,3 +263,246 @@ fn plain_volumes_hash_large_whole_files_and_name_a_flipped_byte() {
         );
     }
 }
+
+// A tar.zst from pack stores each large input that does not compress as a
+// zstd frame of raw blocks: verify reads such a member where its blocks lie
+// (the pool hashes it by position, as for a plain tar). Each fault below
+// must be refused exactly as the decoder's stream refuses it: the
+// reference is the same tar compressed by zstd itself (compressed frames,
+// which are always streamed), or the decoder's own error.
+
+/// The bytes of a zstd frame of raw blocks holding `data` in blocks of at
+/// most `block` bytes (as pack's `RawFrame` writes: window 2^17, no content
+/// size, no checksum).
+fn raw_frame(data: &[u8], block: usize) -> Vec<u8> {
+    let mut v = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38];
+    let mut chunks: Vec<&[u8]> = data.chunks(block).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    let n = chunks.len();
+    for (i, c) in chunks.into_iter().enumerate() {
+        let h = ((c.len() as u32) << 3 | u32::from(i + 1 == n)).to_le_bytes();
+        v.extend_from_slice(&h[..3]);
+        v.extend_from_slice(c);
+    }
+    v
+}
+
+/// Where the tar byte at `at` (of the decoded stream `tar`) lies in the
+/// tar.zst `zst`, found by its surroundings: the noise around it occurs
+/// once, verbatim, only where a raw block holds it.
+fn stored_at(zst: &[u8], tar: &[u8], at: usize) -> usize {
+    // A window around it inside one block (one that spans a block's or
+    // frame's header is not in the file as such).
+    // The tar.zst is no larger than the tar but for block headers (3 bytes
+    // in 128 KiB) and its small head, so the search stays near `at`.
+    let (lo, hi) = (at.saturating_sub(4 << 20), (at + (1 << 20)).min(zst.len()));
+    for k in [0, 16, 31] {
+        let Some(from) = at.checked_sub(k).filter(|f| f + 32 <= tar.len()) else {
+            continue;
+        };
+        let window = &tar[from..from + 32];
+        let hits: Vec<usize> = zst[lo..hi]
+            .windows(32)
+            .enumerate()
+            .filter(|(_, w)| *w == window)
+            .map(|(i, _)| lo + i)
+            .take(2)
+            .collect();
+        if hits.len() == 1 {
+            return hits[0] + k;
+        }
+    }
+    panic!("the bytes around {at} are not stored verbatim")
+}
+
+/// Packs the large fixture as a tar.zst; returns it, its bytes and the tar
+/// it decodes to (also written as `decoded.tar`, for `data_of`).
+fn packed_zst(f: &Fixture) -> (PathBuf, Vec<u8>, Vec<u8>, PathBuf) {
+    let zst = f.pack("tar.zst");
+    let bytes = std::fs::read(&zst).unwrap();
+    let tar = zstd::decode_all(&bytes[..]).unwrap();
+    let plain = f.path("dist/decoded.tar");
+    std::fs::write(&plain, &tar).unwrap();
+    (zst, bytes, tar, plain)
+}
+
+/// Writes `zst` as `NAME.tar.zst` and, as the streamed reference, the tar
+/// it decodes to recompressed by zstd as `NAME-ref.tar.zst`.
+fn with_reference(f: &Fixture, name: &str, zst: &[u8], tar: &[u8]) -> (PathBuf, PathBuf) {
+    let p = f.path(&format!("dist/{name}.tar.zst"));
+    std::fs::write(&p, zst).unwrap();
+    let r = f.path(&format!("dist/{name}-ref.tar.zst"));
+    std::fs::write(&r, zstd::encode_all(tar, 1).unwrap()).unwrap();
+    (p, r)
+}
+
+#[test]
+fn a_tar_zst_holds_large_members_in_raw_blocks_and_verifies_and_imports_them() {
+    let (f, a, b) = large_fixture();
+    let (zst, bytes, tar, plain) = packed_zst(&f);
+    for blob in [&a, &b] {
+        let (at, size) = data_of(&plain, blob);
+        // Stored: the member's bytes are in the file as they are.
+        for i in [at, at + size / 2, at + size - 1] {
+            assert_eq!(bytes[stored_at(&bytes, &tar, i)], tar[i]);
+        }
+    }
+    let o = f.verify(&zst);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = f.import(&zst, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&[
+        "export",
+        "--store",
+        &f.s("store"),
+        "--bundle",
+        "demo",
+        "--to",
+        &f.s("out"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for rel in ["big-a.bin", "sub/big-b.bin"] {
+        let src = std::fs::read(f.path(&format!("src/docs/{rel}"))).unwrap();
+        let name = rel.rsplit('/').next();
+        let hit = walkdir::WalkDir::new(f.path("out"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_type().is_file() && e.file_name().to_str() == name)
+            .unwrap();
+        assert!(std::fs::read(hit.path()).unwrap() == src, "{rel} exported whole");
+    }
+}
+
+#[test]
+fn a_flipped_byte_inside_a_raw_block_is_the_stream_s_finding() {
+    let (f, a, b) = large_fixture();
+    let (_, bytes, tar, plain) = packed_zst(&f);
+    let (at_a, size_a) = data_of(&plain, &a);
+    let (at_b, size_b) = data_of(&plain, &b);
+    // The first and last byte of a member, the first byte of its second
+    // block, the last of its first, and its middle.
+    let cases = [
+        ("first", at_a, at_b + size_b / 2),
+        ("last", at_a + size_a - 1, at_b + (128 << 10)),
+        ("edges", at_a + (128 << 10) - 1, at_b + size_b - 1),
+        ("middle", at_a + size_a / 2, at_b),
+    ];
+    for (name, in_a, in_b) in cases {
+        let (mut z, mut t) = (bytes.clone(), tar.clone());
+        for i in [in_a, in_b] {
+            z[stored_at(&bytes, &tar, i)] ^= 0x20;
+            t[i] ^= 0x20;
+        }
+        let (p, r) = with_reference(&f, name, &z, &t);
+        refused_alike(&f, &p, &r, &a, "sha256 mismatch");
+        refused_alike(&f, &p, &r, &b, "sha256 mismatch");
+    }
+}
+
+/// The finding the stream gives when the decoder fails on `zst`: the
+/// decoder's own error, about the member being read.
+fn decoder_error(zst: &[u8]) -> String {
+    zstd::decode_all(zst).unwrap_err().to_string()
+}
+
+#[test]
+fn a_corrupted_block_header_in_a_raw_frame_is_the_decoder_s_finding() {
+    let (f, a, _) = large_fixture();
+    let (_, bytes, tar, plain) = packed_zst(&f);
+    let (at, _) = data_of(&plain, &a);
+    // The header of the member's third block (the 3 bytes before its first
+    // byte): the reserved block type 3, then a size over 128 KiB.
+    let h = stored_at(&bytes, &tar, at + (256 << 10)) - 3;
+    let header = u32::from_le_bytes([bytes[h], bytes[h + 1], bytes[h + 2], 0]);
+    assert_eq!(header, (128 << 10) << 3, "a full raw block, not the last");
+    for (name, new) in [("reserved", header | 6), ("oversize", 0x1F_FFFF << 3)] {
+        let mut z = bytes.clone();
+        z[h..h + 3].copy_from_slice(&new.to_le_bytes()[..3]);
+        let p = f.path(&format!("dist/{name}.tar.zst"));
+        std::fs::write(&p, &z).unwrap();
+        let o = f.verify(&p);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let want = format!("{a}: truncated or corrupt tar: {}", decoder_error(&z));
+        assert_eq!(findings(&o, &a), vec![want], "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_tar_zst_cut_inside_a_raw_frame_is_the_decoder_s_finding() {
+    let (f, a, _) = large_fixture();
+    let (_, bytes, tar, plain) = packed_zst(&f);
+    let (at, size) = data_of(&plain, &a);
+    // Inside a block, then just after a block header.
+    let mid = stored_at(&bytes, &tar, at + size / 2);
+    let after_header = stored_at(&bytes, &tar, at + (128 << 10));
+    for (name, cut) in [("cut-mid", mid), ("cut-header", after_header - 1)] {
+        let z = &bytes[..cut];
+        let p = f.path(&format!("dist/{name}.tar.zst"));
+        std::fs::write(&p, z).unwrap();
+        let o = f.verify(&p);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let want = format!("{a}: truncated or corrupt tar: {}", decoder_error(z));
+        assert_eq!(findings(&o, &a), vec![want], "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn members_in_compressed_or_several_frames_verify_and_name_a_flipped_byte() {
+    let (f, a, b) = large_fixture();
+    let (_, _, tar, plain) = packed_zst(&f);
+    let (at_a, size_a) = data_of(&plain, &a);
+    let (at_b, size_b) = data_of(&plain, &b);
+    // Everything compressed by zstd, except: member a in two raw frames
+    // (128 KiB blocks, then 1000-byte blocks), member b's first half in a
+    // raw frame and the rest (with what follows) compressed.
+    let split_a = at_a + size_a / 3;
+    let split_b = at_b + size_b / 2;
+    assert!(at_a + size_a <= at_b, "a before b");
+    let build = |t: &[u8]| {
+        let mut z = zstd::encode_all(&t[..at_a], 3).unwrap();
+        z.extend(raw_frame(&t[at_a..split_a], 128 << 10));
+        z.extend(raw_frame(&t[split_a..at_a + size_a], 1000));
+        z.extend(zstd::encode_all(&t[at_a + size_a..at_b], 3).unwrap());
+        z.extend(raw_frame(&t[at_b..split_b], 128 << 10));
+        z.extend(zstd::encode_all(&t[split_b..], 3).unwrap());
+        z
+    };
+    let z = build(&tar);
+    assert_eq!(zstd::decode_all(&z[..]).unwrap(), tar);
+    let p = f.path("dist/frames.tar.zst");
+    std::fs::write(&p, &z).unwrap();
+    let o = f.verify(&p);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A flipped byte in a's second raw frame, and in b's raw half.
+    let mut t = tar.clone();
+    t[split_a + 5000] ^= 1;
+    t[at_b + 77] ^= 1;
+    let (p, r) = with_reference(&f, "frames-flipped", &build(&t), &t);
+    refused_alike(&f, &p, &r, &a, "sha256 mismatch");
+    refused_alike(&f, &p, &r, &b, "sha256 mismatch");
+}
+
+#[test]
+fn tar_zst_volumes_of_large_files_verify_and_name_damage() {
+    let (f, _, _) = large_fixture();
+    let o = f.pack_with("tar.zst", "vols", &["--volume-size", "8000000"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let vols = volume_paths(&o);
+    assert!(vols.len() >= 2, "{vols:?}");
+    let o = f.verify_paths(&vols);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A byte flipped in the middle of the first volume's file.
+    let mut bytes = std::fs::read(&vols[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&vols[0], &bytes).unwrap();
+    let o = f.verify_paths(&vols);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&vols[0].display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+}

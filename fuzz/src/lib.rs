@@ -84,7 +84,7 @@ pub fn layer(
     size: u64,
 ) -> airlock::bundle::Layer {
     airlock::bundle::Layer {
-        media_type: media_type.into(),
+        media_type: std::borrow::Cow::Owned(media_type.to_string()),
         digest,
         size,
         path: path.into(),

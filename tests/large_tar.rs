@@ -371,7 +371,10 @@ fn a_tar_zst_holds_large_members_in_raw_blocks_and_verifies_and_imports_them() {
             .filter_map(|e| e.ok())
             .find(|e| e.file_type().is_file() && e.file_name().to_str() == name)
             .unwrap();
-        assert!(std::fs::read(hit.path()).unwrap() == src, "{rel} exported whole");
+        assert!(
+            std::fs::read(hit.path()).unwrap() == src,
+            "{rel} exported whole"
+        );
     }
 }
 

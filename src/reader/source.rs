@@ -766,8 +766,10 @@ pub enum Item<'a> {
     /// streamed into a spill file as it was read, never held whole.
     HeadSpilled { path: String, spilled: Spilled },
     /// A payload entry: `read` yields its bytes (the tar's header says `size`).
-    /// In a plain tar, `at` says where they are in the file, for a visitor
-    /// that reads them there itself (`Placed`) and leaves `read` alone.
+    /// In a plain tar, and in a tar.zst for an entry of at least
+    /// `tarball::STREAM_MIN` bytes that frames of raw blocks hold wholly,
+    /// `at` says where they are in the file, for a visitor that reads them
+    /// there itself (`Placed`) and leaves `read` alone.
     Payload {
         path: String,
         size: u64,

@@ -210,13 +210,13 @@ pub struct FrameError {
 /// Positioned reads of the bytes being parsed.
 pub trait ReadAt {
     /// The file's length: no read goes past it.
-    fn len(&self) -> u64;
-    /// Fills `buf` from `at` (`at + buf.len() <= len()`).
+    fn size(&self) -> u64;
+    /// Fills `buf` from `at` (`at + buf.len() <= size()`).
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()>;
 }
 
 impl ReadAt for [u8] {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         <[u8]>::len(self) as u64
     }
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
@@ -236,7 +236,7 @@ pub struct FileAt<'a> {
 }
 
 impl ReadAt for FileAt<'_> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
@@ -256,7 +256,7 @@ struct Window<'r, R: ReadAt + ?Sized> {
 impl<R: ReadAt + ?Sized> Window<'_, R> {
     /// `N` bytes at `at`, or `None` past the file's end.
     fn get<const N: usize>(&mut self, at: u64) -> io::Result<Option<[u8; N]>> {
-        let len = self.src.len();
+        let len = self.src.size();
         if at.checked_add(N as u64).is_none_or(|e| e > len) {
             return Ok(None);
         }
@@ -275,7 +275,7 @@ impl<R: ReadAt + ?Sized> Window<'_, R> {
 /// Parses the frame at `at` of `src` (the bundle file `file`, named in
 /// errors): its layout when every block is raw, [`Frame::Other`] for any
 /// other frame, an error for a malformed header. Reads only headers, each
-/// inside `src.len()`; holds at most [`MAX_RUNS`] runs.
+/// inside `src.size()`; holds at most [`MAX_RUNS`] runs.
 pub fn frame_at<R: ReadAt + ?Sized>(src: &R, at: u64, file: &Path) -> Result<Frame, FrameError> {
     let fail = |at: u64, problem: Problem| FrameError {
         file: file.to_path_buf(),
@@ -330,7 +330,7 @@ pub fn frame_at<R: ReadAt + ?Sized>(src: &R, at: u64, file: &Path) -> Result<Fra
         window = Some(base + (base / 8) * u64::from(wd & 7));
         pos += 1;
     }
-    if pos + did_len + fcs_len > src.len() {
+    if pos + did_len + fcs_len > src.size() {
         return Err(fail(at, Problem::Truncated));
     }
     let mut field = |from: u64, n: u64| -> Result<u64, FrameError> {
@@ -383,12 +383,12 @@ pub fn frame_at<R: ReadAt + ?Sized>(src: &R, at: u64, file: &Path) -> Result<Fra
             return Err(fail(pos, Problem::BlockTooLarge { size, max }));
         }
         let data = pos + 3;
-        if data + stored > src.len() {
+        if data + stored > src.size() {
             return Err(fail(
                 pos,
                 Problem::PastEnd {
                     size: stored,
-                    file_len: src.len(),
+                    file_len: src.size(),
                 },
             ));
         }

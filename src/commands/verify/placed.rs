@@ -1,8 +1,10 @@
-//! Large payload entries of a plain tar, hashed in parallel where they lie.
+//! Large payload entries of a plain tar, or of a tar.zst where zstd frames
+//! of raw blocks hold them, hashed in parallel where they lie.
 //!
 //! The walk (`source::walk_tar_hashing_heads`) rules on every entry in
 //! order, as for any tar; a payload entry of at least [`PARALLEL_AT`] bytes
-//! whose place in the file it knows (`Item::Payload { at: Some(..) }`) is
+//! whose place in the file it knows (`Item::Payload { at: Some(..) }`: one
+//! offset in a plain tar, the raw blocks' extents in a tar.zst) is
 //! handed, once its size passed the same check the stream makes, to a small
 //! pool of threads that read it by position (`FileExt::read_at`, one
 //! `COPY_BUFFER` per thread) and run on those bytes exactly what the stream

@@ -262,7 +262,13 @@ impl<R: ReadAt + ?Sized> Window<'_, R> {
         }
         let inside = at >= self.at && at + N as u64 <= self.at + self.filled as u64;
         if !inside {
-            let n = (len - at).min(self.buf.len() as u64) as usize;
+            // Headers close together (small blocks) are read 4 KiB at a
+            // time; one far from the last (a 128 KiB block away) alone, so
+            // that a large frame's scan reads little beyond its headers.
+            let end = self.at + self.filled as u64;
+            let near = at >= end && at - end < self.buf.len() as u64;
+            let want = if near { self.buf.len() } else { 64 };
+            let n = (len - at).min(want as u64) as usize;
             self.src.read_exact_at(&mut self.buf[..n], at)?;
             self.at = at;
             self.filled = n;

@@ -2293,4 +2293,160 @@ mod read_ahead_tests {
             r.read_exact(&mut buf).unwrap();
         });
     }
+
+    /// Frames of raw blocks (several sizes, empty, single segment), compressed
+    /// frames and a skippable frame, in a file.
+    fn frames(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+        fn raw(data: &[u8], block: usize) -> Vec<u8> {
+            let mut v = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38];
+            let chunks: Vec<&[u8]> = if data.is_empty() {
+                vec![&[]]
+            } else {
+                data.chunks(block).collect()
+            };
+            for (i, c) in chunks.iter().enumerate() {
+                let last = u32::from(i + 1 == chunks.len());
+                v.extend_from_slice(&((c.len() as u32) << 3 | last).to_le_bytes()[..3]);
+                v.extend_from_slice(c);
+            }
+            v
+        }
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let noise: Vec<u8> = (0..700_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let text: Vec<u8> = b"some text that compresses ".repeat(40_000);
+        let mut z = Vec::new();
+        let mut want = Vec::new();
+        let mut add = |frame: Vec<u8>, content: &[u8]| {
+            z.extend(frame);
+            want.extend_from_slice(content);
+        };
+        add(zstd::encode_all(&text[..1000], 3).unwrap(), &text[..1000]);
+        add(raw(&noise[..300_000], 128 << 10), &noise[..300_000]);
+        add(raw(&[], 1), &[]);
+        let mut skip = 0x184D_2A50u32.to_le_bytes().to_vec();
+        skip.extend_from_slice(&5u32.to_le_bytes());
+        skip.extend_from_slice(b"hello");
+        add(skip, &[]);
+        add(raw(&noise[300_000..300_512], 512), &noise[300_000..300_512]);
+        add(zstd::encode_all(&text[..], 3).unwrap(), &text);
+        add(raw(&noise[300_512..], 1000), &noise[300_512..]);
+        let path = dir.join("f.tar.zst");
+        std::fs::write(&path, &z).unwrap();
+        (path, z, want)
+    }
+
+    /// Everything `ReadAhead` over `ZstFrames` hands over, and its error.
+    fn through_frames(path: &std::path::Path) -> (Vec<u8>, Option<String>) {
+        let file = std::fs::File::open(path).unwrap();
+        let reads = file.try_clone().unwrap();
+        let frames = super::ZstFrames::new(file, path).unwrap();
+        std::thread::scope(|s| {
+            let mut r = ReadAhead::start_with(s, frames, Some(reads));
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 70_001];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => return (got, None),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => return (got, Some(e.to_string())),
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn raw_frames_read_where_they_lie_give_the_decoder_s_bytes_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, z, want) = frames(dir.path());
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), want);
+        assert_eq!(through_frames(&path), (want.clone(), None));
+        // Cut anywhere, or a byte changed in a header: the same bytes as the
+        // decoder's before the same error.
+        let mut cases: Vec<Vec<u8>> = [5usize, 7, 1100, 1200, 150_000, 300_000, z.len() - 1]
+            .iter()
+            .map(|&n| z[..n].to_vec())
+            .collect();
+        for at in [0usize, 4, 5, 6, 7, 8, 9] {
+            for first_raw in [false, true] {
+                let mut v = z.clone();
+                let base = if first_raw {
+                    zstd::encode_all(&want[..1000], 3).unwrap().len()
+                } else {
+                    0
+                };
+                v[base + at] ^= 0x0E;
+                cases.push(v);
+            }
+        }
+        for v in cases {
+            std::fs::write(&path, &v).unwrap();
+            let mut dec = zstd::Decoder::new(&v[..]).unwrap();
+            let mut got = Vec::new();
+            let err = std::io::Read::read_to_end(&mut dec, &mut got)
+                .err()
+                .map(|e| e.to_string());
+            let (ours, our_err) = through_frames(&path);
+            assert_eq!(our_err, err, "{} bytes", v.len());
+            assert!(
+                ours == got,
+                "the same bytes before the error ({} bytes)",
+                v.len()
+            );
+        }
+    }
+
+    #[test]
+    fn place_maps_raw_frames_and_seeks_skip_them_unread() {
+        use std::io::Seek;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, want) = frames(dir.path());
+        let file = std::fs::File::open(&path).unwrap();
+        let reads = file.try_clone().unwrap();
+        let frames = super::ZstFrames::new(file, &path).unwrap();
+        std::thread::scope(|s| {
+            let ahead = std::cell::RefCell::new(ReadAhead::start_with(s, frames, Some(reads)));
+            let mut r = super::SharedAhead(&ahead);
+            let mut head = vec![0u8; 1000];
+            r.read_exact(&mut head).unwrap();
+            assert_eq!(head, want[..1000]);
+            // Not where the stream is: nothing.
+            assert_eq!(ahead.borrow_mut().place(999, 10), None);
+            // Across the raw frames (the empty one and the skippable frame
+            // between them), up to the compressed frame.
+            let ext = ahead.borrow_mut().place(1000, 300_512).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let mut mapped = Vec::new();
+            for e in &ext {
+                for i in 0..e.count {
+                    let at = (e.at + i * e.stride) as usize;
+                    mapped.extend_from_slice(&bytes[at..at + e.len as usize]);
+                }
+            }
+            assert!(mapped == want[1000..301_512]);
+            // One byte into the compressed frame: not placed.
+            assert_eq!(ahead.borrow_mut().place(1000, 300_513), None);
+            // Reading on still gives every byte in order.
+            let mut some = vec![0u8; 200_000];
+            r.read_exact(&mut some).unwrap();
+            assert_eq!(some, want[1000..201_000]);
+            assert_eq!(
+                r.seek(std::io::SeekFrom::Current(100_512)).unwrap(),
+                301_512
+            );
+            let mut next = [0u8; 26];
+            r.read_exact(&mut next).unwrap();
+            assert_eq!(next[..], want[301_512..301_538]);
+            // Past the end: as the tar crate's skip by reading fails.
+            let left = (want.len() - 301_538) as i64;
+            let e = r.seek(std::io::SeekFrom::Current(left + 1)).unwrap_err();
+            assert_eq!(e.to_string(), "unexpected EOF during skip");
+        });
+    }
 }

@@ -30,6 +30,24 @@
 #      command also runs with it in the same round, rows marked @base, and an
 #      after/before column compares the two).
 # A tool, not a test: it prints figures and never fails on a slow ratio.
+#
+# Deleting trees is kept out of the rounds. This machine's ext4 runs without
+# a journal, and such an ext4 does not reuse an inode freed in the last 60 s
+# (360 s while its inode table block is dirty, which creating files next to
+# it keeps it): every new file then scans past the recently freed inodes
+# (`recently_deleted` in fs/ext4/ialloc.c). Deleting the last round's trees
+# made whichever contender creates many files next (pack dir, import,
+# export, cp -r) pay for it, several times its own cost, while the DIY
+# pipeline writes one file. So every tree of many files a contender writes
+# (cp -r's copy, pack's directory bundle, import's store, export's output)
+# is set aside by a rename into $PERF_DIR/trash, the same for every
+# contender, and the trash is deleted when the run ends. Single files (the
+# tars, the DIY tar.zst) and the large set's trees (four files each) free a
+# few inodes and are deleted at once. The small sets need disk for every
+# round's trees (about rounds x (1 + 3 x builds) x the tree); the script
+# says so and stops if the disk is short. Start a run a few minutes after
+# deleting many files on the same filesystem (a previous run's trash
+# included), or its first rounds pay for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -106,6 +124,30 @@ with open(f"{d}/airlock.yaml", "w") as f:
     f.write(f"apiVersion: airlock/v1\nkind: Bundle\nmetadata: {{name: {kind}, version: 1.0.0}}\nfiles:\n  - path: tree\n")
 PY
 
+# Trees of many files, set aside until the run ends (see the header).
+trash=$dir/trash
+if [ -e "$trash" ]; then
+  echo "perf: removing $trash left by an interrupted run (the first rounds may pay for its freed inodes)" >&2
+  rm -rf "$trash"
+fi
+mkdir -p "$trash"
+trap 'rm -rf "$trash"' EXIT
+aside_n=0
+# discard PATH...: a small set's trees go to the trash (renamed, no inode
+# freed); anything else is deleted.
+discard() {
+  local p
+  for p in "$@"; do
+    [ -e "$p" ] || continue
+    if [ "$kind" = small ] && [ -d "$p" ]; then
+      aside_n=$((aside_n + 1))
+      mv "$p" "$trash/$aside_n"
+    else
+      rm -rf "$p"
+    fi
+  done
+}
+
 results=$dir/results.txt
 : > "$results"
 # run SET ROUND NAME CMD...: times CMD (stdout/stderr to a log), appends
@@ -128,7 +170,7 @@ export -f hash_tree
 airlock_rows() {
   local set=$1 r=$2 bin=$3 sfx=$4
   local out=$dir/out$sfx store=$dir/store$sfx exp=$dir/export$sfx
-  rm -rf "$out" "$store" "$exp"
+  discard "$out" "$store" "$exp"
   mkdir -p "$out"
   run "$set" "$r" "pack-dir$sfx" "$bin" pack "$src/airlock.yaml" --key "$key" --out "$out"
   run "$set" "$r" "pack-tar$sfx" "$bin" pack "$src/airlock.yaml" --key "$key" --out "$out" --format tar
@@ -145,7 +187,8 @@ airlock_rows() {
   run "$set" "$r" "import$sfx" "$bin" import "$out/$name" --trust "$trust" --store "$store"
   run "$set" "$r" "export$sfx" "$bin" export "$kind@1.0.0" --store "$store" --out "$exp"
   echo "$set $r size-bundle$sfx $(stat -c %s "$out/$name.tar.zst") 0 0" >> "$results"
-  rm -rf "$out" "$store" "$exp"
+  rm -f "$out/$name.tar" "$out/$name.tar.zst"
+  discard "$out" "$store" "$exp"
 }
 
 bench_set() {
@@ -160,9 +203,23 @@ bench_set() {
   local cp=$dir/cp
   name=$kind-1.0.0
   find "$src/tree" -type f -print0 | xargs -0 cat > /dev/null
+  if [ "$kind" = small ]; then
+    # Every round sets aside cp -r's copy and, per build, the directory
+    # bundle, the store and the export: each about the tree's size.
+    local builds=1 tree_kib avail_kib need_kib
+    [ -z "$base" ] || builds=2
+    tree_kib=$(du -sk "$src/tree/" | cut -f1)
+    need_kib=$((rounds * (1 + 3 * builds) * tree_kib))
+    avail_kib=$(df -k --output=avail "$dir" | tail -1)
+    if [ "$avail_kib" -lt $((need_kib + 1048576)) ]; then
+      echo "perf: $set needs about $((need_kib / 1024)) MiB free in $dir for its trees (set aside until the end), has $((avail_kib / 1024)) MiB: use fewer PERF_ROUNDS or another PERF_DIR" >&2
+      exit 2
+    fi
+  fi
   for r in $(seq 1 "$rounds"); do
     echo "perf: $set round $r/$rounds" >&2
-    rm -rf "$cp" "$dir/diy.tar.zst"
+    discard "$cp"
+    rm -f "$dir/diy.tar.zst"
     if [ "$kind" = small ]; then
       run "$set" "$r" diy sh -c "tar -C '$src' -cf - tree | zstd -T0 -3 -q -f -o '$dir/diy.tar.zst' && find '$src/tree' -type f -print0 | xargs -0 sha256sum > /dev/null"
       run "$set" "$r" cp+openssl bash -c "cp -r '$src/tree' '$cp' && hash_tree '$cp'"
@@ -172,7 +229,8 @@ bench_set() {
     fi
     run "$set" "$r" openssl bash -c "hash_tree '$src/tree'"
     echo "$set $r size-diy $(stat -c %s "$dir/diy.tar.zst") 0 0" >> "$results"
-    rm -rf "$cp" "$dir/diy.tar.zst"
+    discard "$cp"
+    rm -f "$dir/diy.tar.zst"
     airlock_rows "$set" "$r" "$airlock" ""
     if [ -n "$base" ]; then
       airlock_rows "$set" "$r" "$base" "@base"

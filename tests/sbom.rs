@@ -509,6 +509,59 @@ fn packing_twice_gives_the_same_sbom_bytes_and_content_derived_serials() {
     assert_ne!(s2["documentNamespace"].as_str().unwrap(), namespace);
 }
 
+/// Each stored document's serial number (CycloneDX) or namespace (SPDX) is
+/// the version-8 UUID of the sha256 of a domain line and the very document
+/// with that field empty: pack renders a document once and splices the
+/// seal into its blob file, wherever the field falls in it (here after 500
+/// file items, past the first 64 KiB), leaving no unsealed copy behind.
+#[test]
+fn stored_seals_are_the_uuid_of_the_document_with_the_field_empty() {
+    let f = fixture();
+    let many = f.path("src/docs/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..500 {
+        std::fs::write(many.join(format!("n{i:03}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let b = f.pack("dir");
+    for (format, key, domain) in [
+        ("cyclonedx", "serialNumber", "airlock cyclonedx serial\n"),
+        ("spdx", "documentNamespace", "airlock spdx namespace\n"),
+    ] {
+        let stored = sbom(&b, format, &["--stored"]);
+        assert!(stored.len() > 1 << 16, "{format}: {} bytes", stored.len());
+        let value = parse(&stored)[key].as_str().unwrap().to_string();
+        let text = String::from_utf8(stored).unwrap();
+        let field = format!("\n  \"{key}\": {}", serde_json::to_string(&value).unwrap());
+        assert_eq!(text.matches(&field).count(), 1, "{format}");
+        let unsealed = text.replace(&field, &format!("\n  \"{key}\": \"\""));
+        let mut h = sha2::Sha256::new();
+        h.update(domain.as_bytes());
+        h.update(unsealed.as_bytes());
+        let d = h.finalize();
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&d[..16]);
+        u[6] = (u[6] & 0x0f) | 0x80;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        let hex: String = u.iter().map(|x| format!("{x:02x}")).collect();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        assert!(
+            value.ends_with(&format!("-{uuid}")) || value == format!("urn:uuid:{uuid}"),
+            "{format}: {value} is not sealed by {uuid}"
+        );
+    }
+    for e in std::fs::read_dir(b.join("data/blobs/sha256")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(!name.starts_with('.'), "{name} left in the blob directory");
+    }
+}
+
 #[test]
 fn carried_sboms_are_stored_referenced_and_exported() {
     let f = fixture();

@@ -130,15 +130,15 @@ pub fn pack_delta(
     let stream = volume_size.is_none() && format != Format::Dir;
     // Each input's size, by position in `sources` (a directory bundle
     // chooses how to copy by it; a single tar only needs the total).
-    let mut sizes: Vec<u64> = Vec::new();
-    let mut total = 0u64;
-    for p in &sources {
-        let size = fs_err::metadata(p).map(|m| m.len()).unwrap_or(0);
-        total += size;
-        if !stream {
-            sizes.push(size);
-        }
-    }
+    // Measured on every core: one stat per input.
+    let size_of = |p: &&Path| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let (sizes, total): (Vec<u64>, u64) = if stream {
+        (Vec::new(), sources.par_iter().map(size_of).sum())
+    } else {
+        let sizes: Vec<u64> = sources.par_iter().map(size_of).collect();
+        let total = sizes.iter().sum();
+        (sizes, total)
+    };
     let mtime = time.max(0) as u64;
     let tar_tmp = staging.path().join("out.tar");
     let mut single = None;

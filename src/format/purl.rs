@@ -11,11 +11,11 @@ pub fn purl(
     let mut s = format!("pkg:{ty}");
     for seg in segments.iter().filter(|s| !s.is_empty()) {
         s.push('/');
-        s.push_str(&pct(seg, b""));
+        pct_into(&mut s, seg, b"");
     }
     if let Some(v) = version {
         s.push('@');
-        s.push_str(&pct(v, b":"));
+        pct_into(&mut s, v, b":");
     }
     let mut q: Vec<&(&str, String)> = qualifiers.iter().collect();
     q.sort();
@@ -23,21 +23,42 @@ pub fn purl(
         s.push(if i == 0 { '?' } else { '&' });
         s.push_str(k);
         s.push('=');
-        s.push_str(&pct(v, b":/"));
+        pct_into(&mut s, v, b":/");
     }
     s
 }
 
 pub fn pct(s: &str, keep: &[u8]) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let mut out = String::with_capacity(s.len());
+    pct_into(&mut out, s, keep);
     out
+}
+
+/// Appends `s` to `out` percent-encoded: every byte but ASCII letters,
+/// digits, `-._~` and those in `keep` as `%XX`. Runs of bytes kept are
+/// copied whole.
+fn pct_into(out: &mut String, s: &str, keep: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b);
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if plain(b) {
+            continue;
+        }
+        // A run of kept (ASCII) bytes starts and ends on character
+        // boundaries.
+        if run < i {
+            out.push_str(&s[run..i]);
+        }
+        out.push('%');
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+        run = i + 1;
+    }
+    if run < bytes.len() {
+        out.push_str(&s[run..]);
+    }
 }
 
 /// `pkg:cargo/NAME@VERSION`, qualified with the registry or git repository
@@ -122,6 +143,15 @@ mod tests {
             cargo_purl("x", "0.1.0", Some("registry+https://example.org/index")),
             "pkg:cargo/x@0.1.0?repository_url=https://example.org/index"
         );
+    }
+
+    #[test]
+    fn pct_escapes_every_byte_of_a_non_ascii_character() {
+        assert_eq!(pct("é/a b~", b""), "%C3%A9%2Fa%20b~");
+        assert_eq!(pct("ü", b""), "%C3%BC");
+        assert_eq!(pct("x:y/z", b":/"), "x:y/z");
+        assert_eq!(pct("", b""), "");
+        assert_eq!(pct("日本.txt", b""), "%E6%97%A5%E6%9C%AC.txt");
     }
 
     #[test]

@@ -1193,54 +1193,118 @@ fn sealed(format: SbomFormat, mut v: Value) -> Value {
     v
 }
 
-/// The version-8 UUID that seals `doc` (written with its serial number or
-/// namespace empty): from the sha256 of its rendering, never held.
-fn seal_uuid<T: Serialize>(format: SbomFormat, doc: &T) -> String {
-    use sha2::Digest as _;
-    let domain = match format {
-        SbomFormat::Cyclonedx => "airlock cyclonedx serial\n",
-        SbomFormat::Spdx => "airlock spdx namespace\n",
-    };
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(domain.as_bytes());
-    {
-        let mut w = std::io::BufWriter::with_capacity(
-            1 << 16,
-            crate::digest::HashingWriter::new(std::io::sink(), &mut hasher),
-        );
-        pretty_to(doc, &mut w).expect("writing to a hasher");
-        std::io::Write::flush(&mut w).expect("writing to a hasher");
+/// The domain the seal's sha256 starts with, and the top-level field it
+/// fills, as the document with that field empty renders it: pretty-printed
+/// JSON puts a raw newline only between tokens (strings escape theirs) and
+/// indents a top-level key by two spaces, deeper ones by more, so this
+/// occurs exactly once in the document.
+fn seal_field(format: SbomFormat) -> (&'static str, &'static [u8]) {
+    match format {
+        SbomFormat::Cyclonedx => ("airlock cyclonedx serial\n", b"\n  \"serialNumber\": \"\""),
+        SbomFormat::Spdx => (
+            "airlock spdx namespace\n",
+            b"\n  \"documentNamespace\": \"\"",
+        ),
     }
-    uuid_from(&Sha256Digest::of_raw(hasher.finalize().into()))
 }
 
 /// Writes the document `pack` stores for `d` (whose generated SBOM
-/// artifacts, if any, are left out) into `w`, item by item: it is written
-/// twice (once into a hasher for its serial number or namespace) and never
-/// held in memory, as text or as a tree.
-fn render(d: &Description, format: SbomFormat, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    match format {
-        SbomFormat::Cyclonedx => {
-            let mut bom = cdx_bom(d);
-            bom.serial_number = format!("urn:uuid:{}", seal_uuid(format, &bom));
-            pretty_to(&bom, w)
+/// artifacts, if any, are left out) with its serial number (CycloneDX) or
+/// namespace (SPDX) empty, item by item, into `w`; returns that field's
+/// value, from the version-8 UUID of the sha256 of what was written (after
+/// the domain). Never held in memory, as text or as a tree.
+fn render_unsealed(
+    d: &Description,
+    format: SbomFormat,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(seal_field(format).0.as_bytes());
+    {
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 16,
+            crate::digest::HashingWriter::new(w, &mut hasher),
+        );
+        match format {
+            SbomFormat::Cyclonedx => pretty_to(&cdx_bom(d), &mut w)?,
+            SbomFormat::Spdx => pretty_to(&spdx_doc(d), &mut w)?,
         }
-        SbomFormat::Spdx => {
-            let mut doc = spdx_doc(d);
-            let uuid = seal_uuid(format, &doc);
-            doc.document_namespace = format!(
-                "https://spdx.org/spdxdocs/airlock/{}-{uuid}",
-                pct(&doc.name, b"")
-            );
-            pretty_to(&doc, w)
+        std::io::Write::flush(&mut w)?;
+    }
+    let uuid = uuid_from(&Sha256Digest::of_raw(hasher.finalize().into()));
+    Ok(match format {
+        SbomFormat::Cyclonedx => format!("urn:uuid:{uuid}"),
+        SbomFormat::Spdx => format!(
+            "https://spdx.org/spdxdocs/airlock/{}-{uuid}",
+            pct(&d.stem(), b"")
+        ),
+    })
+}
+
+/// Copies the document `render_unsealed` wrote (read from `unsealed`) into
+/// `out` with `value` in its empty seal field: the bytes rendering it again
+/// with that value would give, without rendering it again.
+fn splice_seal(
+    format: SbomFormat,
+    unsealed: &mut dyn std::io::Read,
+    value: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let field = seal_field(format).1;
+    // The field's key and `: `, without the empty string.
+    let key = field.len() - 2;
+    let quoted = serde_json::to_string(value)?;
+    let mut found = false;
+    // Bytes read and not written yet: a field may straddle two reads.
+    let mut data: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match unsealed.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if found {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(at) = data.windows(field.len()).position(|w| w == field) {
+            out.write_all(&data[..at + key])?;
+            out.write_all(quoted.as_bytes())?;
+            out.write_all(&data[at + field.len()..])?;
+            data.clear();
+            found = true;
+        } else {
+            let keep = data.len().min(field.len() - 1);
+            out.write_all(&data[..data.len() - keep])?;
+            data.drain(..data.len() - keep);
         }
     }
+    if !found {
+        return Err(std::io::Error::other(format!(
+            "the {} SBOM has no empty {} to seal",
+            format.label(),
+            String::from_utf8_lossy(&field[4..key - 3])
+        )));
+    }
+    Ok(())
 }
 
 /// The document `pack` stores for `d`, in memory (`airlock sbom`).
 pub fn generate(d: &Description, format: SbomFormat) -> Vec<u8> {
     let mut out = Vec::new();
-    render(d, format, &mut out).expect("writing to memory");
+    let value = render_unsealed(d, format, &mut out).expect("writing to memory");
+    // The seal put in place (one move of what follows it, no second copy).
+    let field = seal_field(format).1;
+    let at = out
+        .windows(field.len())
+        .position(|w| w == field)
+        .expect("a rendered document has its empty seal field");
+    let quoted = serde_json::to_string(&value).expect("a string");
+    out.splice(at + field.len() - 2..at + field.len(), quoted.into_bytes());
     out
 }
 
@@ -1316,20 +1380,30 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             size: bytes.len() as u64,
         })
     };
-    // One document at a time, rendered item by item straight into its blob
-    // file (hashed on the way): neither is ever held in memory, as text or
-    // as a tree.
+    // Each document rendered item by item straight into a file
+    // with its seal field empty (hashed on the way for the seal), then
+    // copied into its blob file with the seal in place (hashed on the way
+    // for its digest): rendered once, never held in memory, as text or as a
+    // tree.
     let write_doc = |format: SbomFormat, d: &Description| -> Result<Blob> {
         use sha2::Digest as _;
+        let unsealed = blobs_dir.join(format!(".sbom-{}.unsealed", format.label()));
+        let value = render_unsealed(d, format, &mut fs_err::File::create(&unsealed)?)?;
         let tmp = blobs_dir.join(format!(".sbom-{}", format.label()));
         let mut hasher = sha2::Sha256::new();
         let mut file = std::io::BufWriter::with_capacity(
             1 << 16,
             crate::digest::HashingWriter::new(fs_err::File::create(&tmp)?, &mut hasher),
         );
-        render(d, format, &mut file)?;
+        splice_seal(
+            format,
+            &mut fs_err::File::open(&unsealed)?,
+            &value,
+            &mut file,
+        )?;
         std::io::Write::flush(&mut file)?;
         drop(file);
+        fs_err::remove_file(&unsealed)?;
         let size = fs_err::metadata(&tmp)?.len();
         let digest = Sha256Digest::of_raw(hasher.finalize().into());
         fs_err::rename(&tmp, blobs_dir.join(digest.hex()))?;
@@ -1339,10 +1413,13 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             size,
         })
     };
-    let docs: Vec<(SbomFormat, Blob)> = [SbomFormat::Cyclonedx, SbomFormat::Spdx]
-        .into_iter()
-        .map(|f| Ok((f, write_doc(f, d)?)))
-        .collect::<Result<_>>()?;
+    // The two documents at once, one on each core (each streams: no more
+    // memory for it).
+    let (cdx, spdx) = rayon::join(
+        || write_doc(SbomFormat::Cyclonedx, d),
+        || write_doc(SbomFormat::Spdx, d),
+    );
+    let docs = [(SbomFormat::Cyclonedx, cdx?), (SbomFormat::Spdx, spdx?)];
     let mut entries = Vec::new();
     for (format, doc) in docs {
         let layer = Layer {
@@ -1757,6 +1834,41 @@ mod tests {
             let golden = std::fs::read_to_string(dir.join(file)).unwrap();
             let out = String::from_utf8(generate(&d, format)).unwrap();
             assert!(out == golden, "{file} differs:\n{out}");
+        }
+    }
+
+    /// The seal is put in place wherever the reads of the unsealed document
+    /// cut it (the field straddling two reads, or read a byte at a time),
+    /// and a document without the empty field is refused, not copied.
+    #[test]
+    fn seal_is_spliced_across_any_read_boundary() {
+        struct Pieces<'a>(&'a [u8], usize);
+        impl std::io::Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let (_, d) = golden_description();
+        for format in [SbomFormat::Cyclonedx, SbomFormat::Spdx] {
+            let mut unsealed = Vec::new();
+            let value = render_unsealed(&d, format, &mut unsealed).unwrap();
+            let whole = generate(&d, format);
+            let field = seal_field(format).1;
+            let at = unsealed
+                .windows(field.len())
+                .position(|w| w == field)
+                .unwrap();
+            for piece in [1, 2, 7, at + 3, at + field.len() - 1, 1 << 20] {
+                let mut out = Vec::new();
+                splice_seal(format, &mut Pieces(&unsealed, piece), &value, &mut out).unwrap();
+                assert!(out == whole, "{format:?}, reads of {piece} bytes");
+            }
+            let e = splice_seal(format, &mut Pieces(&whole, 4096), &value, &mut Vec::new())
+                .unwrap_err();
+            assert!(e.to_string().contains("no empty"), "{e}");
         }
     }
 

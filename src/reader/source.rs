@@ -689,10 +689,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         return Ok(payload);
     }
     let mut stack = vec![(dir.to_path_buf(), list_dir(dir).map_err(fail)?.into_iter())];
-    loop {
-        let Some((parent, entries)) = stack.last_mut() else {
-            break;
-        };
+    while let Some((parent, entries)) = stack.last_mut() {
         let Some((name, ft)) = entries.next() else {
             stack.pop();
             continue;

@@ -1409,6 +1409,7 @@ impl SeenDigests {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.sorted.len() + self.recent.len()
     }

@@ -821,7 +821,7 @@ fn run(cli: Cli) -> CliResult {
                 path: &i.path,
                 description: d,
                 size: d.total_size(),
-                blob_count: d.blobs().len(),
+                blob_count: d.blob_count(),
                 signers: i
                     .signers
                     .iter()
@@ -1331,7 +1331,7 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
     };
     if whole {
         let b = &v.base;
-        c.blobs = d.blobs().len() - b.omitted.len();
+        c.blobs = d.blob_count() - b.omitted.len();
         c.bytes = d.total_size() - b.omitted.values().sum::<u64>();
         if let Some(delta) = &d.delta {
             c.delta = Some(out::DeltaCheckOut {
@@ -1653,7 +1653,7 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
     s.push_str(&format!(
         "size       {} in {} blob(s)\n",
         size(d.total_size()),
-        d.blobs().len()
+        d.blob_count()
     ));
     if let Some(b) = &d.delta {
         s.push_str(&format!(

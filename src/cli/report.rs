@@ -209,7 +209,7 @@ impl Page<'_> {
              <tr><th>Artifact</th><th>Reference</th><th class=\"num\">Files</th>\
              <th class=\"num\">Size</th></tr>\n",
             d.artifacts.len(),
-            d.blobs().len(),
+            d.blob_count(),
             size(d.total_size())
         );
         for a in &d.artifacts {

@@ -379,6 +379,26 @@ impl Description {
         out
     }
 
+    /// How many distinct blobs the description declares (`blobs().len()`),
+    /// from sorted digests rather than a map with a string per blob: a
+    /// file set declares one per file.
+    pub fn blob_count(&self) -> usize {
+        let count = self
+            .artifacts
+            .iter()
+            .map(|a| 2 + a.layers.len() + a.blobs.len())
+            .sum();
+        let mut digests = Vec::with_capacity(count);
+        for a in &self.artifacts {
+            digests.extend([a.manifest.digest, a.config.digest]);
+            digests.extend(a.layers.iter().map(|l| l.digest));
+            digests.extend(a.blobs.iter().map(|b| b.digest));
+        }
+        digests.sort_unstable();
+        digests.dedup();
+        digests.len()
+    }
+
     /// Every distinct blob the description declares: digest → (media type, size).
     pub fn blobs(&self) -> BTreeMap<Sha256Digest, (String, u64)> {
         self.blob_refs()
@@ -545,11 +565,16 @@ pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, Sha256Digest>, Stri
 /// reader and held compactly, since a bundle of many files has a line per
 /// file: each `data/blobs/sha256/<hex>` line as a fixed-size record (the
 /// digest its name spells, the digest listed), sorted by name; any other
-/// path by name.
+/// path by name. A blob line lists the digest its name spells (pack writes
+/// no other), so a blob is held as that one digest (32 bytes), and only a
+/// line listing another digest adds a record of its own.
 #[derive(Debug, Default)]
 pub struct PayloadList {
-    /// (name's digest, listed digest), sorted by name.
-    blobs: Vec<(Sha256Digest, Sha256Digest)>,
+    /// The digest each blob line's name spells, sorted.
+    blobs: Vec<Sha256Digest>,
+    /// (position in `blobs`, listed digest) of each blob line whose listed
+    /// digest is not its name's, by position.
+    differ: Vec<(usize, Sha256Digest)>,
     /// Every other path → its listed digest.
     other: BTreeMap<String, Sha256Digest>,
 }
@@ -561,7 +586,10 @@ impl PayloadList {
     pub fn parse(mut r: impl std::io::BufRead) -> Result<PayloadList, String> {
         // Blob lines with their line number, for the check of duplicates
         // made once all are read (the first duplicate line is the error).
-        let mut blobs: Vec<(Sha256Digest, Sha256Digest, u32)> = Vec::new();
+        // (name's digest, line), and (name's digest, listed digest) of the
+        // lines listing another digest than their name's.
+        let mut blobs: Vec<(Sha256Digest, u32)> = Vec::new();
+        let mut differ: Vec<(Sha256Digest, Sha256Digest)> = Vec::new();
         let mut other = BTreeMap::new();
         let mut raw = Vec::new();
         let mut n = 0usize;
@@ -604,7 +632,12 @@ impl PayloadList {
                 break;
             }
             match Self::blob_name(path) {
-                Some(name) => blobs.push((name, digest, n.try_into().unwrap_or(u32::MAX))),
+                Some(name) => {
+                    if name != digest {
+                        differ.push((name, digest));
+                    }
+                    blobs.push((name, n.try_into().unwrap_or(u32::MAX)));
+                }
                 None => {
                     if other.insert(path.to_string(), digest).is_some() {
                         failed = Some((n, format!("line {n}: {path:?} listed twice")));
@@ -613,21 +646,35 @@ impl PayloadList {
                 }
             }
         }
-        blobs.sort_unstable_by_key(|b| (b.0, b.2));
+        blobs.sort_unstable();
         let twice = blobs
             .windows(2)
             .filter(|w| w[0].0 == w[1].0)
-            .map(|w| (w[1].2 as usize, w[1].0))
+            .map(|w| (w[1].1 as usize, w[1].0))
             .min();
         match (twice, failed) {
             (Some((line, name)), f) if f.as_ref().is_none_or(|f| line < f.0) => {
                 Err(format!("line {line}: {:?} listed twice", blob_path(&name)))
             }
             (_, Some((_, e))) => Err(e),
-            _ => Ok(PayloadList {
-                blobs: blobs.into_iter().map(|(a, b, _)| (a, b)).collect(),
-                other,
-            }),
+            _ => {
+                // Sized exactly, the line numbers dropped: 32 bytes a blob.
+                let mut names = Vec::with_capacity(blobs.len());
+                names.extend(blobs.into_iter().map(|b| b.0));
+                // Names are unique here: each differing line has one place.
+                let mut differ: Vec<(usize, Sha256Digest)> = differ
+                    .into_iter()
+                    .filter_map(|(name, listed)| {
+                        names.binary_search(&name).ok().map(|i| (i, listed))
+                    })
+                    .collect();
+                differ.sort_unstable_by_key(|d| d.0);
+                Ok(PayloadList {
+                    blobs: names,
+                    differ,
+                    other,
+                })
+            }
         }
     }
 
@@ -650,14 +697,23 @@ impl PayloadList {
 
     pub fn contains_key(&self, path: &str) -> bool {
         match Self::blob_name(path) {
-            Some(name) => self.blobs.binary_search_by(|b| b.0.cmp(&name)).is_ok(),
+            Some(name) => self.blobs.binary_search(&name).is_ok(),
             None => self.other.contains_key(path),
         }
     }
 
     /// Every entry in path order, as `parse_manifest`'s map lists them.
     pub fn iter(&self) -> impl Iterator<Item = (String, Sha256Digest)> + '_ {
-        let mut blobs = self.blobs.iter().peekable();
+        let mut differ = self.differ.iter().peekable();
+        let mut blobs = self
+            .blobs
+            .iter()
+            .enumerate()
+            .map(move |(i, name)| match differ.next_if(|d| d.0 == i) {
+                Some((_, listed)) => (name, listed),
+                None => (name, name),
+            })
+            .peekable();
         let mut other = self.other.iter().peekable();
         std::iter::from_fn(move || {
             let b = blobs.peek().map(|(name, _)| blob_path(name));
@@ -1179,6 +1235,21 @@ mod tests {
         let by_map = d.blob_refs().values().map(|b| b.1).sum::<u64>();
         assert_eq!(by_map, 10 + 20 + 30 + 42 + 50 + 60 + 70 + 80);
         assert_eq!(d.total_size(), by_map);
+        // `blob_count` counts what `blobs` maps: each digest once, an
+        // image's extra blobs too.
+        assert_eq!(d.blob_count(), 8);
+        assert_eq!(d.blob_count(), d.blobs().len());
+        let mut with_blobs = d.clone();
+        let extra = |i: u8| Blob {
+            media_type: "m".into(),
+            digest: hex_of(i).parse().unwrap(),
+            size: 1,
+        };
+        with_blobs.artifacts[0].blobs = vec![extra(9), extra(1), extra(9)];
+        assert_eq!(with_blobs.blob_count(), 9);
+        assert_eq!(with_blobs.blob_count(), with_blobs.blobs().len());
+        with_blobs.artifacts.clear();
+        assert_eq!(with_blobs.blob_count(), 0);
     }
 
     #[test]
@@ -1255,6 +1326,15 @@ mod tests {
                 b.hex(),
                 a.hex(),
                 a.hex()
+            ),
+            // Names that are not their digests among names that are
+            // (each differing line held apart, by its name's position).
+            format!(
+                "{}  {pc}\n{}  {pb}\n{}  data/index.json\n{}  {pa}\n",
+                a.hex(),
+                b.hex(),
+                c.hex(),
+                c.hex()
             ),
             // Errors, and which comes first.
             format!("{}  {pa}\n{}  {pb}\n{}  {pa}\n", a.hex(), b.hex(), a.hex()),

@@ -671,43 +671,63 @@ impl DirPayload {
 /// Walks a directory bundle once: tag files, signatures and custody events are
 /// admitted and read into `tags`; payload files are listed, not read. Links,
 /// devices and unexpected files or directories are findings in `tags.report`.
+///
+/// The walk is depth first, each directory's entries in name order (bytes),
+/// a directory's own entry before its contents, links not followed: the
+/// order `walkdir` gives sorted by name, and its error messages. Each
+/// directory is listed whole before its entries are visited, compactly: a
+/// bundle of many files holds them all in one directory, and a name that
+/// spells a digest is held as that digest (`DirName`), not as a path.
 pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
     let mut payload = Vec::new();
-    for entry in walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .min_depth(1)
-        // Siblings share their parent's path: comparing whole paths orders
-        // them by name as `sort_by_file_name` does, without taking each
-        // path apart at every comparison (a bundle of many files holds them
-        // all in one directory).
-        .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
-    {
-        let entry = entry
-            .map_err(|e| Error::Usage(format!("cannot read bundle {}: {e}", dir.display())))?;
-        let Some(rel) = entry
-            .path()
+    let fail = |e: String| Error::Usage(format!("cannot read bundle {}: {e}", dir.display()));
+    // The root is followed when it is a link, and a root that is not a
+    // directory has no entries.
+    let root = std::fs::metadata(dir)
+        .map_err(|e| fail(format!("IO error for operation on {}: {e}", dir.display())))?;
+    if !root.is_dir() {
+        return Ok(payload);
+    }
+    let mut stack = vec![(dir.to_path_buf(), list_dir(dir).map_err(fail)?.into_iter())];
+    while let Some((parent, entries)) = stack.last_mut() {
+        let Some((name, ft)) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let path = parent.join(name.as_os_str());
+        let rel = path
             .strip_prefix(dir)
             .ok()
             .and_then(|r| r.to_str())
-            .map(|r| r.replace('\\', "/"))
-        else {
+            .map(|r| r.replace('\\', "/"));
+        if ft.is_dir() {
+            match &rel {
+                None => tags.report.add(
+                    path.display().to_string(),
+                    "name is not UTF-8; a bundle's names are UTF-8",
+                ),
+                Some(rel)
+                    if !(rel == SIGNATURES_DIR
+                        || rel == CUSTODY_DIR
+                        || rel == "data"
+                        || rel.starts_with("data/")) =>
+                {
+                    tags.report.add(rel, "unexpected directory in the bundle")
+                }
+                Some(_) => {}
+            }
+            // Every directory is walked, whatever its name.
+            let listing = list_dir(&path).map_err(fail)?;
+            stack.push((path, listing.into_iter()));
+            continue;
+        }
+        let Some(rel) = rel else {
             tags.report.add(
-                entry.path().display().to_string(),
+                path.display().to_string(),
                 "name is not UTF-8; a bundle's names are UTF-8",
             );
             continue;
         };
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            if !(rel == SIGNATURES_DIR
-                || rel == CUSTODY_DIR
-                || rel == "data"
-                || rel.starts_with("data/"))
-            {
-                tags.report.add(&rel, "unexpected directory in the bundle");
-            }
-            continue;
-        }
         if !ft.is_file() {
             tags.report.add(
                 &rel,
@@ -715,10 +735,12 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
             );
             continue;
         }
-        let len = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        let len = std::fs::symlink_metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
         match place_of(&rel) {
             Place::Payload => {
-                let own = (dir.join(&rel) != entry.path()).then(|| entry.path().to_path_buf());
+                let own = (dir.join(&rel) != path).then(|| path.clone());
                 payload.push(DirPayload::new(rel, own, len))
             }
             Place::Unexpected => tags.report.add(&rel, UNEXPECTED),
@@ -730,7 +752,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                     continue;
                 }
                 if let Some(file) = tags.spill_file(&rel, len) {
-                    let mut f = fs_err::File::open(entry.path())?;
+                    let mut f = fs_err::File::open(&path)?;
                     match Spilled::fill(file, &mut f, len) {
                         Ok(s) => tags.take_spilled(&rel, s),
                         Err(SpillError::Read(e) | SpillError::Write(e)) => return Err(e.into()),
@@ -739,7 +761,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                 }
                 // `len` is admitted and from the file system: read in one allocation.
                 let mut bytes = Vec::with_capacity(len as usize);
-                fs_err::File::open(entry.path())?
+                fs_err::File::open(&path)?
                     .take(len)
                     .read_to_end(&mut bytes)?;
                 tags.take(&rel, bytes);
@@ -747,6 +769,75 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
         }
     }
     Ok(payload)
+}
+
+/// A directory entry's name as `walk_dir` lists it: 64 lowercase hex
+/// digits (a blob's name) held as the digest they spell, any other name
+/// as it is. Ordered as the names' bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DirName {
+    Digest(Sha256Digest),
+    Other(std::ffi::OsString),
+}
+
+impl DirName {
+    fn new(name: std::ffi::OsString) -> DirName {
+        match name.to_str() {
+            Some(hex)
+                if hex.len() == 64
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                match hex.parse() {
+                    Ok(d) => DirName::Digest(d),
+                    Err(_) => DirName::Other(name),
+                }
+            }
+            _ => DirName::Other(name),
+        }
+    }
+
+    fn as_os_str(&self) -> std::borrow::Cow<'_, std::ffi::OsStr> {
+        match self {
+            DirName::Digest(d) => std::borrow::Cow::Owned(d.hex().into()),
+            DirName::Other(n) => std::borrow::Cow::Borrowed(n.as_os_str()),
+        }
+    }
+}
+
+impl Ord for DirName {
+    fn cmp(&self, other: &DirName) -> std::cmp::Ordering {
+        match (self, other) {
+            // Lowercase hex orders as the bytes it spells.
+            (DirName::Digest(a), DirName::Digest(b)) => a.cmp(b),
+            _ => self
+                .as_os_str()
+                .as_encoded_bytes()
+                .cmp(other.as_os_str().as_encoded_bytes()),
+        }
+    }
+}
+
+impl PartialOrd for DirName {
+    fn partial_cmp(&self, other: &DirName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The entries of one directory of a bundle, sorted by name, with their
+/// types (links not followed); or the first error reading it, worded as
+/// `walkdir`'s (which sorts a directory's errors before its entries).
+fn list_dir(path: &Path) -> std::result::Result<Vec<(DirName, std::fs::FileType)>, String> {
+    let io =
+        |p: &Path, e: std::io::Error| format!("IO error for operation on {}: {e}", p.display());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let ft = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+        out.push((DirName::new(entry.file_name()), ft));
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.shrink_to_fit();
+    Ok(out)
 }
 
 /// One entry of a tar bundle, as the walker hands it over.
@@ -1616,11 +1707,61 @@ fn walk_entries<R: Read>(
 /// The names a tar walk has met, for its check of a name seen twice. A
 /// bundle of many files has an entry per file, nearly all named by their
 /// digest (`data/blobs/sha256/<hex>`): those are held as the digest (32
-/// bytes, not an 82-byte string), any other name as itself.
+/// bytes, not an 82-byte string), any other name as itself. The digests
+/// are kept in a sorted Vec (32 bytes each, grown in place) beside a small
+/// set of the latest ones merged into it now and then, rather than in one
+/// hash set (about 45 bytes each, and at a resize the old and new tables
+/// together: 13 MB at 200k names).
 #[derive(Default)]
 struct SeenNames {
-    blobs: HashSet<Sha256Digest>,
+    blobs: SeenDigests,
     other: HashSet<String>,
+}
+
+/// A set of digests: `sorted` and `recent` never share one.
+#[derive(Default)]
+struct SeenDigests {
+    sorted: Vec<Sha256Digest>,
+    recent: HashSet<Sha256Digest>,
+}
+
+impl SeenDigests {
+    /// Whether `d` is new (then it is added).
+    fn insert(&mut self, d: Sha256Digest) -> bool {
+        if self.sorted.binary_search(&d).is_ok() || !self.recent.insert(d) {
+            return false;
+        }
+        // Merged when the recent set is an eighth of the sorted part (at
+        // least 4096): each digest is moved a few times in all.
+        if self.recent.len() >= (self.sorted.len() / 8).max(4096) {
+            self.merge();
+        }
+        true
+    }
+
+    /// Moves `recent` into `sorted`, merging from the back in place.
+    fn merge(&mut self) {
+        let mut add: Vec<Sha256Digest> = self.recent.drain().collect();
+        add.sort_unstable();
+        let old = self.sorted.len();
+        self.sorted.extend_from_slice(&add);
+        let (mut i, mut j, mut k) = (old, add.len(), self.sorted.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1] > add[j - 1] {
+                i -= 1;
+                self.sorted[k] = self.sorted[i];
+            } else {
+                j -= 1;
+                self.sorted[k] = add[j];
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
 }
 
 impl SeenNames {
@@ -2088,6 +2229,139 @@ mod tests {
             assert!(!seen.insert(name), "{name}");
         }
         assert_eq!((seen.blobs.len(), seen.other.len()), (1, 3));
+    }
+
+    /// `SeenDigests` answers as a hash set does, across its merges (in
+    /// any order of arrival, a digest met again before or after one).
+    #[test]
+    fn seen_digests_answer_as_a_set_across_merges() {
+        let d = |i: u32| Sha256Digest::of(&i.to_le_bytes());
+        let mut seen = SeenDigests::default();
+        let mut set = HashSet::new();
+        // 30000 names: several merges; every third one met twice, some
+        // soon after, some long after their first sighting.
+        for i in 0..30_000u32 {
+            for x in [i, i / 3, (i * 7919) % 30_000] {
+                assert_eq!(seen.insert(d(x)), set.insert(d(x)), "{x} at {i}");
+            }
+        }
+        assert_eq!(seen.len(), set.len());
+        assert!(seen.sorted.windows(2).all(|w| w[0] < w[1]));
+        assert!(seen
+            .recent
+            .iter()
+            .all(|r| seen.sorted.binary_search(r).is_err()));
+        let mut all = seen.sorted.clone();
+        all.extend(seen.recent.iter().copied());
+        all.sort_unstable();
+        let mut want: Vec<Sha256Digest> = set.into_iter().collect();
+        want.sort_unstable();
+        assert_eq!(all, want);
+    }
+
+    /// `walk_dir` visits a directory bundle in walkdir's order sorted by
+    /// name (depth first, a directory before its contents, names by their
+    /// bytes whether or not they spell a digest), and reports what walkdir's
+    /// walk reported.
+    #[test]
+    fn walk_dir_orders_entries_as_walkdir_sorted_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let hex = |i: u8| Sha256Digest::of(&[i]).hex();
+        let blobs = dir.join("data/blobs/sha256");
+        fs_err::create_dir_all(&blobs).unwrap();
+        let mut names: Vec<String> = (0..40).map(hex).collect();
+        names.extend([
+            "0".into(),
+            "zz".into(),
+            "Z".into(),
+            hex(1).to_uppercase(),
+            hex(2)[..63].to_string(),
+            format!("{}0", hex(3)),
+            "g".repeat(64),
+        ]);
+        for n in &names {
+            fs_err::write(blobs.join(n), n.as_bytes()).unwrap();
+        }
+        fs_err::create_dir_all(blobs.join(format!("{}x", hex(5)))).unwrap();
+        fs_err::write(blobs.join(format!("{}x/inner", hex(5))), b"i").unwrap();
+        fs_err::create_dir_all(dir.join("data/blobs/other")).unwrap();
+        fs_err::write(dir.join("data/index.json"), b"{}").unwrap();
+        fs_err::write(dir.join("data/oci-layout"), b"{}").unwrap();
+        fs_err::create_dir_all(dir.join("stray/deeper")).unwrap();
+        fs_err::write(dir.join("stray/deeper/x"), b"x").unwrap();
+        fs_err::write(dir.join("bagit.txt"), crate::bundle::BAGIT_CONTENT).unwrap();
+        std::os::unix::fs::symlink("bagit.txt", dir.join("link")).unwrap();
+
+        let mut tags = TagSet::default();
+        let payload = walk_dir(dir, &mut tags).unwrap();
+        let got: Vec<(String, u64)> = payload
+            .iter()
+            .map(|p| (p.path().into_owned(), p.size()))
+            .collect();
+        // Every regular file under data/, in walkdir's sorted order.
+        let want: Vec<(String, u64)> = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .min_depth(1)
+            .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                (rel, e.metadata().unwrap().len())
+            })
+            .filter(|(rel, _)| rel.starts_with("data/"))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), names.len() + 3);
+        // Blobs named by their digests are held as digests.
+        let digests = payload
+            .iter()
+            .filter(|p| matches!(p, DirPayload::Blob(..)))
+            .count();
+        assert_eq!(digests, 40);
+        let found: Vec<(String, String)> = tags
+            .report
+            .findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.problem.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "link".to_string(),
+                    "symbolic link or special file; a bundle holds regular files only".to_string()
+                ),
+                (
+                    "stray".to_string(),
+                    "unexpected directory in the bundle".to_string()
+                ),
+                (
+                    "stray/deeper".to_string(),
+                    "unexpected directory in the bundle".to_string()
+                ),
+                ("stray/deeper/x".to_string(), UNEXPECTED.to_string()),
+            ]
+        );
+        assert!(tags.files.contains_key(crate::bundle::BAGIT_TXT));
+
+        // A directory that cannot be read fails the walk as walkdir's did.
+        let missing = dir.join("none");
+        let e = walk_dir(&missing, &mut TagSet::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot read bundle") && e.contains("IO error for operation on"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -628,8 +628,10 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     // (as `Description::blob_refs` reads them: an artifact's manifest and
     // config over whatever came before, a layer or blob only where nothing
     // did), into one media type per listed blob rather than a map of every
-    // declared blob (a file set declares one per file).
-    let mut media: Vec<Option<&str>> = vec![None; plan.blobs.len()];
+    // declared blob (a file set declares one per file), held as one byte:
+    // 0 nothing declares it, 1 declared with a media type whose bytes are
+    // kept (`kept_for_checks`, size and pins aside), 2 any other.
+    let mut media: Vec<u8> = vec![0; plan.blobs.len()];
     let mut unlisted = Vec::new();
     let delta = d.delta.is_some();
     let declared = d.artifacts.iter().flat_map(|a| {
@@ -650,9 +652,9 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     for (digest, mt, size, over) in declared {
         match plan.blobs.binary_search_by(|e| e.digest.cmp(digest)) {
             Ok(i) => {
-                if over || media[i].is_none() {
+                if over || media[i] == 0 {
                     plan.blobs[i].size = size;
-                    media[i] = Some(mt);
+                    media[i] = if kept_media_type(mt) { 1 } else { 2 };
                 }
             }
             // A delta leaves out what its base provides (`Description::omitted`).
@@ -667,15 +669,19 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     // their bytes where a check reads them.
     let mut media = media.into_iter();
     plan.blobs.retain_mut(|e| {
-        let Some(mt) = media.next().flatten() else {
-            report.add(
-                blob_path(&e.digest),
-                "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
-            );
-            return false;
+        let kept_type = match media.next() {
+            Some(1) => true,
+            Some(2) => false,
+            _ => {
+                report.add(
+                    blob_path(&e.digest),
+                    "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
+                );
+                return false;
+            }
         };
-        // Folded whatever its size: its bytes are never held.
-        e.keep = kept_for_checks(&e.digest, mt, e.size, &pin_blobs) && !e.fold;
+        // As `kept_for_checks`; folded whatever its size: its bytes are never held.
+        e.keep = (kept_type || pin_blobs.contains(&e.digest)) && e.size <= MAX_JSON_BLOB && !e.fold;
         true
     });
     for required in [OCI_LAYOUT, OCI_INDEX] {
@@ -721,12 +727,14 @@ fn kept_for_checks(
     size: u64,
     pin_blobs: &BTreeSet<Sha256Digest>,
 ) -> bool {
+    (kept_media_type(media_type) || pin_blobs.contains(digest)) && size <= MAX_JSON_BLOB
+}
+
+/// Whether `kept_for_checks` keeps a blob of this media type (pins and
+/// size aside).
+fn kept_media_type(media_type: &str) -> bool {
     let sbom = media_type == crate::sbom::CYCLONEDX_JSON || media_type == crate::sbom::SPDX_JSON;
-    (media_type == MT_MANIFEST
-        || media_type == MT_INDEX
-        || pin_blobs.contains(digest)
-        || (media_type.ends_with("+json") && !sbom))
-        && size <= MAX_JSON_BLOB
+    media_type == MT_MANIFEST || media_type == MT_INDEX || (media_type.ends_with("+json") && !sbom)
 }
 
 /// Hashes (and, when staging, copies) one payload file. Returns its digest and,

@@ -1010,7 +1010,7 @@ fn walk_tar_with(
 }
 
 /// Size of the chunks [`ReadAhead`] hands over.
-const AHEAD_CHUNK: usize = 1 << 20;
+const AHEAD_CHUNK: usize = 256 << 10;
 
 /// What the read-ahead thread hands over: decoded bytes, or a zstd frame of
 /// raw blocks whose content lies verbatim in the file (not read yet).

@@ -10,19 +10,19 @@ fn main() -> std::process::ExitCode {
 /// gone the heap keeps up to 64 MiB of freed memory and later vectors land
 /// in it between live data; and each thread that allocates gets an arena
 /// of its own, whose freed blocks stay with it (a tar.zst's decoding
-/// thread). A fixed threshold keeps the default trim (128 KiB) and maps
-/// each block of 4 MiB and more on its own, returned whole when freed; two
-/// arenas serve airlock's few threads. Verify of 200k files as a directory:
-/// 76 MiB before, 59 MiB after. The hashing threads' 1 MiB
-/// buffers stay on the heap. The one unsafe call of the program, kept out
-/// of the library.
+/// thread). The threshold fixed at glibc's initial 128 KiB keeps the
+/// default trim (128 KiB) and maps each larger block on its own, returned
+/// whole when freed (the buffers that size are each thread's, made once);
+/// two arenas serve airlock's few threads. Verify of 200k files as a
+/// directory: 76 MiB before, 59 MiB after. The one unsafe call of the
+/// program, kept out of the library.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn bound_heap() {
     // SAFETY: mallopt only sets parameters of the allocator; it runs before
     // any other thread exists, with valid parameters and values.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -2585,15 +2585,7 @@ mod read_ahead_tests {
             }
             v
         }
-        let mut x = 0x1234_5678_9ABC_DEF1u64;
-        let noise: Vec<u8> = (0..700_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let noise = crate::zstdraw::noise(700_000, 0x1234_5678_9ABC_DEF1);
         let text: Vec<u8> = b"some text that compresses ".repeat(40_000);
         let mut z = Vec::new();
         let mut want = Vec::new();

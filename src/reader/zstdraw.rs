@@ -440,6 +440,20 @@ pub fn frame_at<R: ReadAt + ?Sized>(src: &R, at: u64, file: &Path) -> Result<Fra
     }))
 }
 
+/// Bytes that do not compress (xorshift from `seed`), for the reader's tests.
+#[cfg(test)]
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,15 +549,7 @@ mod tests {
         // The tar.zst pack writes of random data: a header frame of one raw
         // block, single segment, and the data's frame.
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let data: Vec<u8> = (0..3_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = noise(3_000_000, 0x9E37_79B9_7F4A_7C15);
         std::fs::write(dir.path().join("in"), &data).unwrap();
         let out = dir.path().join("b.tar.zst");
         let mut sp =

@@ -851,8 +851,9 @@ fn run(cli: Cli) -> CliResult {
             let base = st
                 .as_ref()
                 .map(|store| crate::verify::Base { store, recheck });
-            let v = crate::verify::verify_with_base(&form, &policy, None, base.as_ref(), &bar)
-                .map_err(|e| with_holds(e, &bundle))?;
+            let v =
+                crate::verify::verify_with_base(&form, &policy, None, base.as_ref(), &bar, None)
+                    .map_err(|e| with_holds(e, &bundle))?;
             let names = key_names(Some(&policy));
             let checked = checked(&v, whole);
             let j = out::VerifyOut {

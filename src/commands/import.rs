@@ -2,7 +2,7 @@
 //! commit (`store`). The store itself never verifies: it is told what to
 //! commit. Everything here runs under the store's lock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::bundle::*;
@@ -86,28 +86,26 @@ impl Store {
     ) -> Result<Imported> {
         let allow_downgrade = opts.allow_downgrade;
         // Tag files first: nothing is written unless they verify.
-        let pre = verify::check_tags(
-            crate::source::read_tags_spilling(form)?,
-            policy,
-            crate::clock::now(),
-        );
-        pre.report.clone().into_result()?;
+        let pre = verify::precheck(form, policy, crate::clock::now())?;
+        pre.check.report.clone().into_result()?;
         let d = pre
+            .check
             .description
             .as_ref()
             .expect("verified tags have a description");
         if let Some(existing) = self.record(&d.name, &d.version)? {
-            if existing.id == pre.id.hex() {
+            if existing.id == pre.check.id.hex() {
+                let from_base = d.delta.as_ref().map(|_| pre.check.omitted.len());
                 // Nothing to write, but this copy must still verify in full:
                 // a damaged or tampered copy is refused, never reported imported.
-                verify::verify(form, policy, None, progress)?;
+                verify::verify_with_base(form, policy, None, None, progress, Some(pre))?;
                 return Ok(Imported {
                     id: existing.id,
                     name: existing.name,
                     version: existing.version,
                     already_present: true,
                     blobs_written: 0,
-                    from_base: d.delta.as_ref().map(|_| pre.omitted.len()),
+                    from_base,
                     store: self.root.clone(),
                 });
             }
@@ -133,7 +131,7 @@ impl Store {
                 }
             }
             let mut report = crate::error::Report::default();
-            for (digest, (_, size)) in &pre.omitted {
+            for (digest, (_, size)) in &pre.check.omitted {
                 if !self.blobs.has(digest)? {
                     report.add(
                         blob_path(digest),
@@ -166,18 +164,16 @@ impl Store {
         }
 
         let staging = self.meta.staging()?;
-        let mut have = HashSet::new();
-        for b in &declared_blobs(d) {
-            if self.blobs.has(b)? {
-                have.insert(*b);
-            }
-        }
-        // The full verification reads the tag files again: this first
-        // reading (its description, tag bytes and payload plan, each
-        // growing with the file count) is not held beside it.
-        let pre_id = pre.id;
-        drop(pre);
-        let mut verified: Verified = verify::verify_with_base(
+        let declared = declared_blobs(d);
+        let have = self.blobs.held(&declared)?;
+        // Not held through the verification: a digest per file.
+        let adds = declared.len() - have.len();
+        drop(declared);
+        // The full verification takes this first reading over (a tar's tag
+        // files are read again in its one pass, a directory's are not).
+        let pre_id = pre.check.id;
+        let flusher = Flusher::start(staging.path(), adds)?;
+        let verified = verify::verify_with_base(
             form,
             policy,
             Some(&Staging {
@@ -189,7 +185,11 @@ impl Store {
                 recheck: opts.recheck,
             }),
             progress,
-        )?;
+            Some(pre),
+        );
+        let flushed = flusher.map_or(Ok(()), Flusher::finish);
+        let mut verified: Verified = verified?;
+        flushed?;
         if verified.id != pre_id {
             return Err(crate::error::single(
                 form.path().display().to_string(),
@@ -199,19 +199,15 @@ impl Store {
         let d = &verified.description;
 
         // 1. Blobs (content-addressed: an orphan is harmless). The staged
-        // set is made durable with one filesystem sync, not one per file.
+        // set is made durable with one filesystem sync, not one per file
+        // (and mostly written back already by the flusher).
         sync_staged(staging.path())?;
         failpoint("blobs")?;
-        let mut written = 0;
-        for digest in &declared_blobs(d) {
-            if have.contains(digest) {
-                continue;
-            }
-            let staged = staging.path().join(digest.hex());
-            if staged.exists() && self.blobs.put_verified(digest, &staged)? {
-                written += 1;
-            }
-        }
+        // What this bundle adds: every blob it declares that the store lacked.
+        let mut new = declared_blobs(d);
+        new.retain(|b| !have.contains(b));
+        let written = self.blobs.put_staged(staging.path(), &new)?;
+        drop(new);
         self.blobs.sync()?;
         // What the rest needs of the description, which then leaves memory
         // before the tag files are read back for the record (both grow

@@ -679,16 +679,55 @@ impl DirPayload {
 /// bundle of many files holds them all in one directory, and a name that
 /// spells a digest is held as that digest (`DirName`), not as a path.
 pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
+    walk_dir_from(dir, dir, tags, false)
+}
+
+/// `walk_dir` in two halves that may run at once, together finding what it
+/// finds: this one reads the tag files, signatures and custody events into
+/// `tags` (every entry but `data/`'s contents); `walk_dir_payload` lists
+/// `data/`.
+pub fn walk_dir_heads(dir: &Path, tags: &mut TagSet) -> Result<()> {
+    let payload = walk_dir_from(dir, dir, tags, true)?;
+    debug_assert!(payload.is_empty(), "payload is under data/ only");
+    Ok(())
+}
+
+/// The other half of `walk_dir` (`walk_dir_heads`): the payload files under
+/// `data/`, listed in `walk_dir`'s order, and the findings among them. A
+/// `data` that is not a directory has none (`walk_dir_heads` reports it).
+pub fn walk_dir_payload(dir: &Path) -> Result<(Vec<DirPayload>, Report)> {
+    let data = dir.join("data");
+    if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir())
+        || !std::fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir())
+    {
+        return Ok((Vec::new(), Report::default()));
+    }
+    let mut tags = TagSet::default();
+    let payload = walk_dir_from(dir, &data, &mut tags, false)?;
+    Ok((payload, tags.report))
+}
+
+/// `walk_dir` of bundle `dir` from its directory `from` down, with or
+/// without `data/`'s contents.
+fn walk_dir_from(
+    dir: &Path,
+    from: &Path,
+    tags: &mut TagSet,
+    skip_data: bool,
+) -> Result<Vec<DirPayload>> {
     let mut payload = Vec::new();
     let fail = |e: String| Error::Usage(format!("cannot read bundle {}: {e}", dir.display()));
     // The root is followed when it is a link, and a root that is not a
     // directory has no entries.
-    let root = std::fs::metadata(dir)
-        .map_err(|e| fail(format!("IO error for operation on {}: {e}", dir.display())))?;
+    let root = std::fs::metadata(from)
+        .map_err(|e| fail(format!("IO error for operation on {}: {e}", from.display())))?;
     if !root.is_dir() {
         return Ok(payload);
     }
-    let mut stack = vec![(dir.to_path_buf(), list_dir(dir).map_err(fail)?.into_iter())];
+    let mut stack = vec![(
+        from.to_path_buf(),
+        list_dir(from).map_err(fail)?.into_iter(),
+    )];
     while let Some((parent, entries)) = stack.last_mut() {
         let Some((name, ft)) = entries.next() else {
             stack.pop();
@@ -714,6 +753,7 @@ pub fn walk_dir(dir: &Path, tags: &mut TagSet) -> Result<Vec<DirPayload>> {
                 {
                     tags.report.add(rel, "unexpected directory in the bundle")
                 }
+                Some(rel) if skip_data && rel == "data" => continue,
                 Some(_) => {}
             }
             // Every directory is walked, whatever its name.
@@ -2362,6 +2402,69 @@ mod tests {
             e.contains("cannot read bundle") && e.contains("IO error for operation on"),
             "{e}"
         );
+    }
+
+    /// `walk_dir_heads` and `walk_dir_payload` together find what one
+    /// `walk_dir` finds: the same payload listing, tag files and findings,
+    /// with findings inside and outside `data/`, and whatever `data` is.
+    #[test]
+    fn walk_dir_halves_find_what_walk_dir_finds() {
+        let sorted = |r: &Report| {
+            let mut f: Vec<(String, String)> = r
+                .findings
+                .iter()
+                .map(|f| (f.subject.clone(), f.problem.clone()))
+                .collect();
+            f.sort();
+            f
+        };
+        let check = |dir: &Path| {
+            let mut whole = TagSet::default();
+            let listing = walk_dir(dir, &mut whole).unwrap();
+            let mut heads = TagSet::default();
+            walk_dir_heads(dir, &mut heads).unwrap();
+            let (payload, found) = walk_dir_payload(dir).unwrap();
+            let paths = |l: &[DirPayload]| -> Vec<(String, u64)> {
+                l.iter()
+                    .map(|p| (p.path().into_owned(), p.size()))
+                    .collect()
+            };
+            assert_eq!(paths(&payload), paths(&listing));
+            assert_eq!(heads.files, whole.files);
+            let mut both = heads.report.clone();
+            both.merge(found);
+            assert_eq!(sorted(&both), sorted(&whole.report));
+            (listing.len(), whole.report.findings.len())
+        };
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let blobs = dir.join("data/blobs/sha256");
+        fs_err::create_dir_all(&blobs).unwrap();
+        for i in 0..20u8 {
+            fs_err::write(blobs.join(Sha256Digest::of(&[i]).hex()), [i]).unwrap();
+        }
+        fs_err::write(dir.join("data/index.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink("index.json", dir.join("data/link")).unwrap();
+        fs_err::create_dir_all(dir.join("data/deep/er")).unwrap();
+        fs_err::write(dir.join("data/deep/er/x"), b"x").unwrap();
+        fs_err::write(dir.join("bagit.txt"), crate::bundle::BAGIT_CONTENT).unwrap();
+        fs_err::create_dir_all(dir.join("stray")).unwrap();
+        fs_err::write(dir.join("stray/y"), b"y").unwrap();
+        fs_err::create_dir_all(dir.join(SIGNATURES_DIR)).unwrap();
+        fs_err::write(dir.join(SIGNATURES_DIR).join("k.dsse.json"), b"{}").unwrap();
+        assert_eq!(check(dir), (22, 3), "findings in data/ and outside it");
+
+        // `data` a link to a directory, a file, or missing.
+        fs_err::rename(dir.join("data"), dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", dir.join("data")).unwrap();
+        assert_eq!(check(dir).0, 0);
+        fs_err::remove_file(dir.join("data")).unwrap();
+        fs_err::write(dir.join("data"), b"not a directory").unwrap();
+        assert_eq!(check(dir).0, 0);
+        fs_err::remove_file(dir.join("data")).unwrap();
+        assert_eq!(check(dir).0, 0);
+        // A bundle path that is not a directory has no entries either way.
+        assert_eq!(check(&dir.join("bagit.txt")), (0, 0));
     }
 
     #[test]

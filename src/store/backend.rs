@@ -63,10 +63,26 @@ pub trait Guard {}
 pub trait BlobStore: Sync {
     /// Does the store hold blob `d`?
     fn has(&self, d: &Sha256Digest) -> Result<bool>;
+    /// Which of `digests` the store holds (`has` of each).
+    fn held(&self, digests: &[Sha256Digest]) -> Result<std::collections::HashSet<Sha256Digest>> {
+        let mut out = std::collections::HashSet::new();
+        for d in digests {
+            if self.has(d)? {
+                out.insert(*d);
+            }
+        }
+        Ok(out)
+    }
     /// Takes the staged file `staged`, already verified to hash to `d`, into
     /// the store (moving it where it can). Returns whether it was new.
     /// Idempotent: a blob already present is left as it is.
     fn put_verified(&self, d: &Sha256Digest, staged: &Path) -> Result<bool>;
+    /// Takes every blob of `digests` staged in `dir` (named by its hex
+    /// digest, already verified) into the store, as `put_verified` does one;
+    /// a digest with no staged file is skipped. Returns how many were new.
+    fn put_staged(&self, dir: &Path, digests: &[Sha256Digest]) -> Result<usize> {
+        put_staged_each(self, dir, digests)
+    }
     /// Makes every blob put so far durable.
     fn sync(&self) -> Result<()>;
     /// Opens blob `d` for reading. Callers re-hash what they read.
@@ -80,6 +96,22 @@ pub trait BlobStore: Sync {
     fn list(&self) -> Result<Vec<Sha256Digest>>;
     /// Where blob `d` lives, for messages.
     fn locate(&self, d: &Sha256Digest) -> String;
+}
+
+/// [`BlobStore::put_staged`] one blob at a time, through `put_verified`.
+pub fn put_staged_each(
+    store: &(impl BlobStore + ?Sized),
+    dir: &Path,
+    digests: &[Sha256Digest],
+) -> Result<usize> {
+    let mut new = 0;
+    for d in digests {
+        let staged = dir.join(d.hex());
+        if staged.exists() && store.put_verified(d, &staged)? {
+            new += 1;
+        }
+    }
+    Ok(new)
 }
 
 /// Bundle records, the ledger with its head, and the OCI index.

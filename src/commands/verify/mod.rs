@@ -292,6 +292,58 @@ pub struct Staging<'a> {
 pub use crate::source::read_tags;
 
 /// Checks tag files, signatures, custody and policy.
+/// What import reads of a bundle before it writes anything: the tag files,
+/// checked, and for a directory its listing, so that the full verification
+/// that follows neither walks the directory nor checks the tags again.
+pub struct Precheck {
+    pub check: TagCheck,
+    /// A directory bundle's payload files, as `walk_dir` listed them.
+    listing: Option<Vec<crate::source::DirPayload>>,
+}
+
+/// Reads and checks `form`'s tag files (`check_tags`); a directory is
+/// walked once, its listing kept for `verify_with_base`.
+pub fn precheck(form: &Form, policy: &TrustPolicy, now: i64) -> crate::error::Result<Precheck> {
+    Ok(match form {
+        Form::Dir(dir) => {
+            let (check, listing) = check_dir(dir, policy, now)?;
+            Precheck {
+                check,
+                listing: Some(listing),
+            }
+        }
+        _ => Precheck {
+            check: check_tags(crate::source::read_tags_spilling(form)?, policy, now),
+            listing: None,
+        },
+    })
+}
+
+/// A directory bundle's tag files read and checked (`check_tags`) while its
+/// payload files are listed, on another thread; the listing's findings join
+/// the check's.
+fn check_dir(
+    dir: &Path,
+    policy: &TrustPolicy,
+    now: i64,
+) -> crate::error::Result<(TagCheck, Vec<crate::source::DirPayload>)> {
+    let mut tags = TagSet::spilling();
+    crate::source::walk_dir_heads(dir, &mut tags)?;
+    let (mut check, listed) = std::thread::scope(|s| {
+        let listing = s.spawn(|| crate::source::walk_dir_payload(dir));
+        let check = check_tags(tags, policy, now);
+        let listed = listing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (check, listed)
+    });
+    let (mut listing, found) = listed?;
+    check.report.merge(found);
+    // Grown by doubling: up to half of it slack, held through the checks.
+    listing.shrink_to_fit();
+    Ok((check, listing))
+}
+
 pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck {
     let mut report = std::mem::take(&mut tags.report);
     let empty = Vec::new();
@@ -867,7 +919,7 @@ pub fn verify(
     staging: Option<&Staging>,
     progress: &dyn Progress,
 ) -> Result<Verified> {
-    verify_with_base(form, policy, staging, None, progress)
+    verify_with_base(form, policy, staging, None, progress, None)
 }
 
 /// `verify`, with a store that provides the blobs a delta leaves out: each
@@ -881,13 +933,28 @@ pub fn verify_with_base(
     staging: Option<&Staging>,
     base: Option<&Base>,
     progress: &dyn Progress,
+    pre: Option<Precheck>,
 ) -> Result<Verified> {
     let now = crate::clock::now();
+    // A directory's listing and checked tags are used as they are; a tar's
+    // or volumes' are read again in their one pass, so the first reading
+    // (its description and plan grow with the file count) is not held
+    // beside the second.
+    let pre = match (form, pre) {
+        (
+            Form::Dir(_),
+            Some(Precheck {
+                check,
+                listing: Some(listing),
+            }),
+        ) => Some((check, listing)),
+        _ => None,
+    };
     // One volume given alone is checked alone: its pieces against the signed
     // volume map. The OCI structure and the package pins need the whole set.
     let mut whole_payload = true;
     let (check, mut report, mut kept) = match form {
-        Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress)?,
+        Form::Dir(dir) => verify_dir(dir, policy, now, staging, progress, pre)?,
         Form::Tar { .. } => verify_tar(form, policy, now, staging, progress)?,
         Form::Volumes { files } => {
             whole_payload = files.len() > 1 || staging.is_some();
@@ -1057,12 +1124,12 @@ fn verify_dir(
     now: i64,
     staging: Option<&Staging>,
     progress: &dyn Progress,
+    pre: Option<(TagCheck, Vec<crate::source::DirPayload>)>,
 ) -> Result<Outcome> {
-    let mut tags = TagSet::spilling();
-    let mut present = crate::source::walk_dir(dir, &mut tags)?;
-    // Grown by doubling: up to half of it slack, held through the checks.
-    present.shrink_to_fit();
-    let check = check_tags(tags, policy, now);
+    let (check, mut present) = match pre {
+        Some(done) => done,
+        None => check_dir(dir, policy, now)?,
+    };
     let mut report = check.report.clone();
     let mut kept = Kept::default();
     // Borrowed, not cloned: the plan has an entry per file.

@@ -319,8 +319,15 @@ pub fn precheck(form: &Form, policy: &TrustPolicy, now: i64) -> crate::error::Re
     })
 }
 
+/// A payload manifest up to this size (about 110k files) is checked while
+/// the directory is listed; past it, one after the other, so that the
+/// listing's sorted names (about 48 bytes a file while it runs) and the
+/// check's parse (the description's about 125) are not held at once.
+const LIST_BESIDE_CHECK_MAX: u64 = 16 << 20;
+
 /// A directory bundle's tag files read and checked (`check_tags`) while its
-/// payload files are listed, on another thread; the listing's findings join
+/// payload files are listed on another thread (one after the other for
+/// very many files, `LIST_BESIDE_CHECK_MAX`); the listing's findings join
 /// the check's.
 fn check_dir(
     dir: &Path,
@@ -329,14 +336,21 @@ fn check_dir(
 ) -> crate::error::Result<(TagCheck, Vec<crate::source::DirPayload>)> {
     let mut tags = TagSet::spilling();
     crate::source::walk_dir_heads(dir, &mut tags)?;
-    let (mut check, listed) = std::thread::scope(|s| {
-        let listing = s.spawn(|| crate::source::walk_dir_payload(dir));
-        let check = check_tags(tags, policy, now);
-        let listed = listing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (check, listed)
-    });
+    let manifest = tags.files.get(MANIFEST).map(|b| b.len() as u64);
+    let manifest = manifest.or(tags.spilled.get(MANIFEST).map(|s| s.len));
+    let (mut check, listed) = if manifest.unwrap_or(0) > LIST_BESIDE_CHECK_MAX {
+        let listed = crate::source::walk_dir_payload(dir);
+        (check_tags(tags, policy, now), listed)
+    } else {
+        std::thread::scope(|s| {
+            let listing = s.spawn(|| crate::source::walk_dir_payload(dir));
+            let check = check_tags(tags, policy, now);
+            let listed = listing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (check, listed)
+        })
+    };
     let (mut listing, found) = listed?;
     check.report.merge(found);
     // Grown by doubling: up to half of it slack, held through the checks.

@@ -31,6 +31,12 @@
 #      after/before column compares the two).
 # A tool, not a test: it prints figures and never fails on a slow ratio.
 #
+# Every timed command starts after a `sync`, untimed: import makes its own
+# writes durable (one `syncfs` of the store's file system before its commit),
+# and without it that sync also wrote back whatever the contenders before it
+# had left dirty (the packs' three bundles, about 3x the tree), which none of
+# the others waits for.
+#
 # Deleting trees is kept out of the rounds. This machine's ext4 runs without
 # a journal, and such an ext4 does not reuse an inode freed in the last 60 s
 # (360 s while its inode table block is dirty, which creating files next to
@@ -155,6 +161,8 @@ results=$dir/results.txt
 run() {
   local set=$1 round=$2 name=$3; shift 3
   local t=$dir/time.txt
+  # Each contender starts with nothing left to write back (below).
+  sync
   if ! /usr/bin/time -o "$t" -f '%e %M %U %S' "$@" > "$dir/last.log" 2>&1; then
     echo "perf: $set $name failed:" >&2; tail -5 "$dir/last.log" >&2; exit 1
   fi

@@ -280,7 +280,14 @@ impl Store {
                     progress,
                 )?;
             }
-            entries.push(index_entry(a, a.name.clone(), None));
+            entries.push(index_entry(
+                a.kind,
+                &a.name,
+                &a.artifact_type,
+                &a.manifest,
+                a.name.clone(),
+                None,
+            ));
             // A Docker schema 2 image is also named `<name>-oci-index`, which
             // skopeo can address; read from the blobs just copied and checked.
             entries.extend(crate::image::write_oci_alias(a, &blobs, &|d| {

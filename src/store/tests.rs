@@ -253,6 +253,20 @@ fn a_second_backend_needs_nothing_but_the_seam() {
             .all(|e| e["annotations"][BUNDLE_ID] == done.id.as_str()));
     }
 
+    // The index is made from a light reading of each record's description
+    // (`IndexView`, layers skipped): it says what the whole description says.
+    let d = store.description(&list[0]).unwrap();
+    let view = store.index_view(&list[0]).unwrap();
+    assert_eq!((&view.name, &view.version), (&d.name, &d.version));
+    assert_eq!(view.artifacts.len(), d.artifacts.len());
+    for (v, a) in view.artifacts.iter().zip(&d.artifacts) {
+        assert_eq!(
+            (v.kind, &v.name, &v.reference, &v.artifact_type, &v.manifest),
+            (a.kind, &a.name, &a.reference, &a.artifact_type, &a.manifest)
+        );
+        assert!(!a.layers.is_empty(), "what the view skips is there");
+    }
+
     let out = root.join("out");
     let exported = store.export("demo", &out, &Silent).unwrap();
     assert!(!exported.files.is_empty());

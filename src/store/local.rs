@@ -134,6 +134,12 @@ impl BlobStore for LocalDir {
                 Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
                     return Ok(new + super::backend::put_staged_each(self, dir, &digests[i..])?);
                 }
+                Err(Errno::EXIST) => {
+                    return Err(Error::Usage(format!(
+                        "{}: in the place of a blob, but not a regular file; move it away and import again",
+                        blobs.join(&hex).display()
+                    )))
+                }
                 Err(e) => return Err(io_at(&blobs.join(&hex), e)),
             }
         }

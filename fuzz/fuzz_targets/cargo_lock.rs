@@ -21,7 +21,7 @@ fn digest(c: char) -> Sha256Digest {
 
 fn layer(path: &str, media_type: &str, d: Sha256Digest) -> Layer {
     Layer {
-        media_type: media_type.into(),
+        media_type: media_type.to_string().into(),
         digest: d,
         size: 1,
         path: path.into(),

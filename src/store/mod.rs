@@ -480,7 +480,7 @@ impl Store {
         });
         let mut entries: Vec<Descriptor> = Vec::new();
         for r in &records {
-            let d = self.index_view(r)?;
+            let d: IndexView = self.read_description(r)?;
             let id: Sha256Digest = r.id.parse().map_err(|e| {
                 Error::Usage(format!(
                     "{}: corrupt record: id: {e}",
@@ -602,27 +602,18 @@ impl Store {
     }
 
     /// The record's `airlock.json`, as stored.
-    /// What the store's index takes from record `r`'s description
-    /// (`IndexView`), parsed as it is read.
-    fn index_view(&self, r: &BundleRecord) -> Result<IndexView> {
-        let at = format!(
-            "{}/{DESCRIPTION}",
-            self.meta.locate_record(&r.name, &r.version)
-        );
-        let r = self
-            .meta
-            .record_reader(&r.name, &r.version, DESCRIPTION)?
-            .ok_or_else(|| Error::Usage(format!("{at}: missing from the store's record")))?;
-        serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, r))
-            .map_err(|e| Error::Usage(format!("{at}: corrupt description: {e}")))
+    pub fn description(&self, r: &BundleRecord) -> Result<Description> {
+        self.read_description(r)
     }
 
-    pub fn description(&self, r: &BundleRecord) -> Result<Description> {
+    /// Record `r`'s description read as `T`: the whole `Description`, or
+    /// the `IndexView` the store's index takes from it. Parsed as it is
+    /// read: it grows with the file count.
+    fn read_description<T: serde::de::DeserializeOwned>(&self, r: &BundleRecord) -> Result<T> {
         let at = format!(
             "{}/{DESCRIPTION}",
             self.meta.locate_record(&r.name, &r.version)
         );
-        // Parsed as it is read: it grows with the file count.
         let r = self
             .meta
             .record_reader(&r.name, &r.version, DESCRIPTION)?

@@ -256,7 +256,7 @@ fn a_second_backend_needs_nothing_but_the_seam() {
     // The index is made from a light reading of each record's description
     // (`IndexView`, layers skipped): it says what the whole description says.
     let d = store.description(&list[0]).unwrap();
-    let view = store.index_view(&list[0]).unwrap();
+    let view: IndexView = store.read_description(&list[0]).unwrap();
     assert_eq!((&view.name, &view.version), (&d.name, &d.version));
     assert_eq!(view.artifacts.len(), d.artifacts.len());
     for (v, a) in view.artifacts.iter().zip(&d.artifacts) {

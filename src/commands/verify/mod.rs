@@ -1385,6 +1385,28 @@ fn verify_tar(
 
 /// Checks the OCI layout against the description: every index entry named and
 /// declared, every manifest's config and layers exactly as declared.
+/// `check_oci` on documents in memory: `index` as `data/index.json`, each of
+/// `blobs` as a blob of the bundle under its digest, both kept (as an
+/// image's manifests are) and folded from a temporary file (as a file set's
+/// manifest is). For the fuzz targets (`fuzz/`): verification itself gets
+/// these from the walk.
+#[doc(hidden)]
+pub fn check_oci_documents(d: &Description, index: &[u8], blobs: &[&[u8]]) -> io::Result<Report> {
+    use io::Write as _;
+    let mut kept = HashMap::new();
+    let mut folded = HashMap::new();
+    for bytes in blobs {
+        let digest = Sha256Digest::of(bytes);
+        let mut fold = ManifestFold::start(None)?;
+        fold.write_all(bytes)?;
+        folded.insert(digest, fold.finish()?);
+        kept.insert(blob_path(&digest), bytes.to_vec());
+    }
+    let mut report = Report::default();
+    check_oci(d, index, &kept, &folded, &mut report);
+    Ok(report)
+}
+
 fn check_oci(
     d: &Description,
     index: &[u8],

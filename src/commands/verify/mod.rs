@@ -1383,8 +1383,6 @@ fn verify_tar(
     Ok((check, report, kept))
 }
 
-/// Checks the OCI layout against the description: every index entry named and
-/// declared, every manifest's config and layers exactly as declared.
 /// `check_oci` on documents in memory: `index` as `data/index.json`, each of
 /// `blobs` as a blob of the bundle under its digest, both kept (as an
 /// image's manifests are) and folded from a temporary file (as a file set's
@@ -1407,6 +1405,8 @@ pub fn check_oci_documents(d: &Description, index: &[u8], blobs: &[&[u8]]) -> io
     Ok(report)
 }
 
+/// Checks the OCI layout against the description: every index entry named and
+/// declared, every manifest's config and layers exactly as declared.
 fn check_oci(
     d: &Description,
     index: &[u8],

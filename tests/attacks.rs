@@ -442,6 +442,59 @@ fn flipped_byte_in_a_blob_of_a_tar_zst_is_named() {
     assert_refused(&f.verify(&evil), &blob, "sha256 mismatch");
 }
 
+/// A tar.zst's tag pass stops where the payload begins, so a duplicate
+/// within the payload is found by the payload pass, which tracks the
+/// signed blobs by their place in its plan rather than by name: a second
+/// copy of a signed blob, and of a name nothing lists, are both refused, by
+/// verify and by import (which leaves the store as it was).
+#[test]
+fn tar_zst_duplicated_blob_entries_are_refused() {
+    let f = Fixture::new();
+    let good = f.pack("tar.zst");
+    let blob = runbook_blob(&f);
+    let raw = zstd::decode_all(std::fs::File::open(&good).unwrap()).unwrap();
+    let plain = f.path("dist/plain.tar");
+    std::fs::write(&plain, raw).unwrap();
+    let mut entries = read_tar(&plain);
+    // The first copy is genuine; a naive extractor would keep the second.
+    let mut evil = entries[index_of(&entries, &blob)].clone();
+    evil.data = b"step one\nstep 2!!\n".to_vec();
+    assert_eq!(
+        evil.data.len(),
+        entries[index_of(&entries, &blob)].data.len()
+    );
+    let unlisted = format!("data/blobs/sha256/{}", "ab".repeat(32));
+    let extra = regular(&unlisted, b"not listed\n");
+    let at = index_of(&entries, &blob);
+    entries.insert(at + 1, evil);
+    entries.push(extra.clone());
+    entries.push(extra);
+    write_tar(&plain, &entries);
+    let evil = f.path("dist/evil.tar.zst");
+    let packed = zstd::encode_all(std::fs::File::open(&plain).unwrap(), 3).unwrap();
+    std::fs::write(&evil, packed).unwrap();
+    let o = f.verify(&evil);
+    assert_refused(&o, &blob, "appears twice");
+    assert_refused(&o, &unlisted, "appears twice");
+    assert!(stderr(&o).contains("extra file"), "{}", stderr(&o));
+
+    // Import stages blobs as it verifies: refused, it leaves no blob and no
+    // record behind, only the ledger's refusal, and the store takes the
+    // genuine bundle afterwards.
+    let o = f.import(&evil, "store");
+    assert_refused(&o, &blob, "appears twice");
+    let store = f.path("store");
+    let left: Vec<String> = store_state(&store)
+        .into_keys()
+        .filter(|p| !p.ends_with('/'))
+        .filter(|p| p.contains("blobs/sha256/") || p.starts_with("bundles/"))
+        .collect();
+    assert!(left.is_empty(), "a refused import left {left:?}");
+    assert_eq!(ledger_actions(&store), ["refuse"]);
+    let o = f.import(&good, "store");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
 #[test]
 fn flipped_byte_in_a_tag_file_of_a_tar_is_named() {
     let f = Fixture::new();

@@ -43,6 +43,19 @@ pub struct TagCheck {
     pub omitted: BTreeMap<Sha256Digest, (String, u64)>,
 }
 
+/// Which of a plan's blobs a tar walk has met (`Plan::marks`).
+struct PlanMarks<'p> {
+    blobs: &'p [Expected],
+    met: Vec<bool>,
+}
+
+impl crate::source::Marks for PlanMarks<'_> {
+    fn mark(&mut self, digest: &Sha256Digest) -> Option<bool> {
+        let i = self.blobs.binary_search_by(|e| e.digest.cmp(digest)).ok()?;
+        Some(!std::mem::replace(&mut self.met[i], true))
+    }
+}
+
 /// What each payload file must be, by path: the two OCI layout files by
 /// name, every blob by digest (its path is `blob_path` of it) in one sorted
 /// Vec of fixed-size records, since a bundle of many files has an entry per
@@ -111,6 +124,15 @@ impl Plan {
 
     pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
         self.iter().map(|(p, _)| p)
+    }
+
+    /// The plan's blobs as a tar walk's [`crate::source::Marks`]: a flag
+    /// per blob, so the walk holds no name of its own for them.
+    fn marks(&self) -> PlanMarks<'_> {
+        PlanMarks {
+            blobs: &self.blobs,
+            met: vec![false; self.blobs.len()],
+        }
     }
 
     /// Adds the entry of `path` (blob paths in ascending order).
@@ -1362,9 +1384,15 @@ fn verify_tar(
     };
     std::thread::scope(|scope| {
         let pool = placed::Pool::start(scope, &shared, content.as_ref(), staging, progress);
-        crate::source::walk_tar_hashing_heads(form.path(), &mut report, &mut |report, item| {
-            visit(&pool, report, item)
-        })
+        // The plan's blobs met are flags by position, not names the walk
+        // holds (32 bytes a blob).
+        let mut marks = plan.marks();
+        crate::source::walk_tar_hashing_heads(
+            form.path(),
+            &mut marks,
+            &mut report,
+            &mut |report, item| visit(&pool, report, item),
+        )
         // Dropping the pool ends its threads once their queue is empty;
         // the scope waits for them.
     })?;

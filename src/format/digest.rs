@@ -12,8 +12,30 @@ use sha2::{Digest as _, Sha256};
 pub const COPY_BUFFER: usize = 1 << 20;
 
 /// A SHA-256 digest, shown as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sha256Digest([u8; 32]);
+
+/// The order of the bytes (so of the hex names), compared as four
+/// big-endian words: inlined, where comparing two `[u8; 32]` calls
+/// `memcmp` (9% of a 50k-file verify went to that call, from the binary
+/// searches by digest each file makes).
+impl Ord for Sha256Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let word = |d: &[u8; 32], i: usize| {
+            u64::from_be_bytes(d[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+        };
+        (0..4)
+            .map(|i| word(&self.0, i).cmp(&word(&other.0, i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for Sha256Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Sha256Digest {
     pub fn of(bytes: &[u8]) -> Self {
@@ -276,6 +298,35 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Digests order as their bytes (and hex names) do, wherever two first
+    /// differ: every byte position, every pair of byte values there.
+    #[test]
+    fn digests_order_as_their_bytes() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for at in 0..32 {
+            for _ in 0..64 {
+                let mut a = [0u8; 32];
+                a.iter_mut().for_each(|b| *b = next() as u8);
+                let mut b = a;
+                b[at] = next() as u8;
+                for (i, v) in b.iter_mut().enumerate().skip(at + 1) {
+                    *v = (next() as u8).wrapping_add(i as u8);
+                }
+                let (da, db) = (Sha256Digest(a), Sha256Digest(b));
+                assert_eq!(da.cmp(&db), a.cmp(&b), "{da} {db}");
+                assert_eq!(da.hex().cmp(&db.hex()), a.cmp(&b));
+                assert_eq!(da.partial_cmp(&db), Some(a.cmp(&b)));
+                assert_eq!(da.cmp(&da), std::cmp::Ordering::Equal);
+            }
+        }
+    }
 
     #[test]
     fn known_vector() {

@@ -47,11 +47,18 @@ pub struct TagCheck {
 struct PlanMarks<'p> {
     blobs: &'p [Expected],
     met: Vec<bool>,
+    /// The position after the last blob met: a tar pack wrote holds its
+    /// blobs in digest order, so the next one met is tried there first.
+    next: usize,
 }
 
 impl crate::source::Marks for PlanMarks<'_> {
     fn mark(&mut self, digest: &Sha256Digest) -> Option<bool> {
-        let i = self.blobs.binary_search_by(|e| e.digest.cmp(digest)).ok()?;
+        let i = match self.blobs.get(self.next) {
+            Some(e) if e.digest == *digest => self.next,
+            _ => self.blobs.binary_search_by(|e| e.digest.cmp(digest)).ok()?,
+        };
+        self.next = i + 1;
         Some(!std::mem::replace(&mut self.met[i], true))
     }
 }
@@ -132,6 +139,7 @@ impl Plan {
         PlanMarks {
             blobs: &self.blobs,
             met: vec![false; self.blobs.len()],
+            next: 0,
         }
     }
 
@@ -211,6 +219,13 @@ pub(crate) struct Taken {
     pub sha512: Option<[u8; 64]>,
     /// Its parse as an OCI manifest, when `Expected::fold`.
     pub manifest: Option<std::result::Result<ImageManifest, String>>,
+}
+
+impl Taken {
+    /// Whether nothing was taken (`Kept::add` would keep nothing).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_none() && self.sha512.is_none() && self.manifest.is_none()
+    }
 }
 
 /// An OCI manifest written aside to an anonymous temporary file as it is
@@ -1292,7 +1307,8 @@ fn verify_tar(
     // One flag per plan entry, by position.
     let mut seen = vec![false; plan.len()];
     let tags = &check.tags;
-    let shared = placed::Shared::default();
+    let shared = placed::Shared::dropping_quiet();
+    let batch = std::cell::RefCell::new(placed::Batch::default());
     let mut visit = |pool: &placed::Pool, report: &mut Report, item: Item<'_>| -> Result<Flow> {
         if shared.stopped() {
             return Ok(Flow::Stop);
@@ -1347,6 +1363,10 @@ fn verify_tar(
             );
             return Ok(Flow::Stop);
         }
+        // A plain tar's entry (one offset): a tar.zst's walk already shares
+        // the two cores with its decoding thread, and its small entries
+        // stream as before.
+        let plain = matches!(&at, Some(a) if matches!(a.layout, crate::source::Layout::At(_)));
         if let Some(at) = at.filter(|_| size >= placed::PARALLEL_AT) {
             pool.send(placed::Job {
                 path,
@@ -1355,6 +1375,17 @@ fn verify_tar(
                 layout: at.layout,
                 size,
             });
+            return Ok(Flow::Continue);
+        }
+        // A plain tar's small entry: read whole here (a read error is the
+        // tar's, as in the stream), hashed and probed by the pool with others.
+        if plain && size <= placed::SMALL_MAX {
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut bytes)?;
+            let mut batch = batch.borrow_mut();
+            if batch.push(path, *exp, bytes) {
+                pool.send_batch(&mut batch);
+            }
             return Ok(Flow::Continue);
         }
         // Weights and pickles (modelcheck): read back from the staged copy,
@@ -1387,12 +1418,16 @@ fn verify_tar(
         // The plan's blobs met are flags by position, not names the walk
         // holds (32 bytes a blob).
         let mut marks = plan.marks();
-        crate::source::walk_tar_hashing_heads(
+        let walked = crate::source::walk_tar_hashing_heads(
             form.path(),
             &mut marks,
             &mut report,
             &mut |report, item| visit(&pool, report, item),
-        )
+        );
+        // The small entries read before the walk ended (or stopped, as the
+        // stream would have hashed them).
+        pool.send_batch(&mut batch.borrow_mut());
+        walked
         // Dropping the pool ends its threads once their queue is empty;
         // the scope waits for them.
     })?;

@@ -27,6 +27,17 @@ use crate::source::Layout;
 /// ones stream through the walk's own buffer.
 pub(super) const PARALLEL_AT: u64 = 4 << 20;
 
+/// A payload entry of at most this many bytes may be read whole by the walk
+/// and handed to the pool as bytes ([`Batch`]): many small files are then
+/// hashed and probed on every core while the walk reads on.
+pub(super) const SMALL_MAX: u64 = 256 << 10;
+
+/// A [`Batch`] is sent once it holds this many bytes or [`BATCH_ENTRIES`]
+/// entries: the channel is crossed once per batch, not per file, and at
+/// most a few batches are in flight (the channel holds one per thread).
+const BATCH_BYTES: usize = 512 << 10;
+const BATCH_ENTRIES: usize = 128;
+
 /// One entry for the pool: `size` bytes (the tar header's) where `layout`
 /// says.
 pub(super) struct Job {
@@ -35,6 +46,30 @@ pub(super) struct Job {
     pub file: std::fs::File,
     pub layout: Layout,
     pub size: u64,
+}
+
+/// Small entries the walk read whole, each with what the stream would have
+/// checked it against.
+#[derive(Default)]
+pub(super) struct Batch {
+    entries: Vec<(String, Expected, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds an entry; whether the batch is full and should be sent.
+    pub(super) fn push(&mut self, path: String, exp: Expected, bytes: Vec<u8>) -> bool {
+        self.bytes += bytes.len();
+        self.entries.push((path, exp, bytes));
+        self.bytes >= BATCH_BYTES || self.entries.len() >= BATCH_ENTRIES
+    }
+}
+
+/// What the pool's threads take: one large entry read where it lies, or a
+/// batch of small ones.
+enum Work {
+    Placed(Job),
+    Batch(Batch),
 }
 
 /// What an entry left behind: its findings, its kept bytes once verified.
@@ -98,9 +133,36 @@ pub(super) struct Shared {
     /// Set when an entry failed where the stream would have stopped: the
     /// walk stops at its next entry.
     stop: AtomicBool,
+    /// Whether an entry that verified and left nothing behind (no finding,
+    /// nothing kept) is dropped at once rather than kept for `merge`, which
+    /// then does not list it: memory stays flat whatever the entry count.
+    drop_quiet: bool,
 }
 
 impl Shared {
+    /// A `Shared` whose `merge` lists only the entries that left something
+    /// behind (see `drop_quiet`).
+    pub(super) fn dropping_quiet() -> Shared {
+        Shared {
+            drop_quiet: true,
+            ..Shared::default()
+        }
+    }
+
+    /// Keeps what an entry left behind (see `drop_quiet`).
+    fn keep(&self, out: Result<Done>) {
+        if out.is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        let quiet = matches!(&out, Ok((_, _, r, Some(t))) if r.is_ok() && t.is_empty());
+        if quiet && self.drop_quiet {
+            return;
+        }
+        if let Ok(mut d) = self.done.lock() {
+            d.push(out);
+        }
+    }
+
     /// Whether an entry failed so that the stream would have stopped.
     pub(super) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -132,7 +194,7 @@ impl Shared {
 /// The pool's queue: `send` entries while the walk runs; dropping it lets
 /// the threads end once the queue is empty (the scope joins them).
 pub(super) struct Pool {
-    jobs: mpsc::SyncSender<Job>,
+    jobs: mpsc::SyncSender<Work>,
 }
 
 impl Pool {
@@ -146,7 +208,7 @@ impl Pool {
     ) -> Pool {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         // One entry waiting per thread at most: the walk blocks beyond that.
-        let (jobs, rx) = mpsc::sync_channel::<Job>(workers);
+        let (jobs, rx) = mpsc::sync_channel::<Work>(workers);
         let rx = std::sync::Arc::new(Mutex::new(rx));
         for _ in 0..workers {
             let rx = rx.clone();
@@ -156,13 +218,21 @@ impl Pool {
                 let Ok(job) = rx.lock().map(|r| r.recv()) else {
                     return;
                 };
-                let Ok(job) = job else { return };
-                let out = hash(job, content, staging, progress, &shared.stop);
-                if out.is_err() {
-                    shared.stop.store(true, Ordering::Relaxed);
-                }
-                if let Ok(mut d) = shared.done.lock() {
-                    d.push(out);
+                let Ok(work) = job else { return };
+                match work {
+                    Work::Placed(job) => {
+                        shared.keep(hash(job, content, staging, progress, &shared.stop))
+                    }
+                    Work::Batch(batch) => {
+                        for (path, exp, bytes) in batch.entries {
+                            // As the stream: nothing more once an entry failed.
+                            if shared.stopped() {
+                                break;
+                            }
+                            let out = hash_bytes(path, exp, &bytes, content, staging, progress);
+                            shared.keep(out);
+                        }
+                    }
                 }
             });
         }
@@ -172,12 +242,56 @@ impl Pool {
     /// Queues an entry (blocks while every thread is busy and one waits).
     pub(super) fn send(&self, job: Job) {
         // The threads end only once this sender is dropped: it cannot fail.
-        let _ = self.jobs.send(job);
+        let _ = self.jobs.send(Work::Placed(job));
+    }
+
+    /// Queues a batch of small entries, if it holds any.
+    pub(super) fn send_batch(&self, batch: &mut Batch) {
+        if !batch.entries.is_empty() {
+            let _ = self.jobs.send(Work::Batch(std::mem::take(batch)));
+        }
     }
 }
 
 fn poisoned() -> Error {
     Error::Io(io::Error::other("a hashing thread panicked"))
+}
+
+/// One small entry read whole by the walk, as the stream hashes it (see
+/// `verify_tar`): the same `take_payload`, probe and `judge`, from its bytes.
+fn hash_bytes(
+    path: String,
+    exp: Expected,
+    bytes: &[u8],
+    content: Option<&crate::modelcheck::ContentPlan>,
+    staging: Option<&Staging>,
+    progress: &dyn Progress,
+) -> Result<Done> {
+    let mut r = Report::default();
+    let mut pending = content.and_then(|c| {
+        c.start(
+            &path,
+            exp.size,
+            staged_path(&path, &exp, staging),
+            staging.map(|s| s.dir),
+        )
+    });
+    let mut read = bytes;
+    let (h, taken) = take_payload(
+        &path,
+        &mut tap(&mut read, pending.as_mut().map(|p| p.probe())),
+        &exp,
+        staging,
+        progress,
+    )?;
+    let mut kept = None;
+    if judge(&path, &exp, &h, &mut r) {
+        kept = Some(taken);
+        if let (Some(c), Some(p)) = (content, pending) {
+            r.merge(p.finish(c)?);
+        }
+    }
+    Ok((path, exp, r, kept))
 }
 
 /// One entry, as the stream hashes it (see `verify_tar`).

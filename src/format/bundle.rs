@@ -391,16 +391,31 @@ impl Description {
         // from the references' positions sorted by digest rather than a map
         // or a copy of each reference: a file set declares a blob per file,
         // and verify asks while the description and its plans are all held
-        // (48-byte records were 9.6 MB at 200k files, its peak).
+        // (48-byte records were 9.6 MB at 200k files, its peak; now 3.2 MB).
+        // Each position is sorted with its digest's first eight bytes, so
+        // that almost every comparison is of two words in the record (16
+        // bytes a reference; the full digests are looked up on a tie).
         let refs = DeclaredRefs::new(self);
-        let mut order: Vec<u32> = (0..refs.len()).collect();
-        order.sort_unstable_by(|&x, &y| refs.at(x).0.cmp(refs.at(y).0).then(x.cmp(&y)));
+        let prefix = |d: &Sha256Digest| {
+            u64::from_be_bytes(d.as_bytes()[..8].try_into().expect("8 bytes"))
+        };
+        let mut order: Vec<(u64, u32)> = (0..refs.len())
+            .map(|i| (prefix(refs.at(i).0), i))
+            .collect();
+        order.sort_unstable_by(|&(pa, a), &(pb, b)| {
+            pa.cmp(&pb)
+                .then_with(|| refs.at(a).0.cmp(refs.at(b).0))
+                .then(a.cmp(&b))
+        });
+        let same_digest = |&(pa, a): &(u64, u32), &(pb, b): &(u64, u32)| {
+            pa == pb && refs.at(a).0 == refs.at(b).0
+        };
         // Sizes come from an untrusted description: never overflow.
         order
-            .chunk_by(|&x, &y| refs.at(x).0 == refs.at(y).0)
+            .chunk_by(same_digest)
             .map(|same| {
-                let last_over = same.iter().rev().find(|&&i| refs.at(i).1);
-                refs.at(*last_over.unwrap_or(&same[0])).2
+                let last_over = same.iter().rev().find(|&&(_, i)| refs.at(i).1);
+                refs.at(last_over.unwrap_or(&same[0]).1).2
             })
             .fold(0u64, |sum, size| sum.saturating_add(size))
     }

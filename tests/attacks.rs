@@ -424,21 +424,30 @@ fn truncated_tar_in_the_tag_files_is_refused() {
     );
 }
 
+/// Decompresses the tar.zst `good`, lets `edit` change its entries, and
+/// writes them compressed again (one zstd frame) as `evil.tar.zst`.
+fn hostile_zst(f: &Fixture, good: &Path, edit: impl FnOnce(&mut Vec<RawEntry>)) -> PathBuf {
+    let raw = zstd::decode_all(std::fs::File::open(good).unwrap()).unwrap();
+    let plain = f.path("dist/plain.tar");
+    std::fs::write(&plain, raw).unwrap();
+    let mut entries = read_tar(&plain);
+    edit(&mut entries);
+    write_tar(&plain, &entries);
+    let evil = f.path("dist/evil.tar.zst");
+    let packed = zstd::encode_all(std::fs::File::open(&plain).unwrap(), 3).unwrap();
+    std::fs::write(&evil, packed).unwrap();
+    evil
+}
+
 #[test]
 fn flipped_byte_in_a_blob_of_a_tar_zst_is_named() {
     let f = Fixture::new();
     let good = f.pack("tar.zst");
     let blob = weights_blob(&f);
-    let raw = zstd::decode_all(std::fs::File::open(&good).unwrap()).unwrap();
-    let plain = f.path("dist/plain.tar");
-    std::fs::write(&plain, raw).unwrap();
-    let mut entries = read_tar(&plain);
-    let at = index_of(&entries, &blob);
-    entries[at].data[1234] ^= 0x01;
-    write_tar(&plain, &entries);
-    let evil = f.path("dist/evil.tar.zst");
-    let packed = zstd::encode_all(std::fs::File::open(&plain).unwrap(), 3).unwrap();
-    std::fs::write(&evil, packed).unwrap();
+    let evil = hostile_zst(&f, &good, |entries| {
+        let at = index_of(entries, &blob);
+        entries[at].data[1234] ^= 0x01;
+    });
     assert_refused(&f.verify(&evil), &blob, "sha256 mismatch");
 }
 
@@ -452,27 +461,18 @@ fn tar_zst_duplicated_blob_entries_are_refused() {
     let f = Fixture::new();
     let good = f.pack("tar.zst");
     let blob = runbook_blob(&f);
-    let raw = zstd::decode_all(std::fs::File::open(&good).unwrap()).unwrap();
-    let plain = f.path("dist/plain.tar");
-    std::fs::write(&plain, raw).unwrap();
-    let mut entries = read_tar(&plain);
-    // The first copy is genuine; a naive extractor would keep the second.
-    let mut evil = entries[index_of(&entries, &blob)].clone();
-    evil.data = b"step one\nstep 2!!\n".to_vec();
-    assert_eq!(
-        evil.data.len(),
-        entries[index_of(&entries, &blob)].data.len()
-    );
     let unlisted = format!("data/blobs/sha256/{}", "ab".repeat(32));
-    let extra = regular(&unlisted, b"not listed\n");
-    let at = index_of(&entries, &blob);
-    entries.insert(at + 1, evil);
-    entries.push(extra.clone());
-    entries.push(extra);
-    write_tar(&plain, &entries);
-    let evil = f.path("dist/evil.tar.zst");
-    let packed = zstd::encode_all(std::fs::File::open(&plain).unwrap(), 3).unwrap();
-    std::fs::write(&evil, packed).unwrap();
+    let evil = hostile_zst(&f, &good, |entries| {
+        // The first copy is genuine; a naive extractor would keep the second.
+        let at = index_of(entries, &blob);
+        let mut second = entries[at].clone();
+        second.data = b"step one\nstep 2!!\n".to_vec();
+        assert_eq!(second.data.len(), entries[at].data.len());
+        entries.insert(at + 1, second);
+        let extra = regular(&unlisted, b"not listed\n");
+        entries.push(extra.clone());
+        entries.push(extra);
+    });
     let o = f.verify(&evil);
     assert_refused(&o, &blob, "appears twice");
     assert_refused(&o, &unlisted, "appears twice");

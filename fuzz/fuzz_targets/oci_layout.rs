@@ -74,7 +74,9 @@ fuzz_target!(|data: &[u8]| {
     // The first blob's media type: the first accepted type it parses as.
     artifact.manifest = blob_of(
         manifest,
-        parsed[1].as_ref().map_or(airlock::bundle::MT_MANIFEST, |(mt, _)| mt),
+        parsed[1]
+            .as_ref()
+            .map_or(airlock::bundle::MT_MANIFEST, |(mt, _)| mt),
     );
     if let Some(c) = config {
         artifact.config = c;

@@ -396,20 +396,17 @@ impl Description {
         // that almost every comparison is of two words in the record (16
         // bytes a reference; the full digests are looked up on a tie).
         let refs = DeclaredRefs::new(self);
-        let prefix = |d: &Sha256Digest| {
-            u64::from_be_bytes(d.as_bytes()[..8].try_into().expect("8 bytes"))
-        };
-        let mut order: Vec<(u64, u32)> = (0..refs.len())
-            .map(|i| (prefix(refs.at(i).0), i))
-            .collect();
+        let prefix =
+            |d: &Sha256Digest| u64::from_be_bytes(d.as_bytes()[..8].try_into().expect("8 bytes"));
+        let mut order: Vec<(u64, u32)> =
+            (0..refs.len()).map(|i| (prefix(refs.at(i).0), i)).collect();
         order.sort_unstable_by(|&(pa, a), &(pb, b)| {
             pa.cmp(&pb)
                 .then_with(|| refs.at(a).0.cmp(refs.at(b).0))
                 .then(a.cmp(&b))
         });
-        let same_digest = |&(pa, a): &(u64, u32), &(pb, b): &(u64, u32)| {
-            pa == pb && refs.at(a).0 == refs.at(b).0
-        };
+        let same_digest =
+            |&(pa, a): &(u64, u32), &(pb, b): &(u64, u32)| pa == pb && refs.at(a).0 == refs.at(b).0;
         // Sizes come from an untrusted description: never overflow.
         order
             .chunk_by(same_digest)

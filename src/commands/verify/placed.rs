@@ -229,7 +229,8 @@ impl Pool {
                             if shared.stopped() {
                                 break;
                             }
-                            let out = hash_bytes(path, exp, &bytes, content, staging, progress);
+                            let out =
+                                check_entry(path, exp, &mut &bytes[..], content, staging, progress);
                             shared.keep(out);
                         }
                     }
@@ -257,12 +258,13 @@ fn poisoned() -> Error {
     Error::Io(io::Error::other("a hashing thread panicked"))
 }
 
-/// One small entry read whole by the walk, as the stream hashes it (see
-/// `verify_tar`): the same `take_payload`, probe and `judge`, from its bytes.
-fn hash_bytes(
+/// One entry from `read`, as the stream checks it (see `verify_tar`):
+/// `take_payload` (sha256, kept bytes, sha512, folds, staging), the content
+/// probe, `judge`.
+fn check_entry(
     path: String,
     exp: Expected,
-    bytes: &[u8],
+    read: &mut dyn Read,
     content: Option<&crate::modelcheck::ContentPlan>,
     staging: Option<&Staging>,
     progress: &dyn Progress,
@@ -276,10 +278,9 @@ fn hash_bytes(
             staging.map(|s| s.dir),
         )
     });
-    let mut read = bytes;
     let (h, taken) = take_payload(
         &path,
-        &mut tap(&mut read, pending.as_mut().map(|p| p.probe())),
+        &mut tap(read, pending.as_mut().map(|p| p.probe())),
         &exp,
         staging,
         progress,
@@ -294,7 +295,7 @@ fn hash_bytes(
     Ok((path, exp, r, kept))
 }
 
-/// One entry, as the stream hashes it (see `verify_tar`).
+/// One large entry, read where it lies.
 fn hash(
     job: Job,
     content: Option<&crate::modelcheck::ContentPlan>,
@@ -309,15 +310,6 @@ fn hash(
         layout,
         size,
     } = job;
-    let mut r = Report::default();
-    let mut pending = content.and_then(|c| {
-        c.start(
-            &path,
-            exp.size,
-            staged_path(&path, &exp, staging),
-            staging.map(|s| s.dir),
-        )
-    });
     let mut reader = PlacedReader {
         file: &file,
         layout: &layout,
@@ -327,30 +319,15 @@ fn hash(
         into: 0,
         failed: false,
     };
-    let taken = take_payload(
-        &path,
-        &mut tap(&mut reader, pending.as_mut().map(|p| p.probe())),
-        &exp,
-        staging,
-        progress,
-    );
-    let (h, taken) = match taken {
-        Ok(x) => x,
+    match check_entry(path.clone(), exp, &mut reader, content, staging, progress) {
         // As the stream: the tar's own read failed; reported, and the
         // walk stops.
         Err(Error::Io(e)) if reader.failed => {
+            let mut r = Report::default();
             r.add(&path, format!("truncated or corrupt tar: {e}"));
             stop.store(true, Ordering::Relaxed);
-            return Ok((path, exp, r, None));
+            Ok((path, exp, r, None))
         }
-        Err(e) => return Err(e),
-    };
-    let mut kept = None;
-    if judge(&path, &exp, &h, &mut r) {
-        kept = Some(taken);
-        if let (Some(c), Some(p)) = (content, pending) {
-            r.merge(p.finish(c)?);
-        }
+        done => done,
     }
-    Ok((path, exp, r, kept))
 }

@@ -226,3 +226,63 @@ fn peak_memory_grows_by_little_per_file() {
         failed.join("\n")
     );
 }
+
+/// `airlock.json` grows by a line per file: a file set's layer is written on
+/// one line (pretty-printed, its indentation and line breaks were about 80
+/// bytes a file). The high side reads a tag file within a fixed bound (64
+/// MiB), so these bytes set how many files one bundle can carry: 200k files
+/// of 100-character paths came to 70 MB and pack refused them.
+#[test]
+fn description_costs_its_paths_and_little_more_per_file() {
+    let f = Fixture::new();
+    let root = &f.path("lines");
+    let n = 2_000;
+    let mut path_bytes = 0;
+    for i in 0..n {
+        let rel = format!(
+            "tree/component_{:02}/submodule_{:03}/handler_implementation_{i:06}.rs",
+            i / 500,
+            i / 50
+        );
+        path_bytes += rel.len();
+        let p = root.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("fn f{i}() {{}}\n")).unwrap();
+    }
+    std::fs::write(
+        root.join("airlock.yaml"),
+        "apiVersion: airlock/v1\nkind: Bundle\nmetadata: {name: lines, version: 1.0.0}\nfiles:\n  - path: tree\n",
+    )
+    .unwrap();
+    let out = root.join("out");
+    let o = run(&[
+        "pack",
+        root.join("airlock.yaml").to_str().unwrap(),
+        "--key",
+        &f.s("keys/builder.key"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "pack: {}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("lines-1.0.0/airlock.json")).unwrap();
+    // Each layer on a line of its own, path and digest together.
+    let layer_lines = text
+        .lines()
+        .filter(|l| l.contains("\"path\":\"tree/component_") && l.contains("\"digest\":\"sha256:"))
+        .count();
+    assert_eq!(layer_lines, n);
+    // About 180 bytes beside the path (media type, digest, size, mode and
+    // the JSON around them); pretty-printed it was about 260.
+    let per_file = (text.len() - path_bytes) / n;
+    assert!(per_file <= 200, "{per_file} bytes a file beside its path");
+    // Still the description every reader takes.
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["artifacts"][0]["layers"].as_array().unwrap().len(), n);
+    let v = run(&[
+        "verify",
+        out.join("lines-1.0.0").to_str().unwrap(),
+        "--trust",
+        &f.s("policy.yaml"),
+    ]);
+    assert!(v.status.success(), "verify: {}", stderr(&v));
+}

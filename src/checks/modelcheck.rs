@@ -1222,8 +1222,10 @@ impl<'d> ContentPlan<'d> {
                 Arc::clone(&none)
             });
         }
-        // Stable: one digest's uses stay in artifact and layer order.
-        layers.sort_by_key(|l| l.0);
+        // By prefix, and for one prefix in artifact and layer order (the
+        // whole record is the key: a stable sort by prefix would give the
+        // same order but hold a scratch copy of every record).
+        layers.sort_unstable();
         ContentPlan {
             d,
             layers,

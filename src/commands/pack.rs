@@ -534,7 +534,7 @@ pub fn pack_delta(
     written.insert(
         DESCRIPTION,
         write_hashed(&root.join(DESCRIPTION), &mut |w| {
-            serde_json::to_writer_pretty(w, &description).map_err(std::io::Error::from)
+            crate::bundle::write_description(w, &description).map_err(std::io::Error::from)
         })?,
     );
     written.insert(

@@ -490,6 +490,135 @@ pub fn blob_path(d: &Sha256Digest) -> String {
     format!("{BLOBS_PREFIX}{}", d.hex())
 }
 
+/// Writes `airlock.json`: indented as `serde_json`'s pretty printer does
+/// down to an artifact's fields, and each object nested deeper (a layer, a
+/// blob, a package) on one line of its own. A file set has a layer per
+/// file: pretty-printed, its whitespace was a third of the file (about 80
+/// bytes a file, counted against the tag-file bound the high side reads
+/// within), and a line per layer keeps each path beside its digest for
+/// `grep`.
+pub fn write_description<W: std::io::Write>(w: W, d: &Description) -> serde_json::Result<()> {
+    let mut ser =
+        serde_json::Serializer::with_formatter(w, LineFormatter::new(DESCRIPTION_FLAT_DEPTH));
+    d.serialize(&mut ser)
+}
+
+/// Objects and arrays opened at this depth or deeper (the description
+/// being 1, `artifacts` 2, an artifact 3, its `layers` 4) are written
+/// compact, each on one line.
+const DESCRIPTION_FLAT_DEPTH: usize = 5;
+
+/// `serde_json`'s [`PrettyFormatter`](serde_json::ser::PrettyFormatter)
+/// down to a depth, compact from there on.
+struct LineFormatter {
+    pretty: serde_json::ser::PrettyFormatter<'static>,
+    depth: usize,
+    flat_from: usize,
+}
+
+impl LineFormatter {
+    fn new(flat_from: usize) -> Self {
+        LineFormatter {
+            pretty: serde_json::ser::PrettyFormatter::new(),
+            depth: 0,
+            flat_from,
+        }
+    }
+
+    /// Whether the container being written (at `self.depth`) is compact.
+    fn flat(&self) -> bool {
+        self.depth >= self.flat_from
+    }
+}
+
+impl serde_json::ser::Formatter for LineFormatter {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.flat() {
+            w.write_all(b"[")
+        } else {
+            self.pretty.begin_array(w)
+        }
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        let flat = self.flat();
+        self.depth -= 1;
+        if flat {
+            w.write_all(b"]")
+        } else {
+            self.pretty.end_array(w)
+        }
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if self.flat() {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b",")
+            }
+        } else {
+            self.pretty.begin_array_value(w, first)
+        }
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.flat() {
+            Ok(())
+        } else {
+            self.pretty.end_array_value(w)
+        }
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.flat() {
+            w.write_all(b"{")
+        } else {
+            self.pretty.begin_object(w)
+        }
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        let flat = self.flat();
+        self.depth -= 1;
+        if flat {
+            w.write_all(b"}")
+        } else {
+            self.pretty.end_object(w)
+        }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if self.flat() {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b",")
+            }
+        } else {
+            self.pretty.begin_object_key(w, first)
+        }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.flat() {
+            w.write_all(b":")
+        } else {
+            self.pretty.begin_object_value(w)
+        }
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.flat() {
+            Ok(())
+        } else {
+            self.pretty.end_object_value(w)
+        }
+    }
+}
+
 /// Serializes JSON deterministically: object keys sorted, compact.
 ///
 /// Keys are sorted here, explicitly, so the bytes never depend on how
@@ -617,6 +746,17 @@ pub struct PayloadList {
     other: BTreeMap<String, Sha256Digest>,
 }
 
+/// A [`PayloadList`] taken apart ([`PayloadList::into_parts`]).
+pub struct PayloadParts {
+    /// The digest each blob line's name spells, sorted.
+    pub blobs: Vec<Sha256Digest>,
+    /// (position in `blobs`, listed digest) of each blob line whose listed
+    /// digest is not its name's, by position.
+    pub differ: Vec<(usize, Sha256Digest)>,
+    /// Every other path → its listed digest, by path.
+    pub other: BTreeMap<String, Sha256Digest>,
+}
+
 impl PayloadList {
     /// Parses a BagIt manifest from `r`, with `parse_manifest`'s errors
     /// (for the bytes of `r` read as lossy UTF-8). Reading stops at the
@@ -713,6 +853,16 @@ impl PayloadList {
                     other,
                 })
             }
+        }
+    }
+
+    /// Its parts, for a caller that takes over the Vec of blob names
+    /// (verify's plan) instead of copying it.
+    pub fn into_parts(self) -> PayloadParts {
+        PayloadParts {
+            blobs: self.blobs,
+            differ: self.differ,
+            other: self.other,
         }
     }
 
@@ -1245,6 +1395,60 @@ mod tests {
     /// `total_size` counts each distinct blob once at the size `blob_refs`
     /// gives it, also when a description names one digest with different
     /// sizes (a manifest or config over an earlier layer, a layer after).
+    #[test]
+    fn description_is_written_a_layer_per_line() {
+        let dg = |i: u8| format!("sha256:{}", format!("{:02x}", i).repeat(32));
+        let layer = |i: u8, path: &str| serde_json::json!({"mediaType": "l", "digest": dg(i), "size": i, "path": path, "mode": 420});
+        let d: Description = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airlock/v1", "kind": "BundleDescription", "name": "n", "version": "1.0.0",
+            "created": "c", "generator": "g", "pickle": "deny",
+            "artifacts": [
+                {"kind": "files", "name": "n", "reference": "r", "artifactType": "t",
+                 "manifest": {"mediaType": "m", "digest": dg(1), "size": 1},
+                 "config": {"mediaType": "m", "digest": dg(2), "size": 2},
+                 "layers": [layer(3, "a/b \"q\".txt"), layer(4, "c\nd")]},
+                {"kind": "files", "name": "e", "reference": "r2", "artifactType": "t",
+                 "manifest": {"mediaType": "m", "digest": dg(5), "size": 5},
+                 "config": {"mediaType": "m", "digest": dg(2), "size": 2},
+                 "layers": []},
+            ],
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        write_description(&mut out, &d).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // The same description, read back.
+        let back: Description = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, d);
+        // Down to an artifact's fields as `to_string_pretty` writes them.
+        let pretty = serde_json::to_string_pretty(&d).unwrap();
+        let head = |t: &str| {
+            t.lines()
+                .take_while(|l| !l.contains("\"layers\""))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(head(&text), head(&pretty));
+        // Each layer on a line of its own, indented as its place in the array.
+        let layer_lines: Vec<&str> = text.lines().filter(|l| l.contains("\"path\"")).collect();
+        assert_eq!(layer_lines.len(), 2, "{text}");
+        for (l, (i, p)) in layer_lines
+            .iter()
+            .zip([(3u8, "a/b \\\"q\\\".txt"), (4, "c\\nd")])
+        {
+            assert!(
+                l.starts_with("        {\"mediaType\":\"l\",\"digest\":\""),
+                "{l}"
+            );
+            assert!(
+                l.contains(&dg(i)) && l.contains(&format!("\"path\":\"{p}\"")),
+                "{l}"
+            );
+        }
+        assert!(text.contains("\"layers\": []"), "{text}");
+        assert!(text.len() < pretty.len());
+    }
+
     #[test]
     fn total_size_is_blob_refs_summed() {
         let dg = |i: u8| format!("sha256:{}", hex_of(i));

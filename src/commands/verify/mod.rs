@@ -45,7 +45,7 @@ pub struct TagCheck {
 
 /// Which of a plan's blobs a tar walk has met (`Plan::marks`).
 struct PlanMarks<'p> {
-    blobs: &'p [Expected],
+    blobs: &'p [Sha256Digest],
     met: Vec<bool>,
     /// The position after the last blob met: a tar pack wrote holds its
     /// blobs in digest order, so the next one met is tried there first.
@@ -55,8 +55,8 @@ struct PlanMarks<'p> {
 impl crate::source::Marks for PlanMarks<'_> {
     fn mark(&mut self, digest: &Sha256Digest) -> Option<bool> {
         let i = match self.blobs.get(self.next) {
-            Some(e) if e.digest == *digest => self.next,
-            _ => self.blobs.binary_search_by(|e| e.digest.cmp(digest)).ok()?,
+            Some(e) if e == digest => self.next,
+            _ => self.blobs.binary_search(digest).ok()?,
         };
         self.next = i + 1;
         Some(!std::mem::replace(&mut self.met[i], true))
@@ -64,46 +64,77 @@ impl crate::source::Marks for PlanMarks<'_> {
 }
 
 /// What each payload file must be, by path: the two OCI layout files by
-/// name, every blob by digest (its path is `blob_path` of it) in one sorted
-/// Vec of fixed-size records, since a bundle of many files has an entry per
-/// file.
+/// name, every blob by digest (its path is `blob_path` of it) in sorted
+/// parallel Vecs of fixed-size records, since a bundle of many files has an
+/// entry per file: the digests are the payload manifest's own Vec, taken
+/// over (`make_plan`), so a blob costs 16 bytes beside them.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// `data/index.json` and `data/oci-layout`, when listed.
     layout: BTreeMap<String, Expected>,
-    /// Blobs, sorted by digest (so in the order of their paths).
-    blobs: Vec<Expected>,
+    /// Blobs' digests, sorted (so in the order of their paths).
+    digests: Vec<Sha256Digest>,
+    /// What each of `digests` must be, by position.
+    blobs: Vec<Planned>,
+}
+
+/// A planned blob's [`Expected`] without its digest.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    size: u64,
+    exact: bool,
+    keep: bool,
+    sha512: bool,
+    fold: bool,
+}
+
+impl Planned {
+    fn expected(self, digest: Sha256Digest) -> Expected {
+        Expected {
+            digest,
+            size: self.size,
+            exact: self.exact,
+            keep: self.keep,
+            sha512: self.sha512,
+            fold: self.fold,
+        }
+    }
 }
 
 impl Plan {
-    pub fn get(&self, path: &str) -> Option<&Expected> {
+    pub fn get(&self, path: &str) -> Option<Expected> {
         self.position(path).map(|(_, e)| e)
     }
 
+    /// Blob `i`'s entry.
+    fn blob(&self, i: usize) -> Expected {
+        self.blobs[i].expected(self.digests[i])
+    }
+
     /// The entry of `path` and its position in `iter`'s order.
-    pub fn position(&self, path: &str) -> Option<(usize, &Expected)> {
+    pub fn position(&self, path: &str) -> Option<(usize, Expected)> {
         match path.strip_prefix(BLOBS_PREFIX) {
             // Only a digest's own (lowercase) spelling is ever in the plan.
             Some(hex) => {
                 let d: Sha256Digest = hex.parse().ok()?;
-                let i = self.blobs.binary_search_by(|e| e.digest.cmp(&d)).ok()?;
-                Some((i, &self.blobs[i]))
+                let i = self.digests.binary_search(&d).ok()?;
+                Some((i, self.blob(i)))
             }
             None => self
                 .layout
                 .iter()
                 .position(|(p, _)| p == path)
-                .map(|i| (self.blobs.len() + i, &self.layout[path])),
+                .map(|i| (self.digests.len() + i, self.layout[path])),
         }
     }
 
     /// `position` of a payload file found in a directory bundle: a blob
     /// at its plain path by its digest, without spelling and parsing it.
-    pub(crate) fn position_of(&self, p: &crate::source::DirPayload) -> Option<(usize, &Expected)> {
+    pub(crate) fn position_of(&self, p: &crate::source::DirPayload) -> Option<(usize, Expected)> {
         match p {
             crate::source::DirPayload::Blob(d, _) => {
-                let i = self.blobs.binary_search_by(|e| e.digest.cmp(d)).ok()?;
-                Some((i, &self.blobs[i]))
+                let i = self.digests.binary_search(d).ok()?;
+                Some((i, self.blob(i)))
             }
             other => self.position(&other.path()),
         }
@@ -114,7 +145,7 @@ impl Plan {
     }
 
     pub fn len(&self) -> usize {
-        self.layout.len() + self.blobs.len()
+        self.layout.len() + self.digests.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,35 +153,42 @@ impl Plan {
     }
 
     /// Every entry in path order.
-    pub fn iter(&self) -> impl Iterator<Item = (String, &Expected)> {
-        self.blobs
-            .iter()
-            .map(|e| (blob_path(&e.digest), e))
-            .chain(self.layout.iter().map(|(p, e)| (p.clone(), e)))
+    pub fn iter(&self) -> impl Iterator<Item = (String, Expected)> + '_ {
+        (0..self.digests.len())
+            .map(|i| (blob_path(&self.digests[i]), self.blob(i)))
+            .chain(self.layout.iter().map(|(p, e)| (p.clone(), *e)))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
         self.iter().map(|(p, _)| p)
     }
 
+    /// Adds the entry of `path` (blob paths in ascending order).
+    #[cfg(test)]
+    fn insert(&mut self, path: &str, e: Expected) {
+        if path.starts_with(BLOBS_PREFIX) {
+            assert!(path == blob_path(&e.digest));
+            assert!(self.digests.last().is_none_or(|l| *l < e.digest));
+            self.digests.push(e.digest);
+            self.blobs.push(Planned {
+                size: e.size,
+                exact: e.exact,
+                keep: e.keep,
+                sha512: e.sha512,
+                fold: e.fold,
+            });
+        } else {
+            self.layout.insert(path.to_string(), e);
+        }
+    }
+
     /// The plan's blobs as a tar walk's [`crate::source::Marks`]: a flag
     /// per blob, so the walk holds no name of its own for them.
     fn marks(&self) -> PlanMarks<'_> {
         PlanMarks {
-            blobs: &self.blobs,
-            met: vec![false; self.blobs.len()],
+            blobs: &self.digests,
+            met: vec![false; self.digests.len()],
             next: 0,
-        }
-    }
-
-    /// Adds the entry of `path` (blob paths in ascending order).
-    fn insert(&mut self, path: &str, exp: Expected) {
-        if path.starts_with(BLOBS_PREFIX) {
-            debug_assert!(path == blob_path(&exp.digest));
-            debug_assert!(self.blobs.last().is_none_or(|l| l.digest < exp.digest));
-            self.blobs.push(exp);
-        } else {
-            self.layout.insert(path.to_string(), exp);
         }
     }
 }
@@ -474,13 +512,13 @@ pub fn check_tags(mut tags: TagSet, policy: &TrustPolicy, now: i64) -> TagCheck 
         }
         None => None,
     };
-    let plan = match (&description, &manifest) {
-        (Some(d), Some(m)) => Some(make_plan(d, m, &mut report)),
-        _ => None,
-    };
     let omitted = match (&description, &manifest) {
         (Some(d), Some(m)) => d.omitted(m),
         _ => BTreeMap::new(),
+    };
+    let plan = match (&description, manifest) {
+        (Some(d), Some(m)) => Some(make_plan(d, m, &mut report)),
+        _ => None,
     };
     if let Some(delta) = description.as_ref().and_then(|d| d.delta.as_ref()) {
         let size: u64 = omitted.values().map(|x| x.1).sum();
@@ -675,11 +713,11 @@ fn check_description(d: &Description, report: &mut Report) {
 }
 
 /// Cross-checks the payload manifest against the description and returns what
-/// each payload file must be.
-fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
+/// each payload file must be. The plan takes over the manifest's Vec of
+/// blob names (a bundle of many files has one per file).
+fn make_plan(d: &Description, m: PayloadList, report: &mut Report) -> Plan {
+    use std::ops::Bound;
     let mut plan = Plan::default();
-    // One record per blob, sized up front (not grown by doubling).
-    plan.blobs.reserve_exact(m.len());
     // Requirements files, Cargo.lock and .cargo-checksum.json: read for the
     // pin re-check; model signatures (model.sig): for their re-check.
     let mut pin_blobs = crate::sources::packages::pin_blobs(d);
@@ -687,46 +725,70 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     // npm tarballs: their sha512 computed as they are hashed.
     let sha512_blobs = crate::sources::packages::sha512_blobs(d);
     let folds = fold_blobs(d, &pin_blobs);
-    // 1. Every listed blob, in path (so digest) order; its size and media
-    // type are what airlock.json declares, filled in below.
-    for (path, digest) in m.iter() {
-        let digest = &digest;
-        let exp = if path == OCI_INDEX || path == OCI_LAYOUT {
-            Expected {
+    // 1. Every listed path, in path order: the two layout files planned by
+    // name, any other path that is not a blob reported, then each blob
+    // line (their paths sort between the two) whose listed digest is its
+    // name planned, its size and media type what airlock.json declares,
+    // filled in below.
+    let crate::bundle::PayloadParts {
+        blobs: mut digests,
+        differ,
+        other,
+    } = m.into_parts();
+    let mut other_path = |path: &str, digest: &Sha256Digest, report: &mut Report| {
+        if path == OCI_INDEX || path == OCI_LAYOUT {
+            let exp = Expected {
                 digest: *digest,
                 size: MAX_JSON_BLOB,
                 exact: false,
                 keep: true,
                 sha512: false,
                 fold: false,
-            }
-        } else if let Some(hex) = path.strip_prefix(BLOBS_PREFIX) {
-            if hex != digest.hex() {
-                report.add(
-                    path,
-                    format!(
-                        "listed in manifest-sha256.txt with digest {digest}, which is not its name"
-                    ),
-                );
-                continue;
-            }
-            Expected {
-                digest: *digest,
-                size: 0,
-                exact: true,
-                keep: false,
-                sha512: sha512_blobs.contains(digest),
-                fold: folds.contains(digest),
-            }
+            };
+            plan.layout.insert(path.to_string(), exp);
         } else {
             report.add(
                 path,
                 "listed in manifest-sha256.txt but is not part of an OCI layout",
             );
-            continue;
-        };
-        plan.insert(&path, exp);
+        }
+    };
+    for (path, digest) in other.range::<str, _>((Bound::Unbounded, Bound::Excluded(BLOBS_PREFIX))) {
+        other_path(path, digest, report);
     }
+    for &(i, listed) in &differ {
+        report.add(
+            blob_path(&digests[i]),
+            format!("listed in manifest-sha256.txt with digest {listed}, which is not its name"),
+        );
+    }
+    for (path, digest) in other.range::<str, _>((Bound::Included(BLOBS_PREFIX), Bound::Unbounded)) {
+        other_path(path, digest, report);
+    }
+    // A blob line listing another digest than its name's is not planned;
+    // its name is still listed (for the check of declared blobs below).
+    let misnamed: Vec<Sha256Digest> = differ.iter().map(|&(i, _)| digests[i]).collect();
+    if !differ.is_empty() {
+        let mut differ = differ.iter().map(|&(i, _)| i).peekable();
+        let mut i = 0;
+        digests.retain(|_| {
+            let drop = differ.next_if_eq(&i).is_some();
+            i += 1;
+            !drop
+        });
+        digests.shrink_to_fit();
+    }
+    // One record per blob, sized up front (not grown by doubling).
+    let mut blobs = Vec::with_capacity(digests.len());
+    blobs.extend(digests.iter().map(|dg| Planned {
+        size: 0,
+        exact: true,
+        keep: false,
+        sha512: sha512_blobs.contains(dg),
+        fold: folds.contains(dg),
+    }));
+    plan.digests = digests;
+    plan.blobs = blobs;
     // 2. What airlock.json declares of each, in one walk of its artifacts
     // (as `Description::blob_refs` reads them: an artifact's manifest and
     // config over whatever came before, a layer or blob only where nothing
@@ -753,7 +815,7 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
             )
     });
     for (digest, mt, size, over) in declared {
-        match plan.blobs.binary_search_by(|e| e.digest.cmp(digest)) {
+        match plan.digests.binary_search(digest) {
             Ok(i) => {
                 if over || media[i] == 0 {
                     plan.blobs[i].size = size;
@@ -762,7 +824,7 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
             }
             // A delta leaves out what its base provides (`Description::omitted`).
             Err(_) => {
-                if !delta && !m.contains_key(&blob_path(digest)) {
+                if !delta && misnamed.binary_search(digest).is_err() {
                     unlisted.push(*digest);
                 }
             }
@@ -770,25 +832,30 @@ fn make_plan(d: &Description, m: &PayloadList, report: &mut Report) -> Plan {
     }
     // 3. A listed blob nothing declares is not planned; the others keep
     // their bytes where a check reads them.
-    let mut media = media.into_iter();
-    plan.blobs.retain_mut(|e| {
-        let kept_type = match media.next() {
-            Some(1) => true,
-            Some(2) => false,
+    let mut kept = 0;
+    for (i, media) in media.into_iter().enumerate() {
+        let kept_type = match media {
+            1 => true,
+            2 => false,
             _ => {
                 report.add(
-                    blob_path(&e.digest),
+                    blob_path(&plan.digests[i]),
                     "listed in manifest-sha256.txt but no artifact in airlock.json uses it",
                 );
-                return false;
+                continue;
             }
         };
+        let (digest, mut e) = (plan.digests[i], plan.blobs[i]);
         // As `kept_for_checks`; folded whatever its size: its bytes are never held.
-        e.keep = (kept_type || pin_blobs.contains(&e.digest)) && e.size <= MAX_JSON_BLOB && !e.fold;
-        true
-    });
+        e.keep = (kept_type || pin_blobs.contains(&digest)) && e.size <= MAX_JSON_BLOB && !e.fold;
+        plan.digests[kept] = digest;
+        plan.blobs[kept] = e;
+        kept += 1;
+    }
+    plan.digests.truncate(kept);
+    plan.blobs.truncate(kept);
     for required in [OCI_LAYOUT, OCI_INDEX] {
-        if !m.contains_key(required) {
+        if !other.contains_key(required) {
             report.add(MANIFEST, format!("does not list {required}"));
         }
     }
@@ -1231,7 +1298,7 @@ fn verify_dir(
         .map(|p| {
             let path = p.path();
             let (rel, abs, len) = (&*path, p.file(dir), &p.size());
-            let (_, exp) = plan.position_of(p).expect("listed");
+            let (_, exp) = &plan.position_of(p).expect("listed");
             let mut r = Report::default();
             if exp.exact && *len != exp.size || *len > exp.size {
                 r.add(
@@ -1270,7 +1337,7 @@ fn verify_dir(
         let (rel, r, taken) = res?;
         report.merge(r);
         if let Some(t) = taken {
-            kept.add(&rel, plan.get(&rel).expect("listed"), t);
+            kept.add(&rel, &plan.get(&rel).expect("listed"), t);
         }
     }
     Ok((check, report, kept))
@@ -1348,7 +1415,7 @@ fn verify_tar(
                 at,
             } => (path, size, read, at),
         };
-        let Some((i, exp)) = plan.position(&path) else {
+        let Some((i, ref exp)) = plan.position(&path) else {
             report.add(&path, "extra file: not listed in manifest-sha256.txt");
             return Ok(Flow::Continue);
         };
@@ -1844,6 +1911,88 @@ mod tests {
         }
         // The cases cover a match, a mismatch and a refusal.
         assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    }
+
+    /// `make_plan` plans each blob line naming its own digest that the
+    /// description declares, at the size it declares, and reports every
+    /// other kind of line, and each declared blob no line lists.
+    #[test]
+    fn plan_cross_checks_manifest_and_description() {
+        let dg = |i: u8| Sha256Digest::of(&[i]);
+        let declared = |i: u8, size: u64| serde_json::json!({"mediaType": FILE_LAYER, "digest": dg(i).oci(), "size": size, "path": format!("f{i}"), "mode": 420});
+        let d: Description = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airlock/v1", "kind": "BundleDescription", "name": "n", "version": "1.0.0",
+            "created": "c", "generator": "g", "pickle": "deny",
+            "artifacts": [{"kind": "files", "name": "n", "reference": "r", "artifactType": "t",
+                "manifest": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dg(1).oci(), "size": 10},
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": dg(2).oci(), "size": 2},
+                "layers": [declared(3, 30), declared(4, 40), declared(5, 50), declared(3, 31)]}],
+        }))
+        .unwrap();
+        // 1, 2, 3 listed as they are; 4 listed with another digest; 5 not
+        // listed; 6 listed but declared by nothing; a path outside the
+        // layout; `oci-layout` missing.
+        let line = |name: &Sha256Digest, listed: &Sha256Digest| {
+            format!("{}  {}\n", listed.hex(), blob_path(name))
+        };
+        let mut text = String::new();
+        for i in [1, 2, 3, 6] {
+            text += &line(&dg(i), &dg(i));
+        }
+        text += &line(&dg(4), &dg(9));
+        text += &format!("{}  {OCI_INDEX}\n", dg(7).hex());
+        text += &format!("{}  data/extra\n", dg(8).hex());
+        let m = PayloadList::parse(text.as_bytes()).unwrap();
+        let mut report = Report::default();
+        let plan = make_plan(&d, m, &mut report);
+        let found: Vec<(String, String)> = report
+            .findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.problem.clone()))
+            .collect();
+        let expected = [
+            (
+                "data/extra".to_string(),
+                "listed in manifest-sha256.txt but is not part of an OCI layout".to_string(),
+            ),
+            (
+                blob_path(&dg(4)),
+                format!(
+                    "listed in manifest-sha256.txt with digest {}, which is not its name",
+                    dg(9)
+                ),
+            ),
+            (
+                blob_path(&dg(6)),
+                "listed in manifest-sha256.txt but no artifact in airlock.json uses it".to_string(),
+            ),
+            (MANIFEST.to_string(), format!("does not list {OCI_LAYOUT}")),
+            (
+                MANIFEST.to_string(),
+                format!("does not list blob {:?} that airlock.json declares", dg(5)),
+            ),
+        ];
+        let mut sorted = found.clone();
+        sorted.sort();
+        let mut want = expected.to_vec();
+        want.sort();
+        assert_eq!(sorted, want, "{found:#?}");
+        // Planned: blobs 1, 2, 3 at their declared sizes (a layer's first
+        // declaration), and the index by name.
+        let planned: Vec<(String, u64, bool)> =
+            plan.iter().map(|(p, e)| (p, e.size, e.exact)).collect();
+        let mut want: Vec<(String, u64, bool)> = [(1, 10), (2, 2), (3, 30)]
+            .into_iter()
+            .map(|(i, size)| (blob_path(&dg(i)), size, true))
+            .collect();
+        want.sort();
+        want.push((OCI_INDEX.to_string(), MAX_JSON_BLOB, false));
+        assert_eq!(planned, want);
+        assert_eq!(plan.get(&blob_path(&dg(3))).map(|e| e.digest), Some(dg(3)));
+        for absent in [4, 5, 6] {
+            assert!(!plan.contains_key(&blob_path(&dg(absent))), "{absent}");
+        }
+        assert_eq!(plan.marks().blobs.len(), 3);
     }
 
     /// The plan answers by path as the map of paths it replaced did, and

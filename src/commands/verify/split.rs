@@ -316,7 +316,7 @@ pub fn verify_volumes(
             }
             // The signed map may name a path the payload manifest lacks
             // (reported above); never index the plan blindly.
-            let Some(exp) = plan.get(&piece.path).copied() else {
+            let Some(exp) = plan.get(&piece.path) else {
                 report.add(&name, "in the volume map but not in manifest-sha256.txt");
                 return Ok(Flow::Continue);
             };

@@ -106,6 +106,11 @@ impl Plan {
         self.position(path).map(|(_, e)| e)
     }
 
+    /// The digest of blob `i` (a position below the blobs' count).
+    pub(crate) fn digest_at(&self, i: usize) -> Sha256Digest {
+        self.digests[i]
+    }
+
     /// Blob `i`'s entry.
     fn blob(&self, i: usize) -> Expected {
         self.blobs[i].expected(self.digests[i])
@@ -1244,7 +1249,7 @@ fn verify_dir(
     progress: &dyn Progress,
     pre: Option<(TagCheck, Vec<crate::source::DirPayload>)>,
 ) -> Result<Outcome> {
-    let (check, mut present) = match pre {
+    let (check, present) = match pre {
         Some(done) => done,
         None => check_dir(dir, policy, now)?,
     };
@@ -1261,21 +1266,27 @@ fn verify_dir(
     if !fs_err::symlink_metadata(dir.join("data")).is_ok_and(|m| m.is_dir()) {
         report.add("data/", "missing or not a directory");
     }
-    // Filtered in place (a second list would double it); one flag per
-    // plan entry, by position; each file looked up once.
+    // Each listed file by its plan position: whether it is present and its
+    // size as listed. A blob is known by its position, so the listing's
+    // record of it (48 bytes) is let go here, before the files are hashed
+    // (9 bytes a plan entry instead); only the few other files (the two
+    // layout files) keep theirs.
     let mut seen = vec![false; plan.len()];
-    present.retain(|p| match plan.position_of(p) {
-        Some((i, _)) => {
-            seen[i] = true;
-            true
+    let mut sizes = vec![0u64; plan.len()];
+    let mut others: Vec<(usize, crate::source::DirPayload)> = Vec::new();
+    for p in present {
+        match plan.position_of(&p) {
+            Some((i, _)) => {
+                seen[i] = true;
+                sizes[i] = p.size();
+                if !matches!(p, crate::source::DirPayload::Blob(..)) {
+                    others.push((i, p));
+                }
+            }
+            None => report.add(p.path(), "extra file: not listed in manifest-sha256.txt"),
         }
-        None => {
-            report.add(p.path(), "extra file: not listed in manifest-sha256.txt");
-            false
-        }
-    });
-    let present = present;
-    for (path, seen) in plan.keys().zip(seen) {
+    }
+    for (path, seen) in plan.keys().zip(&seen) {
         if !seen {
             report.add(
                 path,
@@ -1288,14 +1299,27 @@ fn verify_dir(
         .description
         .as_ref()
         .map(|d| crate::modelcheck::ContentPlan::new(d, policy.pickle.clone()));
-    progress.begin("verifying", present.iter().map(|p| p.size()).sum());
+    let found = |i: usize| seen[i].then_some(i);
+    progress.begin(
+        "verifying",
+        (0..plan.len()).filter_map(found).map(|i| sizes[i]).sum(),
+    );
     // Per file with something to report or keep: its path, its findings,
     // its bytes when kept. A file that verified and keeps nothing leaves
     // nothing behind.
     type FileOutcome = (String, Report, Option<Taken>);
-    let results: Vec<Result<FileOutcome>> = present
-        .par_iter()
-        .map(|p| {
+    let results: Vec<Result<FileOutcome>> = (0..plan.len())
+        .into_par_iter()
+        .filter_map(found)
+        .map(|i| {
+            let blob;
+            let p = match others.iter().find(|(at, _)| *at == i) {
+                Some((_, p)) => p,
+                None => {
+                    blob = crate::source::DirPayload::Blob(plan.digest_at(i), sizes[i]);
+                    &blob
+                }
+            };
             let path = p.path();
             let (rel, abs, len) = (&*path, p.file(dir), &p.size());
             let (_, exp) = &plan.position_of(p).expect("listed");

@@ -164,11 +164,25 @@ impl Store {
         }
 
         let staging = self.meta.staging()?;
-        let declared = declared_blobs(d);
-        let have = self.blobs.held(&declared)?;
-        // Not held through the verification: a digest per file.
-        let adds = declared.len() - have.len();
-        drop(declared);
+        // Tags that verified declare exactly the blobs they list (the
+        // plan's, sorted) and, for a delta, those left out (all in the
+        // store: checked above): asked of the plan's own Vec, not a copy
+        // of every declared digest (held beside the description, the plan
+        // and a directory's listing, 6.4 MB at 200k files).
+        let planned = pre
+            .check
+            .plan
+            .as_ref()
+            .map_or(&[][..], |p| p.blob_digests());
+        debug_assert!({
+            let mut both = planned.to_vec();
+            both.extend(pre.check.omitted.keys());
+            both.sort_unstable();
+            both == declared_blobs(d)
+        });
+        let mut have = self.blobs.held(planned)?;
+        let adds = planned.len() - have.len();
+        have.extend(pre.check.omitted.keys().copied());
         // The full verification takes this first reading over (a tar's tag
         // files are read again in its one pass, a directory's are not).
         let pre_id = pre.check.id;

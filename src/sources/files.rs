@@ -31,7 +31,6 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             files.add(abs, &path, mode, FILE_LAYER, pin.as_deref());
             Ok(())
         })?;
-        files.shrink_to_fit();
         let reference = super::kind::entry_reference("files", &name, i, taken_refs);
         out.push(PlannedArtifact {
             kind: ArtifactKind::Files,

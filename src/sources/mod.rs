@@ -94,14 +94,6 @@ impl InputFiles {
         self.slots.is_empty()
     }
 
-    /// Gives back what growing by doubling left unused: a tree's files are
-    /// added one at a time, then held until they are written (up to half
-    /// of the path buffer and records were slack: 8.6 MB at 200k files).
-    pub fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.slots.shrink_to_fit();
-    }
-
     /// Adds a file at the end.
     pub fn push(&mut self, f: InputFile) {
         self.add(&f.src, &f.path, f.mode, f.media_type, f.pin.as_deref());

@@ -60,7 +60,6 @@ pub fn plan(m: &LoadedManifest, taken_refs: &mut BTreeSet<String>) -> Result<Vec
             files.add(abs, rel, mode, classify(rel), None);
             Ok(())
         })?;
-        files.shrink_to_fit();
         // The artifact is known by the normalized name; export keeps the
         // manifest's spelling as the folder name (see pack, `folder`).
         let name = crate::manifest::model_artifact_name(&entry.name);

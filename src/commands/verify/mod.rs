@@ -111,11 +111,6 @@ impl Plan {
         &self.digests
     }
 
-    /// The digest of blob `i` (a position below the blobs' count).
-    pub(crate) fn digest_at(&self, i: usize) -> Sha256Digest {
-        self.digests[i]
-    }
-
     /// Blob `i`'s entry.
     fn blob(&self, i: usize) -> Expected {
         self.blobs[i].expected(self.digests[i])
@@ -1332,7 +1327,7 @@ fn verify_dir(
             let p = match others.iter().find(|(at, _)| *at == i) {
                 Some((_, p)) => p,
                 None => {
-                    blob = crate::source::DirPayload::Blob(plan.digest_at(i), sizes[i]);
+                    blob = crate::source::DirPayload::Blob(plan.blob_digests()[i], sizes[i]);
                     &blob
                 }
             };

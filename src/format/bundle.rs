@@ -525,97 +525,98 @@ impl LineFormatter {
         }
     }
 
-    /// Whether the container being written (at `self.depth`) is compact.
-    fn flat(&self) -> bool {
-        self.depth >= self.flat_from
+    /// Within a compact container (at `self.depth`), writes `flat`; else
+    /// takes the pretty printer's step.
+    fn step<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        flat: &[u8],
+        pretty: impl FnOnce(
+            &mut serde_json::ser::PrettyFormatter<'static>,
+            &mut W,
+        ) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.depth >= self.flat_from {
+            w.write_all(flat)
+        } else {
+            pretty(&mut self.pretty, w)
+        }
+    }
+
+    /// `step` for a container's opening, one level deeper.
+    fn open<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        flat: &[u8],
+        pretty: impl FnOnce(
+            &mut serde_json::ser::PrettyFormatter<'static>,
+            &mut W,
+        ) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.depth += 1;
+        self.step(w, flat, pretty)
+    }
+
+    /// `step` for a container's closing, then one level up.
+    fn close<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        flat: &[u8],
+        pretty: impl FnOnce(
+            &mut serde_json::ser::PrettyFormatter<'static>,
+            &mut W,
+        ) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let out = self.step(w, flat, pretty);
+        self.depth -= 1;
+        out
+    }
+}
+
+/// A compact separator before an element: none before the first.
+fn comma(first: bool) -> &'static [u8] {
+    if first {
+        b""
+    } else {
+        b","
     }
 }
 
 impl serde_json::ser::Formatter for LineFormatter {
     fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        if self.flat() {
-            w.write_all(b"[")
-        } else {
-            self.pretty.begin_array(w)
-        }
+        self.open(w, b"[", |p, w| p.begin_array(w))
     }
     fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        let flat = self.flat();
-        self.depth -= 1;
-        if flat {
-            w.write_all(b"]")
-        } else {
-            self.pretty.end_array(w)
-        }
+        self.close(w, b"]", |p, w| p.end_array(w))
     }
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if self.flat() {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b",")
-            }
-        } else {
-            self.pretty.begin_array_value(w, first)
-        }
+        self.step(w, comma(first), |p, w| p.begin_array_value(w, first))
     }
     fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.flat() {
-            Ok(())
-        } else {
-            self.pretty.end_array_value(w)
-        }
+        self.step(w, b"", |p, w| p.end_array_value(w))
     }
     fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        if self.flat() {
-            w.write_all(b"{")
-        } else {
-            self.pretty.begin_object(w)
-        }
+        self.open(w, b"{", |p, w| p.begin_object(w))
     }
     fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        let flat = self.flat();
-        self.depth -= 1;
-        if flat {
-            w.write_all(b"}")
-        } else {
-            self.pretty.end_object(w)
-        }
+        self.close(w, b"}", |p, w| p.end_object(w))
     }
     fn begin_object_key<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if self.flat() {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b",")
-            }
-        } else {
-            self.pretty.begin_object_key(w, first)
-        }
+        self.step(w, comma(first), |p, w| p.begin_object_key(w, first))
     }
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.flat() {
-            w.write_all(b":")
-        } else {
-            self.pretty.begin_object_value(w)
-        }
+        self.step(w, b":", |p, w| p.begin_object_value(w))
     }
     fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.flat() {
-            Ok(())
-        } else {
-            self.pretty.end_object_value(w)
-        }
+        self.step(w, b"", |p, w| p.end_object_value(w))
     }
 }
 

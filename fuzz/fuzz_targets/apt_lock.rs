@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use airlock::bundle::{ArtifactKind, Layer, Package, PackageFile, APT_ARTIFACT, APT_DEB, APT_LOCK};
+use airlock::bundle::{
+    ArtifactKind, LayerRef, Package, PackageFile, APT_ARTIFACT, APT_DEB, APT_LOCK,
+};
 use airlock::digest::Sha256Digest;
 use airlock::error::Report;
 use airlock::manifest::LoadedManifest;
@@ -84,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             }],
         }],
     );
-    let bytes_of = |l: &Layer| (l.path == apt::LOCK_PATH).then_some(data);
+    let bytes_of = |l: LayerRef<'_>| (l.path == apt::LOCK_PATH).then_some(data);
     apt::check_artifact(&a, &bytes_of, &mut Report::default());
 
     let m = project();

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use airlock::bundle::{Artifact, ArtifactKind, Blob, Layer, Package};
+use airlock::bundle::{Artifact, ArtifactKind, Blob, Layer, LayerRef, Package};
 use airlock::digest::Sha256Digest;
 use airlock::error::Report;
 use airlock::manifest::LoadedManifest;
@@ -55,7 +55,8 @@ fn artifact() -> Artifact {
                 airlock::bundle::CARGO_FILE,
                 digest('e'),
             ),
-        ],
+        ]
+        .into(),
         packages: vec![Package {
             name: "itoa".into(),
             version: "1.0.0".into(),
@@ -95,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &b"{\"files\":{}}"[..]),
     };
     let a = artifact();
-    let bytes_of = |l: &Layer| match l.path.as_str() {
+    let bytes_of = |l: LayerRef<'_>| match l.path {
         cargo::LOCK_PATH => Some(lock),
         "vendor/itoa/.cargo-checksum.json" => Some(checksum),
         _ => None,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use airlock::bundle::{
-    ArtifactKind, Layer, Package, PackageFile, NPM_ARTIFACT, NPM_LOCK, NPM_TARBALL,
+    ArtifactKind, LayerRef, Package, PackageFile, NPM_ARTIFACT, NPM_LOCK, NPM_TARBALL,
 };
 use airlock::digest::Sha256Digest;
 use airlock::error::Report;
@@ -40,10 +40,10 @@ fn project() -> &'static LoadedManifest {
 struct Read<'a>(&'a [u8]);
 
 impl Kept for Read<'_> {
-    fn bytes(&self, l: &Layer) -> Option<&[u8]> {
+    fn bytes(&self, l: LayerRef<'_>) -> Option<&[u8]> {
         (l.path == npm::LOCK_PATH).then_some(self.0)
     }
-    fn sha512(&self, l: &Layer) -> Option<[u8; 64]> {
+    fn sha512(&self, l: LayerRef<'_>) -> Option<[u8; 64]> {
         (l.path == TARBALL).then(|| Sha512::digest(TGZ).into())
     }
 }

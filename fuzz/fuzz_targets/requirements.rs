@@ -3,7 +3,7 @@
 //! artifact against it; distribution file names, names and versions; and a
 //! PEP 751 `pylock.toml`.
 #![no_main]
-use airlock::bundle::{Artifact, ArtifactKind, Blob, Layer, Package, PackageFile};
+use airlock::bundle::{Artifact, ArtifactKind, Blob, Layer, LayerRef, Package, PackageFile};
 use airlock::digest::Sha256Digest;
 use airlock::error::Report;
 use airlock::sources::python;
@@ -46,7 +46,8 @@ fn artifact() -> Artifact {
                 digest('f'),
             ),
             layer(WHEEL, airlock::bundle::PYTHON_WHEEL, digest('a')),
-        ],
+        ]
+        .into(),
         packages: vec![Package {
             name: "tinypkg".into(),
             version: "0.1.0".into(),
@@ -78,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = python::normalize_name(word);
     }
     let a = artifact();
-    let bytes_of = |l: &Layer| (l.path == python::REQUIREMENTS_PATH).then_some(data);
+    let bytes_of = |l: LayerRef<'_>| (l.path == python::REQUIREMENTS_PATH).then_some(data);
     python::check_artifact(&a, &bytes_of, &mut Report::default());
     let _ = python::parse_pylock(&text, true);
     let _ = python::parse_pylock(&text, false);

@@ -113,7 +113,7 @@ pub fn artifact(
         artifact_type: artifact_type.into(),
         manifest: blob.clone(),
         config: blob,
-        layers,
+        layers: layers.into(),
         packages,
         source: None,
         blobs: vec![],

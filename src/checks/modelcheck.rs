@@ -1191,8 +1191,8 @@ impl<'d> ContentPlan<'d> {
             .iter()
             .filter(|a| checked(a))
             .flat_map(|a| &a.layers)
-            .filter(|l| ends_with_any(&l.path, INDEX_SUFFIXES))
-            .map(|l| l.digest)
+            .filter(|l| ends_with_any(l.path, INDEX_SUFFIXES))
+            .map(|l| *l.digest)
             .collect();
         let none = Arc::new(BTreeSet::new());
         // Sized up front: grown by doubling, it would hold up to twice its
@@ -1214,10 +1214,10 @@ impl<'d> ContentPlan<'d> {
                 a.layers
                     .iter()
                     .enumerate()
-                    .map(|(i, l)| (prefix(&l.digest), idx as u32, i as u32)),
+                    .map(|(i, l)| (prefix(l.digest), idx as u32, i as u32)),
             );
-            siblings.push(if a.layers.iter().any(|l| indexes.contains(&l.digest)) {
-                Arc::new(a.layers.iter().map(|l| l.path.clone()).collect())
+            siblings.push(if a.layers.iter().any(|l| indexes.contains(l.digest)) {
+                Arc::new(a.layers.iter().map(|l| l.path.to_owned()).collect())
             } else {
                 Arc::clone(&none)
             });
@@ -1235,8 +1235,8 @@ impl<'d> ContentPlan<'d> {
     }
 
     /// The layer at (artifact, layer) indexes.
-    fn layer(&self, (a, i): (u32, u32)) -> &'d crate::bundle::Layer {
-        &self.d.artifacts[a as usize].layers[i as usize]
+    fn layer(&self, (a, i): (u32, u32)) -> crate::bundle::LayerRef<'d> {
+        self.d.artifacts[a as usize].layers.at(i as usize)
     }
 
     fn digest_of(payload_path: &str) -> Option<Sha256Digest> {
@@ -1252,7 +1252,7 @@ impl<'d> ContentPlan<'d> {
         self.layers[lo..lo + n]
             .iter()
             .map(|&(_, a, i)| (a, i))
-            .filter(move |&l| self.layer(l).digest == *d)
+            .filter(move |&l| self.layer(l).digest == d)
     }
 
     /// Whether the payload file at `payload_path` is checked at all.
@@ -1279,7 +1279,7 @@ impl<'d> ContentPlan<'d> {
         let users: Vec<_> = self
             .users(&d)
             .map(|(a, i)| {
-                let path = self.layer((a, i)).path.clone();
+                let path = self.layer((a, i)).path.to_owned();
                 (path, Arc::clone(&self.siblings[a as usize]))
             })
             .collect();

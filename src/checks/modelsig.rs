@@ -448,7 +448,7 @@ pub fn signature_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
     recorded(d)
         .filter(|(_, s)| s.status == SignatureStatus::Verified)
         .filter_map(|(a, s)| a.layers.iter().find(|l| l.path == s.path))
-        .map(|l| l.digest)
+        .map(|l| *l.digest)
         .collect()
 }
 
@@ -520,7 +520,7 @@ pub fn check_bundle(
                 continue;
             }
         };
-        let Some(bytes) = kept.get(&blob_path(&layer.digest)) else {
+        let Some(bytes) = kept.get(&blob_path(layer.digest)) else {
             report.add(
                 at(&s.path),
                 format!("model {}: the signature file was not read (larger than {MAX_JSON_BLOB} bytes, or missing)", a.name),
@@ -531,7 +531,7 @@ pub fn check_bundle(
             .layers
             .iter()
             .filter(|l| l.path != s.path)
-            .map(|l| (l.path.clone(), l.digest))
+            .map(|l| (l.path.to_owned(), *l.digest))
             .collect();
         checked += 1;
         match check(&s.path, bytes, &key, &files) {

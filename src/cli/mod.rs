@@ -1378,7 +1378,7 @@ fn checked(v: &crate::verify::Verified, whole: bool) -> out::CheckedOut {
                         .filter(|a| a.reference == e.artifact)
                         .flat_map(|a| &a.layers)
                         .find(|l| l.path == e.path)
-                        .is_none_or(|l| !v.base.omitted.contains_key(&l.digest))
+                        .is_none_or(|l| !v.base.omitted.contains_key(l.digest))
                 })
                 .count();
         }
@@ -1402,7 +1402,7 @@ fn blob_holders(d: &crate::bundle::Description) -> BTreeMap<String, Vec<String>>
         );
         add(&a.config.digest, format!("{}: its OCI config", a.reference));
         for l in &a.layers {
-            add(&l.digest, format!("{}: {}", a.reference, l.path));
+            add(l.digest, format!("{}: {}", a.reference, l.path));
         }
         for b in &a.blobs {
             add(
@@ -1706,7 +1706,7 @@ fn render_inspection(i: &crate::inspect::Inspection) -> String {
                 "      {:>10}  {}  {}\n",
                 size(l.size),
                 out::short_digest(&l.digest.hex()),
-                esc(&l.path)
+                esc(l.path)
             ));
         }
     }

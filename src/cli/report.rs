@@ -234,7 +234,7 @@ impl Page<'_> {
                 let _ = writeln!(
                     s,
                     "<tr class=\"file\"><td colspan=\"2\">{}</td><td></td><td class=\"num\">{}</td></tr>",
-                    h(&l.path),
+                    h(l.path),
                     size(l.size)
                 );
             }

@@ -312,27 +312,24 @@ pub fn pack_delta(
         let mut files = std::mem::take(&mut a.files);
         let first = next_file;
         next_file += files.len();
-        let mut layers: Vec<Layer> = Vec::with_capacity(files.len());
-        while let Some(layer) = files.pop_with(|f| Layer {
-            media_type: std::borrow::Cow::Borrowed(f.media_type),
-            digest: Sha256Digest::of_raw([0; 32]),
-            size: 0,
-            path: f.path.to_string(),
-            mode: f.mode,
-        }) {
-            let h = hashed[file_hashes[first + files.len()] as usize];
-            layers.push(Layer {
-                digest: h.digest,
-                size: h.size,
-                ..layer
-            });
-        }
+        let mut layers = Layers::with_capacity(files.len(), files.paths_len());
+        let mut i = files.len();
+        while files
+            .pop_with(|f| {
+                i -= 1;
+                let h = hashed[file_hashes[first + i] as usize];
+                layers.push_parts(f.media_type, h.digest, h.size, f.path, f.mode);
+            })
+            .is_some()
+        {}
         layers.reverse();
         let a = &a;
         let config_bytes = match a.kind {
             ArtifactKind::Model => {
-                let pairs: Vec<(String, Sha256Digest)> =
-                    layers.iter().map(|l| (l.path.clone(), l.digest)).collect();
+                let pairs: Vec<(String, Sha256Digest)> = layers
+                    .iter()
+                    .map(|l| (l.path.to_owned(), *l.digest))
+                    .collect();
                 let mut facts = model_facts.expect("computed for a model");
                 facts.folder = m
                     .manifest
@@ -445,7 +442,7 @@ pub fn pack_delta(
     for a in &description.artifacts {
         blob_list.push((a.manifest.digest, a.manifest.size));
         blob_list.push((a.config.digest, a.config.size));
-        blob_list.extend(a.layers.iter().map(|l| (l.digest, l.size)));
+        blob_list.extend(a.layers.iter().map(|l| (*l.digest, l.size)));
         blob_list.extend(a.blobs.iter().map(|b| (b.digest, b.size)));
     }
     blob_list.sort_unstable_by_key(|b| b.0);
@@ -601,13 +598,13 @@ pub fn pack_delta(
             let at = |d: &Sha256Digest| payload.binary_search_by_key(d, |b| b.0).ok();
             let inputs = description.artifacts[..planned_count].iter();
             for l in inputs.flat_map(|a| &a.layers) {
-                if let Some(i) = at(&l.digest) {
+                if let Some(i) = at(l.digest) {
                     placed[i] = true;
                 }
             }
             let layers = description.artifacts.iter().flat_map(|a| &a.layers);
             let mut rest: Vec<String> = Vec::new();
-            for d in layers.map(|l| l.digest).chain(payload.iter().map(|b| b.0)) {
+            for d in layers.map(|l| *l.digest).chain(payload.iter().map(|b| b.0)) {
                 if let Some(i) = at(&d) {
                     if !std::mem::replace(&mut placed[i], true) {
                         rest.push(blob_path(&d));
@@ -792,7 +789,7 @@ fn write_hashed(
 }
 
 #[cfg(test)]
-fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<Vec<u8>> {
+fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &Layers) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     write_oci_manifest(a, config, layers, &mut out)?;
     Ok(out)
@@ -802,7 +799,7 @@ fn oci_manifest(a: &PlannedArtifact, config: &Blob, layers: &[Layer]) -> Result<
 fn write_oci_manifest(
     a: &PlannedArtifact,
     config: &Blob,
-    layers: &[Layer],
+    layers: &Layers,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let config_desc = Descriptor::new(
@@ -810,16 +807,16 @@ fn write_oci_manifest(
         config.size,
         oci_digest(&config.digest),
     );
-    let layer_desc = |l: &Layer| {
+    let layer_desc = |l: LayerRef<'_>| {
         let mut d = Descriptor::new(
             MediaType::Other(l.media_type.to_string()),
             l.size,
-            oci_digest(&l.digest),
+            oci_digest(l.digest),
         );
-        let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
+        let mut ann = HashMap::from([(TITLE.to_string(), l.path.to_owned())]);
         match a.kind {
             ArtifactKind::Model => {
-                ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
+                ann.insert(MODEL_FILEPATH.to_string(), l.path.to_owned());
             }
             ArtifactKind::Sbom | ArtifactKind::Image => {}
             // Files and packages: exported with their mode.
@@ -933,7 +930,7 @@ mod tests {
                                 let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
                                 match kind {
                                     ArtifactKind::Model => {
-                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
+                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.to_owned());
                                     }
                                     ArtifactKind::Sbom => {}
                                     _ => {
@@ -950,7 +947,7 @@ mod tests {
                     )
                     .build()
                     .unwrap();
-                let streamed = oci_manifest(&a, &config, &layers[..n]).unwrap();
+                let streamed = oci_manifest(&a, &config, &layers[..n].to_vec().into()).unwrap();
                 assert_eq!(
                     String::from_utf8(streamed).unwrap(),
                     String::from_utf8(canonical_json(&whole)).unwrap(),

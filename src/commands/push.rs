@@ -328,7 +328,7 @@ fn push_artifact(
         .iter()
         .map(|l| Blob {
             media_type: l.media_type.to_string(),
-            digest: l.digest,
+            digest: *l.digest,
             size: l.size,
         })
         .collect();
@@ -530,7 +530,7 @@ mod tests {
             artifact_type: crate::bundle::MT_MANIFEST.into(),
             manifest: b.clone(),
             config: b,
-            layers: vec![],
+            layers: Default::default(),
             packages: vec![],
             source: None,
             blobs: vec![],

@@ -119,9 +119,9 @@ pub fn plan(store: &Store, rec: &BundleRecord, d: &Description) -> Result<Vec<Pl
                 .iter()
                 .map(|l| Layer {
                     media_type: l.media_type.to_string(),
-                    digest: l.digest,
+                    digest: *l.digest,
                     size: l.size,
-                    title: l.path.rsplit('/').next().unwrap_or(&l.path).to_string(),
+                    title: l.path.rsplit('/').next().unwrap_or(l.path).to_string(),
                     bytes: None,
                 })
                 .collect(),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::layers::{LayerRef, Layers};
 use crate::digest::Sha256Digest;
 
 pub const BAGIT_TXT: &str = "bagit.txt";
@@ -220,7 +221,7 @@ pub struct Artifact {
     pub artifact_type: String,
     pub manifest: Blob,
     pub config: Blob,
-    pub layers: Vec<Layer>,
+    pub layers: Layers,
     /// The packages a python or cargo artifact carries (for the SBOM and the
     /// high side's re-check of pins); absent for other kinds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -284,7 +285,7 @@ pub struct Blob {
 
 /// The media types airlock writes into layers: a parsed layer naming one
 /// of them borrows the constant (a description has a layer per file).
-const LAYER_MEDIA_TYPES: &[&str] = &[
+pub(crate) const LAYER_MEDIA_TYPES: &[&str] = &[
     FILE_LAYER,
     MODEL_WEIGHT,
     MODEL_WEIGHT_CONFIG,
@@ -373,8 +374,8 @@ impl<'d> DeclaredRefs<'d> {
             0 => (&art.manifest.digest, true, art.manifest.size),
             1 => (&art.config.digest, true, art.config.size),
             k if k - 2 < art.layers.len() => {
-                let l = &art.layers[k - 2];
-                (&l.digest, false, l.size)
+                let l = art.layers.at(k - 2);
+                (l.digest, false, l.size)
             }
             k => {
                 let b = &art.blobs[k - 2 - art.layers.len()];
@@ -458,7 +459,7 @@ impl Description {
                 (a.config.media_type.as_str(), a.config.size),
             );
             for l in &a.layers {
-                out.entry(l.digest).or_insert((&*l.media_type, l.size));
+                out.entry(*l.digest).or_insert((l.media_type, l.size));
             }
             for b in &a.blobs {
                 out.entry(b.digest)
@@ -1497,7 +1498,7 @@ mod tests {
         assert_eq!(by_map, 10 + 20 + 30 + 42 + 50 + 60 + 70 + 80 + 1);
         assert_eq!(with_blobs.total_size(), by_map);
         // An artifact with neither layers nor blobs, and none at all.
-        with_blobs.artifacts[1].layers.clear();
+        with_blobs.artifacts[1].layers = Layers::new();
         let by_map = with_blobs.blob_refs().values().map(|b| b.1).sum::<u64>();
         assert_eq!(with_blobs.total_size(), by_map);
         with_blobs.artifacts.clear();

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod clock;
 pub mod digest;
 pub mod error;
+pub mod layers;
 pub mod progress;
 pub mod purl;
 pub mod tarball;

@@ -294,7 +294,7 @@ fn items(d: &Description) -> impl Iterator<Item = Item> + '_ {
 }
 
 /// A carried SBOM's layer as an item.
-fn carried_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
+fn carried_item(d: &Description, a: &Artifact, l: LayerRef<'_>) -> Item {
     let mut it = file_item(d, a, l);
     it.role = Role::Sbom;
     it.name = a.name.clone();
@@ -315,7 +315,7 @@ fn carried(d: &Description) -> Vec<Carried> {
                 bom_ref: format!("{}#{}", a.reference, l.path),
                 export_path: crate::sources::packages::export_path(d, a, l).unwrap_or_default(),
                 reference: a.reference.clone(),
-                digest: l.digest,
+                digest: *l.digest,
                 media_type: l.media_type.to_string(),
             })
         })
@@ -363,22 +363,22 @@ fn image_item(a: &Artifact) -> Item {
 /// A layer as a file component:
 /// `pkg:generic/BUNDLE/EXPORT-PATH?checksum=sha256:HEX`, EXPORT-PATH being
 /// where `airlock export` writes it (`models/NAME/...`, `files/...`, ...).
-fn file_item(d: &Description, a: &Artifact, l: &Layer) -> Item {
+fn file_item(d: &Description, a: &Artifact, l: LayerRef<'_>) -> Item {
     let path = crate::sources::packages::export_path(d, a, l).unwrap_or_default();
     let mut segments: Vec<&str> = vec![d.name.as_str()];
     segments.extend(path.split('/'));
     let purl = purl("generic", &segments, None, &[("checksum", l.digest.oci())]);
-    let name = l.path.rsplit('/').next().unwrap_or(&l.path).to_string();
+    let name = l.path.rsplit('/').next().unwrap_or(l.path).to_string();
     let mut it = Item::new(
         format!("{}#{}", a.reference, l.path),
         Role::File,
         name,
         purl,
     );
-    it.sha256 = Some(l.digest);
+    it.sha256 = Some(*l.digest);
     it.media_type = Some(l.media_type.to_string());
     it.properties = vec![
-        ("airlock:path".into(), l.path.clone()),
+        ("airlock:path".into(), l.path.to_owned()),
         ("airlock:oci:reference".into(), a.reference.clone()),
     ];
     if l.mode == MODE_EXEC {
@@ -495,7 +495,7 @@ fn signature_properties(d: &Description, a: &Artifact) -> Vec<(String, String)> 
 fn model_card(d: &Description, a: &Artifact) -> (Vec<(String, String)>, Option<String>) {
     let mut card: Vec<(String, String)> = Vec::new();
     let facts = d.models.iter().find(|m| m.artifact == a.reference);
-    let weights: Vec<&Layer> = a
+    let weights: Vec<LayerRef<'_>> = a
         .layers
         .iter()
         .filter(|l| l.media_type == MODEL_WEIGHT)
@@ -554,12 +554,12 @@ fn package_items<'a>(d: &'a Description, a: &'a Artifact) -> impl Iterator<Item 
         .packages
         .iter()
         .filter_map(|p| kind.sbom_package(a, p))
-        .flat_map(|sp| sp.files.into_iter().map(|(l, _)| l.path.as_str()))
+        .flat_map(|sp| sp.files.into_iter().map(|(l, _)| l.path))
         .collect();
     let rest = a
         .layers
         .iter()
-        .filter(move |l| !claimed.contains(l.path.as_str()))
+        .filter(move |l| !claimed.contains(l.path))
         .map(move |l| file_item(d, a, l));
     let packages = a.packages.iter().filter_map(move |p| {
         let sp = kind.sbom_package(a, p)?;
@@ -1433,7 +1433,7 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             media_type: MT_EMPTY.into(),
             ..write(EMPTY_JSON)?
         };
-        let manifest_bytes = sbom_manifest(format.media_type(), &config, &layer)?;
+        let manifest_bytes = sbom_manifest(format.media_type(), &config, layer.view())?;
         let manifest = Blob {
             media_type: MT_MANIFEST.into(),
             ..write(&manifest_bytes)?
@@ -1456,7 +1456,7 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
             artifact_type: format.media_type().into(),
             manifest,
             config,
-            layers: vec![layer],
+            layers: vec![layer].into(),
             packages: Vec::new(),
             source: None,
             blobs: Vec::new(),
@@ -1467,7 +1467,7 @@ pub fn add_generated(d: &mut Description, blobs_dir: &Path) -> Result<Vec<Descri
 
 /// An OCI 1.1 artifact manifest: `artifactType`, the empty config, one layer
 /// titled with its file name.
-fn sbom_manifest(artifact_type: &str, config: &Blob, layer: &Layer) -> Result<Vec<u8>> {
+fn sbom_manifest(artifact_type: &str, config: &Blob, layer: LayerRef<'_>) -> Result<Vec<u8>> {
     let config_desc = Descriptor::new(
         MediaType::from(config.media_type.as_str()),
         config.size,
@@ -1476,11 +1476,11 @@ fn sbom_manifest(artifact_type: &str, config: &Blob, layer: &Layer) -> Result<Ve
     let mut layer_desc = Descriptor::new(
         MediaType::Other(layer.media_type.to_string()),
         layer.size,
-        crate::bundle::oci_digest(&layer.digest),
+        crate::bundle::oci_digest(layer.digest),
     );
     layer_desc.set_annotations(Some(HashMap::from([(
         TITLE.to_string(),
-        layer.path.clone(),
+        layer.path.to_owned(),
     )])));
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -1557,8 +1557,9 @@ pub fn document(path: &Path, format: SbomFormat, stored: bool) -> Result<Documen
                 ),
             )
         })?;
-    let layer = match a.layers.as_slice() {
-        [l] if l.media_type == format.media_type() => l,
+    let only = (a.layers.len() == 1).then(|| a.layers.at(0));
+    let layer = match only {
+        Some(l) if l.media_type == format.media_type() => l,
         _ => {
             return Err(single(
                 DESCRIPTION,
@@ -1579,7 +1580,7 @@ pub fn document(path: &Path, format: SbomFormat, stored: bool) -> Result<Documen
         // not decompressed for it); else (another version packed the
         // bundle) the stored document is read.
         let regenerated = generate(&d, format);
-        let stored_bytes = if Sha256Digest::of(&regenerated) == layer.digest {
+        let stored_bytes = if Sha256Digest::of(&regenerated) == *layer.digest {
             regenerated
         } else {
             read_blob(&form, layer)?
@@ -1597,8 +1598,8 @@ pub fn document(path: &Path, format: SbomFormat, stored: bool) -> Result<Documen
 
 /// Reads one payload blob of a bundle in any form, bounded by its declared
 /// size and checked against its digest.
-fn read_blob(form: &Form, layer: &Layer) -> Result<Vec<u8>> {
-    let path = blob_path(&layer.digest);
+fn read_blob(form: &Form, layer: LayerRef<'_>) -> Result<Vec<u8>> {
+    let path = blob_path(layer.digest);
     if layer.size > MAX_TAG_FILE {
         return Err(single(
             &path,
@@ -1670,7 +1671,7 @@ fn read_blob(form: &Form, layer: &Layer) -> Result<Vec<u8>> {
         }
     }
     let actual = Sha256Digest::of(&bytes);
-    if bytes.len() as u64 != layer.size || actual != layer.digest {
+    if bytes.len() as u64 != layer.size || actual != *layer.digest {
         return Err(single(
             &path,
             format!(
@@ -1783,10 +1784,10 @@ mod tests {
         let both = Form::Volumes {
             files: vec![v1.clone(), v2.clone()],
         };
-        assert_eq!(read_blob(&both, &layer).unwrap(), doc);
+        assert_eq!(read_blob(&both, layer.view()).unwrap(), doc);
         // One volume alone lacks a part: named, not guessed.
         let alone = Form::Volumes { files: vec![v1] };
-        let e = read_blob(&alone, &layer).unwrap_err().to_string();
+        let e = read_blob(&alone, layer.view()).unwrap_err().to_string();
         assert!(e.contains(&path) && e.contains("missing"), "{e}");
         // Whole in a plain tar, found by seeking past other entries.
         let t = dir.path().join("x.tar");
@@ -1801,14 +1802,14 @@ mod tests {
             path: t.clone(),
             zstd: false,
         };
-        assert_eq!(read_blob(&tar_form, &layer).unwrap(), doc);
+        assert_eq!(read_blob(&tar_form, layer.view()).unwrap(), doc);
         // Other bytes under the same name: a digest mismatch.
         tar_of(&t, &[(path.clone(), b"tampered".as_slice())]);
         let wrong = Layer {
             size: 8,
             ..layer.clone()
         };
-        let e = read_blob(&tar_form, &wrong).unwrap_err();
+        let e = read_blob(&tar_form, wrong.view()).unwrap_err();
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("sha256 mismatch"), "{e}");
     }
@@ -1886,11 +1887,11 @@ mod tests {
                 .iter()
                 .find(|a| a.reference == format.reference())
                 .unwrap();
-            let l = &a.layers[0];
+            let l = a.layers.at(0);
             let stored = std::fs::read(blobs.path().join(l.digest.hex())).unwrap();
             assert_eq!(stored, generate(&original, format));
             assert_eq!(l.size, stored.len() as u64);
-            assert_eq!(Sha256Digest::of(&stored), l.digest);
+            assert_eq!(Sha256Digest::of(&stored), *l.digest);
         }
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(blobs.path())

@@ -27,7 +27,7 @@ pub use debfile::read_control;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{InputFile, PlannedArtifact};
 use crate::bundle::{
-    Artifact, ArtifactKind, Description, Layer, APT_ARTIFACT, APT_DEB, APT_LOCK, MODE_FILE,
+    Artifact, ArtifactKind, Description, LayerRef, APT_ARTIFACT, APT_DEB, APT_LOCK, MODE_FILE,
 };
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
@@ -552,7 +552,7 @@ fn carried_lock(text: &str) -> std::result::Result<ParsedLock, String> {
 /// layer digests and sizes, and the kept `apt.lock` bytes.
 pub fn check_artifact<'k>(
     a: &Artifact,
-    bytes_of: &dyn Fn(&Layer) -> Option<&'k [u8]>,
+    bytes_of: &dyn Fn(LayerRef<'_>) -> Option<&'k [u8]>,
     report: &mut Report,
 ) {
     let subject = |what: &str| format!("{} {what}", a.reference);
@@ -587,11 +587,11 @@ pub fn check_artifact<'k>(
         report.add(subject(&what), format!("{LOCK_PATH}: {p}"));
     }
     let by_file: HashMap<String, &LockEntry> = entries.iter().map(|e| (e.file_name(), e)).collect();
-    let layers: HashMap<&str, &Layer> = a
+    let layers: HashMap<&str, LayerRef<'_>> = a
         .layers
         .iter()
         .filter(|l| l.path != LOCK_PATH)
-        .map(|l| (l.path.as_str(), l))
+        .map(|l| (l.path, l))
         .collect();
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     for p in &a.packages {
@@ -642,7 +642,7 @@ pub fn check_artifact<'k>(
         let Some(l) = super::packages::claim_layer(f, &layers, &mut claimed, &s, report) else {
             continue;
         };
-        if l.digest != e.sha256 {
+        if *l.digest != e.sha256 {
             report.add(
                 &s,
                 format!(
@@ -717,7 +717,7 @@ fn release_date(created: &str) -> Option<String> {
 /// prints the English long description as `Description-en` (from the
 /// archive's Translation-en); with no `Description` it is written as
 /// `Description`, as a Packages file holds it.
-fn packages_stanza(stanza: &Stanza, l: &Layer) -> String {
+fn packages_stanza(stanza: &Stanza, l: LayerRef<'_>) -> String {
     let plain = stanza.get("Description").is_some();
     let mut out = String::new();
     for (k, v) in &stanza.fields {
@@ -777,7 +777,7 @@ pub fn render_packages(
             ) else {
                 return Err(bad(format!("{} is not pinned by the lock", f.path)));
             };
-            if !seen.insert(l.path.as_str()) {
+            if !seen.insert(l.path) {
                 continue;
             }
             out.push_str(&packages_stanza(&stanzas[e.stanza], l));
@@ -828,7 +828,7 @@ impl super::kind::SourceKind for Apt {
     fn carries_packages(&self) -> bool {
         true
     }
-    fn pin_layer(&self, l: &Layer) -> bool {
+    fn pin_layer(&self, l: LayerRef<'_>) -> bool {
         l.path == LOCK_PATH
     }
     fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
@@ -836,7 +836,7 @@ impl super::kind::SourceKind for Apt {
     }
     /// `apt/FILE.deb` (one flat repository for every entry), and each
     /// entry's lock, byte for byte, at `apt/entries/N/apt.lock`.
-    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+    fn export_path(&self, d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String> {
         Some(if l.path == LOCK_PATH {
             format!("apt/entries/{}/{LOCK_PATH}", super::kind::nth_of_kind(d, a))
         } else {
@@ -900,6 +900,7 @@ impl super::kind::SourceKind for Apt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Layer;
 
     const H: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -1006,7 +1007,7 @@ mod tests {
             mode: MODE_FILE,
         };
         assert_eq!(
-            packages_stanza(s, &l),
+            packages_stanza(s, l.view()),
             format!(
                 "Package: zstd\nVersion: 1.5\nArchitecture: amd64\nDepends: libc6\nDescription: fast\n compression\nDescription-md5: 0a\nFilename: ./zstd_1.5_amd64.deb\nSize: 1\nSHA256: {}\n\n",
                 Sha256Digest::of(b"x").hex()
@@ -1014,7 +1015,7 @@ mod tests {
         );
         // Beside a plain Description, Description-en stays as it is.
         let s = &parse_deb822("Package: a1\nDescription: x\nDescription-en: y\n").unwrap()[0];
-        assert!(packages_stanza(s, &l).contains("Description: x\nDescription-en: y\n"));
+        assert!(packages_stanza(s, l.view()).contains("Description: x\nDescription-en: y\n"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    safe_relative, Artifact, ArtifactKind, Description, Layer, CARGO_ARTIFACT, CARGO_CHECKSUM,
+    safe_relative, Artifact, ArtifactKind, Description, LayerRef, CARGO_ARTIFACT, CARGO_CHECKSUM,
     CARGO_FILE, CARGO_LOCK, MODE_FILE,
 };
 use crate::digest::Sha256Digest;
@@ -413,7 +413,7 @@ fn quoted_digests(text: &str) -> BTreeSet<Sha256Digest> {
 /// layer digests and the kept `.cargo-checksum.json` and `Cargo.lock` bytes.
 pub fn check_artifact<'k>(
     a: &Artifact,
-    bytes_of: &dyn Fn(&Layer) -> Option<&'k [u8]>,
+    bytes_of: &dyn Fn(LayerRef<'_>) -> Option<&'k [u8]>,
     report: &mut Report,
 ) {
     let subject = |what: &str| format!("{} {what}", a.reference);
@@ -431,11 +431,11 @@ pub fn check_artifact<'k>(
         return;
     };
     let locked = quoted_digests(lock);
-    let layers: HashMap<&str, &Layer> = a
+    let layers: HashMap<&str, LayerRef<'_>> = a
         .layers
         .iter()
         .filter(|l| l.path != LOCK_PATH)
-        .map(|l| (l.path.as_str(), l))
+        .map(|l| (l.path, l))
         .collect();
     let mut claimed: HashSet<String> = HashSet::new();
     let mut carried: BTreeSet<Sha256Digest> = BTreeSet::new();
@@ -482,7 +482,7 @@ pub fn check_artifact<'k>(
             continue;
         };
         claimed.insert(ck_path.clone());
-        let ck = match bytes_of(ck_layer).map(serde_json::from_slice::<CargoChecksum>) {
+        let ck = match bytes_of(*ck_layer).map(serde_json::from_slice::<CargoChecksum>) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
                 report.add(&s, format!("{ck_path} is not a cargo checksum file: {e}"));
@@ -522,7 +522,7 @@ pub fn check_artifact<'k>(
             };
             claimed.insert(path.clone());
             match hex.parse::<Sha256Digest>() {
-                Ok(d) if d == l.digest => {}
+                Ok(d) if d == *l.digest => {}
                 _ => report.add(
                     &s,
                     format!(
@@ -603,7 +603,7 @@ impl super::kind::SourceKind for Cargo {
     fn carries_packages(&self) -> bool {
         true
     }
-    fn pin_layer(&self, l: &Layer) -> bool {
+    fn pin_layer(&self, l: LayerRef<'_>) -> bool {
         l.path == LOCK_PATH || l.path.rsplit('/').next() == Some(CHECKSUM_FILE)
     }
     fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
@@ -611,7 +611,7 @@ impl super::kind::SourceKind for Cargo {
     }
     /// `cargo/vendor/...`, and the Cargo.lock at `cargo/Cargo.lock`, or at
     /// `cargo/entries/N/Cargo.lock` when the bundle has several cargo entries.
-    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+    fn export_path(&self, d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String> {
         Some(
             if l.path == LOCK_PATH && super::kind::count_of_kind(d, a.kind) > 1 {
                 format!(
@@ -675,6 +675,7 @@ impl super::kind::SourceKind for Cargo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Layer;
 
     #[test]
     fn finds_lockfile_checksums_as_text() {
@@ -726,7 +727,8 @@ mod tests {
                 layer(LOCK_PATH, lock.as_bytes()),
                 layer("vendor/x/.cargo-checksum.json", ck.as_bytes()),
                 layer("vendor/x/src/lib.rs", lib),
-            ],
+            ]
+            .into(),
             packages: vec![crate::bundle::Package {
                 name: "x".into(),
                 version: "1.0.0".into(),
@@ -746,7 +748,7 @@ mod tests {
             let ck = ck.as_bytes().to_vec();
             check_artifact(
                 a,
-                &|l: &Layer| match l.path.as_str() {
+                &|l: LayerRef<'_>| match l.path {
                     LOCK_PATH => Some(&lock[..]),
                     p if p.ends_with(CHECKSUM_FILE) => Some(&ck[..]),
                     _ => None,
@@ -762,7 +764,9 @@ mod tests {
         assert!(run(&good, &lock).is_empty(), "{:?}", run(&good, &lock));
 
         let mut modified = good.clone();
-        modified.layers[2] = layer("vendor/x/src/lib.rs", b"changed");
+        modified
+            .layers
+            .set(2, layer("vendor/x/src/lib.rs", b"changed"));
         let f = run(&modified, &lock);
         assert!(
             f.iter()
@@ -829,7 +833,7 @@ mod tests {
             artifact_type: CARGO_ARTIFACT.into(),
             manifest: blob.clone(),
             config: blob,
-            layers: vec![],
+            layers: Default::default(),
             packages: vec![
                 pkg(CRATES_IO[0]),
                 pkg("sparse+https://reg.example/index/"),

@@ -63,7 +63,7 @@ impl super::kind::SourceKind for Files {
         &self,
         _d: &crate::bundle::Description,
         _a: &crate::bundle::Artifact,
-        l: &crate::bundle::Layer,
+        l: crate::bundle::LayerRef<'_>,
     ) -> Option<String> {
         Some(format!("files/{}", l.path))
     }

@@ -166,7 +166,7 @@ pub fn write_cache(
     d: &Description,
     artifacts: &[&Artifact],
     to: &Path,
-    export_path: &dyn Fn(&Artifact, &crate::bundle::Layer) -> Option<String>,
+    export_path: &dyn Fn(&Artifact, crate::bundle::LayerRef<'_>) -> Option<String>,
     read: ReadLayer<'_>,
 ) -> Result<Vec<PathBuf>> {
     let mut report = Report::default();
@@ -183,7 +183,7 @@ pub fn write_cache(
         let rules = LfsRules::of(a, read)?;
         let mut made = BTreeSet::new();
         for l in &a.layers {
-            let rel = export_path(a, l).filter(|_| safe_relative(&l.path));
+            let rel = export_path(a, l).filter(|_| safe_relative(l.path));
             let Some(rel) = rel else {
                 return Err(crate::error::single(
                     DESCRIPTION,
@@ -201,7 +201,7 @@ pub fn write_cache(
                     src.display()
                 )));
             }
-            let blob = if rules.is_lfs(&l.path, l.size) {
+            let blob = if rules.is_lfs(l.path, l.size) {
                 l.digest.hex()
             } else {
                 git_blob_sha1(&src)?
@@ -209,7 +209,7 @@ pub fn write_cache(
             if made.insert(blob.clone()) {
                 link_or_copy(&src, &blobs.join(&blob))?;
             }
-            let link = snapshot.join(&l.path);
+            let link = snapshot.join(l.path);
             if let Some(parent) = link.parent() {
                 fs_err::create_dir_all(parent)?;
             }

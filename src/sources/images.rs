@@ -387,7 +387,7 @@ impl super::kind::SourceKind for Images {
         &self,
         _d: &crate::bundle::Description,
         _a: &crate::bundle::Artifact,
-        _l: &crate::bundle::Layer,
+        _l: crate::bundle::LayerRef<'_>,
     ) -> Option<String> {
         None
     }

@@ -19,21 +19,21 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::PlannedArtifact;
-use crate::bundle::{Artifact, ArtifactKind, Description, Layer, Package};
+use crate::bundle::{Artifact, ArtifactKind, Description, LayerRef, Package};
 use crate::digest::Sha256Digest;
 use crate::error::{Report, Result};
 use crate::manifest::LoadedManifest;
 
 /// Reads a layer's bytes from the store, re-hashed (for export rendering).
-pub type ReadLayer<'a> = &'a dyn Fn(&Layer) -> Result<Vec<u8>>;
+pub type ReadLayer<'a> = &'a dyn Fn(LayerRef<'_>) -> Result<Vec<u8>>;
 
 /// What the high side read of an artifact's layers for `check_artifact`,
 /// for the layers that verified.
 pub trait Kept {
     /// The layer's bytes, if `pin_layer` asked for them.
-    fn bytes(&self, l: &Layer) -> Option<&[u8]>;
+    fn bytes(&self, l: LayerRef<'_>) -> Option<&[u8]>;
     /// The layer's sha512, if `sha512_layer` asked for it.
-    fn sha512(&self, l: &Layer) -> Option<[u8; 64]>;
+    fn sha512(&self, l: LayerRef<'_>) -> Option<[u8; 64]>;
 }
 
 /// How the SBOM names one carried package.
@@ -51,7 +51,7 @@ pub struct SbomPackage<'a> {
     pub properties: Vec<(String, String)>,
     /// The package's files in the artifact, each with the purl its file
     /// item takes (`None`: the file's own).
-    pub files: Vec<(&'a Layer, Option<String>)>,
+    pub files: Vec<(LayerRef<'a>, Option<String>)>,
 }
 
 /// One kind of content airlock carries.
@@ -77,14 +77,14 @@ pub trait SourceKind: Sync {
 
     /// Whether the high side keeps this layer's bytes for `check_artifact`
     /// (small files only: the kept bytes are held in memory).
-    fn pin_layer(&self, _l: &Layer) -> bool {
+    fn pin_layer(&self, _l: LayerRef<'_>) -> bool {
         false
     }
 
     /// Whether the high side computes this layer's sha512 for
     /// `check_artifact`, while the layer is hashed (its bytes are not kept,
     /// so the layer may be of any size).
-    fn sha512_layer(&self, _l: &Layer) -> bool {
+    fn sha512_layer(&self, _l: LayerRef<'_>) -> bool {
         false
     }
 
@@ -94,7 +94,7 @@ pub trait SourceKind: Sync {
 
     /// Where `airlock export` writes a layer, relative to the export
     /// directory; `None` when the kind is exported otherwise (images).
-    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String>;
+    fn export_path(&self, d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String>;
 
     /// Writes, below `to`, the files the kind's installer needs beyond the
     /// layers (given every artifact of this kind in the bundle); paths that
@@ -152,7 +152,7 @@ impl SourceKind for Sboms {
     fn kind(&self) -> ArtifactKind {
         ArtifactKind::Sbom
     }
-    fn export_path(&self, _d: &Description, _a: &Artifact, l: &Layer) -> Option<String> {
+    fn export_path(&self, _d: &Description, _a: &Artifact, l: LayerRef<'_>) -> Option<String> {
         Some(format!("sbom/{}", l.path))
     }
 }

@@ -158,6 +158,11 @@ impl InputFiles {
         }
     }
 
+    /// The artifact paths' total length, in bytes.
+    pub fn paths_len(&self) -> usize {
+        self.slots.iter().map(|s| s.path_len as usize).sum()
+    }
+
     /// The file at `i`, in the order pushed.
     pub fn get(&self, i: usize) -> InputRef<'_> {
         self.view(&self.slots[i])

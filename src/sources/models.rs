@@ -359,7 +359,7 @@ impl super::kind::SourceKind for Models {
         &self,
         d: &crate::bundle::Description,
         a: &crate::bundle::Artifact,
-        l: &crate::bundle::Layer,
+        l: crate::bundle::LayerRef<'_>,
     ) -> Option<String> {
         Some(format!(
             "models/{}/{}",
@@ -379,7 +379,7 @@ impl super::kind::SourceKind for Models {
         read: super::kind::ReadLayer<'_>,
     ) -> Result<Vec<std::path::PathBuf>> {
         let path =
-            |a: &crate::bundle::Artifact, l: &crate::bundle::Layer| self.export_path(d, a, l);
+            |a: &crate::bundle::Artifact, l: crate::bundle::LayerRef<'_>| self.export_path(d, a, l);
         super::huggingface::write_cache(d, artifacts, to, &path, read)
     }
 }

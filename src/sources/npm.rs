@@ -31,7 +31,7 @@ use super::kind::Kept;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    Artifact, ArtifactKind, Description, Layer, MODE_FILE, NPM_ARTIFACT, NPM_LOCK,
+    Artifact, ArtifactKind, Description, LayerRef, MODE_FILE, NPM_ARTIFACT, NPM_LOCK,
     NPM_PACKAGE_JSON, NPM_TARBALL,
 };
 use crate::digest::Sha256Digest;
@@ -513,11 +513,11 @@ pub fn check_artifact(a: &Artifact, kept: &dyn Kept, report: &mut Report) {
     for l in &read.locked {
         locked.entry(l.id()).or_default().extend(&l.sha512);
     }
-    let layers: HashMap<&str, &Layer> = a
+    let layers: HashMap<&str, LayerRef<'_>> = a
         .layers
         .iter()
         .filter(|l| l.path != LOCK_PATH && l.path != PACKAGE_JSON_PATH)
-        .map(|l| (l.path.as_str(), l))
+        .map(|l| (l.path, l))
         .collect();
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut carried: BTreeSet<String> = BTreeSet::new();
@@ -564,8 +564,8 @@ pub fn check_artifact(a: &Artifact, kept: &dyn Kept, report: &mut Report) {
             report.add(&s, format!("{expected} is not carried"));
             continue;
         };
-        claimed.insert(l.path.as_str());
-        if p.files[0].sha256 != l.digest {
+        claimed.insert(l.path);
+        if p.files[0].sha256 != *l.digest {
             report.add(
                 &s,
                 format!(
@@ -574,7 +574,7 @@ pub fn check_artifact(a: &Artifact, kept: &dyn Kept, report: &mut Report) {
                 ),
             );
         }
-        match kept.sha512(l) {
+        match kept.sha512(*l) {
             None => report.add(
                 &s,
                 format!("{expected} could not be read to re-check its integrity"),
@@ -612,7 +612,7 @@ pub fn check_artifact(a: &Artifact, kept: &dyn Kept, report: &mut Report) {
 }
 
 /// The package's recorded sha512, if it is one well-formed value.
-fn recorded_sha512(a: &Artifact, l: &Layer) -> Option<[u8; 64]> {
+fn recorded_sha512(a: &Artifact, l: LayerRef<'_>) -> Option<[u8; 64]> {
     let p = a
         .packages
         .iter()
@@ -642,11 +642,11 @@ impl super::kind::SourceKind for Npm {
         true
     }
     /// The lock.
-    fn pin_layer(&self, l: &Layer) -> bool {
+    fn pin_layer(&self, l: LayerRef<'_>) -> bool {
         l.path == LOCK_PATH
     }
     /// Every tarball (its sha512, against the lock's integrity).
-    fn sha512_layer(&self, l: &Layer) -> bool {
+    fn sha512_layer(&self, l: LayerRef<'_>) -> bool {
         l.path.starts_with(&format!("{TARBALL_DIR}/"))
     }
     fn check_artifact(&self, a: &Artifact, kept: &dyn Kept, report: &mut Report) {
@@ -656,7 +656,7 @@ impl super::kind::SourceKind for Npm {
     /// by their recorded integrity (shared by every npm entry); the lock and
     /// package.json at `npm/`, or at `npm/entries/N/` when the bundle has
     /// several npm entries.
-    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+    fn export_path(&self, d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String> {
         if let Some(s) = recorded_sha512(a, l) {
             return Some(format!("{EXPORT_CACHE}/{}", cacache_content_path(&s)));
         }
@@ -702,6 +702,7 @@ impl super::kind::SourceKind for Npm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Layer;
 
     const LOCK: &str = r#"{
   "name": "x", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
@@ -802,7 +803,8 @@ mod tests {
             layers: vec![
                 layer(LOCK_PATH, lock.as_bytes()),
                 layer("tarballs/s-x-1.0.0.tgz", tgz),
-            ],
+            ]
+            .into(),
             packages: vec![crate::bundle::Package {
                 name: "@s/x".into(),
                 version: "1.0.0".into(),
@@ -822,10 +824,10 @@ mod tests {
         // The lock's bytes; every other layer's sha512 is that of `tarball`.
         struct Read<'a>(&'a [u8], Option<&'a [u8]>);
         impl Kept for Read<'_> {
-            fn bytes(&self, l: &Layer) -> Option<&[u8]> {
+            fn bytes(&self, l: LayerRef<'_>) -> Option<&[u8]> {
                 (l.path == LOCK_PATH).then_some(self.0)
             }
-            fn sha512(&self, l: &Layer) -> Option<[u8; 64]> {
+            fn sha512(&self, l: LayerRef<'_>) -> Option<[u8; 64]> {
                 let b = self.1.filter(|_| l.path != LOCK_PATH)?;
                 Some(Sha512::digest(b).into())
             }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::kind::{of, KINDS};
 use super::PlannedArtifact;
-use crate::bundle::{blob_path, Artifact, ArtifactKind, Description, Layer, Package, PackageFile};
+use crate::bundle::{
+    blob_path, Artifact, ArtifactKind, Description, LayerRef, Package, PackageFile,
+};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Report, Result};
 
@@ -122,11 +124,11 @@ pub fn finish(
 /// its layer's digest. Returns the layer when there is one.
 pub(crate) fn claim_layer<'a>(
     f: &'a PackageFile,
-    layers: &HashMap<&str, &'a Layer>,
+    layers: &HashMap<&str, LayerRef<'a>>,
     claimed: &mut BTreeSet<&'a str>,
     subject: &str,
     report: &mut Report,
-) -> Option<&'a Layer> {
+) -> Option<LayerRef<'a>> {
     let Some(l) = layers.get(f.path.as_str()).copied() else {
         report.add(
             subject,
@@ -137,7 +139,7 @@ pub(crate) fn claim_layer<'a>(
     if !claimed.insert(f.path.as_str()) {
         report.add(subject, format!("{} is claimed by two packages", f.path));
     }
-    if l.digest != f.sha256 {
+    if *l.digest != f.sha256 {
         report.add(
             subject,
             format!(
@@ -157,9 +159,9 @@ pub fn pin_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
         .iter()
         .flat_map(|a| {
             let kind = of(a.kind);
-            a.layers.iter().filter(move |l| kind.pin_layer(l))
+            a.layers.iter().filter(move |l| kind.pin_layer(*l))
         })
-        .map(|l| l.digest)
+        .map(|l| *l.digest)
         .collect()
 }
 
@@ -170,9 +172,9 @@ pub fn sha512_blobs(d: &Description) -> BTreeSet<Sha256Digest> {
         .iter()
         .flat_map(|a| {
             let kind = of(a.kind);
-            a.layers.iter().filter(move |l| kind.sha512_layer(l))
+            a.layers.iter().filter(move |l| kind.sha512_layer(*l))
         })
-        .map(|l| l.digest)
+        .map(|l| *l.digest)
         .collect()
 }
 
@@ -185,11 +187,11 @@ pub struct KeptPins<'k> {
 }
 
 impl super::kind::Kept for KeptPins<'_> {
-    fn bytes(&self, l: &Layer) -> Option<&[u8]> {
-        self.bytes.get(&blob_path(&l.digest)).map(Vec::as_slice)
+    fn bytes(&self, l: LayerRef<'_>) -> Option<&[u8]> {
+        self.bytes.get(&blob_path(l.digest)).map(Vec::as_slice)
     }
-    fn sha512(&self, l: &Layer) -> Option<[u8; 64]> {
-        self.sha512.get(&l.digest).copied()
+    fn sha512(&self, l: LayerRef<'_>) -> Option<[u8; 64]> {
+        self.sha512.get(l.digest).copied()
     }
 }
 
@@ -218,7 +220,7 @@ pub fn check_pins(d: &Description, kept: &KeptPins<'_>, report: &mut Report) {
 /// kind's `SourceKind::export_path` (`models/NAME/PATH`, `files/PATH`,
 /// `sbom/PATH`, `python/...`, `cargo/...`). The SBOM names every file by
 /// this path, so the two always agree.
-pub fn export_path(d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+pub fn export_path(d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String> {
     of(a.kind).export_path(d, a, l)
 }
 
@@ -231,7 +233,7 @@ pub fn export_rendered(
     d: &Description,
     to: &Path,
     final_to: &Path,
-    read: &dyn Fn(&Layer) -> Result<Vec<u8>>,
+    read: &dyn Fn(LayerRef<'_>) -> Result<Vec<u8>>,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for kind in KINDS {

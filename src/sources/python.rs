@@ -15,7 +15,7 @@ mod pylock;
 use super::packages::{PinCheck, PlannedPackage};
 use super::{walk, InputFile, PlannedArtifact};
 use crate::bundle::{
-    Artifact, ArtifactKind, Description, Layer, MODE_FILE, PYTHON_ARTIFACT, PYTHON_PYLOCK,
+    Artifact, ArtifactKind, Description, LayerRef, MODE_FILE, PYTHON_ARTIFACT, PYTHON_PYLOCK,
     PYTHON_REQUIREMENTS, PYTHON_SDIST, PYTHON_WHEEL,
 };
 use crate::digest::Sha256Digest;
@@ -997,7 +997,7 @@ fn render_pins<'a>(header: &str, reqs: impl IntoIterator<Item = &'a Requirement>
 /// among that package's pins, and file names agree with the packages.
 pub fn check_artifact<'k>(
     a: &Artifact,
-    bytes_of: &dyn Fn(&Layer) -> Option<&'k [u8]>,
+    bytes_of: &dyn Fn(LayerRef<'_>) -> Option<&'k [u8]>,
     report: &mut Report,
 ) {
     let subject = |what: &str| format!("{} {what}", a.reference);
@@ -1029,11 +1029,11 @@ pub fn check_artifact<'k>(
             );
         }
     }
-    let layers: HashMap<&str, &Layer> = a
+    let layers: HashMap<&str, LayerRef<'_>> = a
         .layers
         .iter()
         .filter(|l| l.path != REQUIREMENTS_PATH && l.path != PYLOCK_PATH)
-        .map(|l| (l.path.as_str(), l))
+        .map(|l| (l.path, l))
         .collect();
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut carried: HashSet<String> = HashSet::new();
@@ -1068,7 +1068,7 @@ pub fn check_artifact<'k>(
             let Some(l) = super::packages::claim_layer(f, &layers, &mut claimed, &s, report) else {
                 continue;
             };
-            if !r.hashes.contains(&l.digest) {
+            if !r.hashes.contains(l.digest) {
                 report.add(
                     &s,
                     format!(
@@ -1122,7 +1122,7 @@ pub fn check_artifact<'k>(
 pub fn render_export(
     d: &Description,
     artifacts: &[&Artifact],
-    read: &dyn Fn(&Layer) -> Result<Vec<u8>>,
+    read: &dyn Fn(LayerRef<'_>) -> Result<Vec<u8>>,
 ) -> Result<String> {
     let mut merged: BTreeMap<String, Requirement> = BTreeMap::new();
     for a in artifacts {
@@ -1193,7 +1193,7 @@ impl super::kind::SourceKind for Python {
     fn carries_packages(&self) -> bool {
         true
     }
-    fn pin_layer(&self, l: &Layer) -> bool {
+    fn pin_layer(&self, l: LayerRef<'_>) -> bool {
         l.path == REQUIREMENTS_PATH
     }
     fn check_artifact(&self, a: &Artifact, kept: &dyn super::kind::Kept, report: &mut Report) {
@@ -1203,7 +1203,7 @@ impl super::kind::SourceKind for Python {
     /// each entry's own `requirements.txt` and original `pylock.toml`, byte
     /// for byte, in `python/entries/N/` (N: the entry's place among the
     /// bundle's python entries, from 0).
-    fn export_path(&self, d: &Description, a: &Artifact, l: &Layer) -> Option<String> {
+    fn export_path(&self, d: &Description, a: &Artifact, l: LayerRef<'_>) -> Option<String> {
         Some(if l.path == REQUIREMENTS_PATH || l.path == PYLOCK_PATH {
             format!(
                 "python/entries/{}/{}",
@@ -1245,7 +1245,7 @@ impl super::kind::SourceKind for Python {
             .filter_map(|f| a.layers.iter().find(|l| l.path == f.path))
             .map(|l| {
                 // A distribution file: its purl names the package and the file.
-                let file_name = l.path.rsplit('/').next().unwrap_or(&l.path).to_string();
+                let file_name = l.path.rsplit('/').next().unwrap_or(l.path).to_string();
                 let purl = purl(
                     "pypi",
                     &[name.as_str()],
@@ -1268,6 +1268,7 @@ impl super::kind::SourceKind for Python {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Layer;
 
     const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
     const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -1373,7 +1374,7 @@ mod tests {
         let reqs = reqs.to_vec();
         check_artifact(
             a,
-            &|l: &Layer| (l.path == REQUIREMENTS_PATH).then_some(&reqs[..]),
+            &|l: LayerRef<'_>| (l.path == REQUIREMENTS_PATH).then_some(&reqs[..]),
             &mut report,
         );
         report
@@ -1404,7 +1405,8 @@ mod tests {
             layers: vec![
                 layer(REQUIREMENTS_PATH, reqs.as_bytes(), PYTHON_REQUIREMENTS),
                 layer(name, wheel, PYTHON_WHEEL),
-            ],
+            ]
+            .into(),
             packages: vec![crate::bundle::Package {
                 name: "tinypkg".into(),
                 version: "0.1.0".into(),
@@ -1431,7 +1433,9 @@ mod tests {
         assert!(f.iter().any(|x| x.contains("evil-1.0-py3-none-any.whl") && x.contains("no pinned package")), "{f:?}");
 
         let mut swapped = good.clone();
-        swapped.layers[1] = layer(name, b"other bytes", PYTHON_WHEEL);
+        swapped
+            .layers
+            .set(1, layer(name, b"other bytes", PYTHON_WHEEL));
         let f = findings(&swapped, reqs.as_bytes());
         assert!(
             f.iter()
@@ -1459,7 +1463,13 @@ mod tests {
         );
 
         let mut renamed = good.clone();
-        renamed.layers[1].path = "otherpkg-0.1.0-py3-none-any.whl".into();
+        renamed.layers.set(
+            1,
+            Layer {
+                path: "otherpkg-0.1.0-py3-none-any.whl".into(),
+                ..renamed.layers.at(1).to_layer()
+            },
+        );
         renamed.packages[0].files[0].path = "otherpkg-0.1.0-py3-none-any.whl".into();
         let f = findings(&renamed, reqs.as_bytes());
         assert!(

@@ -137,7 +137,7 @@ fn check_names(d: &Description, at: &str) -> Result<()> {
             );
         }
         for l in &a.layers {
-            if !safe_relative(&l.path) || l.path.chars().any(char::is_control) {
+            if !safe_relative(l.path) || l.path.chars().any(char::is_control) {
                 report.add(
                     at,
                     format!(
@@ -185,7 +185,7 @@ impl Store {
         let mut exported: HashMap<PathBuf, Sha256Digest> = HashMap::new();
         // What to copy, planned in order; then copied (each blob hashed as it
         // is copied) in parallel across files.
-        let mut jobs: Vec<(&Layer, PathBuf, u32)> = Vec::new();
+        let mut jobs: Vec<(LayerRef<'_>, PathBuf, u32)> = Vec::new();
         for a in &d.artifacts {
             for l in &a.layers {
                 // Where the SBOM says it is (sources::packages::export_path):
@@ -195,7 +195,7 @@ impl Store {
                     continue;
                 };
                 let rel = PathBuf::from(rel);
-                if exported.insert(rel.clone(), l.digest) == Some(l.digest) {
+                if exported.insert(rel.clone(), *l.digest) == Some(*l.digest) {
                     continue;
                 }
                 let dest = root.join(&rel);
@@ -215,7 +215,7 @@ impl Store {
             use rayon::prelude::*;
             let blobs = &*self.blobs;
             jobs.par_iter().try_for_each(|(l, dest, mode)| {
-                copy_blob_checked(blobs, &l.digest, l.size, dest, Some(*mode), progress)
+                copy_blob_checked(blobs, l.digest, l.size, dest, Some(*mode), progress)
             })?;
         }
         if let Some(dir) = self.export_images(&d, &root.join("images"), progress)? {
@@ -223,7 +223,7 @@ impl Store {
         }
         // requirements.txt and cargo/config.toml, rendered from the pins;
         // config.toml names the vendor directory where it will be.
-        let read = |l: &Layer| self.read_blob_checked(&l.digest, l.size);
+        let read = |l: LayerRef<'_>| self.read_blob_checked(l.digest, l.size);
         for p in crate::sources::packages::export_rendered(&d, root, &target.abs, &read)? {
             files.push(to.join(p.strip_prefix(root).unwrap_or(&p)));
         }

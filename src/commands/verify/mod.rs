@@ -665,8 +665,8 @@ fn check_description(d: &Description, report: &mut Report) {
         // layer, one allocation) rather than in a set of every path (a file
         // set has a layer per file: about 40 bytes each, 8 MB at 200k,
         // held while the description and the payload's listing are).
-        let safe = |i: u32| safe_relative(&a.layers[i as usize].path);
-        let path = |i: u32| a.layers[i as usize].path.as_str();
+        let safe = |i: u32| safe_relative(a.layers.at(i as usize).path);
+        let path = |i: u32| a.layers.at(i as usize).path;
         let mut order: Vec<u32> = (0..a.layers.len() as u32).filter(|&i| safe(i)).collect();
         order.sort_unstable_by(|&i, &j| path(i).cmp(path(j)).then(i.cmp(&j)));
         let mut flagged: Vec<u32> = order
@@ -822,7 +822,7 @@ fn make_plan(d: &Description, m: PayloadList, report: &mut Report) -> Plan {
             .chain(
                 a.layers
                     .iter()
-                    .map(|l| (&l.digest, &*l.media_type, l.size, false)),
+                    .map(|l| (l.digest, l.media_type, l.size, false)),
             )
             .chain(
                 a.blobs
@@ -1765,10 +1765,10 @@ impl LayerFolder {
 
 impl LayerFold {
     /// The fold of the layers as airlock.json declares them.
-    fn declared(layers: &[Layer]) -> LayerFold {
+    fn declared(layers: &Layers) -> LayerFold {
         let mut f = LayerFolder::default();
         for l in layers {
-            f.add(&l.media_type, Some(l.digest), l.size, Some(&l.path));
+            f.add(l.media_type, Some(*l.digest), l.size, Some(l.path));
         }
         f.finish()
     }
@@ -1920,7 +1920,7 @@ mod tests {
         };
         let new = |bytes: &[u8]| -> std::result::Result<bool, String> {
             let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-            Ok(m.layers == LayerFold::declared(&declared))
+            Ok(m.layers == LayerFold::declared(&declared.iter().cloned().collect()))
         };
         // The same parse fed through a `ManifestFold` in pieces (as the
         // payload pass writes it), with the same errors.
@@ -1929,7 +1929,8 @@ mod tests {
             for p in bytes.chunks(piece) {
                 io::Write::write_all(&mut f, p).unwrap();
             }
-            Ok(f.finish().unwrap()?.layers == LayerFold::declared(&declared))
+            Ok(f.finish().unwrap()?.layers
+                == LayerFold::declared(&declared.iter().cloned().collect()))
         };
         let mut outcomes = BTreeSet::new();
         for c in &cases {

@@ -930,7 +930,7 @@ mod tests {
                                 let mut ann = HashMap::from([(TITLE.to_string(), l.path.clone())]);
                                 match kind {
                                     ArtifactKind::Model => {
-                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.to_owned());
+                                        ann.insert(MODEL_FILEPATH.to_string(), l.path.clone());
                                     }
                                     ArtifactKind::Sbom => {}
                                     _ => {

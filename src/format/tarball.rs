@@ -870,13 +870,14 @@ fn head_encoder<W: std::io::Write>(w: W, len: u64) -> std::io::Result<zstd::Enco
     Ok(enc)
 }
 
-/// The size of each multi-threaded zstd job: zstd's least (512 KiB). Its
-/// default for level 3 (8 MiB jobs) holds about 70 MiB of job buffers on two
-/// workers; 2 MiB jobs held about 19 MiB, 512 KiB jobs about 9 MiB less
-/// (pack of 200k small files: 74 -> 65 MiB), and the bundles came out
-/// 0.3-0.6% smaller (source-like trees of 10k, 50k and 200k files); pack of
-/// large incompressible files no slower (`perf.sh large`: 0.98x).
-pub const ZSTD_JOB_SIZE: u32 = 512 << 10;
+/// The size of each multi-threaded zstd job. zstd's default for level 3
+/// (8 MiB jobs) holds about 70 MiB of job buffers on two workers; 2 MiB jobs
+/// held about 19 MiB, 1 MiB jobs about 6 MiB less (pack of 200k small files
+/// 58 -> 50 MiB; of 200k with 100-character paths 74 -> 67 MiB), and the
+/// bundles came out 0.3% smaller (source-like trees of 10k, 50k and 200k
+/// files) at the same speed. zstd's least, 512 KiB, held 3 MiB less again
+/// but took pack of 50k small files about 10% longer (about 8% more CPU).
+pub const ZSTD_JOB_SIZE: u32 = 1 << 20;
 
 /// The zstd encoder every tar.zst is written with: level 3, compressed on
 /// every core, in [`ZSTD_JOB_SIZE`] jobs. zstd's multi-threaded output is

@@ -116,10 +116,23 @@ impl Layers {
         path: &str,
         mode: u32,
     ) {
+        let r = self.record(media_type, digest, size, path, mode);
+        self.recs.push(r);
+    }
+
+    /// A layer's record, its path appended to the buffer.
+    fn record(
+        &mut self,
+        media_type: &str,
+        digest: Sha256Digest,
+        size: u64,
+        path: &str,
+        mode: u32,
+    ) -> Rec {
         let media = self.media_id(media_type);
         let at = self.text.len() as u64;
         self.text.push_str(path);
-        self.recs.push(Rec {
+        Rec {
             digest,
             size,
             at,
@@ -127,7 +140,7 @@ impl Layers {
             len: u32::try_from(path.len()).expect("a path under 4 GiB"),
             mode,
             media,
-        });
+        }
     }
 
     fn media_id(&mut self, media_type: &str) -> u32 {
@@ -184,17 +197,7 @@ impl Layers {
     /// Replaces the layer at `i` (its old path's bytes stay in the
     /// buffer, unused: for tests and the rare rewrite).
     pub fn set(&mut self, i: usize, l: Layer) {
-        let media = self.media_id(&l.media_type);
-        let at = self.text.len() as u64;
-        self.text.push_str(&l.path);
-        self.recs[i] = Rec {
-            digest: l.digest,
-            size: l.size,
-            at,
-            len: u32::try_from(l.path.len()).expect("a path under 4 GiB"),
-            mode: l.mode,
-            media,
-        };
+        self.recs[i] = self.record(&l.media_type, l.digest, l.size, &l.path, l.mode);
     }
 
     /// Lets go of the room grown past the layers and their paths.

@@ -156,26 +156,23 @@ pub fn pack_delta(
         // A delta leaves out what the high side's store holds.
         let omit = |d: &Sha256Digest| base.is_some_and(|b| b.blobs.contains(d));
         // Each input once, in plan order (`first_uses` names them again in
-        // that order for `check_unchanged`).
-        let unset = Hashed {
-            digest: Sha256Digest::of_raw([0; 32]),
-            size: 0,
-        };
-        let mut hashed = vec![unset; sources.len()];
+        // that order for `check_unchanged`); the pass keeps each one's hash
+        // by its position in `sources`.
         sp.reserve(sources.len());
         for (i, src) in first_uses(&planned, &sources) {
             // A small input is checked by content from the bytes the pass
             // read and hashed, as `pack_small` does for a directory: not
             // read again unless its path matters.
             let mut checked = Pre::Unchecked;
-            hashed[i] = sp.add_input(src, &omit, &mut |bytes| {
+            let h = sp.add_input(i, src, &omit, &mut |bytes| {
                 checked = precheck(bytes)?;
                 Ok(())
             })?;
-            pre.add(hashed[i].digest, checked);
+            pre.add(h.digest, checked);
         }
         // What the pass wrote is known again from the inputs' digests.
-        sp.end_inputs();
+        let hashed = sp.end_inputs();
+        assert_eq!(hashed.len(), sources.len(), "every input is added");
         single = Some(sp);
         hashed
     } else {

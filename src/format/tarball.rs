@@ -3,6 +3,7 @@
 //! then signatures and custody events, then the payload. Headers are
 //! deterministic: fixed mtime, uid/gid 0, no user names, modes 0644/0755.
 
+use std::hash::BuildHasher as _;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -411,7 +412,13 @@ pub struct SinglePass<'a> {
     frame: Option<zstd::Encoder<'static, Counted>>,
     zstd: bool,
     mtime: u64,
-    written: std::collections::HashSet<Sha256Digest>,
+    /// What each input hashed to, by the position the caller gave it.
+    hashes: Vec<Hashed>,
+    /// The digests written, as positions into `hashes` (about 5 bytes an
+    /// input against a set of digests' 43: a pass of many small files holds
+    /// one per file).
+    written: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
     /// Each input's metadata when read, in the order added (the caller
     /// names the paths again at `check_unchanged`: not held per file here).
     seen: Vec<Seen>,
@@ -432,7 +439,9 @@ impl<'a> SinglePass<'a> {
             frame: None,
             zstd,
             mtime,
-            written: Default::default(),
+            hashes: Vec::new(),
+            written: hashbrown::HashTable::new(),
+            hasher: std::hash::RandomState::new(),
             seen: Vec::new(),
             progress,
         })
@@ -459,36 +468,76 @@ impl<'a> SinglePass<'a> {
         Ok(self.out.as_mut().expect("the payload file"))
     }
 
-    /// Makes room for `inputs` more inputs at once: the set of digests
-    /// written and the metadata seen are never grown (and briefly held
-    /// twice) on the way.
+    /// Makes room for `inputs` more inputs at once: the inputs' hashes,
+    /// the set of digests written and the metadata seen are never grown
+    /// (and briefly held twice) on the way.
     pub fn reserve(&mut self, inputs: usize) {
-        self.written.reserve(inputs);
+        self.hashes.reserve_exact(inputs);
+        let (hashes, hasher) = (&self.hashes, &self.hasher);
+        self.written
+            .reserve(inputs, |&j| hasher.hash_one(hashes[j as usize].digest));
         self.seen.reserve_exact(inputs);
     }
 
     /// Whether `digest` is in the tar already (until [`Self::end_inputs`]).
     pub fn has(&self, digest: &Sha256Digest) -> bool {
-        self.written.contains(digest)
+        let hashes = &self.hashes;
+        self.written
+            .find(self.hasher.hash_one(digest), |&j| {
+                hashes[j as usize].digest == *digest
+            })
+            .is_some()
     }
 
-    /// Frees the set of digests written (32 bytes and more an input): no
-    /// more inputs are added, and the caller names in `finish` only what
-    /// the pass did not write (every input's digest, less what it left
-    /// out).
-    pub fn end_inputs(&mut self) {
-        self.written = Default::default();
+    /// Records that input `at` hashed to `h`; then, unless `omit` says it
+    /// is left out, whether its digest is new to the tar (and now in it).
+    fn record(&mut self, at: usize, h: Hashed, omit: &dyn Fn(&Sha256Digest) -> bool) -> bool {
+        if self.hashes.len() <= at {
+            let unset = Hashed {
+                digest: Sha256Digest::of_raw([0; 32]),
+                size: 0,
+            };
+            self.hashes.resize(at + 1, unset);
+        }
+        self.hashes[at] = h;
+        if omit(&h.digest) {
+            return false;
+        }
+        let (hashes, hasher) = (&self.hashes, &self.hasher);
+        let hash = hasher.hash_one(h.digest);
+        match self.written.entry(
+            hash,
+            |&j| hashes[j as usize].digest == h.digest,
+            |&j| hasher.hash_one(hashes[j as usize].digest),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                // A pass of 2^32 inputs would not fit in memory.
+                v.insert(u32::try_from(at).expect("fewer than 2^32 inputs"));
+                true
+            }
+        }
+    }
+
+    /// Ends the inputs: frees the set of digests written and returns what
+    /// each input hashed to, by the position given to
+    /// [`Self::add_input`]. The caller names in `finish` only what the pass
+    /// did not write (every input's digest, less what it left out).
+    pub fn end_inputs(&mut self) -> Vec<Hashed> {
+        self.written = hashbrown::HashTable::new();
+        std::mem::take(&mut self.hashes)
     }
 
     /// Reads the input `src` into the tar as `blobs/sha256/<its digest>`,
     /// unless that digest is already there or `omit` says it is left out,
-    /// and returns what it hashed to. An input under [`STREAM_MIN`] bytes is
+    /// and returns what it hashed to, which is kept as input `at`'s. An input under [`STREAM_MIN`] bytes is
     /// held in memory whole: `small` is given exactly the bytes hashed (the
     /// caller's content check, so it need not read the input again), before
     /// they are written; its error ends the pass. A larger input is streamed
     /// and `small` is not called.
     pub fn add_input(
         &mut self,
+        at: usize,
         src: &Path,
         omit: &dyn Fn(&Sha256Digest) -> bool,
         small: &mut dyn FnMut(&[u8]) -> Result<()>,
@@ -516,7 +565,7 @@ impl<'a> SinglePass<'a> {
             };
             self.seen(&f)?;
             small(&bytes)?;
-            if !omit(&h.digest) && self.written.insert(h.digest) {
+            if self.record(at, h, omit) {
                 let path = crate::bundle::blob_path(&h.digest);
                 let header = header_bytes(&path, size, self.mtime)?;
                 let w = self.sink()?;
@@ -613,7 +662,7 @@ impl<'a> SinglePass<'a> {
             return Err(changed());
         }
         self.seen(&f)?;
-        let keep = !omit(&digest) && self.written.insert(digest);
+        let keep = self.record(at, Hashed { digest, size }, omit);
         let mtime = self.mtime;
         let out = self.file()?;
         out.flush()?;
@@ -678,7 +727,7 @@ impl<'a> SinglePass<'a> {
             let written = p
                 .strip_prefix(crate::bundle::BLOBS_PREFIX)
                 .and_then(|hex| hex.parse::<Sha256Digest>().ok())
-                .is_some_and(|d| self.written.contains(&d));
+                .is_some_and(|d| self.has(&d));
             if written {
                 continue;
             }
@@ -1010,7 +1059,7 @@ mod single_pass_tests {
             std::fs::write(&src, data).unwrap();
             let mut given = None;
             let h = sp
-                .add_input(&src, &|d| Some(*d) == omit, &mut |b| {
+                .add_input(i, &src, &|d| Some(*d) == omit, &mut |b| {
                     given = Some(b.to_vec());
                     Ok(())
                 })
@@ -1175,7 +1224,7 @@ mod single_pass_tests {
             let mut sp =
                 SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent)
                     .unwrap();
-            sp.add_input(&src, &|_| false, &mut |_| Ok(())).unwrap();
+            sp.add_input(0, &src, &|_| false, &mut |_| Ok(())).unwrap();
             sp.check_unchanged([src.as_path()]).unwrap();
             // Other bytes, same size: the change time moves on.
             std::thread::sleep(std::time::Duration::from_millis(30));
@@ -1193,13 +1242,56 @@ mod single_pass_tests {
     }
 
     #[test]
+    fn the_pass_keeps_each_input_s_hash_by_position_and_its_written_set_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2000usize;
+        let mut sp =
+            SinglePass::create(&dir.path().join("t"), false, 7, &crate::progress::Silent).unwrap();
+        sp.reserve(n);
+        // Added last first; every tenth input repeats the one before it, and
+        // one digest is left out.
+        let data = |i: usize| format!("input {}", i - (i % 10 == 9) as usize).into_bytes();
+        let omitted = Sha256Digest::of(&data(500));
+        for i in (0..n).rev() {
+            let src = dir.path().join("in");
+            std::fs::write(&src, data(i)).unwrap();
+            let h = sp
+                .add_input(i, &src, &|d| *d == omitted, &mut |_| Ok(()))
+                .unwrap();
+            assert_eq!(h.digest, Sha256Digest::of(&data(i)));
+        }
+        assert!(sp.has(&Sha256Digest::of(&data(7))));
+        assert!(!sp.has(&omitted));
+        assert!(!sp.has(&Sha256Digest::of(b"never added")));
+        // Positions into the hashes, not digests: a set of 32-byte digests
+        // took 43 bytes an input.
+        let per_input = sp.written.allocation_size() as f64 / n as f64;
+        assert!(per_input <= 12.0, "{per_input} bytes an input");
+        let hashes = sp.end_inputs();
+        assert_eq!(hashes.len(), n);
+        for (i, h) in hashes.iter().enumerate() {
+            assert_eq!(h.digest, Sha256Digest::of(&data(i)), "{i}");
+            assert_eq!(h.size, data(i).len() as u64);
+        }
+        assert!(
+            !sp.has(&Sha256Digest::of(&data(7))),
+            "freed at the end of the inputs"
+        );
+        // The duplicates and the left-out input were cut back: 1800 - 1
+        // entries of one header and one padded block each.
+        drop(sp);
+        let written = std::fs::metadata(dir.path().join("t")).unwrap().len();
+        assert_eq!(written, (n as u64 - n as u64 / 10 - 1) * 1024);
+    }
+
+    #[test]
     fn the_small_input_hook_can_end_the_pass_before_the_input_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("in");
         std::fs::write(&src, bytes(5000, 1)).unwrap();
         let tmp = dir.path().join("t");
         let mut sp = SinglePass::create(&tmp, false, 7, &crate::progress::Silent).unwrap();
-        let refused = sp.add_input(&src, &|_| false, &mut |b| {
+        let refused = sp.add_input(0, &src, &|_| false, &mut |b| {
             Err(Error::Usage(format!("refused {} bytes", b.len())))
         });
         match refused {

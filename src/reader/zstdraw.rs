@@ -554,7 +554,7 @@ mod tests {
         let out = dir.path().join("b.tar.zst");
         let mut sp =
             crate::tarball::SinglePass::create(&out, true, 7, &crate::progress::Silent).unwrap();
-        sp.add_input(&dir.path().join("in"), &|_| false, &mut |_| Ok(()))
+        sp.add_input(0, &dir.path().join("in"), &|_| false, &mut |_| Ok(()))
             .unwrap();
         drop(sp);
         let z = std::fs::read(&out).unwrap();

@@ -11,7 +11,9 @@
 #     (verify-tar / verify-tar.zst run straight after pack, which leaves the
 #     file out of the page cache; the -warm rows read it first)
 #   import (dir), export       vs  cp -r  +  find | xargs openssl dgst -sha256
-#   tar.zst size               vs  tar -c | zstd -3 of the same tree
+#   tar.zst size               vs  tar -c | zstd -3 of the same tree, beside
+#     the least a bundle of the contract's format can be (the floor: the
+#     BagIt payload manifest and the files as blobs named by digest only)
 # Large files (4 files of random bytes, as a `files:` directory):
 #   pack dir / tar             vs  openssl dgst -sha256
 #   pack tar.zst               vs  max(openssl dgst, tar -c | zstd -T0 -3)
@@ -199,6 +201,29 @@ airlock_rows() {
   discard "$out" "$store" "$exp"
 }
 
+cat > "$dir/floor.py" <<'PY'
+import hashlib, io, os, sys, tarfile
+root = sys.argv[1]
+files = sorted(os.path.relpath(os.path.join(d, f), root)
+               for d, _, fs in os.walk(root) for f in fs)
+blobs, lines = {}, []
+for rel in files:
+    data = open(os.path.join(root, rel), "rb").read()
+    hexd = hashlib.sha256(data).hexdigest()
+    if hexd not in blobs:
+        blobs[hexd] = data
+        lines.append(f"{hexd}  data/blobs/sha256/{hexd}\n")
+out = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.USTAR_FORMAT)
+def add(name, data):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    out.addfile(info, io.BytesIO(data))
+add("manifest-sha256.txt", "".join(lines).encode())
+for hexd, data in blobs.items():
+    add(f"data/blobs/sha256/{hexd}", data)
+out.close()
+PY
+
 bench_set() {
   set=$1 kind=$2
   local n=$3
@@ -223,6 +248,13 @@ bench_set() {
       echo "perf: $set needs about $((need_kib / 1024)) MiB free in $dir for its trees (set aside until the end), has $((avail_kib / 1024)) MiB: use fewer PERF_ROUNDS or another PERF_DIR" >&2
       exit 2
     fi
+    # The least any bundle of the contract's format can be (PRODUCT.md,
+    # bundle format v1): the tree's files as an OCI layout's blobs, named by
+    # their sha256 in their tar headers, after the BagIt payload manifest
+    # that lists each name with its sha256, and nothing else (no description,
+    # OCI manifests, SBOMs or signatures), in path order, through zstd -3.
+    # Once per set: the bytes do not change between rounds.
+    echo "$set 1 size-floor $(python3 "$dir/floor.py" "$src/tree" | zstd -T0 -3 -q -c | wc -c) 0 0" >> "$results"
   fi
   for r in $(seq 1 "$rounds"); do
     echo "perf: $set round $r/$rounds" >&2
@@ -310,4 +342,7 @@ for s, by in rows.items():
     for k in sorted(n for n in by if n.startswith("size-bundle")):
         b = by[k][rounds[0]][0]
         print(f"tar.zst size ({k[5:]}): {b / 2**20:.1f} MiB, tar | zstd -3 {d / 2**20:.1f} MiB: {b / d:.3f}x")
+    if "size-floor" in by:
+        f = by["size-floor"][1][0]
+        print(f"the contract's floor (BagIt manifest + blobs named by digest, nothing else): {f / 2**20:.1f} MiB: {f / d:.3f}x")
 PY
